@@ -87,7 +87,7 @@ def _ext_hook(code: int, raw: bytes) -> Any:
     if code != EXT_NDARRAY:
         raise DecodeError(f"unknown msgpack ext type {code}")
     try:
-        dtype_str, shape, buf = msgpack.unpackb(raw, raw=False, use_list=True, max_buffer_size=len(raw))
+        dtype_str, shape, buf = msgpack.unpackb(raw, raw=False, use_list=True)
     except Exception as exc:
         raise DecodeError(f"bad array extension: {exc}") from None
     if dtype_str not in _ALLOWED_DTYPES:
@@ -103,6 +103,11 @@ def _ext_hook(code: int, raw: bytes) -> Any:
     if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != len(buf):
         raise DecodeError("array buffer size does not match shape")
     return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+
+def encode_data(data: Any) -> bytes:
+    """msgpack bytes of a payload alone, encoded as it is inside an envelope."""
+    return msgpack.packb(data, default=_default, use_bin_type=True)
 
 
 class Encoder:
@@ -138,9 +143,8 @@ def decode(body: bytes) -> Message:
     if len(body) > MAX_BODY_BYTES:
         raise DecodeError(f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
     try:
-        obj = msgpack.unpackb(
-            body, raw=False, strict_map_key=True, ext_hook=_ext_hook, max_buffer_size=MAX_BODY_BYTES
-        )
+        # unpackb reads only the bytes given, so the size check above is the buffer bound
+        obj = msgpack.unpackb(body, raw=False, strict_map_key=True, ext_hook=_ext_hook)
     except DecodeError:
         raise
     except Exception as exc:

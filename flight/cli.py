@@ -1,0 +1,250 @@
+"""The ``flight`` command: run the stack, stand up the simulator alone, print the
+dictionary, talk to the satellite from the ground.
+
+    flight run [--orbits N | --duration S] [--speed max|realtime|FACTOR] ...
+    flight sim --bind ENDPOINT ...
+    flight dict [--json | --hal]
+    flight ground ping | send SUBSYSTEM.COMMAND key=value ... | watch
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from flight.bus import BusAddress
+from flight.config import RunConfig
+from flight.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle, orbit_period_s
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+def _speed(text: str) -> str:
+    if text in ("max", "realtime"):
+        return text
+    try:
+        factor = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"speed must be max, realtime or a positive factor, not {text!r}") from None
+    if not (math.isfinite(factor) and factor > 0):
+        raise argparse.ArgumentTypeError("speed factor must be a positive number")
+    return text
+
+
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
+
+
+def _host_port(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return text
+
+
+def add_run_parser(sub) -> None:
+    p = sub.add_parser(
+        "run", help="fly the whole stack against the simulated satellite (or a HAL rig)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Start the executive, the bus, the four subsystem processes (power, thermal, jobs, "
+                    "link), the HAL bridge and the simulated rack-satellite, and fly the run.\n\n"
+                    "Lockstep (--speed max) runs as fast as the machine allows and is reproducible: the same "
+                    "TLE, seed and commands give the same telemetry_sha256. Realtime or a factor paces ticks "
+                    "by the wall clock; an overrun is a counted cycle slip.",
+        epilog="examples:\n  flight run --orbits 1 --speed max --summary-json s.json\n"
+               "  flight run --speed realtime --contact always      # then: flight ground ping\n"
+               "  flight run --hal tcp://rig.local:5555 --speed realtime   # fly against a HIL rig")
+    p.add_argument("--tle", default=str(DEFAULT_TLE_PATH), metavar="PATH",
+                   help="TLE file (2- or 3-line sets); default: the bundled real TLEs")
+    p.add_argument("--tle-name", default=DEFAULT_TLE_NAME, metavar="NAME",
+                   help=f"which satellite of the TLE file (default {DEFAULT_TLE_NAME}; ignored for a single set)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--orbits", type=_positive(float), metavar="N", help="fly N orbits of the TLE (default 1)")
+    length.add_argument("--duration", type=_positive(float), metavar="S", help="fly S simulated seconds")
+    p.add_argument("--speed", type=_speed, default="max",
+                   help="max (lockstep, as fast as possible; default), realtime, or a factor such as 10")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the simulator and workload (default 0)")
+    p.add_argument("--tick-s", type=_positive(float), default=1.0, metavar="S", help="base tick (default 1 s)")
+    p.add_argument("--data", metavar="DIR", help="run data directory (default rackflight-runs/<time>)")
+    p.add_argument("--contact", choices=("passes", "always"), default="passes",
+                   help="ground link up only during station passes (default) or always (lab)")
+    p.add_argument("--link", type=_host_port, default="127.0.0.1:52001", metavar="HOST:PORT",
+                   help="where the link manager listens for the ground (default 127.0.0.1:52001)")
+    p.add_argument("--hal", metavar="ENDPOINT",
+                   help="fly against an external HAL rig at this ZeroMQ endpoint instead of starting the simulator")
+    p.add_argument("--summary-json", metavar="PATH", help="also write the run summary as JSON here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (also off when not a terminal)")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from flight import executive
+
+    console = Console(stderr=True)
+    try:
+        name, line1, line2 = load_tle(Path(args.tle), args.tle_name)
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]error:[/] cannot use TLE {args.tle}: {exc}")
+        return EXIT_FAILED
+    period_s = orbit_period_s(line1, line2)
+    duration_s = args.duration if args.duration else (args.orbits or 1.0) * period_s
+    speed = None if args.speed == "max" else 1.0 if args.speed == "realtime" else float(args.speed)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    data_dir = Path(args.data or f"rackflight-runs/{stamp}-seed{args.seed}").resolve()
+    run_dir = executive.short_run_dir()
+    hal_endpoint = args.hal or f"ipc://{run_dir}/hal"
+    config = RunConfig(bus=BusAddress.in_dir(run_dir), data_dir=str(data_dir), tick_s=args.tick_s, speed=speed,
+                       seed=args.seed, contact=args.contact, link_endpoint=args.link, hal_endpoint=hal_endpoint,
+                       parent_pid=os.getpid())
+    rig = None if args.hal else executive.rig_command(hal_endpoint, args.tle, name, args.seed, args.speed, args.tick_s)
+    console.print(f"flying [bold]{name}[/] for {duration_s:,.0f} s ({duration_s / period_s:.2f} orbits of "
+                  f"{period_s:,.0f} s), speed {args.speed}, seed {args.seed}, contact {args.contact}; data in {data_dir}")
+    signal.signal(signal.SIGTERM, _interrupt)
+    with _progress(console, duration_s, disable=args.no_progress or not console.is_terminal) as update:
+        exe = executive.Executive(config, duration_s, rig, on_progress=update)
+        try:
+            summary = exe.run()
+        finally:
+            executive.remove_run_dir(run_dir)
+    (data_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary, indent=2))
+    _print_summary(console, summary)
+    if exe.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if summary["end"] == "completed" else EXIT_FAILED
+
+
+def _interrupt(*_args) -> None:
+    """SIGTERM ends a run the way Ctrl-C does: children stopped, summary written."""
+    raise KeyboardInterrupt
+
+
+class _progress:
+    """A rich progress bar of simulated time; a no-op when disabled."""
+
+    def __init__(self, console, total_s: float, disable: bool) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]sim"), BarColumn(), TextColumn("{task.completed:,.0f}/{task.total:,.0f} s"),
+            TextColumn("x{task.fields[speedup]:,.0f}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=console, disable=disable, transient=False,
+        )
+        self.task = self.progress.add_task("sim", total=total_s, speedup=0.0)
+        self.started = time.monotonic()
+
+    def __enter__(self):
+        self.progress.start()
+        return self.update
+
+    def update(self, sim_time_s: float) -> None:
+        wall = max(1e-9, time.monotonic() - self.started)
+        self.progress.update(self.task, completed=sim_time_s, speedup=sim_time_s / wall)
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+
+def _print_summary(console, summary: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"run summary ({summary['end']})", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value", justify="right")
+    rows = [
+        ("simulated time", f"{summary['sim_time_s']:,.0f} s"),
+        ("wall time", f"{summary['wall_time_s']:,.1f} s"),
+        ("eclipse time", f"{summary['eclipse_time_s']:,.0f} s"),
+        ("energy harvested", f"{summary['energy_harvested_j'] / 3.6e9:,.2f} MWh"),
+        ("battery SOC min", "-" if summary["battery_soc_min"] is None else f"{summary['battery_soc_min']:.3f}"),
+        ("GPU temp max", "-" if summary["gpu_temp_max_c"] is None else f"{summary['gpu_temp_max_c']:.1f} °C"),
+        ("GPU work done", f"{summary['gpu_work_done_s']:,.0f} GPU-s"),
+        ("commands executed", str(summary["commands_executed"])),
+        ("events", ", ".join(f"{k} {v}" for k, v in summary["events"].items())),
+        ("cycle slips", str(summary["cycle_slips"])),
+        ("restarts", str(summary["restarts"])),
+        ("mode", summary["mode"]),
+        ("telemetry sha256", summary["telemetry_sha256"][:16] + "…"),
+        ("data", summary["data_dir"]),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+
+
+def add_sim_parser(sub) -> None:
+    # main() hands `flight sim ...` to the simulator's own parser, so its --help is the full one
+    sub.add_parser("sim", add_help=False,
+                   help="run the simulated rack-satellite alone at a HAL endpoint, as a HIL rig stands")
+
+
+def add_dict_parser(sub) -> None:
+    p = sub.add_parser("dict", help="print the dictionary: commands, telemetry, events, HAL fields",
+                       description="Print every command (with argument types, ranges, units and opcode), "
+                                   "telemetry channel (units, limits), event (severity, format) and the HAL "
+                                   "sensor/actuator fields, all from their single declaration in code.")
+    p.add_argument("--json", action="store_true", help="machine-readable JSON")
+    p.set_defaults(func=cmd_dict)
+
+
+def cmd_dict(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from flight import hal
+    from flight.executive import full_dictionary
+
+    d = full_dictionary()
+    if args.json:
+        out = d.to_json()
+        out["hal"] = {"version": hal.HAL_VERSION, "sensors": [asdict(f) for f in hal.SENSOR_FIELDS],
+                      "actuators": [asdict(f) for f in hal.ACTUATOR_FIELDS]}
+        print(json.dumps(out, indent=2, default=str))
+        return EXIT_OK
+    for qual, cmd in d.commands.items():
+        print(f"cmd   {qual:32s} 0x{d.opcode(qual):04x}  {' '.join(a.describe() for a in cmd.args)}  — {cmd.doc}")
+    for qual, ch in d.channels.items():
+        print(f"tm    {qual:32s} {ch.type}{f'[{ch.size}]' if ch.size else ''} {ch.units}  — {ch.doc}")
+    for qual, ev in d.events.items():
+        print(f"event {qual:32s} {ev.severity:6s} {ev.format}")
+    print("\nHAL sensor frame\n" + hal.markdown_table(hal.SENSOR_FIELDS))
+    print("\nHAL actuators\n" + hal.markdown_table(hal.ACTUATOR_FIELDS))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flight", description="rackflight: onboard flight software for compute satellites.",
+        epilog="Start with: flight run --orbits 1 --speed max")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_run_parser(sub)
+    add_sim_parser(sub)
+    add_dict_parser(sub)
+    from flight.ground import cli as ground_cli
+
+    ground_cli.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sim"]:
+        from sim_hw import server
+
+        sys.exit(server.main(argv[1:]) or EXIT_OK)
+    args = build_parser().parse_args(argv)
+    sys.exit(args.func(args))

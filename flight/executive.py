@@ -1,0 +1,340 @@
+"""The executive: hosts the bus, starts and supervises every flight process, keeps the
+mode, records the run and writes its summary.
+
+Supervision (after cFS ES/HS and F Prime Health): every child is its own OS process; one
+that exits or misses heartbeats for :data:`HEARTBEAT_TIMEOUT_S` is killed, announced with an
+event, reported to the HAL bridge (``ctl/down``, so lockstep stops waiting for it) and
+restarted after an exponential backoff. More than :data:`SAFE_RESTARTS` restarts within
+:data:`SAFE_WINDOW_S` escalate the mode to SAFE. The simulator (the satellite itself) is
+never restarted: losing it ends the run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Callable
+
+import zmq
+
+from flight import bus
+from flight.config import SUBSYSTEMS, RunConfig
+from flight.dictionary import Arg, Channel, Command, CommandError, Component, Dictionary, Event
+from flight.dispatcher import Dispatcher
+from flight.messages import DecodeError, Encoder, SeqTracker, decode
+from flight.recorder import Recorder, RunStats
+
+HEARTBEAT_TIMEOUT_S = 10.0
+"""Generous: a child on a loaded 2-core machine can take seconds just to import numpy."""
+BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
+SAFE_RESTARTS = 5
+SAFE_WINDOW_S = 300.0
+FIRST_FRAME_TIMEOUT_S = 60.0
+STOP_GRACE_S = 3.0
+MODES = ("NOMINAL", "SAFE")
+
+COMPONENT = Component(
+    "exec", 1, doc="Executive: supervisor, bus broker, command dispatcher, mode and health.",
+    commands=(
+        Command("noop", 1, doc="Do nothing; proves the command path end to end."),
+        Command("restart", 2, (Arg("subsystem", "str", choices=SUBSYSTEMS + ("hal",),
+                                   doc="Process to restart."),), doc="Restart one flight process."),
+        Command("set_mode", 3, (Arg("mode", "str", choices=MODES, doc="Mode to enter."),),
+                doc="Enter a mode (SAFE can be left only by command)."),
+    ),
+    telemetry=(
+        Channel("mode", "str", "", "Current mode."),
+        Channel("restarts", "int", "count", "Process restarts this run.", yellow=(0, 0), red=(0, SAFE_RESTARTS)),
+        Channel("commands_pending", "int", "count", "Commands accepted and not yet final."),
+        Channel("commands_executed", "int", "count", "Commands completed this run."),
+        Channel("bus_gaps", "int", "count", "Bus messages known lost (seq gaps)."),
+        Channel("uptime_s", "float", "s", "Wall seconds since the executive started."),
+    ),
+    events=(
+        Event("run_started", 1, "INFO", "run started: data in {data_dir}"),
+        Event("process_died", 2, "MEDIUM", "{name} (pid {pid}) exited with {code}; restart in {delay_s:g} s"),
+        Event("heartbeat_lost", 3, "MEDIUM", "{name} sent no heartbeat for {age_s:.1f} s; killing it"),
+        Event("process_restarted", 4, "LOW", "{name} restarted (pid {pid}, restart #{count})"),
+        Event("mode_changed", 5, "HIGH", "mode {old} -> {new}: {why}"),
+        Event("command_failed", 6, "LOW", "{command} failed: {code} {message}"),
+        Event("hal_lost", 7, "HIGH", "the HAL rig process exited with {code}; ending the run"),
+        Event("run_completed", 8, "INFO", "run completed at tick {tick}"),
+    ),
+)
+
+
+def full_dictionary() -> Dictionary:
+    """Every component's declarations: the executive, the HAL bridge and each subsystem."""
+    from flight.hal_bridge import HalBridge
+    from flight.subsystems import all_subsystem_classes
+
+    return Dictionary([COMPONENT, HalBridge.COMPONENT, *(c.COMPONENT for c in all_subsystem_classes())])
+
+
+@dataclass
+class Child:
+    """One supervised process."""
+
+    name: str
+    argv: list[str]
+    restartable: bool = True
+    proc: subprocess.Popen | None = None
+    log: IO | None = None
+    last_heartbeat: float = 0.0
+    restart_at: float | None = None
+    restart_times: list[float] = field(default_factory=list)
+
+
+class Executive:
+    """One run of the flight stack. ``rig_argv`` starts the simulator (``None`` when flying
+    against an external HAL at ``config.hal_endpoint``). ``on_progress(sim_time_s)`` is
+    called a few times a second for the progress display."""
+
+    def __init__(self, config: RunConfig, duration_s: float, rig_argv: list[str] | None,
+                 on_progress: Callable[[float], None] | None = None) -> None:
+        self.config = config
+        self.duration_s = duration_s
+        self.last_tick = int(round(duration_s / config.tick_s))
+        self.rig_argv = rig_argv
+        self.on_progress = on_progress or (lambda _t: None)
+        self.data_dir = config.data_path
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "logs").mkdir(exist_ok=True)
+        self.mode = "NOMINAL"
+        self.restarts = 0
+        self.decode_errors = 0
+        self.stop_reason = ""
+        self.interrupted = False
+        self.children: dict[str, Child] = {}
+        self.seq = SeqTracker()
+        self.stats = RunStats(self.last_tick)
+        self.dictionary = full_dictionary()
+        self.started = time.monotonic()
+
+    # -- set-up ----------------------------------------------------------------------
+    def _open_bus(self) -> None:
+        self.ctx = zmq.Context()
+        self.broker = bus.Broker(self.ctx, self.config.bus)
+        self.pub = bus.publisher(self.ctx, self.config.bus)
+        self.sub = bus.subscriber(self.ctx, self.config.bus,
+                                  (b"tm/", b"ev/", b"hb/", b"ctl/", b"hw/hal.done", b"hw/hal.actuate"))
+        self.encoder = Encoder("exec")
+        self.recorder = Recorder(self.data_dir / "telemetry.sqlite")
+        self.dispatcher = Dispatcher(self.broker.router, self.dictionary, "exec", self._local_command,
+                                     self._command_failed)
+
+    def _spawn(self, child: Child) -> None:
+        if child.log is None:
+            child.log = open(self.data_dir / "logs" / f"{child.name}.log", "ab")
+        child.proc = subprocess.Popen(child.argv, stdin=subprocess.DEVNULL, stdout=child.log,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+        child.last_heartbeat = time.monotonic()
+        child.restart_at = None
+
+    def _children(self) -> list[Child]:
+        cfg = self.config.to_json()
+        py = sys.executable
+        kids = []
+        if self.rig_argv is not None:
+            kids.append(Child("sim", self.rig_argv, restartable=False))
+        kids.append(Child("hal", [py, "-m", "flight.hal_bridge", cfg]))
+        kids += [Child(n, [py, "-m", "flight.process", n, cfg]) for n in self.config.participants]
+        return kids
+
+    # -- outputs ---------------------------------------------------------------------
+    def event(self, name: str, **args: Any) -> None:
+        ev = next(e for e in COMPONENT.events if e.name == name)
+        data = {"severity": ev.severity, "message": ev.format.format(**args), "args": args}
+        self.pub.send_multipart(self.encoder.encode("ev", f"exec.{name}", data, self.stats_tick, self.stats.sim_time_s))
+
+    @property
+    def stats_tick(self) -> int:
+        return int(round(self.stats.sim_time_s / self.config.tick_s))
+
+    def housekeeping(self) -> None:
+        data = {"mode": self.mode, "restarts": self.restarts, "commands_pending": len(self.dispatcher.pending),
+                "commands_executed": self.dispatcher.executed, "bus_gaps": self.seq.gaps,
+                "uptime_s": time.monotonic() - self.started}
+        self.pub.send_multipart(self.encoder.encode("tm", "exec.hk", data, self.stats_tick, self.stats.sim_time_s))
+
+    def set_mode(self, mode: str, why: str) -> None:
+        if mode != self.mode:
+            self.event("mode_changed", old=self.mode, new=mode, why=why)
+            self.mode = mode
+            self.pub.send_multipart(self.encoder.encode("ctl", "mode", {"mode": mode}))
+
+    # -- commands ----------------------------------------------------------------------
+    def _local_command(self, name: str, args: dict) -> str:
+        if name == "exec.noop":
+            return "no-op"
+        if name == "exec.restart":
+            child = self.children.get(args["subsystem"])
+            if child is None or child.proc is None:
+                raise CommandError("EXECUTION_ERROR", f"{args['subsystem']} is not running")
+            child.proc.kill()
+            return f"{args['subsystem']} killed; the supervisor restarts it"
+        if name == "exec.set_mode":
+            self.set_mode(args["mode"], "commanded")
+            return f"mode {self.mode}"
+        raise CommandError("INVALID_OPCODE", name)
+
+    def _command_failed(self, name: str, code: str, message: str) -> None:
+        self.event("command_failed", command=name, code=code, message=message[:160])
+
+    # -- supervision -------------------------------------------------------------------
+    def supervise(self) -> None:
+        now = time.monotonic()
+        for child in self.children.values():
+            if child.proc is None:
+                if child.restart_at is not None and now >= child.restart_at:
+                    self._spawn(child)
+                    self.event("process_restarted", name=child.name, pid=child.proc.pid,
+                               count=len(child.restart_times))
+                continue
+            code = child.proc.poll()
+            if code is None and child.restartable and now - child.last_heartbeat > HEARTBEAT_TIMEOUT_S:
+                self.event("heartbeat_lost", name=child.name, age_s=now - child.last_heartbeat)
+                child.proc.kill()
+                code = child.proc.wait()
+            if code is not None:
+                self._died(child, code, now)
+
+    def _died(self, child: Child, code: int, now: float) -> None:
+        pid = child.proc.pid
+        child.proc = None
+        if not child.restartable:
+            self.event("hal_lost", code=code)
+            self.stop_reason = f"{child.name} exited with {code}"
+            return
+        child.restart_times = [t for t in child.restart_times if now - t < SAFE_WINDOW_S] + [now]
+        delay = BACKOFF_S[min(len(child.restart_times), len(BACKOFF_S)) - 1]
+        child.restart_at = now + delay
+        self.restarts += 1
+        self.event("process_died", name=child.name, pid=pid, code=code, delay_s=delay)
+        self.pub.send_multipart(self.encoder.encode("ctl", "down", {"name": child.name}))
+        self.dispatcher.fail_target(child.name, f"{child.name} restarted while the command was pending")
+        if len(child.restart_times) > SAFE_RESTARTS:
+            self.set_mode("SAFE", f"{child.name} restarted {len(child.restart_times)} times in {SAFE_WINDOW_S:g} s")
+
+    # -- the bus -----------------------------------------------------------------------
+    def drain_bus(self) -> bool:
+        """Handle queued bus messages; return True once the last tick's traffic is in."""
+        for _ in range(512):
+            try:
+                frames = self.sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return False
+            try:
+                msg = decode(frames[-1])
+            except DecodeError:
+                self.decode_errors += 1
+                continue
+            self.seq.observe(msg)
+            if msg.kind == "hb":
+                child = self.children.get(msg.src)
+                if child is not None:
+                    child.last_heartbeat = time.monotonic()
+            elif msg.kind == "ctl" and msg.name == "sync":
+                self.pub.send_multipart(self.encoder.encode("ctl", "ready", {"name": "exec"}))
+            elif msg.kind in ("tm", "ev"):
+                if msg.src == "hal" and msg.name == "hal.hk" and msg.tick > self.last_tick:
+                    return True
+                self.recorder.record(msg)
+                self.stats.observe(msg)
+        return False
+
+    # -- the run -----------------------------------------------------------------------
+    def run(self) -> dict:
+        """Fly the run to its end, Ctrl-C or a fatal loss; return the summary."""
+        self._open_bus()
+        self.event("run_started", data_dir=str(self.data_dir))
+        self.children = {c.name: c for c in self._children()}
+        for child in self.children.values():
+            self._spawn(child)
+        poller = zmq.Poller()
+        poller.register(self.sub, zmq.POLLIN)
+        poller.register(self.broker.router, zmq.POLLIN)
+        next_slow = 0.0
+        try:
+            while not self.stop_reason:
+                for sock, _ in poller.poll(50):
+                    if sock is self.sub:
+                        if self.drain_bus():
+                            self.stop_reason = "completed"
+                    else:
+                        self.dispatcher.drain()
+                now = time.monotonic()
+                if now >= next_slow:
+                    next_slow = now + 0.25
+                    self.supervise()
+                    self.dispatcher.expire()
+                    self.recorder.flush()
+                    self.housekeeping()
+                    self.on_progress(self.stats.sim_time_s)
+                    if self.stats.sim_time_s == 0 and now - self.started > FIRST_FRAME_TIMEOUT_S:
+                        self.stop_reason = "no sensor frame from the HAL"
+        except KeyboardInterrupt:
+            self.interrupted = True
+            self.stop_reason = "interrupted"
+        finally:
+            self.shutdown()
+        return self.summary()
+
+    def shutdown(self) -> None:
+        """Stop every child (SIGTERM, then SIGKILL after a grace period) and close the bus."""
+        if self.stop_reason == "completed":
+            self.event("run_completed", tick=self.last_tick)
+        live = [c for c in self.children.values() if c.proc is not None]
+        for child in live:
+            child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for child in live:
+            try:
+                child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+                child.proc.wait()
+        for child in self.children.values():
+            if child.log:
+                child.log.close()
+        self.drain_bus()
+        self.recorder.flush()
+        self.broker.close()
+        self.ctx.destroy(linger=0)
+
+    def summary(self) -> dict:
+        out = self.stats.summary()
+        out.update(
+            wall_time_s=time.monotonic() - self.started,
+            commands_executed=self.dispatcher.executed,
+            restarts=self.restarts,
+            telemetry_sha256=self.recorder.telemetry_sha256(self.last_tick),
+            bus_gaps=self.seq.gaps,
+            mode=self.mode,
+            end=self.stop_reason,
+            data_dir=str(self.data_dir),
+        )
+        self.recorder.close()
+        return out
+
+
+def short_run_dir() -> Path:
+    """A private directory for the run's ipc:// endpoints (ipc paths must stay short)."""
+    return Path(tempfile.mkdtemp(prefix="rf-", dir="/tmp"))
+
+
+def remove_run_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def rig_command(endpoint: str, tle_path: str, tle_name: str, seed: int, speed: str, tick_s: float) -> list[str]:
+    """Command line that starts the simulated rack-satellite as the run's HAL rig."""
+    return [sys.executable, "-m", "sim_hw.server", "--bind", endpoint, "--tle", tle_path, "--tle-name", tle_name,
+            "--seed", str(seed), "--speed", speed, "--tick-s", str(tick_s)]
+

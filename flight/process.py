@@ -1,0 +1,191 @@
+"""Runs one subsystem as its own OS process: ``python -m flight.process NAME CONFIG_JSON``.
+
+The loop: poll the bus subscriber, the command DEALER and the subsystem's own extra
+sockets; hand each HAL frame to the subsystem and answer ``hal.done``; execute commands
+with their verification stages; heartbeat every ``heartbeat_s`` of wall time; answer the
+HAL bridge's ``ctl/sync``. A malformed message is counted and reported, never fatal.
+
+The process names itself after the subsystem (``ps -e`` shows ``thermal``), dies with
+its parent (``PR_SET_PDEATHSIG``) and ignores SIGINT: on Ctrl-C the executive stops it
+with SIGTERM, so shutdown has one owner.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+import zmq
+
+from flight import bus
+from flight.config import RunConfig
+from flight.dictionary import CommandError
+from flight.messages import DecodeError, Encoder, Message, decode
+from flight.subsystem import Subsystem
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+DRAIN_BATCH = 256
+"""Messages handled per socket per poll wake-up, so one busy socket can't starve another."""
+
+
+def name_process(name: str) -> None:
+    """Set the kernel's process name (``ps -e``, ``top``) and die when the parent dies (Linux)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the parent-pid check in the loop still ends orphans
+
+
+class ProcessRunner:
+    """Owns the sockets of one subsystem process and drives its :class:`Subsystem`."""
+
+    def __init__(self, cls: type[Subsystem], config: RunConfig) -> None:
+        self.config = config
+        self.ctx = zmq.Context()
+        self.pub = bus.publisher(self.ctx, config.bus)
+        topics = (b"hw/hal.frame", b"ctl/sync", *cls.SUBSCRIBE)
+        self.sub = bus.subscriber(self.ctx, config.bus, topics)
+        self.dealer = bus.dealer(self.ctx, config.bus, cls.COMPONENT.name)
+        self.encoder = Encoder(cls.COMPONENT.name)
+        self.cmd_encoder = Encoder(cls.COMPONENT.name)
+        self.subsystem = cls(config, self._emit, self._send_command)
+        self.running = True
+        self.last_tick = 0
+
+    def _emit(self, kind: str, name: str, data: Any) -> None:
+        s = self.subsystem
+        self.pub.send_multipart(self.encoder.encode(kind, name, data, s.tick, s.time_s))
+
+    def _send_command(self, command_id: str, qualified: str, args: dict) -> None:
+        s = self.subsystem
+        body = self.cmd_encoder.encode("cmd", qualified, {"id": command_id, "args": args}, s.tick, s.time_s)[1]
+        self.dealer.send(body)
+
+    def _respond(self, msg: Message, stage: str, code: str = "", message: str = "") -> None:
+        data = {"id": msg.data.get("id", ""), "stage": stage, "code": code, "message": message}
+        s = self.subsystem
+        self.dealer.send(self.cmd_encoder.encode("rsp", msg.name, data, s.tick, s.time_s)[1])
+
+    def _decode_error(self, topic: str, why: str) -> None:
+        self.subsystem.decode_errors += 1
+        self.subsystem.event("decode_error", topic=topic, why=why[:120])
+
+    def on_bus(self) -> None:
+        for _ in range(DRAIN_BATCH):
+            try:
+                frames = self.sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) != 2:
+                self._decode_error("?", f"{len(frames)} frames")
+                continue
+            try:
+                msg = decode(frames[1])
+            except DecodeError as exc:
+                self._decode_error(frames[0].decode("ascii", "replace")[:40], str(exc))
+                continue
+            if msg.kind == "hw" and msg.name == "hal.frame":
+                self.on_frame(msg)
+            elif msg.kind == "ctl" and msg.name == "sync":
+                self._emit("ctl", "ready", {"name": self.subsystem.name})
+            else:
+                self.subsystem.on_message(msg)
+
+    def on_frame(self, msg: Message) -> None:
+        if msg.tick <= self.last_tick:
+            return
+        s = self.subsystem
+        if self.last_tick and msg.tick > self.last_tick + 1:
+            missed = msg.tick - self.last_tick - 1
+            s.cycle_slips += missed
+            s.tick = msg.tick
+            s.event("cycle_slip", missed=missed, tick=msg.tick)
+        self.last_tick = msg.tick
+        started = time.perf_counter()
+        s.on_frame(msg.tick, msg.t, msg.data)
+        self._emit("hw", "hal.done", {"tick": msg.tick})
+        budget = self.config.tick_wall_s
+        if budget is not None and time.perf_counter() - started > budget:
+            s.cycle_slips += 1
+            s.event("cycle_slip", missed=1, tick=msg.tick)
+
+    def on_commands(self) -> None:
+        for _ in range(DRAIN_BATCH):
+            try:
+                body = self.dealer.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg = decode(body)
+            except DecodeError as exc:
+                self._decode_error("command", str(exc))
+                continue
+            if msg.kind == "rsp":
+                self.subsystem.on_response(msg)
+            elif msg.kind == "cmd" and isinstance(msg.data, dict):
+                self.execute(msg)
+            else:
+                self._decode_error("command", f"unexpected {msg.kind} message")
+
+    def execute(self, msg: Message) -> None:
+        _, _, local = msg.name.partition(".")
+        self._respond(msg, "started")
+        try:
+            result = self.subsystem.execute(local, msg.data.get("args"))
+        except CommandError as exc:
+            self._respond(msg, "failed", exc.code, exc.message)
+        except Exception as exc:  # a handler bug must fail the command, not kill the process
+            self._respond(msg, "failed", "EXECUTION_ERROR", f"{type(exc).__name__}: {exc}")
+            self.subsystem.event("command_crashed", command=msg.name, why=f"{type(exc).__name__}: {exc}"[:160])
+        else:
+            self._respond(msg, "completed", message=str(result))
+
+    def heartbeat(self) -> None:
+        s = self.subsystem
+        self._emit("hb", f"{s.name}.heartbeat", {"pid": os.getpid(), "tick": s.tick})
+
+    def run(self) -> None:
+        poller = zmq.Poller()
+        handlers = {self.sub: self.on_bus, self.dealer: self.on_commands}
+        self.subsystem.on_start()
+        for sock, handler in self.subsystem.poll_items():
+            handlers[sock] = handler
+        for sock in handlers:
+            poller.register(sock, zmq.POLLIN)
+        period = self.config.heartbeat_s
+        next_beat = time.monotonic()
+        try:
+            while self.running:
+                now = time.monotonic()
+                if now >= next_beat:
+                    self.heartbeat()
+                    next_beat = now + period
+                    if self.config.parent_pid and os.getppid() != self.config.parent_pid:
+                        break
+                for sock, _ in poller.poll(max(0.0, next_beat - now) * 1000):
+                    handlers[sock]()
+        finally:
+            self.subsystem.on_stop()
+            self.ctx.destroy(linger=0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from flight.subsystems import subsystem_class
+
+    name, config_json = (argv or sys.argv[1:])[:2]
+    name_process(name)
+    runner = ProcessRunner(subsystem_class(name), RunConfig.from_json(config_json))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: setattr(runner, "running", False))
+    runner.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Records a run: every telemetry packet and event into SQLite, and the run statistics.
+
+The database is ``<data dir>/telemetry.sqlite`` (WAL):
+
+* ``tm(tick, time_s, src, name, data)`` — one row per housekeeping packet; ``data`` is the
+  msgpack-encoded payload exactly as published;
+* ``ev(tick, time_s, src, name, severity, message)`` — one row per event.
+
+``telemetry_sha256`` hashes the flight telemetry (every source but the executive, whose
+packets follow the wall clock) in simulation order — by tick, then source, then name —
+so two lockstep runs with the same inputs give the same hash however the proxy happened to
+interleave publishers within a tick.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import sqlite3
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flight.dictionary import SEVERITIES
+from flight.messages import Message, encode_data
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tm (tick INTEGER, time_s REAL, src TEXT, name TEXT, data BLOB);
+CREATE TABLE IF NOT EXISTS ev (tick INTEGER, time_s REAL, src TEXT, name TEXT, severity TEXT, message TEXT);
+CREATE INDEX IF NOT EXISTS tm_tick ON tm(tick);
+"""
+UNHASHED_SOURCES = ("exec",)
+
+
+class Recorder:
+    """Appends telemetry and events to the run database; commits in batches."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+        self._tm: list[tuple] = []
+        self._ev: list[tuple] = []
+
+    def record(self, msg: Message) -> None:
+        if msg.kind == "tm":
+            self._tm.append((msg.tick, msg.t, msg.src, msg.name, encode_data(msg.data)))
+        elif msg.kind == "ev" and isinstance(msg.data, dict):
+            self._ev.append((msg.tick, msg.t, msg.src, msg.name, str(msg.data.get("severity")),
+                             str(msg.data.get("message"))))
+
+    def flush(self) -> None:
+        if self._tm or self._ev:
+            with self.db:
+                self.db.executemany("INSERT INTO tm VALUES (?,?,?,?,?)", self._tm)
+                self.db.executemany("INSERT INTO ev VALUES (?,?,?,?,?,?)", self._ev)
+            self._tm, self._ev = [], []
+
+    def telemetry_sha256(self, last_tick: int) -> str:
+        """SHA-256 over ``tick|src|name|data`` of ticks 1..``last_tick`` in simulation order."""
+        self.flush()
+        h = hashlib.sha256()
+        rows = self.db.execute(
+            f"SELECT tick, src, name, data FROM tm WHERE tick BETWEEN 1 AND ? "
+            f"AND src NOT IN ({','.join('?' * len(UNHASHED_SOURCES))}) ORDER BY tick, src, name, rowid",
+            (last_tick, *UNHASHED_SOURCES),
+        )
+        for tick, src, name, data in rows:
+            h.update(f"{tick}|{src}|{name}|".encode())
+            h.update(data)
+        return h.hexdigest()
+
+    def close(self) -> None:
+        self.flush()
+        self.db.close()
+
+
+class Cumulative:
+    """Sums a per-process cumulative counter across process restarts (a restart resets it)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self.total = 0.0
+
+    def feed(self, src: str, value: float) -> None:
+        last = self._last.get(src, 0.0)
+        self.total += value - last if value >= last else value
+        self._last[src] = value
+
+
+@dataclass
+class RunStats:
+    """What the run summary reports, accumulated from the bus traffic of ticks 1..``last_tick``."""
+
+    last_tick: int
+    sim_time_s: float = 0.0
+    eclipse_time_s: float = 0.0
+    energy_harvested_j: float = 0.0
+    battery_soc_min: float = math.inf
+    gpu_temp_max_c: float = -math.inf
+    events: Counter = field(default_factory=Counter)
+    work_done: Cumulative = field(default_factory=Cumulative)
+    slips: Cumulative = field(default_factory=Cumulative)
+    _prev_time_s: float | None = None
+
+    def observe(self, msg: Message) -> None:
+        if msg.tick > self.last_tick:
+            return
+        if msg.kind == "ev" and isinstance(msg.data, dict):
+            self.events[msg.data.get("severity", "INFO")] += 1
+        if msg.kind != "tm" or not isinstance(msg.data, dict):
+            return
+        d = msg.data
+        if "cycle_slips" in d:
+            self.slips.feed(msg.src, d["cycle_slips"])
+        if msg.name == "hal.hk":
+            t = d["time_s"]
+            dt = 0.0 if self._prev_time_s is None else max(0.0, t - self._prev_time_s)
+            self._prev_time_s = t
+            self.sim_time_s = t
+            self.eclipse_time_s += dt if d["eclipse"] else 0.0
+            self.energy_harvested_j += d["solar_array_power_w"] * dt
+            self.battery_soc_min = min(self.battery_soc_min, d["battery_soc"])
+            self.gpu_temp_max_c = max(self.gpu_temp_max_c, d["gpu_temp_max_c"])
+        elif msg.name == "jobs.hk" and "work_done_gpu_s" in d:
+            self.work_done.feed(msg.src, d["work_done_gpu_s"])
+
+    def summary(self) -> dict:
+        return {
+            "sim_time_s": self.sim_time_s,
+            "eclipse_time_s": self.eclipse_time_s,
+            "battery_soc_min": self.battery_soc_min if math.isfinite(self.battery_soc_min) else None,
+            "gpu_temp_max_c": self.gpu_temp_max_c if math.isfinite(self.gpu_temp_max_c) else None,
+            "gpu_work_done_s": self.work_done.total,
+            "energy_harvested_j": self.energy_harvested_j,
+            "events": {sev: self.events.get(sev, 0) for sev in SEVERITIES},
+            "cycle_slips": int(self.slips.total),
+        }
