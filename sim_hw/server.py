@@ -43,7 +43,7 @@ import zmq
 
 from flight import hal
 from flight.messages import MAX_BODY_BYTES, DecodeError, Encoder, decode
-from sim_hw.orbit import load_tle
+from sim_hw.orbit import OrbitError, load_tle
 from sim_hw.satellite import Satellite
 
 log = logging.getLogger("sim_hw.server")
@@ -357,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         log.info("serving %s (%s)", args.bind, "lockstep" if args.speed is None else f"x{args.speed:g}")
         server.serve()
+    except OrbitError as exc:
+        print(f"flight sim: the orbit cannot be propagated any further: {exc}", file=sys.stderr)
+        return 1
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
