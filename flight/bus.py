@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import zmq
 
@@ -44,6 +45,22 @@ def _common(sock: zmq.Socket) -> zmq.Socket:
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_BODY_BYTES + 1024)
     return sock
+
+
+DRAIN_BATCH = 256
+"""Messages taken from one socket per wake-up, so one busy socket can't starve another."""
+
+
+def drain(sock: zmq.Socket, limit: int = DRAIN_BATCH) -> Iterator[list[bytes]]:
+    """Yield the multipart messages already queued on ``sock``, at most ``limit``.
+
+    Asks the socket (``ZMQ_EVENTS``) rather than catching ``zmq.Again``: building that
+    exception costs more than handling a small message, and every wake-up would pay it.
+    """
+    for _ in range(limit):
+        if not sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            return
+        yield sock.recv_multipart()
 
 
 def publisher(ctx: zmq.Context, addr: BusAddress) -> zmq.Socket:

@@ -96,7 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     try:
-        name, line1, line2 = load_tle(Path(args.tle), args.tle_name)
+        name, (line1, line2) = load_tle(args.tle, args.tle_name)
     except (OSError, ValueError) as exc:
         console.print(f"[red]error:[/] cannot use TLE {args.tle}: {exc}")
         return EXIT_FAILED
@@ -248,3 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(server.main(argv[1:]) or EXIT_OK)
     args = build_parser().parse_args(argv)
     sys.exit(args.func(args))
+
+
+if __name__ == "__main__":
+    main()

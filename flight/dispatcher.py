@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import zmq
 
+from flight.bus import drain
 from flight.dictionary import FINAL_STAGES, CommandError, Dictionary
 from flight.messages import DecodeError, Encoder, decode
 
@@ -60,11 +61,7 @@ class Dispatcher:
             self.executed += 1
 
     def drain(self) -> None:
-        for _ in range(256):
-            try:
-                frames = self.router.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        for frames in drain(self.router):
             if len(frames) != 2:
                 self.rejected_messages += 1
                 continue

@@ -8,12 +8,15 @@ single frame on this link: DEALER/ROUTER adds only the peer identity) with ``kin
 Sequence::
 
     flight -> rig   hal.hello       {"version": HAL_VERSION}
-    rig -> flight   hal.welcome     {"version", "n_gpus", "n_zones", "tick_s", "lockstep", "epoch_utc"}
+    rig -> flight   hal.welcome     {"version", "n_gpus", "n_zones", "tick_s", "lockstep", "speed", "epoch_utc"}
     rig -> flight   hal.frame       one sensor frame per tick (fields: SENSOR_FIELDS)
     flight -> rig   hal.actuate     any subset of ACTUATOR_FIELDS, applied from the next tick
     flight -> rig   hal.tick_done   {"tick": N}: flight finished tick N
     rig -> flight   hal.reject      {"reason": str, "rejected_count": int} for a bad message
     flight -> rig   hal.bye         {} : the flight side is leaving
+    rig -> flight   hal.end         {"reason": str} : the rig stops serving (end of its run, shutdown)
+
+``speed`` in the welcome is ``None`` in lockstep, else the pace as a multiple of real time.
 
 Lockstep (simulation, ``--speed max``): the rig sends frame N+1 only after ``tick_done``
 for N. Paced (``realtime`` or a speed factor, and every real rig): frames follow the wall
@@ -21,7 +24,8 @@ clock and ``tick_done`` is informational; a late one is a cycle slip.
 
 An actuator message is checked whole against :data:`ACTUATOR_FIELDS` (known names, dtype,
 shape, range, finite); one bad field rejects the whole message, changes nothing, is
-counted in the frame's ``hal_rejected_count`` and answered with ``hal.reject``.
+counted in the frame's ``hal_rejected_count`` and answered with ``hal.reject`` — as is
+any other message the rig cannot use (undecodable, unknown name, not from its client).
 
 Ranges below are the valid range of the *value*, used by the rig to reject actuator
 settings and by the HIL suite to check frames. Units are in the field names.
@@ -29,6 +33,7 @@ settings and by the HIL suite to check frames. Units are in the field names.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,25 +67,34 @@ class Field:
     doc: str
 
     def check(self, value: Any) -> str | None:
-        """Return why ``value`` is not valid for this field, or ``None`` if it is."""
+        """Return why ``value`` is not valid for this field, or ``None`` if it is.
+
+        Fast on the common case (a Python scalar or a numpy array of the right shape): the
+        bridge checks every field of every frame.
+        """
         if self.dtype == "bool":
-            arr = np.asarray(value)
-            if arr.dtype != np.bool_:
-                return f"{self.name}: expected bool, got {arr.dtype}"
+            if self.shape == ():
+                ok = isinstance(value, (bool, np.bool_))
+            else:
+                ok = isinstance(value, np.ndarray) and value.dtype == np.bool_ and value.shape == self.shape
+            return None if ok else f"{self.name}: expected bool of shape {self.shape}"
+        if isinstance(value, (bool, np.bool_, str, bytes)):
+            return f"{self.name}: expected a number"
+        if self.shape == ():
+            if not isinstance(value, (int, float, np.integer, np.floating)):
+                return f"{self.name}: expected a number"
+            lo = hi = float(value)
         else:
-            try:
-                arr = np.asarray(value, dtype=np.float64)
-            except (TypeError, ValueError):
-                return f"{self.name}: not numeric"
-            if isinstance(value, (str, bytes)) or np.asarray(value).dtype.kind not in "biuf":
-                return f"{self.name}: not numeric"
-        if arr.shape != self.shape:
-            return f"{self.name}: shape {arr.shape} is not {self.shape}"
-        if self.dtype != "bool":
-            if not np.all(np.isfinite(arr)):
-                return f"{self.name}: not finite"
-            if np.any(arr < self.lo) or np.any(arr > self.hi):
-                return f"{self.name}: outside [{self.lo}, {self.hi}]"
+            arr = value if isinstance(value, np.ndarray) else np.asarray(value)
+            if arr.dtype.kind not in "iuf":
+                return f"{self.name}: expected numbers"
+            if arr.shape != self.shape:
+                return f"{self.name}: shape {arr.shape} is not {self.shape}"
+            lo, hi = float(arr.min()), float(arr.max())  # NaN propagates into both
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return f"{self.name}: not finite"
+        if lo < self.lo or hi > self.hi:
+            return f"{self.name}: outside [{self.lo:g}, {self.hi:g}]"
         return None
 
 
@@ -99,7 +113,9 @@ SENSOR_FIELDS: tuple[Field, ...] = (
     Field("eclipse", "bool", (), 0, 1, "True while sun_fraction < 0.5 (umbra or deep penumbra)."),
     Field("beta_angle_deg", "f8", (), -90, 90, "Angle between the orbit plane and the Sun vector."),
     # electrical power system
-    Field("solar_array_power_w", "f8", (), 0, 400e3, "Power delivered by the solar array."),
+    Field("solar_array_power_w", "f8", (), 0, 400e3,
+          "Array output at its maximum power point, including what the shunt then dumps."),
+    Field("shunt_power_w", "f8", (), 0, 400e3, "Array power dumped by the shunt regulator (unused)."),
     Field("solar_array_current_a", "f8", (), 0, 5e3, "Array current at the bus voltage."),
     Field("battery_voltage_v", "f8", (), 0, 1000, "Battery terminal voltage."),
     Field("battery_current_a", "f8", (), -5e3, 5e3, "Battery current, + charging, - discharging."),
@@ -129,12 +145,13 @@ SENSOR_FIELDS: tuple[Field, ...] = (
     # communications
     Field("ground_contact", "bool", (), 0, 1, "A ground station is above its elevation mask."),
     Field("ground_station_id", "f8", (), -1, 255, "Index of the station in contact, -1 for none."),
-    Field("ground_elevation_deg", "f8", (), -90, 90, "Elevation of the satellite at that station."),
+    Field("ground_elevation_deg", "f8", (), -90, 90,
+          "Elevation of the satellite at the highest station (also out of contact)."),
     Field("downlink_rate_bps", "f8", (), 0, 100e9, "Available downlink rate (0 without contact)."),
     Field("transmitter_on", "bool", (), 0, 1, "Ka-band transmitter switch state."),
     Field("laser_terminal_on", "bool", (), 0, 1, "Optical inter-satellite terminal switch state."),
     # the interface itself
-    Field("hal_rejected_count", "f8", (), 0, INF, "Actuator messages rejected since start."),
+    Field("hal_rejected_count", "f8", (), 0, INF, "Messages the rig rejected since start."),
 )
 
 ACTUATOR_FIELDS: tuple[Field, ...] = (

@@ -3,9 +3,10 @@
 It connects to a rig's HAL endpoint (the simulator or a hardware-in-the-loop adapter, see
 :mod:`flight.hal`), checks every sensor frame against the protocol, republishes it on the
 bus as ``hw/hal.frame`` and publishes ``hal.hk``, a per-tick housekeeping summary of the
-frame. It gathers the subsystems' ``hal.actuate`` messages and ``hal.done`` answers and, in
-lockstep, sends the merged actuation and ``hal.tick_done`` to the rig only when every
-present participant has finished the tick — so the rig never runs ahead of flight.
+frame. It gathers the subsystems' ``hal.done`` answers (each carrying that subsystem's
+actuator settings) and, in lockstep, sends the merged actuation and ``hal.tick_done`` to the
+rig only when every present participant has finished the tick — so the rig never runs
+ahead of flight. Paced, each subsystem's settings go to the rig as soon as they arrive.
 
 A participant that dies (the executive says so with ``ctl/down``) or does not answer within
 :data:`LOCKSTEP_TIMEOUT_S` stops being waited for, which is counted as a cycle slip; its
@@ -27,7 +28,7 @@ from flight import bus, hal
 from flight.config import RunConfig
 from flight.dictionary import Channel, Component, Event
 from flight.messages import MAX_BODY_BYTES, DecodeError, Encoder, Message, decode
-from flight.process import name_process
+from flight.process import name_process, run_profiled
 from flight.subsystem import Subsystem
 
 LOCKSTEP_TIMEOUT_S = 10.0
@@ -69,13 +70,17 @@ class HalBridge(Subsystem):
             Event("actuation_rejected", 3, "MEDIUM", "rig rejected an actuation: {reason}"),
             Event("participant_absent", 4, "MEDIUM", "{name} stopped answering in lockstep at tick {tick}; going on without it"),
             Event("participant_back", 5, "INFO", "{name} answering again at tick {tick}"),
+            Event("rig_ended", 6, "HIGH", "the HAL rig stopped serving: {reason}"),
         ),
     )
 
     def __init__(self, config: RunConfig, emit, send_rig) -> None:
         super().__init__(config, emit)
         self._send_rig = send_rig
+        self.ready: set[str] = set()
+        """Who answered ``ctl/sync`` (the executive's recorder too); used only before the first frame."""
         self.present: set[str] = set()
+        """Lockstep participants waited for each tick."""
         self.waiting: set[str] = set()
         self.actuation: dict[str, Any] = {}
         self.frames_rejected = 0
@@ -123,11 +128,11 @@ class HalBridge(Subsystem):
 
     # -- bus side --------------------------------------------------------------------
     def on_message(self, msg: Message) -> None:
-        if msg.name == "hal.actuate" and isinstance(msg.data, dict):
-            self.actuation.update(msg.data)
-            if not self.config.lockstep:
-                self.flush_actuation()
-        elif msg.name == "hal.done" and isinstance(msg.data, dict):
+        if msg.name == "hal.done" and isinstance(msg.data, dict):
+            if isinstance(msg.data.get("actuate"), dict):
+                self.actuation.update(msg.data["actuate"])
+                if not self.config.lockstep:
+                    self.flush_actuation()
             if msg.src not in self.present:
                 self.present.add(msg.src)
                 if self.tick > 1:
@@ -137,7 +142,7 @@ class HalBridge(Subsystem):
                 if not self.waiting:
                     self.finish_tick()
         elif msg.name == "ready" and isinstance(msg.data, dict):
-            self.present.add(str(msg.data.get("name")))
+            self.ready.add(str(msg.data.get("name")))
         elif msg.name == "down" and isinstance(msg.data, dict):
             name = msg.data.get("name")
             self.present.discard(name)
@@ -175,7 +180,7 @@ class BridgeRunner:
         self.config = config
         self.ctx = zmq.Context()
         self.pub = bus.publisher(self.ctx, config.bus)
-        self.sub = bus.subscriber(self.ctx, config.bus, (b"hw/hal.actuate", b"hw/hal.done", b"ctl/ready", b"ctl/down"))
+        self.sub = bus.subscriber(self.ctx, config.bus, (b"hw/hal.done", b"ctl/ready", b"ctl/down"))
         self.rig = self.ctx.socket(zmq.DEALER)
         self.rig.setsockopt(zmq.LINGER, 0)
         self.rig.setsockopt(zmq.MAXMSGSIZE, MAX_BODY_BYTES + 1024)
@@ -200,11 +205,7 @@ class BridgeRunner:
         self.pub.send_multipart([b"hw/hal.frame", body])
 
     def drain_bus(self) -> None:
-        for _ in range(256):
-            try:
-                frames = self.sub.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        for frames in bus.drain(self.sub):
             try:
                 msg = decode(frames[-1])
             except DecodeError:
@@ -213,11 +214,8 @@ class BridgeRunner:
             self.bridge.on_message(msg)
 
     def drain_rig(self) -> None:
-        for _ in range(256):
-            try:
-                body = self.rig.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        for frames in bus.drain(self.rig):
+            body = frames[-1]
             try:
                 msg = decode(body)
             except DecodeError:
@@ -233,6 +231,10 @@ class BridgeRunner:
                                   tick_s=d.get("tick_s"), lockstep=d.get("lockstep"))
             elif msg.name == "hal.reject":
                 self.bridge.on_rig_reject(msg.data)
+            elif msg.name == "hal.end":
+                reason = msg.data.get("reason", "?") if isinstance(msg.data, dict) else "?"
+                self.bridge.event("rig_ended", reason=str(reason)[:200])
+                self.welcomed = False
 
     def run(self) -> None:
         """Sync with every participant and the executive's recorder, greet the rig, then
@@ -249,9 +251,9 @@ class BridgeRunner:
                 if now >= next_beat:
                     self._emit("hb", "hal.heartbeat", {"pid": os.getpid(), "tick": self.bridge.tick})
                     next_beat = now + self.config.heartbeat_s
-                if not synced and expected <= self.bridge.present:
+                if not synced and expected <= self.bridge.ready:
                     synced = True
-                    self.bridge.present.discard("exec")
+                    self.bridge.present = set(self.config.participants)
                 if not synced and now >= next_sync:
                     self._emit("ctl", "sync", {"expected": sorted(expected)})
                     next_sync = now + SYNC_PERIOD_S
@@ -276,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     runner = BridgeRunner(config)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: setattr(runner, "running", False))
-    runner.run()
+    run_profiled(runner.run, config, "hal")
 
 
 if __name__ == "__main__":

@@ -5,12 +5,16 @@ Every message on the bus (and on the HAL link) is a two-frame ZeroMQ message:
 * frame 0, the topic: ``b"<kind>/<name>"`` (ASCII) — subscribers filter on its prefix;
 * frame 1, the body: a msgpack map with exactly the envelope keys below.
 
+Arrays (numpy, at most 2-D, dtypes in ``_ALLOWED_DTYPES``) are msgpack ext type
+:data:`EXT_NDARRAY` with payload ``u8 dtype code, u8 ndim, ndim x u32 dims (little-endian),
+raw little-endian data``; decoded arrays are read-only views of the message.
+
 ==========  ======  =====================================================================
 key         type    meaning
 ==========  ======  =====================================================================
 ``v``       int     schema version, :data:`SCHEMA_VERSION`
 ``src``     str     publishing process (``power``, ``thermal``, ``sim``, ...)
-``seq``     int     per-source sequence number, +1 per message; gaps are counted
+``seq``     int     per-source, per-kind sequence number, +1 per message; gaps are counted
 ``tick``    int     base tick the message belongs to (0 before the first frame)
 ``t``       float   simulation / onboard time in seconds since the run epoch
 ``kind``    str     one of :data:`KINDS`
@@ -26,6 +30,8 @@ are checked against an allow-list of dtypes and their declared shape. Any proble
 
 from __future__ import annotations
 
+import math
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +46,7 @@ EXT_NDARRAY = 1
 MAX_BODY_BYTES = 1 << 20
 """Largest body accepted (1 MiB); a sensor frame for 72 GPUs is ~6 KiB."""
 MAX_ARRAY_DIMS = 2
-_ALLOWED_DTYPES = frozenset({"<f8", "<f4", "<i8", "<i4", "<u4", "<u8", "|u1", "|i1", "|b1"})
+_ALLOWED_DTYPES = ("<f8", "<f4", "<i8", "<i4", "<u4", "<u8", "|u1", "|i1", "|b1")
 _ENVELOPE_KEYS = frozenset({"v", "src", "seq", "tick", "t", "kind", "name", "data"})
 
 
@@ -70,14 +76,18 @@ def topic_for(kind: str, name: str) -> bytes:
     return f"{kind}/{name}".encode("ascii")
 
 
+_DTYPES = tuple(np.dtype(d) for d in _ALLOWED_DTYPES)
+_DTYPE_CODE = {d: i for i, d in enumerate(_DTYPES)}
+
+
 def _default(obj: Any) -> Any:
+    # ext payload: u8 dtype code (index into _DTYPES), u8 ndim, ndim x u32 LE dims, raw bytes
     if isinstance(obj, np.ndarray):
-        arr = np.ascontiguousarray(obj)
-        if arr.dtype.str not in _ALLOWED_DTYPES or arr.ndim > MAX_ARRAY_DIMS:
-            raise TypeError(f"array dtype {arr.dtype.str} / ndim {arr.ndim} not allowed on the bus")
-        return msgpack.ExtType(
-            EXT_NDARRAY, msgpack.packb((arr.dtype.str, arr.shape, arr.tobytes()), use_bin_type=True)
-        )
+        code = _DTYPE_CODE.get(obj.dtype)
+        if code is None or obj.ndim > MAX_ARRAY_DIMS:
+            raise TypeError(f"array dtype {obj.dtype.str} / ndim {obj.ndim} not allowed on the bus")
+        header = struct.pack(f"<BB{obj.ndim}I", code, obj.ndim, *obj.shape)
+        return msgpack.ExtType(EXT_NDARRAY, header + np.ascontiguousarray(obj).tobytes())
     if isinstance(obj, np.generic):
         return obj.item()
     raise TypeError(f"cannot encode {type(obj).__name__} on the bus")
@@ -86,48 +96,39 @@ def _default(obj: Any) -> Any:
 def _ext_hook(code: int, raw: bytes) -> Any:
     if code != EXT_NDARRAY:
         raise DecodeError(f"unknown msgpack ext type {code}")
-    try:
-        dtype_str, shape, buf = msgpack.unpackb(raw, raw=False, use_list=True)
-    except Exception as exc:
-        raise DecodeError(f"bad array extension: {exc}") from None
-    if dtype_str not in _ALLOWED_DTYPES:
-        raise DecodeError(f"array dtype {dtype_str!r} not allowed")
-    if (
-        not isinstance(shape, list)
-        or len(shape) > MAX_ARRAY_DIMS
-        or not all(isinstance(d, int) and 0 <= d for d in shape)
-        or not isinstance(buf, bytes)
-    ):
-        raise DecodeError("bad array shape or buffer")
-    dtype = np.dtype(dtype_str)
-    if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != len(buf):
+    if len(raw) < 2 or raw[0] >= len(_DTYPES) or raw[1] > MAX_ARRAY_DIMS:
+        raise DecodeError("bad array header")
+    dtype, ndim = _DTYPES[raw[0]], raw[1]
+    start = 2 + 4 * ndim
+    if len(raw) < start:
+        raise DecodeError("truncated array header")
+    shape = struct.unpack_from(f"<{ndim}I", raw, 2)
+    if math.prod(shape) * dtype.itemsize != len(raw) - start:
         raise DecodeError("array buffer size does not match shape")
-    return np.frombuffer(buf, dtype=dtype).reshape(shape)
-
-
-def encode_data(data: Any) -> bytes:
-    """msgpack bytes of a payload alone, encoded as it is inside an envelope."""
-    return msgpack.packb(data, default=_default, use_bin_type=True)
+    return np.frombuffer(raw, dtype=dtype, offset=start).reshape(shape)
 
 
 class Encoder:
-    """Stamps and encodes messages for one source, keeping its ``seq`` counter.
+    """Stamps and encodes messages for one source, keeping one ``seq`` counter per kind.
 
-    Not thread-safe: one per publishing socket.
+    Per kind, so that a subscriber to some kinds only (the recorder takes telemetry and
+    events, not HAL traffic) can still tell a gap from a message it never asked for; and so
+    that in lockstep the telemetry stream's numbering does not depend on how many
+    wall-clock heartbeats happened to interleave. Not thread-safe: one per socket.
     """
 
     def __init__(self, src: str) -> None:
         self.src = src
-        self.seq = 0
+        self.seq = dict.fromkeys(KINDS, 0)
         self._packer = msgpack.Packer(default=_default, use_bin_type=True)
 
     def encode(self, kind: str, name: str, data: Any, tick: int = 0, t: float = 0.0) -> list[bytes]:
-        """Return the two frames ``[topic, body]`` of a new message; advances ``seq``."""
+        """Return the two frames ``[topic, body]`` of a new message; advances ``seq[kind]``."""
         if kind not in KINDS:
             raise ValueError(f"unknown message kind {kind!r}")
-        self.seq += 1
+        seq = self.seq[kind] = self.seq[kind] + 1
         body = self._packer.pack(
-            {"v": SCHEMA_VERSION, "src": self.src, "seq": self.seq, "tick": tick, "t": t,
+            {"v": SCHEMA_VERSION, "src": self.src, "seq": seq, "tick": tick, "t": t,
              "kind": kind, "name": name, "data": data}
         )
         return [topic_for(kind, name), body]
@@ -162,20 +163,22 @@ def decode(body: bytes) -> Message:
 
 
 class SeqTracker:
-    """Counts gaps in each source's ``seq`` so that lost messages are never silent.
+    """Counts gaps in each (source, kind) ``seq`` so that lost messages are never silent.
 
-    A restarted publisher starts again at 1; that is recognised as a restart, not a gap.
+    Feed it every message of the kinds it tracks. A restarted publisher starts again at 1;
+    that is recognised as a restart, not a gap.
     """
 
     def __init__(self) -> None:
-        self._last: dict[str, int] = {}
+        self._last: dict[tuple[str, str], int] = {}
         self.gaps = 0
-        """Messages known to be missing, summed over all sources."""
+        """Messages known to be missing, summed over all streams."""
 
     def observe(self, msg: Message) -> int:
-        """Record ``msg``; return how many messages from its source were skipped before it."""
-        last = self._last.get(msg.src)
-        self._last[msg.src] = msg.seq
+        """Record ``msg``; return how many messages of its stream were skipped before it."""
+        key = (msg.src, msg.kind)
+        last = self._last.get(key)
+        self._last[key] = msg.seq
         if last is None or msg.seq <= last:
             return 0
         missed = msg.seq - last - 1

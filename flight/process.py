@@ -29,8 +29,6 @@ from flight.subsystem import Subsystem
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
-DRAIN_BATCH = 256
-"""Messages handled per socket per poll wake-up, so one busy socket can't starve another."""
 
 
 def name_process(name: str) -> None:
@@ -78,11 +76,7 @@ class ProcessRunner:
         self.subsystem.event("decode_error", topic=topic, why=why[:120])
 
     def on_bus(self) -> None:
-        for _ in range(DRAIN_BATCH):
-            try:
-                frames = self.sub.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        for frames in bus.drain(self.sub):
             if len(frames) != 2:
                 self._decode_error("?", f"{len(frames)} frames")
                 continue
@@ -110,20 +104,17 @@ class ProcessRunner:
         self.last_tick = msg.tick
         started = time.perf_counter()
         s.on_frame(msg.tick, msg.t, msg.data)
-        self._emit("hw", "hal.done", {"tick": msg.tick})
+        self._emit("hw", "hal.done", {"tick": msg.tick, "actuate": s.actuation})
+        s.actuation = {}
         budget = self.config.tick_wall_s
         if budget is not None and time.perf_counter() - started > budget:
             s.cycle_slips += 1
             s.event("cycle_slip", missed=1, tick=msg.tick)
 
     def on_commands(self) -> None:
-        for _ in range(DRAIN_BATCH):
+        for frames in bus.drain(self.dealer):
             try:
-                body = self.dealer.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                msg = decode(body)
+                msg = decode(frames[-1])
             except DecodeError as exc:
                 self._decode_error("command", str(exc))
                 continue
@@ -184,7 +175,22 @@ def main(argv: list[str] | None = None) -> None:
     runner = ProcessRunner(subsystem_class(name), RunConfig.from_json(config_json))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: setattr(runner, "running", False))
-    runner.run()
+    run_profiled(runner.run, runner.config, name)
+
+
+def run_profiled(run, config: RunConfig, name: str) -> None:
+    """Run ``run()``; with ``RACKFLIGHT_PROFILE=1`` in the environment, under cProfile, the
+    statistics written to ``<data dir>/profile-<name>.prof`` (read with ``python -m pstats``)."""
+    if not os.environ.get("RACKFLIGHT_PROFILE"):
+        run()
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    try:
+        profiler.runcall(run)
+    finally:
+        profiler.dump_stats(str(config.data_path / f"profile-{name}.prof"))
 
 
 if __name__ == "__main__":

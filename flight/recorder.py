@@ -2,14 +2,15 @@
 
 The database is ``<data dir>/telemetry.sqlite`` (WAL):
 
-* ``tm(tick, time_s, src, name, data)`` — one row per housekeeping packet; ``data`` is the
-  msgpack-encoded payload exactly as published;
+* ``tm(tick, time_s, src, name, body)`` — one row per housekeeping packet; ``body`` is the
+  message exactly as published (decode it with :func:`flight.messages.decode`);
 * ``ev(tick, time_s, src, name, severity, message)`` — one row per event.
 
 ``telemetry_sha256`` hashes the flight telemetry (every source but the executive, whose
 packets follow the wall clock) in simulation order — by tick, then source, then name —
 so two lockstep runs with the same inputs give the same hash however the proxy happened to
-interleave publishers within a tick.
+interleave publishers within a tick. The bodies themselves are deterministic in lockstep:
+``seq`` counts per source and kind, and a subsystem's telemetry follows its frames only.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flight.dictionary import SEVERITIES
-from flight.messages import Message, encode_data
+from flight.messages import Message
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS tm (tick INTEGER, time_s REAL, src TEXT, name TEXT, data BLOB);
+CREATE TABLE IF NOT EXISTS tm (tick INTEGER, time_s REAL, src TEXT, name TEXT, body BLOB);
 CREATE TABLE IF NOT EXISTS ev (tick INTEGER, time_s REAL, src TEXT, name TEXT, severity TEXT, message TEXT);
 CREATE INDEX IF NOT EXISTS tm_tick ON tm(tick);
 """
@@ -44,9 +45,10 @@ class Recorder:
         self._tm: list[tuple] = []
         self._ev: list[tuple] = []
 
-    def record(self, msg: Message) -> None:
+    def record(self, msg: Message, body: bytes) -> None:
+        """Keep ``msg`` (telemetry or event); ``body`` is its encoded form as received."""
         if msg.kind == "tm":
-            self._tm.append((msg.tick, msg.t, msg.src, msg.name, encode_data(msg.data)))
+            self._tm.append((msg.tick, msg.t, msg.src, msg.name, body))
         elif msg.kind == "ev" and isinstance(msg.data, dict):
             self._ev.append((msg.tick, msg.t, msg.src, msg.name, str(msg.data.get("severity")),
                              str(msg.data.get("message"))))
@@ -59,17 +61,17 @@ class Recorder:
             self._tm, self._ev = [], []
 
     def telemetry_sha256(self, last_tick: int) -> str:
-        """SHA-256 over ``tick|src|name|data`` of ticks 1..``last_tick`` in simulation order."""
+        """SHA-256 over ``tick|src|name|body`` of ticks 1..``last_tick`` in simulation order."""
         self.flush()
         h = hashlib.sha256()
         rows = self.db.execute(
-            f"SELECT tick, src, name, data FROM tm WHERE tick BETWEEN 1 AND ? "
+            f"SELECT tick, src, name, body FROM tm WHERE tick BETWEEN 1 AND ? "
             f"AND src NOT IN ({','.join('?' * len(UNHASHED_SOURCES))}) ORDER BY tick, src, name, rowid",
             (last_tick, *UNHASHED_SOURCES),
         )
-        for tick, src, name, data in rows:
+        for tick, src, name, body in rows:
             h.update(f"{tick}|{src}|{name}|".encode())
-            h.update(data)
+            h.update(body)
         return h.hexdigest()
 
     def close(self) -> None:

@@ -11,7 +11,8 @@ Contract
              topics in ``SUBSCRIBE`` -> :meth:`on_message`;
              commands ``<name>.<command>`` -> ``cmd_<command>(**args)``
     outputs  telemetry ``tm/<name>.hk`` (declared channels + framework counters);
-             events ``ev/<name>.<event>``; actuation ``hw/hal.actuate``
+             events ``ev/<name>.<event>``; ``hw/hal.done`` closing each tick,
+             carrying the actuator settings the tick produced
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ class Subsystem:
         self.name = self.COMPONENT.name
         self._emit = emit
         self._send_command = send_command
+        self.actuation: dict[str, Any] = {}
+        """Actuator settings made since the last ``hal.done``; the runtime sends and clears them."""
         self._rate_groups = [(d, getattr(self, m)) for d, m in self.RATE_GROUPS]
         self.tick = 0
         self.time_s = 0.0
@@ -77,17 +80,18 @@ class Subsystem:
         values["decode_errors"] = self.decode_errors
         self._emit("tm", f"{self.name}.hk", values)
 
-    def event(self, name: str, **args: Any) -> None:
-        """Publish declared event ``name`` with its format filled from ``args``."""
-        qual = f"{self.name}.{name}"
-        ev = next((e for e in self.COMPONENT.events if e.name == name), None)
+    def event(self, event: str, /, **args: Any) -> None:
+        """Publish declared event ``event`` with its format filled from ``args``."""
+        qual = f"{self.name}.{event}"
+        ev = next((e for e in self.COMPONENT.events if e.name == event), None)
         if ev is None:
             raise KeyError(f"{qual} is not a declared event")
         self._emit("ev", qual, {"severity": ev.severity, "message": ev.format.format(**args), "args": args})
 
     def actuate(self, **fields: Any) -> None:
-        """Send actuator settings (names from :data:`flight.hal.ACTUATOR_FIELDS`) to the HAL."""
-        self._emit("hw", "hal.actuate", fields)
+        """Set actuators (names from :data:`flight.hal.ACTUATOR_FIELDS`); they travel with
+        this tick's ``hal.done`` and the rig applies them from the next tick."""
+        self.actuation.update(fields)
 
     def command(self, command_id: str, qualified: str, args: dict) -> None:
         """Send a command to the dispatcher; its responses come back to :meth:`on_response`."""

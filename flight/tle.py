@@ -16,33 +16,28 @@ DEFAULT_TLE_PATH = Path(__file__).resolve().parent.parent / "sim_hw" / "data" / 
 DEFAULT_TLE_NAME = "STARLINK-1007"
 
 
-def load_tle(path: Path, name: str | None = None) -> tuple[str, str, str]:
-    """Return ``(name, line1, line2)`` of the set called ``name`` in ``path`` (the only set
-    when the file holds one; the first when ``name`` is None).
+def load_tle(path: str | Path, name: str | None = None) -> tuple[str, tuple[str, str]]:
+    """Read a TLE file (optional name line before each ``1 ...``/``2 ...`` pair).
+
+    Returns:
+        ``(name, (line1, line2))`` of the first set, or of the set called ``name``
+        (compared case-insensitively; a set without a name line is called by its
+        catalogue number).
 
     Raises:
         OSError: the file cannot be read.
-        ValueError: no valid set, ``name`` not found, or a set that sgp4 rejects.
+        ValueError: no complete element set (or none called ``name``) in the file, or a
+            set that sgp4 rejects.
     """
-    lines = [ln.rstrip() for ln in path.read_text().splitlines() if ln.strip()]
-    sets: list[tuple[str, str, str]] = []
-    for i, line in enumerate(lines):
-        if line.startswith("1 ") and i + 1 < len(lines) and lines[i + 1].startswith("2 "):
-            title = lines[i - 1].strip() if i > 0 and not lines[i - 1][:2] in ("1 ", "2 ") else line[2:7].strip()
-            sets.append((title, line, lines[i + 1]))
-    if not sets:
-        raise ValueError(f"no two-line element set in {path}")
-    if len(sets) == 1 or name is None:
-        chosen = sets[0]
-    else:
-        matches = [s for s in sets if s[0].upper() == name.upper()]
-        if not matches:
-            raise ValueError(f"no set named {name!r} in {path}; have {[s[0] for s in sets]}")
-        chosen = matches[0]
-    sat = Satrec.twoline2rv(chosen[1], chosen[2])
-    if sat.error:
-        raise ValueError(f"sgp4 rejects {chosen[0]}: error {sat.error}")
-    return chosen
+    lines = [ln.rstrip() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    for i, ln in enumerate(lines[:-1]):
+        if ln.startswith("1 ") and lines[i + 1].startswith("2 "):
+            label = lines[i - 1].strip() if i > 0 and not lines[i - 1].startswith(("1 ", "2 ")) else ln[2:7].strip()
+            if name is None or label.upper() == name.upper():
+                if Satrec.twoline2rv(ln, lines[i + 1]).error:
+                    raise ValueError(f"sgp4 rejects the element set {label!r}")
+                return label, (ln, lines[i + 1])
+    raise ValueError(f"no TLE {'named ' + repr(name) + ' ' if name else ''}in {path}")
 
 
 def orbit_period_s(line1: str, line2: str) -> float:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 from sgp4.api import SGP4_ERRORS, Satrec
 
@@ -68,26 +67,6 @@ class OrbitState:
     sun_fraction: float
     beta_angle_deg: float
     cos_sun_zenith: float
-
-
-def load_tle(path: str | Path, name: str | None = None) -> tuple[str, tuple[str, str]]:
-    """Read a TLE file (optional name line before each ``1 ...``/``2 ...`` pair).
-
-    Returns:
-        ``(name, (line1, line2))`` of the first set, or of the set called ``name``
-        (compared case-insensitively; a set without a name line is called by its
-        catalogue number).
-
-    Raises:
-        ValueError: no complete element set (or none called ``name``) in the file.
-    """
-    lines = [ln.rstrip() for ln in Path(path).read_text().splitlines() if ln.strip()]
-    for i, ln in enumerate(lines[:-1]):
-        if ln.startswith("1 ") and lines[i + 1].startswith("2 "):
-            label = lines[i - 1].strip() if i > 0 and not lines[i - 1].startswith(("1 ", "2 ")) else ln[2:7].strip()
-            if name is None or label.upper() == name.upper():
-                return label, (ln, lines[i + 1])
-    raise ValueError(f"no TLE {'named ' + repr(name) + ' ' if name else ''}in {path}")
 
 
 def sun_position_km(jd: float, fr: float, au_km: float) -> tuple[tuple[float, float, float], float]:

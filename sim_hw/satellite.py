@@ -221,6 +221,7 @@ class Satellite:
             "eclipse": env.sun_fraction < 0.5,
             "beta_angle_deg": env.beta_angle_deg,
             "solar_array_power_w": pw.array.power_w,
+            "shunt_power_w": pw.shunt_w,
             "solar_array_current_a": pw.array.power_w / bat.voltage_v,
             "battery_voltage_v": bat.voltage_v,
             "battery_current_a": bat.current_a,

@@ -42,8 +42,11 @@ from typing import Any
 import zmq
 
 from flight import hal
+from flight.bus import drain
+from flight.process import name_process
 from flight.messages import MAX_BODY_BYTES, DecodeError, Encoder, decode
-from sim_hw.orbit import OrbitError, load_tle
+from flight.tle import load_tle
+from sim_hw.orbit import OrbitError
 from sim_hw.satellite import Satellite
 
 log = logging.getLogger("sim_hw.server")
@@ -145,12 +148,15 @@ class HalServer:
                 pass  # already gone, or a path we may not touch: nothing to clean up
 
     def serve(self) -> None:
-        """Run until :meth:`stop`, or until ``duration_s`` of simulated time has been served."""
+        """Run until :meth:`stop`, or until ``duration_s`` of simulated time has been served;
+        then tell the client (``hal.end``) so it need not time out to find out."""
         try:
             if self.speed is None:
                 self._serve_lockstep()
             else:
                 self._serve_paced()
+            if self._client is not None:
+                self._send(self._client, "hal.end", {"reason": "stopped" if self._stop else "duration reached"})
         finally:
             self.close()
 
@@ -195,11 +201,7 @@ class HalServer:
         """Wait up to ``timeout_ms`` for input, then handle everything queued."""
         if not self._sock.poll(timeout_ms, zmq.POLLIN):
             return
-        for _ in range(RCVHWM):
-            try:
-                frames = self._sock.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        for frames in drain(self._sock, RCVHWM):
             self._handle(frames)
             if self.speed is None and self._awaiting is None and self._client is not None:
                 return  # lockstep: step now; later messages belong to the next tick
@@ -255,6 +257,7 @@ class HalServer:
             "n_zones": hal.N_ZONES,
             "tick_s": self.tick_s,
             "lockstep": self.speed is None,
+            "speed": self.speed,
             "epoch_utc": self.sat.epoch_utc.isoformat(),
         })
 
@@ -340,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=_positive, default=None, help="stop after this many simulated seconds")
     ap.add_argument("--log-level", default="WARNING", help="logging level")
     args = ap.parse_args(argv)
+    if argv is None:
+        name_process("sim")  # the rig's own process (not `flight sim` run in a shell's process)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s sim %(levelname)s %(message)s")
 
     try:

@@ -18,7 +18,7 @@ def test_round_trip_keeps_every_field_and_arrays():
     assert (msg.src, msg.seq, msg.tick, msg.t, msg.kind, msg.name) == ("power", 1, 7, 7.0, "tm", "power.hk")
     assert msg.data["soc"] == 0.8 and msg.data["on"] is True
     np.testing.assert_array_equal(msg.data["gpu_temp_c"], temps)
-    assert enc.encode("tm", "power.hk", {})[1] and enc.seq == 2
+    assert enc.encode("tm", "power.hk", {})[1] and enc.seq["tm"] == 2
 
 
 def test_bool_arrays_and_numpy_scalars_travel():

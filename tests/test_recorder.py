@@ -6,7 +6,8 @@ from flight.recorder import Cumulative, Recorder, RunStats
 
 
 def tm(src, name, tick, data):
-    return decode(Encoder(src).encode("tm", name, data, tick, float(tick))[1])
+    body = Encoder(src).encode("tm", name, data, tick, float(tick))[1]
+    return decode(body), body
 
 
 def test_hash_is_independent_of_arrival_order_within_a_tick(tmp_path):
@@ -16,12 +17,12 @@ def test_hash_is_independent_of_arrival_order_within_a_tick(tmp_path):
     for i, order in enumerate((msgs, [msgs[1], msgs[0], msgs[3], msgs[2]])):
         rec = Recorder(tmp_path / f"r{i}.sqlite")
         for m in order:
-            rec.record(m)
+            rec.record(*m)
         hashes.append(rec.telemetry_sha256(2))
         rec.close()
     assert hashes[0] == hashes[1]
     rec = Recorder(tmp_path / "other.sqlite")
-    rec.record(tm("power", "power.hk", 1, {"a": 999}))
+    rec.record(*tm("power", "power.hk", 1, {"a": 999}))
     assert rec.telemetry_sha256(2) != hashes[0]
 
 
@@ -36,7 +37,7 @@ def test_run_stats_integrate_the_hal_housekeeping():
     stats = RunStats(last_tick=3)
     for tick, (eclipse, soc, temp) in enumerate([(False, 0.9, 60.0), (True, 0.8, 70.0), (True, 0.7, 65.0), (True, 0.1, 99.0)], 1):
         stats.observe(tm("hal", "hal.hk", tick, {"time_s": float(tick), "eclipse": eclipse, "battery_soc": soc,
-                                                "gpu_temp_max_c": temp, "solar_array_power_w": 100.0}))
+                                                "gpu_temp_max_c": temp, "solar_array_power_w": 100.0})[0])
     s = stats.summary()
     assert s["sim_time_s"] == 3.0 and s["eclipse_time_s"] == 2.0 and s["energy_harvested_j"] == 200.0
     assert s["battery_soc_min"] == 0.7 and s["gpu_temp_max_c"] == 70.0  # tick 4 is past the run

@@ -8,7 +8,8 @@ import pytest
 from sgp4.api import WGS72, Satrec, jday
 
 from sim_hw.ground import GroundNetwork, Station, load_stations
-from sim_hw.orbit import Orbit, geodetic, gmst_rad, load_tle, shadow_fraction, sun_position_km
+from flight.tle import load_tle
+from sim_hw.orbit import Orbit, geodetic, gmst_rad, shadow_fraction, sun_position_km
 from sim_hw.params import SimParams
 
 P = SimParams()

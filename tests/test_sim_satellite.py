@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from flight import hal
-from sim_hw.orbit import load_tle
+from flight.tle import load_tle
 from sim_hw.params import SimParams
 from sim_hw.satellite import Satellite
 

@@ -13,7 +13,7 @@ import zmq
 
 from flight import hal
 from flight.messages import MAX_BODY_BYTES, Encoder, Message, decode
-from sim_hw.orbit import load_tle
+from flight.tle import load_tle
 from sim_hw.satellite import Satellite
 from sim_hw.server import HalServer, main
 

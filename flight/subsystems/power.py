@@ -3,8 +3,10 @@
 Each tick:
 
 1. What the platform and the rack's non-GPU IT load draw is measured, not assumed: the
-   loads' total is array output minus battery charging power (bus power balance); the
-   non-GPU IT share is that total minus the platform bus load and the GPUs' own draw.
+   loads' total is array output, less what the shunt dumps, less battery charging power
+   (bus power balance); the non-GPU IT share is that total minus the platform bus load and
+   the GPUs' own draw, low-passed over ``OVERHEAD_TAU_S``: that share itself follows how busy
+   the GPUs are, so feeding the raw value back into the budget swings the limits tick to tick.
 2. The battery may supply ``(SOC - floor) * capacity / ECLIPSE_MAX_S`` while in shadow: the
    energy above the state-of-charge floor spread over the longest eclipse of a 550 km orbit,
    so the battery approaches the floor no faster than the longest night ends. In sunlight a
@@ -40,6 +42,7 @@ SUNLIT_MIN_S = 3600.0
 SOC_FLOOR = 0.70
 """Normal depth of discharge 30 % (DESIGN.md); contingency is 60 %."""
 SOC_TARGET = 0.95
+OVERHEAD_TAU_S = 20.0
 
 
 class PowerManager(Subsystem):
@@ -80,6 +83,7 @@ class PowerManager(Subsystem):
         self.allocator = PowerAllocator(N_GPUS, GPU_MIN_W, GPU_MAX_W, GPU_IDLE_W, HYSTERESIS_W)
         self.cap_w = np.full(N_GPUS, GPU_MAX_W)
         self.weight = np.ones(N_GPUS)
+        self.overhead_w: float | None = None
         self.shedding = False
         self.feasible = True
 
@@ -101,7 +105,12 @@ class PowerManager(Subsystem):
         array_w = frame["solar_array_power_w"]
         battery_w = frame["battery_voltage_v"] * frame["battery_current_a"]
         gpu_w = float(np.sum(frame["gpu_power_w"]))
-        overhead_w = max(0.0, array_w - battery_w - frame["bus_load_w"] - gpu_w)
+        measured_w = max(0.0, array_w - frame["shunt_power_w"] - battery_w - frame["bus_load_w"] - gpu_w)
+        dt_s = self.config.tick_s
+        if self.overhead_w is None:
+            self.overhead_w = measured_w
+        self.overhead_w += (measured_w - self.overhead_w) * dt_s / (OVERHEAD_TAU_S + dt_s)
+        overhead_w = self.overhead_w
         sun = frame["sun_fraction"]
         allowance_w = max(0.0, soc - self.soc_floor) * capacity_j / ECLIPSE_MAX_S
         reserve_w = max(0.0, SOC_TARGET - soc) * capacity_j / SUNLIT_MIN_S

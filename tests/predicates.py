@@ -1,0 +1,170 @@
+"""Test helpers that read like operations: start a run, wait for telemetry and events.
+
+    with FlightRun(tmp_path, "--speed", "realtime", "--contact", "always") as run:
+        run.await_telemetry("thermal.setpoint_c", within=(29.9, 30.1))
+        run.await_event("exec.process_restarted")
+
+Telemetry and events are read from the run's own recorder database (SQLite in WAL mode,
+so reading while the run writes is safe).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from flight.messages import decode
+
+
+DEFAULT_TIMEOUT_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def children_of(pid: int) -> dict[str, int]:
+    """``{process name: pid}`` of the direct children of ``pid`` (Linux /proc)."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1: stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        if ppid == pid:
+            out[name] = int(entry.name)
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+class FlightRun:
+    """``flight run`` as a subprocess with its data in ``tmp_path``; stopped (SIGINT, then
+    SIGKILL of the whole process group) on exit, so no test leaves a process behind."""
+
+    def __init__(self, tmp_path: Path, *args: str) -> None:
+        self.data = tmp_path / "run"
+        self.summary_path = tmp_path / "summary.json"
+        self.argv = [sys.executable, "-m", "flight.cli", "run", "--data", str(self.data), "--no-progress",
+                     "--summary-json", str(self.summary_path), *args]
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "FlightRun":
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc.poll() is None:
+            self.interrupt()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.output = self.proc.stdout.read().decode(errors="replace")
+        self.proc.stdout.close()
+
+    def interrupt(self) -> None:
+        """Ctrl-C, as a terminal delivers it."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+
+    def wait(self, timeout_s: float = 120.0) -> int:
+        code = self.proc.wait(timeout=timeout_s)
+        return code
+
+    def summary(self) -> dict:
+        return json.loads(self.summary_path.read_text())
+
+    def processes(self) -> dict[str, int]:
+        return children_of(self.proc.pid)
+
+    def _db(self) -> sqlite3.Connection | None:
+        path = self.data / "telemetry.sqlite"
+        if not path.exists():
+            return None
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+
+    def _poll(self, what: str, probe, timeout_s: float):
+        deadline = time.monotonic() + timeout_s
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"flight run exited ({self.proc.returncode}) while awaiting {what}")
+            db = self._db()
+            if db is not None:
+                try:
+                    found, last = probe(db)
+                except sqlite3.OperationalError:
+                    found = None
+                finally:
+                    db.close()
+                if found is not None:
+                    return found
+            time.sleep(0.2)
+        raise AssertionError(f"timed out after {timeout_s:g} s awaiting {what}; last seen {last!r}")
+
+    def latest(self, channel: str) -> Any:
+        """Latest recorded value of ``component.channel`` (None before the first packet)."""
+        comp, _, name = channel.partition(".")
+        db = self._db()
+        try:
+            row = db.execute("SELECT data FROM tm WHERE name = ? ORDER BY rowid DESC LIMIT 1",
+                             (f"{comp}.hk",)).fetchone() if db else None
+        finally:
+            if db:
+                db.close()
+        return None if row is None else decode(row[0]).data.get(name)
+
+    def await_telemetry(self, channel: str, within: tuple[float, float] | None = None, equals: Any = None,
+                        timeout_s: float = DEFAULT_TIMEOUT_S) -> Any:
+        """Wait until ``component.channel`` has a value in ``within`` (or equal to ``equals``)."""
+        comp, _, name = channel.partition(".")
+
+        def probe(db):
+            rows = db.execute("SELECT data FROM tm WHERE name = ? ORDER BY rowid DESC LIMIT 20",
+                              (f"{comp}.hk",)).fetchall()
+            values = [decode(r[0]).data.get(name) for r in rows]
+            for v in values:
+                if (within is not None and v is not None and within[0] <= v <= within[1]) or \
+                   (within is None and v == equals):
+                    return v, values[:1]
+            return None, values[:1]
+
+        return self._poll(f"telemetry {channel} {within or equals}", probe, timeout_s)
+
+    def await_event(self, name: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
+        """Wait for an event called ``name``; return its message."""
+        def probe(db):
+            row = db.execute("SELECT message FROM ev WHERE name = ? LIMIT 1", (name,)).fetchone()
+            return (row[0] if row else None), None
+
+        return self._poll(f"event {name}", probe, timeout_s)
+
+    def events(self, name: str) -> list[str]:
+        db = self._db()
+        try:
+            return [r[0] for r in db.execute("SELECT message FROM ev WHERE name = ?", (name,))] if db else []
+        finally:
+            if db:
+                db.close()

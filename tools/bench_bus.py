@@ -1,0 +1,140 @@
+"""Bus benchmark: framework telemetry throughput against raw pyzmq, and one lockstep orbit.
+
+Measured side by side in one run, so the ratio holds on a noisy shared machine:
+
+* ``framework_msgs_per_s``: housekeeping packets (a ``thermal.hk``-sized payload: scalars and
+  a 72-value array) encoded with :class:`flight.messages.Encoder`, published through the
+  executive's XSUB/XPUB proxy (:class:`flight.bus.Broker`) over ipc://, received and
+  validated with :func:`flight.messages.decode`;
+* ``raw_msgs_per_s``: the same payload with bare ``msgpack.packb``/``unpackb`` over a direct
+  pyzmq PUB -> SUB on ipc:// (no proxy, no envelope, no validation);
+* ``telemetry_ratio`` = framework / raw (target >= 0.5);
+* ``orbit_wall_s``: wall seconds of ``flight run --orbits 1 --speed max`` (target <= 10 on 2 cores).
+
+The publisher runs in its own process in both cases, as in flight.
+
+    python tools/bench_bus.py [--messages N] [--repeats R] [--no-orbit] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import zmq
+
+from flight import bus
+from flight.messages import Encoder, decode
+
+
+def payload() -> dict:
+    return {"setpoint_c": 25.0, "coolant_supply_temp_c": 25.3, "supply_error_c": 0.3,
+            "valve_cmd_frac": np.full(4, 0.5), "pump_cmd_frac": 0.6, "gpu_target_c": 80.0,
+            "gpu_temp_max_c": 71.2, "headroom_total_w": 70000.0, "gpu_headroom_w": np.full(72, 990.0),
+            "cycle_slips": 0, "decode_errors": 0}
+
+
+def _raw_payload() -> dict:
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in payload().items()}
+
+
+def _publish(kind: str, endpoint: str, n: int, ready: mp.Event) -> None:
+    ctx = zmq.Context()
+    if kind == "framework":
+        sock = bus.publisher(ctx, bus.BusAddress(endpoint, "", ""))
+        enc = Encoder("thermal")
+        send = lambda i: sock.send_multipart(enc.encode("tm", "thermal.hk", payload(), i, float(i)))  # noqa: E731
+    else:
+        sock = ctx.socket(zmq.PUB)
+        sock.setsockopt(zmq.SNDHWM, bus.PUB_HWM)
+        sock.connect(endpoint)
+        send = lambda i: sock.send_multipart([b"tm/thermal.hk", msgpack.packb(  # noqa: E731
+            {"seq": i, "data": _raw_payload()}, use_bin_type=True)])
+    ready.wait()
+    time.sleep(0.3)  # let the subscription reach the publisher
+    for i in range(1, n + 1):
+        send(i)
+    time.sleep(0.5)
+    ctx.destroy(linger=2000)
+
+
+def measure(kind: str, n: int) -> float:
+    """Messages per second received and decoded by one subscriber."""
+    ctx = zmq.Context()
+    with tempfile.TemporaryDirectory(prefix="rf-bench-", dir="/tmp") as tmp:
+        addr = bus.BusAddress.in_dir(Path(tmp))
+        broker = None
+        if kind == "framework":
+            broker = bus.Broker(ctx, addr)
+            sub = bus.subscriber(ctx, addr, (b"tm/",))
+            pub_endpoint = addr.pub
+            recv = lambda: decode(sub.recv_multipart()[1]).seq  # noqa: E731
+        else:
+            sub = ctx.socket(zmq.SUB)
+            sub.setsockopt(zmq.RCVHWM, bus.PUB_HWM)
+            sub.setsockopt(zmq.SUBSCRIBE, b"tm/")
+            sub.bind(addr.sub)
+            pub_endpoint = addr.sub
+            recv = lambda: msgpack.unpackb(sub.recv_multipart()[1], raw=False)["seq"]  # noqa: E731
+        ready = mp.Event()
+        proc = mp.Process(target=_publish, args=(kind, pub_endpoint, n, ready))
+        proc.start()
+        ready.set()
+        got, start = 0, None
+        while sub.poll(5000):
+            seq = recv()
+            if start is None:
+                start = time.perf_counter()
+            got += 1
+            if seq == n:
+                break
+        elapsed = time.perf_counter() - start
+        proc.join()
+        if broker:
+            broker.close()
+        ctx.destroy(linger=0)
+    return (got - 1) / elapsed if got > 1 else 0.0
+
+
+def orbit_wall_s() -> float:
+    with tempfile.TemporaryDirectory(prefix="rf-orbit-") as tmp:
+        summary = Path(tmp) / "s.json"
+        subprocess.run([sys.executable, "-m", "flight.cli", "run", "--orbits", "1", "--speed", "max", "--no-progress",
+                        "--data", str(Path(tmp) / "run"), "--summary-json", str(summary)],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return json.loads(summary.read_text())["wall_time_s"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--messages", type=int, default=50_000, help="messages per measurement (default 50000)")
+    p.add_argument("--repeats", type=int, default=3, help="alternating measurements of each, best kept")
+    p.add_argument("--no-orbit", action="store_true", help="skip the one-orbit lockstep run")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    args = p.parse_args(argv)
+    framework = raw = 0.0
+    for _ in range(args.repeats):  # alternate, so drift in machine load hits both alike
+        framework = max(framework, measure("framework", args.messages))
+        raw = max(raw, measure("raw", args.messages))
+    result = {"framework_msgs_per_s": round(framework), "raw_msgs_per_s": round(raw),
+              "telemetry_ratio": round(framework / raw, 3) if raw else 0.0}
+    if not args.no_orbit:
+        result["orbit_wall_s"] = round(orbit_wall_s(), 2)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:22s} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
