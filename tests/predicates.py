@@ -115,7 +115,9 @@ class FlightRun:
             if db is not None:
                 try:
                     found, last = probe(db)
-                except sqlite3.OperationalError:
+                except sqlite3.OperationalError as exc:
+                    if "no such table" not in str(exc):  # only the recorder's first instant
+                        raise
                     found = None
                 finally:
                     db.close()
@@ -129,7 +131,7 @@ class FlightRun:
         comp, _, name = channel.partition(".")
         db = self._db()
         try:
-            row = db.execute("SELECT data FROM tm WHERE name = ? ORDER BY rowid DESC LIMIT 1",
+            row = db.execute("SELECT body FROM tm WHERE name = ? ORDER BY rowid DESC LIMIT 1",
                              (f"{comp}.hk",)).fetchone() if db else None
         finally:
             if db:
@@ -142,7 +144,7 @@ class FlightRun:
         comp, _, name = channel.partition(".")
 
         def probe(db):
-            rows = db.execute("SELECT data FROM tm WHERE name = ? ORDER BY rowid DESC LIMIT 20",
+            rows = db.execute("SELECT body FROM tm WHERE name = ? ORDER BY rowid DESC LIMIT 20",
                               (f"{comp}.hk",)).fetchall()
             values = [decode(r[0]).data.get(name) for r in rows]
             for v in values:

@@ -1,0 +1,72 @@
+"""The whole stack as a user runs it: `flight run` as a subprocess, its processes, its
+summary, its recorded telemetry. Each test bounds its own time and leaves no process."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from flight.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle, orbit_period_s
+from tests.predicates import FlightRun, alive
+
+pytestmark = pytest.mark.slow
+FLIGHT_PROCESSES = {"sim", "hal", "power", "thermal", "jobs", "link"}
+
+
+def test_one_orbit_at_max_speed(tmp_path):
+    with FlightRun(tmp_path, "--orbits", "1", "--speed", "max") as run:
+        assert run.wait(timeout_s=240) == 0
+    s = run.summary()
+    period_s = orbit_period_s(*load_tle(DEFAULT_TLE_PATH, DEFAULT_TLE_NAME)[1])
+    assert s["end"] == "completed"
+    assert s["sim_time_s"] >= period_s - 1.0
+    assert 0 < s["eclipse_time_s"] < s["sim_time_s"]
+    assert 0 < s["battery_soc_min"] <= 1
+    assert s["gpu_temp_max_c"] < 92
+    assert s["gpu_work_done_s"] > 0
+    assert s["energy_harvested_j"] > 0
+    assert set(s["events"]) == {"INFO", "LOW", "MEDIUM", "HIGH"} and s["events"]["INFO"] > 0
+    assert s["restarts"] == 0 and s["cycle_slips"] == 0 and s["bus_gaps"] == 0
+    assert len(s["telemetry_sha256"]) == 64
+    assert "run summary" in run.output
+
+
+def test_same_seed_gives_the_same_telemetry_and_another_seed_does_not(tmp_path):
+    hashes = []
+    for i, seed in enumerate(("3", "3", "4")):
+        with FlightRun(tmp_path / str(i), "--duration", "600", "--seed", seed) as run:
+            assert run.wait(timeout_s=120) == 0
+        hashes.append(run.summary()["telemetry_sha256"])
+    assert hashes[0] == hashes[1]
+    assert hashes[2] != hashes[0]
+
+
+def test_every_process_killed_with_sigkill_is_restarted_and_the_run_completes(tmp_path):
+    victims = ["thermal", "power", "jobs", "link", "hal"]
+    with FlightRun(tmp_path, "--duration", "4000") as run:
+        run.await_telemetry("hal.time_s", within=(100, 1e9))
+        assert FLIGHT_PROCESSES <= set(run.processes()), "ps names every subsystem"
+        for n, name in enumerate(victims, 1):
+            os.kill(run.processes()[name], signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while len(run.events("exec.process_restarted")) < n:
+                assert time.monotonic() < deadline, f"{name} was not restarted"
+                time.sleep(0.2)
+        assert run.wait(timeout_s=180) == 0
+    s = run.summary()
+    assert s["end"] == "completed" and s["restarts"] == len(victims)
+    died = " ".join(run.events("exec.process_died"))
+    assert all(name in died for name in victims)
+    assert s["gpu_work_done_s"] > 0
+
+
+def test_ctrl_c_stops_every_process_of_the_run(tmp_path):
+    with FlightRun(tmp_path, "--duration", "100000") as run:
+        run.await_telemetry("hal.time_s", within=(50, 1e9))
+        pids = run.processes()
+        assert FLIGHT_PROCESSES <= set(pids)
+        run.interrupt()
+        assert run.wait(timeout_s=30) == 130
+    assert not [name for name, pid in pids.items() if alive(pid)]
+    assert run.summary()["end"] == "interrupted"
