@@ -1,0 +1,160 @@
+"""Ground side of the space link: one TCP connection to the link manager, speaking the
+CCSDS/PUS-C packets of :mod:`flight.ground.pus`.
+
+    with LinkClient("127.0.0.1:52001", full_dictionary()) as link:
+        rtt_s = link.ping(timeout_s=5)
+        for report in link.command("thermal.set_setpoint", {"setpoint_c": 30.0}, timeout_s=10):
+            print(report.stage, report.code or "")
+        report = link.receive(timeout_s=1)   # HkReport, EventReport, ... or None
+
+Each client picks a random PUS source id (echoed as the destination id of the TM[1,x] and
+TM[17,2] it provokes) and a random first sequence count, so several clients on one link
+can tell their answers apart.
+"""
+
+from __future__ import annotations
+
+import random
+import select
+import socket
+import time
+from collections import deque
+from typing import Any, Iterator, Mapping
+
+from spacepackets.ecss.tc import PusTc
+
+from flight.dictionary import Dictionary
+from flight.ground.pus import (
+    ACK_ALL,
+    MAX_TM_LEN,
+    SEQ_COUNT_MODULO,
+    PingReply,
+    Report,
+    TmDecodeError,
+    Verification,
+    decode_tm,
+    function_tc,
+    parse_endpoint,
+    ping_tc,
+    request_id,
+    split_tm_stream,
+    tm_packet_ids,
+)
+
+RECV_BYTES = 65536
+MAX_RX_BUFFER = 4 * MAX_TM_LEN
+
+
+class LinkClient:
+    """A connection to the link manager at ``endpoint`` (``HOST:PORT``).
+
+    Raises:
+        ValueError: a malformed endpoint.
+        OSError: the link cannot be reached within ``connect_timeout_s`` (e.g.
+            ``ConnectionRefusedError``).
+    """
+
+    def __init__(self, endpoint: str, dictionary: Dictionary, *, connect_timeout_s: float = 5.0) -> None:
+        host, port = parse_endpoint(endpoint)
+        self.endpoint = endpoint
+        self.dictionary = dictionary
+        self.sock = socket.create_connection((host, port), timeout=connect_timeout_s)
+        self.sock.setblocking(False)
+        self.source_id = random.randint(1, 0xFFFF)
+        self._seq = random.randrange(SEQ_COUNT_MODULO)
+        self._packet_ids = tm_packet_ids(dictionary)
+        self._buf = bytearray()
+        self._reports: deque[Report] = deque()
+        self.undecodable = 0
+        """Packets or bytes received that did not decode as TM this ground knows."""
+
+    def __enter__(self) -> "LinkClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+    # -- sending -----------------------------------------------------------------------
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) % SEQ_COUNT_MODULO
+        return self._seq
+
+    def send(self, tc: PusTc) -> int:
+        """Send one TC; return its PUS request id (u32).
+
+        Raises:
+            OSError: the connection is broken.
+        """
+        self.sock.sendall(tc.pack())
+        return request_id(tc)
+
+    def ping(self, timeout_s: float) -> float:
+        """Send TC[17,1] and wait for its TM[17,2]; return the round trip in seconds.
+
+        Raises:
+            TimeoutError: no reply within ``timeout_s``.
+            ConnectionError: the link closed the connection.
+        """
+        started = time.monotonic()
+        self.send(ping_tc(seq_count=self._next_seq(), source_id=self.source_id))
+        deadline = started + timeout_s
+        while (report := self.receive(deadline - time.monotonic())) is not None:
+            if isinstance(report, PingReply) and report.dest_id == self.source_id:
+                return time.monotonic() - started
+        raise TimeoutError(f"no TM[17,2] within {timeout_s:g} s")
+
+    def command(self, qualified: str, args: Mapping[str, Any], timeout_s: float,
+                ack_flags: int = ACK_ALL) -> Iterator[Verification]:
+        """Send TC[8,1] for ``qualified(**args)`` and yield its verification reports as they
+        arrive, up to and including the final one (completed, or any failure).
+
+        Raises:
+            CommandError: the command or its arguments do not encode (nothing was sent).
+            TimeoutError: no final report within ``timeout_s`` of sending.
+            ConnectionError: the link closed the connection.
+        """
+        tc = function_tc(self.dictionary, qualified, args, seq_count=self._next_seq(), source_id=self.source_id,
+                         ack_flags=ack_flags)
+        req = self.send(tc)
+        deadline = time.monotonic() + timeout_s
+        while (report := self.receive(deadline - time.monotonic())) is not None:
+            if isinstance(report, Verification) and report.request_id == req and report.dest_id == self.source_id:
+                yield report
+                if report.final:
+                    return
+        raise TimeoutError(f"no final verification of {qualified} within {timeout_s:g} s")
+
+    # -- receiving ---------------------------------------------------------------------
+    def receive(self, timeout_s: float) -> Report | None:
+        """The next decoded TM report, waiting up to ``timeout_s``; ``None`` on timeout.
+
+        Raises:
+            ConnectionError: the link closed the connection.
+        """
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        while not self._reports:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([self.sock], [], [], remaining)[0]:
+                return None
+            chunk = self.sock.recv(RECV_BYTES)
+            if not chunk:
+                raise ConnectionError(f"the link at {self.endpoint} closed the connection")
+            self._take(chunk)
+        return self._reports.popleft()
+
+    def _take(self, chunk: bytes) -> None:
+        self._buf += chunk
+        packets, consumed, skipped = split_tm_stream(self._buf, self._packet_ids)
+        del self._buf[:consumed]
+        self.undecodable += skipped
+        if len(self._buf) > MAX_RX_BUFFER:  # a bogus length field that would never complete
+            self.undecodable += len(self._buf)
+            self._buf.clear()
+        for packet in packets:
+            try:
+                self._reports.append(decode_tm(self.dictionary, packet))
+            except TmDecodeError:
+                self.undecodable += 1

@@ -1,0 +1,509 @@
+"""Link manager: the only process that talks to the ground.
+
+It serves the space link on ``config.link_endpoint`` (``HOST:PORT``) as a TCP server: a
+ZeroMQ STREAM socket (raw TCP, one socket for every connection, polled by the process
+runtime through :meth:`LinkManager.poll_items`). The wire format is a stream of CCSDS
+Space Packets carrying ECSS PUS-C (CCSDS 133.0-B-2, ECSS-E-ST-70-41C), built and parsed
+only in :mod:`flight.ground.pus`, where data fields and failure codes are documented. APIDs:
+every TC goes to APID 4 (this component's id); verification and ping TM come from APID 4;
+housekeeping and event TM carry the APID (= component id) of the component they describe.
+
+Lab mode
+    Telecommands are not authenticated yet (a later issue adds HMAC-SHA256 and
+    anti-replay, as CCSDS SDLS), so the link refuses to bind anything but a loopback
+    address and says so with a HIGH event (``link.lab_mode``) on its first tick.
+
+Contact
+    The link is up while the latest sensor frame says ``ground_contact`` (or always with
+    ``config.contact == "always"``). The transmitter is switched to match. While it is
+    down nothing is sent (counted in ``tm_dropped_no_contact``) and arriving TCs are
+    dropped (``tc_dropped_no_contact``); storing them for the next pass is a later issue.
+
+Services (PUS-C)
+    ===========  ==========================================================================
+    TC[17,1]     answered with TM[17,2]; verification reports as its ack flags ask
+    TC[8,1]      decoded into an internal command sent to the dispatcher; its responses
+                 become TM[1,1]/[1,2] acceptance, TM[1,3]/[1,4] start, TM[1,5] progress,
+                 TM[1,7]/[1,8] completion. Acceptance and completion success are always
+                 sent; start and progress success only when the TC's ack flags ask; failures
+                 always (ECSS-E-ST-70-41C 6.1.3).
+    TM[3,25]     every ``hk_interval_s`` of onboard time in contact: each component's
+                 latest ``<name>.hk`` packet, timed at its sampling time
+    TM[5,1..4]   every bus event, at once while in contact
+    ===========  ==========================================================================
+
+    A TC that frames and passes its CRC but cannot be accepted gets TM[1,2]: an APID other
+    than :data:`~flight.ground.pus.TC_APID` or an unsupported service → INVALID_OPCODE;
+    TC[8,1] data that does not decode → FORMAT_ERROR or INVALID_OPCODE; too many TCs in
+    flight → BUSY. Bytes that do not frame as a TC (garbage, bad CRC) cannot be answered
+    (their request id is not trustworthy): they are discarded up to the next plausible
+    header, counted (``tc_rejected``, ``bytes_discarded``) and reported by event.
+
+Bounds
+    :data:`MAX_CONNECTIONS` clients (more are refused and counted); one partial packet per
+    connection (``TcStreamParser``: overflow drops the connection and is counted); a
+    partial packet left for :data:`STALL_S` without new bytes is discarded; at most
+    :data:`MAX_PENDING` TC[8,1] in flight; at most :data:`EVENT_BUDGET_PER_TICK` events of
+    the link's own per tick (the rest only counted in ``events_suppressed``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import zmq
+from spacepackets.ecss.pus_1_verification import MessageSubtype as Verif
+from spacepackets.ecss.tc import PusTc
+
+from flight.bus import DRAIN_BATCH
+from flight.config import RunConfig
+from flight.dictionary import Arg, Channel, Command, CommandError, Component, Dictionary, Event
+from flight.ground.pus import (
+    ACK_ACCEPTANCE,
+    ACK_COMPLETION,
+    ACK_PROGRESS,
+    ACK_START,
+    FAILURE_CODE_NUMBERS,
+    LINK_COMPONENT_ID,
+    MAX_TC_LEN,
+    OVERFLOW,
+    TC_APID,
+    Rejection,
+    TcStreamParser,
+    TmEncoder,
+    decode_function,
+    is_function,
+    is_loopback,
+    is_ping,
+    parse_endpoint,
+)
+from flight.messages import Message
+from flight.subsystem import Emit, SendCommand, Subsystem
+
+MAX_CONNECTIONS = 4
+RX_BUFFER_BYTES = 4 * MAX_TC_LEN
+"""Per-connection receive buffer cap; one ZeroMQ read is at most 8 KiB."""
+STALL_S = 2.0
+"""Wall seconds a partial packet may wait for its remaining bytes before it is discarded."""
+MAX_PENDING = 64
+PENDING_TIMEOUT_S = 60.0
+"""Backstop for a TC[8,1] whose command never gets a final answer (the dispatcher's own
+timeout is 30 s; this covers a dispatcher that is gone)."""
+EVENT_BUDGET_PER_TICK = 8
+DEFAULT_HK_INTERVAL_S = 10.0
+SNDHWM = 10_000
+"""Packets queued per client before further TM to it is dropped (counted)."""
+KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S = 30, 10
+"""TCP keepalive, so a client that vanished without a FIN frees its connection slot."""
+
+
+@dataclass
+class _Connection:
+    identity: bytes
+    peer: str
+    parser: TcStreamParser
+    last_rx: float
+
+
+@dataclass
+class _PendingTc:
+    tc: PusTc
+    identity: bytes
+    qualified: str
+    since: float
+    accepted: bool = False
+    started: bool = False
+    steps: int = 0
+
+
+class LinkManager(Subsystem):
+    COMPONENT = Component(
+        "link", LINK_COMPONENT_ID,
+        doc="Ground link: CCSDS/PUS-C telecommands in, telemetry and events out, during contact.",
+        commands=(
+            Command("set_hk_interval", 1, (Arg("interval_s", "float", "s", 1.0, 3600.0,
+                                               doc="Onboard seconds between housekeeping downlinks."),),
+                    doc="Change how often each component's housekeeping is downlinked (TM[3,25])."),
+        ),
+        telemetry=(
+            Channel("contact", "bool", "", "Link up: ground station in view (or lab mode 'always')."),
+            Channel("clients", "int", "count", "Ground connections open."),
+            Channel("tc_received", "int", "count", "Telecommands framed with a good CRC."),
+            Channel("tc_accepted", "int", "count", "Telecommands answered or handed to the dispatcher."),
+            Channel("tc_rejected", "int", "count", "Telecommands refused and runs of discarded bytes.",
+                    yellow=(0, 0)),
+            Channel("tc_dropped_no_contact", "int", "count", "Telecommands dropped for lack of contact."),
+            Channel("bytes_discarded", "int", "B", "Uplink bytes that did not frame as a telecommand."),
+            Channel("tm_sent", "int", "count", "Telemetry packets sent (one per client)."),
+            Channel("tm_dropped", "int", "count", "Telemetry packets not sent: client queue full or gone.",
+                    yellow=(0, 0)),
+            Channel("tm_dropped_no_contact", "int", "count", "Telemetry packets not sent for lack of contact."),
+            Channel("tm_errors", "int", "count", "Housekeeping or events that could not be encoded.",
+                    yellow=(0, 0)),
+            Channel("bytes_up", "int", "B", "Bytes received from the ground."),
+            Channel("bytes_down", "int", "B", "Bytes sent to the ground."),
+            Channel("connections_refused", "int", "count", f"Connections over the {MAX_CONNECTIONS}-client limit."),
+            Channel("buffer_overflows", "int", "count", "Connections dropped for overflowing the receive buffer."),
+            Channel("commands_pending", "int", "count", "TC[8,1] sent on board and not yet final."),
+            Channel("hk_interval_s", "float", "s", "Onboard seconds between housekeeping downlinks."),
+            Channel("events_suppressed", "int", "count", "Link events over the per-tick budget, not published."),
+        ),
+        events=(
+            Event("lab_mode", 1, "HIGH",
+                  "space link UNAUTHENTICATED lab mode on {endpoint}: telecommands are not authenticated, "
+                  "loopback only"),
+            Event("client_connected", 2, "INFO", "ground client {peer} connected ({clients} open, unauthenticated)"),
+            Event("client_disconnected", 3, "INFO", "ground client {peer} disconnected ({clients} open)"),
+            Event("connection_refused", 4, "MEDIUM", "refused ground client {peer}: {clients} of {limit} open"),
+            Event("bytes_rejected", 5, "LOW", "discarded {nbytes} byte(s) from {peer}: {why}"),
+            Event("tc_rejected", 6, "LOW", "rejected TC[{service},{subtype}] from {peer}: {code} {why}"),
+            Event("tc_dropped_no_contact", 7, "LOW", "dropped TC[{service},{subtype}] from {peer}: no contact"),
+            Event("buffer_overflow", 8, "MEDIUM", "dropped ground client {peer}: over {limit} bytes buffered"),
+            Event("contact_acquired", 9, "INFO",
+                  "contact acquired: station {station:g} at {elevation_deg:.1f} deg elevation"),
+            Event("contact_lost", 10, "INFO", "contact lost"),
+            Event("tm_encode_failed", 11, "LOW", "cannot downlink {what}: {why}"),
+        ),
+    )
+    RATE_GROUPS = ((1, "step"),)
+    SUBSCRIBE = (b"tm/", b"ev/")
+
+    def __init__(self, config: RunConfig, emit: Emit, send_command: SendCommand | None = None,
+                 dictionary: Dictionary | None = None) -> None:
+        """``dictionary`` defaults to the full flight dictionary, loaded on first use.
+
+        Raises:
+            ValueError: a link endpoint that is not ``HOST:PORT`` on a loopback host.
+        """
+        super().__init__(config, emit, send_command)
+        self.host, self.port = parse_endpoint(config.link_endpoint)
+        if not is_loopback(self.host):
+            raise ValueError(
+                f"link endpoint {config.link_endpoint} is not loopback: telecommands are not authenticated "
+                "yet (lab mode), so the link binds only 127.0.0.1, ::1 or localhost")
+        self._dictionary = dictionary
+        self.endpoint = ""
+        """``HOST:PORT`` actually bound (port 0 asks for any free port)."""
+        self.tm = TmEncoder()
+        self.contact = config.contact == "always"
+        self.hk_interval_s = DEFAULT_HK_INTERVAL_S
+        self._next_hk_s = 0.0
+        self._utc_offset_s: float | None = None
+        self._latest_hk: dict[str, tuple[float, dict]] = {}
+        self._conns: dict[bytes, _Connection] = {}
+        self._pending: dict[str, _PendingTc] = {}
+        self._id_prefix = f"link-{os.getpid()}-"
+        self._serial = 0
+        self._first_tick = True
+        self._event_budget = EVENT_BUDGET_PER_TICK
+        self.tc_received = self.tc_accepted = self.tc_rejected = self.tc_dropped_no_contact = 0
+        self.bytes_discarded = self.tm_sent = self.tm_dropped = self.tm_dropped_no_contact = 0
+        self.tm_errors = self.bytes_up = self.bytes_down = self.connections_refused = 0
+        self.buffer_overflows = self.events_suppressed = 0
+        self._ctx: zmq.Context | None = None
+        self._sock: zmq.Socket | None = None
+
+    @property
+    def dictionary(self) -> Dictionary:
+        if self._dictionary is None:
+            from flight.executive import full_dictionary  # imports every subsystem, this one included
+
+            self._dictionary = full_dictionary()
+        return self._dictionary
+
+    # -- socket lifecycle --------------------------------------------------------------
+    def on_start(self) -> None:
+        self._ctx = zmq.Context()
+        sock = self._ctx.socket(zmq.STREAM)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, RX_BUFFER_BYTES)
+        sock.setsockopt(zmq.SNDHWM, SNDHWM)
+        sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+        sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, KEEPALIVE_IDLE_S)
+        sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, KEEPALIVE_INTERVAL_S)
+        if ":" in self.host:
+            sock.setsockopt(zmq.IPV6, 1)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        sock.bind(f"tcp://{host}:{self.port}")
+        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT).removeprefix("tcp://")
+        self._sock = sock
+
+    def poll_items(self) -> list[tuple[Any, Callable[[], None]]]:
+        return [(self._sock, self.on_stream)]
+
+    def on_stop(self) -> None:
+        if self._ctx is not None:
+            self._ctx.destroy(linger=0)
+            self._ctx = self._sock = None
+
+    # -- rate group --------------------------------------------------------------------
+    def step(self, frame: dict[str, Any]) -> None:
+        self._event_budget = EVENT_BUDGET_PER_TICK
+        if self._first_tick:
+            # on the first tick, not in on_start: by now the bus has delivered our publisher's
+            # subscriptions, so the warning reaches the recorder instead of being dropped
+            self._first_tick = False
+            self.event("lab_mode", endpoint=self.endpoint)
+        self._utc_offset_s = float(frame["utc_unix_s"]) - self.time_s
+        self._update_contact(frame)
+        now = time.monotonic()
+        for command_id, p in list(self._pending.items()):
+            if now - p.since > PENDING_TIMEOUT_S:
+                self._final_failure(command_id, p, "EXECUTION_ERROR", f"no answer within {PENDING_TIMEOUT_S:g} s")
+        for conn in list(self._conns.values()):
+            if conn.parser.buffered and now - conn.last_rx > STALL_S:
+                self._handle(conn, conn.parser.flush_stalled())
+        if self.contact and self.time_s >= self._next_hk_s:
+            self._next_hk_s = self.time_s + self.hk_interval_s
+            self._downlink_hk()
+        self.telemetry(
+            contact=self.contact, clients=len(self._conns), tc_received=self.tc_received,
+            tc_accepted=self.tc_accepted, tc_rejected=self.tc_rejected,
+            tc_dropped_no_contact=self.tc_dropped_no_contact, bytes_discarded=self.bytes_discarded,
+            tm_sent=self.tm_sent, tm_dropped=self.tm_dropped, tm_dropped_no_contact=self.tm_dropped_no_contact,
+            tm_errors=self.tm_errors, bytes_up=self.bytes_up, bytes_down=self.bytes_down,
+            connections_refused=self.connections_refused, buffer_overflows=self.buffer_overflows,
+            commands_pending=len(self._pending), hk_interval_s=self.hk_interval_s,
+            events_suppressed=self.events_suppressed,
+        )
+
+    def _update_contact(self, frame: dict[str, Any]) -> None:
+        contact = bool(frame["ground_contact"]) or self.config.contact == "always"
+        if contact != self.contact:
+            self.contact = contact
+            if contact:
+                self._next_hk_s = self.time_s  # a fresh pass starts with a full housekeeping picture
+                self.event("contact_acquired", station=float(frame["ground_station_id"]),
+                           elevation_deg=float(frame["ground_elevation_deg"]))
+            else:
+                self.event("contact_lost")
+        if bool(frame["transmitter_on"]) != contact:
+            self.actuate(transmitter_on=contact)
+
+    def cmd_set_hk_interval(self, interval_s: float) -> str:
+        self.hk_interval_s = interval_s
+        self._next_hk_s = min(self._next_hk_s, self.time_s + interval_s)
+        return f"housekeeping every {interval_s:g} s"
+
+    # -- downlink ----------------------------------------------------------------------
+    def _utc_at(self, sim_time_s: float) -> float:
+        # before the first frame onboard UTC is unknown; the host clock stands in for an RTC
+        return time.time() if self._utc_offset_s is None else sim_time_s + self._utc_offset_s
+
+    def _send(self, identity: bytes, packet: bytes) -> None:
+        if not self.contact:
+            self.tm_dropped_no_contact += 1
+            return
+        try:
+            self._sock.send_multipart([identity, packet], zmq.NOBLOCK)
+        except zmq.Again:
+            self.tm_dropped += 1
+            return
+        except zmq.ZMQError:  # EHOSTUNREACH: the connection closed under us
+            self.tm_dropped += 1
+            self._conns.pop(identity, None)
+            return
+        self.tm_sent += 1
+        self.bytes_down += len(packet)
+
+    def _broadcast(self, packet: bytes) -> None:
+        if not self.contact:
+            self.tm_dropped_no_contact += 1
+            return
+        for identity in list(self._conns):
+            self._send(identity, packet)
+
+    def _reply(self, identity: bytes, packet: bytes) -> None:
+        """Send to the client that sent the TC, or to every client once it is gone, so a
+        verdict on an accepted command is never lost while anyone is listening."""
+        if identity in self._conns:
+            self._send(identity, packet)
+        else:
+            self._broadcast(packet)
+
+    def _downlink_hk(self) -> None:
+        for name, (sampled_t, values) in self._latest_hk.items():
+            try:
+                packet = self.tm.hk_report(self.dictionary.components[name], values,
+                                           utc_unix_s=self._utc_at(sampled_t))
+            except ValueError as exc:
+                self.tm_errors += 1
+                self._budgeted_event("tm_encode_failed", what=f"{name}.hk", why=str(exc)[:160])
+                continue
+            self._broadcast(packet)
+
+    def _budgeted_event(self, name: str, **args: Any) -> None:
+        if self._event_budget > 0:
+            self._event_budget -= 1
+            self.event(name, **args)
+        else:
+            self.events_suppressed += 1
+
+    # -- bus inputs --------------------------------------------------------------------
+    def on_message(self, msg: Message) -> None:
+        if msg.kind == "tm" and msg.name.endswith(".hk"):
+            name = msg.name[:-3]
+            if name in self.dictionary.components and isinstance(msg.data, dict):
+                self._latest_hk[name] = (msg.t, msg.data)
+        elif msg.kind == "ev":
+            message = msg.data.get("message") if isinstance(msg.data, dict) else None
+            try:
+                if msg.name not in self.dictionary.events or not isinstance(message, str):
+                    raise ValueError("not a declared event with a message")
+                packet = self.tm.event_report(self.dictionary, msg.name, message, utc_unix_s=self._utc_at(msg.t))
+            except ValueError:  # no event about it: events about events could feed on themselves
+                self.tm_errors += 1
+                return
+            self._broadcast(packet)
+
+    def on_response(self, msg: Message) -> None:
+        data = msg.data if isinstance(msg.data, dict) else {}
+        command_id = data.get("id")
+        p = self._pending.get(command_id) if isinstance(command_id, str) else None
+        if p is None:
+            return  # not ours, or already final
+        stage = data.get("stage")
+        if stage == "failed":
+            code = data.get("code")
+            code = code if code in FAILURE_CODE_NUMBERS else "EXECUTION_ERROR"
+            self._final_failure(command_id, p, code, str(data.get("message", "")))
+            return
+        if not p.accepted:
+            p.accepted = True
+            self._verify(p, Verif.TM_ACCEPTANCE_SUCCESS)
+        if stage == "started" and not p.started:
+            p.started = True
+            if p.tc.pus_tc_sec_header.ack_flags & ACK_START:
+                self._verify(p, Verif.TM_START_SUCCESS)
+        elif stage == "progress":
+            p.steps += 1
+            if p.tc.pus_tc_sec_header.ack_flags & ACK_PROGRESS:
+                self._verify(p, Verif.TM_STEP_SUCCESS, step=p.steps)
+        elif stage == "completed":
+            del self._pending[command_id]
+            self._verify(p, Verif.TM_COMPLETION_SUCCESS)
+
+    def _final_failure(self, command_id: str, p: _PendingTc, code: str, message: str) -> None:
+        del self._pending[command_id]
+        subtype = (Verif.TM_ACCEPTANCE_FAILURE if not p.accepted
+                   else Verif.TM_START_FAILURE if not p.started else Verif.TM_COMPLETION_FAILURE)
+        self._verify(p, subtype, code=code, message=message)
+
+    def _verify(self, p: _PendingTc, subtype: int, **fields: Any) -> None:
+        self._reply(p.identity, self.tm.verification(subtype, p.tc, utc_unix_s=self._utc_at(self.time_s), **fields))
+
+    # -- uplink ------------------------------------------------------------------------
+    def on_stream(self) -> None:
+        """Ready-to-read handler of the STREAM socket: connection changes and uplink bytes."""
+        for _ in range(DRAIN_BATCH):
+            try:
+                identity, data = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            if not len(data):
+                self._connection_changed(identity.bytes, data)
+                continue
+            conn = self._conns.get(identity.bytes)
+            if conn is None:
+                continue  # bytes of a connection we are closing
+            self.bytes_up += len(data)
+            conn.last_rx = time.monotonic()
+            self._handle(conn, conn.parser.feed(data.bytes))
+
+    def _connection_changed(self, identity: bytes, frame: zmq.Frame) -> None:
+        conn = self._conns.pop(identity, None)
+        if conn is not None:
+            self._budgeted_event("client_disconnected", peer=conn.peer, clients=len(self._conns))
+            return
+        try:
+            peer = f"{frame.get('Peer-Address')}#{identity.hex()}"
+        except zmq.ZMQError:
+            peer = f"#{identity.hex()}"
+        if len(self._conns) >= MAX_CONNECTIONS:
+            self.connections_refused += 1
+            self._close(identity)
+            self._budgeted_event("connection_refused", peer=peer, clients=len(self._conns), limit=MAX_CONNECTIONS)
+            return
+        self._conns[identity] = _Connection(identity, peer, TcStreamParser(RX_BUFFER_BYTES), time.monotonic())
+        self._budgeted_event("client_connected", peer=peer, clients=len(self._conns))
+
+    def _close(self, identity: bytes) -> None:
+        try:
+            self._sock.send_multipart([identity, b""], zmq.NOBLOCK)  # an empty frame closes a STREAM peer
+        except zmq.ZMQError:
+            pass  # already gone
+
+    def _handle(self, conn: _Connection, items: list[PusTc | Rejection]) -> None:
+        for item in items:
+            if isinstance(item, PusTc):
+                self._on_tc(conn, item)
+                continue
+            self.tc_rejected += 1
+            self.bytes_discarded += item.nbytes
+            if item.reason == OVERFLOW:
+                self.buffer_overflows += 1
+                self._conns.pop(conn.identity, None)
+                self._close(conn.identity)
+                self._budgeted_event("buffer_overflow", peer=conn.peer, limit=RX_BUFFER_BYTES)
+            else:
+                self._budgeted_event("bytes_rejected", peer=conn.peer, nbytes=item.nbytes, why=item.reason)
+
+    def _on_tc(self, conn: _Connection, tc: PusTc) -> None:
+        self.tc_received += 1
+        if not self.contact:
+            self.tc_dropped_no_contact += 1
+            self._budgeted_event("tc_dropped_no_contact", peer=conn.peer, service=tc.service,
+                                 subtype=tc.message_subtype)
+            return
+        if tc.apid != TC_APID:
+            self._reject(conn, tc, "INVALID_OPCODE", f"no application process at APID {tc.apid}")
+        elif is_ping(tc):
+            self._ping(conn, tc)
+        elif is_function(tc):
+            self._function(conn, tc)
+        else:
+            self._reject(conn, tc, "INVALID_OPCODE", "service not supported")
+
+    def _ping(self, conn: _Connection, tc: PusTc) -> None:
+        if tc.app_data:
+            self._reject(conn, tc, "FORMAT_ERROR", "TC[17,1] carries no application data")
+            return
+        self.tc_accepted += 1
+        utc = self._utc_at(self.time_s)
+        flags = tc.pus_tc_sec_header.ack_flags
+        for flag, subtype in ((ACK_ACCEPTANCE, Verif.TM_ACCEPTANCE_SUCCESS), (ACK_START, Verif.TM_START_SUCCESS)):
+            if flags & flag:
+                self._send(conn.identity, self.tm.verification(subtype, tc, utc_unix_s=utc))
+        self._send(conn.identity, self.tm.ping_reply(tc, utc_unix_s=utc))
+        if flags & ACK_COMPLETION:
+            self._send(conn.identity, self.tm.verification(Verif.TM_COMPLETION_SUCCESS, tc, utc_unix_s=utc))
+
+    def _function(self, conn: _Connection, tc: PusTc) -> None:
+        try:
+            qualified, args = decode_function(self.dictionary, tc.app_data)
+        except CommandError as exc:
+            self._reject(conn, tc, exc.code, exc.message)
+            return
+        if len(self._pending) >= MAX_PENDING:
+            self._reject(conn, tc, "BUSY", f"{MAX_PENDING} telecommands already in flight")
+            return
+        self._serial += 1
+        command_id = f"{self._id_prefix}{self._serial}"
+        self._pending[command_id] = _PendingTc(tc, conn.identity, qualified, time.monotonic())
+        try:
+            self.command(command_id, qualified, args)
+        except zmq.ZMQError as exc:
+            del self._pending[command_id]
+            self._reject(conn, tc, "EXECUTION_ERROR", f"dispatcher unreachable: {exc}")
+            return
+        self.tc_accepted += 1
+
+    def _reject(self, conn: _Connection, tc: PusTc, code: str, why: str) -> None:
+        self.tc_rejected += 1
+        self._send(conn.identity, self.tm.verification(Verif.TM_ACCEPTANCE_FAILURE, tc, code=code, message=why,
+                                                       utc_unix_s=self._utc_at(self.time_s)))
+        self._budgeted_event("tc_rejected", peer=conn.peer, service=tc.service, subtype=tc.message_subtype,
+                             code=code, why=why[:160])

@@ -1,0 +1,574 @@
+"""The link manager driven directly, as its process runtime drives it, over real loopback
+TCP: contact, ping, TC[8,1] -> internal command -> PUS verification, housekeeping and
+event downlink, and the uplink's defences (garbage, stalls, overflow, too many clients).
+
+Every TM the ground side receives in these tests is read with spacepackets' own readers
+(``Ground.read``): CRC, APID, service/subtype, CDS short time field, and Service1Tm /
+Service17Tm for verification and ping replies.
+"""
+
+import socket
+import struct
+import time
+from collections import deque
+
+import pytest
+import zmq
+from spacepackets.ccsds.spacepacket import PacketId, PacketType, parse_space_packets
+from spacepackets.ccsds.time import CdsShortTimestamp
+from spacepackets.ecss.pus_1_verification import ManagedParamsVerification, Service1Tm
+from spacepackets.ecss.pus_17_test import Service17Tm
+from spacepackets.ecss.req_id import RequestId
+from spacepackets.ecss.tc import PusTc
+from spacepackets.ecss.tm import ManagedParams, PusTm
+
+from flight.bus import BusAddress
+from flight.config import RunConfig
+from flight.dictionary import CommandError
+from flight.executive import full_dictionary
+from flight.ground import pus
+from flight.messages import Encoder, Message, decode
+from flight.subsystems import link as link_module
+from flight.subsystems.link import MAX_CONNECTIONS, LinkManager
+
+DICT = full_dictionary()
+UTC0 = 1_767_225_600.0
+"""Onboard UTC at simulation time 0 (2026-01-01T00:00:00Z)."""
+BUS = BusAddress("inproc://unused-pub", "inproc://unused-sub", "inproc://unused-cmd")
+RECEIVE_TIMEOUT_S = 3.0
+THERMAL = DICT.components["thermal"]
+THERMAL_HK = {ch.name: [0.5 * i for i in range(ch.size)] if ch.size else
+              {"float": 1.25 + k, "int": k, "bool": k % 2 == 0, "str": f"s{k}"}[ch.type]
+              for k, ch in enumerate(THERMAL.telemetry)}
+
+
+def _expected_hk_data(component, values) -> bytes:
+    """TM[3,25] source data written out from the wire format's definition, independently of pus.py."""
+    out = struct.pack(">H", component.component_id)
+    for ch in component.telemetry:
+        v = values[ch.name]
+        if ch.size:
+            out += struct.pack(f">H{len(v)}d", len(v), *v)
+        elif ch.type == "str":
+            out += bytes([len(v.encode())]) + v.encode()
+        else:
+            out += struct.pack({"float": ">d", "int": ">q", "bool": ">B"}[ch.type], v)
+    return out
+
+
+def _bus_message(kind: str, name: str, data, t: float = 0.0, tick: int = 0, src: str = "bus") -> Message:
+    """``data`` as it arrives off the bus: through the envelope codec and back."""
+    return decode(Encoder(src).encode(kind, name, data, tick, t)[1])
+
+
+class LinkHarness:
+    """A LinkManager on a free loopback port, run the way its process runtime runs it: the
+    STREAM socket polled, sensor frames and bus messages handed in, its own telemetry and
+    events looped back as the bus proxy does (it subscribes to them), and its commands
+    answered by a stand-in dispatcher (validation against the dictionary, then the owner's
+    stages; the link's own commands really execute)."""
+
+    def __init__(self, tmp_path, contact: str = "passes") -> None:
+        config = RunConfig(bus=BUS, data_dir=str(tmp_path), contact=contact, link_endpoint="127.0.0.1:0")
+        self.emitted: list[Message] = []
+        self.commands: list[tuple[str, str, dict]] = []
+        self.script = None
+        """``None`` for the stand-in dispatcher, or a list of (stage, code, message) to answer with."""
+        self._inbox: deque[Message] = deque()
+        self.link = LinkManager(config, self._emit, self._send_command, dictionary=DICT)
+        self.link.on_start()
+        ((sock, self._on_readable),) = self.link.poll_items()
+        self._poller = zmq.Poller()
+        self._poller.register(sock, zmq.POLLIN)
+        self.tick = 0
+
+    @property
+    def port(self) -> int:
+        return pus.parse_endpoint(self.link.endpoint)[1]
+
+    def _emit(self, kind: str, name: str, data) -> None:
+        msg = _bus_message(kind, name, data, self.link.time_s, self.link.tick, "link")
+        self.emitted.append(msg)
+        if kind in ("tm", "ev"):
+            self._inbox.append(msg)
+
+    def _send_command(self, command_id: str, qualified: str, args: dict) -> None:
+        self.commands.append((command_id, qualified, args))
+        for stage, code, message in self.script if self.script is not None else self._dispatch(qualified, args):
+            data = {"id": command_id, "stage": stage, "code": code, "message": message}
+            self._inbox.append(_bus_message("rsp", qualified, data, src="exec"))
+
+    def _dispatch(self, qualified: str, args: dict) -> list[tuple[str, str, str]]:
+        try:
+            checked = DICT.validate_command(qualified, args)
+        except CommandError as exc:
+            return [("failed", exc.code, exc.message)]
+        stages = [("accepted", "", ""), ("started", "", "")]
+        if not qualified.startswith("link."):
+            return stages + [("completed", "", "done")]
+        try:
+            return stages + [("completed", "", self.link.execute(qualified.partition(".")[2], checked))]
+        except CommandError as exc:
+            return stages + [("failed", exc.code, exc.message)]
+
+    def publish(self, kind: str, name: str, data, t: float | None = None) -> None:
+        """Another process's telemetry or event, as the bus delivers it."""
+        self._inbox.append(_bus_message(kind, name, data, self.link.time_s if t is None else t))
+
+    def pump(self, seconds: float = 0.0) -> None:
+        """Serve the socket and deliver queued bus messages, for at least one round."""
+        deadline = time.monotonic() + seconds
+        while True:
+            if self._poller.poll(5):
+                self._on_readable()
+            while self._inbox:
+                msg = self._inbox.popleft()
+                (self.link.on_response if msg.kind == "rsp" else self.link.on_message)(msg)
+            if time.monotonic() >= deadline:
+                return
+
+    def frame(self, contact: bool = True, **fields) -> None:
+        """Hand the link the sensor frame of the next tick (1 s of onboard time per tick)."""
+        self.tick += 1
+        frame = {"ground_contact": contact, "utc_unix_s": UTC0 + self.tick, "transmitter_on": contact,
+                 "downlink_rate_bps": 2e9 if contact else 0.0, "ground_station_id": 0.0 if contact else -1.0,
+                 "ground_elevation_deg": 12.5 if contact else -30.0, **fields}
+        self.link.on_frame(self.tick, float(self.tick), _bus_message("hw", "hal.frame", frame).data)
+        self._emit("hw", "hal.done", {"tick": self.tick, "actuate": self.link.actuation})  # as the runtime does
+        self.link.actuation = {}
+        self.pump()
+
+    def hk(self) -> dict:
+        return next(m.data for m in reversed(self.emitted) if m.name == "link.hk")
+
+    def events(self, name: str) -> list[Message]:
+        return [m for m in self.emitted if m.kind == "ev" and m.name == f"link.{name}"]
+
+    def close(self) -> None:
+        self.link.on_stop()
+
+
+class Ground:
+    """A plain TCP client of the link that frames TM with spacepackets' parser and checks
+    every packet with spacepackets' readers."""
+
+    PACKET_IDS = [PacketId(PacketType.TM, True, c.component_id) for c in DICT.components.values()]
+
+    def __init__(self, harness: LinkHarness) -> None:
+        self.harness = harness
+        self.sock = socket.create_connection(("127.0.0.1", harness.port), timeout=RECEIVE_TIMEOUT_S)
+        self.sock.setblocking(False)
+        self._buf = bytearray()
+        self.closed = False
+        harness.pump(0.05)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def send_tc(self, tc: PusTc) -> PusTc:
+        self.send(bytes(tc.pack()))
+        return tc
+
+    def _read(self) -> list[bytes]:
+        try:
+            chunk = self.sock.recv(65536)
+        except BlockingIOError:
+            return []
+        if not chunk:
+            self.closed = True
+            return []
+        self._buf += chunk
+        result = parse_space_packets(bytes(self._buf), self.PACKET_IDS)
+        del self._buf[:result.scanned_bytes]
+        assert not result.skipped_ranges, "the link sent bytes that are not a TM packet"
+        return [bytes(p) for p in result.tm_list]
+
+    def read(self, packet: bytes) -> tuple[int, int, int, PusTm]:
+        """(service, subtype, apid, tm) after spacepackets' checks of ``packet``."""
+        tm = PusTm.unpack(packet, timestamp_len=CdsShortTimestamp.TIMESTAMP_SIZE)  # CRC checked here
+        stamp = CdsShortTimestamp.unpack(tm.timestamp).as_unix_seconds()
+        assert UTC0 <= stamp <= UTC0 + self.harness.tick + 1
+        assert tm.apid in {c.component_id for c in DICT.components.values()}
+        if tm.service == 1:
+            Service1Tm.unpack(packet, ManagedParams(timestamp_len=7), ManagedParamsVerification())
+        elif tm.service == 17:
+            assert Service17Tm.unpack(packet, timestamp_len=7).message_subtype == 2
+        return tm.service, tm.message_subtype, tm.apid, tm
+
+    def collect(self, until=lambda got: False, seconds: float = RECEIVE_TIMEOUT_S, keep=(1, 17)) -> list:
+        """Packets received until ``until(got)`` or ``seconds`` pass, each read and checked;
+        only those of the services in ``keep`` are returned (by default: the answers to TCs)."""
+        got = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not until(got) and not self.closed:
+            self.harness.pump(0.01)
+            for packet in self._read():
+                item = (*self.read(packet), packet)
+                if item[0] in keep:
+                    got.append(item)
+        return got
+
+    def expect(self, n: int, **kw) -> list:
+        got = self.collect(lambda g: len(g) >= n, **kw)
+        assert len(got) == n, [(s, t) for s, t, *_ in got]
+        return got
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _kinds(got) -> list[tuple[int, int]]:
+    return [(service, subtype) for service, subtype, *_ in got]
+
+
+def _verification(item) -> Service1Tm:
+    return Service1Tm.unpack(item[-1], ManagedParams(timestamp_len=7), ManagedParamsVerification())
+
+
+@pytest.fixture
+def harness(tmp_path):
+    h = LinkHarness(tmp_path)
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def ground(harness):
+    harness.frame()
+    g = Ground(harness)
+    yield g
+    g.close()
+
+
+def _ping(seq: int = 1, flags: int = pus.ACK_NONE) -> PusTc:
+    return pus.ping_tc(seq_count=seq, source_id=0x1234, ack_flags=flags)
+
+
+def _setpoint(value: float = 30.0, flags: int = pus.ACK_ALL, seq: int = 2) -> PusTc:
+    return pus.function_tc(DICT, "thermal.set_setpoint", {"setpoint_c": value}, seq_count=seq, source_id=0x1234,
+                           ack_flags=flags)
+
+
+# -- set-up and contact -------------------------------------------------------------------------
+@pytest.mark.parametrize("endpoint", ["0.0.0.0:52001", "10.0.0.7:52001", "example.org:52001"])
+def test_the_link_refuses_to_bind_anything_but_loopback(tmp_path, endpoint):
+    config = RunConfig(bus=BUS, data_dir=str(tmp_path), link_endpoint=endpoint)
+    with pytest.raises(ValueError, match="not loopback"):
+        LinkManager(config, lambda *a: None, dictionary=DICT)
+
+
+def test_first_tick_announces_unauthenticated_lab_mode_loudly(harness):
+    harness.frame()
+    (event,) = harness.events("lab_mode")
+    assert event.data["severity"] in ("MEDIUM", "HIGH")
+    assert "UNAUTHENTICATED" in event.data["message"] and harness.link.endpoint in event.data["message"]
+    assert harness.link.endpoint.startswith("127.0.0.1:")
+
+
+def test_ping_is_answered_in_contact(ground, harness):
+    tc = ground.send_tc(_ping())
+    ((service, subtype, apid, tm, packet),) = ground.expect(1)
+    assert (service, subtype, apid) == (17, 2, pus.TC_APID)
+    assert tm.pus_tm_sec_header.dest_id == tc.source_id
+    harness.frame()
+    hk = harness.hk()
+    assert (hk["contact"], hk["clients"], hk["tc_received"], hk["tc_accepted"]) == (True, 1, 1, 1)
+    assert hk["tm_sent"] >= 1 and hk["bytes_down"] >= len(packet) and hk["bytes_up"] == len(tc.pack())
+
+
+def test_ping_ack_flags_ask_for_verification_reports(ground):
+    tc = ground.send_tc(_ping(flags=pus.ACK_ALL))
+    got = ground.expect(4)
+    assert _kinds(got) == [(1, 1), (1, 3), (17, 2), (1, 7)]
+    for item in (got[0], got[1], got[3]):
+        assert _verification(item).tc_req_id == RequestId.from_sp_header(tc.sp_header)
+
+
+def test_out_of_contact_nothing_is_sent_and_tcs_are_dropped_and_counted(harness):
+    harness.frame(contact=False)
+    ground = Ground(harness)
+    ground.send_tc(_ping())
+    assert ground.collect(seconds=0.3, keep=(1, 3, 5, 17)) == []
+    harness.frame(contact=False)
+    hk = harness.hk()
+    assert (hk["contact"], hk["tc_dropped_no_contact"], hk["tc_accepted"]) == (False, 1, 0)
+    assert hk["tm_dropped_no_contact"] >= 1  # the connection event was not downlinked
+    harness.frame(contact=True)
+    ground.send_tc(_ping(seq=2))
+    assert _kinds(ground.expect(1)) == [(17, 2)]
+    assert [e.name for e in harness.emitted if e.name.startswith("link.contact_")] == ["link.contact_acquired"]
+    assert "station 0 at 12.5 deg elevation" in harness.events("contact_acquired")[0].data["message"]
+    ground.close()
+
+
+def test_the_transmitter_follows_contact(harness):
+    harness.frame(contact=True, transmitter_on=False)
+    harness.frame(contact=False, transmitter_on=True)
+    harness.frame(contact=False, transmitter_on=False)
+    actuations = [m.data["actuate"] for m in harness.emitted if m.name == "hal.done" and m.data["actuate"]]
+    assert actuations == [{"transmitter_on": True}, {"transmitter_on": False}]
+
+
+def test_contact_always_keeps_the_link_up_between_passes(tmp_path):
+    harness = LinkHarness(tmp_path, contact="always")
+    try:
+        harness.frame(contact=False, transmitter_on=True)
+        ground = Ground(harness)
+        ground.send_tc(_ping())
+        assert _kinds(ground.expect(1)) == [(17, 2)]
+        assert harness.hk()["contact"] is True
+        ground.close()
+    finally:
+        harness.close()
+
+
+# -- TC[8,1] -----------------------------------------------------------------------------------
+def test_function_tc_becomes_an_internal_command_and_its_responses_become_verification(ground, harness):
+    tc = ground.send_tc(_setpoint(30.0))
+    got = ground.expect(3)
+    assert _kinds(got) == [(1, 1), (1, 3), (1, 7)]
+    assert all(_verification(i).tc_req_id == RequestId.from_sp_header(tc.sp_header) for i in got)
+    assert all(i[3].pus_tm_sec_header.dest_id == tc.source_id for i in got)
+    ((command_id, qualified, args),) = harness.commands
+    assert (qualified, args) == ("thermal.set_setpoint", {"setpoint_c": 30.0})
+    assert isinstance(command_id, str) and 0 < len(command_id) <= 64
+    harness.frame()
+    assert harness.hk()["commands_pending"] == 0
+
+
+def test_acceptance_and_completion_are_always_reported_for_function_tcs(ground):
+    ground.send_tc(_setpoint(30.0, flags=pus.ACK_NONE))
+    assert _kinds(ground.expect(2)) == [(1, 1), (1, 7)]
+
+
+def test_internal_command_ids_are_unique(ground, harness):
+    for seq in range(5):
+        ground.send_tc(_setpoint(20.0 + seq, seq=seq))
+    ground.expect(15)
+    assert len({c[0] for c in harness.commands}) == 5
+
+
+@pytest.mark.parametrize("script, expected", [
+    ([("failed", "VALIDATION_ERROR", "setpoint_c=99 outside [15, 45]")], [(1, 2, "VALIDATION_ERROR")]),
+    ([("failed", "BUSY", "thermal has too many commands pending")], [(1, 2, "BUSY")]),
+    ([("accepted", "", ""), ("failed", "EXECUTION_ERROR", "thermal restarted")],
+     [(1, 1, None), (1, 4, "EXECUTION_ERROR")]),
+    ([("accepted", "", ""), ("started", "", ""), ("failed", "EXECUTION_ERROR", "valve stuck")],
+     [(1, 1, None), (1, 3, None), (1, 8, "EXECUTION_ERROR")]),
+    ([("accepted", "", ""), ("started", "", ""), ("progress", "", ""), ("completed", "", "ok")],
+     [(1, 1, None), (1, 3, None), (1, 5, None), (1, 7, None)]),
+    ([("started", "", ""), ("completed", "", "ok")], [(1, 1, None), (1, 3, None), (1, 7, None)]),
+    ([("failed", "NOT_A_CODE", "?")], [(1, 2, "EXECUTION_ERROR")]),
+])
+def test_each_response_sequence_maps_to_its_verification_reports(ground, harness, script, expected):
+    harness.script = script
+    ground.send_tc(_setpoint(30.0))
+    got = ground.expect(len(expected))
+    assert _kinds(got) == [e[:2] for e in expected]
+    for item, (_, _, code) in zip(got, expected):
+        s1 = _verification(item)
+        assert (s1.error_code.val if s1.error_code else None) == (pus.FAILURE_CODE_NUMBERS[code] if code else None)
+    if expected[-1][2] is not None:
+        assert _verification(got[-1]).failure_notice.data.decode() == (
+            script[-1][2] if script[-1][1] in pus.FAILURE_CODE_NUMBERS else "?")
+
+
+def test_onboard_validation_failure_reaches_the_ground(ground):
+    ground.send_tc(_setpoint(99.0))
+    ((*_, packet),) = ground.expect(1)
+    report = pus.decode_tm(DICT, packet)
+    assert (report.stage, report.code) == ("acceptance failed", "VALIDATION_ERROR")
+    assert "setpoint_c" in report.message
+
+
+def _tc(service, subtype, data=b"", apid=pus.TC_APID) -> PusTc:
+    return PusTc(service=service, message_subtype=subtype, apid=apid, app_data=data, seq_count=9, source_id=7,
+                 ack_flags=pus.ACK_ALL)
+
+
+@pytest.mark.parametrize("tc, code", [
+    (_tc(8, 1, b"\x7f\x7f"), "INVALID_OPCODE"),
+    (_tc(8, 1, b"\x03\x01\x40"), "FORMAT_ERROR"),
+    (_tc(8, 1, b""), "FORMAT_ERROR"),
+    (_tc(17, 1, b"hello"), "FORMAT_ERROR"),
+    (_tc(3, 5), "INVALID_OPCODE"),
+    (_tc(17, 1, apid=99), "INVALID_OPCODE"),
+])
+def test_tcs_that_cannot_be_accepted_get_an_acceptance_failure(ground, harness, tc, code):
+    ground.send_tc(tc)
+    (item,) = ground.expect(1)
+    s1 = _verification(item)
+    assert (s1.message_subtype, s1.error_code.val) == (2, pus.FAILURE_CODE_NUMBERS[code])
+    assert s1.tc_req_id == RequestId.from_sp_header(tc.sp_header)
+    assert harness.commands == []
+    harness.frame()
+    assert (harness.hk()["tc_rejected"], harness.hk()["tc_accepted"]) == (1, 0)
+    assert harness.events("tc_rejected")
+
+
+def test_set_hk_interval_is_a_link_command_with_a_validated_range(ground, harness):
+    ground.send_tc(pus.function_tc(DICT, "link.set_hk_interval", {"interval_s": 0.1}, seq_count=1, source_id=1))
+    assert pus.decode_tm(DICT, ground.expect(1)[0][-1]).code == "VALIDATION_ERROR"
+    ground.send_tc(pus.function_tc(DICT, "link.set_hk_interval", {"interval_s": 2.0}, seq_count=2, source_id=1))
+    assert _kinds(ground.expect(3)) == [(1, 1), (1, 3), (1, 7)]
+    harness.frame()
+    assert harness.hk()["hk_interval_s"] == 2.0
+
+
+# -- downlink of housekeeping and events --------------------------------------------------------
+def _hk_reports(got, component: str) -> list:
+    return [pus.decode_tm(DICT, item[-1]) for item in got
+            if item[:3] == (3, 25, DICT.components[component].component_id)]
+
+
+def test_housekeeping_is_downlinked_every_interval_with_declared_channel_order(ground, harness):
+    harness.publish("tm", "thermal.hk", THERMAL_HK, t=harness.tick + 0.5)
+    harness.link.cmd_set_hk_interval(3.0)
+    got = []
+    for _ in range(7):
+        harness.frame()
+        got += ground.collect(seconds=0.1, keep=(3,))
+    reports = _hk_reports(got, "thermal")
+    assert len(reports) == 2  # 7 ticks at one report per 3 s
+    assert reports[0].values == THERMAL_HK
+    assert reports[0].utc_unix_s == pytest.approx(UTC0 + 1.5, abs=1e-3)  # timed at sampling
+    first = next(i for i in got if i[:3] == (3, 25, THERMAL.component_id))
+    assert first[3].source_data == _expected_hk_data(THERMAL, THERMAL_HK)
+    assert _hk_reports(got, "link")  # the link's own housekeeping goes down too
+
+
+def test_housekeeping_that_cannot_be_encoded_is_counted_not_sent(ground, harness):
+    harness.link.cmd_set_hk_interval(1.0)
+    harness.publish("tm", "thermal.hk", {"setpoint_c": 25.0})
+    harness.frame()
+    got = ground.collect(seconds=0.2, keep=(3,))
+    assert not _hk_reports(got, "thermal") and _hk_reports(got, "link")
+    harness.frame()
+    assert harness.hk()["tm_errors"] == 1
+    assert "thermal.hk" in harness.events("tm_encode_failed")[0].data["message"]
+
+
+def test_events_go_down_at_once_with_the_subtype_of_their_severity(tmp_path):
+    harness = LinkHarness(tmp_path)
+    harness.frame()
+    grounds = [Ground(harness) for _ in range(MAX_CONNECTIONS + 1)]  # the last is refused: MEDIUM
+    grounds[0].send(bytes(7))  # LOW
+    harness.publish("ev", "thermal.setpoint_changed",
+                    {"severity": "INFO", "message": "coolant setpoint 25.0 -> 30.0 °C", "args": {}})
+    harness.frame()
+    harness.publish("ev", "hal.frame_rejected", {"severity": "HIGH", "message": "sensor frame 3 rejected",
+                                                 "args": {}})
+    got = grounds[0].collect(lambda g: (5, 4, 5) in [i[:3] for i in g], keep=(5,))
+    events = [pus.decode_tm(DICT, i[-1]) for i in got if i[0] == 5]
+    by_name = {e.name: e for e in events}
+    assert by_name["thermal.setpoint_changed"].severity == "INFO"
+    assert by_name["thermal.setpoint_changed"].message == "coolant setpoint 25.0 -> 30.0 °C"
+    assert {(i[1], i[2]) for i in got if i[0] == 5} >= {(1, 3), (1, 4), (2, 4), (3, 4), (4, 5)}
+    assert {e.severity for e in events} == {"INFO", "LOW", "MEDIUM", "HIGH"}
+    for g in grounds:
+        g.close()
+    harness.close()
+
+
+def test_malformed_bus_events_are_counted_not_sent(ground, harness):
+    harness.publish("ev", "thermal.setpoint_changed", "not a map")
+    harness.publish("ev", "nosuch.event", {"severity": "INFO", "message": "x", "args": {}})
+    harness.publish("ev", "thermal.setpoint_changed", {"severity": "INFO", "message": "x", "args": {}}, t=-1e12)
+    harness.pump()
+    harness.frame()
+    assert harness.hk()["tm_errors"] == 3
+    assert not harness.events("tm_encode_failed")
+
+
+# -- uplink defences ------------------------------------------------------------------------------
+def test_garbage_is_discarded_counted_reported_and_the_next_tc_still_works(ground, harness):
+    garbage = b"\x00\xffGET / HTTP/1.1\r\n\r\n\x18\x04\x00"
+    ground.send(garbage)
+    ground.send_tc(_ping())
+    assert _kinds(ground.expect(1)) == [(17, 2)]
+    harness.frame()
+    hk = harness.hk()
+    assert (hk["tc_rejected"], hk["bytes_discarded"], hk["tc_accepted"]) == (1, len(garbage), 1)
+    assert "discarded" in harness.events("bytes_rejected")[0].data["message"]
+
+
+def test_a_bad_crc_is_rejected_without_a_reply(ground, harness):
+    bad = bytearray(_ping().pack())
+    bad[-2] ^= 0x55
+    ground.send(bytes(bad))
+    assert ground.collect(seconds=0.3) == []
+    harness.frame()
+    assert (harness.hk()["tc_rejected"], harness.hk()["tc_received"]) == (1, 0)
+    assert "bad CRC" in harness.events("bytes_rejected")[0].data["message"]
+
+
+def test_a_partial_packet_from_a_quiet_sender_is_discarded(ground, harness, monkeypatch):
+    monkeypatch.setattr(link_module, "STALL_S", 0.0)
+    long_tc = bytes(pus.function_tc(DICT, "thermal.set_gains", {"loop": "pump", "kp": 0.1, "ki": 0.0, "kd": 0.0},
+                                    seq_count=3, source_id=1).pack())
+    ground.send(long_tc[:10])
+    ground.send_tc(_ping())
+    assert ground.collect(seconds=0.3) == []  # the cut header claims the ping's bytes
+    harness.frame()
+    assert _kinds(ground.expect(1)) == [(17, 2)]
+    assert harness.hk()["bytes_discarded"] == 10
+
+
+def test_a_client_overflowing_its_buffer_is_dropped_and_counted(harness, monkeypatch):
+    monkeypatch.setattr(link_module, "RX_BUFFER_BYTES", 64)
+    harness.frame()
+    ground = Ground(harness)
+    ground.send(bytes(200))
+    ground.collect(seconds=1.0)
+    assert ground.closed
+    harness.frame()
+    hk = harness.hk()
+    assert (hk["buffer_overflows"], hk["clients"]) == (1, 0)
+    assert harness.events("buffer_overflow")
+    ground.close()
+
+
+def test_connections_over_the_limit_are_refused_and_counted(harness):
+    harness.frame()
+    grounds = [Ground(harness) for _ in range(MAX_CONNECTIONS + 1)]
+    grounds[-1].collect(seconds=0.5)
+    assert grounds[-1].closed and not any(g.closed for g in grounds[:-1])
+    harness.frame()
+    assert (harness.hk()["clients"], harness.hk()["connections_refused"]) == (MAX_CONNECTIONS, 1)
+    grounds[0].close()
+    harness.pump(0.1)
+    harness.frame()
+    assert harness.hk()["clients"] == MAX_CONNECTIONS - 1
+    for g in grounds[1:]:
+        g.close()
+
+
+def test_a_verdict_whose_sender_left_goes_to_the_other_clients(ground, harness):
+    other = Ground(harness)
+    harness.script = []  # the dispatcher has not answered yet
+    ground.send_tc(_setpoint(30.0))
+    harness.pump(0.1)
+    ((command_id, qualified, _),) = harness.commands
+    ground.close()
+    harness.pump(0.1)
+    harness.publish("rsp", qualified, {"id": command_id, "stage": "accepted", "code": "", "message": ""})
+    assert _kinds(other.expect(1)) == [(1, 1)]
+    other.close()
+
+
+def test_own_event_flood_is_capped_per_tick(ground, harness):
+    bad = bytearray(_ping().pack())
+    bad[-1] ^= 1
+    ground.send((bytes(bad) + bytes(_ping().pack())) * 12)  # 12 rejections, 12 pings
+    assert len(ground.expect(12)) == 12
+    harness.frame()
+    assert len(harness.events("bytes_rejected")) == link_module.EVENT_BUDGET_PER_TICK - 1  # + client_connected
+    assert harness.hk()["events_suppressed"] == 12 - (link_module.EVENT_BUDGET_PER_TICK - 1)
+
+
+def test_on_stop_closes_the_port(tmp_path):
+    harness = LinkHarness(tmp_path)
+    port = harness.port
+    harness.close()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
