@@ -106,16 +106,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     data_dir = Path(args.data or f"rackflight-runs/{stamp}-seed{args.seed}").resolve()
     run_dir = executive.short_run_dir()
-    hal_endpoint = args.hal or f"ipc://{run_dir}/hal"
     config = RunConfig(bus=BusAddress.in_dir(run_dir), data_dir=str(data_dir), tick_s=args.tick_s, speed=speed,
-                       seed=args.seed, contact=args.contact, link_endpoint=args.link, hal_endpoint=hal_endpoint,
+                       seed=args.seed, contact=args.contact, link_endpoint=args.link, hal_endpoint=args.hal or "",
                        parent_pid=os.getpid())
-    rig = None if args.hal else executive.rig_command(hal_endpoint, args.tle, name, args.seed, args.speed, args.tick_s)
+    sim = None if args.hal else executive.sim_options(args.tle, name, args.seed)
     console.print(f"flying [bold]{name}[/] for {duration_s:,.0f} s ({duration_s / period_s:.2f} orbits of "
                   f"{period_s:,.0f} s), speed {args.speed}, seed {args.seed}, contact {args.contact}; data in {data_dir}")
     signal.signal(signal.SIGTERM, _interrupt)
     with _progress(console, duration_s, disable=args.no_progress or not console.is_terminal) as update:
-        exe = executive.Executive(config, duration_s, rig, on_progress=update)
+        exe = executive.Executive(config, duration_s, sim, on_progress=update)
         try:
             summary = exe.run()
         finally:

@@ -35,6 +35,9 @@ class RunConfig:
     heartbeat_s: float = 0.5
     parent_pid: int = 0
     participants: tuple[str, ...] = SUBSYSTEMS
+    hk_period_ticks: int = 10
+    last_tick: int = 0
+    """The run's final tick (0: open-ended); housekeeping is also published on it."""
     params: dict = field(default_factory=dict)
 
     @property

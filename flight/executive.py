@@ -38,6 +38,7 @@ SAFE_WINDOW_S = 300.0
 FIRST_FRAME_TIMEOUT_S = 60.0
 STOP_GRACE_S = 3.0
 BATCH_S = 0.01
+END_GRACE_S = 5.0
 MODES = ("NOMINAL", "SAFE")
 
 COMPONENT = Component(
@@ -93,16 +94,17 @@ class Child:
 
 
 class Executive:
-    """One run of the flight stack. ``rig_argv`` starts the simulator (``None`` when flying
-    against an external HAL at ``config.hal_endpoint``). ``on_progress(sim_time_s)`` is
-    called a few times a second for the progress display."""
+    """One run of the flight stack. ``sim_args`` (TLE, satellite, seed options of
+    :mod:`sim_hw.local`) start the simulated satellite with the HAL bridge in its process;
+    ``None`` flies against the external rig at ``config.hal_endpoint`` through a bridge
+    process. ``on_progress(sim_time_s)`` is called a few times a second for the display."""
 
-    def __init__(self, config: RunConfig, duration_s: float, rig_argv: list[str] | None,
+    def __init__(self, config: RunConfig, duration_s: float, sim_args: list[str] | None,
                  on_progress: Callable[[float], None] | None = None) -> None:
         self.config = config
         self.duration_s = duration_s
-        self.last_tick = int(round(duration_s / config.tick_s))
-        self.rig_argv = rig_argv
+        self.last_tick = config.last_tick = int(round(duration_s / config.tick_s))
+        self.sim_args = sim_args
         self.on_progress = on_progress or (lambda _t: None)
         self.data_dir = config.data_path
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -112,6 +114,9 @@ class Executive:
         self.decode_errors = 0
         self.stop_reason = ""
         self.interrupted = False
+        self.finished: set[str] = set()
+        """Processes whose last-tick housekeeping has been recorded."""
+        self.end_seen_at: float | None = None
         self.children: dict[str, Child] = {}
         self.seq = SeqTracker()
         self.stats = RunStats(self.last_tick)
@@ -141,10 +146,10 @@ class Executive:
     def _children(self) -> list[Child]:
         cfg = self.config.to_json()
         py = sys.executable
-        kids = []
-        if self.rig_argv is not None:
-            kids.append(Child("sim", self.rig_argv, restartable=False))
-        kids.append(Child("hal", [py, "-m", "flight.hal_bridge", cfg]))
+        if self.sim_args is not None:
+            kids = [Child("sim", [py, "-m", "sim_hw.local", cfg, *self.sim_args], restartable=False)]
+        else:
+            kids = [Child("hal", [py, "-m", "flight.hal_bridge", cfg])]
         kids += [Child(n, [py, "-m", "flight.process", n, cfg]) for n in self.config.participants]
         return kids
 
@@ -199,7 +204,7 @@ class Executive:
                                count=len(child.restart_times))
                 continue
             code = child.proc.poll()
-            if code is None and child.restartable and now - child.last_heartbeat > HEARTBEAT_TIMEOUT_S:
+            if code is None and now - child.last_heartbeat > HEARTBEAT_TIMEOUT_S:
                 self.event("heartbeat_lost", name=child.name, age_s=now - child.last_heartbeat)
                 child.proc.kill()
                 code = child.proc.wait()
@@ -225,7 +230,9 @@ class Executive:
 
     # -- the bus -----------------------------------------------------------------------
     def drain_bus(self) -> bool:
-        """Handle queued bus messages; return True once the last tick's traffic is in."""
+        """Handle queued bus messages; return True once the last tick's traffic is in: every
+        flight process publishes housekeeping on the last tick, after all else it had for it
+        (one publisher's messages keep their order through the proxy)."""
         for frames in bus.drain(self.sub):
             try:
                 msg = decode(frames[-1])
@@ -234,17 +241,27 @@ class Executive:
                 continue
             self.seq.observe(msg)
             if msg.kind == "hb":
-                child = self.children.get(msg.src)
+                child = self.children.get(msg.name.partition(".")[0])
                 if child is not None:
                     child.last_heartbeat = time.monotonic()
             elif msg.kind == "ctl" and msg.name == "sync":
                 self.pub.send_multipart(self.encoder.encode("ctl", "ready", {"name": "exec"}))
             elif msg.kind in ("tm", "ev"):
-                if msg.src == "hal" and msg.name == "hal.hk" and msg.tick > self.last_tick:
-                    return True
+                if msg.tick > self.last_tick:  # past the run's end: not part of it
+                    continue
+                if msg.kind == "tm" and msg.tick == self.last_tick and msg.name == f"{msg.src}.hk":
+                    self.finished.add(msg.src)
                 self.recorder.record(msg, frames[-1])
                 self.stats.observe(msg)
-        return False
+        return self._run_complete()
+
+    def _run_complete(self) -> bool:
+        if "hal" not in self.finished:
+            return False
+        if self.end_seen_at is None:
+            self.end_seen_at = time.monotonic()
+        # a participant that is down at the very end will not report; don't wait for it forever
+        return set(self.config.participants) <= self.finished or time.monotonic() - self.end_seen_at > END_GRACE_S
 
     # -- the run -----------------------------------------------------------------------
     def run(self) -> dict:
@@ -333,8 +350,7 @@ def remove_run_dir(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def rig_command(endpoint: str, tle_path: str, tle_name: str, seed: int, speed: str, tick_s: float) -> list[str]:
-    """Command line that starts the simulated rack-satellite as the run's HAL rig."""
-    return [sys.executable, "-m", "sim_hw.server", "--bind", endpoint, "--tle", tle_path, "--sat", tle_name,
-            "--seed", str(seed), "--speed", speed, "--tick-s", str(tick_s)]
+def sim_options(tle_path: str, tle_name: str, seed: int) -> list[str]:
+    """Options of :mod:`sim_hw.local` for the run's simulated satellite."""
+    return ["--tle", tle_path, "--sat", tle_name, "--seed", str(seed)]
 

@@ -2,8 +2,9 @@
 
 It connects to a rig's HAL endpoint (the simulator or a hardware-in-the-loop adapter, see
 :mod:`flight.hal`), checks every sensor frame against the protocol, republishes it on the
-bus as ``hw/hal.frame`` and publishes ``hal.hk``, a per-tick housekeeping summary of the
-frame. It gathers the subsystems' ``hal.done`` answers (each carrying that subsystem's
+bus as ``hw/hal.frame`` and publishes ``hal.hk``: at the housekeeping rate, the latest
+frame's key values and the run statistics the bridge accumulates from every frame (time in
+eclipse, energy harvested, lowest state of charge, hottest GPU). It gathers the subsystems' ``hal.done`` answers (each carrying that subsystem's
 actuator settings) and, in lockstep, sends the merged actuation and ``hal.tick_done`` to the
 rig only when every present participant has finished the tick — so the rig never runs
 ahead of flight. Paced, each subsystem's settings go to the rig as soon as they arrive.
@@ -19,7 +20,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import zmq
@@ -63,6 +64,10 @@ class HalBridge(Subsystem):
             Channel("participants", "int", "count", "Lockstep participants present."),
             Channel("frames_rejected", "int", "count", "Sensor frames that failed the protocol check."),
             Channel("actuations_rejected", "int", "count", "Actuations the rig rejected."),
+            Channel("eclipse_time_s", "float", "s", "Time in eclipse, summed over every frame since the bridge started."),
+            Channel("energy_harvested_j", "float", "J", "Array energy, integrated over every frame since the bridge started."),
+            Channel("battery_soc_low", "float", "", "Lowest state of charge in any frame since the bridge started."),
+            Channel("gpu_temp_peak_c", "float", "degC", "Hottest GPU in any frame since the bridge started."),
         ),
         events=(
             Event("rig_connected", 1, "INFO", "HAL rig connected: protocol v{version}, {n_gpus} GPUs, tick {tick_s} s, lockstep={lockstep}"),
@@ -86,10 +91,25 @@ class HalBridge(Subsystem):
         self.frames_rejected = 0
         self.actuations_rejected = 0
         self.deadline = 0.0
+        self.frame: dict[str, Any] = {}
+        self.eclipse_time_s = self.energy_harvested_j = 0.0
+        self.battery_soc_low, self.gpu_temp_peak_c = float("inf"), float("-inf")
 
-    def hk(self, frame: dict[str, Any]) -> None:
+    def accumulate(self, frame: dict[str, Any]) -> None:
+        """Fold one frame into the run statistics (every frame, not just the published ones)."""
+        dt_s = frame["time_s"] - self.frame["time_s"] if self.frame else self.config.tick_s
+        self.eclipse_time_s += dt_s if frame["eclipse"] else 0.0
+        self.energy_harvested_j += frame["solar_array_power_w"] * dt_s
+        self.battery_soc_low = min(self.battery_soc_low, frame["battery_soc"])
+        self.gpu_temp_peak_c = max(self.gpu_temp_peak_c, float(np.max(frame["gpu_temp_c"])))
+        self.frame = frame
+
+    def housekeeping(self) -> None:
+        frame = self.frame
         temps = frame["gpu_temp_c"]
         self.telemetry(
+            eclipse_time_s=self.eclipse_time_s, energy_harvested_j=self.energy_harvested_j,
+            battery_soc_low=self.battery_soc_low, gpu_temp_peak_c=self.gpu_temp_peak_c,
             time_s=frame["time_s"], utc_unix_s=frame["utc_unix_s"], eclipse=frame["eclipse"],
             sun_fraction=frame["sun_fraction"], beta_angle_deg=frame["beta_angle_deg"],
             latitude_deg=frame["latitude_deg"], longitude_deg=frame["longitude_deg"],
@@ -104,18 +124,21 @@ class HalBridge(Subsystem):
         )
 
     # -- rig side --------------------------------------------------------------------
-    def on_rig_frame(self, msg: Message, body: bytes, publish_raw) -> None:
+    def on_rig_frame(self, tick: int, time_s: float, frame: Any, publish: Callable[[], None]) -> None:
+        """Check a rig's sensor frame; if sound, ``publish()`` it on the bus and open the tick."""
         if self.waiting:
             self.finish_tick(late=True)
-        problems = hal.check_frame(msg.data)
-        self.tick, self.time_s = msg.tick, msg.t
+        problems = hal.check_frame(frame)
+        self.tick, self.time_s = tick, time_s
         if problems:
             self.frames_rejected += 1
-            self.event("frame_rejected", tick=msg.tick, why="; ".join(problems)[:200])
-            self._send_rig("hal.tick_done", {"tick": msg.tick})
+            self.event("frame_rejected", tick=tick, why="; ".join(problems)[:200])
+            self._send_rig("hal.tick_done", {"tick": tick})
             return
-        publish_raw(body)
-        self.hk(msg.data)
+        publish()
+        self.accumulate(frame)
+        if tick % self.config.hk_period_ticks == 0 or tick == self.config.last_tick:
+            self.housekeeping()
         self.waiting = set(self.present)
         self.deadline = time.monotonic() + LOCKSTEP_TIMEOUT_S
         if not self.waiting:
@@ -173,36 +196,41 @@ class HalBridge(Subsystem):
             self.finish_tick()
 
 
-class BridgeRunner:
-    """Sockets and loop of the bridge process."""
+class BusSide:
+    """What every bridge runner shares: the bus sockets, heartbeats and the start-up sync
+    that makes sure every participant and the executive's recorder hear the bus before the
+    first frame. ``process`` names the OS process in its heartbeats."""
 
-    def __init__(self, config: RunConfig) -> None:
+    def __init__(self, config: RunConfig, process: str, send_rig: Callable[[str, Any], None]) -> None:
         self.config = config
+        self.process = process
         self.ctx = zmq.Context()
         self.pub = bus.publisher(self.ctx, config.bus)
         self.sub = bus.subscriber(self.ctx, config.bus, (b"hw/hal.done", b"ctl/ready", b"ctl/down"))
-        self.rig = self.ctx.socket(zmq.DEALER)
-        self.rig.setsockopt(zmq.LINGER, 0)
-        self.rig.setsockopt(zmq.MAXMSGSIZE, MAX_BODY_BYTES + 1024)
-        self.rig.setsockopt(zmq.SNDHWM, 10_000)
-        self.rig.setsockopt(zmq.RCVHWM, 10_000)
-        self.rig.connect(config.hal_endpoint)
         self.encoder = Encoder("hal")
-        self.rig_encoder = Encoder("flight")
-        self.bridge = HalBridge(config, self._emit, self._send_rig)
+        self.bridge = HalBridge(config, self._emit, send_rig)
         self.running = True
-        self.welcomed = False
+        self.synced = False
+        self._expected = set(config.participants) | {"exec"}
+        self._next_beat = self._next_sync = 0.0
 
     def _emit(self, kind: str, name: str, data: Any) -> None:
         b = self.bridge
         self.pub.send_multipart(self.encoder.encode(kind, name, data, b.tick, b.time_s))
 
-    def _send_rig(self, name: str, data: Any) -> None:
-        b = self.bridge
-        self.rig.send(self.rig_encoder.encode("hw", name, data, b.tick, b.time_s)[1])
-
-    def _publish_frame(self, body: bytes) -> None:
-        self.pub.send_multipart([b"hw/hal.frame", body])
+    def keep_up(self, now: float) -> None:
+        """Heartbeat when due; until synced, ask every participant to answer ``ctl/sync``."""
+        if now >= self._next_beat:
+            self._emit("hb", f"{self.process}.heartbeat", {"pid": os.getpid(), "tick": self.bridge.tick})
+            self._next_beat = now + self.config.heartbeat_s
+        if self.synced:
+            return
+        if self._expected <= self.bridge.ready:
+            self.synced = True
+            self.bridge.present = set(self.config.participants)
+        elif now >= self._next_sync:
+            self._emit("ctl", "sync", {"expected": sorted(self._expected)})
+            self._next_sync = now + SYNC_PERIOD_S
 
     def drain_bus(self) -> None:
         for frames in bus.drain(self.sub):
@@ -212,6 +240,29 @@ class BridgeRunner:
                 self.bridge.decode_errors += 1
                 continue
             self.bridge.on_message(msg)
+
+    def rig_connected(self, welcome: dict) -> None:
+        self.bridge.event("rig_connected", version=welcome.get("version"), n_gpus=welcome.get("n_gpus"),
+                          tick_s=welcome.get("tick_s"), lockstep=welcome.get("lockstep"))
+
+
+class BridgeRunner(BusSide):
+    """The bridge process for a rig behind a HAL endpoint (``flight run --hal``)."""
+
+    def __init__(self, config: RunConfig) -> None:
+        super().__init__(config, "hal", self._send_rig)
+        self.rig = self.ctx.socket(zmq.DEALER)
+        self.rig.setsockopt(zmq.LINGER, 100)
+        self.rig.setsockopt(zmq.MAXMSGSIZE, MAX_BODY_BYTES + 1024)
+        self.rig.setsockopt(zmq.SNDHWM, 10_000)
+        self.rig.setsockopt(zmq.RCVHWM, 10_000)
+        self.rig.connect(config.hal_endpoint)
+        self.rig_encoder = Encoder("flight")
+        self.welcomed = False
+
+    def _send_rig(self, name: str, data: Any) -> None:
+        b = self.bridge
+        self.rig.send(self.rig_encoder.encode("hw", name, data, b.tick, b.time_s)[1])
 
     def drain_rig(self) -> None:
         for frames in bus.drain(self.rig):
@@ -223,12 +274,11 @@ class BridgeRunner:
                 continue
             if msg.name == "hal.frame":
                 if self.welcomed:
-                    self.bridge.on_rig_frame(msg, body, self._publish_frame)
+                    self.bridge.on_rig_frame(msg.tick, msg.t, msg.data,
+                                             lambda: self.pub.send_multipart([b"hw/hal.frame", body]))
             elif msg.name == "hal.welcome" and isinstance(msg.data, dict):
                 self.welcomed = True
-                d = msg.data
-                self.bridge.event("rig_connected", version=d.get("version"), n_gpus=d.get("n_gpus"),
-                                  tick_s=d.get("tick_s"), lockstep=d.get("lockstep"))
+                self.rig_connected(msg.data)
             elif msg.name == "hal.reject":
                 self.bridge.on_rig_reject(msg.data)
             elif msg.name == "hal.end":
@@ -237,27 +287,16 @@ class BridgeRunner:
                 self.welcomed = False
 
     def run(self) -> None:
-        """Sync with every participant and the executive's recorder, greet the rig, then
-        relay frames and answers until SIGTERM."""
-        expected = set(self.config.participants) | {"exec"}
-        synced = False
+        """Sync, greet the rig, then relay frames and answers until SIGTERM."""
         poller = zmq.Poller()
         poller.register(self.rig, zmq.POLLIN)
         poller.register(self.sub, zmq.POLLIN)
-        next_sync = next_hello = next_beat = 0.0
+        next_hello = 0.0
         try:
             while self.running:
                 now = time.monotonic()
-                if now >= next_beat:
-                    self._emit("hb", "hal.heartbeat", {"pid": os.getpid(), "tick": self.bridge.tick})
-                    next_beat = now + self.config.heartbeat_s
-                if not synced and expected <= self.bridge.ready:
-                    synced = True
-                    self.bridge.present = set(self.config.participants)
-                if not synced and now >= next_sync:
-                    self._emit("ctl", "sync", {"expected": sorted(expected)})
-                    next_sync = now + SYNC_PERIOD_S
-                if synced and not self.welcomed and now >= next_hello:
+                self.keep_up(now)
+                if self.synced and not self.welcomed and now >= next_hello:
                     self._send_rig("hal.hello", {"version": hal.HAL_VERSION})
                     next_hello = now + HELLO_PERIOD_S
                 for sock, _ in poller.poll(SYNC_PERIOD_S * 1000):
@@ -269,6 +308,70 @@ class BridgeRunner:
         finally:
             if self.welcomed:
                 self._send_rig("hal.bye", {})
+            self.ctx.destroy(linger=100)
+
+
+class LocalRig(Protocol):
+    """A rig in the bridge's own process (the simulator in ``flight run``): frames and
+    actuations are calls, not messages, which spares a process and two hops per tick."""
+
+    name: str
+    welcome: dict
+
+    def step(self) -> tuple[int, float, dict]:
+        """Advance one tick; return ``(tick, time_s, sensor frame)``."""
+
+    def actuate(self, fields: Any) -> str | None:
+        """Apply an ``hal.actuate`` payload; return why it was rejected, or None."""
+
+
+class LocalRigRunner(BusSide):
+    """The bridge driving a :class:`LocalRig`: in lockstep it steps the rig as soon as every
+    participant has finished the tick; paced, on the wall clock."""
+
+    def __init__(self, config: RunConfig, rig: LocalRig) -> None:
+        super().__init__(config, rig.name, self._send_rig)
+        self.rig = rig
+        self.frame_encoder = Encoder(rig.name)
+
+    def _send_rig(self, name: str, data: Any) -> None:
+        if name == "hal.actuate":
+            why = self.rig.actuate(data)
+            if why:
+                self.bridge.on_rig_reject({"reason": why})
+        # tick_done needs no message here: the loop steps once bridge.waiting is empty
+
+    def step(self) -> None:
+        tick, time_s, frame = self.rig.step()
+        self.bridge.on_rig_frame(tick, time_s, frame, lambda: self.pub.send_multipart(
+            self.frame_encoder.encode("hw", "hal.frame", frame, tick, time_s)))
+
+    def run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.sub, zmq.POLLIN)
+        period = self.config.tick_wall_s
+        next_frame = 0.0
+        try:
+            while self.running:
+                now = time.monotonic()
+                was_synced = self.synced
+                self.keep_up(now)
+                timeout_s = SYNC_PERIOD_S
+                if self.synced:
+                    if not was_synced:
+                        self.rig_connected(self.rig.welcome)
+                        next_frame = now
+                    if period is None and not self.bridge.waiting:
+                        self.step()
+                    elif period is not None and now >= next_frame:
+                        self.step()
+                        next_frame = max(next_frame + period, now)  # re-anchor after a stall, don't burst
+                    if period is not None:
+                        timeout_s = min(timeout_s, max(0.0, next_frame - time.monotonic()))
+                if poller.poll(timeout_s * 1000):
+                    self.drain_bus()
+                self.bridge.check_deadline()
+        finally:
             self.ctx.destroy(linger=100)
 
 

@@ -39,8 +39,10 @@ import msgpack
 import numpy as np
 
 SCHEMA_VERSION = 1
-KINDS = ("tm", "ev", "cmd", "rsp", "hw", "hb", "ctl")
-"""Telemetry, event, command, command response, hardware (HAL), heartbeat, control."""
+KINDS = ("tm", "ev", "cmd", "rsp", "hw", "hb", "ctl", "data")
+"""Telemetry (housekeeping: recorded, downlinked), event, command, command response,
+hardware (HAL), heartbeat, control, and data: per-tick products one subsystem makes for
+another (thermal headroom for the power manager), neither recorded nor downlinked."""
 
 EXT_NDARRAY = 1
 MAX_BODY_BYTES = 1 << 20

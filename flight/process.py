@@ -53,13 +53,23 @@ class ProcessRunner:
         self.dealer = bus.dealer(self.ctx, config.bus, cls.COMPONENT.name)
         self.encoder = Encoder(cls.COMPONENT.name)
         self.cmd_encoder = Encoder(cls.COMPONENT.name)
-        self.subsystem = cls(config, self._emit, self._send_command)
+        self.subscribed = cls.SUBSCRIBE
+        self.subsystem = cls(config, self._emit, self._send_command, listen=self._listen)
         self.running = True
         self.last_tick = 0
 
     def _emit(self, kind: str, name: str, data: Any) -> None:
         s = self.subsystem
         self.pub.send_multipart(self.encoder.encode(kind, name, data, s.tick, s.time_s))
+
+    def _listen(self, on: bool) -> None:
+        # SUB subscriptions are counted, so subscribe and unsubscribe only on a change
+        wanted = self.subsystem.SUBSCRIBE if on else ()
+        if wanted != self.subscribed:
+            option = zmq.SUBSCRIBE if on else zmq.UNSUBSCRIBE
+            for topic in self.subsystem.SUBSCRIBE:
+                self.sub.setsockopt(option, topic)
+            self.subscribed = wanted
 
     def _send_command(self, command_id: str, qualified: str, args: dict) -> None:
         s = self.subsystem

@@ -94,18 +94,20 @@ class Cumulative:
 
 @dataclass
 class RunStats:
-    """What the run summary reports, accumulated from the bus traffic of ticks 1..``last_tick``."""
+    """What the run summary reports, from the telemetry and events of ticks 1..``last_tick``.
+
+    The physical statistics come from ``hal.hk``, which the HAL bridge accumulates over every
+    frame; the sums are restart-aware (:class:`Cumulative`), extremes combine by min/max."""
 
     last_tick: int
     sim_time_s: float = 0.0
-    eclipse_time_s: float = 0.0
-    energy_harvested_j: float = 0.0
     battery_soc_min: float = math.inf
     gpu_temp_max_c: float = -math.inf
     events: Counter = field(default_factory=Counter)
+    eclipse: Cumulative = field(default_factory=Cumulative)
+    harvested: Cumulative = field(default_factory=Cumulative)
     work_done: Cumulative = field(default_factory=Cumulative)
     slips: Cumulative = field(default_factory=Cumulative)
-    _prev_time_s: float | None = None
 
     def observe(self, msg: Message) -> None:
         if msg.tick > self.last_tick:
@@ -118,25 +120,22 @@ class RunStats:
         if "cycle_slips" in d:
             self.slips.feed(msg.src, d["cycle_slips"])
         if msg.name == "hal.hk":
-            t = d["time_s"]
-            dt = 0.0 if self._prev_time_s is None else max(0.0, t - self._prev_time_s)
-            self._prev_time_s = t
-            self.sim_time_s = t
-            self.eclipse_time_s += dt if d["eclipse"] else 0.0
-            self.energy_harvested_j += d["solar_array_power_w"] * dt
-            self.battery_soc_min = min(self.battery_soc_min, d["battery_soc"])
-            self.gpu_temp_max_c = max(self.gpu_temp_max_c, d["gpu_temp_max_c"])
+            self.sim_time_s = d["time_s"]
+            self.eclipse.feed(msg.src, d["eclipse_time_s"])
+            self.harvested.feed(msg.src, d["energy_harvested_j"])
+            self.battery_soc_min = min(self.battery_soc_min, d["battery_soc_low"])
+            self.gpu_temp_max_c = max(self.gpu_temp_max_c, d["gpu_temp_peak_c"])
         elif msg.name == "jobs.hk" and "work_done_gpu_s" in d:
             self.work_done.feed(msg.src, d["work_done_gpu_s"])
 
     def summary(self) -> dict:
         return {
             "sim_time_s": self.sim_time_s,
-            "eclipse_time_s": self.eclipse_time_s,
+            "eclipse_time_s": self.eclipse.total,
             "battery_soc_min": self.battery_soc_min if math.isfinite(self.battery_soc_min) else None,
             "gpu_temp_max_c": self.gpu_temp_max_c if math.isfinite(self.gpu_temp_max_c) else None,
             "gpu_work_done_s": self.work_done.total,
-            "energy_harvested_j": self.energy_harvested_j,
+            "energy_harvested_j": self.harvested.total,
             "events": {sev: self.events.get(sev, 0) for sev in SEVERITIES},
             "cycle_slips": int(self.slips.total),
         }

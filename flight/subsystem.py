@@ -7,10 +7,12 @@ it emits goes through the ``emit`` port it was built with, so the same object ru
 its OS process (:mod:`flight.process`) or directly in a unit test.
 
 Contract
-    inputs   ``hal.frame`` each tick -> :meth:`on_frame` -> rate groups;
+    inputs   ``hal.frame`` each tick -> :meth:`on_frame` -> rate groups, then
+             :meth:`housekeeping` every ``hk_period_ticks`` and on the run's last tick;
              topics in ``SUBSCRIBE`` -> :meth:`on_message`;
              commands ``<name>.<command>`` -> ``cmd_<command>(**args)``
     outputs  telemetry ``tm/<name>.hk`` (declared channels + framework counters);
+             per-tick data products ``data/<name>.<product>`` for other subsystems;
              events ``ev/<name>.<event>``; ``hw/hal.done`` closing each tick,
              carrying the actuator settings the tick produced
 """
@@ -27,6 +29,8 @@ Emit = Callable[[str, str, Any], None]
 """``emit(kind, name, data)``: a subsystem's publish port."""
 SendCommand = Callable[[str, str, dict], None]
 """``send_command(command_id, qualified_name, args)``: its port to the command dispatcher."""
+Listen = Callable[[bool], None]
+"""``listen(on)``: start or stop delivery of the subsystem's ``SUBSCRIBE`` topics."""
 
 FRAMEWORK_CHANNELS = (
     Channel("cycle_slips", "int", "count", "Ticks missed or overrun since the process started."),
@@ -60,11 +64,13 @@ class Subsystem:
                 if not callable(getattr(cls, f"cmd_{cmd.name}", None)):
                     raise TypeError(f"{cls.__name__} declares {cmd.name} but has no cmd_{cmd.name}")
 
-    def __init__(self, config: RunConfig, emit: Emit, send_command: SendCommand | None = None) -> None:
+    def __init__(self, config: RunConfig, emit: Emit, send_command: SendCommand | None = None, *,
+                 listen: Listen | None = None) -> None:
         self.config = config
         self.name = self.COMPONENT.name
         self._emit = emit
         self._send_command = send_command
+        self._listen = listen
         self.actuation: dict[str, Any] = {}
         """Actuator settings made since the last ``hal.done``; the runtime sends and clears them."""
         self._rate_groups = [(d, getattr(self, m)) for d, m in self.RATE_GROUPS]
@@ -79,6 +85,11 @@ class Subsystem:
         values["cycle_slips"] = self.cycle_slips
         values["decode_errors"] = self.decode_errors
         self._emit("tm", f"{self.name}.hk", values)
+
+    def publish_data(self, product: str, **values: Any) -> None:
+        """Publish data product ``<name>.<product>`` for other subsystems (kind ``data``):
+        control inputs that change every tick and that nobody records or downlinks."""
+        self._emit("data", f"{self.name}.{product}", values)
 
     def event(self, event: str, /, **args: Any) -> None:
         """Publish declared event ``event`` with its format filled from ``args``."""
@@ -99,16 +110,29 @@ class Subsystem:
             raise RuntimeError(f"{self.name} was built without a command port")
         self._send_command(command_id, qualified, args)
 
+    def listen(self, on: bool) -> None:
+        """Start or stop receiving the ``SUBSCRIBE`` topics (on at start). A subsystem that
+        needs them only some of the time spares every process the cost of delivering them."""
+        if self._listen is not None:
+            self._listen(on)
+
     # -- inputs ----------------------------------------------------------------------
     def on_start(self) -> None:
         """Called once, before the first message."""
 
     def on_frame(self, tick: int, time_s: float, frame: dict[str, Any]) -> None:
-        """Handle the sensor frame of ``tick``: run every rate group due on it."""
+        """Handle the sensor frame of ``tick``: run every rate group due on it, then the
+        housekeeping group when due."""
         self.tick, self.time_s = tick, time_s
         for divisor, group in self._rate_groups:
             if tick % divisor == 0:
                 group(frame)
+        if tick % self.config.hk_period_ticks == 0 or tick == self.config.last_tick:
+            self.housekeeping()
+
+    def housekeeping(self) -> None:
+        """Publish the housekeeping packet (:meth:`telemetry`). Housekeeping has its own
+        slower rate: every packet is recorded, and downlinked in contact."""
 
     def on_message(self, msg: Message) -> None:
         """Handle a message on one of the ``SUBSCRIBE`` topics."""

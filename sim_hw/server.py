@@ -47,6 +47,7 @@ from flight.process import name_process
 from flight.messages import MAX_BODY_BYTES, DecodeError, Encoder, decode
 from flight.tle import load_tle
 from sim_hw.orbit import OrbitError
+from sim_hw.local import SimRig
 from sim_hw.satellite import Satellite
 
 log = logging.getLogger("sim_hw.server")
@@ -95,10 +96,10 @@ class HalServer:
         if duration_s is not None and not duration_s > 0:
             raise ValueError("duration_s must be positive")
         self.sat = satellite
+        self.rig = SimRig(satellite, float(tick_s), speed)
         self.tick_s = float(tick_s)
         self.speed = speed
         self.duration_s = duration_s
-        self.tick = 0
         self.decode_errors = 0
         self.frames_dropped = 0
         self.cycle_slips = 0
@@ -124,6 +125,10 @@ class HalServer:
             raise
         self._sock = sock
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    @property
+    def tick(self) -> int:
+        return self.rig.tick
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -224,11 +229,9 @@ class HalServer:
         elif ident != self._client:
             self._reject(ident, f"{msg.name!r} from a peer that is not the client: send hal.hello first")
         elif msg.name == "hal.actuate":
-            why = hal.check_actuation(msg.data)
+            why = self.rig.actuate(msg.data)
             if why:
-                self._reject(ident, why)
-            else:
-                self.sat.actuate(msg.data)
+                self._send(ident, "hal.reject", {"reason": why, "rejected_count": self.sat.hal_rejected_count})
         elif msg.name == "hal.tick_done":
             self._tick_done(ident, msg.data)
         elif msg.name == "hal.bye":
@@ -251,15 +254,7 @@ class HalServer:
         # only welcomed again: the frame it awaits is already on its way, and stepping here
         # would make the run depend on how many hellos were queued.
         self._started = True
-        self._send(ident, "hal.welcome", {
-            "version": hal.HAL_VERSION,
-            "n_gpus": hal.N_GPUS,
-            "n_zones": hal.N_ZONES,
-            "tick_s": self.tick_s,
-            "lockstep": self.speed is None,
-            "speed": self.speed,
-            "epoch_utc": self.sat.epoch_utc.isoformat(),
-        })
+        self._send(ident, "hal.welcome", self.rig.welcome)
 
     def _tick_done(self, ident: bytes, data: Any) -> None:
         tick = data.get("tick") if isinstance(data, dict) else None
@@ -270,7 +265,7 @@ class HalServer:
         # An older tick_done (e.g. one in flight across a re-hello) is simply late.
 
     def _reject(self, ident: bytes, reason: str) -> None:
-        self.sat.hal_rejected_count += 1
+        self.rig.reject()
         log.warning("rejected message: %s", reason)
         self._send(ident, "hal.reject", {"reason": reason, "rejected_count": self.sat.hal_rejected_count})
 
@@ -294,12 +289,11 @@ class HalServer:
 
     def _advance(self) -> None:
         """Step the physics one tick and send the new frame to the client."""
-        self.sat.step(self.tick_s)
-        self.tick += 1
+        _, _, frame = self.rig.step()
         if self._client is None:
             return
         client = self._client
-        if not self._send(client, "hal.frame", self.sat.frame()):
+        if not self._send(client, "hal.frame", frame):
             self.frames_dropped += 1
         if self.speed is None and self._client == client:
             # Even a frame lost to a full queue waits for its tick_done: lockstep never runs

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from flight.ground import cli
-from test_link import THERMAL_HK, LinkHarness
+from tests.test_link import THERMAL_HK, LinkHarness
 
 FRAME_PERIOD_S = 0.05
 """Wall seconds per served tick (one onboard second each)."""

@@ -69,7 +69,8 @@ class LinkHarness:
     stages; the link's own commands really execute)."""
 
     def __init__(self, tmp_path, contact: str = "passes") -> None:
-        config = RunConfig(bus=BUS, data_dir=str(tmp_path), contact=contact, link_endpoint="127.0.0.1:0")
+        config = RunConfig(bus=BUS, data_dir=str(tmp_path), contact=contact, link_endpoint="127.0.0.1:0",
+                           hk_period_ticks=1)
         self.emitted: list[Message] = []
         self.commands: list[tuple[str, str, dict]] = []
         self.script = None

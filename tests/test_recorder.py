@@ -33,11 +33,16 @@ def test_cumulative_counter_adds_up_across_a_restart():
     assert c.total == 9.0
 
 
-def test_run_stats_integrate_the_hal_housekeeping():
-    stats = RunStats(last_tick=3)
-    for tick, (eclipse, soc, temp) in enumerate([(False, 0.9, 60.0), (True, 0.8, 70.0), (True, 0.7, 65.0), (True, 0.1, 99.0)], 1):
-        stats.observe(tm("hal", "hal.hk", tick, {"time_s": float(tick), "eclipse": eclipse, "battery_soc": soc,
-                                                "gpu_temp_max_c": temp, "solar_array_power_w": 100.0})[0])
+def test_run_stats_combine_the_bridge_statistics_across_a_bridge_restart():
+    stats = RunStats(last_tick=30)
+    reports = [  # tick, eclipse_time_s, energy_harvested_j, battery_soc_low, gpu_temp_peak_c
+        (10, 5.0, 1000.0, 0.9, 60.0), (20, 10.0, 2000.0, 0.8, 70.0),
+        (25, 2.0, 300.0, 0.85, 65.0),  # the bridge restarted after tick 20
+        (30, 4.0, 500.0, 0.7, 66.0), (40, 9.0, 900.0, 0.1, 99.0)]  # tick 40 is past the run
+    for tick, ecl, energy, soc, temp in reports:
+        stats.observe(tm("hal", "hal.hk", tick, {"time_s": float(tick), "eclipse_time_s": ecl,
+                                                "energy_harvested_j": energy, "battery_soc_low": soc,
+                                                "gpu_temp_peak_c": temp})[0])
     s = stats.summary()
-    assert s["sim_time_s"] == 3.0 and s["eclipse_time_s"] == 2.0 and s["energy_harvested_j"] == 200.0
-    assert s["battery_soc_min"] == 0.7 and s["gpu_temp_max_c"] == 70.0  # tick 4 is past the run
+    assert s["sim_time_s"] == 30.0 and s["eclipse_time_s"] == 14.0 and s["energy_harvested_j"] == 2500.0
+    assert s["battery_soc_min"] == 0.7 and s["gpu_temp_max_c"] == 70.0

@@ -5,7 +5,7 @@ tick every running job advances by ``sum(clock_i / max_clock * dt)`` over its GP
 throughput follows the clocks the power limits and thermal protection actually allow
 (throughput proportional to clock: DESIGN.md, GPU model). The job runner offers load on
 exactly the GPUs it uses (``gpu_load_frac``) and publishes per-GPU priority weights that the
-power manager's allocator uses.
+power manager's allocator uses (data product ``jobs.demand``, whenever they change).
 
 With ``params["jobs"]["workload"] == "saturate"`` (the default) the queue is kept topped up
 with seeded synthetic jobs so every GPU has work: the "maximum demand" case.
@@ -65,8 +65,8 @@ class JobRunner(Subsystem):
     )
     RATE_GROUPS = ((1, "run"),)
 
-    def __init__(self, config, emit, send_command=None) -> None:
-        super().__init__(config, emit, send_command)
+    def __init__(self, config, emit, send_command=None, **ports) -> None:
+        super().__init__(config, emit, send_command, **ports)
         params = config.params.get("jobs", {})
         self.saturate = params.get("workload", "saturate") == "saturate"
         self.rng = np.random.default_rng(config.seed)
@@ -77,6 +77,9 @@ class JobRunner(Subsystem):
         self.work_done_gpu_s = 0.0
         self.load = np.zeros(N_GPUS)
         self.weight = np.zeros(N_GPUS)
+        self.throughput = 0.0
+        self.announced = False
+        """Whether this process has set the GPUs' load yet (a restart must, even to idle)."""
 
     def _add(self, gpus: int, work_gpu_s: float, priority: int) -> Job:
         if len(self.queue) >= MAX_QUEUE:
@@ -135,15 +138,22 @@ class JobRunner(Subsystem):
                 self.event("job_completed", job_id=job.job_id, work_gpu_s=job.work_gpu_s)
         self.work_done_gpu_s += done_now
         self._schedule(frame["gpu_online"])
-        self.load[:] = 0.0
-        self.weight[:] = 0.0
+        self.throughput = done_now / dt_s
+        weight = np.zeros(N_GPUS)
         for job in self.running:
-            self.load[job.gpus] = 1.0
-            self.weight[job.gpus] = 1.0 + job.priority
-        self.actuate(gpu_load_frac=self.load)
+            weight[job.gpus] = 1.0 + job.priority
+        if not np.array_equal(weight, self.weight) or not self.announced:
+            self.weight = weight
+            self.load = (weight > 0).astype(float)
+            self.actuate(gpu_load_frac=self.load)
+            self.publish_data("demand", gpu_weight=self.weight)
+            self.announced = True
+
+    def housekeeping(self) -> None:
+        self.publish_data("demand", gpu_weight=self.weight)  # a restarted power manager catches up here
         self.telemetry(
             queue_depth=len(self.queue), running=len(self.running),
             gpus_busy=int(np.count_nonzero(self.load)), jobs_completed=self.completed,
-            work_done_gpu_s=self.work_done_gpu_s, throughput_gpu_s_per_s=done_now / dt_s,
+            work_done_gpu_s=self.work_done_gpu_s, throughput_gpu_s_per_s=self.throughput,
             gpu_weight=self.weight,
         )

@@ -172,13 +172,13 @@ class LinkManager(Subsystem):
     SUBSCRIBE = (b"tm/", b"ev/")
 
     def __init__(self, config: RunConfig, emit: Emit, send_command: SendCommand | None = None,
-                 dictionary: Dictionary | None = None) -> None:
+                 dictionary: Dictionary | None = None, **ports: Any) -> None:
         """``dictionary`` defaults to the full flight dictionary, loaded on first use.
 
         Raises:
             ValueError: a link endpoint that is not ``HOST:PORT`` on a loopback host.
         """
-        super().__init__(config, emit, send_command)
+        super().__init__(config, emit, send_command, **ports)
         self.host, self.port = parse_endpoint(config.link_endpoint)
         if not is_loopback(self.host):
             raise ValueError(
@@ -216,6 +216,7 @@ class LinkManager(Subsystem):
 
     # -- socket lifecycle --------------------------------------------------------------
     def on_start(self) -> None:
+        self.listen(False)  # housekeeping and events matter only with a ground station to hear them
         self._ctx = zmq.Context()
         sock = self._ctx.socket(zmq.STREAM)
         sock.setsockopt(zmq.LINGER, 0)
@@ -259,6 +260,8 @@ class LinkManager(Subsystem):
         if self.contact and self.time_s >= self._next_hk_s:
             self._next_hk_s = self.time_s + self.hk_interval_s
             self._downlink_hk()
+
+    def housekeeping(self) -> None:
         self.telemetry(
             contact=self.contact, clients=len(self._conns), tc_received=self.tc_received,
             tc_accepted=self.tc_accepted, tc_rejected=self.tc_rejected,
@@ -274,8 +277,12 @@ class LinkManager(Subsystem):
         contact = bool(frame["ground_contact"]) or self.config.contact == "always"
         if contact != self.contact:
             self.contact = contact
+            self.listen(contact)
             if contact:
-                self._next_hk_s = self.time_s  # a fresh pass starts with a full housekeeping picture
+                # a fresh pass starts with a full housekeeping picture: once every component
+                # has published a packet since we started listening again
+                self._latest_hk.clear()
+                self._next_hk_s = self.time_s + (self.config.hk_period_ticks + 1) * self.config.tick_s
                 self.event("contact_acquired", station=float(frame["ground_station_id"]),
                            elevation_deg=float(frame["ground_elevation_deg"]))
             else:

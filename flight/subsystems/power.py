@@ -75,23 +75,25 @@ class PowerManager(Subsystem):
         ),
     )
     RATE_GROUPS = ((1, "control"),)
-    SUBSCRIBE = (b"tm/thermal.hk", b"tm/jobs.hk")
+    SUBSCRIBE = (b"data/thermal.headroom", b"data/jobs.demand")
 
-    def __init__(self, config, emit, send_command=None) -> None:
-        super().__init__(config, emit, send_command)
+    def __init__(self, config, emit, send_command=None, **ports) -> None:
+        super().__init__(config, emit, send_command, **ports)
         self.soc_floor = float(config.params.get("power", {}).get("soc_floor", SOC_FLOOR))
         self.allocator = PowerAllocator(N_GPUS, GPU_MIN_W, GPU_MAX_W, GPU_IDLE_W, HYSTERESIS_W)
         self.cap_w = np.full(N_GPUS, GPU_MAX_W)
         self.weight = np.ones(N_GPUS)
         self.overhead_w: float | None = None
+        self.last: dict = {}
+        self.alloc = None
         self.shedding = False
         self.feasible = True
 
     def on_message(self, msg: Message) -> None:
         # Values from tick N-1: the one proxy orders them before frame N for this process.
-        if msg.name == "thermal.hk":
+        if msg.name == "thermal.headroom":
             self.cap_w[:] = msg.data["gpu_headroom_w"]
-        elif msg.name == "jobs.hk":
+        elif msg.name == "jobs.demand":
             self.weight[:] = msg.data["gpu_weight"]
 
     def cmd_set_soc_floor(self, soc_floor: float) -> str:
@@ -118,11 +120,15 @@ class PowerManager(Subsystem):
         alloc = self.allocator.allocate(budget_w, self.weight, self.cap_w)
         self.actuate(gpu_power_limit_w=alloc.limits_w)
         self._announce(alloc, budget_w)
+        self.last = dict(battery_soc=soc, array_power_w=array_w, discharge_allowance_w=allowance_w,
+                         charge_reserve_w=reserve_w, it_overhead_w=overhead_w, gpu_budget_w=budget_w)
+        self.alloc = alloc
+
+    def housekeeping(self) -> None:
+        alloc = self.alloc
         limits_total = float(np.sum(np.where(alloc.limits_w > 0, alloc.limits_w, GPU_IDLE_W)))
         self.telemetry(
-            battery_soc=soc, soc_floor=self.soc_floor, array_power_w=array_w,
-            discharge_allowance_w=allowance_w, charge_reserve_w=reserve_w, it_overhead_w=overhead_w,
-            gpu_budget_w=budget_w, limit_total_w=limits_total, gpus_parked=alloc.n_parked,
+            **self.last, soc_floor=self.soc_floor, limit_total_w=limits_total, gpus_parked=alloc.n_parked,
             gpus_shed=alloc.n_shed, feasible=alloc.feasible, gpu_power_limit_w=alloc.limits_w,
         )
 

@@ -10,8 +10,8 @@ Five PID loops stepped in one batched C call (:class:`flight.control.thermal_pid
   conductance), never below ``PUMP_MIN_FRAC`` so the loop keeps circulating.
 
 Per-GPU thermal headroom (the power at which each GPU would sit at ``gpu_target_c``) comes
-from :func:`flight.control.thermal_pid.thermal_headroom_w` and is published in
-``thermal.hk`` for the power manager's allocator.
+from :func:`flight.control.thermal_pid.thermal_headroom_w` and is published every tick as
+the data product ``thermal.headroom`` for the power manager's allocator.
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ class ThermalController(Subsystem):
     )
     RATE_GROUPS = ((1, "control"),)
 
-    def __init__(self, config, emit, send_command=None) -> None:
-        super().__init__(config, emit, send_command)
+    def __init__(self, config, emit, send_command=None, **ports) -> None:
+        super().__init__(config, emit, send_command, **ports)
         params = config.params.get("thermal", {})
         self.setpoint_c = float(params.get("setpoint_c", DEFAULT_SETPOINT_C))
         self.gpu_target_c = float(params.get("gpu_target_c", DEFAULT_GPU_TARGET_C))
@@ -91,7 +91,8 @@ class ThermalController(Subsystem):
         self.pid.reset([0.5] * N_ZONES + [0.6])
         self.setpoints = np.empty(N_ZONES + 1)
         self.measurements = np.empty(N_ZONES + 1)
-        self.headroom_w = np.empty(N_GPUS)
+        self.headroom_w = np.zeros(N_GPUS)
+        self.supply_c = self.hottest_c = float("nan")
 
     def _set_gains(self, loop: str, kp: float, ki: float, kd: float) -> None:
         idx = slice(0, N_ZONES) if loop == "valves" else slice(PUMP, PUMP + 1)
@@ -125,8 +126,14 @@ class ThermalController(Subsystem):
         self.actuate(radiator_valve_frac=out[:N_ZONES].copy(), pump_speed_frac=float(out[PUMP]))
         thermal_headroom_w(temps, frame["gpu_power_w"], self.gpu_target_c, R_TH_C_PER_W, out=self.headroom_w)
         self.headroom_w[~online] = 0.0
+        self.publish_data("headroom", gpu_headroom_w=self.headroom_w)
+        self.supply_c, self.hottest_c = supply, hottest
+
+    def housekeeping(self) -> None:
+        out = self.pid.output
         self.telemetry(
-            setpoint_c=self.setpoint_c, coolant_supply_temp_c=supply, supply_error_c=supply - self.setpoint_c,
-            valve_cmd_frac=out[:N_ZONES].copy(), pump_cmd_frac=float(out[PUMP]), gpu_target_c=self.gpu_target_c,
-            gpu_temp_max_c=hottest, headroom_total_w=float(np.sum(self.headroom_w)), gpu_headroom_w=self.headroom_w,
+            setpoint_c=self.setpoint_c, coolant_supply_temp_c=self.supply_c,
+            supply_error_c=self.supply_c - self.setpoint_c, valve_cmd_frac=out[:N_ZONES].copy(),
+            pump_cmd_frac=float(out[PUMP]), gpu_target_c=self.gpu_target_c, gpu_temp_max_c=self.hottest_c,
+            headroom_total_w=float(np.sum(self.headroom_w)), gpu_headroom_w=self.headroom_w,
         )

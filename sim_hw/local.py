@@ -1,0 +1,95 @@
+"""The simulated satellite as a rig: stepping, the welcome and the actuation check, once.
+
+:class:`SimRig` is what both transports of the simulator share:
+
+* :class:`sim_hw.server.HalServer` serves it over a HAL endpoint (``flight sim --bind``,
+  the HIL suite), exactly as a hardware rig would stand;
+* :func:`main` runs it in the same process as the flight HAL bridge
+  (:class:`flight.hal_bridge.LocalRigRunner`): ``flight run`` in simulation. Frames and
+  actuations are then calls rather than messages, which spares a process and two bus hops
+  per tick, and the bridge publishes the frames on the bus like any rig's.
+
+Run as ``python -m sim_hw.local CONFIG_JSON [--tle PATH] [--sat NAME] [--seed N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from flight import hal
+from flight.config import RunConfig
+from flight.hal_bridge import LocalRigRunner
+from flight.process import name_process, run_profiled
+from flight.tle import load_tle
+from sim_hw.satellite import Satellite
+
+DEFAULT_TLE = Path(__file__).with_name("data") / "tle-real.txt"
+
+
+class SimRig:
+    """One :class:`Satellite` seen through the HAL protocol.
+
+    Args:
+        satellite: the simulation (stepped only through this object).
+        tick_s: simulated seconds per tick, > 0.
+        speed: ``None`` for lockstep, else the pace as a multiple of real time.
+    """
+
+    name = "sim"
+
+    def __init__(self, satellite: Satellite, tick_s: float, speed: float | None) -> None:
+        self.sat = satellite
+        self.tick_s = tick_s
+        self.tick = 0
+        self.welcome = {
+            "version": hal.HAL_VERSION, "n_gpus": hal.N_GPUS, "n_zones": hal.N_ZONES, "tick_s": tick_s,
+            "lockstep": speed is None, "speed": speed, "epoch_utc": satellite.epoch_utc.isoformat(),
+        }
+
+    def step(self) -> tuple[int, float, dict]:
+        """Advance the physics one tick; return ``(tick, time_s, frame)``: frame N is the
+        state at ``time_s = N * tick_s``."""
+        self.sat.step(self.tick_s)
+        self.tick += 1
+        return self.tick, self.sat.time_s, self.sat.frame()
+
+    def actuate(self, fields: Any) -> str | None:
+        """Apply an ``hal.actuate`` payload from the next step; return why it was rejected
+        (counted in ``hal_rejected_count``, nothing applied), or ``None``."""
+        why = hal.check_actuation(fields)
+        if why:
+            self.reject()
+        else:
+            self.sat.actuate(fields)
+        return why
+
+    def reject(self) -> int:
+        """Count one rejected message; return the count so far."""
+        self.sat.hal_rejected_count += 1
+        return self.sat.hal_rejected_count
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sim_hw.local",
+                                 description="The simulated satellite in the HAL bridge's process (flight run).")
+    ap.add_argument("config", help="the run's RunConfig as JSON (the executive passes it)")
+    ap.add_argument("--tle", default=str(DEFAULT_TLE), help="TLE file (default: the bundled tle-real.txt)")
+    ap.add_argument("--sat", default=None, help="name of the element set in the TLE file (default: the first)")
+    ap.add_argument("--seed", type=int, default=0, help="random seed (memory upsets)")
+    args = ap.parse_args(argv)
+    config = RunConfig.from_json(args.config)
+    name_process("sim")
+    _, tle = load_tle(args.tle, args.sat)
+    runner = LocalRigRunner(config, SimRig(Satellite(tle, seed=args.seed), config.tick_s, config.speed))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: setattr(runner, "running", False))
+    run_profiled(runner.run, config, "sim")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
