@@ -3,6 +3,8 @@ summary, its recorded telemetry. Each test bounds its own time and leaves no pro
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -11,7 +13,8 @@ from flight.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle, orbit_perio
 from tests.predicates import FlightRun, alive
 
 pytestmark = pytest.mark.slow
-FLIGHT_PROCESSES = {"sim", "hal", "power", "thermal", "jobs", "link"}
+SUBSYSTEMS = ["thermal", "power", "jobs", "link"]
+FLIGHT_PROCESSES = {"sim", *SUBSYSTEMS}
 
 
 def test_one_orbit_at_max_speed(tmp_path):
@@ -42,17 +45,21 @@ def test_same_seed_gives_the_same_telemetry_and_another_seed_does_not(tmp_path):
     assert hashes[2] != hashes[0]
 
 
-def test_every_process_killed_with_sigkill_is_restarted_and_the_run_completes(tmp_path):
-    victims = ["thermal", "power", "jobs", "link", "hal"]
+def kill_each_and_await_restarts(run, victims):
+    for n, name in enumerate(victims, 1):
+        os.kill(run.processes()[name], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while len(run.events("exec.process_restarted")) < n:
+            assert time.monotonic() < deadline, f"{name} was not restarted"
+            time.sleep(0.2)
+
+
+def test_every_subsystem_killed_with_sigkill_is_restarted_and_the_run_completes(tmp_path):
+    victims = SUBSYSTEMS
     with FlightRun(tmp_path, "--duration", "4000") as run:
         run.await_telemetry("hal.time_s", within=(100, 1e9))
         assert FLIGHT_PROCESSES <= set(run.processes()), "ps names every subsystem"
-        for n, name in enumerate(victims, 1):
-            os.kill(run.processes()[name], signal.SIGKILL)
-            deadline = time.monotonic() + 30
-            while len(run.events("exec.process_restarted")) < n:
-                assert time.monotonic() < deadline, f"{name} was not restarted"
-                time.sleep(0.2)
+        kill_each_and_await_restarts(run, victims)
         assert run.wait(timeout_s=180) == 0
     s = run.summary()
     assert s["end"] == "completed" and s["restarts"] == len(victims)
@@ -70,3 +77,28 @@ def test_ctrl_c_stops_every_process_of_the_run(tmp_path):
         assert run.wait(timeout_s=30) == 130
     assert not [name for name, pid in pids.items() if alive(pid)]
     assert run.summary()["end"] == "interrupted"
+
+
+@pytest.fixture
+def standalone_sim(tmp_path):
+    """`flight sim --bind` standing alone, as a hardware-in-the-loop rig stands."""
+    endpoint = f"ipc://{tmp_path}/rig"
+    proc = subprocess.Popen([sys.executable, "-m", "flight.cli", "sim", "--bind", endpoint, "--speed", "max"])
+    yield endpoint
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def test_the_stack_flies_against_an_external_hal_and_survives_losing_its_bridge(tmp_path, standalone_sim):
+    with FlightRun(tmp_path, "--hal", standalone_sim, "--duration", "1500") as run:
+        run.await_telemetry("hal.time_s", within=(100, 1e9))
+        assert {"hal", *SUBSYSTEMS} <= set(run.processes()) and "sim" not in run.processes()
+        kill_each_and_await_restarts(run, ["hal"])
+        assert run.wait(timeout_s=120) == 0
+    s = run.summary()
+    assert s["end"] == "completed" and s["restarts"] == 1 and s["gpu_work_done_s"] > 0
+    assert run.events("hal.rig_connected"), "the bridge greeted the rig (again after its restart)"
