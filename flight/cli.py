@@ -202,17 +202,20 @@ def add_dict_parser(sub) -> None:
 
 
 def cmd_dict(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
     from flight import hal
     from flight.executive import full_dictionary
+
+    def field_json(f: hal.Field) -> dict:
+        # strict JSON has no infinity: an unbounded end of a range is null
+        return {"name": f.name, "dtype": f.dtype, "shape": list(f.shape), "doc": f.doc,
+                "min": f.lo if math.isfinite(f.lo) else None, "max": f.hi if math.isfinite(f.hi) else None}
 
     d = full_dictionary()
     if args.json:
         out = d.to_json()
-        out["hal"] = {"version": hal.HAL_VERSION, "sensors": [asdict(f) for f in hal.SENSOR_FIELDS],
-                      "actuators": [asdict(f) for f in hal.ACTUATOR_FIELDS]}
-        print(json.dumps(out, indent=2, default=str))
+        out["hal"] = {"version": hal.HAL_VERSION, "sensors": [field_json(f) for f in hal.SENSOR_FIELDS],
+                      "actuators": [field_json(f) for f in hal.ACTUATOR_FIELDS]}
+        print(json.dumps(out, indent=2, allow_nan=False))
         return EXIT_OK
     for qual, cmd in d.commands.items():
         print(f"cmd   {qual:32s} 0x{d.opcode(qual):04x}  {' '.join(a.describe() for a in cmd.args)}  — {cmd.doc}")
@@ -240,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `flight dict | head` ends quietly, as a Unix tool should
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["sim"]:
         from sim_hw import server
