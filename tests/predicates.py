@@ -10,6 +10,7 @@ so reading while the run writes is safe).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -48,6 +49,21 @@ def children_of(pid: int) -> dict[str, int]:
         if ppid == pid:
             out[name] = int(entry.name)
     return out
+
+
+@contextlib.contextmanager
+def running(argv: list[str]):
+    """A process for the length of a ``with`` block; then SIGTERM, and SIGKILL if it lingers."""
+    proc = subprocess.Popen(argv)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def alive(pid: int) -> bool:

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flight._native import ffi, lib
+from flight.control import CBuffers, clamp
 
 RF_SAT = 1e300
 """Saturation magnitude for budget and weights; equals ``RF_SAT`` in the C header."""
@@ -131,29 +132,23 @@ class PowerAllocator:
         self._work_limit = np.zeros(n)
         self._work_active = np.zeros(n, dtype=np.uint8)
 
-        # Keeps the from_buffer views (and so the arrays) alive as long as the structs.
-        self._keepalive: list[object] = []
+        self._buffers = CBuffers()
         self._cfg = ffi.new("rf_power_config *")
-        self._cfg.p_min_w = self._wrap("double[]", self._p_min)
-        self._cfg.p_max_w = self._wrap("double[]", self._p_max)
-        self._cfg.p_idle_w = self._wrap("double[]", self._p_idle)
+        self._cfg.p_min_w = self._buffers.wrap(self._p_min)
+        self._cfg.p_max_w = self._buffers.wrap(self._p_max)
+        self._cfg.p_idle_w = self._buffers.wrap(self._p_idle)
         self._cfg.hysteresis_w = hysteresis_w
         self._work = ffi.new("rf_power_work *")
-        self._work.hi_w = self._wrap("double[]", self._work_hi)
-        self._work.weight = self._wrap("double[]", self._work_weight)
-        self._work.limit_w = self._wrap("double[]", self._work_limit)
-        self._work.active = self._wrap("unsigned char[]", self._work_active)
+        self._work.hi_w = self._buffers.wrap(self._work_hi)
+        self._work.weight = self._buffers.wrap(self._work_weight)
+        self._work.limit_w = self._buffers.wrap(self._work_limit)
+        self._work.active = self._buffers.wrap(self._work_active, "unsigned char[]")
         self._result = ffi.new("rf_power_result *")
-        self._c_weight = self._wrap("double[]", self._weight)
-        self._c_cap = self._wrap("double[]", self._cap)
-        self._c_limits = self._wrap("double[]", self._limits)
+        self._c_weight = self._buffers.wrap(self._weight)
+        self._c_cap = self._buffers.wrap(self._cap)
+        self._c_limits = self._buffers.wrap(self._limits)
         for arr in (self._p_min, self._p_max, self._p_idle):
             arr.flags.writeable = False
-
-    def _wrap(self, ctype: str, arr: np.ndarray) -> object:
-        cdata = ffi.from_buffer(ctype, arr)
-        self._keepalive.append(cdata)
-        return cdata
 
     @property
     def n(self) -> int:
@@ -234,15 +229,6 @@ class PowerAllocator:
 # --- pure-Python reference -------------------------------------------------------------
 
 
-def _clamp(x: float, lo: float, hi: float) -> float:
-    # Same as rf_clamp: NaN becomes lo, and hi wins when lo > hi.
-    if not x >= lo:
-        x = lo
-    if x > hi:
-        x = hi
-    return x
-
-
 def _draw_at(
     lam: float,
     weight: list[float],
@@ -253,7 +239,7 @@ def _draw_at(
 ) -> float:
     total = 0.0
     for i in range(len(active)):
-        total += _clamp(lam * weight[i], p_min[i], hi[i]) if active[i] else p_idle[i]
+        total += clamp(lam * weight[i], p_min[i], hi[i]) if active[i] else p_idle[i]
     return total
 
 
@@ -287,7 +273,7 @@ def _water_level(
             lam_lo = a if a < lam_lo else lam_lo
             lam_hi = b if b > lam_hi else lam_hi
     lam_lo = 0.5 * lam_lo
-    lam_hi = _clamp(lam_hi, -RF_SAT, RF_SAT)
+    lam_hi = clamp(lam_hi, -RF_SAT, RF_SAT)
     for _ in range(RF_POWER_BISECT_MAX_ITER):
         if lam_hi > 2.0 * lam_lo:
             mid = math.sqrt(lam_lo) * math.sqrt(lam_hi)
@@ -321,9 +307,9 @@ def allocate_reference(
         ``(limits_w, n_parked, feasible, n_shed)``.
     """
     n = len(weight)
-    budget = _clamp(budget_w, -RF_SAT, RF_SAT)
-    w = [_clamp(weight[i], 0.0, RF_SAT) for i in range(n)]
-    hi = [_clamp(cap_w[i], 0.0, p_max_w[i]) for i in range(n)]
+    budget = clamp(budget_w, -RF_SAT, RF_SAT)
+    w = [clamp(weight[i], 0.0, RF_SAT) for i in range(n)]
+    hi = [clamp(cap_w[i], 0.0, p_max_w[i]) for i in range(n)]
     active = [hi[i] >= p_min_w[i] for i in range(n)]
 
     n_shed = 0
@@ -348,7 +334,7 @@ def allocate_reference(
         fresh = [hi[i] if active[i] else 0.0 for i in range(n)]
     else:
         lam = _water_level(budget, w, hi, active, p_min_w, p_idle_w)
-        fresh = [_clamp(lam * w[i], p_min_w[i], hi[i]) if active[i] else 0.0 for i in range(n)]
+        fresh = [clamp(lam * w[i], p_min_w[i], hi[i]) if active[i] else 0.0 for i in range(n)]
 
     n_hold = 0
     held_draw = 0.0

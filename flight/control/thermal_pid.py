@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flight._native import ffi, lib
+from flight.control import CBuffers, clamp
 
 RF_SAT = 1e300
 """Saturation magnitude of every term and state value; equals ``RF_SAT`` in the C header."""
@@ -131,33 +132,26 @@ class ThermalPid:
         self._n = n
         self._params = ffi.new("rf_pid_params *")
         self._state = ffi.new("rf_pid_state *")
-        # Keeps the from_buffer views (and so the arrays) alive as long as the structs
-        # that point into them.
-        self._keepalive: list[object] = []
+        self._buffers = CBuffers()
         for name in PID_PARAM_NAMES:
             arr = _f64_buffer(n, _PID_DEFAULTS[name])
             setattr(self, "_" + name, arr)
-            setattr(self._params, name, self._wrap(arr))
+            setattr(self._params, name, self._buffers.wrap(arr))
         for name in _PID_STATE_NAMES:
             arr = _f64_buffer(n, 0.0)
             setattr(self, "_" + name, arr)
-            setattr(self._state, name, self._wrap(arr))
+            setattr(self._state, name, self._buffers.wrap(arr))
         self._setpoint = _f64_buffer(n, 0.0)
         self._measurement = _f64_buffer(n, 0.0)
         self._output0 = _f64_buffer(n, 0.0)
-        self._c_setpoint = self._wrap(self._setpoint)
-        self._c_measurement = self._wrap(self._measurement)
-        self._c_output0 = self._wrap(self._output0)
+        self._c_setpoint = self._buffers.wrap(self._setpoint)
+        self._c_measurement = self._buffers.wrap(self._measurement)
+        self._c_output0 = self._buffers.wrap(self._output0)
         self._integrator_ro = self._readonly(self._integrator)
         self._derivative_ro = self._readonly(self._derivative)
         self._prev_measurement_ro = self._readonly(self._prev_measurement)
         self._output_ro = self._readonly(self._output)
         self.reset(0.0)
-
-    def _wrap(self, arr: np.ndarray) -> object:
-        cdata = ffi.from_buffer("double[]", arr)
-        self._keepalive.append(cdata)
-        return cdata
 
     @staticmethod
     def _readonly(arr: np.ndarray) -> np.ndarray:
@@ -301,17 +295,8 @@ def thermal_headroom_w(
 # --- pure-Python reference -------------------------------------------------------------
 
 
-def _clamp(x: float, lo: float, hi: float) -> float:
-    # Same as rf_clamp: NaN becomes lo, and hi wins when lo > hi.
-    if not x >= lo:
-        x = lo
-    if x > hi:
-        x = hi
-    return x
-
-
 def _sat(x: float) -> float:
-    return _clamp(x, -RF_SAT, RF_SAT)
+    return clamp(x, -RF_SAT, RF_SAT)
 
 
 @dataclass
@@ -328,7 +313,7 @@ def pid_reset_reference(
     output0: Sequence[float], out_min: Sequence[float], out_max: Sequence[float]
 ) -> PidReferenceState:
     """Reference of :meth:`ThermalPid.reset` for ``len(output0)`` loops."""
-    u = [_sat(_clamp(output0[i], out_min[i], out_max[i])) for i in range(len(output0))]
+    u = [_sat(clamp(output0[i], out_min[i], out_max[i])) for i in range(len(output0))]
     n = len(u)
     return PidReferenceState(
         integrator=list(u), derivative=[0.0] * n, prev_measurement=[math.nan] * n, output=u
@@ -371,7 +356,7 @@ def pid_step_reference(
         prop = _sat(kp[i] * e)
 
         y_prev = y if math.isnan(state.prev_measurement[i]) else state.prev_measurement[i]
-        tau = _clamp(derivative_tau_s[i], 0.0, RF_SAT)
+        tau = clamp(derivative_tau_s[i], 0.0, RF_SAT)
         a = tau / (tau + dt_s)
         g = _sat(kd[i] / (tau + dt_s))
         deriv = _sat(a * state.derivative[i] - sign * _sat(g * _sat(y - y_prev)))
@@ -386,9 +371,9 @@ def pid_step_reference(
         integ = state.integrator[i]
         if not ((di > 0.0 and v0 >= hi_eff) or (di < 0.0 and v0 <= lo_eff)):
             integ += di
-        integ = _sat(_clamp(integ, lo, hi))
+        integ = _sat(clamp(integ, lo, hi))
 
-        u = _sat(_clamp(prop + integ + deriv, lo_eff, hi_eff))
+        u = _sat(clamp(prop + integ + deriv, lo_eff, hi_eff))
 
         state.integrator[i] = integ
         state.derivative[i] = deriv
@@ -415,5 +400,5 @@ def thermal_headroom_reference(
             and math.isfinite(r)
         ):
             h = pw + (target_c - t) / r
-        out.append(_clamp(h, 0.0, RF_SAT))
+        out.append(clamp(h, 0.0, RF_SAT))
     return out

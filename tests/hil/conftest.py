@@ -1,13 +1,13 @@
 """The rig under test: ``--hal ENDPOINT`` if given, else a simulator started here on a
 private ipc:// endpoint and stopped afterwards."""
 
-import subprocess
 import sys
 import time
 
 import pytest
 
 from tests.hil.client import HalClient
+from tests.predicates import running
 
 
 @pytest.fixture(scope="module")
@@ -17,16 +17,8 @@ def hal_endpoint(request, tmp_path_factory):
         yield given
         return
     endpoint = f"ipc://{tmp_path_factory.mktemp('hil')}/hal"
-    proc = subprocess.Popen([sys.executable, "-m", "sim_hw.server", "--bind", endpoint, "--speed", "max", "--seed", "1"])
-    try:
+    with running([sys.executable, "-m", "sim_hw.server", "--bind", endpoint, "--speed", "max", "--seed", "1"]):
         yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture

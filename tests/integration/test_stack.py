@@ -3,14 +3,13 @@ summary, its recorded telemetry. Each test bounds its own time and leaves no pro
 
 import os
 import signal
-import subprocess
 import sys
 import time
 
 import pytest
 
 from flight.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle, orbit_period_s
-from tests.predicates import FlightRun, alive
+from tests.predicates import FlightRun, alive, running
 
 pytestmark = pytest.mark.slow
 SUBSYSTEMS = ["thermal", "power", "jobs", "link"]
@@ -83,14 +82,8 @@ def test_ctrl_c_stops_every_process_of_the_run(tmp_path):
 def standalone_sim(tmp_path):
     """`flight sim --bind` standing alone, as a hardware-in-the-loop rig stands."""
     endpoint = f"ipc://{tmp_path}/rig"
-    proc = subprocess.Popen([sys.executable, "-m", "flight.cli", "sim", "--bind", endpoint, "--speed", "max"])
-    yield endpoint
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    with running([sys.executable, "-m", "flight.cli", "sim", "--bind", endpoint, "--speed", "max"]):
+        yield endpoint
 
 
 def test_the_stack_flies_against_an_external_hal_and_survives_losing_its_bridge(tmp_path, standalone_sim):
