@@ -56,6 +56,7 @@ COMPONENT = Component(
         Channel("commands_pending", "int", "count", "Commands accepted and not yet final."),
         Channel("commands_executed", "int", "count", "Commands completed this run."),
         Channel("bus_gaps", "int", "count", "Bus messages known lost (seq gaps)."),
+        Channel("decode_errors", "int", "count", "Malformed bus messages the executive rejected."),
         Channel("uptime_s", "float", "s", "Wall seconds since the executive started."),
     ),
     events=(
@@ -102,7 +103,6 @@ class Executive:
     def __init__(self, config: RunConfig, duration_s: float, sim_args: list[str] | None,
                  on_progress: Callable[[float], None] | None = None) -> None:
         self.config = config
-        self.duration_s = duration_s
         self.last_tick = config.last_tick = int(round(duration_s / config.tick_s))
         self.sim_args = sim_args
         self.on_progress = on_progress or (lambda _t: None)
@@ -166,6 +166,7 @@ class Executive:
     def housekeeping(self) -> None:
         data = {"mode": self.mode, "restarts": self.restarts, "commands_pending": len(self.dispatcher.pending),
                 "commands_executed": self.dispatcher.executed, "bus_gaps": self.seq.gaps,
+                "decode_errors": self.decode_errors + self.dispatcher.rejected_messages,
                 "uptime_s": time.monotonic() - self.started}
         self.pub.send_multipart(self.encoder.encode("tm", "exec.hk", data, self.stats_tick, self.stats.sim_time_s))
 

@@ -275,7 +275,7 @@ class BridgeRunner(BusSide):
             if msg.name == "hal.frame":
                 if self.welcomed:
                     self.bridge.on_rig_frame(msg.tick, msg.t, msg.data,
-                                             lambda: self.pub.send_multipart([b"hw/hal.frame", body]))
+                                             lambda body=body: self.pub.send_multipart([b"hw/hal.frame", body]))
             elif msg.name == "hal.welcome" and isinstance(msg.data, dict):
                 self.welcomed = True
                 self.rig_connected(msg.data)

@@ -6,7 +6,7 @@ import itertools
 import pytest
 import zmq
 
-from flight.dictionary import Arg, Command, CommandError, Component, Dictionary
+from flight.dictionary import Arg, Command, Component, Dictionary
 from flight.dispatcher import MAX_PENDING_PER_TARGET, Dispatcher
 from flight.messages import Encoder, decode
 

@@ -192,7 +192,7 @@ def test_anti_windup_recovers_from_long_saturation() -> None:
     assert pid.output[0] == 1.0
     assert pid.integrator[0] <= 1.0
     # Error reverses: a wound-up integrator would keep the output pinned for ~1000 s.
-    for k in range(5):
+    for _ in range(5):
         out = pid.step(1.0, 0.0, 1.0)
     assert out[0] < 1.0
 
