@@ -1,39 +1,55 @@
-"""Job runner: turns GPU time into finished synthetic jobs.
+"""Job runner: turns the GPU time flight allows into finished jobs, through upsets and crashes.
 
-A job asks for a number of GPUs and an amount of work in GPU-seconds at full clock. Each
-tick every running job advances by ``sum(clock_i / max_clock * dt)`` over its GPUs, so
-throughput follows the clocks the power limits and thermal protection actually allow
-(throughput proportional to clock: DESIGN.md, GPU model). The job runner offers load on
-exactly the GPUs it uses (``gpu_load_frac``) and publishes per-GPU priority weights that the
-power manager's allocator uses (data product ``jobs.demand``, whenever they change).
+Each tick (rate group ``run``):
+
+1. ECC (:mod:`flight.jobs.radiation`): corrected errors are counted per GPU; a new
+   uncorrectable error rolls the job on that GPU back to its last checkpoint; a GPU with 3
+   within an hour is fenced (durably) and its job requeued. A GPU that goes offline rolls
+   its job back and requeues it too.
+2. Every running job advances by its GPUs' actual throughput (:mod:`flight.jobs.model`),
+   checkpointing every ``checkpoint_interval_s``; completed checkpoints and completions are
+   written to ``<data dir>/jobs.sqlite`` (:mod:`flight.jobs.store`), completions in the
+   transaction that records the result, so each is announced once. A job past its deadline
+   fails.
+3. Queued jobs are placed on free, online, unfenced GPUs (:mod:`flight.jobs.scheduler`).
+4. The runner offers load on exactly the GPUs it uses (``gpu_load_frac``) and publishes
+   per-GPU priority weights for the power manager's allocator (data product
+   ``jobs.demand``, whenever they change, and with every housekeeping packet).
+
+Nothing is written to the database on an ordinary tick: only on submit, cancel, pause,
+resume, checkpoint, completion or failure, and on the rare uncorrectable error or fence.
+
+A restarted runner reloads the queue: every job it was running resumes from its last
+checkpoint (event ``job_restored``); finished jobs are never announced again.
 
 With ``params["jobs"]["workload"] == "saturate"`` (the default) the queue is kept topped up
-with seeded synthetic jobs so every GPU has work: the "maximum demand" case.
+with seeded synthetic jobs so every GPU has work: the "maximum demand" case. Their
+parameters follow from the seed and the job id alone, so a restart does not change them.
+``params["jobs"]["checkpoint_interval_s"]`` and ``["checkpoint_cost_s"]`` set theirs.
+
+Counters in housekeeping marked "this process" restart from zero with the process (the
+run summary sums them across restarts, :class:`flight.recorder.Cumulative`).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from flight.dictionary import Arg, Channel, Command, CommandError, Component, Event
 from flight.hal import N_GPUS
+from flight.jobs.model import Job, gpu_speed
+from flight.jobs.radiation import FENCE_COUNT, FENCE_WINDOW_S, EccMonitor
+from flight.jobs.scheduler import place
+from flight.jobs.store import JobStore
 from flight.subsystem import Subsystem
 
-GPU_MAX_CLOCK_MHZ = 1965.0
-"""Full-speed graphics clock of a B200-class GPU (NVIDIA B200 boost clock; estimate)."""
-MAX_QUEUE = 256
-
-
-@dataclass
-class Job:
-    job_id: int
-    gpus_wanted: int
-    work_gpu_s: float
-    priority: int
-    done_gpu_s: float = 0.0
-    gpus: list[int] = field(default_factory=list)
+MAX_ACTIVE = 256
+"""Jobs not yet finished (queued, running or paused) the runner holds; more is BUSY."""
+LIST_MAX = 40
+"""Jobs named in one ``jobs.list`` answer (the rest are counted)."""
+SYNTHETIC_CHECKPOINT_INTERVAL_S = 300.0
+SYNTHETIC_CHECKPOINT_COST_S = 5.0
+JOB_ID = Arg("job_id", "int", "", 1, 2**31 - 1, doc="Job id from jobs.submit.")
 
 
 class JobRunner(Subsystem):
@@ -41,26 +57,63 @@ class JobRunner(Subsystem):
         "jobs", 6, doc="Runs GPU jobs under the power limits and thermal headroom flight allows.",
         commands=(
             Command("submit", 1, (
-                Arg("gpus", "int", "count", 1, N_GPUS, doc="GPUs the job runs on."),
+                Arg("gpus_min", "int", "count", 1, N_GPUS, doc="Fewest GPUs the job can start on."),
+                Arg("gpus_max", "int", "count", 1, N_GPUS, doc="Most GPUs the job uses (>= gpus_min)."),
                 Arg("work_gpu_s", "float", "GPU-s", 1.0, 1e9, doc="Work at full clock."),
                 Arg("priority", "int", "", 0, 9, doc="0 lowest .. 9 highest."),
-            ), doc="Queue a synthetic job."),
-            Command("cancel", 2, (Arg("job_id", "int", "", 1, 2**31 - 1, doc="Job to cancel."),),
-                    doc="Cancel a queued or running job."),
+                Arg("checkpoint_interval_s", "float", "s", 10.0, 86400.0,
+                    doc="Compute time between checkpoints: the most work a crash can lose."),
+                Arg("checkpoint_cost_s", "float", "s", 0.0, 3600.0,
+                    doc="Full-clock seconds each of the job's GPUs spends writing one checkpoint "
+                        "(<= checkpoint_interval_s)."),
+                Arg("deadline_s", "float", "s", 0.0, 1e12,
+                    doc="Simulated time by which the job must finish, else it fails; 0 for none."),
+                Arg("critical", "bool", doc="Job whose results matter most (recorded with the job)."),
+            ), doc="Queue a synthetic job; durable before the command completes."),
+            Command("cancel", 2, (JOB_ID,), doc="Cancel a queued, paused or running job."),
+            Command("pause", 3, (JOB_ID,),
+                    doc="Hold a job; a running one first completes a checkpoint, then leaves its GPUs."),
+            Command("resume", 4, (JOB_ID,), doc="Queue a paused job again."),
+            Command("list", 5, doc="List the unfinished jobs (also as event jobs.queue)."),
+            Command("unfence", 6, (Arg("gpu", "int", "", 0, N_GPUS - 1, doc="GPU index."),),
+                    doc="Let work land on a fenced GPU again; its error window starts afresh."),
         ),
         telemetry=(
             Channel("queue_depth", "int", "count", "Jobs waiting for GPUs."),
             Channel("running", "int", "count", "Jobs running."),
+            Channel("paused", "int", "count", "Jobs held by command."),
             Channel("gpus_busy", "int", "count", "GPUs assigned to a job."),
-            Channel("jobs_completed", "int", "count", "Jobs finished since start."),
-            Channel("work_done_gpu_s", "float", "GPU-s", "Work finished since start (full-clock GPU-seconds)."),
+            Channel("gpus_fenced", "int", "count", "GPUs fenced for uncorrectable ECC errors.", yellow=(0, 0)),
+            Channel("jobs_completed", "int", "count", "Jobs finished this process."),
+            Channel("jobs_failed", "int", "count", "Jobs that missed their deadline this process."),
+            Channel("jobs_rolled_back", "int", "count", "Rollbacks to a checkpoint this process."),
+            Channel("work_done_gpu_s", "float", "GPU-s", "Work done this process (full-clock GPU-seconds)."),
+            Channel("work_lost_gpu_s", "float", "GPU-s", "Work thrown away by rollbacks this process."),
             Channel("throughput_gpu_s_per_s", "float", "GPU-s/s", "Work rate over the last tick."),
+            Channel("goodput_gpu_s_per_s", "float", "GPU-s/s",
+                    "Work of completed jobs per second since the first job was submitted (durable)."),
+            Channel("ecc_corrected_total", "int", "count", "Corrected ECC errors this process, all GPUs."),
+            Channel("gpu_ecc_corrected", "int", "count", "Per-GPU corrected ECC errors this process.", size=N_GPUS),
+            Channel("gpu_fenced", "bool", "", "Per-GPU fence.", size=N_GPUS),
             Channel("gpu_weight", "float", "", "Per-GPU priority weight for the power allocator.", size=N_GPUS),
         ),
         events=(
-            Event("job_submitted", 1, "INFO", "job {job_id} queued: {gpus} GPUs, {work_gpu_s:.0f} GPU-s, priority {priority}"),
+            Event("job_submitted", 1, "INFO",
+                  "job {job_id} queued: {gpus_min}-{gpus_max} GPUs, {work_gpu_s:.0f} GPU-s, priority {priority}"),
             Event("job_completed", 2, "INFO", "job {job_id} completed: {work_gpu_s:.0f} GPU-s"),
             Event("job_cancelled", 3, "LOW", "job {job_id} cancelled after {done_gpu_s:.0f} GPU-s"),
+            Event("job_failed", 4, "MEDIUM", "job {job_id} failed: {why}"),
+            Event("job_rolled_back", 5, "LOW",
+                  "job {job_id} rolled back to {checkpoint_gpu_s:.1f} GPU-s, {lost_gpu_s:.1f} GPU-s lost: {why}"),
+            Event("gpu_fenced", 6, "MEDIUM",
+                  "GPU {gpu} fenced: {count} uncorrectable ECC errors within {window_s:.0f} s; no new work lands on it"),
+            Event("gpu_unfenced", 7, "INFO", "GPU {gpu} unfenced"),
+            Event("job_restored", 8, "INFO",
+                  "job {job_id} restored after restart: checkpoint t={checkpoint_s:.1f} s, "
+                  "{checkpoint_gpu_s:.1f} of {work_gpu_s:.0f} GPU-s"),
+            Event("job_paused", 9, "INFO", "job {job_id} paused at {checkpoint_gpu_s:.0f} GPU-s"),
+            Event("job_resumed", 10, "INFO", "job {job_id} queued again"),
+            Event("queue", 11, "INFO", "{listing}"),
         ),
     )
     RATE_GROUPS = ((1, "run"),)
@@ -69,78 +122,225 @@ class JobRunner(Subsystem):
         super().__init__(config, emit, send_command, **ports)
         params = config.params.get("jobs", {})
         self.saturate = params.get("workload", "saturate") == "saturate"
-        self.rng = np.random.default_rng(config.seed)
-        self.queue: list[Job] = []
-        self.running: list[Job] = []
+        self.synthetic_interval_s = float(params.get("checkpoint_interval_s", SYNTHETIC_CHECKPOINT_INTERVAL_S))
+        self.synthetic_cost_s = float(params.get("checkpoint_cost_s", SYNTHETIC_CHECKPOINT_COST_S))
+        self.store: JobStore | None = None
+        self.jobs: dict[int, Job] = {}
+        """Unfinished jobs by id (ids ascend, so insertion order is submission order)."""
         self.next_id = 1
-        self.completed = 0
-        self.work_done_gpu_s = 0.0
+        self.fenced = np.zeros(N_GPUS, dtype=bool)
+        self.ecc = EccMonitor(N_GPUS)
+        self.completed = self.failed = self.rolled_back = 0
+        self.work_done_gpu_s = self.work_lost_gpu_s = 0.0
+        self.finished_gpu_s = 0.0
+        self.first_submitted_s: float | None = None
         self.load = np.zeros(N_GPUS)
         self.weight = np.zeros(N_GPUS)
         self.throughput = 0.0
         self.announced = False
         """Whether this process has set the GPUs' load yet (a restart must, even to idle)."""
 
-    def _add(self, gpus: int, work_gpu_s: float, priority: int) -> Job:
-        if len(self.queue) >= MAX_QUEUE:
-            raise CommandError("BUSY", f"queue full ({MAX_QUEUE} jobs)")
-        job = Job(self.next_id, gpus, work_gpu_s, priority)
-        self.next_id += 1
-        self.queue.append(job)
+    # -- life cycle ----------------------------------------------------------------------
+    def on_start(self) -> None:
+        """Open the store and take up where the last process left off."""
+        self.config.data_path.mkdir(parents=True, exist_ok=True)
+        self.store = JobStore(self.config.data_path / "jobs.sqlite")
+        self.next_id = self.store.next_job_id()
+        self.finished_gpu_s = self.store.finished_work_gpu_s()
+        self.first_submitted_s = self.store.first_submitted_s()
+        for gpu in self.store.fenced():
+            self.fenced[gpu] = True
+        # the window is judged against frame time, which a fresh process learns only from
+        # its first frame; keep the whole recent history and let the monitor prune it
+        self.ecc = EccMonitor(N_GPUS, self.store.uncorrectable_since(-np.inf))
+        for job in self.store.load_active():
+            self.jobs[job.job_id] = job
+            if job.checkpoint_s is not None:
+                self.event("job_restored", job_id=job.job_id, checkpoint_s=job.checkpoint_s,
+                           checkpoint_gpu_s=job.checkpoint_gpu_s, work_gpu_s=job.work_gpu_s)
+
+    def on_stop(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    # -- commands ------------------------------------------------------------------------
+    def _job(self, job_id: int) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise CommandError("EXECUTION_ERROR", f"no unfinished job {job_id}")
         return job
 
-    def cmd_submit(self, gpus: int, work_gpu_s: float, priority: int) -> str:
-        job = self._add(gpus, work_gpu_s, priority)
-        self.event("job_submitted", job_id=job.job_id, gpus=gpus, work_gpu_s=work_gpu_s, priority=priority)
+    def _add(self, job: Job) -> None:
+        """Store ``job`` (committed on return) and queue it."""
+        if len(self.jobs) >= MAX_ACTIVE:
+            raise CommandError("BUSY", f"{MAX_ACTIVE} unfinished jobs already")
+        self.store.add(job)
+        self.jobs[job.job_id] = job
+        self.next_id = job.job_id + 1
+        if self.first_submitted_s is None:
+            self.first_submitted_s = job.submitted_s
+
+    def cmd_submit(self, gpus_min: int, gpus_max: int, work_gpu_s: float, priority: int,
+                   checkpoint_interval_s: float, checkpoint_cost_s: float, deadline_s: float,
+                   critical: bool) -> str:
+        if gpus_min > gpus_max:
+            raise CommandError("VALIDATION_ERROR", f"gpus_min {gpus_min} > gpus_max {gpus_max}")
+        if checkpoint_cost_s > checkpoint_interval_s:
+            raise CommandError("VALIDATION_ERROR",
+                               f"checkpoint_cost_s {checkpoint_cost_s:g} > checkpoint_interval_s {checkpoint_interval_s:g}")
+        if deadline_s and deadline_s <= self.time_s:
+            raise CommandError("VALIDATION_ERROR", f"deadline_s {deadline_s:g} is not after now ({self.time_s:g} s)")
+        job = Job(self.next_id, priority, gpus_min, gpus_max, work_gpu_s, checkpoint_interval_s, checkpoint_cost_s,
+                  deadline_s or None, critical, submitted_s=self.time_s)
+        self._add(job)
+        self.event("job_submitted", job_id=job.job_id, gpus_min=gpus_min, gpus_max=gpus_max,
+                   work_gpu_s=work_gpu_s, priority=priority)
         return f"job {job.job_id} queued"
 
     def cmd_cancel(self, job_id: int) -> str:
-        for jobs in (self.queue, self.running):
-            for job in jobs:
-                if job.job_id == job_id:
-                    jobs.remove(job)
-                    self.event("job_cancelled", job_id=job_id, done_gpu_s=job.done_gpu_s)
-                    return f"job {job_id} cancelled"
-        raise CommandError("EXECUTION_ERROR", f"no job {job_id}")
+        job = self._job(job_id)
+        done = job.done_gpu_s
+        self._finish(job, "cancelled")
+        self.event("job_cancelled", job_id=job_id, done_gpu_s=done)
+        return f"job {job_id} cancelled"
+
+    def cmd_pause(self, job_id: int) -> str:
+        job = self._job(job_id)
+        if job.state == "paused":
+            return f"job {job_id} already paused"
+        self.store.set_state(job_id, "paused")
+        if job.state == "queued":
+            job.state = "paused"
+            self.event("job_paused", job_id=job_id, checkpoint_gpu_s=job.checkpoint_gpu_s)
+            return f"job {job_id} paused"
+        job.park_after_checkpoint = True
+        if job.phase == "compute":
+            job.begin_checkpoint()
+        return f"job {job_id} pausing after its checkpoint"
+
+    def cmd_resume(self, job_id: int) -> str:
+        job = self._job(job_id)
+        if job.state == "running" and job.park_after_checkpoint:
+            self.store.set_state(job_id, "queued")
+            job.park_after_checkpoint = False
+            return f"job {job_id} keeps running"
+        if job.state != "paused":
+            raise CommandError("EXECUTION_ERROR", f"job {job_id} is {job.state}, not paused")
+        self.store.set_state(job_id, "queued")
+        job.state = "queued"
+        self.event("job_resumed", job_id=job_id)
+        return f"job {job_id} queued again"
+
+    def cmd_list(self) -> str:
+        """One entry per unfinished job, ``id:state priority:GPUs:progress %`` (state Q, R, P)."""
+        entries = [f"{j.job_id}:{j.state[0].upper()}{j.priority}:{len(j.gpus) or j.gpus_min}g:"
+                   f"{100.0 * j.done_gpu_s / j.work_gpu_s:.0f}%" for j in list(self.jobs.values())[:LIST_MAX]]
+        more = f" +{len(self.jobs) - LIST_MAX} more" if len(self.jobs) > LIST_MAX else ""
+        listing = f"{len(self.jobs)} unfinished: {' '.join(entries)}{more}"
+        self.event("queue", listing=listing)
+        return listing
+
+    def cmd_unfence(self, gpu: int) -> str:
+        if not self.store.unfence(gpu):
+            raise CommandError("EXECUTION_ERROR", f"GPU {gpu} is not fenced")
+        self.fenced[gpu] = False
+        self.ecc.clear(gpu)
+        self.event("gpu_unfenced", gpu=gpu)
+        return f"GPU {gpu} unfenced"
+
+    # -- the tick ------------------------------------------------------------------------
+    def _finish(self, job: Job, outcome: str, detail: str = "") -> bool:
+        """Finish ``job`` durably; True if this call finished it (announce it then)."""
+        done = self.store.finish(job, outcome, self.time_s, detail)
+        job.stop(outcome)
+        del self.jobs[job.job_id]
+        return done
+
+    def _rollback(self, job: Job, why: str, requeue: bool) -> None:
+        lost = job.rollback()
+        self.rolled_back += 1
+        self.work_lost_gpu_s += lost
+        self.event("job_rolled_back", job_id=job.job_id, checkpoint_gpu_s=job.checkpoint_gpu_s, lost_gpu_s=lost,
+                   why=why)
+        if requeue or job.park_after_checkpoint:
+            job.stop("paused" if job.park_after_checkpoint else "queued")
+
+    def _radiation(self, frame: dict) -> None:
+        for gpu, count, window_full in self.ecc.observe(frame["gpu_ecc_corrected"], frame["gpu_ecc_uncorrected"],
+                                                        self.time_s):
+            self.store.record_uncorrectable(gpu, self.time_s)
+            fence = window_full and not self.fenced[gpu]
+            if fence:
+                self.store.fence(gpu, self.time_s, f"{FENCE_COUNT} uncorrectable ECC errors in {FENCE_WINDOW_S:g} s")
+                self.fenced[gpu] = True
+                self.event("gpu_fenced", gpu=gpu, count=FENCE_COUNT, window_s=FENCE_WINDOW_S)
+            for job in self._running():
+                if gpu in job.gpus:
+                    self._rollback(job, f"{count} uncorrectable ECC error(s) on GPU {gpu}", requeue=fence)
+
+    def _running(self) -> list[Job]:
+        return [j for j in self.jobs.values() if j.state == "running"]
+
+    def _advance(self, frame: dict, dt_s: float) -> float:
+        speed = gpu_speed(frame)
+        online = frame["gpu_online"]
+        done_now = 0.0
+        for job in self._running():
+            if not online[job.gpus].all():
+                self._rollback(job, "GPU offline", requeue=True)
+                continue
+            useful, what = job.advance(speed, dt_s)
+            done_now += useful
+            if what == "completed":
+                if self._finish(job, "completed"):
+                    self.completed += 1
+                    self.finished_gpu_s += job.work_gpu_s
+                    self.event("job_completed", job_id=job.job_id, work_gpu_s=job.work_gpu_s)
+            elif what == "checkpointed":
+                self.store.checkpoint(job.job_id, self.time_s, job.checkpoint_gpu_s)
+                job.checkpoint_s = self.time_s
+                if job.park_after_checkpoint:
+                    job.stop("paused")
+                    self.event("job_paused", job_id=job.job_id, checkpoint_gpu_s=job.checkpoint_gpu_s)
+        for job in [j for j in self.jobs.values() if j.deadline_s is not None and j.deadline_s < self.time_s]:
+            if self._finish(job, "failed", "missed its deadline"):
+                self.failed += 1
+                self.event("job_failed", job_id=job.job_id, why=f"missed its deadline {job.deadline_s:g} s")
+        return done_now
 
     def _top_up(self, free_gpus: int) -> None:
         """Keep enough synthetic work queued to fill every free GPU (saturating workload)."""
-        queued = sum(j.gpus_wanted for j in self.queue)
-        while queued < free_gpus and len(self.queue) < MAX_QUEUE:
-            gpus = int(self.rng.choice((4, 8, 8, 16)))
-            job = self._add(gpus, float(gpus * self.rng.uniform(600.0, 3600.0)), int(self.rng.integers(0, 10)))
-            queued += job.gpus_wanted
+        queued = sum(j.gpus_min for j in self.jobs.values() if j.state == "queued")
+        if queued >= free_gpus:
+            return
+        with self.store.batch():  # one commit for the whole top-up
+            while queued < free_gpus and len(self.jobs) < MAX_ACTIVE:
+                rng = np.random.default_rng([self.config.seed, self.next_id])
+                gpus = int(rng.choice((4, 8, 8, 16)))
+                job = Job(self.next_id, int(rng.integers(0, 10)), gpus, gpus, float(gpus * rng.uniform(600.0, 3600.0)),
+                          self.synthetic_interval_s, self.synthetic_cost_s, submitted_s=self.time_s)
+                self._add(job)
+                queued += gpus
 
     def _schedule(self, online: np.ndarray) -> None:
-        busy = {g for j in self.running for g in j.gpus}
-        free = [g for g in range(N_GPUS) if online[g] and g not in busy]
+        usable = online & ~self.fenced
+        for job in self._running():
+            usable[job.gpus] = False
+        free = np.flatnonzero(usable).tolist()
         if self.saturate:
             self._top_up(len(free))
-        # highest priority first, then oldest: a stable order keeps runs deterministic
-        for job in sorted(self.queue, key=lambda j: (-j.priority, j.job_id)):
-            if job.gpus_wanted <= len(free):
-                job.gpus, free = free[: job.gpus_wanted], free[job.gpus_wanted:]
-                self.queue.remove(job)
-                self.running.append(job)
+        for job, gpus in place((j for j in self.jobs.values() if j.state == "queued"), free):
+            job.start(gpus)
 
     def run(self, frame: dict) -> None:
         dt_s = self.config.tick_s
-        speed = np.clip(frame["gpu_clock_mhz"] / GPU_MAX_CLOCK_MHZ, 0.0, 1.0) * frame["gpu_util"]
-        done_now = 0.0
-        for job in list(self.running):
-            step = float(np.sum(speed[job.gpus])) * dt_s
-            step = min(step, job.work_gpu_s - job.done_gpu_s)
-            job.done_gpu_s += step
-            done_now += step
-            if job.done_gpu_s >= job.work_gpu_s - 1e-9:
-                self.running.remove(job)
-                self.completed += 1
-                self.event("job_completed", job_id=job.job_id, work_gpu_s=job.work_gpu_s)
+        self._radiation(frame)
+        done_now = self._advance(frame, dt_s)
         self.work_done_gpu_s += done_now
-        self._schedule(frame["gpu_online"])
         self.throughput = done_now / dt_s
+        self._schedule(frame["gpu_online"])
         weight = np.zeros(N_GPUS)
-        for job in self.running:
+        for job in self._running():
             weight[job.gpus] = 1.0 + job.priority
         if not np.array_equal(weight, self.weight) or not self.announced:
             self.weight = weight
@@ -151,9 +351,15 @@ class JobRunner(Subsystem):
 
     def housekeeping(self) -> None:
         self.publish_data("demand", gpu_weight=self.weight)  # a restarted power manager catches up here
+        states = [j.state for j in self.jobs.values()]
+        elapsed_s = self.time_s - self.first_submitted_s if self.first_submitted_s is not None else 0.0
         self.telemetry(
-            queue_depth=len(self.queue), running=len(self.running),
-            gpus_busy=int(np.count_nonzero(self.load)), jobs_completed=self.completed,
-            work_done_gpu_s=self.work_done_gpu_s, throughput_gpu_s_per_s=self.throughput,
-            gpu_weight=self.weight,
+            queue_depth=states.count("queued"), running=states.count("running"), paused=states.count("paused"),
+            gpus_busy=int(np.count_nonzero(self.load)), gpus_fenced=int(np.count_nonzero(self.fenced)),
+            jobs_completed=self.completed, jobs_failed=self.failed, jobs_rolled_back=self.rolled_back,
+            work_done_gpu_s=self.work_done_gpu_s, work_lost_gpu_s=self.work_lost_gpu_s,
+            throughput_gpu_s_per_s=self.throughput,
+            goodput_gpu_s_per_s=self.finished_gpu_s / elapsed_s if elapsed_s > 0 else 0.0,
+            ecc_corrected_total=int(self.ecc.corrected.sum()), gpu_ecc_corrected=self.ecc.corrected,
+            gpu_fenced=self.fenced, gpu_weight=self.weight,
         )

@@ -1,0 +1,137 @@
+"""A job and how it advances, one tick at a time.
+
+Work is measured in GPU-seconds at full clock: a GPU running at clock ``c`` and utilisation
+``u`` contributes ``min(c / GPU_MAX_CLOCK_MHZ, 1) * u`` GPU-s per second (throughput follows
+the clock: DESIGN.md, GPU model). A running job alternates two phases:
+
+* ``compute``: its GPUs' throughput goes into ``done_gpu_s``; after ``checkpoint_interval_s``
+  of simulated running time since the last checkpoint it enters ``checkpoint``;
+* ``checkpoint``: its GPUs' throughput pays ``checkpoint_cost_s`` seconds of full-clock time
+  on each of its GPUs (``checkpoint_cost_s * len(gpus)`` GPU-s) and makes no progress, so the
+  state written when the checkpoint completes is the state it started from. Only then is
+  ``checkpoint_gpu_s`` (what a crash or rollback returns to) advanced.
+
+So a crash loses at most the work of one checkpoint interval: the compute time since the
+last completed checkpoint never exceeds ``checkpoint_interval_s``.
+
+States (the durable ones are stored, :mod:`flight.jobs.store`): ``queued`` (waiting for
+GPUs), ``running`` (in memory only: a restart requeues), ``paused`` (held by command),
+and the final ``completed``, ``cancelled``, ``failed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+GPU_MAX_CLOCK_MHZ = 1965.0
+"""Full-speed graphics clock of a B200-class GPU (NVIDIA B200 boost clock; estimate)."""
+
+KINDS = ("synthetic",)
+STATES = ("queued", "running", "paused", "completed", "cancelled", "failed")
+FINAL_STATES = frozenset({"completed", "cancelled", "failed"})
+
+
+def gpu_speed(frame: dict) -> np.ndarray:
+    """Per-GPU throughput, shape ``(N_GPUS,)``, in full-clock GPU-s per second (0..1)."""
+    return np.clip(frame["gpu_clock_mhz"] / GPU_MAX_CLOCK_MHZ, 0.0, 1.0) * frame["gpu_util"]
+
+
+@dataclass
+class Job:
+    """One job. Units: GPU-s at full clock for work, simulated seconds for times.
+
+    ``deadline_s`` is ``None`` for no deadline. ``gpus_min <= gpus_max``; a running job holds
+    between the two (``gpus``). ``done_gpu_s`` is live progress, ``checkpoint_gpu_s`` the
+    progress of the last completed checkpoint (0 before the first) taken at ``checkpoint_s``.
+    """
+
+    job_id: int
+    priority: int
+    gpus_min: int
+    gpus_max: int
+    work_gpu_s: float
+    checkpoint_interval_s: float
+    checkpoint_cost_s: float
+    deadline_s: float | None = None
+    critical: bool = False
+    kind: str = "synthetic"
+    state: str = "queued"
+    submitted_s: float = 0.0
+    done_gpu_s: float = 0.0
+    checkpoint_gpu_s: float = 0.0
+    checkpoint_s: float | None = None
+    gpus: list[int] = field(default_factory=list)
+    phase: str = "compute"
+    since_checkpoint_s: float = 0.0
+    """Simulated compute time since the last completed checkpoint (or since starting)."""
+    cost_left_gpu_s: float = 0.0
+    """What the checkpoint in progress still has to pay."""
+    park_after_checkpoint: bool = False
+    """Leave the GPUs once the checkpoint in progress completes (a pause)."""
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def order_key(self) -> tuple:
+        """Scheduling order: highest priority first, then earliest deadline, then oldest."""
+        return (-self.priority, self.deadline_s if self.deadline_s is not None else np.inf, self.job_id)
+
+    def start(self, gpus: list[int]) -> None:
+        """Run on ``gpus`` from the last checkpoint's progress (a fresh job: from 0)."""
+        self.state, self.gpus, self.phase = "running", list(gpus), "compute"
+        self.done_gpu_s = self.checkpoint_gpu_s
+        self.since_checkpoint_s = 0.0
+        self.cost_left_gpu_s = 0.0
+        self.park_after_checkpoint = False
+
+    def stop(self, state: str) -> None:
+        """Leave the GPUs for ``state`` (queued, paused or final), keeping only durable progress."""
+        self.state, self.gpus, self.phase = state, [], "compute"
+        self.done_gpu_s = self.checkpoint_gpu_s
+        self.park_after_checkpoint = False
+
+    def rollback(self) -> float:
+        """Return to the last checkpoint (abandoning one in progress); the GPU-s lost."""
+        lost = self.done_gpu_s - self.checkpoint_gpu_s
+        self.done_gpu_s = self.checkpoint_gpu_s
+        self.phase, self.since_checkpoint_s, self.cost_left_gpu_s = "compute", 0.0, 0.0
+        return lost
+
+    def begin_checkpoint(self) -> None:
+        self.phase = "checkpoint"
+        self.cost_left_gpu_s = self.checkpoint_cost_s * len(self.gpus)
+
+    def _finish_checkpoint(self) -> None:
+        self.phase, self.since_checkpoint_s, self.cost_left_gpu_s = "compute", 0.0, 0.0
+        self.checkpoint_gpu_s = self.done_gpu_s
+
+    def advance(self, speed: np.ndarray, dt_s: float) -> tuple[float, str | None]:
+        """Advance a running job by one tick of ``dt_s`` seconds at per-GPU ``speed``.
+
+        Returns ``(useful GPU-s done this tick, what happened)``: ``"completed"`` when the
+        work is done, ``"checkpointed"`` when a checkpoint completed (``checkpoint_gpu_s``
+        is then the progress to store), else ``None``. A checkpoint does not carry over the
+        rest of its tick: at 1 s ticks the rounding is below a second of GPU time.
+        """
+        step = float(np.sum(speed[self.gpus])) * dt_s
+        if self.phase == "checkpoint":
+            self.cost_left_gpu_s -= step
+            if self.cost_left_gpu_s > 1e-9:
+                return 0.0, None
+            self._finish_checkpoint()
+            return 0.0, "checkpointed"
+        step = min(step, self.work_gpu_s - self.done_gpu_s)
+        self.done_gpu_s += step
+        self.since_checkpoint_s += dt_s
+        if self.done_gpu_s >= self.work_gpu_s - 1e-9:
+            self.done_gpu_s = self.work_gpu_s
+            return step, "completed"
+        if self.since_checkpoint_s >= self.checkpoint_interval_s - 1e-9:
+            self.begin_checkpoint()
+            if self.cost_left_gpu_s <= 1e-9:  # a free checkpoint completes at once
+                self._finish_checkpoint()
+                return step, "checkpointed"
+        return step, None
