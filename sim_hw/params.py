@@ -18,6 +18,7 @@ Sources cited by short name:
 * *Kopp & Lean*: Kopp & Lean, GRL 38 (2011), total solar irradiance 1360.8 W/m².
 * *3G30C*: AZUR SPACE 3G30C-Advanced triple-junction cell datasheet (30 % BOL, AM0, 28 °C).
 * *DESIGN*: the project's DESIGN.md sizing figures.
+* *SMAD*: Wertz & Larson (eds.), *Space Mission Analysis and Design*, 3rd ed. (1999), §11.4.
 """
 
 from __future__ import annotations
@@ -60,7 +61,12 @@ class SimParams:
     cell_temp_coeff_per_k: float = _p(-0.0023, "1/K", "estimate: relative power coefficient of 3J GaAs cells")
     array_packing_factor: float = _p(0.85, "1", "estimate: cell area / panel area")
     array_conditioning_efficiency: float = _p(0.93, "1", "estimate: MPPT converters and harness")
-    array_degradation: float = _p(1.0, "1", "BOL (no radiation or UV degradation yet)")
+    array_degradation: float = _p(1.0, "1", "fixed derating beyond ageing (mismatch, strings lost); 1 = none")
+    array_degradation_per_year: float = _p(
+        0.0075, "1/yr", "estimate: 0.5-1 %/yr power loss of 3J GaAs arrays below ~600 km (radiation, cover-glass "
+        "UV darkening, thermal cycling); SMAD: life factor (1 - d)^years, 2.75 %/yr for 1990s GaAs",
+    )
+    array_age_years: float = _p(0.0, "yr", "time in orbit at the run epoch (0 = beginning of life)")
     array_absorptance: float = _p(0.91, "1", "estimate: cells under cover glass")
     array_emittance_front: float = _p(0.85, "1", "estimate: cover glass")
     array_emittance_back: float = _p(0.80, "1", "estimate: painted substrate")

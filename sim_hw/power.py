@@ -2,9 +2,11 @@
 
 Array output (W)::
 
-    P = S(r) · A · η · packing · degradation · (1 + k_T (T_cell − T_ref)) · η_cond · sun_fraction
+    P = S(r) · A · η · packing · degradation · L_age · (1 + k_T (T_cell − T_ref)) · η_cond · sun_fraction
 
-with S(r) = S₀ / r² (r in au), the array tracking the Sun (incidence 0) and the cell
+with S(r) = S₀ / r² (r in au), L_age = (1 − d)^age the life degradation factor (SMAD §11.4;
+d = ``array_degradation_per_year``, age = ``array_age_years`` at the run epoch; ageing within a
+run of days, < 1e-4, is neglected), the array tracking the Sun (incidence 0) and the cell
 temperature from a one-node panel energy balance (absorbed sunlight not converted to
 electricity and Earth IR on the back, emitted from both faces).
 
@@ -79,7 +81,7 @@ class SolarArray:
         self.temp_c = p.array_initial_temp_c
         self.power_w = 0.0
         self._peak_w = (p.array_area_m2 * p.cell_efficiency * p.array_packing_factor * p.array_degradation
-                        * p.array_conditioning_efficiency)
+                        * (1.0 - p.array_degradation_per_year) ** p.array_age_years * p.array_conditioning_efficiency)
         self._f = view_factor
         self._heat_cap = p.array_heat_capacity_j_m2k * p.array_area_m2
         self._eps_sum = p.array_emittance_front + p.array_emittance_back

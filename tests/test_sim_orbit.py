@@ -51,7 +51,7 @@ def eclipse_minutes(orbit: Orbit) -> tuple[float, float]:
 EQUINOX = datetime(2021, 3, 20, 9, 37, tzinfo=timezone.utc)
 
 
-@pytest.mark.parametrize("beta, minutes", [(0.0, 35.6), (45.0, 30.0)])
+@pytest.mark.parametrize("beta, minutes", [(0.0, 35.6), (30.0, 33.6), (45.0, 30.0), (60.0, 20.5), (65.0, 12.0)])
 def test_eclipse_duration_at_550_km_matches_the_textbook_values(beta, minutes):
     orbit = Orbit(circular_orbit(550.0, beta, EQUINOX), P)
     dark, mean_beta = eclipse_minutes(orbit)
