@@ -4,7 +4,7 @@ It connects to a rig's HAL endpoint (the simulator or a hardware-in-the-loop ada
 :mod:`flight.hal`), checks every sensor frame against the protocol, republishes it on the
 bus as ``hw/hal.frame`` and publishes ``hal.hk``: at the housekeeping rate, the latest
 frame's key values and the run statistics the bridge accumulates from every frame (time in
-eclipse, energy harvested, lowest state of charge, hottest GPU). It gathers the subsystems' ``hal.done`` answers (each carrying that subsystem's
+eclipse, energy harvested, lowest state of charge, hottest GPU, GPU thermal shutdowns). It gathers the subsystems' ``hal.done`` answers (each carrying that subsystem's
 actuator settings) and, in lockstep, sends the merged actuation and ``hal.tick_done`` to the
 rig only when every present participant has finished the tick — so the rig never runs
 ahead of flight. Paced, each subsystem's settings go to the rig as soon as they arrive.
@@ -16,6 +16,7 @@ next ``hal.done`` makes it a participant again. Run as ``python -m flight.hal_br
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -36,6 +37,10 @@ LOCKSTEP_TIMEOUT_S = 10.0
 """Wall seconds a lockstep tick waits for a silent participant before going on without it."""
 SYNC_PERIOD_S = 0.1
 HELLO_PERIOD_S = 1.0
+GPU_SHUTDOWN_C = 92.0
+"""Die temperature at which a B200-class GPU shuts itself down (nvidia-smi "GPU Shutdown Temp"
+class value, DESIGN.md). A GPU going offline at or above it is counted as a thermal shutdown;
+one going offline cooler (its feed cut, a dead board) is not."""
 
 
 class HalBridge(Subsystem):
@@ -57,6 +62,7 @@ class HalBridge(Subsystem):
             Channel("gpu_power_total_w", "float", "W", "Sum of GPU board power."),
             Channel("gpu_temp_max_c", "float", "degC", "Hottest GPU.", yellow=(-10, 85), red=(-20, 89)),
             Channel("gpu_temp_mean_c", "float", "degC", "Mean GPU temperature."),
+            Channel("gpu_temp_min_c", "float", "degC", "Coolest GPU."),
             Channel("gpus_online", "int", "count", "GPUs not shut down.", yellow=(72, 72), red=(60, 72)),
             Channel("coolant_supply_temp_c", "float", "degC", "Coolant into the cold plates.", yellow=(10, 45), red=(0, 55)),
             Channel("ground_contact", "bool", "", "A ground station is in view."),
@@ -68,6 +74,12 @@ class HalBridge(Subsystem):
             Channel("energy_harvested_j", "float", "J", "Array energy, integrated over every frame since the bridge started."),
             Channel("battery_soc_low", "float", "", "Lowest state of charge in any frame since the bridge started."),
             Channel("gpu_temp_peak_c", "float", "degC", "Hottest GPU in any frame since the bridge started."),
+            Channel("gpu_shutdowns", "int", "count",
+                    f"GPU hardware shutdowns (a GPU going offline at >= {GPU_SHUTDOWN_C:g} degC), counted over "
+                    "every frame since the bridge started."),
+            Channel("energy_balance_error", "float", "",
+                    "Simulator only: |harvested - consumed - losses - stored| / energy flow of its ledger since "
+                    "the run started; NaN with an external rig, which keeps no ledger."),
         ),
         events=(
             Event("rig_connected", 1, "INFO", "HAL rig connected: protocol v{version}, {n_gpus} GPUs, tick {tick_s} s, lockstep={lockstep}"),
@@ -94,6 +106,9 @@ class HalBridge(Subsystem):
         self.frame: dict[str, Any] = {}
         self.eclipse_time_s = self.energy_harvested_j = 0.0
         self.battery_soc_low, self.gpu_temp_peak_c = float("inf"), float("-inf")
+        self.gpu_shutdowns = 0
+        self.energy_balance_error: Callable[[], float] = lambda: math.nan
+        """The rig's energy-ledger residual, when the rig is in this process (:class:`LocalRig`)."""
 
     def accumulate(self, frame: dict[str, Any]) -> None:
         """Fold one frame into the run statistics (every frame, not just the published ones)."""
@@ -102,6 +117,9 @@ class HalBridge(Subsystem):
         self.energy_harvested_j += frame["solar_array_power_w"] * dt_s
         self.battery_soc_low = min(self.battery_soc_low, frame["battery_soc"])
         self.gpu_temp_peak_c = max(self.gpu_temp_peak_c, float(np.max(frame["gpu_temp_c"])))
+        if self.frame:
+            fell = self.frame["gpu_online"] & ~frame["gpu_online"]
+            self.gpu_shutdowns += int(np.count_nonzero(fell & (frame["gpu_temp_c"] >= GPU_SHUTDOWN_C)))
         self.frame = frame
 
     def housekeeping(self) -> None:
@@ -110,6 +128,7 @@ class HalBridge(Subsystem):
         self.telemetry(
             eclipse_time_s=self.eclipse_time_s, energy_harvested_j=self.energy_harvested_j,
             battery_soc_low=self.battery_soc_low, gpu_temp_peak_c=self.gpu_temp_peak_c,
+            gpu_shutdowns=self.gpu_shutdowns, energy_balance_error=self.energy_balance_error(),
             time_s=frame["time_s"], utc_unix_s=frame["utc_unix_s"], eclipse=frame["eclipse"],
             sun_fraction=frame["sun_fraction"], beta_angle_deg=frame["beta_angle_deg"],
             latitude_deg=frame["latitude_deg"], longitude_deg=frame["longitude_deg"],
@@ -117,6 +136,7 @@ class HalBridge(Subsystem):
             battery_temp_c=frame["battery_temp_c"], battery_current_a=frame["battery_current_a"],
             bus_load_w=frame["bus_load_w"], gpu_power_total_w=float(np.sum(frame["gpu_power_w"])),
             gpu_temp_max_c=float(np.max(temps)), gpu_temp_mean_c=float(np.mean(temps)),
+            gpu_temp_min_c=float(np.min(temps)),
             gpus_online=int(np.count_nonzero(frame["gpu_online"])),
             coolant_supply_temp_c=frame["coolant_supply_temp_c"], ground_contact=frame["ground_contact"],
             downlink_rate_bps=frame["downlink_rate_bps"], participants=len(self.present),
@@ -324,6 +344,10 @@ class LocalRig(Protocol):
     def actuate(self, fields: Any) -> str | None:
         """Apply an ``hal.actuate`` payload; return why it was rejected, or None."""
 
+    def energy_balance_error(self) -> float:
+        """Relative residual of the rig's energy ledger since the start, >= 0 (published in
+        ``hal.hk``): simulator truth that no sensor measures, so only an in-process rig has it."""
+
 
 class LocalRigRunner(BusSide):
     """The bridge driving a :class:`LocalRig`: in lockstep it steps the rig as soon as every
@@ -333,6 +357,7 @@ class LocalRigRunner(BusSide):
         super().__init__(config, rig.name, self._send_rig)
         self.rig = rig
         self.frame_encoder = Encoder(rig.name)
+        self.bridge.energy_balance_error = rig.energy_balance_error
 
     def _send_rig(self, name: str, data: Any) -> None:
         if name == "hal.actuate":

@@ -97,16 +97,20 @@ class RunStats:
     """What the run summary reports, from the telemetry and events of ticks 1..``last_tick``.
 
     The physical statistics come from ``hal.hk``, which the HAL bridge accumulates over every
-    frame; the sums are restart-aware (:class:`Cumulative`), extremes combine by min/max."""
+    frame; the sums are restart-aware (:class:`Cumulative`), extremes combine by min/max.
+    ``energy_balance_error`` is the simulator's latest ledger residual (relative, cumulative
+    over the whole run); None with an external rig, which reports NaN."""
 
     last_tick: int
     sim_time_s: float = 0.0
     battery_soc_min: float = math.inf
     gpu_temp_max_c: float = -math.inf
+    energy_balance_error: float = math.nan
     events: Counter = field(default_factory=Counter)
     eclipse: Cumulative = field(default_factory=Cumulative)
     harvested: Cumulative = field(default_factory=Cumulative)
     work_done: Cumulative = field(default_factory=Cumulative)
+    gpu_shutdowns: Cumulative = field(default_factory=Cumulative)
     slips: Cumulative = field(default_factory=Cumulative)
 
     def observe(self, msg: Message) -> None:
@@ -125,6 +129,8 @@ class RunStats:
             self.harvested.feed(msg.src, d["energy_harvested_j"])
             self.battery_soc_min = min(self.battery_soc_min, d["battery_soc_low"])
             self.gpu_temp_max_c = max(self.gpu_temp_max_c, d["gpu_temp_peak_c"])
+            self.gpu_shutdowns.feed(msg.src, d.get("gpu_shutdowns", 0))
+            self.energy_balance_error = d.get("energy_balance_error", math.nan)
         elif msg.name == "jobs.hk" and "work_done_gpu_s" in d:
             self.work_done.feed(msg.src, d["work_done_gpu_s"])
 
@@ -136,6 +142,8 @@ class RunStats:
             "gpu_temp_max_c": self.gpu_temp_max_c if math.isfinite(self.gpu_temp_max_c) else None,
             "gpu_work_done_s": self.work_done.total,
             "energy_harvested_j": self.harvested.total,
+            "energy_balance_error": self.energy_balance_error if math.isfinite(self.energy_balance_error) else None,
+            "gpu_shutdowns": int(self.gpu_shutdowns.total),
             "events": {sev: self.events.get(sev, 0) for sev in SEVERITIES},
             "cycle_slips": int(self.slips.total),
         }

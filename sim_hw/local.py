@@ -7,7 +7,10 @@
 * :func:`main` runs it in the same process as the flight HAL bridge
   (:class:`flight.hal_bridge.LocalRigRunner`): ``flight run`` in simulation. Frames and
   actuations are then calls rather than messages, which spares a process and two bus hops
-  per tick, and the bridge publishes the frames on the bus like any rig's.
+  per tick, and the bridge publishes the frames on the bus like any rig's. Being in the
+  bridge's process also lets the bridge report what only the simulator knows: the residual of
+  its energy ledger (``hal.hk`` ``energy_balance_error``), read at the housekeeping rate with no
+  message of its own.
 
 Run as ``python -m sim_hw.local CONFIG_JSON [--tle PATH] [--sat NAME] [--seed N]``.
 """
@@ -66,6 +69,14 @@ class SimRig:
         else:
             self.sat.actuate(fields)
         return why
+
+    def energy_balance_error(self) -> float:
+        """|harvested − consumed − losses − shunted − Δstored| of the satellite's ledger
+        (:class:`sim_hw.power.Ledger`) over the energy that flowed to those destinations
+        (consumed + losses + shunted + |Δstored|), since the start; 0 before the first step."""
+        led = self.sat.ledger
+        flow = led.gpu + led.it_other + led.bus + led.battery_loss + led.shunted + abs(led.stored)
+        return abs(led.residual_j()) / flow if flow > 0.0 else 0.0
 
     def reject(self) -> int:
         """Count one rejected message; return the count so far."""
