@@ -24,14 +24,13 @@ from flight.jobs.store import JobStore
 from flight.messages import Encoder, decode
 from flight.subsystems.jobs import JobRunner
 
-GOOD = dict(gpus_min=4, gpus_max=8, work_gpu_s=1000.0, priority=5, checkpoint_interval_s=20.0,
-            checkpoint_cost_s=2.0, deadline_s=0.0, critical=False)
+GOOD = {"gpus_min": 4, "gpus_max": 8, "work_gpu_s": 1000.0, "priority": 5, "checkpoint_interval_s": 20.0,
+        "checkpoint_cost_s": 2.0, "deadline_s": 0.0, "critical": False}
 
 
 def job(job_id=1, **kw):
-    args = dict(priority=5, gpus_min=2, gpus_max=2, work_gpu_s=100.0, checkpoint_interval_s=10.0,
-                checkpoint_cost_s=1.0)
-    args.update(kw)
+    args = {"priority": 5, "gpus_min": 2, "gpus_max": 2, "work_gpu_s": 100.0, "checkpoint_interval_s": 10.0,
+            "checkpoint_cost_s": 1.0, **kw}
     return Job(job_id, **args)
 
 
@@ -177,9 +176,9 @@ def test_a_crash_resumes_from_the_last_checkpoint_and_completion_is_announced_on
     assert h.runner.jobs[1].done_gpu_s == pytest.approx(54.0)
     crashed_at = h.runner.tick
     h2 = Harness(tmp_path)  # the old object is simply abandoned, as kill -9 leaves it
+    h2.tick(2, start=crashed_at)  # placed again on the first tick, one tick of work on the next
     restored = h2.events("job_restored")
     assert [e["args"]["checkpoint_gpu_s"] for e in restored] == [40.0]
-    h2.tick(2, start=crashed_at)  # placed again on the first tick, one tick of work on the next
     assert h2.runner.jobs[1].state == "running" and h2.runner.jobs[1].done_gpu_s == pytest.approx(42.0)
     h2.tick(200)
     assert len(h2.events("job_completed")) == 1

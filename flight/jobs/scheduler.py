@@ -10,7 +10,7 @@ those. The order is total, so the same queue and GPUs always give the same place
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from flight.jobs.model import Job
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from flight.jobs.model import FINAL_STATES, Job
 

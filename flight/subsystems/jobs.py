@@ -96,6 +96,10 @@ class JobRunner(Subsystem):
             Channel("gpu_ecc_corrected", "int", "count", "Per-GPU corrected ECC errors this process.", size=N_GPUS),
             Channel("gpu_fenced", "bool", "", "Per-GPU fence.", size=N_GPUS),
             Channel("gpu_weight", "float", "", "Per-GPU priority weight for the power allocator.", size=N_GPUS),
+            Channel("gpu_job_id", "int", "", "Per-GPU id of the job running on it (0 idle).", size=N_GPUS),
+            Channel("gpu_unsaved_gpu_s", "float", "GPU-s",
+                    "Per-GPU work of the job on it since its last checkpoint: what a crash now would lose.",
+                    size=N_GPUS),
         ),
         events=(
             Event("job_submitted", 1, "INFO",
@@ -114,6 +118,8 @@ class JobRunner(Subsystem):
             Event("job_paused", 9, "INFO", "job {job_id} paused at {checkpoint_gpu_s:.0f} GPU-s"),
             Event("job_resumed", 10, "INFO", "job {job_id} queued again"),
             Event("queue", 11, "INFO", "{listing}"),
+            Event("job_started", 12, "INFO",
+                  "job {job_id} started on {gpus} GPU(s) from {checkpoint_gpu_s:.1f} of {work_gpu_s:.0f} GPU-s"),
         ),
     )
     RATE_GROUPS = ((1, "run"),)
@@ -139,6 +145,9 @@ class JobRunner(Subsystem):
         self.throughput = 0.0
         self.announced = False
         """Whether this process has set the GPUs' load yet (a restart must, even to idle)."""
+        self.to_restore: list[Job] = []
+        """Reloaded jobs with a checkpoint, announced on the first frame (which gives the
+        events the time of the restart)."""
 
     # -- life cycle ----------------------------------------------------------------------
     def on_start(self) -> None:
@@ -155,9 +164,7 @@ class JobRunner(Subsystem):
         self.ecc = EccMonitor(N_GPUS, self.store.uncorrectable_since(-np.inf))
         for job in self.store.load_active():
             self.jobs[job.job_id] = job
-            if job.checkpoint_s is not None:
-                self.event("job_restored", job_id=job.job_id, checkpoint_s=job.checkpoint_s,
-                           checkpoint_gpu_s=job.checkpoint_gpu_s, work_gpu_s=job.work_gpu_s)
+        self.to_restore = [j for j in self.jobs.values() if j.checkpoint_s is not None]
 
     def on_stop(self) -> None:
         if self.store is not None:
@@ -331,9 +338,15 @@ class JobRunner(Subsystem):
             self._top_up(len(free))
         for job, gpus in place((j for j in self.jobs.values() if j.state == "queued"), free):
             job.start(gpus)
+            self.event("job_started", job_id=job.job_id, gpus=len(gpus), checkpoint_gpu_s=job.checkpoint_gpu_s,
+                       work_gpu_s=job.work_gpu_s)
 
     def run(self, frame: dict) -> None:
         dt_s = self.config.tick_s
+        for job in self.to_restore:
+            self.event("job_restored", job_id=job.job_id, checkpoint_s=job.checkpoint_s,
+                       checkpoint_gpu_s=job.checkpoint_gpu_s, work_gpu_s=job.work_gpu_s)
+        self.to_restore = []
         self._radiation(frame)
         done_now = self._advance(frame, dt_s)
         self.work_done_gpu_s += done_now
@@ -352,6 +365,10 @@ class JobRunner(Subsystem):
     def housekeeping(self) -> None:
         self.publish_data("demand", gpu_weight=self.weight)  # a restarted power manager catches up here
         states = [j.state for j in self.jobs.values()]
+        job_id, unsaved = np.zeros(N_GPUS, dtype=np.int64), np.zeros(N_GPUS)
+        for job in self._running():
+            job_id[job.gpus] = job.job_id
+            unsaved[job.gpus] = job.done_gpu_s - job.checkpoint_gpu_s
         elapsed_s = self.time_s - self.first_submitted_s if self.first_submitted_s is not None else 0.0
         self.telemetry(
             queue_depth=states.count("queued"), running=states.count("running"), paused=states.count("paused"),
@@ -361,5 +378,5 @@ class JobRunner(Subsystem):
             throughput_gpu_s_per_s=self.throughput,
             goodput_gpu_s_per_s=self.finished_gpu_s / elapsed_s if elapsed_s > 0 else 0.0,
             ecc_corrected_total=int(self.ecc.corrected.sum()), gpu_ecc_corrected=self.ecc.corrected,
-            gpu_fenced=self.fenced, gpu_weight=self.weight,
+            gpu_fenced=self.fenced, gpu_weight=self.weight, gpu_job_id=job_id, gpu_unsaved_gpu_s=unsaved,
         )

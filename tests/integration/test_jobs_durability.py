@@ -1,0 +1,133 @@
+"""The job runner killed with SIGKILL at random moments of one lockstep run.
+
+Jobs are submitted through the real command dispatcher (a DEALER on the run's command
+bus, as the link manager talks to it) between the kills. After the run:
+
+* every job whose submit completed is in ``jobs.sqlite`` (none lost);
+* no job has two ``jobs.job_completed`` events in the run's ``telemetry.sqlite``;
+* every job running at a crash resumes from its last checkpoint in the checkpoints index;
+* each crash lost at most one checkpoint interval of a job's work: the work a job had
+  done since its checkpoint at the dead process's last housekeeping packet
+  (``gpu_unsaved_gpu_s``) is at most ``checkpoint_interval_s`` x its GPUs (full clock). The
+  crash came at most one housekeeping period later, which can add that period's work at
+  full clock; the check allows for it.
+"""
+
+import os
+import random
+import re
+import signal
+import sqlite3
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+from flight import bus
+from flight.config import RunConfig
+from flight.messages import Encoder, decode
+from tests.predicates import FlightRun, free_port
+
+pytestmark = pytest.mark.slow
+KILLS = 4
+INTERVAL_S = 120.0
+COST_S = 1.0
+HK_PERIOD_S = 10.0
+
+
+def run_config(pid: int) -> RunConfig:
+    """The RunConfig a flight process was started with (``python -m flight.process NAME CONFIG_JSON``)."""
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    return RunConfig.from_json(argv[4].decode())
+
+
+def submit(sock: zmq.Socket, n: int) -> int | None:
+    """``jobs.submit`` through the dispatcher; the job id if it completed, else None."""
+    enc = Encoder("test")
+    args = {"gpus_min": 8, "gpus_max": 8, "work_gpu_s": 8 * 500.0, "priority": 9, "checkpoint_interval_s": INTERVAL_S,
+            "checkpoint_cost_s": COST_S, "deadline_s": 0.0, "critical": n % 2 == 0}
+    sock.send(enc.encode("cmd", "jobs.submit", {"id": f"t{n}", "args": args})[1])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if sock.poll(200):
+            rsp = decode(sock.recv())
+            if rsp.data["id"] == f"t{n}" and rsp.data["stage"] == "completed":
+                return int(re.match(r"job (\d+) queued", rsp.data["message"]).group(1))
+            if rsp.data["id"] == f"t{n}" and rsp.data["stage"] == "failed":
+                return None
+    return None
+
+
+def test_kill_9_of_the_job_runner_loses_no_job_and_completes_each_once(tmp_path):
+    seed = random.randrange(2**32)
+    print(f"kill moments drawn with seed {seed}")  # shown by pytest on failure
+    rnd = random.Random(seed)
+    acknowledged = []
+    with FlightRun(tmp_path, "--duration", "16000", "--speed", "max", "--link", f"127.0.0.1:{free_port()}") as run:
+        run.await_telemetry("jobs.running", within=(1, 1e9))
+        config = run_config(run.processes()["jobs"])
+        ctx = zmq.Context()
+        sock = bus.dealer(ctx, config.bus, "durability-test")
+        try:
+            for n in range(KILLS):
+                for k in range(2):
+                    job_id = submit(sock, 2 * n + k)
+                    if job_id is not None:
+                        acknowledged.append(job_id)
+                time.sleep(rnd.uniform(0.3, 2.0))
+                os.kill(run.processes()["jobs"], signal.SIGKILL)
+                deadline = time.monotonic() + 30
+                while len(run.events("exec.process_restarted")) < n + 1:
+                    assert time.monotonic() < deadline, "the job runner was not restarted"
+                    time.sleep(0.1)
+            acknowledged += [j for j in (submit(sock, 100),) if j is not None]
+        finally:
+            ctx.destroy(linger=0)
+        assert run.wait(timeout_s=120) == 0
+    assert run.summary()["restarts"] == KILLS
+    assert len(acknowledged) >= KILLS, "most submits reach a live job runner"
+
+    jobs_db = sqlite3.connect(run.data / "jobs.sqlite")
+    tm_db = sqlite3.connect(run.data / "telemetry.sqlite")
+    stored = {row[0]: row[1:] for row in jobs_db.execute(
+        "SELECT job_id, state, checkpoint_interval_s, checkpoint_cost_s FROM jobs")}
+    assert set(acknowledged) <= set(stored), "an acknowledged job was lost"
+    results = dict(jobs_db.execute("SELECT job_id, outcome FROM results"))
+    assert all(results.get(j) == state for j, (state, *_) in stored.items() if state in ("completed", "cancelled"))
+
+    completions = Counter(int(re.match(r"job (\d+) completed", m).group(1)) for (m,) in tm_db.execute(
+        "SELECT message FROM ev WHERE name = 'jobs.job_completed'"))
+    assert completions, "jobs completed during the run"
+    assert max(completions.values()) == 1, f"completed twice: {[j for j, c in completions.items() if c > 1]}"
+    assert all(results.get(j) == "completed" for j in completions)
+    assert any(stored[j][0] == "completed" for j in acknowledged), "a submitted job finished across crashes"
+
+    checkpoints = list(jobs_db.execute("SELECT job_id, time_s, done_gpu_s FROM checkpoints ORDER BY time_s"))
+    hk = [(t, decode(body).data) for t, body in tm_db.execute("SELECT time_s, body FROM tm WHERE name = 'jobs.hk' "
+                                                               "ORDER BY rowid")]
+    restores: dict[float, dict[int, float]] = {}
+    for t, message in tm_db.execute("SELECT time_s, message FROM ev WHERE name = 'jobs.job_restored'"):
+        job_id, done = re.match(r"job (\d+) restored after restart: checkpoint t=[\d.]+ s, ([\d.]+) of", message).groups()
+        restores.setdefault(t, {})[int(job_id)] = float(done)
+    assert restores, "jobs were resumed from checkpoints"
+    checked = 0
+    for restarted_at, restored in restores.items():
+        last = max(((t, d) for t, d in hk if t < restarted_at), key=lambda x: x[0])[1]
+        gpu_job = np.asarray(last["gpu_job_id"])
+        unsaved = np.asarray(last["gpu_unsaved_gpu_s"])
+        for job_id in set(gpu_job[gpu_job > 0].tolist()):
+            n_gpus = int(np.count_nonzero(gpu_job == job_id))
+            interval = stored[job_id][1]
+            lost_bound = float(unsaved[gpu_job == job_id][0]) + HK_PERIOD_S * n_gpus
+            assert lost_bound <= (interval + HK_PERIOD_S) * n_gpus, f"job {job_id} could lose {lost_bound} GPU-s"
+            saved = [done for j, t, done in checkpoints if j == job_id and t < restarted_at]
+            finished_before = jobs_db.execute("SELECT 1 FROM results WHERE job_id = ? AND time_s < ?",
+                                              (job_id, restarted_at)).fetchone()
+            if saved and not finished_before:
+                assert restored.get(job_id) == pytest.approx(saved[-1], abs=0.05), (
+                    f"job {job_id} resumed at {restored.get(job_id)} GPU-s, its last checkpoint was {saved[-1]}")
+                checked += 1
+    assert checked, "some job running at a crash was resumed from its checkpoint"
