@@ -5,6 +5,7 @@ dictionary, talk to the satellite from the ground.
     flight sim --bind ENDPOINT ...
     flight dict [--json | --hal]
     flight ground ping | send SUBSYSTEM.COMMAND key=value ... | watch
+    flight report DATA_DIR [--out DIR]
 """
 
 from __future__ import annotations
@@ -173,6 +174,9 @@ def _print_summary(console, summary: dict) -> None:
         ("battery SOC min", "-" if summary["battery_soc_min"] is None else f"{summary['battery_soc_min']:.3f}"),
         ("GPU temp max", "-" if summary["gpu_temp_max_c"] is None else f"{summary['gpu_temp_max_c']:.1f} °C"),
         ("GPU work done", f"{summary['gpu_work_done_s']:,.0f} GPU-s"),
+        ("GPU shutdowns (92 °C)", str(summary["gpu_shutdowns"])),
+        ("energy balance error", "-" if summary["energy_balance_error"] is None
+         else f"{summary['energy_balance_error']:.1e}"),
         ("commands executed", str(summary["commands_executed"])),
         ("events", ", ".join(f"{k} {v}" for k, v in summary["events"].items())),
         ("cycle slips", str(summary["cycle_slips"])),
@@ -236,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_parser(sub)
     add_sim_parser(sub)
     add_dict_parser(sub)
+    from flight import report
+
+    report.add_parser(sub)
     from flight.ground import cli as ground_cli
 
     ground_cli.add_parser(sub)
