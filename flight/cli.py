@@ -6,6 +6,7 @@ dictionary, talk to the satellite from the ground.
     flight dict [--json | --hal]
     flight ground ping | send SUBSYSTEM.COMMAND key=value ... | watch
     flight report DATA_DIR [--out DIR]
+    flight keys init [--station NAME] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -83,6 +84,11 @@ def add_run_parser(sub) -> None:
                    help="ground link up only during station passes (default) or always (lab)")
     p.add_argument("--link", type=_host_port, default="127.0.0.1:52001", metavar="HOST:PORT",
                    help="where the link manager listens for the ground (default 127.0.0.1:52001)")
+    p.add_argument("--keys", metavar="DIR",
+                   help="ground-station keys the link accepts telecommands from (default $RACKFLIGHT_KEYS_DIR "
+                        "or ~/.config/rackflight/keys; a local station key is created there if it has none)")
+    p.add_argument("--unauthenticated-lab", action="store_true",
+                   help="lab only: accept telecommands without authentication (the link binds loopback only)")
     p.add_argument("--hal", metavar="ENDPOINT",
                    help="fly against an external HAL rig at this ZeroMQ endpoint instead of starting the simulator")
     p.add_argument("--summary-json", metavar="PATH", help="also write the run summary as JSON here")
@@ -101,6 +107,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         console.print(f"[red]error:[/] cannot use TLE {args.tle}: {exc}")
         return EXIT_FAILED
+    keys_dir = _prepare_keys(console, args)
+    if keys_dir is None:
+        return EXIT_FAILED
     period_s = orbit_period_s(line1, line2)
     duration_s = args.duration if args.duration else (args.orbits or 1.0) * period_s
     speed = None if args.speed == "max" else 1.0 if args.speed == "realtime" else float(args.speed)
@@ -109,7 +118,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_dir = executive.short_run_dir()
     config = RunConfig(bus=BusAddress.in_dir(run_dir), data_dir=str(data_dir), tick_s=args.tick_s, speed=speed,
                        seed=args.seed, contact=args.contact, link_endpoint=args.link, hal_endpoint=args.hal or "",
-                       parent_pid=os.getpid())
+                       parent_pid=os.getpid(), keys_dir=str(keys_dir),
+                       unauthenticated_lab=args.unauthenticated_lab)
     sim = None if args.hal else executive.sim_options(args.tle, name, args.seed)
     console.print(f"flying [bold]{name}[/] for {duration_s:,.0f} s ({duration_s / period_s:.2f} orbits of "
                   f"{period_s:,.0f} s), speed {args.speed}, seed {args.seed}, contact {args.contact}; data in {data_dir}")
@@ -127,6 +137,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     if exe.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary["end"] == "completed" else EXIT_FAILED
+
+
+def _prepare_keys(console, args: argparse.Namespace) -> Path | None:
+    """The resolved key directory, after creating the local station key when it holds none
+    (one line says where) or warning about lab mode; ``None`` after an error."""
+    from flight.ground import keys
+
+    directory = keys.keys_dir(args.keys).resolve()
+    if args.unauthenticated_lab:
+        console.print(f"[bold red]WARNING: unauthenticated lab mode[/]: anyone who can reach {args.link} can "
+                      "command this satellite (loopback only)")
+        return directory
+    try:
+        created = keys.ensure_local_key(directory)
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]error:[/] cannot create a ground station key in {directory}: {exc}")
+        return None
+    if created is not None:
+        console.print(f"created the key of ground station {created.station!r} (SPI {created.spi}): "
+                      f"{keys.key_path(directory, created.station)}", soft_wrap=True)  # a path to copy, unbroken
+    return directory
 
 
 def _interrupt(*_args) -> None:
@@ -246,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     from flight.ground import cli as ground_cli
 
     ground_cli.add_parser(sub)
+    ground_cli.add_keys_parser(sub)
     return parser
 
 

@@ -39,6 +39,11 @@ class RunConfig:
     last_tick: int = 0
     """The run's final tick (0: open-ended); housekeeping is also published on it."""
     params: dict = field(default_factory=dict)
+    keys_dir: str = ""
+    """Directory of the ground-station keys the link authenticates telecommands with
+    (:mod:`flight.ground.keys`)."""
+    unauthenticated_lab: bool = False
+    """Lab mode: the link takes telecommands without authentication (loopback only)."""
 
     @property
     def lockstep(self) -> bool:

@@ -76,10 +76,14 @@ def alive(pid: int) -> bool:
 
 class FlightRun:
     """``flight run`` as a subprocess with its data in ``tmp_path``; stopped (SIGINT, then
-    SIGKILL of the whole process group) on exit, so no test leaves a process behind."""
+    SIGKILL of the whole process group) on exit, so no test leaves a process behind. Its
+    ground-station keys are in ``tmp_path / "keys"`` (``RACKFLIGHT_KEYS_DIR``, also set in
+    ``self.env`` for ground tools), never in the user's own key directory."""
 
     def __init__(self, tmp_path: Path, *args: str) -> None:
         self.data = tmp_path / "run"
+        self.keys = tmp_path / "keys"
+        self.env = {**os.environ, "RACKFLIGHT_KEYS_DIR": str(self.keys)}
         self.summary_path = tmp_path / "summary.json"
         self.argv = [sys.executable, "-m", "flight.cli", "run", "--data", str(self.data), "--no-progress",
                      "--summary-json", str(self.summary_path), *args]
@@ -87,7 +91,7 @@ class FlightRun:
 
     def __enter__(self) -> "FlightRun":
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, env=self.env)
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -1,5 +1,6 @@
-"""`flight ground ping | send | watch` against a real link manager on loopback TCP (run in a
-background thread by the test_link harness, its commands answered by a stand-in dispatcher)."""
+"""`flight ground ping | send | watch` and `flight keys init` against a real link manager on
+loopback TCP (run in a background thread by the test_link harness, its commands answered by
+a stand-in dispatcher). The key directory is the test's own (RACKFLIGHT_KEYS_DIR)."""
 
 import argparse
 import socket
@@ -8,7 +9,7 @@ import time
 
 import pytest
 
-from flight.ground import cli
+from flight.ground import cli, keys
 from tests.test_link import THERMAL_HK, LinkHarness
 
 FRAME_PERIOD_S = 0.05
@@ -56,6 +57,13 @@ class ServedLink:
         self.harness.close()
 
 
+@pytest.fixture(autouse=True)
+def keys_dir(tmp_path, monkeypatch):
+    """The harness's key directory, as the ground tools find it by default."""
+    monkeypatch.setenv(keys.ENV_VAR, str(tmp_path / "keys"))
+    return tmp_path / "keys"
+
+
 @pytest.fixture
 def served(tmp_path):
     s = ServedLink(tmp_path)
@@ -63,10 +71,12 @@ def served(tmp_path):
     s.close()
 
 
-def run(*argv: str) -> int:
+def run(*argv: str, command: str = "ground") -> int:
     parser = argparse.ArgumentParser(prog="flight")
-    cli.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["ground", *argv])
+    sub = parser.add_subparsers(dest="command", required=True)
+    cli.add_parser(sub)
+    cli.add_keys_parser(sub)
+    args = parser.parse_args([command, *argv])
     return args.func(args)
 
 
@@ -98,7 +108,8 @@ def test_ping_out_of_contact_times_out(tmp_path, capsys):
         served.close()
 
 
-def test_ping_without_a_link_fails_cleanly(capsys):
+def test_ping_without_a_link_fails_cleanly(keys_dir, capsys):
+    keys.create_key(keys_dir)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -174,3 +185,46 @@ def test_watch_with_too_few_packets_fails_after_its_timeout(served, capsys):
     assert run("watch", "--link", served.endpoint, "--count", "100000", "--timeout", "0.5") == 1
     assert time.monotonic() - started < 5
     assert "packets within 0.5 s" in capsys.readouterr().out
+
+
+# -- signing ---------------------------------------------------------------------------------------
+def test_keys_init_creates_a_private_key_and_says_where(tmp_path, capsys):
+    assert run("init", "--station", "svalbard", "--dir", str(tmp_path / "k"), command="keys") == 0
+    path = tmp_path / "k" / "svalbard.key"
+    assert str(path) in capsys.readouterr().out
+    assert path.stat().st_mode & 0o777 == 0o600 and (tmp_path / "k").stat().st_mode & 0o777 == 0o700
+    key = keys.read_key(path)
+    assert (key.station, key.spi, len(key.key)) == ("svalbard", 1, 32)
+    assert run("init", "--station", "svalbard", "--dir", str(tmp_path / "k"), command="keys") == 1
+    assert "already has a key" in capsys.readouterr().out and keys.read_key(path) == key
+
+
+def test_keys_init_defaults_to_the_environment_directory(keys_dir, capsys):
+    assert run("init", "--station", "kiruna", command="keys") == 0
+    assert (keys_dir / "kiruna.key").exists() and str(keys_dir) in capsys.readouterr().out
+
+
+def test_a_foreign_key_is_refused_and_shown_as_an_authentication_failure(served, tmp_path, capsys):
+    keys.create_key(tmp_path / "other", "intruder", spi=served.harness.key.spi)
+    foreign = str(tmp_path / "other" / "intruder.key")
+    assert run("ping", "--link", served.endpoint, "--timeout", "3", "--key", foreign) == 1
+    out = capsys.readouterr().out
+    assert "refused" in out and "AUTHENTICATION_ERROR: MAC mismatch" in out and foreign in out
+    assert run("send", "--link", served.endpoint, "--key", foreign, "exec.noop") == 1
+    out = capsys.readouterr().out
+    assert "acceptance failed: AUTHENTICATION_ERROR" in out and "did not authenticate" in out
+    assert served.harness.commands == [] and served.harness.link.tc_auth_failed == 2
+
+
+def test_unsigned_tcs_are_refused(served, capsys):
+    assert run("ping", "--link", served.endpoint, "--timeout", "3", "--unauthenticated") == 1
+    assert "AUTHENTICATION_ERROR: no security header" in capsys.readouterr().out
+
+
+def test_a_missing_station_key_is_a_clear_error_before_connecting(served, capsys):
+    assert run("ping", "--link", served.endpoint, "--station", "nowhere") == 1
+    out = capsys.readouterr().out
+    assert "no key for station 'nowhere'" in out and "flight keys init" in out
+    time.sleep(3 * FRAME_PERIOD_S)
+    assert served.harness.link.tc_received == 0
+

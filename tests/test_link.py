@@ -26,7 +26,8 @@ from flight.bus import BusAddress
 from flight.config import RunConfig
 from flight.dictionary import CommandError
 from flight.executive import full_dictionary
-from flight.ground import pus
+from flight.ground import keys, pus
+from flight.ground.sdls import ArsnCounter, protect
 from flight.messages import Encoder, Message, decode
 from flight.subsystems import link as link_module
 from flight.subsystems.link import MAX_CONNECTIONS, LinkManager
@@ -66,17 +67,20 @@ class LinkHarness:
     STREAM socket polled, sensor frames and bus messages handed in, its own telemetry and
     events looped back as the bus proxy does (it subscribes to them), and its commands
     answered by a stand-in dispatcher (validation against the dictionary, then the owner's
-    stages; the link's own commands really execute)."""
+    stages; the link's own commands really execute). Its one station key is ``self.key``
+    (in ``tmp_path/keys``), unless ``lab`` runs it unauthenticated."""
 
-    def __init__(self, tmp_path, contact: str = "passes") -> None:
-        config = RunConfig(bus=BUS, data_dir=str(tmp_path), contact=contact, link_endpoint="127.0.0.1:0",
-                           hk_period_ticks=1)
+    def __init__(self, tmp_path, contact: str = "passes", lab: bool = False) -> None:
+        keys_dir = tmp_path / "keys"
+        self.key = keys.load_key(keys_dir) if (keys_dir / "local.key").exists() else keys.create_key(keys_dir)
+        self.config = RunConfig(bus=BUS, data_dir=str(tmp_path), contact=contact, link_endpoint="127.0.0.1:0",
+                                hk_period_ticks=1, keys_dir=str(keys_dir), unauthenticated_lab=lab)
         self.emitted: list[Message] = []
         self.commands: list[tuple[str, str, dict]] = []
         self.script = None
         """``None`` for the stand-in dispatcher, or a list of (stage, code, message) to answer with."""
         self._inbox: deque[Message] = deque()
-        self.link = LinkManager(config, self._emit, self._send_command, dictionary=DICT)
+        self.link = LinkManager(self.config, self._emit, self._send_command, dictionary=DICT)
         self.link.on_start()
         ((sock, self._on_readable),) = self.link.poll_items()
         self._poller = zmq.Poller()
@@ -151,7 +155,8 @@ class LinkHarness:
 
 class Ground:
     """A plain TCP client of the link that frames TM with spacepackets' parser and checks
-    every packet with spacepackets' readers."""
+    every packet with spacepackets' readers; it signs TCs with the harness's station key
+    (or not, for a lab-mode link)."""
 
     PACKET_IDS = [PacketId(PacketType.TM, True, c.component_id) for c in DICT.components.values()]
 
@@ -161,12 +166,19 @@ class Ground:
         self.sock.setblocking(False)
         self._buf = bytearray()
         self.closed = False
+        self.arsn = ArsnCounter()
         harness.pump(0.05)
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
+    def signed(self, tc: PusTc) -> PusTc:
+        """``tc`` as this ground sends it: signed with a fresh sequence number (as is in lab mode)."""
+        return tc if self.harness.link.lab else protect(tc, self.harness.key, self.arsn.next())
+
     def send_tc(self, tc: PusTc) -> PusTc:
+        """Send ``tc`` signed; return what was sent."""
+        tc = self.signed(tc)
         self.send(bytes(tc.pack()))
         return tc
 
@@ -251,19 +263,42 @@ def _setpoint(value: float = 30.0, flags: int = pus.ACK_ALL, seq: int = 2) -> Pu
 
 
 # -- set-up and contact -------------------------------------------------------------------------
+@pytest.mark.parametrize("lab", [False, True])
 @pytest.mark.parametrize("endpoint", ["0.0.0.0:52001", "10.0.0.7:52001", "example.org:52001"])
-def test_the_link_refuses_to_bind_anything_but_loopback(tmp_path, endpoint):
-    config = RunConfig(bus=BUS, data_dir=str(tmp_path), link_endpoint=endpoint)
+def test_the_link_refuses_to_bind_anything_but_loopback(tmp_path, endpoint, lab):
+    keys.create_key(tmp_path / "keys")
+    config = RunConfig(bus=BUS, data_dir=str(tmp_path), link_endpoint=endpoint, keys_dir=str(tmp_path / "keys"),
+                       unauthenticated_lab=lab)
     with pytest.raises(ValueError, match="not loopback"):
         LinkManager(config, lambda *a: None, dictionary=DICT)
 
 
-def test_first_tick_announces_unauthenticated_lab_mode_loudly(harness):
+def test_first_tick_announces_unauthenticated_lab_mode_loudly(tmp_path):
+    harness = LinkHarness(tmp_path, lab=True)
     harness.frame()
     (event,) = harness.events("lab_mode")
     assert event.data["severity"] in ("MEDIUM", "HIGH")
     assert "UNAUTHENTICATED" in event.data["message"] and harness.link.endpoint in event.data["message"]
     assert harness.link.endpoint.startswith("127.0.0.1:")
+    assert not harness.events("authenticated")
+    harness.close()
+
+
+def test_first_tick_says_telecommands_are_authenticated_and_with_which_keys(harness):
+    harness.frame()
+    (event,) = harness.events("authenticated")
+    assert "local (SPI 1)" in event.data["message"] and harness.link.endpoint in event.data["message"]
+    assert not harness.events("lab_mode")
+
+
+def test_lab_mode_takes_unsigned_tcs(tmp_path):
+    harness = LinkHarness(tmp_path, contact="always", lab=True)
+    harness.frame()
+    ground = Ground(harness)
+    ground.send_tc(_ping())
+    assert _kinds(ground.expect(1)) == [(17, 2)]
+    ground.close()
+    harness.close()
 
 
 def test_ping_is_answered_in_contact(ground, harness):
@@ -494,7 +529,7 @@ def test_garbage_is_discarded_counted_reported_and_the_next_tc_still_works(groun
 
 
 def test_a_bad_crc_is_rejected_without_a_reply(ground, harness):
-    bad = bytearray(_ping().pack())
+    bad = bytearray(ground.signed(_ping()).pack())
     bad[-2] ^= 0x55
     ground.send(bytes(bad))
     assert ground.collect(seconds=0.3) == []
@@ -505,8 +540,9 @@ def test_a_bad_crc_is_rejected_without_a_reply(ground, harness):
 
 def test_a_partial_packet_from_a_quiet_sender_is_discarded(ground, harness, monkeypatch):
     monkeypatch.setattr(link_module, "STALL_S", 0.0)
-    long_tc = bytes(pus.function_tc(DICT, "thermal.set_gains", {"loop": "pump", "kp": 0.1, "ki": 0.0, "kd": 0.0},
-                                    seq_count=3, source_id=1).pack())
+    long_tc = bytes(ground.signed(pus.function_tc(DICT, "thermal.set_gains",
+                                                  {"loop": "pump", "kp": 0.1, "ki": 0.0, "kd": 0.0},
+                                                  seq_count=3, source_id=1)).pack())
     ground.send(long_tc[:10])
     ground.send_tc(_ping())
     assert ground.collect(seconds=0.3) == []  # the cut header claims the ping's bytes
@@ -558,9 +594,9 @@ def test_a_verdict_whose_sender_left_goes_to_the_other_clients(ground, harness):
 
 
 def test_own_event_flood_is_capped_per_tick(ground, harness):
-    bad = bytearray(_ping().pack())
+    bad = bytearray(ground.signed(_ping()).pack())
     bad[-1] ^= 1
-    ground.send((bytes(bad) + bytes(_ping().pack())) * 12)  # 12 rejections, 12 pings
+    ground.send(b"".join(bytes(bad) + bytes(ground.signed(_ping()).pack()) for _ in range(12)))  # 12 + 12
     assert len(ground.expect(12)) == 12
     harness.frame()
     assert len(harness.events("bytes_rejected")) == link_module.EVENT_BUDGET_PER_TICK - 1  # + client_connected

@@ -68,9 +68,12 @@ def _valid_tc(seq=7) -> bytes:
 
 
 # -- tables and time -------------------------------------------------------------------------
-def test_failure_code_table_numbers_every_dictionary_code_once():
-    assert set(pus.FAILURE_CODE_NUMBERS) == set(FAILURE_CODES)
-    assert sorted(pus.FAILURE_CODE_NUMBERS.values()) == list(range(1, len(FAILURE_CODES) + 1))
+def test_failure_code_table_numbers_every_dictionary_and_link_code_once():
+    assert set(pus.FAILURE_CODE_NUMBERS) == set(FAILURE_CODES) | set(pus.LINK_FAILURE_CODES)
+    assert not set(FAILURE_CODES) & set(pus.LINK_FAILURE_CODES)
+    assert sorted(pus.FAILURE_CODE_NUMBERS[c] for c in FAILURE_CODES) == list(range(1, len(FAILURE_CODES) + 1))
+    assert sorted(pus.FAILURE_CODE_NUMBERS[c] for c in pus.LINK_FAILURE_CODES) == \
+        list(range(128, 128 + len(pus.LINK_FAILURE_CODES)))
     assert all(pus.FAILURE_CODE_NAMES[n] == c for c, n in pus.FAILURE_CODE_NUMBERS.items())
 
 

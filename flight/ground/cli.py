@@ -3,8 +3,11 @@
     flight ground ping                                       TC[17,1] -> TM[17,2], round trip
     flight ground send thermal.set_setpoint setpoint_c=30    TC[8,1] -> TM[1,x] stages
     flight ground watch                                      TM[3,25] table + TM[5,x] events
+    flight keys init [--station NAME] [--dir DIR]            a new ground-station key
 
-Each sub-command's ``func`` takes the parsed arguments and returns the exit code.
+``ping`` and ``send`` sign every TC with a station key (:mod:`flight.ground.keys`, default
+the local station's, the one ``flight run`` creates). Each sub-command's ``func`` takes the
+parsed arguments and returns the exit code.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import datetime
 import textwrap
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 from flight.config import RunConfig
 from flight.dictionary import Command, CommandError, Dictionary
+from flight.ground import keys
 
 EXIT_OK, EXIT_FAILED = 0, 1
 DEFAULT_LINK = RunConfig.link_endpoint
@@ -56,6 +61,15 @@ def add_parser(subparsers: Any) -> None:
                         help=f"where the satellite's link manager listens (default {DEFAULT_LINK})")
     common.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT_S, metavar="S",
                         help=f"seconds to wait for the link and its answers (default {DEFAULT_TIMEOUT_S:g})")
+    signing = argparse.ArgumentParser(add_help=False)
+    signing.add_argument("--station", default=keys.LOCAL_STATION, metavar="NAME",
+                         help=f"sign as this ground station (default {keys.LOCAL_STATION!r}, whose key "
+                              "`flight run` creates)")
+    signing.add_argument("--key", metavar="FILE", help="sign with this key file instead of --station's")
+    signing.add_argument("--keys", metavar="DIR",
+                         help=f"key directory (default ${keys.ENV_VAR} or ~/.config/rackflight/keys)")
+    signing.add_argument("--unauthenticated", action="store_true",
+                         help="send unsigned TCs (only a run with --unauthenticated-lab takes them)")
     fmt = argparse.RawDescriptionHelpFormatter
 
     ground = subparsers.add_parser(
@@ -63,27 +77,30 @@ def add_parser(subparsers: Any) -> None:
         description=_para(
             "Ground operator commands. They connect to the link manager over TCP and speak CCSDS "
             "Space Packets carrying ECSS PUS-C, like any PUS ground tool. The link is up only "
-            "during contact (run with --contact always in the lab). Telecommands are not "
-            "authenticated yet: lab mode, loopback only."),
+            "during contact (run with --contact always in the lab). Every telecommand is signed "
+            "(HMAC-SHA256 and a sequence number, as CCSDS SDLS) with a ground-station key; a TC the "
+            "satellite cannot authenticate is refused with AUTHENTICATION_ERROR."),
         epilog="examples:\n  flight run --speed realtime --contact always &\n  flight ground ping\n"
                "  flight ground send thermal.set_setpoint setpoint_c=30\n  flight ground watch")
     sub = ground.add_subparsers(dest="ground_command", required=True, metavar="COMMAND")
 
     ping = sub.add_parser(
-        "ping", parents=[common], formatter_class=fmt, help="are-you-alive test: TC[17,1] -> TM[17,2]",
+        "ping", parents=[common, signing], formatter_class=fmt, help="are-you-alive test: TC[17,1] -> TM[17,2]",
         description=_para(
             "Send a PUS TC[17,1] are-you-alive and wait for the TM[17,2] reply; print the round "
-            "trip. Exit 0 on a reply, 1 when none comes within --timeout (no contact, no link)."),
-        epilog="example:\n  flight ground ping --link 127.0.0.1:52001 --timeout 2")
+            "trip. Exit 0 on a reply, 1 when it is refused (e.g. AUTHENTICATION_ERROR: not this "
+            "satellite's key) or none comes within --timeout (no contact, no link)."),
+        epilog="examples:\n  flight ground ping --link 127.0.0.1:52001 --timeout 2\n"
+               "  flight ground ping --station svalbard --keys /etc/rackflight/keys")
     ping.set_defaults(func=cmd_ping)
 
     send = sub.add_parser(
-        "send", parents=[common], formatter_class=fmt, help="send a command: TC[8,1], then its verification",
+        "send", parents=[common, signing], formatter_class=fmt, help="send a command: TC[8,1], then its verification",
         description=_para(
             "Send SUBSYSTEM.COMMAND with its KEY=VALUE arguments as a PUS TC[8,1] and print each "
             "verification stage as the satellite reports it (TM[1,x]): accepted, started, "
             "completed, or failed with its code (INVALID_OPCODE, VALIDATION_ERROR, FORMAT_ERROR, "
-            "EXECUTION_ERROR, BUSY). Arguments are checked on the ground first against the "
+            "EXECUTION_ERROR, BUSY, AUTHENTICATION_ERROR). Arguments are checked on the ground first against the "
             "dictionary (see `flight dict`); a command that fails there is not sent. Exit 0 when "
             "the command completed, 1 on any failure or timeout."),
         epilog="examples:\n  flight ground send thermal.set_setpoint setpoint_c=30\n"
@@ -110,29 +127,108 @@ def add_parser(subparsers: Any) -> None:
     watch.set_defaults(func=cmd_watch)
 
 
+def add_keys_parser(subparsers: Any) -> None:
+    """Register ``keys`` (``flight keys init``) on an argparse ``subparsers`` object."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    keys_parser = subparsers.add_parser(
+        "keys", help="ground-station keys that authenticate telecommands", formatter_class=fmt,
+        description=_para(
+            "Manage the ground-station keys telecommands are signed with (HMAC-SHA256, CCSDS SDLS "
+            f"manner). Keys live in one directory: --dir, else ${keys.ENV_VAR}, else "
+            "$XDG_CONFIG_HOME/rackflight/keys (~/.config/rackflight/keys). `flight run` accepts a TC "
+            "signed with any key there; `flight ground` signs with one."),
+        epilog="examples:\n  flight keys init\n  flight keys init --station svalbard --dir /etc/rackflight/keys")
+    sub = keys_parser.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
+    init = sub.add_parser(
+        "init", formatter_class=fmt, help="create a random 256-bit key for a ground station",
+        description=_para(
+            "Create a random 256-bit key for ground station NAME, in a file of mode 0600 with the "
+            "next free Security Parameter Index (SPI), and print where. An existing key is never "
+            "overwritten (exit 1)."),
+        epilog="example:\n  flight keys init --station svalbard --dir ./keys")
+    init.add_argument("--station", default=keys.LOCAL_STATION, metavar="NAME",
+                      help=f"ground station name: letters, digits, - and _ (default {keys.LOCAL_STATION!r})")
+    init.add_argument("--dir", metavar="DIR", help=f"key directory (default ${keys.ENV_VAR} or "
+                                                   "~/.config/rackflight/keys)")
+    init.set_defaults(func=cmd_keys_init)
+
+
+def cmd_keys_init(args: argparse.Namespace) -> int:
+    directory = keys.keys_dir(args.dir)
+    try:
+        key = keys.create_key(directory, args.station)
+    except FileExistsError:
+        print(f"station {args.station!r} already has a key: {keys.key_path(directory, args.station)} (kept)")
+        return EXIT_FAILED
+    except (OSError, ValueError) as exc:
+        print(f"cannot create a key for {args.station!r} in {directory}: {exc}")
+        return EXIT_FAILED
+    print(f"created the key of ground station {key.station!r} (SPI {key.spi}): {keys.key_path(directory, key.station)}")
+    return EXIT_OK
+
+
+def _signing_key(args: argparse.Namespace) -> keys.StationKey | None:
+    """The key ``args`` ask to sign with; ``None`` for --unauthenticated.
+
+    Raises:
+        OSError, ValueError: the key file is missing, unreadable or not a key (the message
+            says how to get one).
+    """
+    if args.unauthenticated:
+        return None
+    if args.key:
+        return keys.read_key(Path(args.key))
+    directory = keys.keys_dir(args.keys)
+    try:
+        return keys.load_key(directory, args.station)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"no key for station {args.station!r} in {directory}: start `flight run` once (it creates the "
+            "local station's), run `flight keys init`, or pass --key FILE") from None
+
+
+def _auth_hint(args: argparse.Namespace) -> str:
+    signer = args.key or f"station {args.station!r} in {keys.keys_dir(args.keys)}"
+    return f"the satellite did not authenticate this TC (signed with {signer}): check --station/--key/--keys"
+
+
 def _dictionary() -> Dictionary:
     from flight.executive import full_dictionary  # imports every subsystem: only when a command runs
 
     return full_dictionary()
 
 
-def _connect(args: argparse.Namespace, dictionary: Dictionary):
+def _connect(args: argparse.Namespace, dictionary: Dictionary, *, sign: bool):
+    """A LinkClient, signing with the key ``args`` name when ``sign``; ``None`` after
+    printing why there is none."""
     from flight.ground.client import LinkClient
 
     try:
-        return LinkClient(args.link, dictionary, connect_timeout_s=args.timeout)
+        key = _signing_key(args) if sign else None
+    except (OSError, ValueError) as exc:
+        print(f"cannot sign telecommands: {exc}")
+        return None
+    try:
+        return LinkClient(args.link, dictionary, key=key, connect_timeout_s=args.timeout)
     except (OSError, ValueError) as exc:
         print(f"cannot reach the link at {args.link}: {exc}")
         return None
 
 
 def cmd_ping(args: argparse.Namespace) -> int:
-    client = _connect(args, _dictionary())
+    from flight.ground.client import Rejected
+
+    client = _connect(args, _dictionary(), sign=True)
     if client is None:
         return EXIT_FAILED
     with client:
         try:
             rtt_s = client.ping(args.timeout)
+        except Rejected as exc:
+            print(f"TC[17,1] refused by {args.link}: {exc}")
+            if exc.report.code == "AUTHENTICATION_ERROR":
+                print(_auth_hint(args))
+            return EXIT_FAILED
         except (TimeoutError, ConnectionError) as exc:
             print(f"no answer from {args.link}: {exc}")
             return EXIT_FAILED
@@ -172,7 +268,7 @@ def cmd_send(args: argparse.Namespace) -> int:
         print(f"{exc.code}: {exc.message}\ncaught on the ground: nothing was sent"
               + ("" if exc.code == "INVALID_OPCODE" else " (--no-check skips the range check)"))
         return EXIT_FAILED
-    client = _connect(args, dictionary)
+    client = _connect(args, dictionary, sign=True)
     if client is None:
         return EXIT_FAILED
     shown = " ".join(f"{k}={v!r}" for k, v in values.items())
@@ -191,6 +287,8 @@ def cmd_send(args: argparse.Namespace) -> int:
         except (TimeoutError, ConnectionError) as exc:
             print(f"{'':11s}  {exc}")
             return EXIT_FAILED
+    if final is not None and final.code == "AUTHENTICATION_ERROR":
+        print(_auth_hint(args))
     return EXIT_OK if final is not None and final.ok else EXIT_FAILED
 
 
@@ -274,7 +372,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     from flight.ground.pus import EventReport, HkReport
 
-    client = _connect(args, _dictionary())
+    client = _connect(args, _dictionary(), sign=False)  # watch only listens: nothing to sign
     if client is None:
         return EXIT_FAILED
     view = _WatchView(args.link, args.stale)

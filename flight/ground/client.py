@@ -1,7 +1,7 @@
 """Ground side of the space link: one TCP connection to the link manager, speaking the
 CCSDS/PUS-C packets of :mod:`flight.ground.pus`.
 
-    with LinkClient("127.0.0.1:52001", full_dictionary()) as link:
+    with LinkClient("127.0.0.1:52001", full_dictionary(), key=load_key(keys_dir())) as link:
         rtt_s = link.ping(timeout_s=5)
         for report in link.command("thermal.set_setpoint", {"setpoint_c": 30.0}, timeout_s=10):
             print(report.stage, report.code or "")
@@ -9,7 +9,9 @@ CCSDS/PUS-C packets of :mod:`flight.ground.pus`.
 
 Each client picks a random PUS source id (echoed as the destination id of the TM[1,x] and
 TM[17,2] it provokes) and a random first sequence count, so several clients on one link
-can tell their answers apart.
+can tell their answers apart. Every TC is signed with the station ``key`` and a fresh
+sequence number (:mod:`flight.ground.sdls`); ``key=None`` sends unsigned TCs, which only a
+link in unauthenticated lab mode takes.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any, Iterator, Mapping
 from spacepackets.ecss.tc import PusTc
 
 from flight.dictionary import Dictionary
+from flight.ground.sdls import ArsnCounter, StationKey, protect
 from flight.ground.pus import (
     ACK_ALL,
     MAX_TM_LEN,
@@ -45,8 +48,17 @@ RECV_BYTES = 65536
 MAX_RX_BUFFER = 4 * MAX_TM_LEN
 
 
+class Rejected(Exception):
+    """The satellite refused a TC at acceptance (TM[1,2]); ``report`` says why."""
+
+    def __init__(self, report: Verification) -> None:
+        super().__init__(f"{report.code}: {report.message}")
+        self.report = report
+
+
 class LinkClient:
-    """A connection to the link manager at ``endpoint`` (``HOST:PORT``).
+    """A connection to the link manager at ``endpoint`` (``HOST:PORT``), signing its TCs
+    with ``key`` (``None``: unsigned, for a link in unauthenticated lab mode).
 
     Raises:
         ValueError: a malformed endpoint.
@@ -54,10 +66,13 @@ class LinkClient:
             ``ConnectionRefusedError``).
     """
 
-    def __init__(self, endpoint: str, dictionary: Dictionary, *, connect_timeout_s: float = 5.0) -> None:
+    def __init__(self, endpoint: str, dictionary: Dictionary, *, key: StationKey | None,
+                 connect_timeout_s: float = 5.0) -> None:
         host, port = parse_endpoint(endpoint)
         self.endpoint = endpoint
         self.dictionary = dictionary
+        self.key = key
+        self._arsn = ArsnCounter()
         self.sock = socket.create_connection((host, port), timeout=connect_timeout_s)
         self.sock.setblocking(False)
         self.source_id = random.randint(1, 0xFFFF)
@@ -83,11 +98,13 @@ class LinkClient:
         return self._seq
 
     def send(self, tc: PusTc) -> int:
-        """Send one TC; return its PUS request id (u32).
+        """Sign (unless this client has no key) and send one TC; return its PUS request id (u32).
 
         Raises:
             OSError: the connection is broken.
         """
+        if self.key is not None:
+            tc = protect(tc, self.key, self._arsn.next())
         self.sock.sendall(tc.pack())
         return request_id(tc)
 
@@ -95,15 +112,18 @@ class LinkClient:
         """Send TC[17,1] and wait for its TM[17,2]; return the round trip in seconds.
 
         Raises:
+            Rejected: the satellite refused the TC (e.g. AUTHENTICATION_ERROR).
             TimeoutError: no reply within ``timeout_s``.
             ConnectionError: the link closed the connection.
         """
         started = time.monotonic()
-        self.send(ping_tc(seq_count=self._next_seq(), source_id=self.source_id))
+        req = self.send(ping_tc(seq_count=self._next_seq(), source_id=self.source_id))
         deadline = started + timeout_s
         while (report := self.receive(deadline - time.monotonic())) is not None:
             if isinstance(report, PingReply) and report.dest_id == self.source_id:
                 return time.monotonic() - started
+            if isinstance(report, Verification) and report.request_id == req and not report.ok:
+                raise Rejected(report)
         raise TimeoutError(f"no TM[17,2] within {timeout_s:g} s")
 
     def command(self, qualified: str, args: Mapping[str, Any], timeout_s: float,

@@ -20,6 +20,11 @@ Time field
     1958-01-01, 16-bit day, 32-bit ms of day): the onboard UTC at which the content was
     produced (:func:`cds_timestamp`).
 
+Authentication
+    Every TC's application data is wrapped in an SDLS-style security header (SPI, sequence
+    number) and MAC trailer (:mod:`flight.ground.sdls`) unless the link runs in its
+    unauthenticated lab mode; the data fields below are what sits between the two.
+
 Services and their data fields (all integers big-endian)
     ========  ===================================================================================
     TC[17,1]  are-you-alive; no application data
@@ -77,24 +82,33 @@ from spacepackets.ecss.tc import InvalidTcCrc16Error, PusTc, PusTcDataFieldHeade
 from spacepackets.ecss.tm import InvalidTmCrc16Error, PusTm, PusTmSecondaryHeader
 
 from flight.dictionary import FAILURE_CODES, SEVERITIES, CommandError, Component, Dictionary
+from flight.ground.sdls import SECURITY_OVERHEAD
 
 LINK_COMPONENT_ID = 4
 """The link manager's dictionary component id."""
 TC_APID = LINK_COMPONENT_ID
 """The one APID every telecommand is addressed to; verification and ping TM come from it."""
 
+LINK_FAILURE_CODES = ("AUTHENTICATION_ERROR",)
+"""Failure codes only the link manager reports, in TM[1,2] before a TC becomes an internal
+command (so they are not among the internal dictionary's ``FAILURE_CODES``):
+AUTHENTICATION_ERROR is a TC without a valid security header and MAC, or with a replayed
+sequence number (:mod:`flight.ground.sdls`)."""
 FAILURE_CODE_NUMBERS = {
     "INVALID_OPCODE": 1,
     "VALIDATION_ERROR": 2,
     "FORMAT_ERROR": 3,
     "EXECUTION_ERROR": 4,
     "BUSY": 5,
+    "AUTHENTICATION_ERROR": 128,
 }
-"""Failure code of TM[1,2/4/6/8] (1 byte) for each dictionary failure code. Part of the wire
-format: never renumber, only add."""
+"""Failure code of TM[1,2/4/6/8] (1 byte) for each dictionary failure code (from 1) and each
+link failure code (from 128, so the two lists can grow apart). Part of the wire format:
+never renumber, only add."""
 FAILURE_CODE_NAMES = {number: name for name, number in FAILURE_CODE_NUMBERS.items()}
-if set(FAILURE_CODE_NUMBERS) != set(FAILURE_CODES):
-    raise ImportError("FAILURE_CODE_NUMBERS must number every flight.dictionary.FAILURE_CODES entry")
+if set(FAILURE_CODE_NUMBERS) != set(FAILURE_CODES) | set(LINK_FAILURE_CODES):
+    raise ImportError("FAILURE_CODE_NUMBERS must number every flight.dictionary.FAILURE_CODES entry "
+                      "and every LINK_FAILURE_CODES entry")
 
 EVENT_SUBTYPES = {severity: subtype for subtype, severity in enumerate(SEVERITIES, start=1)}
 """TM[5,x] subtype per severity: INFO 1, LOW 2, MEDIUM 3, HIGH 4 (ECSS-E-ST-70-41C 6.5)."""
@@ -108,9 +122,10 @@ ACK_NONE = 0b0000
 
 TIMESTAMP_LEN = CdsShortTimestamp.TIMESTAMP_SIZE
 MAX_TC_APP_DATA = 4096
-"""Largest TC application data accepted (bytes)."""
+"""Largest TC data of a service accepted (bytes), not counting the SDLS security fields."""
 MIN_TC_LEN = CCSDS_HEADER_LEN + PusTcDataFieldHeader.PUS_C_SEC_HEADER_LEN + 2
-MAX_TC_LEN = MIN_TC_LEN + MAX_TC_APP_DATA
+MAX_TC_LEN = MIN_TC_LEN + SECURITY_OVERHEAD + MAX_TC_APP_DATA
+"""Largest TC packet the link frames (bytes): anything longer is discarded unread."""
 MAX_TM_SOURCE_DATA = 16384
 """Largest TM source data sent (bytes): room for ~28 per-GPU arrays in one HK report."""
 MAX_TM_LEN = CCSDS_HEADER_LEN + PusTmSecondaryHeader.MIN_LEN + TIMESTAMP_LEN + MAX_TM_SOURCE_DATA + 2

@@ -8,10 +8,26 @@ only in :mod:`flight.ground.pus`, where data fields and failure codes are docume
 every TC goes to APID 4 (this component's id); verification and ping TM come from APID 4;
 housekeeping and event TM carry the APID (= component id) of the component they describe.
 
+Authentication
+    Every TC must carry the SDLS-style security header and MAC of :mod:`flight.ground.sdls`
+    (HMAC-SHA256 with a per-ground-station key chosen by its SPI, CCSDS 355.0-B-2 manner)
+    and a sequence number (ARSN) it has not accepted before. The station keys are every
+    ``*.key`` in ``config.keys_dir`` (:mod:`flight.ground.keys`), loaded at start; the
+    highest ARSN accepted per SPI is stored in :data:`REPLAY_STATE_FILE` in the run data
+    directory before the TC is acted on, so a restarted link still refuses old numbers.
+    A TC that fails (no security fields, unknown SPI, MAC mismatch, replayed or stale
+    ARSN) gets TM[1,2] AUTHENTICATION_ERROR with the reason, is counted (``tc_rejected``
+    and ``tc_auth_failed``), reported by a MEDIUM event, and nothing of it is executed,
+    not even a ping. The verdict goes only to the connection that sent it.
+
+    The link still binds only loopback addresses: telemetry is neither authenticated nor
+    encrypted and goes to every connection, so exposing the port needs SDLS on the
+    downlink as well.
+
 Lab mode
-    Telecommands are not authenticated yet (a later issue adds HMAC-SHA256 and
-    anti-replay, as CCSDS SDLS), so the link refuses to bind anything but a loopback
-    address and says so with a HIGH event (``link.lab_mode``) on its first tick.
+    With ``config.unauthenticated_lab`` (``flight run --unauthenticated-lab``) TCs carry
+    no security fields and are not checked; the link says so with a HIGH event
+    (``link.lab_mode``) on its first tick.
 
 Contact
     The link is up while the latest sensor frame says ``ground_contact`` (or always with
@@ -42,16 +58,23 @@ Services (PUS-C)
 Bounds
     :data:`MAX_CONNECTIONS` clients (more are refused and counted); one partial packet per
     connection (``TcStreamParser``: overflow drops the connection and is counted); a
-    partial packet left for :data:`STALL_S` without new bytes is discarded; at most
-    :data:`MAX_PENDING` TC[8,1] in flight; at most :data:`EVENT_BUDGET_PER_TICK` events of
-    the link's own per tick (the rest only counted in ``events_suppressed``).
+    partial packet left for :data:`STALL_S` without new bytes is discarded; a TC is at
+    most :data:`~flight.ground.pus.MAX_TC_LEN` bytes (longer ones do not frame); each
+    connection may send :data:`TC_RATE_PER_S` TCs per wall second with bursts of
+    :data:`TC_BURST` (a token bucket, checked before any authentication work), the rest are
+    dropped unanswered and counted (``tc_rate_limited``); at most :data:`MAX_PENDING`
+    TC[8,1] in flight; at most :data:`EVENT_BUDGET_PER_TICK` events of the link's own per
+    tick (the rest only counted in ``events_suppressed``). The replay state holds at most
+    :data:`~flight.ground.sdls.REPLAY_WINDOW` numbers per station key.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import zmq
@@ -61,6 +84,7 @@ from spacepackets.ecss.tc import PusTc
 from flight.bus import DRAIN_BATCH
 from flight.config import RunConfig
 from flight.dictionary import Arg, Channel, Command, CommandError, Component, Dictionary, Event
+from flight.ground.keys import load_all
 from flight.ground.pus import (
     ACK_ACCEPTANCE,
     ACK_COMPLETION,
@@ -80,6 +104,7 @@ from flight.ground.pus import (
     is_ping,
     parse_endpoint,
 )
+from flight.ground.sdls import AuthenticationError, ReplayGuard, StationKey, unprotect
 from flight.messages import Message
 from flight.subsystem import Emit, SendCommand, Subsystem
 
@@ -98,6 +123,29 @@ SNDHWM = 10_000
 """Packets queued per client before further TM to it is dropped (counted)."""
 KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S = 30, 10
 """TCP keepalive, so a client that vanished without a FIN frees its connection slot."""
+TC_RATE_PER_S = 10.0
+TC_BURST = 20.0
+"""Per-connection TC token bucket: sustained TCs per wall second, and the burst allowed."""
+REPLAY_STATE_FILE = "link_replay.sqlite"
+"""Anti-replay state (highest accepted ARSN per SPI) in the run data directory."""
+
+
+@dataclass
+class _TokenBucket:
+    """``rate`` tokens per wall second, at most ``burst`` saved up; one token per TC."""
+
+    rate: float
+    burst: float
+    tokens: float
+    stamp: float
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
 
 
 @dataclass
@@ -106,6 +154,7 @@ class _Connection:
     peer: str
     parser: TcStreamParser
     last_rx: float
+    bucket: _TokenBucket
 
 
 @dataclass
@@ -150,12 +199,17 @@ class LinkManager(Subsystem):
             Channel("commands_pending", "int", "count", "TC[8,1] sent on board and not yet final."),
             Channel("hk_interval_s", "float", "s", "Onboard seconds between housekeeping downlinks."),
             Channel("events_suppressed", "int", "count", "Link events over the per-tick budget, not published."),
+            Channel("tc_auth_failed", "int", "count",
+                    "Telecommands rejected for a missing or wrong MAC, unknown key or replayed sequence number.",
+                    yellow=(0, 0)),
+            Channel("tc_rate_limited", "int", "count", "Telecommands dropped over a connection's rate limit.",
+                    yellow=(0, 0)),
         ),
         events=(
             Event("lab_mode", 1, "HIGH",
                   "space link UNAUTHENTICATED lab mode on {endpoint}: telecommands are not authenticated, "
                   "loopback only"),
-            Event("client_connected", 2, "INFO", "ground client {peer} connected ({clients} open, unauthenticated)"),
+            Event("client_connected", 2, "INFO", "ground client {peer} connected ({clients} open)"),
             Event("client_disconnected", 3, "INFO", "ground client {peer} disconnected ({clients} open)"),
             Event("connection_refused", 4, "MEDIUM", "refused ground client {peer}: {clients} of {limit} open"),
             Event("bytes_rejected", 5, "LOW", "discarded {nbytes} byte(s) from {peer}: {why}"),
@@ -166,6 +220,12 @@ class LinkManager(Subsystem):
                   "contact acquired: station {station:g} at {elevation_deg:.1f} deg elevation"),
             Event("contact_lost", 10, "INFO", "contact lost"),
             Event("tm_encode_failed", 11, "LOW", "cannot downlink {what}: {why}"),
+            Event("authenticated", 12, "INFO",
+                  "space link on {endpoint}: telecommands authenticated (HMAC-SHA256, SDLS manner) "
+                  "with {count} station key(s): {stations}"),
+            Event("tc_auth_failed", 13, "MEDIUM",
+                  "rejected TC[{service},{subtype}] from {peer}: AUTHENTICATION_ERROR {why}"),
+            Event("tc_rate_limited", 14, "LOW", "dropped TC[{service},{subtype}] from {peer}: over {rate:g} TC/s"),
         ),
     )
     RATE_GROUPS = ((1, "step"),)
@@ -176,14 +236,25 @@ class LinkManager(Subsystem):
         """``dictionary`` defaults to the full flight dictionary, loaded on first use.
 
         Raises:
-            ValueError: a link endpoint that is not ``HOST:PORT`` on a loopback host.
+            ValueError: a link endpoint that is not ``HOST:PORT`` on a loopback host; without
+                ``config.unauthenticated_lab``, no station key or a bad key file in
+                ``config.keys_dir``.
+            OSError: the key directory or a key file cannot be read.
         """
         super().__init__(config, emit, send_command, **ports)
         self.host, self.port = parse_endpoint(config.link_endpoint)
         if not is_loopback(self.host):
             raise ValueError(
-                f"link endpoint {config.link_endpoint} is not loopback: telecommands are not authenticated "
-                "yet (lab mode), so the link binds only 127.0.0.1, ::1 or localhost")
+                f"link endpoint {config.link_endpoint} is not loopback: the downlink is neither authenticated "
+                "nor encrypted, so the link binds only 127.0.0.1, ::1 or localhost")
+        self.lab = config.unauthenticated_lab
+        self.keys: dict[int, StationKey] = {}
+        if not self.lab:
+            self.keys = load_all(Path(config.keys_dir)) if config.keys_dir else {}
+            if not self.keys:
+                raise ValueError(f"no station keys in {config.keys_dir or '(no keys directory)'}: create one "
+                                 "with `flight keys init`, or fly with --unauthenticated-lab")
+        self._replay: ReplayGuard | None = None
         self._dictionary = dictionary
         self.endpoint = ""
         """``HOST:PORT`` actually bound (port 0 asks for any free port)."""
@@ -202,7 +273,7 @@ class LinkManager(Subsystem):
         self.tc_received = self.tc_accepted = self.tc_rejected = self.tc_dropped_no_contact = 0
         self.bytes_discarded = self.tm_sent = self.tm_dropped = self.tm_dropped_no_contact = 0
         self.tm_errors = self.bytes_up = self.bytes_down = self.connections_refused = 0
-        self.buffer_overflows = self.events_suppressed = 0
+        self.buffer_overflows = self.events_suppressed = self.tc_auth_failed = self.tc_rate_limited = 0
         self._ctx: zmq.Context | None = None
         self._sock: zmq.Socket | None = None
 
@@ -217,6 +288,9 @@ class LinkManager(Subsystem):
     # -- socket lifecycle --------------------------------------------------------------
     def on_start(self) -> None:
         self.listen(False)  # housekeeping and events matter only with a ground station to hear them
+        if not self.lab:
+            self.config.data_path.mkdir(parents=True, exist_ok=True)
+            self._replay = ReplayGuard(self.config.data_path / REPLAY_STATE_FILE)
         self._ctx = zmq.Context()
         sock = self._ctx.socket(zmq.STREAM)
         sock.setsockopt(zmq.LINGER, 0)
@@ -239,6 +313,9 @@ class LinkManager(Subsystem):
         if self._ctx is not None:
             self._ctx.destroy(linger=0)
             self._ctx = self._sock = None
+        if self._replay is not None:
+            self._replay.close()
+            self._replay = None
 
     # -- rate group --------------------------------------------------------------------
     def step(self, frame: dict[str, Any]) -> None:
@@ -247,7 +324,11 @@ class LinkManager(Subsystem):
             # on the first tick, not in on_start: by now the bus has delivered our publisher's
             # subscriptions, so the warning reaches the recorder instead of being dropped
             self._first_tick = False
-            self.event("lab_mode", endpoint=self.endpoint)
+            if self.lab:
+                self.event("lab_mode", endpoint=self.endpoint)
+            else:
+                self.event("authenticated", endpoint=self.endpoint, count=len(self.keys),
+                           stations=", ".join(f"{k.station} (SPI {k.spi})" for k in self.keys.values()))
         self._utc_offset_s = float(frame["utc_unix_s"]) - self.time_s
         self._update_contact(frame)
         now = time.monotonic()
@@ -270,7 +351,8 @@ class LinkManager(Subsystem):
             tm_errors=self.tm_errors, bytes_up=self.bytes_up, bytes_down=self.bytes_down,
             connections_refused=self.connections_refused, buffer_overflows=self.buffer_overflows,
             commands_pending=len(self._pending), hk_interval_s=self.hk_interval_s,
-            events_suppressed=self.events_suppressed,
+            events_suppressed=self.events_suppressed, tc_auth_failed=self.tc_auth_failed,
+            tc_rate_limited=self.tc_rate_limited,
         )
 
     def _update_contact(self, frame: dict[str, Any]) -> None:
@@ -434,7 +516,9 @@ class LinkManager(Subsystem):
             self._close(identity)
             self._budgeted_event("connection_refused", peer=peer, clients=len(self._conns), limit=MAX_CONNECTIONS)
             return
-        self._conns[identity] = _Connection(identity, peer, TcStreamParser(RX_BUFFER_BYTES), time.monotonic())
+        now = time.monotonic()
+        self._conns[identity] = _Connection(identity, peer, TcStreamParser(RX_BUFFER_BYTES), now,
+                                            _TokenBucket(TC_RATE_PER_S, TC_BURST, TC_BURST, now))
         self._budgeted_event("client_connected", peer=peer, clients=len(self._conns))
 
     def _close(self, identity: bytes) -> None:
@@ -460,22 +544,47 @@ class LinkManager(Subsystem):
 
     def _on_tc(self, conn: _Connection, tc: PusTc) -> None:
         self.tc_received += 1
+        if not conn.bucket.take(time.monotonic()):
+            # unanswered: a reply per flooded TC would let the flood out again as downlink
+            self.tc_rate_limited += 1
+            self._budgeted_event("tc_rate_limited", peer=conn.peer, service=tc.service,
+                                 subtype=tc.message_subtype, rate=TC_RATE_PER_S)
+            return
         if not self.contact:
             self.tc_dropped_no_contact += 1
             self._budgeted_event("tc_dropped_no_contact", peer=conn.peer, service=tc.service,
                                  subtype=tc.message_subtype)
             return
+        data = self._authenticate(conn, tc)
+        if data is None:
+            return
         if tc.apid != TC_APID:
             self._reject(conn, tc, "INVALID_OPCODE", f"no application process at APID {tc.apid}")
         elif is_ping(tc):
-            self._ping(conn, tc)
+            self._ping(conn, tc, data)
         elif is_function(tc):
-            self._function(conn, tc)
+            self._function(conn, tc, data)
         else:
             self._reject(conn, tc, "INVALID_OPCODE", "service not supported")
 
-    def _ping(self, conn: _Connection, tc: PusTc) -> None:
-        if tc.app_data:
+    def _authenticate(self, conn: _Connection, tc: PusTc) -> bytes | None:
+        """The TC's own data once its MAC checked and its ARSN was admitted (and stored);
+        ``None`` after rejecting it. In lab mode: the application data as it is."""
+        if self.lab:
+            return bytes(tc.app_data)
+        try:
+            auth = unprotect(tc, self.keys)
+            self._replay.admit(auth.spi, auth.arsn)
+        except AuthenticationError as exc:
+            self._reject(conn, tc, "AUTHENTICATION_ERROR", str(exc))
+            return None
+        except sqlite3.Error as exc:  # not stored, so not admitted: acting on it would reopen replay
+            self._reject(conn, tc, "EXECUTION_ERROR", f"cannot store the sequence number: {exc}")
+            return None
+        return auth.data
+
+    def _ping(self, conn: _Connection, tc: PusTc, data: bytes) -> None:
+        if data:
             self._reject(conn, tc, "FORMAT_ERROR", "TC[17,1] carries no application data")
             return
         self.tc_accepted += 1
@@ -488,9 +597,9 @@ class LinkManager(Subsystem):
         if flags & ACK_COMPLETION:
             self._send(conn.identity, self.tm.verification(Verif.TM_COMPLETION_SUCCESS, tc, utc_unix_s=utc))
 
-    def _function(self, conn: _Connection, tc: PusTc) -> None:
+    def _function(self, conn: _Connection, tc: PusTc, data: bytes) -> None:
         try:
-            qualified, args = decode_function(self.dictionary, tc.app_data)
+            qualified, args = decode_function(self.dictionary, data)
         except CommandError as exc:
             self._reject(conn, tc, exc.code, exc.message)
             return
@@ -512,5 +621,10 @@ class LinkManager(Subsystem):
         self.tc_rejected += 1
         self._send(conn.identity, self.tm.verification(Verif.TM_ACCEPTANCE_FAILURE, tc, code=code, message=why,
                                                        utc_unix_s=self._utc_at(self.time_s)))
-        self._budgeted_event("tc_rejected", peer=conn.peer, service=tc.service, subtype=tc.message_subtype,
-                             code=code, why=why[:160])
+        if code == "AUTHENTICATION_ERROR":
+            self.tc_auth_failed += 1
+            self._budgeted_event("tc_auth_failed", peer=conn.peer, service=tc.service, subtype=tc.message_subtype,
+                                 why=why[:160])
+        else:
+            self._budgeted_event("tc_rejected", peer=conn.peer, service=tc.service, subtype=tc.message_subtype,
+                                 code=code, why=why[:160])
