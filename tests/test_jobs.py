@@ -34,16 +34,13 @@ def job(job_id=1, **kw):
     return Job(job_id, **args)
 
 
-FULL = np.ones(N_GPUS)
-
-
 # -- model -------------------------------------------------------------------------------
 def test_a_job_checkpoints_every_interval_paying_the_cost_and_completes_exactly_at_its_work():
     j = job(work_gpu_s=50.0)
     j.start([0, 1])
     log, checkpoints = [], []
     for _ in range(40):
-        log.append(j.advance(FULL, 1.0))
+        log.append(j.advance(2.0, 1.0))  # 2 GPUs at full clock
         if log[-1][1] == "checkpointed":
             checkpoints.append((len(log) - 1, j.checkpoint_gpu_s))
     # 10 s of compute (20 GPU-s), then a 1 s checkpoint (2 GPUs x 1 s = 2 GPU-s of cost), ...
@@ -58,9 +55,8 @@ def test_a_job_checkpoints_every_interval_paying_the_cost_and_completes_exactly_
 def test_progress_follows_the_clock_and_rollback_returns_to_the_checkpoint():
     j = job(checkpoint_interval_s=5.0, checkpoint_cost_s=0.0)
     j.start([3, 4])
-    half = np.full(N_GPUS, 0.5)
     for _ in range(7):
-        j.advance(half, 1.0)
+        j.advance(2 * 0.5, 1.0)  # 2 GPUs at half clock
     assert j.done_gpu_s == pytest.approx(7.0) and j.checkpoint_gpu_s == pytest.approx(5.0)  # free checkpoint at 5 s
     assert j.rollback() == pytest.approx(2.0) and j.done_gpu_s == pytest.approx(5.0)
 

@@ -108,22 +108,22 @@ class Job:
         self.phase, self.since_checkpoint_s, self.cost_left_gpu_s = "compute", 0.0, 0.0
         self.checkpoint_gpu_s = self.done_gpu_s
 
-    def advance(self, speed: np.ndarray, dt_s: float) -> tuple[float, str | None]:
-        """Advance a running job by one tick of ``dt_s`` seconds at per-GPU ``speed``.
+    def advance(self, step_gpu_s: float, dt_s: float) -> tuple[float, str | None]:
+        """Advance a running job by one tick of ``dt_s`` seconds in which its GPUs delivered
+        ``step_gpu_s`` full-clock GPU-s (the sum of :func:`gpu_speed` over them, times ``dt_s``).
 
         Returns ``(useful GPU-s done this tick, what happened)``: ``"completed"`` when the
         work is done, ``"checkpointed"`` when a checkpoint completed (``checkpoint_gpu_s``
         is then the progress to store), else ``None``. A checkpoint does not carry over the
         rest of its tick: at 1 s ticks the rounding is below a second of GPU time.
         """
-        step = float(np.sum(speed[self.gpus])) * dt_s
         if self.phase == "checkpoint":
-            self.cost_left_gpu_s -= step
+            self.cost_left_gpu_s -= step_gpu_s
             if self.cost_left_gpu_s > 1e-9:
                 return 0.0, None
             self._finish_checkpoint()
             return 0.0, "checkpointed"
-        step = min(step, self.work_gpu_s - self.done_gpu_s)
+        step = min(step_gpu_s, self.work_gpu_s - self.done_gpu_s)
         self.done_gpu_s += step
         self.since_checkpoint_s += dt_s
         if self.done_gpu_s >= self.work_gpu_s - 1e-9:

@@ -56,6 +56,8 @@ class EccMonitor:
         uncorrectable errors; ``window full`` is True when the GPU now has at least
         :data:`FENCE_COUNT` within :data:`FENCE_WINDOW_S`.
         """
+        if self._last_cor is not None and (corrected == self._last_cor).all() and (uncorrected == self._last_unc).all():
+            return []  # the common tick: no upset anywhere
         if self._last_cor is None or np.any(corrected < self._last_cor) or np.any(uncorrected < self._last_unc):
             self._last_cor, self._last_unc = corrected.copy(), uncorrected.copy()
             return []

@@ -23,12 +23,15 @@ A restarted runner reloads the queue: every job it was running resumes from its 
 checkpoint (event ``job_restored``); finished jobs are never announced again.
 
 With ``params["jobs"]["workload"] == "saturate"`` (the default) the queue is kept topped up
-with seeded synthetic jobs so every GPU has work: the "maximum demand" case. Their
-parameters follow from the seed and the job id alone, so a restart does not change them.
-``params["jobs"]["checkpoint_interval_s"]`` and ``["checkpoint_cost_s"]`` set theirs.
+with seeded synthetic jobs so every GPU has work: the "maximum demand" case; any other
+value runs only the jobs submitted by command. A synthetic job's parameters follow from
+the seed and its id alone, so a restart does not change them; its checkpoint interval and
+cost are ``params["jobs"]["checkpoint_interval_s"]`` and ``["checkpoint_cost_s"]``.
 
 Counters in housekeeping marked "this process" restart from zero with the process (the
-run summary sums them across restarts, :class:`flight.recorder.Cumulative`).
+run summary sums ``work_done_gpu_s`` across restarts, :class:`flight.recorder.Cumulative`);
+``work_done_gpu_s`` counts work as it is done, including work a rollback or crash later
+throws away; ``goodput_gpu_s_per_s`` counts only completed jobs, from the store.
 """
 
 from __future__ import annotations
@@ -148,6 +151,12 @@ class JobRunner(Subsystem):
         self.to_restore: list[Job] = []
         """Reloaded jobs with a checkpoint, announced on the first frame (which gives the
         events the time of the restart)."""
+        self.placed: list[Job] = []
+        self.owner = np.zeros(N_GPUS, dtype=np.int64)
+        self.busy = np.zeros(N_GPUS, dtype=bool)
+        self.placed_weight = np.zeros(N_GPUS)
+        self.moved = False
+        """A job started or stopped since :meth:`_placement` last ran."""
 
     # -- life cycle ----------------------------------------------------------------------
     def on_start(self) -> None:
@@ -256,10 +265,14 @@ class JobRunner(Subsystem):
         return f"GPU {gpu} unfenced"
 
     # -- the tick ------------------------------------------------------------------------
+    def _stop(self, job: Job, state: str) -> None:
+        self.moved = self.moved or job.state == "running"
+        job.stop(state)
+
     def _finish(self, job: Job, outcome: str, detail: str = "") -> bool:
         """Finish ``job`` durably; True if this call finished it (announce it then)."""
         done = self.store.finish(job, outcome, self.time_s, detail)
-        job.stop(outcome)
+        self._stop(job, outcome)
         del self.jobs[job.job_id]
         return done
 
@@ -269,8 +282,11 @@ class JobRunner(Subsystem):
         self.work_lost_gpu_s += lost
         self.event("job_rolled_back", job_id=job.job_id, checkpoint_gpu_s=job.checkpoint_gpu_s, lost_gpu_s=lost,
                    why=why)
-        if requeue or job.park_after_checkpoint:
-            job.stop("paused" if job.park_after_checkpoint else "queued")
+        if job.park_after_checkpoint:  # the pause it waited for lands on the checkpoint it rolled back to
+            self._stop(job, "paused")
+            self.event("job_paused", job_id=job.job_id, checkpoint_gpu_s=job.checkpoint_gpu_s)
+        elif requeue:
+            self._stop(job, "queued")
 
     def _radiation(self, frame: dict) -> None:
         for gpu, count, window_full in self.ecc.observe(frame["gpu_ecc_corrected"], frame["gpu_ecc_uncorrected"],
@@ -288,15 +304,33 @@ class JobRunner(Subsystem):
     def _running(self) -> list[Job]:
         return [j for j in self.jobs.values() if j.state == "running"]
 
+    def _placement(self) -> None:
+        """Rebuild the per-GPU view of the running jobs after any start or stop: slot
+        ``owner[g]`` of :attr:`placed` (``len(placed)`` for an idle GPU), ``busy``, and the
+        priority weights the power allocator is to get."""
+        self.placed = self._running()
+        self.owner = np.full(N_GPUS, len(self.placed))
+        self.placed_weight = np.zeros(N_GPUS)
+        for slot, job in enumerate(self.placed):
+            self.owner[job.gpus] = slot
+            self.placed_weight[job.gpus] = 1.0 + job.priority
+        self.busy = self.owner < len(self.placed)
+        self.moved = False
+
     def _advance(self, frame: dict, dt_s: float) -> float:
-        speed = gpu_speed(frame)
+        # One bincount steps every job; a job stopped earlier this tick (rollback, command)
+        # is skipped by its state. Jobs start only after this, in _schedule.
+        steps = np.bincount(self.owner, weights=gpu_speed(frame), minlength=len(self.placed) + 1) * dt_s
         online = frame["gpu_online"]
+        all_online = bool(online[self.busy].all())
         done_now = 0.0
-        for job in self._running():
-            if not online[job.gpus].all():
+        for job, step in zip(self.placed, steps.tolist()):
+            if job.state != "running":
+                continue
+            if not all_online and not online[job.gpus].all():
                 self._rollback(job, "GPU offline", requeue=True)
                 continue
-            useful, what = job.advance(speed, dt_s)
+            useful, what = job.advance(step, dt_s)
             done_now += useful
             if what == "completed":
                 if self._finish(job, "completed"):
@@ -307,7 +341,7 @@ class JobRunner(Subsystem):
                 self.store.checkpoint(job.job_id, self.time_s, job.checkpoint_gpu_s)
                 job.checkpoint_s = self.time_s
                 if job.park_after_checkpoint:
-                    job.stop("paused")
+                    self._stop(job, "paused")
                     self.event("job_paused", job_id=job.job_id, checkpoint_gpu_s=job.checkpoint_gpu_s)
         for job in [j for j in self.jobs.values() if j.deadline_s is not None and j.deadline_s < self.time_s]:
             if self._finish(job, "failed", "missed its deadline"):
@@ -330,14 +364,16 @@ class JobRunner(Subsystem):
                 queued += gpus
 
     def _schedule(self, online: np.ndarray) -> None:
-        usable = online & ~self.fenced
-        for job in self._running():
-            usable[job.gpus] = False
-        free = np.flatnonzero(usable).tolist()
+        if self.moved:
+            self._placement()
+        free = np.flatnonzero(online & ~self.fenced & ~self.busy)
+        if free.size == 0:
+            return
         if self.saturate:
-            self._top_up(len(free))
-        for job, gpus in place((j for j in self.jobs.values() if j.state == "queued"), free):
+            self._top_up(int(free.size))
+        for job, gpus in place((j for j in self.jobs.values() if j.state == "queued"), free.tolist()):
             job.start(gpus)
+            self.moved = True
             self.event("job_started", job_id=job.job_id, gpus=len(gpus), checkpoint_gpu_s=job.checkpoint_gpu_s,
                        work_gpu_s=job.work_gpu_s)
 
@@ -352,12 +388,11 @@ class JobRunner(Subsystem):
         self.work_done_gpu_s += done_now
         self.throughput = done_now / dt_s
         self._schedule(frame["gpu_online"])
-        weight = np.zeros(N_GPUS)
-        for job in self._running():
-            weight[job.gpus] = 1.0 + job.priority
-        if not np.array_equal(weight, self.weight) or not self.announced:
-            self.weight = weight
-            self.load = (weight > 0).astype(float)
+        if self.moved:
+            self._placement()
+        if not self.announced or not np.array_equal(self.placed_weight, self.weight):
+            self.weight = self.placed_weight
+            self.load = self.busy.astype(float)
             self.actuate(gpu_load_frac=self.load)
             self.publish_data("demand", gpu_weight=self.weight)
             self.announced = True
