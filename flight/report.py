@@ -41,7 +41,8 @@ FIGSIZE_IN = (10.0, 4.0)
 
 
 class ReportError(Exception):
-    """The run database is missing, is not a run database, or holds no ``hal.hk``."""
+    """The run database is missing, is not a run database, holds no ``hal.hk``, or its
+    packets lack a channel a plot needs."""
 
 
 @dataclass
@@ -49,12 +50,20 @@ class Series:
     """One packet's channels over time: ``time_s`` (simulated s, shape ``(n,)``, ascending)
     and the decoded payloads in the same order."""
 
+    name: str
     time_s: np.ndarray
     rows: list[dict[str, Any]]
 
     def channel(self, name: str, dtype: Any = float) -> np.ndarray:
-        """Values of ``name``: shape ``(n,)`` for scalars, ``(n, k)`` for array channels."""
-        return np.array([r[name] for r in self.rows], dtype=dtype)
+        """Values of ``name``: shape ``(n,)`` for scalars, ``(n, k)`` for array channels.
+
+        Raises:
+            ReportError: a packet lacks the channel (a run recorded by an older version).
+        """
+        try:
+            return np.array([r[name] for r in self.rows], dtype=dtype)
+        except KeyError:
+            raise ReportError(f"{self.name} packets lack the channel {name!r}: recorded by an older version?") from None
 
 
 def load(db_path: Path) -> tuple[dict[str, Series], int]:
@@ -92,7 +101,7 @@ def load(db_path: Path) -> tuple[dict[str, Series], int]:
             payloads.append(data)
     if "hal.hk" not in found:
         raise ReportError(f"{db_path} holds no hal.hk housekeeping to plot")
-    return {name: Series(np.array(t), p) for name, (t, p) in found.items()}, bad
+    return {name: Series(name, np.array(t), p) for name, (t, p) in found.items()}, bad
 
 
 def intervals(time_s: np.ndarray, flag: np.ndarray) -> list[tuple[float, float]]:
@@ -101,9 +110,9 @@ def intervals(time_s: np.ndarray, flag: np.ndarray) -> list[tuple[float, float]]
     spans, start = [], None
     for t, on in zip(time_s, flag):
         if on and start is None:
-            start = t
+            start = float(t)
         elif not on and start is not None:
-            spans.append((start, t))
+            spans.append((start, float(t)))
             start = None
     if start is not None:
         spans.append((start, float(time_s[-1])))
@@ -114,7 +123,7 @@ class _Figures:
     """What every plot shares: the time axis unit and the shaded intervals."""
 
     def __init__(self, hal: Series) -> None:
-        span_s = float(hal.time_s[-1] - hal.time_s[0]) if len(hal.time_s) else 0.0
+        span_s = float(hal.time_s[-1] - hal.time_s[0])
         self.unit, self.scale = ("h", 3600.0) if span_s > 6 * 3600 else ("min", 60.0)
         self.eclipses = intervals(hal.time_s, hal.channel("eclipse", bool))
         self.passes = intervals(hal.time_s, hal.channel("ground_contact", bool))
@@ -139,7 +148,8 @@ class _Figures:
             ax.grid(True, alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(loc="best", fontsize="small")
-        axes[-1].set_xlim(*self.xlim)  # every plot spans the same hal.hk time range
+        if self.xlim[1] > self.xlim[0]:  # every plot spans the same hal.hk time range
+            axes[-1].set_xlim(*self.xlim)
         axes[-1].set_xlabel(f"simulated time ({self.unit})")
         axes[0].set_title(title)
         fig.savefig(path, dpi=DPI)

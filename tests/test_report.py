@@ -1,5 +1,5 @@
 """`flight report`: PNG plots from a run database written with the real recorder and real bus
-messages; clear errors and exit status 1 for a missing, corrupt or empty database."""
+messages; clear errors and exit status 1 for a missing, corrupt, empty or too old database."""
 
 import subprocess
 import sys
@@ -20,7 +20,7 @@ ECLIPSE_SHADE = np.array([0.88, 0.88, 0.88])
 
 
 def flight(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flight.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "flight.cli", *args], capture_output=True, text=True, timeout=120, check=False)
 
 
 def record_run(data_dir, ticks: int = 600, with_power: bool = True) -> None:
@@ -92,12 +92,21 @@ def test_help_says_what_each_file_shows():
     assert all(name in out.stdout for name in PLOTS) and "--out" in out.stdout
 
 
+def record_old_run(data_dir) -> None:
+    """hal.hk without the channels the plots need, as a run of an older version recorded it."""
+    rec = Recorder(data_dir / "telemetry.sqlite")
+    body = Encoder("hal").encode("tm", "hal.hk", {"time_s": 10.0, "eclipse": False, "ground_contact": False}, 10, 10.0)[1]
+    rec.record(decode(body), body)
+    rec.close()
+
+
 @pytest.mark.parametrize("make, why", [
     (lambda d: None, "no telemetry database at"),
     (lambda d: (d / "telemetry.sqlite").write_bytes(b"this is not sqlite, just some bytes" * 100), "is not a run database"),
     (lambda d: Recorder(d / "telemetry.sqlite").close(), "holds no hal.hk housekeeping"),
+    (record_old_run, "hal.hk packets lack the channel 'battery_soc'"),
 ])
-def test_missing_corrupt_or_empty_database_is_a_clear_error(tmp_path, make, why):
+def test_missing_corrupt_empty_or_old_database_is_a_clear_error(tmp_path, make, why):
     data = tmp_path / "run"
     data.mkdir()
     make(data)

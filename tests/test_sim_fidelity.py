@@ -19,6 +19,7 @@ the ledger of a bare :class:`~sim_hw.satellite.Satellite` closes in ``test_sim_s
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import replace
 from datetime import timedelta
@@ -31,7 +32,13 @@ from flight.tle import load_tle
 from sim_hw.orbit import Orbit, OrbitError
 from sim_hw.params import SimParams
 from sim_hw.power import Battery, PowerSystem, SolarArray
-from sim_hw.thermal import KELVIN, SIGMA, CoolantLoop, absorbed_environment_w_m2, earth_view_factor_vertical_plate
+from sim_hw.thermal import (
+    KELVIN,
+    SIGMA,
+    CoolantLoop,
+    absorbed_environment_w_m2,
+    earth_view_factor_vertical_plate,
+)
 from tests.test_sim_orbit import EQUINOX, circular_orbit
 
 P = SimParams()
@@ -145,7 +152,7 @@ def test_sgp4_reproduces_every_published_verification_vector():
     for it, only a stale copy of the line before) and :meth:`Orbit.from_tle` refuses it as a bad
     TLE; case 33333 ends in SGP4 error 4 after 20 min, where its vectors stop."""
     lines = files("sgp4").joinpath("SGP4-VER.TLE").read_text().splitlines()
-    tles = {int(a[2:7]): (a[:69], b[:69]) for a, b in zip(lines, lines[1:])
+    tles = {int(a[2:7]): (a[:69], b[:69]) for a, b in itertools.pairwise(lines)
             if a.startswith("1 ") and b.startswith("2 ")}
     cases: dict[int, list[tuple[float, list[float]]]] = {}
     for line in files("sgp4").joinpath("tcppver.out").read_text().splitlines():
