@@ -188,6 +188,8 @@ def _signing_key(args: argparse.Namespace) -> keys.StationKey | None:
 
 
 def _auth_hint(args: argparse.Namespace) -> str:
+    if args.unauthenticated:
+        return "the TC was unsigned (--unauthenticated): only a run with --unauthenticated-lab takes those"
     signer = args.key or f"station {args.station!r} in {keys.keys_dir(args.keys)}"
     return f"the satellite did not authenticate this TC (signed with {signer}): check --station/--key/--keys"
 

@@ -129,3 +129,16 @@ def test_replayed_forged_and_unsigned_commands_change_nothing_even_after_a_link_
     assert ground(run, "ping", "--link", run.link, "--timeout", "5").returncode == 0, "a fresh TC still works"
     assert len(run.events("thermal.setpoint_changed")) == 1, "only the one good command changed anything"
     assert run.latest("thermal.setpoint_c") == 31.0
+
+
+def test_unauthenticated_lab_mode_only_by_its_flag_warns_and_creates_no_key(tmp_path):
+    port = free_port()
+    link = f"127.0.0.1:{port}"
+    with FlightRun(tmp_path, "--speed", "realtime", "--contact", "always", "--link", link, "--duration", "600",
+                   "--unauthenticated-lab") as run:
+        run.await_telemetry("link.contact", equals=True, timeout_s=60)
+        assert ground(run, "ping", "--link", link, "--timeout", "5", "--unauthenticated").returncode == 0
+        assert "UNAUTHENTICATED" in run.await_event("link.lab_mode")
+        assert not run.events("link.authenticated")
+    assert "WARNING: unauthenticated lab mode" in run.output
+    assert not run.keys.exists()
