@@ -16,6 +16,7 @@ from flight.bus import BusAddress
 from flight.config import RunConfig
 from flight.dictionary import CommandError, Dictionary
 from flight.dispatcher import Dispatcher
+from flight.ground.pus import decode_hk, encode_hk
 from flight.hal import N_GPUS
 from flight.jobs.model import GPU_MAX_CLOCK_MHZ, Job
 from flight.jobs.radiation import FENCE_WINDOW_S, EccMonitor
@@ -382,3 +383,23 @@ def test_cross_argument_checks_are_validation_errors(tmp_path):
             h.runner.execute("submit", {**GOOD, **bad})
         assert err.value.code == "VALIDATION_ERROR"
     assert not h.runner.jobs
+
+
+def test_a_gpu_going_offline_rolls_its_job_back_and_requeues_it_elsewhere(tmp_path):
+    h = Harness(tmp_path)
+    h.runner.execute("submit", {**GOOD, "gpus_min": 2, "gpus_max": 2})
+    h.tick(25)  # checkpoint at 20 s of compute (40 GPU-s) done by tick 23
+    gpus = list(h.runner.jobs[1].gpus)
+    h.online[gpus[0]] = False
+    h.tick()
+    (rolled,) = h.events("job_rolled_back")
+    assert rolled["args"]["checkpoint_gpu_s"] == pytest.approx(40.0) and "offline" in rolled["message"]
+    job1 = h.runner.jobs[1]
+    assert job1.state == "running" and gpus[0] not in job1.gpus, "placed again on online GPUs in the same tick"
+
+
+def test_the_housekeeping_packet_encodes_for_the_space_link(tmp_path):
+    h = Harness(tmp_path, workload="saturate")
+    h.tick(10)
+    component, values = decode_hk(Dictionary([JobRunner.COMPONENT]), encode_hk(JobRunner.COMPONENT, h.hk()))
+    assert component.name == "jobs" and values["gpus_busy"] == N_GPUS and len(values["gpu_job_id"]) == N_GPUS
