@@ -28,8 +28,6 @@ import numpy as np
 GPU_MAX_CLOCK_MHZ = 1965.0
 """Full-speed graphics clock of a B200-class GPU (NVIDIA B200 boost clock; estimate)."""
 
-KINDS = ("synthetic",)
-STATES = ("queued", "running", "paused", "completed", "cancelled", "failed")
 FINAL_STATES = frozenset({"completed", "cancelled", "failed"})
 
 
@@ -70,10 +68,6 @@ class Job:
     """What the checkpoint in progress still has to pay."""
     park_after_checkpoint: bool = False
     """Leave the GPUs once the checkpoint in progress completes (a pause)."""
-
-    @property
-    def final(self) -> bool:
-        return self.state in FINAL_STATES
 
     def order_key(self) -> tuple:
         """Scheduling order: highest priority first, then earliest deadline, then oldest."""

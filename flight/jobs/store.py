@@ -111,10 +111,9 @@ class JobStore:
         """``{gpu: time fenced}``."""
         return dict(self.db.execute("SELECT gpu, time_s FROM fenced"))
 
-    def uncorrectable_since(self, time_s: float) -> list[tuple[int, float]]:
-        """``(gpu, time_s)`` of every uncorrectable error at or after ``time_s``."""
-        return list(self.db.execute("SELECT gpu, time_s FROM ecc_uncorrectable WHERE time_s >= ? ORDER BY time_s",
-                                    (time_s,)))
+    def uncorrectable(self) -> list[tuple[int, float]]:
+        """``(gpu, time_s)`` of every recorded uncorrectable error, oldest first."""
+        return list(self.db.execute("SELECT gpu, time_s FROM ecc_uncorrectable ORDER BY time_s"))
 
     # -- writing -----------------------------------------------------------------------
     def add(self, job: Job) -> None:

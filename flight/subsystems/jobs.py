@@ -169,8 +169,8 @@ class JobRunner(Subsystem):
         for gpu in self.store.fenced():
             self.fenced[gpu] = True
         # the window is judged against frame time, which a fresh process learns only from
-        # its first frame; keep the whole recent history and let the monitor prune it
-        self.ecc = EccMonitor(N_GPUS, self.store.uncorrectable_since(-np.inf))
+        # its first frame: hand over the whole history and let the monitor prune it
+        self.ecc = EccMonitor(N_GPUS, self.store.uncorrectable())
         for job in self.store.load_active():
             self.jobs[job.job_id] = job
         self.to_restore = [j for j in self.jobs.values() if j.checkpoint_s is not None]
