@@ -75,7 +75,7 @@ def alive(pid: int) -> bool:
 
 
 class FlightRun:
-    """``flight run`` as a subprocess with its data in ``tmp_path``; stopped (SIGINT, then
+    """``flight run`` as a subprocess with its data in ``tmp_path`` and a free link port; stopped (SIGINT, then
     SIGKILL of the whole process group) on exit, so no test leaves a process behind. Its
     ground-station keys are in ``tmp_path / "keys"`` (``RACKFLIGHT_KEYS_DIR``, also set in
     ``self.env`` for ground tools), never in the user's own key directory."""
@@ -85,8 +85,10 @@ class FlightRun:
         self.keys = tmp_path / "keys"
         self.env = {**os.environ, "RACKFLIGHT_KEYS_DIR": str(self.keys)}
         self.summary_path = tmp_path / "summary.json"
+        # a port of its own unless the test names one: runs side by side must not collide
+        link = () if "--link" in args else ("--link", f"127.0.0.1:{free_port()}")
         self.argv = [sys.executable, "-m", "flight.cli", "run", "--data", str(self.data), "--no-progress",
-                     "--summary-json", str(self.summary_path), *args]
+                     "--summary-json", str(self.summary_path), *link, *args]
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "FlightRun":
