@@ -62,6 +62,24 @@ def test_progress_follows_the_clock_and_rollback_returns_to_the_checkpoint():
     assert j.rollback() == pytest.approx(2.0) and j.done_gpu_s == pytest.approx(5.0)
 
 
+@settings(max_examples=200, deadline=None)
+@given(speeds=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=400), interval=st.floats(10.0, 100.0),
+       cost=st.floats(0.0, 10.0), gpus=st.integers(1, 8))
+def test_work_at_risk_never_exceeds_one_interval_of_compute(speeds, interval, cost, gpus):
+    j = job(gpus_min=gpus, gpus_max=gpus, work_gpu_s=1e4, checkpoint_interval_s=interval, checkpoint_cost_s=cost)
+    j.start(list(range(gpus)))
+    done = 0.0
+    for speed in speeds:
+        useful, what = j.advance(speed * gpus, 1.0)
+        done += useful
+        assert j.checkpoint_gpu_s <= j.done_gpu_s <= j.work_gpu_s
+        assert j.since_checkpoint_s <= interval + 1e-9, "never computes past the interval unsaved"
+        assert j.done_gpu_s - j.checkpoint_gpu_s <= interval * gpus + 1e-6, "a crash loses <= one interval of work"
+        if what == "completed":
+            break
+    assert done == pytest.approx(j.done_gpu_s)
+
+
 # -- scheduler ----------------------------------------------------------------------------
 def test_placement_by_priority_then_deadline_with_backfill_and_gpus_max():
     big = job(1, priority=9, gpus_min=6, gpus_max=6)
@@ -373,6 +391,23 @@ def test_hostile_submit_arguments_through_the_dispatcher_change_nothing(dispatch
         assert _snapshot(h) == before
     else:
         assert len(_snapshot(h)[1]) == len(before[1]) + 1
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["cancel", "pause", "resume", "unfence", "list", "nope"]),
+       args=st.one_of(hostile(70), st.dictionaries(
+           st.sampled_from(["job_id", "gpu"]),
+           st.one_of(st.integers(-2**70, 2**70), st.floats(allow_nan=True), st.text(max_size=5), st.none()),
+           min_size=1)))
+def test_hostile_arguments_to_any_command_change_nothing_when_refused(submit_harness, name, args):
+    h = submit_harness
+    before = (_snapshot(h), h.runner.fenced.copy())
+    try:
+        h.runner.execute(name, args)
+    except CommandError as exc:
+        assert exc.code in ("INVALID_OPCODE", "VALIDATION_ERROR", "FORMAT_ERROR", "EXECUTION_ERROR")
+        after = (_snapshot(h), h.runner.fenced.copy())
+        assert after[0] == before[0] and (after[1] == before[1]).all()
 
 
 def test_cross_argument_checks_are_validation_errors(tmp_path):
