@@ -3,8 +3,11 @@ accounting, and the subsystem driven frame by frame (a "crash" is dropping the o
 without closing anything and building a new one on the same data directory). Hostile
 ``jobs.submit`` arguments go through the handler and through a real dispatcher."""
 
+import hashlib
 import itertools
+import signal
 import sqlite3
+import time
 
 import numpy as np
 import pytest
@@ -18,6 +21,7 @@ from flight.dictionary import CommandError, Dictionary
 from flight.dispatcher import Dispatcher
 from flight.ground.pus import decode_hk, encode_hk
 from flight.hal import N_GPUS
+from flight.jobs.command import ProgramRun
 from flight.jobs.model import GPU_MAX_CLOCK_MHZ, Job
 from flight.jobs.radiation import FENCE_WINDOW_S, EccMonitor
 from flight.jobs.scheduler import place
@@ -26,7 +30,7 @@ from flight.messages import Encoder, decode
 from flight.subsystems.jobs import JobRunner
 
 GOOD = {"gpus_min": 4, "gpus_max": 8, "work_gpu_s": 1000.0, "priority": 5, "checkpoint_interval_s": 20.0,
-        "checkpoint_cost_s": 2.0, "deadline_s": 0.0, "critical": False}
+        "checkpoint_cost_s": 2.0, "deadline_s": 0.0, "critical": False, "kind": "synthetic"}
 
 
 def job(job_id=1, **kw):
@@ -40,7 +44,7 @@ def test_a_job_checkpoints_every_interval_paying_the_cost_and_completes_exactly_
     j = job(work_gpu_s=50.0)
     j.start([0, 1])
     log, checkpoints = [], []
-    for _ in range(40):
+    while not log or log[-1][1] != "completed":
         log.append(j.advance(2.0, 1.0))  # 2 GPUs at full clock
         if log[-1][1] == "checkpointed":
             checkpoints.append((len(log) - 1, j.checkpoint_gpu_s))
@@ -438,3 +442,99 @@ def test_the_housekeeping_packet_encodes_for_the_space_link(tmp_path):
     h.tick(10)
     component, values = decode_hk(Dictionary([JobRunner.COMPONENT]), encode_hk(JobRunner.COMPONENT, h.hk()))
     assert component.name == "jobs" and values["gpus_busy"] == N_GPUS and len(values["gpu_job_id"]) == N_GPUS
+
+
+# -- command jobs: a real program ------------------------------------------------------------
+def finish(run, timeout_s=60.0):
+    """Everything ``run`` says until it exits."""
+    said, deadline = [], time.monotonic() + timeout_s
+    while not run.exited:
+        assert time.monotonic() < deadline, f"program still running; said {said[-3:]}"
+        said += run.poll()
+        time.sleep(0.01)
+    return said
+
+
+def await_word(run, word, timeout_s=30.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for w, value in run.poll():
+            if w == word:
+                return value
+        time.sleep(0.01)
+    raise AssertionError(f"no {word!r} from the program")
+
+
+STEPS = 5000
+
+
+@pytest.fixture(scope="module")
+def reference_digest(tmp_path_factory):
+    """Digest of matmul, STEPS steps, seed 1, never interrupted."""
+    said = finish(ProgramRun("flight.jobs.matmul", tmp_path_factory.mktemp("ref") / "1", STEPS, 1))
+    assert said[-1] == ("exit", "0")
+    return dict(said)["done"]
+
+
+def test_a_program_killed_after_a_checkpoint_resumes_to_the_same_result(tmp_path, reference_digest):
+    run = ProgramRun("flight.jobs.matmul", tmp_path / "1", STEPS, 1)
+    await_word(run, "progress")
+    assert run.request_checkpoint()
+    saved = int(await_word(run, "checkpoint"))
+    run.kill()
+    assert 0 <= saved < STEPS and (tmp_path / "1" / "checkpoint.npz").exists()
+    again = ProgramRun("flight.jobs.matmul", tmp_path / "1", STEPS, 1)
+    said = finish(again)
+    assert int(said[0][1]) == saved, "resumed from the checkpoint, not from the start"
+    assert dict(said)["done"] == reference_digest and said[-1] == ("exit", "0")
+
+
+def test_a_stopped_program_checkpoints_and_exits_cleanly(tmp_path):
+    run = ProgramRun("flight.jobs.matmul", tmp_path / "1", 10**6, 1)
+    run.stop()  # before it is ready: sent once it is
+    said = finish(run)
+    assert [w for w, _ in said if w != "progress"] == ["checkpoint", "exit"] and said[-1] == ("exit", "0")
+
+
+def tick_until(h, predicate, timeout_s=60.0):
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        h.tick()
+        time.sleep(0.005)
+
+
+def test_a_command_job_survives_a_pause_and_a_runner_crash_and_its_output_is_kept(tmp_path, reference_digest):
+    h = Harness(tmp_path)
+    h.runner.execute("submit", {**GOOD, "kind": "matmul", "gpus_min": 2, "gpus_max": 2, "work_gpu_s": float(STEPS),
+                                "checkpoint_interval_s": 10.0})
+    job1 = h.runner.jobs[1]
+    tick_until(h, lambda: job1.state == "running" and job1.done_gpu_s > 0)
+    h.runner.execute("pause", {"job_id": 1})
+    tick_until(h, lambda: job1.state == "paused")
+    assert 1 not in h.runner.programs and job1.checkpoint_gpu_s > 0
+    assert rows(tmp_path / "jobs.sqlite", "SELECT state FROM jobs") == [("paused",)]
+    paused_at = job1.checkpoint_gpu_s
+    h.runner.execute("resume", {"job_id": 1})
+    tick_until(h, lambda: job1.checkpoint_gpu_s > paused_at)  # restarted from the pause, checkpointed again
+    # kill -9 of the job runner: its program gets SIGTERM (PR_SET_PDEATHSIG) and checkpoints
+    h.runner.programs[1].proc.send_signal(signal.SIGTERM)
+    h.runner.programs[1].proc.wait()
+    h2 = Harness(tmp_path)
+    job1 = h2.runner.jobs[1]
+    tick_until(h2, lambda: not h2.runner.jobs)
+    (result,) = rows(tmp_path / "jobs.sqlite", "SELECT outcome, detail FROM results")
+    assert result[0] == "completed" and f"sha256 {reference_digest}" in result[1]
+    output = np.load(tmp_path / "results" / "job-1.npy")
+    assert hashlib.sha256(output.tobytes()).hexdigest() == reference_digest
+    assert len(h2.events("job_completed")) == 1 and not (tmp_path / "jobs" / "1").exists()
+
+
+def test_a_program_that_dies_fails_its_job(tmp_path):
+    h = Harness(tmp_path)
+    h.runner.execute("submit", {**GOOD, "kind": "matmul", "gpus_min": 1, "gpus_max": 1, "work_gpu_s": 10**6})
+    tick_until(h, lambda: 1 in h.runner.programs and h.runner.programs[1].ready)
+    h.runner.programs[1].proc.kill()  # as the kernel's OOM killer would
+    tick_until(h, lambda: not h.runner.jobs)
+    (failed,) = h.events("job_failed")
+    assert "exited with -9" in failed["message"]

@@ -4,15 +4,16 @@ Work is measured in GPU-seconds at full clock: a GPU running at clock ``c`` and 
 ``u`` contributes ``min(c / GPU_MAX_CLOCK_MHZ, 1) * u`` GPU-s per second (throughput follows
 the clock: DESIGN.md, GPU model). A running job alternates two phases:
 
-* ``compute``: its GPUs' throughput goes into ``done_gpu_s``; after ``checkpoint_interval_s``
-  of simulated running time since the last checkpoint it enters ``checkpoint``;
+* ``compute``: its GPUs' throughput goes into ``done_gpu_s``; before a tick that would take
+  its compute time since the last checkpoint past ``checkpoint_interval_s`` it enters
+  ``checkpoint`` instead (a tick longer than the interval still computes one tick);
 * ``checkpoint``: its GPUs' throughput pays ``checkpoint_cost_s`` seconds of full-clock time
   on each of its GPUs (``checkpoint_cost_s * len(gpus)`` GPU-s) and makes no progress, so the
   state written when the checkpoint completes is the state it started from. Only then is
   ``checkpoint_gpu_s`` (what a crash or rollback returns to) advanced.
 
 So a crash loses at most the work of one checkpoint interval: the compute time since the
-last completed checkpoint never exceeds ``checkpoint_interval_s``.
+last completed checkpoint never exceeds ``checkpoint_interval_s`` (or one tick, if longer).
 
 States (the durable ones are stored, :mod:`flight.jobs.store`): ``queued`` (waiting for
 GPUs), ``running`` (in memory only: a restart requeues), ``paused`` (held by command),
@@ -40,6 +41,8 @@ def gpu_speed(frame: dict) -> np.ndarray:
 class Job:
     """One job. Units: GPU-s at full clock for work, simulated seconds for times.
 
+    ``kind`` is ``synthetic`` (advanced here, by the GPUs' clocks) or the name of a program
+    (:data:`flight.jobs.command.PROGRAMS`, whose own reports move ``done_gpu_s``: steps).
     ``deadline_s`` is ``None`` for no deadline. ``gpus_min <= gpus_max``; a running job holds
     between the two (``gpus``). ``done_gpu_s`` is live progress, ``checkpoint_gpu_s`` the
     progress of the last completed checkpoint (0 before the first) taken at ``checkpoint_s``.
@@ -117,15 +120,18 @@ class Job:
                 return 0.0, None
             self._finish_checkpoint()
             return 0.0, "checkpointed"
+        saved = False
+        if self.since_checkpoint_s > 0 and self.since_checkpoint_s + dt_s > self.checkpoint_interval_s + 1e-9:
+            # this tick would take the unsaved compute past the interval: checkpoint first
+            self.begin_checkpoint()
+            if self.cost_left_gpu_s > 1e-9:
+                return self.advance(step_gpu_s, dt_s)  # the tick pays for the checkpoint
+            self._finish_checkpoint()  # a free checkpoint completes at once
+            saved = True
         step = min(step_gpu_s, self.work_gpu_s - self.done_gpu_s)
         self.done_gpu_s += step
         self.since_checkpoint_s += dt_s
         if self.done_gpu_s >= self.work_gpu_s - 1e-9:
             self.done_gpu_s = self.work_gpu_s
             return step, "completed"
-        if self.since_checkpoint_s >= self.checkpoint_interval_s - 1e-9:
-            self.begin_checkpoint()
-            if self.cost_left_gpu_s <= 1e-9:  # a free checkpoint completes at once
-                self._finish_checkpoint()
-                return step, "checkpointed"
-        return step, None
+        return step, "checkpointed" if saved else None

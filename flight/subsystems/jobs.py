@@ -6,11 +6,14 @@ Each tick (rate group ``run``):
    uncorrectable error rolls the job on that GPU back to its last checkpoint; a GPU with 3
    within an hour is fenced (durably) and its job requeued. A GPU that goes offline rolls
    its job back and requeues it too.
-2. Every running job advances by its GPUs' actual throughput (:mod:`flight.jobs.model`),
-   checkpointing every ``checkpoint_interval_s``; completed checkpoints and completions are
-   written to ``<data dir>/jobs.sqlite`` (:mod:`flight.jobs.store`), completions in the
-   transaction that records the result, so each is announced once. A job past its deadline
-   fails.
+2. Every running synthetic job advances by its GPUs' actual throughput
+   (:mod:`flight.jobs.model`); a command job's program (a real process,
+   :mod:`flight.jobs.command`) reports its own progress. Both checkpoint every
+   ``checkpoint_interval_s``; a pause stops a program, which checkpoints and exits, and a
+   finished program's output is kept under ``<data dir>/results/``. Completed checkpoints
+   and completions are written to ``<data dir>/jobs.sqlite`` (:mod:`flight.jobs.store`),
+   completions in the transaction that records the result, so each is announced once. A
+   job past its deadline fails.
 3. Queued jobs are placed on free, online, unfenced GPUs (:mod:`flight.jobs.scheduler`).
 4. The runner offers load on exactly the GPUs it uses (``gpu_load_frac``) and publishes
    per-GPU priority weights for the power manager's allocator (data product
@@ -36,10 +39,15 @@ throws away; ``goodput_gpu_s_per_s`` counts only completed jobs, from the store.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+
 import numpy as np
 
 from flight.dictionary import Arg, Channel, Command, CommandError, Component, Event
 from flight.hal import N_GPUS
+from flight.jobs.command import PROGRAMS, ProgramRun
 from flight.jobs.model import Job, gpu_speed
 from flight.jobs.radiation import FENCE_COUNT, FENCE_WINDOW_S, EccMonitor
 from flight.jobs.scheduler import place
@@ -52,6 +60,8 @@ LIST_MAX = 40
 """Jobs named in one ``jobs.list`` answer (the rest are counted)."""
 SYNTHETIC_CHECKPOINT_INTERVAL_S = 300.0
 SYNTHETIC_CHECKPOINT_COST_S = 5.0
+PROGRAM_STOP_WAIT_S = 2.0
+"""How long a stopping job runner waits for its programs' last checkpoints."""
 JOB_ID = Arg("job_id", "int", "", 1, 2**31 - 1, doc="Job id from jobs.submit.")
 
 
@@ -72,7 +82,10 @@ class JobRunner(Subsystem):
                 Arg("deadline_s", "float", "s", 0.0, 1e12,
                     doc="Simulated time by which the job must finish, else it fails; 0 for none."),
                 Arg("critical", "bool", doc="Job whose results matter most (recorded with the job)."),
-            ), doc="Queue a synthetic job; durable before the command completes."),
+                Arg("kind", "str", choices=("synthetic", *PROGRAMS),
+                    doc="synthetic (progress follows the GPU clocks) or a program run as a real process "
+                        "(flight.jobs.command), work_gpu_s being its number of steps."),
+            ), doc="Queue a job; durable before the command completes."),
             Command("cancel", 2, (JOB_ID,), doc="Cancel a queued, paused or running job."),
             Command("pause", 3, (JOB_ID,),
                     doc="Hold a job; a running one first completes a checkpoint, then leaves its GPUs."),
@@ -157,6 +170,8 @@ class JobRunner(Subsystem):
         self.placed_weight = np.zeros(N_GPUS)
         self.moved = False
         """A job started or stopped since :meth:`_placement` last ran."""
+        self.programs: dict[int, ProgramRun] = {}
+        """The running programs of command jobs, by job id."""
 
     # -- life cycle ----------------------------------------------------------------------
     def on_start(self) -> None:
@@ -176,6 +191,14 @@ class JobRunner(Subsystem):
         self.to_restore = [j for j in self.jobs.values() if j.checkpoint_s is not None]
 
     def on_stop(self) -> None:
+        """Let every program write a last checkpoint (briefly), then close the store."""
+        for run in self.programs.values():
+            run.stop()
+        for run in self.programs.values():
+            try:
+                run.proc.wait(PROGRAM_STOP_WAIT_S)
+            except subprocess.TimeoutExpired:
+                run.kill()
         if self.store is not None:
             self.store.close()
 
@@ -198,7 +221,7 @@ class JobRunner(Subsystem):
 
     def cmd_submit(self, gpus_min: int, gpus_max: int, work_gpu_s: float, priority: int,
                    checkpoint_interval_s: float, checkpoint_cost_s: float, deadline_s: float,
-                   critical: bool) -> str:
+                   critical: bool, kind: str) -> str:
         if gpus_min > gpus_max:
             raise CommandError("VALIDATION_ERROR", f"gpus_min {gpus_min} > gpus_max {gpus_max}")
         if checkpoint_cost_s > checkpoint_interval_s:
@@ -207,7 +230,7 @@ class JobRunner(Subsystem):
         if deadline_s and deadline_s <= self.time_s:
             raise CommandError("VALIDATION_ERROR", f"deadline_s {deadline_s:g} is not after now ({self.time_s:g} s)")
         job = Job(self.next_id, priority, gpus_min, gpus_max, work_gpu_s, checkpoint_interval_s, checkpoint_cost_s,
-                  deadline_s or None, critical, submitted_s=self.time_s)
+                  deadline_s or None, critical, kind, submitted_s=self.time_s)
         self._add(job)
         self.event("job_submitted", job_id=job.job_id, gpus_min=gpus_min, gpus_max=gpus_max,
                    work_gpu_s=work_gpu_s, priority=priority)
@@ -230,7 +253,9 @@ class JobRunner(Subsystem):
             self.event("job_paused", job_id=job_id, checkpoint_gpu_s=job.checkpoint_gpu_s)
             return f"job {job_id} paused"
         job.park_after_checkpoint = True
-        if job.phase == "compute":
+        if job.job_id in self.programs:
+            self.programs[job.job_id].stop()
+        elif job.phase == "compute":
             job.begin_checkpoint()
         return f"job {job_id} pausing after its checkpoint"
 
@@ -267,7 +292,15 @@ class JobRunner(Subsystem):
     # -- the tick ------------------------------------------------------------------------
     def _stop(self, job: Job, state: str) -> None:
         self.moved = self.moved or job.state == "running"
+        run = self.programs.pop(job.job_id, None)
+        if run is not None:
+            run.kill()
         job.stop(state)
+
+    def _launch(self, job: Job) -> None:
+        """Start (or restart, from its checkpoint file) the program of a command job."""
+        self.programs[job.job_id] = ProgramRun(PROGRAMS[job.kind], self.config.data_path / "jobs" / str(job.job_id),
+                                               int(np.ceil(job.work_gpu_s)), job.job_id)
 
     def _finish(self, job: Job, outcome: str, detail: str = "") -> bool:
         """Finish ``job`` durably; True if this call finished it (announce it then)."""
@@ -287,6 +320,9 @@ class JobRunner(Subsystem):
             self.event("job_paused", job_id=job.job_id, checkpoint_gpu_s=job.checkpoint_gpu_s)
         elif requeue:
             self._stop(job, "queued")
+        elif job.job_id in self.programs:  # the program starts again from its checkpoint file
+            self.programs.pop(job.job_id).kill()
+            self._launch(job)
 
     def _radiation(self, frame: dict) -> None:
         for gpu, count, window_full in self.ecc.observe(frame["gpu_ecc_corrected"], frame["gpu_ecc_uncorrected"],
@@ -330,16 +366,15 @@ class JobRunner(Subsystem):
             if not all_online and not online[job.gpus].all():
                 self._rollback(job, "GPU offline", requeue=True)
                 continue
+            if job.kind != "synthetic":
+                done_now += self._drive(job, dt_s)
+                continue
             useful, what = job.advance(step, dt_s)
             done_now += useful
             if what == "completed":
-                if self._finish(job, "completed"):
-                    self.completed += 1
-                    self.finished_gpu_s += job.work_gpu_s
-                    self.event("job_completed", job_id=job.job_id, work_gpu_s=job.work_gpu_s)
+                self._complete(job)
             elif what == "checkpointed":
-                self.store.checkpoint(job.job_id, self.time_s, job.checkpoint_gpu_s)
-                job.checkpoint_s = self.time_s
+                self._checkpointed(job)
                 if job.park_after_checkpoint:
                     self._stop(job, "paused")
                     self.event("job_paused", job_id=job.job_id, checkpoint_gpu_s=job.checkpoint_gpu_s)
@@ -348,6 +383,62 @@ class JobRunner(Subsystem):
                 self.failed += 1
                 self.event("job_failed", job_id=job.job_id, why=f"missed its deadline {job.deadline_s:g} s")
         return done_now
+
+    def _complete(self, job: Job, detail: str = "") -> None:
+        if self._finish(job, "completed", detail):
+            self.completed += 1
+            self.finished_gpu_s += job.work_gpu_s
+            self.event("job_completed", job_id=job.job_id, work_gpu_s=job.work_gpu_s)
+
+    def _checkpointed(self, job: Job) -> None:
+        self.store.checkpoint(job.job_id, self.time_s, job.checkpoint_gpu_s)
+        job.checkpoint_s = self.time_s
+
+    def _drive(self, job: Job, dt_s: float) -> float:
+        """One tick of a command job: read what its program said, ask for a checkpoint every
+        ``checkpoint_interval_s``, settle its exit. Returns the steps it reported done."""
+        run = self.programs[job.job_id]
+        before = job.done_gpu_s
+        for word, value in run.poll():
+            if word == "progress":
+                job.done_gpu_s = min(float(value), job.work_gpu_s)
+            elif word == "checkpoint":
+                job.done_gpu_s = job.checkpoint_gpu_s = min(float(value), job.work_gpu_s)
+                self._checkpointed(job)
+            elif word == "done":
+                job.done_gpu_s, run.digest = job.work_gpu_s, value
+            elif word == "bad":
+                run.stop()
+                run.digest = None
+                run.problem = f"unreadable output {value!r}"
+            elif word == "exit":
+                self._exited(job, run, int(value))
+                return job.done_gpu_s - before
+        job.since_checkpoint_s += dt_s
+        if job.since_checkpoint_s >= job.checkpoint_interval_s and run.request_checkpoint():
+            job.since_checkpoint_s = 0.0
+        return job.done_gpu_s - before
+
+    def _exited(self, job: Job, run: ProgramRun, code: int) -> None:
+        """Settle a program that exited: completed (its output kept for downlink), stopped
+        for a pause or requeue, or failed."""
+        workdir = run.workdir
+        if code == 0 and run.digest is not None and (workdir / "output.npy").exists():
+            results = self.config.data_path / "results"
+            results.mkdir(exist_ok=True)
+            os.replace(workdir / "output.npy", results / f"job-{job.job_id}.npy")
+            self._complete(job, f"sha256 {run.digest} results/job-{job.job_id}.npy")
+            shutil.rmtree(workdir, ignore_errors=True)
+        elif code == 0 and run.stopping and run.problem is None:
+            state = "paused" if job.park_after_checkpoint else "queued"
+            self._stop(job, state)
+            if state == "paused":
+                self.event("job_paused", job_id=job.job_id, checkpoint_gpu_s=job.checkpoint_gpu_s)
+        else:
+            why = run.problem or f"program exited with {code}"
+            if self._finish(job, "failed", why):
+                self.failed += 1
+                self.event("job_failed", job_id=job.job_id, why=why)
 
     def _top_up(self, free_gpus: int) -> None:
         """Keep enough synthetic work queued to fill every free GPU (saturating workload)."""
@@ -373,6 +464,8 @@ class JobRunner(Subsystem):
             self._top_up(int(free.size))
         for job, gpus in place((j for j in self.jobs.values() if j.state == "queued"), free.tolist()):
             job.start(gpus)
+            if job.kind != "synthetic":
+                self._launch(job)
             self.moved = True
             self.event("job_started", job_id=job.job_id, gpus=len(gpus), checkpoint_gpu_s=job.checkpoint_gpu_s,
                        work_gpu_s=job.work_gpu_s)

@@ -13,6 +13,7 @@ bus, as the link manager talks to it) between the kills. After the run:
   full clock; the check allows for it.
 """
 
+import hashlib
 import itertools
 import os
 import random
@@ -29,11 +30,14 @@ import zmq
 
 from flight import bus
 from flight.config import RunConfig
+from flight.jobs.command import ProgramRun
 from flight.messages import Encoder, decode
 from tests.predicates import FlightRun, free_port
 
 pytestmark = pytest.mark.slow
 KILLS = 4
+PROGRAM_STEPS = 15_000
+"""Steps of the matmul command job that runs through the kills (a few seconds of numpy)."""
 INTERVAL_S = 120.0
 COST_S = 1.0
 HK_PERIOD_S = 10.0
@@ -45,12 +49,12 @@ def run_config(pid: int) -> RunConfig:
     return RunConfig.from_json(argv[4].decode())
 
 
-def submit(sock: zmq.Socket, n: int, timeout_s: float = 30.0) -> int:
+def submit(sock: zmq.Socket, n: int, timeout_s: float = 30.0, **override) -> int:
     """``jobs.submit`` through the dispatcher until one completes (a job runner just
     restarted refuses commands until it has connected); the job id it was given."""
     enc = Encoder("test")
     args = {"gpus_min": 8, "gpus_max": 8, "work_gpu_s": 8 * 500.0, "priority": 9, "checkpoint_interval_s": INTERVAL_S,
-            "checkpoint_cost_s": COST_S, "deadline_s": 0.0, "critical": n % 2 == 0}
+            "checkpoint_cost_s": COST_S, "deadline_s": 0.0, "critical": n % 2 == 0, "kind": "synthetic", **override}
     deadline = time.monotonic() + timeout_s
     for attempt in itertools.count():
         assert time.monotonic() < deadline, f"no jobs.submit completed within {timeout_s} s"
@@ -78,6 +82,7 @@ def test_kill_9_of_the_job_runner_loses_no_job_and_completes_each_once(tmp_path)
         ctx = zmq.Context()
         sock = bus.dealer(ctx, config.bus, "durability-test")
         try:
+            program = submit(sock, 1000, kind="matmul", work_gpu_s=float(PROGRAM_STEPS), gpus_min=4, gpus_max=4)
             for n in range(KILLS):
                 acknowledged += [submit(sock, 2 * n), submit(sock, 2 * n + 1)]
                 time.sleep(rnd.uniform(0.3, 2.0))
@@ -91,9 +96,10 @@ def test_kill_9_of_the_job_runner_loses_no_job_and_completes_each_once(tmp_path)
         finally:
             ctx.destroy(linger=0)
         deadline = time.monotonic() + 60
-        while not any(m.startswith(f"job {last} completed") for m in run.events("jobs.job_completed")):
-            assert time.monotonic() < deadline, f"job {last} did not complete"
-            time.sleep(0.2)
+        for job_id in (last, program):
+            while not any(m.startswith(f"job {job_id} completed") for m in run.events("jobs.job_completed")):
+                assert time.monotonic() < deadline, f"job {job_id} did not complete"
+                time.sleep(0.2)
         run.interrupt()
         assert run.wait(timeout_s=60) == 130
     assert run.summary()["restarts"] == KILLS
@@ -139,3 +145,17 @@ def test_kill_9_of_the_job_runner_loses_no_job_and_completes_each_once(tmp_path)
                     f"job {job_id} resumed at {restored.get(job_id)} GPU-s, its last checkpoint was {saved[-1]}")
                 checked += 1
     assert checked, "some job running at a crash was resumed from its checkpoint"
+
+    # the command job's program was stopped by each crash and resumed from its own checkpoint
+    starts = [m for m in run.events("jobs.job_started") if m.startswith(f"job {program} started")]
+    assert len(starts) >= 2, "the program ran across at least one crash"
+    (detail,) = jobs_db.execute("SELECT detail FROM results WHERE job_id = ? AND outcome = 'completed'",
+                                (program,)).fetchone()
+    output = np.load(run.data / "results" / f"job-{program}.npy")
+    digest = hashlib.sha256(output.tobytes()).hexdigest()
+    assert detail.startswith(f"sha256 {digest}")
+    reference, said = ProgramRun("flight.jobs.matmul", tmp_path / "reference", PROGRAM_STEPS, program), []
+    while not reference.exited:
+        said += reference.poll()
+        time.sleep(0.05)
+    assert dict(said).get("done") == digest, "the interrupted program's result equals an uninterrupted run's"
