@@ -10,8 +10,10 @@ Five PID loops stepped in one batched C call (:class:`flight.control.thermal_pid
   conductance), never below ``PUMP_MIN_FRAC`` so the loop keeps circulating.
 
 Per-GPU thermal headroom (the power at which each GPU would sit at ``gpu_target_c``) comes
-from :func:`flight.control.thermal_pid.thermal_headroom_w` and is published every tick as
-the data product ``thermal.headroom`` for the power manager's allocator.
+from :func:`flight.control.thermal_pid.thermal_headroom_w` and is published as the data
+product ``thermal.headroom`` for the power manager's allocator, by exception: when any GPU's
+headroom has moved more than ``HEADROOM_DEADBAND_W`` since the last publication, and at every
+housekeeping tick (so a restarted power manager catches up).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ VALVE_SLEW_PER_S = 0.05
 R_TH_C_PER_W = 0.035
 """Die-to-coolant thermal resistance of one GPU (°C/W): TIM, spreading and cold-plate
 convection for a B200-class package at full flow (estimate, ~35 K rise at 1 kW)."""
+HEADROOM_DEADBAND_W = 10.0
+"""About 0.35 K of die temperature at ``R_TH_C_PER_W``, and the power allocator's own
+hysteresis: smaller moves would not change a single power limit."""
 DEFAULT_SETPOINT_C = 25.0
 DEFAULT_GPU_TARGET_C = 80.0
 DEFAULT_GAINS = {"valves": (0.08, 0.004, 0.0), "pump": (0.05, 0.002, 0.0)}
@@ -92,6 +97,8 @@ class ThermalController(Subsystem):
         self.setpoints = np.empty(N_ZONES + 1)
         self.measurements = np.empty(N_ZONES + 1)
         self.headroom_w = np.zeros(N_GPUS)
+        self.published_w = np.full(N_GPUS, np.inf)
+        """Headroom as last published; inf forces the first publication."""
         self.supply_c = self.hottest_c = float("nan")
 
     def _set_gains(self, loop: str, kp: float, ki: float, kd: float) -> None:
@@ -126,7 +133,10 @@ class ThermalController(Subsystem):
         self.actuate(radiator_valve_frac=out[:N_ZONES].copy(), pump_speed_frac=float(out[PUMP]))
         thermal_headroom_w(temps, frame["gpu_power_w"], self.gpu_target_c, R_TH_C_PER_W, out=self.headroom_w)
         self.headroom_w[~online] = 0.0
-        self.publish_data("headroom", gpu_headroom_w=self.headroom_w)
+        if (np.max(np.abs(self.headroom_w - self.published_w)) > HEADROOM_DEADBAND_W
+                or self.tick % self.config.hk_period_ticks == 0):
+            self.publish_data("headroom", gpu_headroom_w=self.headroom_w)
+            self.published_w[:] = self.headroom_w
         self.supply_c, self.hottest_c = supply, hottest
 
     def housekeeping(self) -> None:
