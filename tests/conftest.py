@@ -1,6 +1,26 @@
-"""Shared pytest options: ``--hal ENDPOINT`` points the HIL suite at a rig."""
+"""Shared pytest options and fixtures: ``--hal ENDPOINT`` points the HIL suite at a rig;
+``harness`` and ``ground`` are a link manager on loopback and a ground station talking to it."""
+
+import pytest
+
+from tests.link_harness import Ground, LinkHarness
 
 
 def pytest_addoption(parser):
     parser.addoption("--hal", default=None, metavar="ENDPOINT",
                      help="HAL endpoint of a rig for tests/hil (default: start a sim_hw of our own)")
+
+
+@pytest.fixture
+def harness(tmp_path):
+    h = LinkHarness(tmp_path)
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def ground(harness):
+    harness.frame()
+    g = Ground(harness)
+    yield g
+    g.close()

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from flight.ground import cli, keys
-from tests.test_link import THERMAL_HK, LinkHarness
+from tests.link_harness import THERMAL_HK, LinkHarness
 
 FRAME_PERIOD_S = 0.05
 """Wall seconds per served tick (one onboard second each)."""

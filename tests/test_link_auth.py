@@ -17,7 +17,7 @@ from spacepackets.ecss.tc import InvalidTcCrc16Error, PusTc
 from flight.ground import keys, pus, sdls
 from flight.ground.sdls import ArsnCounter, AuthenticationError, ReplayGuard, StationKey, protect, unprotect
 from flight.subsystems import link as link_module
-from tests.test_link import DICT, Ground, LinkHarness, _kinds, _ping, _setpoint, _verification
+from tests.link_harness import DICT, Ground, LinkHarness, _kinds, _ping, _setpoint, _verification
 
 KEY = StationKey("local", 1, bytes(range(32)))
 KEYS = {KEY.spi: KEY}
@@ -125,21 +125,6 @@ def test_a_number_that_cannot_be_stored_is_not_accepted(tmp_path):
 
 
 # -- the link manager ----------------------------------------------------------------------------
-@pytest.fixture
-def harness(tmp_path):
-    h = LinkHarness(tmp_path)
-    yield h
-    h.close()
-
-
-@pytest.fixture
-def ground(harness):
-    harness.frame()
-    g = Ground(harness)
-    yield g
-    g.close()
-
-
 def _forgeries(ground: Ground) -> dict[str, bytes]:
     key = ground.harness.key
     flipped_mac = bytearray(ground.signed(_setpoint(31.0)).pack())

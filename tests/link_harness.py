@@ -1,0 +1,240 @@
+"""Test harness of the link manager: a LinkManager on a free loopback port run as its process
+runtime runs it (``LinkHarness``), a ground station that talks to it over real TCP and reads
+every TM with spacepackets' own readers (``Ground``), and the packets tests send."""
+
+
+import socket
+import struct
+import time
+from collections import deque
+
+import zmq
+from spacepackets.ccsds.spacepacket import PacketId, PacketType, parse_space_packets
+from spacepackets.ccsds.time import CdsShortTimestamp
+from spacepackets.ecss.pus_1_verification import ManagedParamsVerification, Service1Tm
+from spacepackets.ecss.pus_17_test import Service17Tm
+from spacepackets.ecss.tc import PusTc
+from spacepackets.ecss.tm import ManagedParams, PusTm
+
+from flight.bus import BusAddress
+from flight.config import RunConfig
+from flight.dictionary import CommandError
+from flight.executive import full_dictionary
+from flight.ground import keys, pus
+from flight.ground.sdls import ArsnCounter, protect
+from flight.messages import Encoder, Message, decode
+from flight.subsystems.link import LinkManager
+
+DICT = full_dictionary()
+UTC0 = 1_767_225_600.0
+"""Onboard UTC at simulation time 0 (2026-01-01T00:00:00Z)."""
+BUS = BusAddress("inproc://unused-pub", "inproc://unused-sub", "inproc://unused-cmd")
+RECEIVE_TIMEOUT_S = 3.0
+THERMAL = DICT.components["thermal"]
+THERMAL_HK = {ch.name: [0.5 * i for i in range(ch.size)] if ch.size else
+              {"float": 1.25 + k, "int": k, "bool": k % 2 == 0, "str": f"s{k}"}[ch.type]
+              for k, ch in enumerate(THERMAL.telemetry)}
+
+
+def _expected_hk_data(component, values) -> bytes:
+    """TM[3,25] source data written out from the wire format's definition, independently of pus.py."""
+    out = struct.pack(">H", component.component_id)
+    for ch in component.telemetry:
+        v = values[ch.name]
+        if ch.size:
+            out += struct.pack(f">H{len(v)}d", len(v), *v)
+        elif ch.type == "str":
+            out += bytes([len(v.encode())]) + v.encode()
+        else:
+            out += struct.pack({"float": ">d", "int": ">q", "bool": ">B"}[ch.type], v)
+    return out
+
+
+def _bus_message(kind: str, name: str, data, t: float = 0.0, tick: int = 0, src: str = "bus") -> Message:
+    """``data`` as it arrives off the bus: through the envelope codec and back."""
+    return decode(Encoder(src).encode(kind, name, data, tick, t)[1])
+
+
+class LinkHarness:
+    """A LinkManager on a free loopback port, run the way its process runtime runs it: the
+    STREAM socket polled, sensor frames and bus messages handed in, its own telemetry and
+    events looped back as the bus proxy does (it subscribes to them), and its commands
+    answered by a stand-in dispatcher (validation against the dictionary, then the owner's
+    stages; the link's own commands really execute). Its one station key is ``self.key``
+    (in ``tmp_path/keys``), unless ``lab`` runs it unauthenticated."""
+
+    def __init__(self, tmp_path, contact: str = "passes", lab: bool = False) -> None:
+        keys_dir = tmp_path / "keys"
+        self.key = keys.load_key(keys_dir) if (keys_dir / "local.key").exists() else keys.create_key(keys_dir)
+        self.config = RunConfig(bus=BUS, data_dir=str(tmp_path), contact=contact, link_endpoint="127.0.0.1:0",
+                                hk_period_ticks=1, keys_dir=str(keys_dir), unauthenticated_lab=lab)
+        self.emitted: list[Message] = []
+        self.commands: list[tuple[str, str, dict]] = []
+        self.script = None
+        """``None`` for the stand-in dispatcher, or a list of (stage, code, message) to answer with."""
+        self._inbox: deque[Message] = deque()
+        self.link = LinkManager(self.config, self._emit, self._send_command, dictionary=DICT)
+        self.link.on_start()
+        ((sock, self._on_readable),) = self.link.poll_items()
+        self._poller = zmq.Poller()
+        self._poller.register(sock, zmq.POLLIN)
+        self.tick = 0
+
+    @property
+    def port(self) -> int:
+        return pus.parse_endpoint(self.link.endpoint)[1]
+
+    def _emit(self, kind: str, name: str, data) -> None:
+        msg = _bus_message(kind, name, data, self.link.time_s, self.link.tick, "link")
+        self.emitted.append(msg)
+        if kind in ("tm", "ev"):
+            self._inbox.append(msg)
+
+    def _send_command(self, command_id: str, qualified: str, args: dict) -> None:
+        self.commands.append((command_id, qualified, args))
+        for stage, code, message in self.script if self.script is not None else self._dispatch(qualified, args):
+            data = {"id": command_id, "stage": stage, "code": code, "message": message}
+            self._inbox.append(_bus_message("rsp", qualified, data, src="exec"))
+
+    def _dispatch(self, qualified: str, args: dict) -> list[tuple[str, str, str]]:
+        try:
+            checked = DICT.validate_command(qualified, args)
+        except CommandError as exc:
+            return [("failed", exc.code, exc.message)]
+        stages = [("accepted", "", ""), ("started", "", "")]
+        if not qualified.startswith("link."):
+            return stages + [("completed", "", "done")]
+        try:
+            return stages + [("completed", "", self.link.execute(qualified.partition(".")[2], checked))]
+        except CommandError as exc:
+            return stages + [("failed", exc.code, exc.message)]
+
+    def publish(self, kind: str, name: str, data, t: float | None = None) -> None:
+        """Another process's telemetry or event, as the bus delivers it."""
+        self._inbox.append(_bus_message(kind, name, data, self.link.time_s if t is None else t))
+
+    def pump(self, seconds: float = 0.0) -> None:
+        """Serve the socket and deliver queued bus messages, for at least one round."""
+        deadline = time.monotonic() + seconds
+        while True:
+            if self._poller.poll(5):
+                self._on_readable()
+            while self._inbox:
+                msg = self._inbox.popleft()
+                (self.link.on_response if msg.kind == "rsp" else self.link.on_message)(msg)
+            if time.monotonic() >= deadline:
+                return
+
+    def frame(self, contact: bool = True, **fields) -> None:
+        """Hand the link the sensor frame of the next tick (1 s of onboard time per tick)."""
+        self.tick += 1
+        frame = {"ground_contact": contact, "utc_unix_s": UTC0 + self.tick, "transmitter_on": contact,
+                 "downlink_rate_bps": 2e9 if contact else 0.0, "ground_station_id": 0.0 if contact else -1.0,
+                 "ground_elevation_deg": 12.5 if contact else -30.0, **fields}
+        self.link.on_frame(self.tick, float(self.tick), _bus_message("hw", "hal.frame", frame).data)
+        self._emit("hw", "hal.done", {"tick": self.tick, "actuate": self.link.actuation})  # as the runtime does
+        self.link.actuation = {}
+        self.pump()
+
+    def hk(self) -> dict:
+        return next(m.data for m in reversed(self.emitted) if m.name == "link.hk")
+
+    def events(self, name: str) -> list[Message]:
+        return [m for m in self.emitted if m.kind == "ev" and m.name == f"link.{name}"]
+
+    def close(self) -> None:
+        self.link.on_stop()
+
+
+class Ground:
+    """A plain TCP client of the link that frames TM with spacepackets' parser and checks
+    every packet with spacepackets' readers; it signs TCs with the harness's station key
+    (or not, for a lab-mode link)."""
+
+    PACKET_IDS = [PacketId(PacketType.TM, True, c.component_id) for c in DICT.components.values()]
+
+    def __init__(self, harness: LinkHarness) -> None:
+        self.harness = harness
+        self.sock = socket.create_connection(("127.0.0.1", harness.port), timeout=RECEIVE_TIMEOUT_S)
+        self.sock.setblocking(False)
+        self._buf = bytearray()
+        self.closed = False
+        self.arsn = ArsnCounter()
+        harness.pump(0.05)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def signed(self, tc: PusTc) -> PusTc:
+        """``tc`` as this ground sends it: signed with a fresh sequence number (as is in lab mode)."""
+        return tc if self.harness.link.lab else protect(tc, self.harness.key, self.arsn.next())
+
+    def send_tc(self, tc: PusTc) -> PusTc:
+        """Send ``tc`` signed; return what was sent."""
+        tc = self.signed(tc)
+        self.send(bytes(tc.pack()))
+        return tc
+
+    def _read(self) -> list[bytes]:
+        try:
+            chunk = self.sock.recv(65536)
+        except BlockingIOError:
+            return []
+        if not chunk:
+            self.closed = True
+            return []
+        self._buf += chunk
+        result = parse_space_packets(bytes(self._buf), self.PACKET_IDS)
+        del self._buf[:result.scanned_bytes]
+        assert not result.skipped_ranges, "the link sent bytes that are not a TM packet"
+        return [bytes(p) for p in result.tm_list]
+
+    def read(self, packet: bytes) -> tuple[int, int, int, PusTm]:
+        """(service, subtype, apid, tm) after spacepackets' checks of ``packet``."""
+        tm = PusTm.unpack(packet, timestamp_len=CdsShortTimestamp.TIMESTAMP_SIZE)  # CRC checked here
+        stamp = CdsShortTimestamp.unpack(tm.timestamp).as_unix_seconds()
+        assert UTC0 <= stamp <= UTC0 + self.harness.tick + 1
+        assert tm.apid in {c.component_id for c in DICT.components.values()}
+        if tm.service == 1:
+            Service1Tm.unpack(packet, ManagedParams(timestamp_len=7), ManagedParamsVerification())
+        elif tm.service == 17:
+            assert Service17Tm.unpack(packet, timestamp_len=7).message_subtype == 2
+        return tm.service, tm.message_subtype, tm.apid, tm
+
+    def collect(self, until=lambda got: False, seconds: float = RECEIVE_TIMEOUT_S, keep=(1, 17)) -> list:
+        """Packets received until ``until(got)`` or ``seconds`` pass, each read and checked;
+        only those of the services in ``keep`` are returned (by default: the answers to TCs)."""
+        got = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not until(got) and not self.closed:
+            self.harness.pump(0.01)
+            for packet in self._read():
+                item = (*self.read(packet), packet)
+                if item[0] in keep:
+                    got.append(item)
+        return got
+
+    def expect(self, n: int, **kw) -> list:
+        got = self.collect(lambda g: len(g) >= n, **kw)
+        assert len(got) == n, [(s, t) for s, t, *_ in got]
+        return got
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _kinds(got) -> list[tuple[int, int]]:
+    return [(service, subtype) for service, subtype, *_ in got]
+
+
+def _verification(item) -> Service1Tm:
+    return Service1Tm.unpack(item[-1], ManagedParams(timestamp_len=7), ManagedParamsVerification())
+
+
+def _ping(seq: int = 1, flags: int = pus.ACK_NONE) -> PusTc:
+    return pus.ping_tc(seq_count=seq, source_id=0x1234, ack_flags=flags)
+
+
+def _setpoint(value: float = 30.0, flags: int = pus.ACK_ALL, seq: int = 2) -> PusTc:
+    return pus.function_tc(DICT, "thermal.set_setpoint", {"setpoint_c": value}, seq_count=seq, source_id=0x1234,
+                           ack_flags=flags)
