@@ -45,6 +45,10 @@ class RunConfig:
     unauthenticated_lab: bool = False
     """Lab mode: the link takes telecommands without authentication (loopback only)."""
 
+    def housekeeping_due(self, tick: int) -> bool:
+        """Whether housekeeping is published on ``tick``: every ``hk_period_ticks`` and on the last."""
+        return tick % self.hk_period_ticks == 0 or tick == self.last_tick
+
     @property
     def lockstep(self) -> bool:
         return self.speed is None

@@ -193,6 +193,17 @@ class Component:
     def command(self, name: str) -> Command | None:
         return self._by_name.get(name)
 
+    def event_payload(self, event: str, args: dict[str, Any]) -> dict[str, Any]:
+        """The bus payload of declared event ``event``: severity, formatted message, args.
+
+        Raises:
+            KeyError: ``event`` is not declared by this component.
+        """
+        ev = next((e for e in self.events if e.name == event), None)
+        if ev is None:
+            raise KeyError(f"{self.name}.{event} is not a declared event")
+        return {"severity": ev.severity, "message": ev.format.format(**args), "args": args}
+
 
 class Dictionary:
     """All components' declarations, indexed by qualified name and by numeric id."""

@@ -155,8 +155,7 @@ class Executive:
 
     # -- outputs ---------------------------------------------------------------------
     def event(self, event: str, /, **args: Any) -> None:
-        ev = next(e for e in COMPONENT.events if e.name == event)
-        data = {"severity": ev.severity, "message": ev.format.format(**args), "args": args}
+        data = COMPONENT.event_payload(event, args)
         self.pub.send_multipart(self.encoder.encode("ev", f"exec.{event}", data, self.stats_tick, self.stats.sim_time_s))
 
     @property

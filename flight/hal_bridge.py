@@ -157,7 +157,7 @@ class HalBridge(Subsystem):
             return
         publish()
         self.accumulate(frame)
-        if tick % self.config.hk_period_ticks == 0 or tick == self.config.last_tick:
+        if self.config.housekeeping_due(tick):
             self.housekeeping()
         self.waiting = set(self.present)
         self.deadline = time.monotonic() + LOCKSTEP_TIMEOUT_S

@@ -93,11 +93,7 @@ class Subsystem:
 
     def event(self, event: str, /, **args: Any) -> None:
         """Publish declared event ``event`` with its format filled from ``args``."""
-        qual = f"{self.name}.{event}"
-        ev = next((e for e in self.COMPONENT.events if e.name == event), None)
-        if ev is None:
-            raise KeyError(f"{qual} is not a declared event")
-        self._emit("ev", qual, {"severity": ev.severity, "message": ev.format.format(**args), "args": args})
+        self._emit("ev", f"{self.name}.{event}", self.COMPONENT.event_payload(event, args))
 
     def actuate(self, **fields: Any) -> None:
         """Set actuators (names from :data:`flight.hal.ACTUATOR_FIELDS`); they travel with
@@ -127,7 +123,7 @@ class Subsystem:
         for divisor, group in self._rate_groups:
             if tick % divisor == 0:
                 group(frame)
-        if tick % self.config.hk_period_ticks == 0 or tick == self.config.last_tick:
+        if self.config.housekeeping_due(tick):
             self.housekeeping()
 
     def housekeeping(self) -> None:

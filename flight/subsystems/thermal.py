@@ -134,7 +134,7 @@ class ThermalController(Subsystem):
         thermal_headroom_w(temps, frame["gpu_power_w"], self.gpu_target_c, R_TH_C_PER_W, out=self.headroom_w)
         self.headroom_w[~online] = 0.0
         if (np.max(np.abs(self.headroom_w - self.published_w)) > HEADROOM_DEADBAND_W
-                or self.tick % self.config.hk_period_ticks == 0):
+                or self.config.housekeeping_due(self.tick)):
             self.publish_data("headroom", gpu_headroom_w=self.headroom_w)
             self.published_w[:] = self.headroom_w
         self.supply_c, self.hottest_c = supply, hottest
