@@ -119,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig(bus=BusAddress.in_dir(run_dir), data_dir=str(data_dir), tick_s=args.tick_s, speed=speed,
                        seed=args.seed, contact=args.contact, link_endpoint=args.link, hal_endpoint=args.hal or "",
                        parent_pid=os.getpid(), keys_dir=str(keys_dir),
-                       unauthenticated_lab=args.unauthenticated_lab)
+                       unauthenticated_lab=args.unauthenticated_lab, tle_lines=(line1, line2))
     sim = None if args.hal else executive.sim_options(args.tle, name, args.seed)
     console.print(f"flying [bold]{name}[/] for {duration_s:,.0f} s ({duration_s / period_s:.2f} orbits of "
                   f"{period_s:,.0f} s), speed {args.speed}, seed {args.seed}, contact {args.contact}; data in {data_dir}")

@@ -44,6 +44,10 @@ class RunConfig:
     (:mod:`flight.ground.keys`)."""
     unauthenticated_lab: bool = False
     """Lab mode: the link takes telecommands without authentication (loopback only)."""
+    tle_lines: tuple[str, ...] = ()
+    """The onboard element set (two TLE lines) the flight software forecasts eclipses from
+    (:mod:`flight.eclipse_forecast`); empty when none was uploaded. The run epoch is the
+    element-set epoch, as in the simulator."""
 
     def housekeeping_due(self, tick: int) -> bool:
         """Whether housekeeping is published on ``tick``: every ``hk_period_ticks`` and on the last."""
@@ -66,6 +70,7 @@ class RunConfig:
         raw = json.loads(text)
         raw["bus"] = BusAddress(**raw["bus"])
         raw["participants"] = tuple(raw["participants"])
+        raw["tle_lines"] = tuple(raw.get("tle_lines", ()))
         return cls(**raw)
 
     @property

@@ -1,10 +1,11 @@
 """The simulated rack-satellite and its HAL server.
 
-Modules, one job each: :mod:`~sim_hw.params` (the documented defaults table),
-:mod:`~sim_hw.orbit` (SGP4, Sun, shadow, beta angle, geodesy), :mod:`~sim_hw.ground`
+Modules, one job each: :mod:`~sim_hw.params` (the documented defaults table), :mod:`~sim_hw.ground`
 (stations and downlink), :mod:`~sim_hw.power` (array, battery, dispatch, energy ledger),
 :mod:`~sim_hw.thermal` (coolant loop and radiators), :mod:`~sim_hw.gpus` (GPUs and the rest
 of the IT load), :mod:`~sim_hw.radiation` (memory upsets and ECC), :mod:`~sim_hw.satellite`
 (the :class:`~sim_hw.satellite.Satellite` that ties them together) and
-:mod:`~sim_hw.server` (the rig side of :mod:`flight.hal`).
+:mod:`~sim_hw.server` (the rig side of :mod:`flight.hal`). The orbit geometry (SGP4, Sun,
+shadow, beta angle, geodesy) is :mod:`flight.orbit`, shared with the flight software's own
+eclipse forecast.
 """

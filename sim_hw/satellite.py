@@ -27,7 +27,7 @@ import numpy as np
 from flight import hal
 from sim_hw.ground import GroundNetwork, load_stations
 from sim_hw.gpus import GpuRack
-from sim_hw.orbit import Orbit
+from flight.orbit import Orbit
 from sim_hw.params import SimParams
 from sim_hw.power import Ledger, PowerSystem
 from sim_hw.radiation import RadiationEnvironment
@@ -149,7 +149,7 @@ class Satellite:
 
         Raises:
             ValueError: ``dt_s`` is not a positive finite number.
-            sim_hw.orbit.OrbitError: SGP4 cannot propagate to the new time.
+            flight.orbit.OrbitError: SGP4 cannot propagate to the new time.
         """
         if not (dt_s > 0.0 and math.isfinite(dt_s)):
             raise ValueError(f"step must be positive and finite, got {dt_s!r}")

@@ -46,7 +46,7 @@ from flight.bus import drain
 from flight.process import name_process
 from flight.messages import MAX_BODY_BYTES, DecodeError, Encoder, decode
 from flight.tle import load_tle
-from sim_hw.orbit import OrbitError
+from flight.orbit import OrbitError
 from sim_hw.local import SimRig
 from sim_hw.satellite import Satellite
 

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from flight.tle import load_tle
-from sim_hw.orbit import Orbit, OrbitError
+from flight.orbit import Orbit, OrbitError
 from sim_hw.params import SimParams
 from sim_hw.power import Battery, PowerSystem, SolarArray
 from sim_hw.thermal import (

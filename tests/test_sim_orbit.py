@@ -1,4 +1,4 @@
-"""sim_hw orbit, Sun, shadow, geodesy and ground visibility against published values."""
+"""Orbit (flight.orbit), Sun, shadow, geodesy and ground visibility against published values."""
 
 import math
 from datetime import datetime, timezone
@@ -9,7 +9,7 @@ from sgp4.api import WGS72, Satrec, jday
 
 from sim_hw.ground import GroundNetwork, Station, load_stations
 from flight.tle import load_tle
-from sim_hw.orbit import Orbit, geodetic, gmst_rad, shadow_fraction, sun_position_km
+from flight.orbit import Orbit, geodetic, gmst_rad, shadow_fraction, sun_position_km
 from sim_hw.params import SimParams
 
 P = SimParams()

@@ -20,15 +20,38 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sgp4.api import SGP4_ERRORS, Satrec
+from typing import Protocol
 
-from sim_hw.params import SimParams
+from sgp4.api import SGP4_ERRORS, Satrec
 
 _DEG = math.pi / 180.0
 _J2000 = 2451545.0
 _UNIX_EPOCH_JD = 2440587.5
 _GEODETIC_ITERATIONS = 4
 """Four iterations converge the latitude to < 1e-12 rad for LEO altitudes."""
+
+
+class EarthSunConstants(Protocol):
+    """The constants the orbit geometry needs (``sim_hw.params.SimParams`` has them all)."""
+
+    au_km: float
+    sun_radius_km: float
+    earth_radius_km: float
+    earth_flattening: float
+
+
+@dataclass(frozen=True, slots=True)
+class WGS84:
+    """Default :class:`EarthSunConstants` for the flight software's own propagation."""
+
+    au_km: float = 149_597_870.7
+    """IAU 2012 Resolution B2."""
+    sun_radius_km: float = 695_700.0
+    """IAU 2015 Resolution B3, nominal solar radius."""
+    earth_radius_km: float = 6378.137
+    """WGS-84 equatorial radius."""
+    earth_flattening: float = 1 / 298.257223563
+    """WGS-84."""
 
 
 class OrbitError(RuntimeError):
@@ -152,7 +175,8 @@ class Orbit:
 
     Args:
         satrec: an initialised ``sgp4.api.Satrec`` (from a TLE or ``sgp4init``).
-        params: physical constants (Earth and Sun radii, au, ellipsoid).
+        params: physical constants (Earth and Sun radii, au, ellipsoid), e.g. :class:`WGS84`
+            or the simulator's ``SimParams``.
         start_utc: run epoch (``time_s = 0``); defaults to the element-set epoch. A naive
             datetime is taken as UTC.
 
@@ -161,7 +185,7 @@ class Orbit:
         period_s: anomalistic period from the SGP4 mean motion, s.
     """
 
-    def __init__(self, satrec: Satrec, params: SimParams, start_utc: datetime | None = None) -> None:
+    def __init__(self, satrec: Satrec, params: EarthSunConstants, start_utc: datetime | None = None) -> None:
         self._sat = satrec
         self._p = params
         if start_utc is None:
@@ -180,7 +204,7 @@ class Orbit:
         self.period_s = 2.0 * math.pi / satrec.no_kozai * 60.0
 
     @classmethod
-    def from_tle(cls, line1: str, line2: str, params: SimParams, start_utc: datetime | None = None) -> Orbit:
+    def from_tle(cls, line1: str, line2: str, params: EarthSunConstants, start_utc: datetime | None = None) -> Orbit:
         """Build from two TLE lines.
 
         Raises:
