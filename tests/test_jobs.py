@@ -24,7 +24,7 @@ from flight.hal import N_GPUS
 from flight.jobs.command import ProgramRun
 from flight.jobs.model import GPU_MAX_CLOCK_MHZ, Job
 from flight.jobs.radiation import FENCE_WINDOW_S, EccMonitor
-from flight.jobs.scheduler import place
+from flight.jobs.scheduler import Limits, plan
 from flight.jobs.store import JobStore
 from flight.messages import Encoder, decode
 from flight.subsystems.jobs import JobRunner
@@ -90,7 +90,9 @@ def test_placement_by_priority_then_deadline_with_backfill_and_gpus_max():
     late = job(2, priority=5, deadline_s=900.0, gpus_min=2, gpus_max=8)
     soon = job(3, priority=5, deadline_s=100.0, gpus_min=1, gpus_max=2)
     small = job(4, priority=0, gpus_min=1, gpus_max=1)
-    placed = place([small, late, big, soon], [7, 1, 2, 3, 4])
+    usable = np.zeros(N_GPUS, dtype=bool)
+    usable[[7, 1, 2, 3, 4]] = True
+    placed = plan([small, late, big, soon], Limits(usable, N_GPUS)).start
     # big (6) does not fit in 5; soon first by deadline takes 2, late takes the other 3, small gets none
     assert [(j.job_id, g) for j, g in placed] == [(3, [1, 2]), (2, [3, 4, 7])]
 
@@ -144,9 +146,10 @@ def test_ecc_monitor_baselines_counts_deltas_and_fills_the_fence_window():
 class Harness:
     """A JobRunner on ``data_dir`` with its outputs captured; ``tick()`` feeds one frame."""
 
-    def __init__(self, data_dir, workload="none", **params):
+    def __init__(self, data_dir, workload="none", tle_lines=(), **params):
         self.config = RunConfig(bus=BusAddress("inproc://p", "inproc://s", "inproc://c"), data_dir=str(data_dir),
-                                hk_period_ticks=10, params={"jobs": {"workload": workload, **params}})
+                                hk_period_ticks=10, params={"jobs": {"workload": workload, **params}},
+                                tle_lines=tuple(tle_lines))
         self.out = []
         self.runner = JobRunner(self.config, lambda kind, name, data: self.out.append((kind, name, data)))
         self.runner.on_start()
@@ -154,6 +157,8 @@ class Harness:
         self.online = np.ones(N_GPUS, dtype=bool)
         self.unc = np.zeros(N_GPUS)
         self.cor = np.zeros(N_GPUS)
+        self.limit_w = np.full(N_GPUS, 1000.0)
+        self.soc = 0.95
 
     def tick(self, n=1, start=None):
         r = self.runner
@@ -162,7 +167,9 @@ class Harness:
             start = None
             r.on_frame(t, float(t), {"gpu_clock_mhz": self.clock, "gpu_util": np.ones(N_GPUS),
                                      "gpu_online": self.online.copy(), "gpu_ecc_corrected": self.cor.copy(),
-                                     "gpu_ecc_uncorrected": self.unc.copy()})
+                                     "gpu_ecc_uncorrected": self.unc.copy(), "gpu_power_limit_w": self.limit_w.copy(),
+                                     "battery_soc": self.soc, "battery_capacity_j": 160e3 * 3600,
+                                     "bus_load_w": 5300.0})
 
     def events(self, name):
         return [d for kind, n, d in self.out if kind == "ev" and n == f"jobs.{name}"]

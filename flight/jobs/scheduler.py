@@ -1,37 +1,139 @@
-"""Which waiting job gets which GPUs.
+"""Which jobs run on which GPUs: priorities, deadlines, limits, preemption.
 
-Greedy, in :meth:`flight.jobs.model.Job.order_key` order (priority, then deadline, then
-age): a job starts when at least ``gpus_min`` usable GPUs are free and takes up to
-``gpus_max`` of them, lowest index first. A job that does not fit does not block smaller
-jobs behind it (backfill). Usable means online and not fenced; the caller passes only
-those. The order is total, so the same queue and GPUs always give the same placement
-(lockstep runs stay reproducible).
+:func:`plan` is a pure function of the jobs and the :class:`Limits` of the moment; the job
+runner (:mod:`flight.subsystems.jobs`) applies its answer. The rules, in order:
+
+1. **Eligibility by mode** (``ctl/mode`` from the executive): ``SAFE`` runs nothing;
+   ``POWER_SAVE`` runs only critical jobs and jobs of priority >= :data:`HIGH_PRIORITY`;
+   ``NOMINAL`` and ``THERMAL_LIMIT`` run everything. A running job that is no longer
+   eligible is preempted.
+2. **GPU cap** (:attr:`Limits.max_gpus`): the most GPUs all jobs together may hold (the
+   power limits, the eclipse look-ahead and ``THERMAL_LIMIT``'s rule set it, see the runner).
+   While running jobs hold more, the last ones in scheduling order are preempted.
+3. **Placement**, in :meth:`flight.jobs.model.Job.order_key` order (priority, then earliest
+   deadline first, then age): a queued job starts when ``gpus_min`` GPUs per replica are
+   usable and free within the cap, and takes up to ``gpus_max`` per replica, GPUs with the
+   most thermal headroom first (ties: lowest index). A job that does not fit does not block
+   smaller jobs behind it (backfill) unless it is waiting on a preemption.
+4. **Preemption**: a queued job that does not fit takes GPUs from running jobs of strictly
+   lower priority (lowest priority first, then latest deadline, then newest) if that makes
+   it fit. Victims checkpoint first and then return to the queue (their GPUs come free when
+   the checkpoint completes): a checkpoint costs ``checkpoint_cost_s`` (at most the
+   interval) while stopping without one would throw away up to a whole interval of work.
+   While a preemption is under way nothing of lower order is placed, so the GPUs it frees
+   are not taken by backfill.
+
+The order is total, so the same jobs and limits always give the same plan (lockstep runs
+stay reproducible).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from flight.jobs.model import Job
 
+HIGH_PRIORITY = 7
+"""Lowest priority that still runs in ``POWER_SAVE`` (critical jobs always do)."""
+MODES = ("NOMINAL", "POWER_SAVE", "THERMAL_LIMIT", "SAFE")
 
-def place(queued: Iterable[Job], free_gpus: list[int]) -> list[tuple[Job, list[int]]]:
-    """Assign free GPUs to queued jobs.
 
-    Args:
-        queued: jobs in state ``queued`` (any order).
-        free_gpus: indices of usable, unassigned GPUs.
+@dataclass
+class Limits:
+    """What the GPUs may take now.
 
-    Returns:
-        ``(job, gpus)`` for each job to start; each GPU appears at most once.
+    Attributes:
+        usable: per-GPU bool, shape ``(n_gpus,)``: online, unfenced and allowed power by the
+            power manager and the thermal controller; new work lands only on these.
+        max_gpus: GPUs all running jobs together may hold (0..n_gpus).
+        mode: the executive's mode, one of :data:`MODES`.
+        preference: per-GPU placement preference, shape ``(n_gpus,)`` (thermal headroom, W):
+            higher first.
     """
-    free = sorted(free_gpus)
-    placed = []
-    for job in sorted(queued, key=Job.order_key):
-        if not free:
+
+    usable: np.ndarray
+    max_gpus: int
+    mode: str = "NOMINAL"
+    preference: np.ndarray | None = None
+
+
+@dataclass
+class Plan:
+    """What to change: ``start`` is ``(job, gpus)`` for each job to start (each GPU at most
+    once); ``preempt`` is ``(job, why)`` for each running job to checkpoint and requeue."""
+
+    start: list[tuple[Job, list[int]]] = field(default_factory=list)
+    preempt: list[tuple[Job, str]] = field(default_factory=list)
+
+
+def eligible(job: Job, mode: str) -> bool:
+    """Whether ``job`` may run in ``mode``."""
+    if mode == "SAFE":
+        return False
+    if mode == "POWER_SAVE":
+        return job.critical or job.priority >= HIGH_PRIORITY
+    return True
+
+
+def _victim_key(job: Job) -> tuple:
+    return (job.priority, -job.urgency_s, -job.job_id)
+
+
+def plan(jobs: Iterable[Job], limits: Limits) -> Plan:
+    """Decide starts and preemptions for ``jobs`` (any states; only ``queued`` and
+    ``running`` ones are considered) under ``limits``.
+
+    A running job already leaving (``yield_after_checkpoint`` or ``park_after_checkpoint``)
+    still holds its GPUs but is not preempted again.
+    """
+    out = Plan()
+    jobs = list(jobs)
+    running = sorted((j for j in jobs if j.state == "running"), key=Job.order_key)
+    staying = []
+    for job in running:
+        if job.yield_after_checkpoint or job.park_after_checkpoint:
+            continue
+        if not eligible(job, limits.mode):
+            out.preempt.append((job, f"{limits.mode} mode"))
+        else:
+            staying.append(job)
+    held = sum(len(j.gpus) for j in staying)
+    while staying and held > limits.max_gpus:
+        job = staying.pop()
+        held -= len(job.gpus)
+        out.preempt.append((job, f"GPU cap {limits.max_gpus}"))
+    busy = np.zeros(limits.usable.shape, dtype=bool)
+    for job in running:
+        busy[job.gpus] = True
+    free = np.flatnonzero(limits.usable & ~busy)
+    if limits.preference is not None and free.size:
+        free = free[np.argsort(-limits.preference[free], kind="stable")]
+    free = free.tolist()
+    leaving = sum(len(j.gpus) for j in running) - held  # held now, free once their checkpoints complete
+    budget = limits.max_gpus - held
+    for job in sorted((j for j in jobs if j.state == "queued" and eligible(j, limits.mode)), key=Job.order_key):
+        r = job.replicas
+        room = min(len(free), budget)
+        if job.gpus_min * r <= room:
+            take = min(job.gpus_max * r, room) // r * r
+            out.start.append((job, sorted(free[:take])))
+            free, budget = free[take:], budget - take
+            continue
+        if leaving and job.gpus_min * r <= room + leaving:
+            break  # GPUs are on their way to this job: nothing behind it takes them
+        victims, gain_free, gain_cap = [], 0, 0
+        for victim in sorted((v for v in staying if v.priority < job.priority), key=_victim_key):
+            if job.gpus_min * r <= min(len(free) + gain_free, budget + gain_cap):
+                break
+            victims.append(victim)
+            gain_free += int(np.count_nonzero(limits.usable[victim.gpus]))
+            gain_cap += len(victim.gpus)
+        if victims and job.gpus_min * r <= min(len(free) + gain_free, budget + gain_cap):
+            for victim in victims:
+                staying.remove(victim)
+                out.preempt.append((victim, f"preempted by job {job.job_id} (priority {job.priority})"))
             break
-        if job.gpus_min <= len(free):
-            take = min(job.gpus_max, len(free))
-            placed.append((job, free[:take]))
-            free = free[take:]
-    return placed
+    return out

@@ -14,7 +14,19 @@ Each tick (rate group ``run``):
    and completions are written to ``<data dir>/jobs.sqlite`` (:mod:`flight.jobs.store`),
    completions in the transaction that records the result, so each is announced once. A
    job past its deadline fails.
-3. Queued jobs are placed on free, online, unfenced GPUs (:mod:`flight.jobs.scheduler`).
+   A critical job's two replicas are compared at every checkpoint and at the end; on
+   disagreement (silent data corruption; ``jobs.inject_sdc`` injects one for tests) it
+   rolls back to its last checkpoint, the last state both agreed on, and computes again.
+3. The scheduler (:mod:`flight.jobs.scheduler`) places queued jobs by priority and deadline
+   and preempts (checkpoint, then requeue) under the limits of the moment
+   (:meth:`JobRunner._limits`): new work lands only on online, unfenced GPUs that the power
+   manager powers (``gpu_power_limit_w`` > 0 in the frame) and whose thermal headroom
+   (``data/thermal.headroom``) admits the lowest power limit; the GPUs held are capped by a
+   persistent load shed, by the eclipse look-ahead (:meth:`JobRunner._eclipse_hold`: jobs the
+   battery will not carry through the coming eclipse checkpoint before it and resume after)
+   and by the executive's mode (``ctl/mode``: ``SAFE`` checkpoints and stops everything,
+   ``POWER_SAVE`` keeps only critical and high-priority jobs, ``THERMAL_LIMIT`` halves the
+   GPUs held, keeping the coolest).
 4. The runner offers load on exactly the GPUs it uses (``gpu_load_frac``) and publishes
    per-GPU priority weights for the power manager's allocator (data product
    ``jobs.demand``, whenever they change, and with every housekeeping packet).
@@ -34,7 +46,9 @@ cost are ``params["jobs"]["checkpoint_interval_s"]`` and ``["checkpoint_cost_s"]
 Counters in housekeeping marked "this process" restart from zero with the process (the
 run summary sums ``work_done_gpu_s`` across restarts, :class:`flight.recorder.Cumulative`);
 ``work_done_gpu_s`` counts work as it is done, including work a rollback or crash later
-throws away; ``goodput_gpu_s_per_s`` counts only completed jobs, from the store.
+throws away; ``work_useful_gpu_s`` is durable (completed jobs plus the checkpointed progress
+of unfinished ones, from the store), so the work lost over a run is done − useful − unsaved;
+``goodput_gpu_s_per_s`` counts only completed jobs, from the store.
 """
 
 from __future__ import annotations
@@ -46,12 +60,14 @@ import subprocess
 import numpy as np
 
 from flight.dictionary import Arg, Channel, Command, CommandError, Component, Event
+from flight.eclipse_forecast import EclipseForecast
 from flight.hal import N_GPUS
 from flight.jobs.command import PROGRAMS, ProgramRun
 from flight.jobs.model import Job, gpu_speed
 from flight.jobs.radiation import FENCE_COUNT, FENCE_WINDOW_S, EccMonitor
-from flight.jobs.scheduler import place
+from flight.jobs.scheduler import MODES, Limits, plan
 from flight.jobs.store import JobStore
+from flight.messages import Message
 from flight.subsystem import Subsystem
 
 MAX_ACTIVE = 256
@@ -63,6 +79,33 @@ SYNTHETIC_CHECKPOINT_COST_S = 5.0
 PROGRAM_STOP_WAIT_S = 2.0
 """How long a stopping job runner waits for its programs' last checkpoints."""
 JOB_ID = Arg("job_id", "int", "", 1, 2**31 - 1, doc="Job id from jobs.submit.")
+GPU_MIN_W, GPU_IDLE_W = 400.0, 150.0
+"""B200-class lowest settable power limit and idle draw, W (DESIGN.md; estimates)."""
+RACK_IDLE_W, RACK_FULL_W = 25e3, 120e3
+"""Whole-rack IT draw idle and at full load, W (DESIGN.md): a GPU brought from idle to its
+lowest limit adds its own ``GPU_MIN_W - GPU_IDLE_W`` plus its share of the host and fabric
+load, which follows the GPUs' throughput (:data:`RUNNING_GPU_EXTRA_W`)."""
+MIN_LIMIT_CLOCK_FRAC = ((GPU_MIN_W - GPU_IDLE_W) / (1000.0 - GPU_IDLE_W)) ** (1 / 3)
+"""Clock fraction at the lowest power limit: dynamic power ∝ clock³ (DESIGN.md GPU model)."""
+RUNNING_GPU_EXTRA_W = (GPU_MIN_W - GPU_IDLE_W) + MIN_LIMIT_CLOCK_FRAC * (
+    RACK_FULL_W - RACK_IDLE_W - N_GPUS * (1000.0 - GPU_IDLE_W)) / N_GPUS
+"""Draw one more running GPU adds to the rack at its lowest limit, W (estimate, from the
+figures above: about 560 W)."""
+SOC_FLOOR = 0.70
+"""The power manager's planned state-of-charge floor (DESIGN.md: 30 % normal depth of
+discharge); the eclipse look-ahead plans above it."""
+DISCHARGE_EFFICIENCY = 0.97
+"""Battery energy efficiency per direction (estimate, as the simulator's)."""
+ECLIPSE_LEAD_S = 120.0
+"""How long before a forecast eclipse the runner decides who runs through it: enough for the
+jobs that will not be carried to complete a checkpoint (checkpoint costs are tens of
+seconds)."""
+SHED_PERSIST_TICKS = 10
+"""Ticks the power manager must keep busy GPUs parked before the runner gives up GPUs to
+match (a passing shed does not cost a checkpoint)."""
+THERMAL_LIMIT_GPU_FRACTION = 0.5
+"""In ``THERMAL_LIMIT`` jobs hold at most this fraction of the usable GPUs (the coolest): the
+rack's heat falls by the busy-minus-idle power of the rest while the radiators recover."""
 
 
 class JobRunner(Subsystem):
@@ -93,6 +136,10 @@ class JobRunner(Subsystem):
             Command("list", 5, doc="List the unfinished jobs (also as event jobs.queue)."),
             Command("unfence", 6, (Arg("gpu", "int", "", 0, N_GPUS - 1, doc="GPU index."),),
                     doc="Let work land on a fenced GPU again; its error window starts afresh."),
+            Command("inject_sdc", 7, (JOB_ID, Arg("replica", "int", "", 0, 1, doc="Replica to corrupt.")),
+                    doc="TEST / FAULT INJECTION ONLY: flip one bit of a running critical job's replica "
+                        "state, as an undetected upset in GPU memory would (silent data corruption); the "
+                        "replica comparison at its next checkpoint must catch it."),
         ),
         telemetry=(
             Channel("queue_depth", "int", "count", "Jobs waiting for GPUs."),
@@ -105,6 +152,13 @@ class JobRunner(Subsystem):
             Channel("jobs_rolled_back", "int", "count", "Rollbacks to a checkpoint this process."),
             Channel("work_done_gpu_s", "float", "GPU-s", "Work done this process (full-clock GPU-seconds)."),
             Channel("work_lost_gpu_s", "float", "GPU-s", "Work thrown away by rollbacks this process."),
+            Channel("work_useful_gpu_s", "float", "GPU-s",
+                    "Work kept (durable): completed jobs plus the checkpointed progress of unfinished ones."),
+            Channel("work_unsaved_gpu_s", "float", "GPU-s", "Work of running jobs since their last checkpoint."),
+            Channel("jobs_preempted", "int", "count", "Jobs sent back to the queue to free GPUs this process."),
+            Channel("sdc_detected", "int", "count",
+                    "Replica disagreements of critical jobs (silent data corruption) this process.", yellow=(0, 0)),
+            Channel("gpu_cap", "int", "count", "GPUs jobs may hold now (power, eclipse, mode)."),
             Channel("throughput_gpu_s_per_s", "float", "GPU-s/s", "Work rate over the last tick."),
             Channel("goodput_gpu_s_per_s", "float", "GPU-s/s",
                     "Work of completed jobs per second since the first job was submitted (durable)."),
@@ -136,9 +190,17 @@ class JobRunner(Subsystem):
             Event("queue", 11, "INFO", "{listing}"),
             Event("job_started", 12, "INFO",
                   "job {job_id} started on {gpus} GPU(s) from {checkpoint_gpu_s:.1f} of {work_gpu_s:.0f} GPU-s"),
+            Event("job_preempted", 13, "INFO", "job {job_id} checkpoints and yields its GPUs: {why}"),
+            Event("replica_mismatch", 14, "HIGH",
+                  "job {job_id} replicas disagree at {done_gpu_s:.1f} GPU-s (silent data corruption): "
+                  "re-running from {checkpoint_gpu_s:.1f} GPU-s"),
+            Event("eclipse_hold", 15, "INFO",
+                  "eclipse in {lead_s:.0f} s for {duration_s:.0f} s: battery carries {gpus} GPU(s)"),
+            Event("sdc_injected", 16, "MEDIUM", "FAULT INJECTION: replica {replica} of job {job_id} corrupted"),
         ),
     )
     RATE_GROUPS = ((1, "run"),)
+    SUBSCRIBE = (b"data/thermal.headroom", b"ctl/mode")
 
     def __init__(self, config, emit, send_command=None, **ports) -> None:
         super().__init__(config, emit, send_command, **ports)
@@ -165,6 +227,7 @@ class JobRunner(Subsystem):
         """Reloaded jobs with a checkpoint, announced on the first frame (which gives the
         events the time of the restart)."""
         self.placed: list[Job] = []
+        self.n_slots = 0
         self.owner = np.zeros(N_GPUS, dtype=np.int64)
         self.busy = np.zeros(N_GPUS, dtype=bool)
         self.placed_weight = np.zeros(N_GPUS)
@@ -172,6 +235,19 @@ class JobRunner(Subsystem):
         """A job started or stopped since :meth:`_placement` last ran."""
         self.programs: dict[int, ProgramRun] = {}
         """The running programs of command jobs, by job id."""
+        self.mode = "NOMINAL"
+        self.headroom_w = np.full(N_GPUS, np.inf)
+        """Per-GPU thermal headroom, W, from ``data/thermal.headroom`` (none heard: no cap)."""
+        self.forecast = EclipseForecast.from_tle(config.tle_lines) if config.tle_lines else None
+        self.eclipse_cap: tuple[float, int] | None = None
+        """``(end_s, GPUs)`` while an eclipse hold is in force."""
+        self.eclipse_decided_s: float | None = None
+        """Start of the eclipse the hold was decided for (decided once per eclipse)."""
+        self.shed_ticks = 0
+        self.cap = N_GPUS
+        self.dirty = True
+        """Something the plan depends on changed (submit, resume, mode, cap, a job left)."""
+        self.preempted = self.sdc_detected = 0
 
     # -- life cycle ----------------------------------------------------------------------
     def on_start(self) -> None:
@@ -216,6 +292,7 @@ class JobRunner(Subsystem):
         self.store.add(job)
         self.jobs[job.job_id] = job
         self.next_id = job.job_id + 1
+        self.dirty = True
         if self.first_submitted_s is None:
             self.first_submitted_s = job.submitted_s
 
@@ -269,6 +346,7 @@ class JobRunner(Subsystem):
             raise CommandError("EXECUTION_ERROR", f"job {job_id} is {job.state}, not paused")
         self.store.set_state(job_id, "queued")
         job.state = "queued"
+        self.dirty = True
         self.event("job_resumed", job_id=job_id)
         return f"job {job_id} queued again"
 
@@ -289,9 +367,26 @@ class JobRunner(Subsystem):
         self.event("gpu_unfenced", gpu=gpu)
         return f"GPU {gpu} unfenced"
 
+    def cmd_inject_sdc(self, job_id: int, replica: int) -> str:
+        job = self._job(job_id)
+        if job.state != "running" or job.replicas < 2:
+            raise CommandError("EXECUTION_ERROR", f"job {job_id} is not a running critical (replicated) job")
+        job.corrupt[replica] = True
+        self.event("sdc_injected", job_id=job_id, replica=replica)
+        return f"job {job_id} replica {replica} corrupted"
+
+    def on_message(self, msg: Message) -> None:
+        if msg.name == "thermal.headroom":
+            self.headroom_w[:] = msg.data["gpu_headroom_w"]
+            self.dirty = True
+        elif msg.name == "mode" and msg.data.get("mode") in MODES and msg.data["mode"] != self.mode:
+            self.mode = msg.data["mode"]
+            self.dirty = True
+
     # -- the tick ------------------------------------------------------------------------
     def _stop(self, job: Job, state: str) -> None:
         self.moved = self.moved or job.state == "running"
+        self.dirty = True
         run = self.programs.pop(job.job_id, None)
         if run is not None:
             run.kill()
@@ -318,7 +413,7 @@ class JobRunner(Subsystem):
         if job.park_after_checkpoint:  # the pause it waited for lands on the checkpoint it rolled back to
             self._stop(job, "paused")
             self.event("job_paused", job_id=job.job_id, checkpoint_gpu_s=job.checkpoint_gpu_s)
-        elif requeue:
+        elif requeue or job.yield_after_checkpoint:
             self._stop(job, "queued")
         elif job.job_id in self.programs:  # the program starts again from its checkpoint file
             self.programs.pop(job.job_id).kill()
@@ -341,26 +436,35 @@ class JobRunner(Subsystem):
         return [j for j in self.jobs.values() if j.state == "running"]
 
     def _placement(self) -> None:
-        """Rebuild the per-GPU view of the running jobs after any start or stop: slot
-        ``owner[g]`` of :attr:`placed` (``len(placed)`` for an idle GPU), ``busy``, and the
-        priority weights the power allocator is to get."""
+        """Rebuild the per-GPU view of the running jobs after any start or stop: one slot per
+        replica of each job in :attr:`placed` (``owner[g]`` the GPU's slot, the slot count for
+        an idle GPU), ``busy``, and the priority weights the power allocator is to get."""
         self.placed = self._running()
-        self.owner = np.full(N_GPUS, len(self.placed))
+        n_slots = sum(j.replicas for j in self.placed)
+        self.owner = np.full(N_GPUS, n_slots)
         self.placed_weight = np.zeros(N_GPUS)
-        for slot, job in enumerate(self.placed):
-            self.owner[job.gpus] = slot
+        slot = 0
+        for job in self.placed:
+            for replica in range(job.replicas):
+                self.owner[job.replica_gpus(replica)] = slot
+                slot += 1
             self.placed_weight[job.gpus] = 1.0 + job.priority
-        self.busy = self.owner < len(self.placed)
+        self.n_slots = n_slots
+        self.busy = self.owner < n_slots
         self.moved = False
 
     def _advance(self, frame: dict, dt_s: float) -> float:
-        # One bincount steps every job; a job stopped earlier this tick (rollback, command)
-        # is skipped by its state. Jobs start only after this, in _schedule.
-        steps = np.bincount(self.owner, weights=gpu_speed(frame), minlength=len(self.placed) + 1) * dt_s
+        # One bincount steps every job's replicas; a replicated job advances at its slower
+        # replica's pace. A job stopped earlier this tick (rollback, command) is skipped by
+        # its state. Jobs start only after this, in _schedule.
+        slot_steps = (np.bincount(self.owner, weights=gpu_speed(frame), minlength=self.n_slots + 1) * dt_s).tolist()
         online = frame["gpu_online"]
         all_online = bool(online[self.busy].all())
         done_now = 0.0
-        for job, step in zip(self.placed, steps.tolist()):
+        slot = 0
+        for job in self.placed:
+            step = min(slot_steps[slot:slot + job.replicas])
+            slot += job.replicas
             if job.state != "running":
                 continue
             if not all_online and not online[job.gpus].all():
@@ -373,11 +477,18 @@ class JobRunner(Subsystem):
             done_now += useful
             if what == "completed":
                 self._complete(job)
+            elif what == "diverged":
+                self.sdc_detected += 1
+                self.event("replica_mismatch", job_id=job.job_id, done_gpu_s=job.done_gpu_s,
+                           checkpoint_gpu_s=job.checkpoint_gpu_s)
+                self._rollback(job, "replica digests disagree", requeue=False)
             elif what == "checkpointed":
                 self._checkpointed(job)
                 if job.park_after_checkpoint:
                     self._stop(job, "paused")
                     self.event("job_paused", job_id=job.job_id, checkpoint_gpu_s=job.checkpoint_gpu_s)
+                elif job.yield_after_checkpoint:
+                    self._stop(job, "queued")
         for job in [j for j in self.jobs.values() if j.deadline_s is not None and j.deadline_s < self.time_s]:
             if self._finish(job, "failed", "missed its deadline"):
                 self.failed += 1
@@ -454,21 +565,89 @@ class JobRunner(Subsystem):
                 self._add(job)
                 queued += gpus
 
-    def _schedule(self, online: np.ndarray) -> None:
+    def _eclipse_hold(self, frame: dict) -> int:
+        """GPUs the battery can carry through the coming or present eclipse (all of them
+        when no eclipse is near or the battery suffices).
+
+        Decided once per eclipse, :data:`ECLIPSE_LEAD_S` before it starts, from the state of
+        charge then: the energy above :data:`SOC_FLOOR` spread over the forecast eclipse,
+        less the non-GPU load measured now (bus and rack with the GPUs at idle,
+        :data:`RACK_IDLE_W`), divided by what one running GPU adds
+        (:data:`RUNNING_GPU_EXTRA_W`). Jobs beyond that are checkpointed before the shadow
+        and resume after it, instead of being parked mid-interval by the power manager's
+        load shedding. Without an onboard TLE there is no look-ahead.
+        """
+        if self.eclipse_cap is not None and self.time_s >= self.eclipse_cap[0]:
+            self.eclipse_cap = None
+            self.dirty = True
+        if self.forecast is None:
+            return N_GPUS
+        eclipse = self.forecast.next_eclipse(self.time_s)
+        if eclipse is None or eclipse.start_s - self.time_s > ECLIPSE_LEAD_S or eclipse.start_s == self.eclipse_decided_s:
+            return self.eclipse_cap[1] if self.eclipse_cap is not None else N_GPUS
+        self.eclipse_decided_s = eclipse.start_s
+        energy_j = max(0.0, frame["battery_soc"] - SOC_FLOOR) * frame["battery_capacity_j"] * DISCHARGE_EFFICIENCY
+        spare_w = energy_j / max(eclipse.end_s - self.time_s, 1.0) - frame["bus_load_w"] - RACK_IDLE_W
+        gpus = int(np.clip(spare_w // RUNNING_GPU_EXTRA_W, 0, N_GPUS))
+        if gpus < N_GPUS:
+            self.eclipse_cap = (eclipse.end_s, gpus)
+            self.dirty = True
+            self.event("eclipse_hold", lead_s=max(0.0, eclipse.start_s - self.time_s), duration_s=eclipse.duration_s,
+                       gpus=gpus)
+        return gpus
+
+    def _limits(self, frame: dict) -> Limits:
+        """The GPUs new work may land on and the cap on GPUs held, from the frame (online,
+        power limits), the fences, the thermal headroom, the mode and the eclipse look-ahead.
+
+        A GPU the power manager parks (limit 0) or whose thermal headroom is below its lowest
+        limit takes no new work. When it keeps busy GPUs parked for
+        :data:`SHED_PERSIST_TICKS`, the cap falls to the GPUs it powers, so the lowest jobs
+        checkpoint and yield rather than stall on parked GPUs."""
+        online = frame["gpu_online"]
+        allowed = online & ~self.fenced & (self.headroom_w >= GPU_MIN_W)
+        powered = allowed & (frame["gpu_power_limit_w"] > 0)
+        self.shed_ticks = self.shed_ticks + 1 if np.any(self.busy & allowed & ~powered) else 0
+        cap = self._eclipse_hold(frame)
+        if self.shed_ticks >= SHED_PERSIST_TICKS:
+            cap = min(cap, int(np.count_nonzero(powered)))
+        if self.mode == "THERMAL_LIMIT":
+            cap = min(cap, int(np.ceil(THERMAL_LIMIT_GPU_FRACTION * np.count_nonzero(allowed))))
+        if cap != self.cap:
+            self.cap, self.dirty = cap, True
+        return Limits(powered, cap, self.mode, self.headroom_w)
+
+    def _schedule(self, frame: dict) -> None:
         if self.moved:
             self._placement()
-        free = np.flatnonzero(online & ~self.fenced & ~self.busy)
-        if free.size == 0:
+        limits = self._limits(frame)
+        free = int(np.count_nonzero(limits.usable & ~self.busy))
+        if not self.dirty and (free == 0 or self.busy.sum() >= limits.max_gpus):
             return
-        if self.saturate:
-            self._top_up(int(free.size))
-        for job, gpus in place((j for j in self.jobs.values() if j.state == "queued"), free.tolist()):
+        self.dirty = False
+        if self.saturate and free:
+            self._top_up(min(free, max(0, limits.max_gpus - int(self.busy.sum()))))
+        decided = plan(self.jobs.values(), limits)
+        for job, why in decided.preempt:
+            self._yield(job, why)
+        for job, gpus in decided.start:
             job.start(gpus)
             if job.kind != "synthetic":
                 self._launch(job)
             self.moved = True
             self.event("job_started", job_id=job.job_id, gpus=len(gpus), checkpoint_gpu_s=job.checkpoint_gpu_s,
                        work_gpu_s=job.work_gpu_s)
+
+    def _yield(self, job: Job, why: str) -> None:
+        """Checkpoint ``job`` and send it back to the queue (its GPUs free when the checkpoint
+        completes; a program checkpoints and exits under its contract)."""
+        self.preempted += 1
+        self.event("job_preempted", job_id=job.job_id, why=why)
+        job.yield_after_checkpoint = True
+        if job.job_id in self.programs:
+            self.programs[job.job_id].stop()
+        elif job.phase == "compute":
+            job.begin_checkpoint()
 
     def run(self, frame: dict) -> None:
         dt_s = self.config.tick_s
@@ -480,7 +659,7 @@ class JobRunner(Subsystem):
         done_now = self._advance(frame, dt_s)
         self.work_done_gpu_s += done_now
         self.throughput = done_now / dt_s
-        self._schedule(frame["gpu_online"])
+        self._schedule(frame)
         if self.moved:
             self._placement()
         if not self.announced or not np.array_equal(self.placed_weight, self.weight):
@@ -494,15 +673,20 @@ class JobRunner(Subsystem):
         self.publish_data("demand", gpu_weight=self.weight)  # a restarted power manager catches up here
         states = [j.state for j in self.jobs.values()]
         job_id, unsaved = np.zeros(N_GPUS, dtype=np.int64), np.zeros(N_GPUS)
+        unsaved_total = 0.0
         for job in self._running():
             job_id[job.gpus] = job.job_id
             unsaved[job.gpus] = job.done_gpu_s - job.checkpoint_gpu_s
+            unsaved_total += job.done_gpu_s - job.checkpoint_gpu_s
+        useful = self.finished_gpu_s + sum(j.checkpoint_gpu_s for j in self.jobs.values())
         elapsed_s = self.time_s - self.first_submitted_s if self.first_submitted_s is not None else 0.0
         self.telemetry(
             queue_depth=states.count("queued"), running=states.count("running"), paused=states.count("paused"),
             gpus_busy=int(np.count_nonzero(self.load)), gpus_fenced=int(np.count_nonzero(self.fenced)),
             jobs_completed=self.completed, jobs_failed=self.failed, jobs_rolled_back=self.rolled_back,
             work_done_gpu_s=self.work_done_gpu_s, work_lost_gpu_s=self.work_lost_gpu_s,
+            work_useful_gpu_s=useful, work_unsaved_gpu_s=unsaved_total, jobs_preempted=self.preempted,
+            sdc_detected=self.sdc_detected, gpu_cap=self.cap,
             throughput_gpu_s_per_s=self.throughput,
             goodput_gpu_s_per_s=self.finished_gpu_s / elapsed_s if elapsed_s > 0 else 0.0,
             ecc_corrected_total=int(self.ecc.corrected.sum()), gpu_ecc_corrected=self.ecc.corrected,
