@@ -7,6 +7,14 @@ event, reported to the HAL bridge (``ctl/down``, so lockstep stops waiting for i
 restarted after an exponential backoff. More than :data:`SAFE_RESTARTS` restarts within
 :data:`SAFE_WINDOW_S` escalate the mode to SAFE. The simulator (the satellite itself) is
 never restarted: losing it ends the run.
+
+Modes (:mod:`flight.modes`): the power manager decides the automatic transitions on the
+lockstep path and announces each with ``ctl/mode``; the executive mirrors it, announces it
+(``exec.mode_changed``) and reports it in ``exec.hk``. The executive itself orders a mode by
+command (``exec.set_mode``) or SAFE after repeated restarts, with its own ``ctl/mode`` that
+the power manager adopts. When the power manager's housekeeping shows another mode than the
+executive's (it restarted, or an order crossed one of its changes) the executive orders its
+mode again.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from flight.config import SUBSYSTEMS, RunConfig
 from flight.dictionary import Arg, Channel, Command, CommandError, Component, Dictionary, Event
 from flight.dispatcher import Dispatcher
 from flight.messages import DecodeError, Encoder, SeqTracker, decode
+from flight.modes import MODES
 from flight.recorder import Recorder, RunStats
 
 HEARTBEAT_TIMEOUT_S = 10.0
@@ -39,7 +48,6 @@ FIRST_FRAME_TIMEOUT_S = 60.0
 STOP_GRACE_S = 3.0
 BATCH_S = 0.01
 END_GRACE_S = 5.0
-MODES = ("NOMINAL", "SAFE")
 
 COMPONENT = Component(
     "exec", 1, doc="Executive: supervisor, bus broker, command dispatcher, mode and health.",
@@ -170,10 +178,25 @@ class Executive:
         self.pub.send_multipart(self.encoder.encode("tm", "exec.hk", data, self.stats_tick, self.stats.sim_time_s))
 
     def set_mode(self, mode: str, why: str) -> None:
+        """Order ``mode`` (a command or the supervisor); every process gets ``ctl/mode``."""
+        self._mirror_mode(mode, why)
+        self.pub.send_multipart(self.encoder.encode("ctl", "mode", {"mode": mode, "why": why}))
+
+    def _mirror_mode(self, mode: str, why: str) -> None:
         if mode != self.mode:
             self.event("mode_changed", old=self.mode, new=mode, why=why)
             self.mode = mode
-            self.pub.send_multipart(self.encoder.encode("ctl", "mode", {"mode": mode}))
+
+    def _on_mode_report(self, msg) -> None:
+        """A mode change by the power manager (``ctl/mode``) or its housekeeping's mode."""
+        mode = msg.data.get("mode") if isinstance(msg.data, dict) else None
+        if mode not in MODES:
+            return
+        if msg.kind == "ctl":
+            self._mirror_mode(mode, str(msg.data.get("why", "")))
+        elif mode != self.mode:
+            self.pub.send_multipart(self.encoder.encode(
+                "ctl", "mode", {"mode": self.mode, "why": f"executive's mode (power manager reported {mode})"}))
 
     # -- commands ----------------------------------------------------------------------
     def _local_command(self, name: str, args: dict) -> str:
@@ -246,6 +269,8 @@ class Executive:
                     child.last_heartbeat = time.monotonic()
             elif msg.kind == "ctl" and msg.name == "sync":
                 self.pub.send_multipart(self.encoder.encode("ctl", "ready", {"name": "exec"}))
+            elif msg.kind == "ctl" and msg.name == "mode" and msg.src == "power":
+                self._on_mode_report(msg)
             elif msg.kind in ("tm", "ev"):
                 if msg.tick > self.last_tick:  # past the run's end: not part of it
                     continue
@@ -253,6 +278,8 @@ class Executive:
                     self.finished.add(msg.src)
                 self.recorder.record(msg, frames[-1])
                 self.stats.observe(msg)
+                if msg.name == "power.hk":
+                    self._on_mode_report(msg)
         return self._run_complete()
 
     def _run_complete(self) -> bool:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from flight.dictionary import SEVERITIES
 from flight.messages import Message
+from flight.modes import MODES
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tm (tick INTEGER, time_s REAL, src TEXT, name TEXT, body BLOB);
@@ -99,7 +100,10 @@ class RunStats:
     The physical statistics come from ``hal.hk``, which the HAL bridge accumulates over every
     frame; the sums are restart-aware (:class:`Cumulative`), extremes combine by min/max.
     ``energy_balance_error`` is the simulator's latest ledger residual (relative, cumulative
-    over the whole run); None with an external rig, which reports NaN."""
+    over the whole run); None with an external rig, which reports NaN.
+    ``battery_soc_floor`` is the lowest SOC floor the power manager held (``power.hk``; it is
+    commandable), the line ``battery_soc_min`` is judged against; ``mode_time_s`` the
+    simulated seconds in each mode, from the power manager's per-mode clocks."""
 
     last_tick: int
     sim_time_s: float = 0.0
@@ -112,6 +116,8 @@ class RunStats:
     work_done: Cumulative = field(default_factory=Cumulative)
     gpu_shutdowns: Cumulative = field(default_factory=Cumulative)
     slips: Cumulative = field(default_factory=Cumulative)
+    battery_soc_floor: float = math.inf
+    mode_time: dict[str, Cumulative] = field(default_factory=lambda: {m: Cumulative() for m in MODES})
 
     def observe(self, msg: Message) -> None:
         if msg.tick > self.last_tick:
@@ -133,12 +139,18 @@ class RunStats:
             self.energy_balance_error = d.get("energy_balance_error", math.nan)
         elif msg.name == "jobs.hk" and "work_done_gpu_s" in d:
             self.work_done.feed(msg.src, d["work_done_gpu_s"])
+        elif msg.name == "power.hk" and "mode_time_s" in d:
+            self.battery_soc_floor = min(self.battery_soc_floor, d["soc_floor"])
+            for mode, seconds in zip(MODES, d["mode_time_s"]):
+                self.mode_time[mode].feed(msg.src, float(seconds))
 
     def summary(self) -> dict:
         return {
             "sim_time_s": self.sim_time_s,
             "eclipse_time_s": self.eclipse.total,
             "battery_soc_min": self.battery_soc_min if math.isfinite(self.battery_soc_min) else None,
+            "battery_soc_floor": self.battery_soc_floor if math.isfinite(self.battery_soc_floor) else None,
+            "mode_time_s": {mode: clock.total for mode, clock in self.mode_time.items()},
             "gpu_temp_max_c": self.gpu_temp_max_c if math.isfinite(self.gpu_temp_max_c) else None,
             "gpu_work_done_s": self.work_done.total,
             "energy_harvested_j": self.harvested.total,
