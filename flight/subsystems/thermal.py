@@ -135,7 +135,7 @@ class ThermalController(Subsystem):
         self.headroom_w[~online] = 0.0
         if (np.max(np.abs(self.headroom_w - self.published_w)) > HEADROOM_DEADBAND_W
                 or self.config.housekeeping_due(self.tick)):
-            self.publish_data("headroom", gpu_headroom_w=self.headroom_w)
+            self.publish_data("headroom", gpu_headroom_w=self.headroom_w, setpoint_c=self.setpoint_c)
             self.published_w[:] = self.headroom_w
         self.supply_c, self.hottest_c = supply, hottest
 
