@@ -1,4 +1,4 @@
-"""The dictionary: every command, telemetry channel and event, declared once.
+"""The dictionary: every command, telemetry channel, event and parameter, declared once.
 
 Each subsystem declares its own entries next to its code (F Prime's FPP model, expressed
 in Python). From those declarations come on-board argument validation, the ground CLI's
@@ -170,6 +170,61 @@ class Event:
             raise ValueError(f"severity {self.severity!r} is not one of {SEVERITIES}")
 
 
+PARAMETER_TYPES = ("float", "int", "bool")
+"""Types a parameter may have: each has a fixed-size value on the space link (PUS service 20)."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """An onboard parameter operators read and set (PUS service 20), declared next to its
+    owner: ``type`` from :data:`PARAMETER_TYPES`, inclusive range ``lo``..``hi`` in ``units``
+    (for a bool: 0..1), ``default`` the value the owner starts with. It governs the owner
+    object's attribute ``attribute`` (default: ``name``); the owner applies a set and
+    persists it (:mod:`flight.parameters`). ``local_id`` (1..255) makes the parameter id
+    ``component_id << 8 | local_id``."""
+
+    name: str
+    local_id: int
+    type: str
+    units: str
+    lo: float
+    hi: float
+    default: float | int | bool
+    doc: str = ""
+    attribute: str = ""
+
+    def __post_init__(self) -> None:
+        if self.type not in PARAMETER_TYPES:
+            raise ValueError(f"parameter type {self.type!r} is not one of {PARAMETER_TYPES}")
+        if not 1 <= self.local_id <= 255:
+            raise ValueError(f"parameter {self.name}: local id {self.local_id} outside 1..255")
+        self.validate(self.default)
+
+    @property
+    def attr(self) -> str:
+        """Name of the owner's attribute this parameter governs."""
+        return self.attribute or self.name
+
+    def as_arg(self) -> Arg:
+        return Arg(self.name, self.type, self.units, None if self.type == "bool" else self.lo,
+                   None if self.type == "bool" else self.hi, doc=self.doc)
+
+    def validate(self, value: Any) -> Any:
+        """``value`` converted to the declared type.
+
+        Raises:
+            CommandError: FORMAT_ERROR for a value of the wrong type (a bool must be a bool
+                or 0/1), VALIDATION_ERROR for one outside ``lo``..``hi``.
+        """
+        if self.type == "bool" and not isinstance(value, bool) and value in (0, 1):
+            value = bool(value)
+        return self.as_arg().validate(value)
+
+    def describe(self) -> str:
+        rng = "" if self.type == "bool" else f" [{self.lo:g}..{self.hi:g}]"
+        return f"{self.type}{rng} {self.units}".rstrip() + f" default {self.default}"
+
+
 @dataclass
 class Component:
     """What one component (subsystem) declares. ``component_id`` (1..127) is the high
@@ -181,11 +236,12 @@ class Component:
     telemetry: tuple[Channel, ...] = ()
     events: tuple[Event, ...] = ()
     doc: str = ""
+    parameters: tuple[Parameter, ...] = ()
     _by_name: dict[str, Command] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._by_name = {c.name: c for c in self.commands}
-        for what, items in (("command", self.commands), ("event", self.events)):
+        for what, items in (("command", self.commands), ("event", self.events), ("parameter", self.parameters)):
             ids = [i.local_id for i in items]
             if len(set(ids)) != len(ids) or not all(1 <= i <= 255 for i in ids):
                 raise ValueError(f"{self.name}: {what} local ids must be unique in 1..255")
@@ -218,6 +274,8 @@ class Dictionary:
         self.channels: dict[str, Channel] = {}
         self.events: dict[str, Event] = {}
         self.event_ids: dict[int, str] = {}
+        self.parameters: dict[str, Parameter] = {}
+        self.parameter_ids: dict[int, str] = {}
         for comp in components:
             for cmd in comp.commands:
                 qual = f"{comp.name}.{cmd.name}"
@@ -229,6 +287,10 @@ class Dictionary:
                 qual = f"{comp.name}.{ev.name}"
                 self.events[qual] = ev
                 self.event_ids[comp.component_id << 8 | ev.local_id] = qual
+            for par in comp.parameters:
+                qual = f"{comp.name}.{par.name}"
+                self.parameters[qual] = par
+                self.parameter_ids[comp.component_id << 8 | par.local_id] = qual
 
     def opcode(self, qualified: str) -> int:
         comp, _, name = qualified.partition(".")
@@ -237,6 +299,10 @@ class Dictionary:
     def event_id(self, qualified: str) -> int:
         comp, _, _ = qualified.partition(".")
         return self.components[comp].component_id << 8 | self.events[qualified].local_id
+
+    def parameter_id(self, qualified: str) -> int:
+        comp, _, _ = qualified.partition(".")
+        return self.components[comp].component_id << 8 | self.parameters[qualified].local_id
 
     def validate_command(self, qualified: str, args: Any) -> dict[str, Any]:
         """Validate a command by qualified name (``thermal.set_setpoint``).
@@ -273,6 +339,11 @@ class Dictionary:
                     {"name": f"{comp.name}.{e.name}", "id": comp.component_id << 8 | e.local_id,
                      "severity": e.severity, "format": e.format, "doc": e.doc}
                     for e in comp.events
+                ],
+                "parameters": [
+                    {"name": f"{comp.name}.{p.name}", "id": comp.component_id << 8 | p.local_id, "type": p.type,
+                     "units": p.units, "min": p.lo, "max": p.hi, "default": p.default, "doc": p.doc}
+                    for p in comp.parameters
                 ],
             }
         return out

@@ -10,7 +10,8 @@ Contract
     inputs   ``hal.frame`` each tick -> :meth:`on_frame` -> rate groups, then
              :meth:`housekeeping` every ``hk_period_ticks`` and on the run's last tick;
              topics in ``SUBSCRIBE`` -> :meth:`on_message`;
-             commands ``<name>.<command>`` -> ``cmd_<command>(**args)``
+             commands ``<name>.<command>`` -> ``cmd_<command>(**args)``;
+             parameters (PUS service 20) -> the attributes they govern, persisted
     outputs  telemetry ``tm/<name>.hk`` (declared channels + framework counters);
              per-tick data products ``data/<name>.<product>`` for other subsystems;
              events ``ev/<name>.<event>``; ``hw/hal.done`` closing each tick,
@@ -19,10 +20,11 @@ Contract
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any, Callable
 
 from flight.config import RunConfig
-from flight.dictionary import Channel, CommandError, Component, Event
+from flight.dictionary import Arg, Channel, Command, CommandError, Component, Event, Parameter
 from flight.messages import Message
 
 Emit = Callable[[str, str, Any], None]
@@ -40,7 +42,19 @@ FRAMEWORK_EVENTS = (
     Event("cycle_slip", 250, "LOW", "{missed} tick(s) missed or overrun before tick {tick}"),
     Event("decode_error", 251, "LOW", "rejected a malformed message on {topic}: {why}"),
     Event("command_crashed", 252, "MEDIUM", "handler of {command} raised {why}"),
+    Event("parameter_store_failed", 253, "MEDIUM", "cannot persist parameters {names}: {why}"),
 )
+SET_PARAMETER_ID = 250
+"""Local id of the framework command ``set_parameter`` of every component with parameters."""
+
+
+def set_parameter_command(parameters: tuple[Parameter, ...]) -> Command:
+    """The framework command that sets one of ``parameters`` (what TC[20,3] becomes on board);
+    ``value`` travels as a float and is checked against the parameter's own declaration."""
+    return Command("set_parameter", SET_PARAMETER_ID, (
+        Arg("name", "str", choices=tuple(p.name for p in parameters), doc="Parameter (unqualified)."),
+        Arg("value", "float", doc="New value: a number in the parameter's range; 0/1 for a bool."),
+    ), doc="Set a parameter (PUS TC[20,3]); validated against its declaration and persisted.")
 
 
 class Subsystem:
@@ -56,9 +70,10 @@ class Subsystem:
         super().__init_subclass__(**kwargs)
         comp = cls.__dict__.get("COMPONENT")
         if comp is not None:
+            commands = comp.commands + ((set_parameter_command(comp.parameters),) if comp.parameters else ())
             cls.COMPONENT = Component(
-                comp.name, comp.component_id, comp.commands, comp.telemetry + FRAMEWORK_CHANNELS,
-                comp.events + FRAMEWORK_EVENTS, comp.doc,
+                comp.name, comp.component_id, commands, comp.telemetry + FRAMEWORK_CHANNELS,
+                comp.events + FRAMEWORK_EVENTS, comp.doc, comp.parameters,
             )
             for cmd in comp.commands:
                 if not callable(getattr(cls, f"cmd_{cmd.name}", None)):
@@ -78,6 +93,9 @@ class Subsystem:
         self.time_s = 0.0
         self.cycle_slips = 0
         self.decode_errors = 0
+        self._parameter_store = None
+        self._persisted: dict[str, Any] | None = None
+        """Parameter values as last persisted, by unqualified name; ``None`` until loaded."""
 
     # -- outputs ---------------------------------------------------------------------
     def telemetry(self, **values: Any) -> None:
@@ -120,6 +138,8 @@ class Subsystem:
         """Handle the sensor frame of ``tick``: run every rate group due on it, then the
         housekeeping group when due."""
         self.tick, self.time_s = tick, time_s
+        if self._persisted is None:
+            self.load_parameters()
         for divisor, group in self._rate_groups:
             if tick % divisor == 0:
                 group(frame)
@@ -143,6 +163,50 @@ class Subsystem:
     def on_stop(self) -> None:
         """Called once when the process shuts down: close what :meth:`on_start` opened."""
 
+    # -- parameters (PUS service 20) -------------------------------------------------
+    def load_parameters(self) -> None:
+        """Apply the stored value of each declared parameter to the attribute it governs,
+        and store the values the subsystem started with for the others. Runs on the first
+        tick (after the subclass has set its attributes up) and before the first command.
+        A store that cannot be opened or written is reported by event and the subsystem
+        flies on with the values it has."""
+        self._persisted = {}
+        if not self.COMPONENT.parameters:
+            return
+        from flight.parameters import PARAMETERS_FILE, ParameterStore
+
+        qualified = {f"{self.name}.{p.name}": p for p in self.COMPONENT.parameters}
+        try:
+            self._parameter_store = ParameterStore(self.config.data_path / PARAMETERS_FILE)
+            stored = self._parameter_store.load(list(qualified))
+        except (sqlite3.Error, OSError) as exc:
+            self.event("parameter_store_failed", names=", ".join(qualified), why=str(exc)[:160])
+            return
+        for qual, par in qualified.items():
+            if qual in stored:
+                try:
+                    setattr(self, par.attr, par.validate(stored[qual]))
+                except CommandError:
+                    pass  # a value the declaration no longer allows: keep the built-in one, stored below
+        self._persist_changed_parameters()
+
+    def _persist_changed_parameters(self) -> None:
+        current = {p.name: getattr(self, p.attr) for p in self.COMPONENT.parameters}
+        changed = {n: v for n, v in current.items() if self._persisted.get(n, object()) != v}
+        if not changed or self._parameter_store is None:
+            return
+        try:
+            self._parameter_store.save({f"{self.name}.{n}": v for n, v in changed.items()}, self.time_s)
+        except sqlite3.Error as exc:
+            self.event("parameter_store_failed", names=", ".join(changed), why=str(exc)[:160])
+            return
+        self._persisted.update(changed)
+
+    def cmd_set_parameter(self, name: str, value: float) -> str:
+        par = next(p for p in self.COMPONENT.parameters if p.name == name)  # the command's choices
+        setattr(self, par.attr, par.validate(int(value) if par.type != "float" and value.is_integer() else value))
+        return f"{self.name}.{name} = {getattr(self, par.attr)} {par.units}".rstrip()
+
     def execute(self, name: str, args: Any) -> str:
         """Validate and run command ``name`` (unqualified); return its completion message.
 
@@ -154,4 +218,11 @@ class Subsystem:
         if cmd is None:
             raise CommandError("INVALID_OPCODE", f"{self.name} has no command {name!r}")
         checked = cmd.validate(args)
-        return getattr(self, f"cmd_{name}")(**checked) or "done"
+        if self._persisted is None:
+            self.load_parameters()
+        try:
+            return getattr(self, f"cmd_{name}")(**checked) or "done"
+        finally:
+            # any command may move a parameter (thermal.set_setpoint moves setpoint_c): the
+            # stored value follows before the command's completion goes out
+            self._persist_changed_parameters()

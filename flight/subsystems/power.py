@@ -46,6 +46,7 @@ from flight.dictionary import (
     CommandError,
     Component,
     Event,
+    Parameter,
 )
 from flight.eclipse_forecast import Eclipse, EclipseForecast
 from flight.hal import N_GPUS
@@ -237,6 +238,10 @@ class PowerManager(Subsystem):
             Event("watchpoint_cleared", 10, "INFO", "watchpoint {wp_id}: {parameter} = {value:.4g} back within limits"),
             Event("monitor_changed", 11, "INFO", "monitoring table: {change}"),
             Event("monitor_command_failed", 12, "MEDIUM", "watchpoint command {command} failed: {code} {message}"),
+        ),
+        parameters=(
+            Parameter("soc_floor", 1, "float", "", 0.40, 0.90, SOC_FLOOR,
+                      "Lowest planned state of charge (0.40 = contingency DoD); as set_soc_floor."),
         ),
     )
     RATE_GROUPS = ((1, "control"),)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from flight.control.thermal_pid import ThermalPid, thermal_headroom_w
-from flight.dictionary import Arg, Channel, Command, Component, Event
+from flight.dictionary import Arg, Channel, Command, Component, Event, Parameter
 from flight.hal import N_GPUS, N_ZONES
 from flight.subsystem import Subsystem
 
@@ -41,6 +41,18 @@ DEFAULT_GPU_TARGET_C = 80.0
 DEFAULT_GAINS = {"valves": (0.08, 0.004, 0.0), "pump": (0.05, 0.002, 0.0)}
 """(kp, ki, kd) per loop family; kp in fraction/K, ki in fraction/(K·s), kd in fraction·s/K.
 Tuned in closed loop against sim_hw at full load and at idle in eclipse."""
+
+
+def _gain_view(loop: str, gain: str) -> property:
+    """One gain of a loop family as an attribute (a parameter governs it), read from and
+    written to the batched PID's gain array."""
+    first = 0 if loop == "valves" else PUMP
+    rows = slice(0, N_ZONES) if loop == "valves" else slice(PUMP, PUMP + 1)
+
+    def write(self, value: float) -> None:
+        getattr(self.pid, gain)[rows] = value
+
+    return property(lambda self: float(getattr(self.pid, gain)[first]), write)
 
 
 class ThermalController(Subsystem):
@@ -76,6 +88,16 @@ class ThermalController(Subsystem):
             Event("gpu_target_changed", 2, "INFO", "GPU target {old_c:.1f} -> {new_c:.1f} °C"),
             Event("gains_changed", 3, "INFO", "{loop} gains kp={kp:g} ki={ki:g} kd={kd:g}"),
         ),
+        parameters=(
+            Parameter("setpoint_c", 1, "float", "degC", 15.0, 45.0, DEFAULT_SETPOINT_C,
+                      "Coolant supply temperature to hold; as set_setpoint."),
+            Parameter("gpu_target_c", 2, "float", "degC", 60.0, 87.0, DEFAULT_GPU_TARGET_C,
+                      "GPU temperature the headroom and pump aim at; as set_gpu_target."),
+            *(Parameter(f"{loop}_{gain}", 3 + 3 * i + j, "float", units, 0.0, hi, DEFAULT_GAINS[loop][j],
+                        f"{gain} of the {loop} loop family; as set_gains.")
+              for i, loop in enumerate(DEFAULT_GAINS)
+              for j, (gain, units, hi) in enumerate((("kp", "1/K", 2.0), ("ki", "1/(K*s)", 0.1), ("kd", "s/K", 20.0)))),
+        ),
     )
     RATE_GROUPS = ((1, "control"),)
 
@@ -100,6 +122,10 @@ class ThermalController(Subsystem):
         self.published_w = np.full(N_GPUS, np.inf)
         """Headroom as last published; inf forces the first publication."""
         self.supply_c = self.hottest_c = float("nan")
+
+    # the gains as parameters (PUS service 20)
+    valves_kp, valves_ki, valves_kd = (_gain_view("valves", g) for g in ("kp", "ki", "kd"))
+    pump_kp, pump_ki, pump_kd = (_gain_view("pump", g) for g in ("kp", "ki", "kd"))
 
     def _set_gains(self, loop: str, kp: float, ki: float, kd: float) -> None:
         idx = slice(0, N_ZONES) if loop == "valves" else slice(PUMP, PUMP + 1)
