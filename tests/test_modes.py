@@ -1,0 +1,129 @@
+"""Modes: entry after persistence, exit after dwell, no chatter at a threshold, SAFE from
+every mode and left only by command (flight.modes), and the power manager's mode effects."""
+
+import math
+
+import numpy as np
+import pytest
+
+from flight.bus import BusAddress
+from flight.config import RunConfig
+from flight.modes import MODES, POWER_SAVE_GPU_MAX_W, RULES, ModeMachine
+from flight.subsystems.power import PowerManager
+
+NOMINAL_VALUES = {"battery_soc": 0.9, "soc_above_floor": 0.2, "sun_fraction": 1.0, "eclipse_energy_margin_j": 1e7,
+                  "gpu_temp_max_c": 75.0, "coolant_supply_error_c": 0.0}
+
+
+def fly(machine: ModeMachine, start_s: float, seconds: int, **values) -> list[str]:
+    """Step ``machine`` once a second from ``start_s`` with NOMINAL values overridden by
+    ``values``; return the mode after each step."""
+    out = []
+    for i in range(seconds):
+        machine.step(start_s + i, {**NOMINAL_VALUES, **values})
+        out.append(machine.mode)
+    return out
+
+
+def rule(mode: str):
+    return next(r for r in RULES if r.mode == mode)
+
+
+def test_thermal_limit_enters_after_its_persistence_and_not_before():
+    m = ModeMachine()
+    persist = int(rule("THERMAL_LIMIT").persist_s)
+    modes = fly(m, 0, persist + 2, gpu_temp_max_c=86.0)
+    assert modes[:persist] == ["NOMINAL"] * persist
+    assert modes[-1] == "THERMAL_LIMIT"
+
+
+def test_a_temperature_on_the_entry_threshold_does_not_make_the_mode_chatter():
+    """Alternating just above and below 85 °C for an hour: the entry condition never holds
+    for its persistence, so the mode never changes; once in THERMAL_LIMIT, the same signal
+    never satisfies the exit rule (below 82 °C for 120 s)."""
+    m = ModeMachine()
+    changes = 0
+    for t in range(3600):
+        before = m.mode
+        m.step(t, {**NOMINAL_VALUES, "gpu_temp_max_c": 85.0 + (0.1 if t % 20 < 10 else -0.1)})
+        changes += m.mode != before
+    assert changes == 0 and m.mode == "NOMINAL"
+    m.command("THERMAL_LIMIT", "test")
+    modes = fly(m, 3600, 3600, gpu_temp_max_c=84.0)
+    assert set(modes) == {"THERMAL_LIMIT"}
+
+
+def test_thermal_limit_leaves_only_after_its_dwell_below_the_lower_threshold():
+    m = ModeMachine()
+    fly(m, 0, 40, gpu_temp_max_c=86.0)
+    dwell = int(rule("THERMAL_LIMIT").dwell_s)
+    modes = fly(m, 40, dwell + 2, gpu_temp_max_c=80.0)
+    assert modes[:dwell] == ["THERMAL_LIMIT"] * dwell and modes[-1] == "NOMINAL"
+
+
+def test_power_save_needs_sunlight_to_leave():
+    m = ModeMachine()
+    fly(m, 0, 20, eclipse_energy_margin_j=-1.0)
+    assert m.mode == "POWER_SAVE"
+    assert set(fly(m, 20, 1000, sun_fraction=0.0)) == {"POWER_SAVE"}
+    assert fly(m, 1020, 400)[-1] == "NOMINAL"
+
+
+@pytest.mark.parametrize("start", MODES)
+def test_safe_is_reachable_from_every_mode_and_left_only_by_command(start):
+    m = ModeMachine()
+    m.command(start, "test")
+    assert m.mode == start
+    m.command("SAFE", "test")
+    assert m.mode == "SAFE"
+    assert set(fly(m, 0, 1000)) == {"SAFE"}  # nominal values for long: still SAFE
+    assert m.command("NOMINAL", "ground") == ("NOMINAL", "ground")
+
+
+def test_contingency_soc_enters_safe_from_any_automatic_mode():
+    m = ModeMachine()
+    fly(m, 0, 40, gpu_temp_max_c=86.0)
+    modes = fly(m, 40, 10, battery_soc=0.39, soc_above_floor=-0.31)
+    assert modes[-1] == "SAFE"
+
+
+def test_missing_parameters_change_nothing():
+    m = ModeMachine()
+    for t in range(1000):
+        m.step(t, {"coolant_supply_error_c": math.nan})
+    assert m.mode == "NOMINAL"
+    with pytest.raises(ValueError):
+        m.command("PANIC", "test")
+
+
+def power_manager(tmp_path) -> tuple[PowerManager, list]:
+    out: list = []
+    config = RunConfig(bus=BusAddress("inproc://a", "inproc://b", "inproc://c"), data_dir=str(tmp_path))
+    pm = PowerManager(config, lambda kind, name, data: out.append((kind, name, data)))
+    pm.on_start()
+    return pm, out
+
+
+def sunlit_frame(**over) -> dict:
+    frame = {
+        "battery_soc": 0.9, "battery_capacity_j": 5.76e8, "solar_array_power_w": 200e3, "bus_load_w": 8e3,
+        "battery_voltage_v": 800.0, "battery_current_a": 0.0, "battery_temp_c": 20.0, "shunt_power_w": 87e3,
+        "sun_fraction": 1.0, "coolant_supply_temp_c": 25.0, "gpu_power_w": np.full(72, 900.0),
+        "gpu_temp_c": np.full(72, 70.0), "gpu_online": np.ones(72, bool),
+    }
+    frame.update(over)
+    return frame
+
+
+@pytest.mark.parametrize("mode, most_w", [("NOMINAL", 1000.0), ("POWER_SAVE", POWER_SAVE_GPU_MAX_W), ("SAFE", 0.0)])
+def test_each_mode_caps_the_gpus_as_documented(tmp_path, mode, most_w):
+    """Ordered by the executive (ctl/mode), the mode caps the next tick's limits."""
+    from flight.messages import Message
+
+    pm, out = power_manager(tmp_path)
+    pm.on_message(Message("exec", 1, 0, 0.0, "ctl", "mode", {"mode": mode, "why": "test"}))
+    pm.on_frame(1, 1.0, sunlit_frame())
+    assert float(np.max(pm.actuation["gpu_power_limit_w"])) == pytest.approx(most_w)
+    announced = [d["mode"] for kind, name, d in out if (kind, name) == ("ctl", "mode")]
+    assert announced == ([] if mode == "NOMINAL" else [mode])
+    pm.on_stop()
