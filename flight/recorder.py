@@ -103,7 +103,12 @@ class RunStats:
     over the whole run); None with an external rig, which reports NaN.
     ``battery_soc_floor`` is the lowest SOC floor the power manager held (``power.hk``; it is
     commandable), the line ``battery_soc_min`` is judged against; ``mode_time_s`` the
-    simulated seconds in each mode, from the power manager's per-mode clocks."""
+    simulated seconds in each mode, from the power manager's per-mode clocks.
+    ``gpu_work_done_s`` counts all GPU work as it was done, ``gpu_work_useful_s`` what of it
+    the job store kept over the run (completed jobs and checkpointed progress, ``jobs.hk``
+    ``work_useful_gpu_s``, from its first to its last value), ``gpu_work_lost_s`` the rest
+    less what was still unsaved at the end: work thrown away by rollbacks, crashes,
+    cancellations and failures."""
 
     last_tick: int
     sim_time_s: float = 0.0
@@ -118,6 +123,9 @@ class RunStats:
     slips: Cumulative = field(default_factory=Cumulative)
     battery_soc_floor: float = math.inf
     mode_time: dict[str, Cumulative] = field(default_factory=lambda: {m: Cumulative() for m in MODES})
+    work_useful_first: float | None = None
+    work_useful: float = 0.0
+    work_unsaved: float = 0.0
 
     def observe(self, msg: Message) -> None:
         if msg.tick > self.last_tick:
@@ -139,6 +147,10 @@ class RunStats:
             self.energy_balance_error = d.get("energy_balance_error", math.nan)
         elif msg.name == "jobs.hk" and "work_done_gpu_s" in d:
             self.work_done.feed(msg.src, d["work_done_gpu_s"])
+            if "work_useful_gpu_s" in d:
+                if self.work_useful_first is None:
+                    self.work_useful_first = d["work_useful_gpu_s"]
+                self.work_useful, self.work_unsaved = d["work_useful_gpu_s"], d["work_unsaved_gpu_s"]
         elif msg.name == "power.hk" and "mode_time_s" in d:
             self.battery_soc_floor = min(self.battery_soc_floor, d["soc_floor"])
             for mode, seconds in zip(MODES, d["mode_time_s"]):
@@ -153,6 +165,9 @@ class RunStats:
             "mode_time_s": {mode: clock.total for mode, clock in self.mode_time.items()},
             "gpu_temp_max_c": self.gpu_temp_max_c if math.isfinite(self.gpu_temp_max_c) else None,
             "gpu_work_done_s": self.work_done.total,
+            "gpu_work_useful_s": self.work_useful - (self.work_useful_first or 0.0),
+            "gpu_work_lost_s": max(0.0, self.work_done.total - (self.work_useful - (self.work_useful_first or 0.0))
+                                   - self.work_unsaved),
             "energy_harvested_j": self.harvested.total,
             "energy_balance_error": self.energy_balance_error if math.isfinite(self.energy_balance_error) else None,
             "gpu_shutdowns": int(self.gpu_shutdowns.total),

@@ -34,11 +34,14 @@ class InProcessRack:
         data_dir: the run's data directory (the job and monitoring databases go there).
         tle_lines: the element set, flown by the simulator and forecast on board.
         tick_s: simulated seconds per tick.
+        params: the run's per-subsystem parameters (``RunConfig.params``), e.g.
+            ``{"jobs": {"workload": "none"}}``.
     """
 
-    def __init__(self, data_dir: Path, tle_lines: tuple[str, str], tick_s: float = 1.0, seed: int = 0) -> None:
+    def __init__(self, data_dir: Path, tle_lines: tuple[str, str], tick_s: float = 1.0, seed: int = 0,
+                 params: dict | None = None) -> None:
         self.config = RunConfig(bus=BusAddress("inproc://a", "inproc://b", "inproc://c"), data_dir=str(data_dir),
-                                tick_s=tick_s, tle_lines=tuple(tle_lines), seed=seed)
+                                tick_s=tick_s, tle_lines=tuple(tle_lines), seed=seed, params=params or {})
         self.rig = SimRig(Satellite(tuple(tle_lines), seed=seed), tick_s, None)
         self.telemetry: dict[str, list[tuple[float, dict]]] = {}
         self.events: list[tuple[float, str, dict]] = []

@@ -26,7 +26,8 @@ from flight.jobs.model import GPU_MAX_CLOCK_MHZ, Job
 from flight.jobs.radiation import FENCE_WINDOW_S, EccMonitor
 from flight.jobs.scheduler import Limits, plan
 from flight.jobs.store import JobStore
-from flight.messages import Encoder, decode
+from flight.messages import Encoder, Message, decode
+from flight.recorder import RunStats
 from flight.subsystems.jobs import JobRunner
 
 GOOD = {"gpus_min": 4, "gpus_max": 8, "work_gpu_s": 1000.0, "priority": 5, "checkpoint_interval_s": 20.0,
@@ -545,3 +546,21 @@ def test_a_program_that_dies_fails_its_job(tmp_path):
     tick_until(h, lambda: not h.runner.jobs)
     (failed,) = h.events("job_failed")
     assert "exited with -9" in failed["message"]
+
+
+def test_the_run_summary_reports_useful_work_apart_from_work_lost_to_rollbacks(tmp_path):
+    h = Harness(tmp_path)
+    h.runner.execute("submit", {**GOOD, "gpus_min": 2, "gpus_max": 2, "work_gpu_s": 1e4, "checkpoint_interval_s": 10.0,
+                                "checkpoint_cost_s": 0.0})
+    h.tick(14)  # placed on tick 1, computing from tick 2: a free checkpoint after 10 s, then 3 s (6 GPU-s)
+    h.unc[0] += 1
+    h.tick(16)  # the rollback throws those 6 GPU-s away
+    stats = RunStats(last_tick=30)
+    for n, (kind, name, data) in enumerate(h.out):
+        stats.observe(Message("jobs", n, 30, 30.0, kind, name, data))
+    s = stats.summary()
+    done = h.runner.work_done_gpu_s
+    assert s["gpu_work_done_s"] == pytest.approx(done)
+    assert s["gpu_work_lost_s"] == pytest.approx(6.0) == h.hk()["work_lost_gpu_s"]
+    assert s["gpu_work_useful_s"] == pytest.approx(h.runner.jobs[1].checkpoint_gpu_s)
+    assert s["gpu_work_useful_s"] + s["gpu_work_lost_s"] + h.hk()["work_unsaved_gpu_s"] == pytest.approx(done)

@@ -85,3 +85,12 @@ def test_no_new_work_lands_on_an_unusable_gpu():
     placed = plan([job(i, gpus=1) for i in range(1, 80)], Limits(usable, N_GPUS)).start
     taken = [g for _, gpus in placed for g in gpus]
     assert len(taken) == N_GPUS - 3 and not {0, 5, 9} & set(taken)
+
+
+def test_the_fifo_baseline_runs_in_submission_order_without_backfill_or_preemption():
+    low = running(job(1, priority=0, gpus=60), range(60))
+    head, small, urgent = job(2, priority=1, gpus=16), job(3, priority=1, gpus=4), job(4, priority=9, gpus=8)
+    out = plan([low, head, small, urgent], Limits(all_usable(), N_GPUS), fifo=True)
+    assert out.start == [] and out.preempt == [], "the head waits for 16 GPUs; nothing passes it or preempts"
+    low.stop("queued")
+    assert [j.job_id for j, _ in plan([low, head, small, urgent], Limits(all_usable(), N_GPUS), fifo=True).start] == [1]

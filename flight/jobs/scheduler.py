@@ -25,6 +25,10 @@ runner (:mod:`flight.subsystems.jobs`) applies its answer. The rules, in order:
 
 The order is total, so the same jobs and limits always give the same plan (lockstep runs
 stay reproducible).
+
+``fifo=True`` is the naive baseline ``tools/bench_goodput.py`` compares against: submission
+order, no preemption, no backfill (the head of the queue waits until it fits), the cap and
+modes still honoured.
 """
 
 from __future__ import annotations
@@ -82,9 +86,9 @@ def _victim_key(job: Job) -> tuple:
     return (job.priority, -job.urgency_s, -job.job_id)
 
 
-def plan(jobs: Iterable[Job], limits: Limits) -> Plan:
+def plan(jobs: Iterable[Job], limits: Limits, fifo: bool = False) -> Plan:
     """Decide starts and preemptions for ``jobs`` (any states; only ``queued`` and
-    ``running`` ones are considered) under ``limits``.
+    ``running`` ones are considered) under ``limits``; ``fifo`` for the naive baseline.
 
     A running job already leaving (``yield_after_checkpoint`` or ``park_after_checkpoint``)
     still holds its GPUs but is not preempted again.
@@ -114,7 +118,8 @@ def plan(jobs: Iterable[Job], limits: Limits) -> Plan:
     free = free.tolist()
     leaving = sum(len(j.gpus) for j in running) - held  # held now, free once their checkpoints complete
     budget = limits.max_gpus - held
-    for job in sorted((j for j in jobs if j.state == "queued" and eligible(j, limits.mode)), key=Job.order_key):
+    order = (lambda j: j.job_id) if fifo else Job.order_key
+    for job in sorted((j for j in jobs if j.state == "queued" and eligible(j, limits.mode)), key=order):
         r = job.replicas
         room = min(len(free), budget)
         if job.gpus_min * r <= room:
@@ -122,6 +127,8 @@ def plan(jobs: Iterable[Job], limits: Limits) -> Plan:
             out.start.append((job, sorted(free[:take])))
             free, budget = free[take:], budget - take
             continue
+        if fifo:
+            break
         if leaving and job.gpus_min * r <= room + leaving:
             break  # GPUs are on their way to this job: nothing behind it takes them
         victims, gain_free, gain_cap = [], 0, 0

@@ -206,6 +206,9 @@ class JobRunner(Subsystem):
         super().__init__(config, emit, send_command, **ports)
         params = config.params.get("jobs", {})
         self.saturate = params.get("workload", "saturate") == "saturate"
+        self.fifo = params.get("policy", "priority") == "fifo"
+        """The naive baseline of ``tools/bench_goodput.py``: FIFO, no preemption, no backfill,
+        no eclipse look-ahead (``params["jobs"]["policy"] == "fifo"``)."""
         self.synthetic_interval_s = float(params.get("checkpoint_interval_s", SYNTHETIC_CHECKPOINT_INTERVAL_S))
         self.synthetic_cost_s = float(params.get("checkpoint_cost_s", SYNTHETIC_CHECKPOINT_COST_S))
         self.store: JobStore | None = None
@@ -575,12 +578,12 @@ class JobRunner(Subsystem):
         :data:`RACK_IDLE_W`), divided by what one running GPU adds
         (:data:`RUNNING_GPU_EXTRA_W`). Jobs beyond that are checkpointed before the shadow
         and resume after it, instead of being parked mid-interval by the power manager's
-        load shedding. Without an onboard TLE there is no look-ahead.
+        load shedding. Without an onboard TLE (or in the FIFO baseline) there is no look-ahead.
         """
         if self.eclipse_cap is not None and self.time_s >= self.eclipse_cap[0]:
             self.eclipse_cap = None
             self.dirty = True
-        if self.forecast is None:
+        if self.forecast is None or self.fifo:
             return N_GPUS
         eclipse = self.forecast.next_eclipse(self.time_s)
         if eclipse is None or eclipse.start_s - self.time_s > ECLIPSE_LEAD_S or eclipse.start_s == self.eclipse_decided_s:
@@ -609,7 +612,7 @@ class JobRunner(Subsystem):
         powered = allowed & (frame["gpu_power_limit_w"] > 0)
         self.shed_ticks = self.shed_ticks + 1 if np.any(self.busy & allowed & ~powered) else 0
         cap = self._eclipse_hold(frame)
-        if self.shed_ticks >= SHED_PERSIST_TICKS:
+        if self.shed_ticks >= SHED_PERSIST_TICKS and not self.fifo:
             cap = min(cap, int(np.count_nonzero(powered)))
         if self.mode == "THERMAL_LIMIT":
             cap = min(cap, int(np.ceil(THERMAL_LIMIT_GPU_FRACTION * np.count_nonzero(allowed))))
@@ -627,7 +630,7 @@ class JobRunner(Subsystem):
         self.dirty = False
         if self.saturate and free:
             self._top_up(min(free, max(0, limits.max_gpus - int(self.busy.sum()))))
-        decided = plan(self.jobs.values(), limits)
+        decided = plan(self.jobs.values(), limits, self.fifo)
         for job, why in decided.preempt:
             self._yield(job, why)
         for job, gpus in decided.start:
