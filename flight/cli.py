@@ -3,6 +3,8 @@ dictionary, talk to the satellite from the ground.
 
     flight run [--orbits N | --duration S] [--speed max|realtime|FACTOR] ...
     flight sim --bind ENDPOINT ...
+    flight run --scenario NAME|FILE [--duration S] ...
+    flight scenarios
     flight dict [--json | --hal]
     flight ground ping | send SUBSYSTEM.COMMAND key=value ... | watch
     flight report DATA_DIR [--out DIR]
@@ -25,7 +27,7 @@ from flight.bus import BusAddress
 from flight.config import RunConfig
 from flight.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle, orbit_period_s
 
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _speed(text: str) -> str:
@@ -77,7 +79,8 @@ def add_run_parser(sub) -> None:
     length.add_argument("--duration", type=_positive(float), metavar="S", help="fly S simulated seconds")
     p.add_argument("--speed", type=_speed, default="max",
                    help="max (lockstep, as fast as possible; default), realtime, or a factor such as 10")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the simulator and workload (default 0)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="random seed of the simulator and workload (default 0, or the scenario's)")
     p.add_argument("--tick-s", type=_positive(float), default=1.0, metavar="S", help="base tick (default 1 s)")
     p.add_argument("--data", metavar="DIR", help="run data directory (default rackflight-runs/<time>)")
     p.add_argument("--contact", choices=("passes", "always"), default="passes",
@@ -91,6 +94,10 @@ def add_run_parser(sub) -> None:
                    help="lab only: accept telecommands without authentication (the link binds loopback only)")
     p.add_argument("--hal", metavar="ENDPOINT",
                    help="fly against an external HAL rig at this ZeroMQ endpoint instead of starting the simulator")
+    p.add_argument("--scenario", metavar="NAME|FILE",
+                   help="fly a scenario (flight scenarios lists the bundled ones): its element set, seed, length, "
+                        "start conditions, load, timed faults and commands; --duration/--orbits/--seed given here "
+                        "override its own. Its [expect] is checked at the end: PASS, or FAIL and exit status 1")
     p.add_argument("--summary-json", metavar="PATH", help="also write the run summary as JSON here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (also off when not a terminal)")
     p.set_defaults(func=cmd_run)
@@ -102,6 +109,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flight import executive
 
     console = Console(stderr=True)
+    scn = None
+    if args.scenario:
+        from sim_hw import scenario
+
+        try:
+            scn = scenario.load(args.scenario)
+        except scenario.ScenarioError as exc:
+            console.print(f"[red]error:[/] {exc}", soft_wrap=True, markup=False)
+            return EXIT_USAGE
+        args.tle, args.tle_name = str(scn.tle_path), scn.tle_name
     try:
         name, (line1, line2) = load_tle(args.tle, args.tle_name)
     except (OSError, ValueError) as exc:
@@ -111,7 +128,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if keys_dir is None:
         return EXIT_FAILED
     period_s = orbit_period_s(line1, line2)
-    duration_s = args.duration if args.duration else (args.orbits or 1.0) * period_s
+    if scn is not None and not (args.duration or args.orbits):
+        duration_s = scn.run_duration_s()
+    else:
+        duration_s = args.duration if args.duration else (args.orbits or 1.0) * period_s
+    if args.seed is None:
+        args.seed = scn.seed if scn is not None else 0
     speed = None if args.speed == "max" else 1.0 if args.speed == "realtime" else float(args.speed)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     data_dir = Path(args.data or f"rackflight-runs/{stamp}-seed{args.seed}").resolve()
@@ -120,6 +142,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                        seed=args.seed, contact=args.contact, link_endpoint=args.link, hal_endpoint=args.hal or "",
                        parent_pid=os.getpid(), keys_dir=str(keys_dir),
                        unauthenticated_lab=args.unauthenticated_lab, tle_lines=(line1, line2))
+    if scn is not None:
+        config.params.update(sim=scn.start, jobs=scn.load, hal={"schedule": scn.schedule()})
     sim = None if args.hal else executive.sim_options(args.tle, name, args.seed)
     console.print(f"flying [bold]{name}[/] for {duration_s:,.0f} s ({duration_s / period_s:.2f} orbits of "
                   f"{period_s:,.0f} s), speed {args.speed}, seed {args.seed}, contact {args.contact}; data in {data_dir}")
@@ -136,7 +160,51 @@ def cmd_run(args: argparse.Namespace) -> int:
     _print_summary(console, summary)
     if exe.interrupted:
         return EXIT_INTERRUPTED
+    if scn is not None:
+        return _check_scenario(console, scn, summary, data_dir)
     return EXIT_OK if summary["end"] == "completed" else EXIT_FAILED
+
+
+def _check_scenario(console, scn, summary: dict, data_dir: Path) -> int:
+    """Print the scenario's [expect] checks and PASS/FAIL; the exit status."""
+    from rich.table import Table
+
+    from sim_hw.scenario import recorded_events
+
+    checks = scn.check(summary, recorded_events(data_dir / "telemetry.sqlite"))
+    passed = all(c.ok for c in checks)
+    table = Table(title=f"scenario {scn.name}: {'PASS' if passed else 'FAIL'}")
+    for column in ("check", "result", "value"):
+        table.add_column(column)
+    for c in checks:
+        table.add_row(c.name, "[green]ok[/]" if c.ok else "[red]FAIL[/]", c.detail)
+    console.print(table)
+    print(f"scenario {scn.name}: {'PASS' if passed else 'FAIL'}")
+    return EXIT_OK if passed else EXIT_FAILED
+
+
+def add_scenarios_parser(sub) -> None:
+    p = sub.add_parser("scenarios", help="list the bundled scenarios (flight run --scenario NAME)",
+                       description="One line per bundled scenario (sim_hw/scenarios/*.toml): name, length, "
+                                   "faults and description.")
+    p.set_defaults(func=cmd_scenarios)
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from sim_hw import scenario
+
+    status = EXIT_OK
+    for path in sorted(scenario.SCENARIO_DIR.glob("*.toml")):
+        try:
+            scn = scenario.load(path)
+        except scenario.ScenarioError as exc:
+            print(f"{path.stem:24s} BROKEN: {exc}")
+            status = EXIT_FAILED
+            continue
+        fault_names = sorted({c.args["fault"] for c in scn.commands if c.command == "hal.inject_fault"})
+        print(f"{scn.name:24s} {scn.run_duration_s():8,.0f} s  faults: {', '.join(fault_names) or '-':28s} "
+              f"{scn.description}")
+    return status
 
 
 def _prepare_keys(console, args: argparse.Namespace) -> Path | None:
@@ -169,7 +237,13 @@ class _progress:
     """A rich progress bar of simulated time; a no-op when disabled."""
 
     def __init__(self, console, total_s: float, disable: bool) -> None:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(
             TextColumn("[bold]sim"), BarColumn(), TextColumn("{task.completed:,.0f}/{task.total:,.0f} s"),
@@ -271,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_parser(sub)
     add_sim_parser(sub)
     add_dict_parser(sub)
+    add_scenarios_parser(sub)
     from flight import report
 
     report.add_parser(sub)

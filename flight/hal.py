@@ -15,6 +15,10 @@ Sequence::
     rig -> flight   hal.reject      {"reason": str, "rejected_count": int} for a bad message
     flight -> rig   hal.bye         {} : the flight side is leaving
     rig -> flight   hal.end         {"reason": str} : the rig stops serving (end of its run, shutdown)
+    flight -> rig   hal.fault       {"id", "action": "inject", "fault", "value", "target", "duration_s"}
+                                    or {"id", "action": "clear", "fault", "target"} (test and lab)
+    rig -> flight   hal.fault_ack   {"id", "ok": bool, "reason": str}
+    rig -> flight   hal.fault_ended {"fault", "target"} : a timed fault's duration has passed
 
 ``speed`` in the welcome is ``None`` in lockstep, else the pace as a multiple of real time.
 
@@ -26,6 +30,12 @@ An actuator message is checked whole against :data:`ACTUATOR_FIELDS` (known name
 shape, range, finite); one bad field rejects the whole message, changes nothing, is
 counted in the frame's ``hal_rejected_count`` and answered with ``hal.reject`` — as is
 any other message the rig cannot use (undecodable, unknown name, not from its client).
+
+Fault injection (``hal.fault``) is optional for a rig: the faults, their arguments and
+effects are the catalogue of :mod:`sim_hw.faults`, which the flight side checks before
+sending. The simulator applies them; a real rig may answer ``ok: false`` ("not supported")
+or, if it predates the message, ``hal.reject``. Either way nothing changes on the rig and
+the ``hal.inject_fault`` telecommand fails with EXECUTION_ERROR.
 
 Ranges below are the valid range of the *value*, used by the rig to reject actuator
 settings and by the HIL suite to check frames. Units are in the field names.

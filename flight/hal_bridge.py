@@ -12,6 +12,16 @@ ahead of flight. Paced, each subsystem's settings go to the rig as soon as they 
 A participant that dies (the executive says so with ``ctl/down``) or does not answer within
 :data:`LOCKSTEP_TIMEOUT_S` stops being waited for, which is counted as a cycle slip; its
 next ``hal.done`` makes it a participant again. Run as ``python -m flight.hal_bridge CONFIG``.
+
+Fault injection (test and lab): the bridge owns the telecommands ``hal.inject_fault`` and
+``hal.clear_fault``. A fault is checked against the catalogue of :mod:`sim_hw.faults` before
+anything is sent (VALIDATION_ERROR otherwise, nothing changes), then handed to the rig: a
+call for the simulator in this process, the ``hal.fault`` protocol message for a rig behind
+an endpoint, which completes the command when the rig answers ``hal.fault_ack`` (a real rig
+may refuse). A scenario's timed telecommands (``config.params["hal"]["schedule"]``, from
+:mod:`sim_hw.scenario`) go out from here through the dispatcher like any ground command, at
+their simulated time; in lockstep the next tick waits until each has completed or failed,
+so a scenario run stays reproducible.
 """
 
 from __future__ import annotations
@@ -28,10 +38,11 @@ import zmq
 
 from flight import bus, hal
 from flight.config import RunConfig
-from flight.dictionary import Channel, Component, Event
+from flight.dictionary import Arg, Channel, Command, CommandError, Component, Event
 from flight.messages import MAX_BODY_BYTES, DecodeError, Encoder, Message, decode
 from flight.process import name_process, run_profiled
 from flight.subsystem import Subsystem
+from sim_hw import faults
 
 LOCKSTEP_TIMEOUT_S = 10.0
 """Wall seconds a lockstep tick waits for a silent participant before going on without it."""
@@ -43,9 +54,29 @@ class value, DESIGN.md). A GPU going offline at or above it is counted as a ther
 one going offline cooler (its feed cut, a dead board) is not."""
 
 
+DEFERRED = "deferred"
+"""What a fault handler returns when the rig will answer later (``hal.fault_ack``)."""
+FAULT_NAMES = tuple(faults.CATALOGUE)
+
+
 class HalBridge(Subsystem):
     COMPONENT = Component(
         "hal", 5, doc="Bridge between the bus and the hardware interface (simulator or rig).",
+        commands=(
+            Command("inject_fault", 1, (
+                Arg("fault", "str", choices=FAULT_NAMES, doc="Fault from the catalogue (sim_hw/faults.py)."),
+                Arg("value", "float", doc="The fault's number (fraction, count, multiplier, noise sigma); "
+                                          "0 for a fault that takes none."),
+                Arg("target", "str", doc="GPU index (gpu_dead) or sensor (gpu_temp_c[5], "
+                                         "coolant_supply_temp_c); empty otherwise."),
+                Arg("duration_s", "float", "s", 0.0, faults.MAX_DURATION_S,
+                    doc="Clears itself after this long; 0 = until hal.clear_fault."),
+            ), doc="Test/lab: inject a fault into the rig (the simulator; a real rig may refuse)."),
+            Command("clear_fault", 2, (
+                Arg("fault", "str", choices=FAULT_NAMES, doc="Fault to clear."),
+                Arg("target", "str", doc="Its target, as injected (empty for none)."),
+            ), doc="Test/lab: undo an injected fault."),
+        ),
         telemetry=(
             Channel("time_s", "float", "s", "Onboard time since the run epoch."),
             Channel("utc_unix_s", "float", "s", "UTC as Unix seconds."),
@@ -80,6 +111,7 @@ class HalBridge(Subsystem):
             Channel("energy_balance_error", "float", "",
                     "Simulator only: |harvested - consumed - losses - stored| / energy flow of its ledger since "
                     "the run started; NaN with an external rig, which keeps no ledger."),
+            Channel("faults_active", "int", "count", "Injected faults in effect in the rig.", yellow=(0, 0)),
         ),
         events=(
             Event("rig_connected", 1, "INFO", "HAL rig connected: protocol v{version}, {n_gpus} GPUs, tick {tick_s} s, lockstep={lockstep}"),
@@ -88,6 +120,10 @@ class HalBridge(Subsystem):
             Event("participant_absent", 4, "MEDIUM", "{name} stopped answering in lockstep at tick {tick}; going on without it"),
             Event("participant_back", 5, "INFO", "{name} answering again at tick {tick}"),
             Event("rig_ended", 6, "HIGH", "the HAL rig stopped serving: {reason}"),
+            Event("fault_injected", 7, "MEDIUM",
+                  "FAULT INJECTION: {fault} value={value:g} target={target!r} duration {duration_s:g} s"),
+            Event("fault_cleared", 8, "INFO", "fault {fault} {target} cleared ({why})"),
+            Event("scenario_command_failed", 9, "MEDIUM", "scenario command {command} at {at_s:g} s failed: {code} {message}"),
         ),
     )
 
@@ -109,6 +145,10 @@ class HalBridge(Subsystem):
         self.gpu_shutdowns = 0
         self.energy_balance_error: Callable[[], float] = lambda: math.nan
         """The rig's energy-ledger residual, when the rig is in this process (:class:`LocalRig`)."""
+        self.send_fault: Callable[[dict], str] = lambda _payload: DEFERRED
+        """Hands a checked ``hal.fault`` payload to the rig; returns the completion message,
+        or :data:`DEFERRED` when the rig answers later; raises ``ValueError`` if refused."""
+        self.faults_active: set[tuple[str, str]] = set()
 
     def accumulate(self, frame: dict[str, Any]) -> None:
         """Fold one frame into the run statistics (every frame, not just the published ones)."""
@@ -141,7 +181,45 @@ class HalBridge(Subsystem):
             coolant_supply_temp_c=frame["coolant_supply_temp_c"], ground_contact=frame["ground_contact"],
             downlink_rate_bps=frame["downlink_rate_bps"], participants=len(self.present),
             frames_rejected=self.frames_rejected, actuations_rejected=self.actuations_rejected,
+            faults_active=len(self.faults_active),
         )
+
+    # -- fault injection ---------------------------------------------------------------
+    def cmd_inject_fault(self, fault: str, value: float, target: str, duration_s: float) -> str:
+        try:
+            checked = faults.validate(fault, value, target, duration_s)
+        except faults.FaultError as exc:
+            raise CommandError("VALIDATION_ERROR", str(exc)) from None
+        return self._to_rig({"action": "inject", **checked.as_dict()})
+
+    def cmd_clear_fault(self, fault: str, target: str) -> str:
+        if (fault, target) not in self.faults_active:
+            raise CommandError("VALIDATION_ERROR", f"no active fault {fault} {target!r}")
+        return self._to_rig({"action": "clear", "fault": fault, "target": target})
+
+    def _to_rig(self, payload: dict) -> str:
+        try:
+            result = self.send_fault(payload)
+        except ValueError as exc:
+            raise CommandError("EXECUTION_ERROR", f"the rig refused: {exc}") from None
+        if result != DEFERRED:
+            self.fault_applied(payload)
+        return result
+
+    def fault_applied(self, payload: dict) -> None:
+        """Record (event, active set) a fault the rig has applied or cleared."""
+        key = (payload["fault"], payload["target"])
+        if payload["action"] == "inject":
+            self.faults_active.add(key)
+            self.event("fault_injected", fault=key[0], value=float(payload["value"]), target=key[1],
+                       duration_s=float(payload["duration_s"]))
+        else:
+            self.fault_ended(key[0], key[1], "commanded")
+
+    def fault_ended(self, fault: str, target: str, why: str) -> None:
+        """A fault stopped acting: cleared by command, or its duration passed (``why``)."""
+        self.faults_active.discard((fault, target))
+        self.event("fault_cleared", fault=fault, target=target, why=why)
 
     # -- rig side --------------------------------------------------------------------
     def on_rig_frame(self, tick: int, time_s: float, frame: Any, publish: Callable[[], None]) -> None:
@@ -228,11 +306,23 @@ class BusSide:
         self.pub = bus.publisher(self.ctx, config.bus)
         self.sub = bus.subscriber(self.ctx, config.bus, (b"hw/hal.done", b"ctl/ready", b"ctl/down"))
         self.encoder = Encoder("hal")
+        self.dealer = bus.dealer(self.ctx, config.bus, HalBridge.COMPONENT.name)
+        self.cmd_encoder = Encoder("hal")
         self.bridge = HalBridge(config, self._emit, send_rig)
         self.running = True
         self.synced = False
         self._expected = set(config.participants) | {"exec"}
         self._next_beat = self._next_sync = 0.0
+        self.command_id = ""
+        """Id of the command being executed (a deferred fault command answers under it)."""
+        self.deferred: dict[str, Message] = {}
+        """Fault commands sent to the rig, awaiting its ``hal.fault_ack``."""
+        schedule = config.params.get("hal", {}).get("schedule", [])
+        self.schedule = sorted(((float(c["at_s"]), str(c["command"]), dict(c["args"])) for c in schedule),
+                               key=lambda c: c[0])
+        """A scenario's timed telecommands: ``(at_s, qualified name, args)`` by time."""
+        self.next_scheduled = 0
+        self.scheduled_pending: dict[str, tuple[float, str]] = {}
 
     def _emit(self, kind: str, name: str, data: Any) -> None:
         b = self.bridge
@@ -261,6 +351,67 @@ class BusSide:
                 continue
             self.bridge.on_message(msg)
 
+    # -- commands ----------------------------------------------------------------------
+    def _command_message(self, kind: str, name: str, data: dict) -> None:
+        b = self.bridge
+        self.dealer.send(self.cmd_encoder.encode(kind, name, data, b.tick, b.time_s)[1])
+
+    def _respond(self, msg: Message, stage: str, code: str = "", message: str = "") -> None:
+        self._command_message("rsp", msg.name, {"id": msg.data.get("id", ""), "stage": stage, "code": code,
+                                                "message": message})
+
+    def on_commands(self) -> None:
+        """Execute the bridge's own commands; follow the scenario commands' responses."""
+        for frames in bus.drain(self.dealer):
+            try:
+                msg = decode(frames[-1])
+            except DecodeError:
+                self.bridge.decode_errors += 1
+                continue
+            if not isinstance(msg.data, dict):
+                self.bridge.decode_errors += 1
+            elif msg.kind == "cmd":
+                self._execute(msg)
+            elif msg.kind == "rsp":
+                self._scheduled_response(msg.data)
+
+    def _execute(self, msg: Message) -> None:
+        self._respond(msg, "started")
+        self.command_id = str(msg.data.get("id", ""))
+        try:
+            result = self.bridge.execute(msg.name.partition(".")[2], msg.data.get("args"))
+        except CommandError as exc:
+            self._respond(msg, "failed", exc.code, exc.message)
+        except Exception as exc:  # a handler bug must fail the command, not kill the bridge
+            self._respond(msg, "failed", "EXECUTION_ERROR", f"{type(exc).__name__}: {exc}")
+            self.bridge.event("command_crashed", command=msg.name, why=f"{type(exc).__name__}: {exc}"[:160])
+        else:
+            if result == DEFERRED:
+                self.deferred[self.command_id] = msg
+            else:
+                self._respond(msg, "completed", message=str(result))
+
+    def issue_scheduled(self) -> bool:
+        """Send the scenario commands due by the bridge's time; return whether any sent
+        command is still waiting for its final answer."""
+        now = self.bridge.time_s
+        while self.next_scheduled < len(self.schedule) and self.schedule[self.next_scheduled][0] <= now + 1e-9:
+            at_s, name, args = self.schedule[self.next_scheduled]
+            command_id = f"scenario-{self.next_scheduled}"
+            self.next_scheduled += 1
+            self.scheduled_pending[command_id] = (at_s, name)
+            self._command_message("cmd", name, {"id": command_id, "args": args})
+        return bool(self.scheduled_pending)
+
+    def _scheduled_response(self, data: dict) -> None:
+        entry = self.scheduled_pending.get(data.get("id"))
+        if entry is None or data.get("stage") not in ("completed", "failed"):
+            return
+        del self.scheduled_pending[data["id"]]
+        if data["stage"] == "failed":
+            self.bridge.event("scenario_command_failed", command=entry[1], at_s=entry[0],
+                              code=str(data.get("code")), message=str(data.get("message"))[:160])
+
     def rig_connected(self, welcome: dict) -> None:
         self.bridge.event("rig_connected", version=welcome.get("version"), n_gpus=welcome.get("n_gpus"),
                           tick_s=welcome.get("tick_s"), lockstep=welcome.get("lockstep"))
@@ -279,6 +430,33 @@ class BridgeRunner(BusSide):
         self.rig.connect(config.hal_endpoint)
         self.rig_encoder = Encoder("flight")
         self.welcomed = False
+        self.fault_payloads: dict[str, dict] = {}
+        self.bridge.send_fault = self._send_fault
+
+    def _send_fault(self, payload: dict) -> str:
+        if not self.welcomed:
+            raise ValueError("no rig connected")
+        self.fault_payloads[self.command_id] = payload
+        self._send_rig("hal.fault", {"id": self.command_id, **payload})
+        return DEFERRED
+
+    def _fault_ack(self, data: Any) -> None:
+        command_id = data.get("id") if isinstance(data, dict) else None
+        msg = self.deferred.pop(command_id, None)
+        payload = self.fault_payloads.pop(command_id, None)
+        if msg is None or payload is None:
+            return
+        if data.get("ok") is True:
+            self.bridge.fault_applied(payload)
+            self._respond(msg, "completed", message=f"{payload['action']} {payload['fault']} applied by the rig")
+        else:
+            self._respond(msg, "failed", "EXECUTION_ERROR", f"the rig refused: {str(data.get('reason'))[:160]}")
+
+    def _fail_deferred(self, why: str) -> None:
+        for command_id, msg in self.deferred.items():
+            self.fault_payloads.pop(command_id, None)
+            self._respond(msg, "failed", "EXECUTION_ERROR", why)
+        self.deferred.clear()
 
     def _send_rig(self, name: str, data: Any) -> None:
         b = self.bridge
@@ -301,6 +479,13 @@ class BridgeRunner(BusSide):
                 self.rig_connected(msg.data)
             elif msg.name == "hal.reject":
                 self.bridge.on_rig_reject(msg.data)
+                if self.deferred:  # a rig that does not know hal.fault rejects it
+                    reason = msg.data.get("reason", "?") if isinstance(msg.data, dict) else "?"
+                    self._fail_deferred(f"the rig rejected a message: {str(reason)[:160]}")
+            elif msg.name == "hal.fault_ack":
+                self._fault_ack(msg.data)
+            elif msg.name == "hal.fault_ended" and isinstance(msg.data, dict):
+                self.bridge.fault_ended(str(msg.data.get("fault")), str(msg.data.get("target")), "duration passed")
             elif msg.name == "hal.end":
                 reason = msg.data.get("reason", "?") if isinstance(msg.data, dict) else "?"
                 self.bridge.event("rig_ended", reason=str(reason)[:200])
@@ -311,6 +496,7 @@ class BridgeRunner(BusSide):
         poller = zmq.Poller()
         poller.register(self.rig, zmq.POLLIN)
         poller.register(self.sub, zmq.POLLIN)
+        poller.register(self.dealer, zmq.POLLIN)
         next_hello = 0.0
         try:
             while self.running:
@@ -319,9 +505,13 @@ class BridgeRunner(BusSide):
                 if self.synced and not self.welcomed and now >= next_hello:
                     self._send_rig("hal.hello", {"version": hal.HAL_VERSION})
                     next_hello = now + HELLO_PERIOD_S
+                if self.welcomed:
+                    self.issue_scheduled()
                 for sock, _ in poller.poll(SYNC_PERIOD_S * 1000):
                     if sock is self.rig:
                         self.drain_rig()
+                    elif sock is self.dealer:
+                        self.on_commands()
                     else:
                         self.drain_bus()
                 self.bridge.check_deadline()
@@ -348,6 +538,16 @@ class LocalRig(Protocol):
         """Relative residual of the rig's energy ledger since the start, >= 0 (published in
         ``hal.hk``): simulator truth that no sensor measures, so only an in-process rig has it."""
 
+    def fault(self, payload: dict) -> str:
+        """Apply a ``hal.fault`` payload (inject or clear); return what was done.
+
+        Raises:
+            ValueError: the rig refuses it (nothing changed).
+        """
+
+    def take_ended_faults(self) -> list[tuple[str, str]]:
+        """``(fault, target)`` of the timed faults that ended since the last call."""
+
 
 class LocalRigRunner(BusSide):
     """The bridge driving a :class:`LocalRig`: in lockstep it steps the rig as soon as every
@@ -358,6 +558,7 @@ class LocalRigRunner(BusSide):
         self.rig = rig
         self.frame_encoder = Encoder(rig.name)
         self.bridge.energy_balance_error = rig.energy_balance_error
+        self.bridge.send_fault = rig.fault
 
     def _send_rig(self, name: str, data: Any) -> None:
         if name == "hal.actuate":
@@ -370,10 +571,13 @@ class LocalRigRunner(BusSide):
         tick, time_s, frame = self.rig.step()
         self.bridge.on_rig_frame(tick, time_s, frame, lambda: self.pub.send_multipart(
             self.frame_encoder.encode("hw", "hal.frame", frame, tick, time_s)))
+        for fault, target in self.rig.take_ended_faults():
+            self.bridge.fault_ended(fault, target, "duration passed")
 
     def run(self) -> None:
         poller = zmq.Poller()
         poller.register(self.sub, zmq.POLLIN)
+        poller.register(self.dealer, zmq.POLLIN)
         period = self.config.tick_wall_s
         next_frame = 0.0
         try:
@@ -387,14 +591,19 @@ class LocalRigRunner(BusSide):
                         self.rig_connected(self.rig.welcome)
                         next_frame = now
                     if period is None and not self.bridge.waiting:
-                        self.step()
+                        if not self.issue_scheduled():
+                            self.step()
                     elif period is not None and now >= next_frame:
+                        self.issue_scheduled()
                         self.step()
                         next_frame = max(next_frame + period, now)  # re-anchor after a stall, don't burst
                     if period is not None:
                         timeout_s = min(timeout_s, max(0.0, next_frame - time.monotonic()))
-                if poller.poll(timeout_s * 1000):
-                    self.drain_bus()
+                for sock, _ in poller.poll(timeout_s * 1000):
+                    if sock is self.dealer:
+                        self.on_commands()
+                    else:
+                        self.drain_bus()
                 self.bridge.check_deadline()
         finally:
             self.ctx.destroy(linger=100)

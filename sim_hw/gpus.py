@@ -44,7 +44,7 @@ class GpuRack:
         load: offered load, [0, 1].
         power_w, clock_mhz, util, throttle: readings of the present operating point.
         throughput: fraction of the full-clock work rate actually delivered, [0, 1].
-        online: powered and not in thermal shutdown.
+        online: powered, not in thermal shutdown and not dead.
         shutdown: thermal-shutdown latch; slowdown: hardware-slowdown latch.
     """
 
@@ -61,6 +61,8 @@ class GpuRack:
         self.online = np.ones(n, dtype=bool)
         self.shutdown = np.zeros(n, dtype=bool)
         self.slowdown = np.zeros(n, dtype=bool)
+        self.dead = np.zeros(n, dtype=bool)
+        """Failed boards (fault injection): no power, no work, offline, until cleared."""
         self._dyn_w = p.gpu_max_limit_w - p.gpu_idle_w
         self._xv = p.gpu_voltage_floor_frac
         self._gv = self._xv**3
@@ -68,6 +70,11 @@ class GpuRack:
         self._mean_throughput = 0.0
         # The operating point only changes with commands, latches or a hot die; while none of
         # those changed since it was computed "cool" (no thermal cap), it is reused as is.
+        self._cool_valid = False
+
+    def set_dead(self, gpu: int, dead: bool) -> None:
+        """Fault injection: GPU ``gpu`` (0..n-1) fails (``dead``) or is power-cycled back."""
+        self.dead[gpu] = dead
         self._cool_valid = False
 
     def set_limits(self, cmd_w: np.ndarray) -> None:
@@ -99,7 +106,7 @@ class GpuRack:
         hot = bool(self.slowdown.any()) or float(temp_c.max()) > p.gpu_sw_thermal_c
         if self._cool_valid and not hot:
             return self._total_w
-        self.online = ~self.shutdown
+        self.online = ~(self.shutdown | self.dead)
         busy = (self.load > 0.0) & (self.limit_w > 0.0) & self.online
         u = np.where(busy, self.load, 0.0)
         # Highest clock the limit allows: invert g() on each branch.

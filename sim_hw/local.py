@@ -12,7 +12,8 @@
   its energy ledger (``hal.hk`` ``energy_balance_error``), read at the housekeeping rate with no
   message of its own.
 
-Run as ``python -m sim_hw.local CONFIG_JSON [--tle PATH] [--sat NAME] [--seed N]``.
+Run as ``python -m sim_hw.local CONFIG_JSON [--tle PATH] [--sat NAME] [--seed N]``; the
+simulator's parameter overrides (a scenario's start conditions) come in ``config.params["sim"]``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from flight.config import RunConfig
 from flight.hal_bridge import LocalRigRunner
 from flight.process import name_process, run_profiled
 from flight.tle import load_tle
+from sim_hw.params import SimParams
 from sim_hw.satellite import Satellite
 
 DEFAULT_TLE = Path(__file__).with_name("data") / "tle-real.txt"
@@ -78,6 +80,20 @@ class SimRig:
         flow = led.gpu + led.it_other + led.bus + led.battery_loss + led.shunted + abs(led.stored)
         return abs(led.residual_j()) / flow if flow > 0.0 else 0.0
 
+    def fault(self, payload: dict) -> str:
+        """Apply a ``hal.fault`` payload to the satellite (:meth:`sim_hw.faults.FaultInjector.apply`).
+
+        Raises:
+            sim_hw.faults.FaultError: malformed, invalid, or a clear of an inactive fault;
+                nothing changed.
+        """
+        return self.sat.faults.apply(payload)
+
+    def take_ended_faults(self) -> list[tuple[str, str]]:
+        """``(fault, target)`` of the timed faults that ended since the last call."""
+        ended, self.sat.faults.ended = self.sat.faults.ended, []
+        return ended
+
     def reject(self) -> int:
         """Count one rejected message; return the count so far."""
         self.sat.hal_rejected_count += 1
@@ -95,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     config = RunConfig.from_json(args.config)
     name_process("sim")
     _, tle = load_tle(args.tle, args.sat)
-    runner = LocalRigRunner(config, SimRig(Satellite(tle, seed=args.seed), config.tick_s, config.speed))
+    params = SimParams(**config.params.get("sim", {}))
+    runner = LocalRigRunner(config, SimRig(Satellite(tle, seed=args.seed, params=params), config.tick_s, config.speed))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: setattr(runner, "running", False))
     run_profiled(runner.run, config, "sim")

@@ -67,6 +67,16 @@ class SimParams:
         "UV darkening, thermal cycling); SMAD: life factor (1 - d)^years, 2.75 %/yr for 1990s GaAs",
     )
     array_age_years: float = _p(0.0, "yr", "time in orbit at the run epoch (0 = beginning of life)")
+    array_tracking: str = _p(
+        "single_axis", "-",
+        "pointing model: 'single_axis' = one drive about the orbit normal (the ISS SARJ 'alpha' joint alone; "
+        "SMAD §11.4), which tracks the Sun's motion in the orbit plane but not the beta angle, so "
+        "cos(incidence) = cos(beta); 'two_axis' = a second gimbal takes out beta too (incidence 0)",
+    )
+    array_strings: int = _p(
+        24, "1", "estimate: independently switched strings (series cells to the bus voltage, each through its "
+        "own shunt/MPPT channel), 26.7 m² each; a lost string is one open circuit",
+    )
     array_absorptance: float = _p(0.91, "1", "estimate: cells under cover glass")
     array_emittance_front: float = _p(0.85, "1", "estimate: cover glass")
     array_emittance_back: float = _p(0.80, "1", "estimate: painted substrate")

@@ -2,13 +2,25 @@
 
 Array output (W)::
 
-    P = S(r) · A · η · packing · degradation · L_age · (1 + k_T (T_cell − T_ref)) · η_cond · sun_fraction
+    P = S(r) · A · η · packing · degradation · L_age · (1 + k_T (T_cell − T_ref)) · η_cond
+        · sun_fraction · cos(incidence) · (1 − strings_lost / strings)
 
 with S(r) = S₀ / r² (r in au), L_age = (1 − d)^age the life degradation factor (SMAD §11.4;
 d = ``array_degradation_per_year``, age = ``array_age_years`` at the run epoch; ageing within a
-run of days, < 1e-4, is neglected), the array tracking the Sun (incidence 0) and the cell
-temperature from a one-node panel energy balance (absorbed sunlight not converted to
-electricity and Earth IR on the back, emitted from both faces).
+run of days, < 1e-4, is neglected) and the cell temperature from a one-node panel energy
+balance (absorbed sunlight not converted to electricity and Earth IR on the back, emitted
+from both faces).
+
+Pointing (``array_tracking``): by default a single-axis tracker whose drive axis is normal to
+the orbit plane (the ISS solar alpha rotary joint without its beta gimbals; SMAD §11.4). It
+turns the array once per orbit to follow the Sun's motion in the orbit plane; the Sun's
+elevation above that plane, the beta angle, stays as incidence: cos(incidence) = cos β
+(1.5 % less power at β = 10°, 29 % at 45°). ``two_axis`` adds the beta gimbal: incidence 0.
+Fine pointing errors (< 1°, cos > 0.9998) are neglected.
+
+Strings: the array is ``array_strings`` equal strings in parallel on the bus; a lost string
+(fault injection, :mod:`sim_hw.faults`) removes its share of the output, and its sunlight
+heats the panel instead.
 
 The battery is an energy store with a per-direction energy efficiency, C-rate limits, a
 CC/CV taper near full, temperature windows for charge and discharge (no charging below
@@ -35,6 +47,7 @@ from dataclasses import dataclass, fields
 
 from sim_hw.params import SimParams
 from sim_hw.thermal import KELVIN, SIGMA
+
 
 @dataclass
 class Ledger:
@@ -69,11 +82,13 @@ class Ledger:
 
 
 class SolarArray:
-    """Sun-tracking array with a one-node panel temperature.
+    """Sun-tracking array (single- or two-axis, ``array_tracking``) with a one-node panel
+    temperature.
 
     Attributes:
         temp_c: cell temperature, °C.
         power_w: output at the last :meth:`output_w` call, W (≥ 0).
+        strings_lost: strings open-circuit, in [0, ``array_strings``].
     """
 
     def __init__(self, params: SimParams, view_factor: float) -> None:
@@ -85,19 +100,48 @@ class SolarArray:
         self._f = view_factor
         self._heat_cap = p.array_heat_capacity_j_m2k * p.array_area_m2
         self._eps_sum = p.array_emittance_front + p.array_emittance_back
+        if p.array_tracking not in ("single_axis", "two_axis"):
+            raise ValueError(f"array_tracking must be 'single_axis' or 'two_axis', not {p.array_tracking!r}")
+        if p.array_strings < 1:
+            raise ValueError("array_strings must be >= 1")
+        self.strings_lost = 0
 
-    def output_w(self, sun_fraction: float, solar_w_m2: float) -> float:
-        """Electrical output at the maximum power point for this illumination, W."""
+    def cos_incidence(self, beta_angle_deg: float) -> float:
+        """Cosine of the angle between the Sun and the array normal at beta angle
+        ``beta_angle_deg`` (degrees, [-90, 90]): cos β single-axis, 1 two-axis."""
+        if self._p.array_tracking == "two_axis":
+            return 1.0
+        return math.cos(math.radians(beta_angle_deg))
+
+    def set_strings_lost(self, n: int) -> None:
+        """Fault injection: ``n`` strings (0..``array_strings``) open-circuit.
+
+        Raises:
+            ValueError: ``n`` outside that range.
+        """
+        if not 0 <= n <= self._p.array_strings:
+            raise ValueError(f"strings lost {n} outside 0..{self._p.array_strings}")
+        self.strings_lost = n
+
+    def output_w(self, sun_fraction: float, solar_w_m2: float, cos_incidence: float = 1.0) -> float:
+        """Electrical output at the maximum power point for this illumination, W.
+
+        Args:
+            sun_fraction: visible fraction of the solar disc, [0, 1].
+            solar_w_m2: solar flux at the satellite, W/m².
+            cos_incidence: from :meth:`cos_incidence`, [0, 1].
+        """
         p = self._p
         temp_factor = max(0.0, 1.0 + p.cell_temp_coeff_per_k * (self.temp_c - p.cell_ref_temp_c))
-        self.power_w = self._peak_w * solar_w_m2 * sun_fraction * temp_factor
+        working = 1.0 - self.strings_lost / p.array_strings
+        self.power_w = self._peak_w * solar_w_m2 * sun_fraction * cos_incidence * temp_factor * working
         return self.power_w
 
-    def step_thermal(self, dt: float, sun_fraction: float, solar_w_m2: float) -> None:
+    def step_thermal(self, dt: float, sun_fraction: float, solar_w_m2: float, cos_incidence: float = 1.0) -> None:
         """Advance the panel temperature by ``dt`` seconds (explicit; τ ≳ 100 s)."""
         p = self._p
         a = p.array_area_m2
-        absorbed = (p.array_absorptance * solar_w_m2 * sun_fraction * a - self.power_w
+        absorbed = (p.array_absorptance * solar_w_m2 * sun_fraction * cos_incidence * a - self.power_w
                     + p.array_emittance_back * self._f * p.earth_ir_w_m2 * a)
         t_k = self.temp_c + KELVIN
         emitted = SIGMA * self._eps_sum * a * t_k**4
@@ -207,6 +251,27 @@ class PowerSystem:
         self.bus_powered = True
         self.shunt_w = 0.0
         self.battery_loss_w = 0.0
+
+    def isolate_cells(self, frac: float) -> float:
+        """Fault injection: the battery management system disconnects a fraction ``frac``
+        (in [0, 1)) of the cells. Capacity and energy fall by that fraction (SOC unchanged);
+        the ledger's stored term keeps following the connected cells. Returns the energy the
+        isolated cells hold, J (for :meth:`reconnect_cells`)."""
+        bat = self.battery
+        isolated_j = bat.energy_j * frac
+        bat.capacity_j *= 1.0 - frac
+        bat.energy_j -= isolated_j
+        self._e0 -= isolated_j
+        return isolated_j
+
+    def reconnect_cells(self, isolated_j: float) -> None:
+        """Undo :meth:`isolate_cells`: the cells come back with ``isolated_j`` joules and the
+        nominal capacity."""
+        bat = self.battery
+        before_j = bat.energy_j
+        bat.capacity_j = self._p.battery_capacity_j
+        bat.energy_j = min(bat.capacity_j, bat.energy_j + isolated_j)
+        self._e0 += bat.energy_j - before_j
 
     def dispatch(self, dt: float, array_w: float, bus_w: float, gpu_w: float, it_other_w: float,
                  it_enabled: bool = True) -> None:

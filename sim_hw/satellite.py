@@ -9,7 +9,8 @@ Order of one step of ``dt`` seconds (quantities are held over the step, start-of
 2. GPU operating points from die temperatures, limits and offered load; rest-of-rack load;
 3. electrical dispatch: array output, platform loads, battery, shunt, load cuts, ledger;
 4. coolant loop, battery and array temperatures; memory upsets;
-5. advance time, propagate the orbit, ground visibility; GPU slowdown/shutdown latches.
+5. advance time, propagate the orbit, ground visibility; GPU slowdown/shutdown latches;
+6. timed faults whose duration has passed are cleared (:mod:`sim_hw.faults`).
 
 Frame readings of power, clock, utilisation and throttle reasons are those of the step just
 finished (zeroed for a GPU that shut down at its end); temperatures, SOC and positions are
@@ -25,13 +26,19 @@ from typing import Any
 import numpy as np
 
 from flight import hal
-from sim_hw.ground import GroundNetwork, load_stations
-from sim_hw.gpus import GpuRack
 from flight.orbit import Orbit
+from sim_hw.faults import Fault, FaultInjector
+from sim_hw.gpus import GpuRack
+from sim_hw.ground import GroundNetwork, load_stations
 from sim_hw.params import SimParams
 from sim_hw.power import Ledger, PowerSystem
 from sim_hw.radiation import RadiationEnvironment
-from sim_hw.thermal import SIGMA, CoolantLoop, absorbed_environment_w_m2, earth_view_factor_vertical_plate
+from sim_hw.thermal import (
+    SIGMA,
+    CoolantLoop,
+    absorbed_environment_w_m2,
+    earth_view_factor_vertical_plate,
+)
 
 
 def _sensor_range(name: str) -> tuple[float, float]:
@@ -74,6 +81,9 @@ class Satellite:
         rack_tripped: the rack manager's over-temperature latch: the IT feed is held open
             while the coolant return is above ``rack_trip_return_c`` until it falls below
             ``rack_trip_reset_c``.
+        faults: the active injected faults (:class:`sim_hw.faults.FaultInjector`); inject
+            with :meth:`inject_fault`.
+        link_outage: no ground contact while True (the ``link_outage`` fault).
         orbit, power, gpus, thermal, radiation, ground, params: the parts (for tests and
             fault injection).
     """
@@ -98,6 +108,8 @@ class Satellite:
         self.ground = GroundNetwork(load_stations(), p)
         self.hal_rejected_count = 0
         self.rack_tripped = False
+        self.link_outage = False
+        self.faults = FaultInjector(self, np.random.default_rng([seed, 1]))
 
         self._pump_cmd = p.initial_pump_speed_frac
         self._valve_cmd = np.full(hal.N_ZONES, p.initial_valve_frac)
@@ -164,7 +176,8 @@ class Satellite:
         gpu_w = self.gpus.operate(self.thermal.t_die)
         other_w = self.gpus.other_it_w()
         bus_w = self._bus_demand_w()
-        array_w = pw.array.output_w(env.sun_fraction, solar)
+        cos_inc = pw.array.cos_incidence(env.beta_angle_deg)
+        array_w = pw.array.output_w(env.sun_fraction, solar, cos_inc)
         t_ret = self.thermal.t_return
         if t_ret > p.rack_trip_return_c:
             self.rack_tripped = True
@@ -188,29 +201,44 @@ class Satellite:
         bat.step_thermal(dt_s, pw.battery_loss_w + heater_w - to_coolant_w)
         self.thermal.step(dt_s, self.gpus.power_w, self.gpus.total_w, other_w + pump_w, to_coolant_w,
                           self._pump_cmd if bus_on else 0.0, self._valve_cmd, sink_k4)
-        pw.array.step_thermal(dt_s, env.sun_fraction, solar)
+        pw.array.step_thermal(dt_s, env.sun_fraction, solar, cos_inc)
         self.radiation.step(dt_s, env.latitude_deg, env.longitude_deg, self.gpus.online)
 
         self.time_s += dt_s
         self._env = env = self.orbit.at(self.time_s)
         self._ground = self.ground.best(env.r_ecef_km)
         self.gpus.protect(self.thermal.t_die, powered=pw.it_powered)
+        if self.faults.active:
+            self.faults.expire()
+
+    # --- faults --------------------------------------------------------------------------
+
+    def inject_fault(self, fault: Fault) -> None:
+        """Apply a fault validated by :func:`sim_hw.faults.validate` from now on."""
+        self.faults.inject(fault)
+
+    def clear_fault(self, fault: str, target: str = "") -> bool:
+        """Undo an active fault; False if none was active under that name and target."""
+        return self.faults.clear(fault, target)
 
     # --- readings ------------------------------------------------------------------------
 
-    def frame(self) -> dict[str, Any]:
+    def frame(self, raw: bool = False) -> dict[str, Any]:
         """The HAL sensor frame now: every field of ``flight.hal.SENSOR_FIELDS``.
 
         Arrays are fresh float64 (bool for ``gpu_online``) copies of the declared shapes;
         scalars are Python floats/bools. Values are within the declared ranges: temperature
-        readings saturate at the ends of their sensor range.
+        readings saturate at the ends of their sensor range. Stuck and noisy sensors
+        (:mod:`sim_hw.faults`) show in the readings unless ``raw``.
         """
         env, pw, th, g = self._env, self.power, self.thermal, self.gpus
         bat = pw.battery
         bus_on = pw.bus_powered
         station, elevation, contact = self._ground
+        if self.link_outage:
+            station, contact = -1, False
         tx = self.transmitter_on and bus_on
-        return {
+        frame = {
             "time_s": self.time_s,
             "utc_unix_s": env.utc_unix_s,
             "latitude_deg": env.latitude_deg,
@@ -254,3 +282,6 @@ class Satellite:
             "laser_terminal_on": self.laser_on and bus_on,
             "hal_rejected_count": float(self.hal_rejected_count),
         }
+        if not raw:
+            self.faults.apply_to_frame(frame)
+        return frame

@@ -24,6 +24,10 @@ not the client, has an unknown name or an invalid payload is answered with ``hal
 and counted in the frame's ``hal_rejected_count`` (all rejections, not only actuations);
 nothing about it is applied. The server never exits because of what it receives.
 
+Fault injection: ``hal.fault`` is applied to the satellite (:mod:`sim_hw.faults`) and
+answered ``hal.fault_ack`` (``ok`` False with the reason for one that does not validate,
+which changes nothing); a timed fault's end is announced with ``hal.fault_ended``.
+
 Run it as ``python -m sim_hw.server --bind ipc:///tmp/hal.sock`` (see :func:`main`).
 """
 
@@ -43,10 +47,11 @@ import zmq
 
 from flight import hal
 from flight.bus import drain
-from flight.process import name_process
 from flight.messages import MAX_BODY_BYTES, DecodeError, Encoder, decode
-from flight.tle import load_tle
 from flight.orbit import OrbitError
+from flight.process import name_process
+from flight.tle import load_tle
+from sim_hw.faults import FaultError
 from sim_hw.local import SimRig
 from sim_hw.satellite import Satellite
 
@@ -234,6 +239,8 @@ class HalServer:
                 self._send(ident, "hal.reject", {"reason": why, "rejected_count": self.sat.hal_rejected_count})
         elif msg.name == "hal.tick_done":
             self._tick_done(ident, msg.data)
+        elif msg.name == "hal.fault":
+            self._fault(ident, msg.data)
         elif msg.name == "hal.bye":
             log.info("client left")
             self._client = None
@@ -264,6 +271,18 @@ class HalServer:
             self._awaiting = None
         # An older tick_done (e.g. one in flight across a re-hello) is simply late.
 
+    def _fault(self, ident: bytes, data: Any) -> None:
+        command_id = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(command_id, str):
+            self._reject(ident, "hal.fault needs a string id")
+            return
+        try:
+            done = self.rig.fault({k: v for k, v in data.items() if k != "id"})
+        except FaultError as exc:
+            self._send(ident, "hal.fault_ack", {"id": command_id, "ok": False, "reason": str(exc)})
+        else:
+            self._send(ident, "hal.fault_ack", {"id": command_id, "ok": True, "reason": done})
+
     def _reject(self, ident: bytes, reason: str) -> None:
         self.rig.reject()
         log.warning("rejected message: %s", reason)
@@ -293,6 +312,8 @@ class HalServer:
         if self._client is None:
             return
         client = self._client
+        for fault, target in self.rig.take_ended_faults():
+            self._send(client, "hal.fault_ended", {"fault": fault, "target": target})
         if not self._send(client, "hal.frame", frame):
             self.frames_dropped += 1
         if self.speed is None and self._client == client:

@@ -93,6 +93,10 @@ class CoolantLoop:
         self.pump_speed = p.initial_pump_speed_frac
         self.valve = np.full(n_zones, p.initial_valve_frac)
         self.radiated_w = 0.0
+        self.flow_capacity_frac = 1.0
+        """Flow delivered over the flow at the commanded speed (1; less with a degraded pump)."""
+        self.radiating_frac = 1.0
+        """Share of the radiator area that rejects heat (1; less with panels lost)."""
 
         panel_area = p.radiator_area_m2 / (n_zones * self.n_seg)
         self._emit_area = panel_area * p.radiator_sides * p.radiator_fin_efficiency
@@ -109,13 +113,25 @@ class CoolantLoop:
 
     @property
     def flow_kg_s(self) -> float:
-        """Coolant mass flow, kg/s (∝ pump speed: affinity law for a fixed loop)."""
-        return self._p.coolant_max_flow_kg_s * self.pump_speed
+        """Coolant mass flow, kg/s (∝ pump speed: affinity law for a fixed loop; times the
+        flow capacity left by a degraded pump)."""
+        return self._p.coolant_max_flow_kg_s * self.pump_speed * self.flow_capacity_frac
+
+    def set_flow_capacity(self, frac: float) -> None:
+        """Fault injection: the pump delivers ``frac`` (in [0, 1]) of its nominal flow at any speed."""
+        self.flow_capacity_frac = min(1.0, max(0.0, frac))
+        self._sub_key = None
+
+    def set_radiating_fraction(self, frac: float) -> None:
+        """Fault injection: only ``frac`` (in [0, 1]) of every zone's emitting area radiates."""
+        self.radiating_frac = min(1.0, max(0.0, frac))
+        self._eps_sigma_a = self._p.radiator_emittance * SIGMA * self._emit_area * self.radiating_frac
+        self._sub_key = None
 
     def plate_conductance_w_k(self) -> float:
         """Effective cold plate → coolant conductance per GPU at the present flow, W/K."""
         p = self._p
-        frac = self.pump_speed
+        frac = self.pump_speed * self.flow_capacity_frac
         mc = p.coolant_max_flow_kg_s * frac * p.gpu_flow_fraction / self.n_gpus * p.coolant_cp_j_kgk
         if mc <= 0.0:
             return p.stagnant_conductance_w_k

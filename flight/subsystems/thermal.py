@@ -14,6 +14,12 @@ from :func:`flight.control.thermal_pid.thermal_headroom_w` and is published as t
 product ``thermal.headroom`` for the power manager's allocator, by exception: when any GPU's
 headroom has moved more than ``HEADROOM_DEADBAND_W`` since the last publication, and at every
 housekeeping tick (so a restarted power manager catches up).
+
+Neither loop trusts a temperature sensor blindly: :mod:`flight.sensor_check` cross-checks
+every GPU die reading against its power and its neighbours, and the coolant supply against
+the radiator outlets; a sensor that disagrees for ``PERSISTENCE_S`` is declared failed (event
+``sensor_failed``, count ``sensors_failed`` in housekeeping) and a conservative estimate
+replaces it in the loops and the headroom.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import numpy as np
 from flight.control.thermal_pid import ThermalPid, thermal_headroom_w
 from flight.dictionary import Arg, Channel, Command, Component, Event, Parameter
 from flight.hal import N_GPUS, N_ZONES
+from flight.sensor_check import PERSISTENCE_S, SensorCheck
 from flight.subsystem import Subsystem
 
 PUMP = N_ZONES
@@ -82,11 +89,16 @@ class ThermalController(Subsystem):
             Channel("gpu_temp_max_c", "float", "degC", "Hottest GPU.", yellow=(-10, 85), red=(-20, 89)),
             Channel("headroom_total_w", "float", "W", "Sum of per-GPU headroom."),
             Channel("gpu_headroom_w", "float", "W", "Per-GPU power at which it reaches the target.", size=N_GPUS),
+            Channel("sensors_failed", "int", "count",
+                    "Temperature sensors the cross-check declared failed (replaced by substitutes).", yellow=(0, 0)),
         ),
         events=(
             Event("setpoint_changed", 1, "INFO", "coolant setpoint {old_c:.1f} -> {new_c:.1f} °C"),
             Event("gpu_target_changed", 2, "INFO", "GPU target {old_c:.1f} -> {new_c:.1f} °C"),
             Event("gains_changed", 3, "INFO", "{loop} gains kp={kp:g} ki={ki:g} kd={kd:g}"),
+            Event("sensor_failed", 4, "MEDIUM",
+                  "{sensor} disagreed with related readings for {persist_s:g} s: failed, a conservative "
+                  "estimate replaces it"),
         ),
         parameters=(
             Parameter("setpoint_c", 1, "float", "degC", 15.0, 45.0, DEFAULT_SETPOINT_C,
@@ -122,6 +134,8 @@ class ThermalController(Subsystem):
         self.published_w = np.full(N_GPUS, np.inf)
         """Headroom as last published; inf forces the first publication."""
         self.supply_c = self.hottest_c = float("nan")
+        self.sensors = SensorCheck(N_GPUS, N_ZONES, R_TH_C_PER_W, config.tick_s)
+        """Cross-check of the temperature sensors (:mod:`flight.sensor_check`)."""
 
     # the gains as parameters (PUS service 20)
     valves_kp, valves_ki, valves_kd = (_gain_view("valves", g) for g in ("kp", "ki", "kd"))
@@ -147,10 +161,12 @@ class ThermalController(Subsystem):
         return f"{loop} gains set"
 
     def control(self, frame: dict) -> None:
-        temps = frame["gpu_temp_c"]
+        for sensor in self.sensors.update(frame):
+            self.event("sensor_failed", sensor=sensor, persist_s=PERSISTENCE_S)
+        temps = self.sensors.gpu_temps_c(frame)
         online = frame["gpu_online"]
         hottest = float(np.max(temps[online])) if online.any() else float(np.max(temps))
-        supply = frame["coolant_supply_temp_c"]
+        supply = self.sensors.supply_c(frame)
         self.setpoints[:N_ZONES] = self.setpoint_c
         self.setpoints[PUMP] = self.gpu_target_c
         self.measurements[:N_ZONES] = supply
@@ -172,4 +188,5 @@ class ThermalController(Subsystem):
             supply_error_c=self.supply_c - self.setpoint_c, valve_cmd_frac=out[:N_ZONES].copy(),
             pump_cmd_frac=float(out[PUMP]), gpu_target_c=self.gpu_target_c, gpu_temp_max_c=self.hottest_c,
             headroom_total_w=float(np.sum(self.headroom_w)), gpu_headroom_w=self.headroom_w,
+            sensors_failed=self.sensors.failed_count,
         )

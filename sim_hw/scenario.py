@@ -1,0 +1,358 @@
+"""Scenarios: a run's orbit, start conditions, load, timed faults and telecommands, and what
+must hold at its end, in one TOML file (read with ``tomllib``).
+
+``flight run --scenario NAME|FILE`` flies one; ``flight scenarios`` lists the bundled ones
+(``sim_hw/scenarios/*.toml``). Format (every table but ``[run]`` optional)::
+
+    name = "pump-half-flow"                 # defaults to the file's stem
+    description = "one line"
+
+    [run]
+    duration_s = 11478                      # or: orbits = 2 (of the element set)
+    seed = 3
+    tle = "tle-beta0.txt"                   # sim_hw/data/ or relative to this file
+    tle_name = "RACKSAT-BETA0"              # default: the first set in the file
+
+    [start]                                 # simulator parameters (sim_hw.params.SimParams)
+    battery_initial_soc = 0.8
+
+    [load]                                  # job runner parameters (flight.subsystems.jobs)
+    workload = "saturate"                   # "saturate" (every GPU busy) or "none"
+
+    [[fault]]                               # sim_hw.faults catalogue
+    at_s = 600
+    fault = "pump_degraded"
+    value = 0.5                             # target = "...", duration_s = ... where the fault has them
+
+    [[command]]                             # any telecommand of the dictionary (flight dict)
+    at_s = 0
+    name = "thermal.set_setpoint"
+    args = { setpoint_c = 25.0 }
+
+    [expect]                                # checked at the end by flight run: PASS / FAIL
+    mode = ["NOMINAL", "POWER_SAVE"]        # the mode at the end: one of these
+    events = ["hal.fault_injected"]         # each must occur at least once
+    no_events = ["exec.mode_changed"]       # none of these may occur
+    battery_soc_floor = 0.40                # lowest SOC of the run must stay above
+    gpu_temp_max_c = 89.0                   # hottest GPU of the run must stay below
+    gpu_shutdowns_max = 0                   # GPU hardware shutdowns at most
+
+Timed faults become ``hal.inject_fault`` telecommands; faults and commands both go through
+the normal command path at their ``at_s`` of simulated time (:mod:`flight.hal_bridge`).
+Every key is checked when the file is read: an unknown key, a value of the wrong type or
+out of range, an unknown fault, command or event raises :class:`ScenarioError` naming the
+file and the key (TOML syntax errors: the line and column), and nothing runs.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from flight.dictionary import CommandError
+from flight.tle import load_tle, orbit_period_s
+from sim_hw import faults
+from sim_hw.params import SimParams
+
+SCENARIO_DIR = Path(__file__).with_name("scenarios")
+DATA_DIR = Path(__file__).with_name("data")
+MAX_DURATION_S = 30 * 86400.0
+WORKLOADS = ("saturate", "none")
+
+_TOP = {"name", "description", "run", "start", "load", "fault", "command", "expect"}
+_RUN = {"duration_s", "orbits", "seed", "tle", "tle_name"}
+_FAULT = {"at_s", "fault", "value", "target", "duration_s"}
+_COMMAND = {"at_s", "name", "args"}
+_EXPECT = {"mode", "events", "no_events", "battery_soc_floor", "gpu_temp_max_c", "gpu_shutdowns_max"}
+_SIM_PARAMS = {f.name: f for f in fields(SimParams)}
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be flown; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class TimedCommand:
+    """A telecommand sent at ``at_s`` seconds of simulated time (qualified name, checked args)."""
+
+    at_s: float
+    command: str
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What must hold at the end of the run (``None`` / empty: not checked)."""
+
+    mode: tuple[str, ...] = ()
+    events: tuple[str, ...] = ()
+    no_events: tuple[str, ...] = ()
+    battery_soc_floor: float | None = None
+    gpu_temp_max_c: float | None = None
+    gpu_shutdowns_max: int | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    """One checked expectation: what, whether it held, and the measured value."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A parsed, checked scenario file (see the module docstring for the format).
+
+    Attributes:
+        tle_path, tle_name: the element set (the run epoch is its epoch).
+        tle_lines: its two lines.
+        start: :class:`SimParams` overrides (start conditions, parameters).
+        load: job-runner parameters (``config.params["jobs"]``).
+        commands: timed telecommands, faults as ``hal.inject_fault``, by time.
+    """
+
+    name: str
+    description: str
+    path: Path
+    tle_path: Path
+    tle_name: str
+    tle_lines: tuple[str, str]
+    seed: int = 0
+    duration_s: float | None = None
+    orbits: float | None = None
+    start: dict[str, Any] = field(default_factory=dict)
+    load: dict[str, Any] = field(default_factory=dict)
+    commands: tuple[TimedCommand, ...] = ()
+    expect: Expect = Expect()
+
+    def run_duration_s(self) -> float:
+        """The run's length: ``duration_s``, else ``orbits`` (default 1) orbit periods, s."""
+        if self.duration_s is not None:
+            return self.duration_s
+        return (self.orbits or 1.0) * orbit_period_s(*self.tle_lines)
+
+    def schedule(self) -> list[dict[str, Any]]:
+        """The timed telecommands as ``config.params["hal"]["schedule"]`` entries."""
+        return [{"at_s": c.at_s, "command": c.command, "args": c.args} for c in self.commands]
+
+    def sim_params(self) -> SimParams:
+        """The simulator's parameters with the ``[start]`` overrides."""
+        return SimParams(**self.start)
+
+    def check(self, summary: dict[str, Any], events: set[str]) -> list[Check]:
+        """Check ``[expect]`` against a finished run: its summary (``flight run``'s keys) and
+        the names of the events that occurred. The run must also have completed."""
+        e = self.expect
+        out = [Check("run completed", summary.get("end") == "completed", str(summary.get("end")))]
+        if e.mode:
+            out.append(Check(f"end mode in {list(e.mode)}", summary.get("mode") in e.mode, str(summary.get("mode"))))
+        out += [Check(f"event {name} occurred", name in events, "yes" if name in events else "no")
+                for name in e.events]
+        out += [Check(f"event {name} did not occur", name not in events, "no" if name not in events else "yes")
+                for name in e.no_events]
+        for key, limit, above in (("battery_soc_min", e.battery_soc_floor, True),
+                                  ("gpu_temp_max_c", e.gpu_temp_max_c, False)):
+            if limit is not None:
+                value = summary.get(key)
+                ok = isinstance(value, (int, float)) and (value > limit if above else value < limit)
+                out.append(Check(f"{key} {'>' if above else '<'} {limit:g}", ok, _fmt(value)))
+        if e.gpu_shutdowns_max is not None:
+            value = summary.get("gpu_shutdowns")
+            ok = isinstance(value, int) and value <= e.gpu_shutdowns_max
+            out.append(Check(f"gpu_shutdowns <= {e.gpu_shutdowns_max}", ok, _fmt(value)))
+        return out
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+class _Reader:
+    """Typed access to one table of the file, with errors that name the key."""
+
+    def __init__(self, path: Path, where: str, table: Any, allowed: set[str]) -> None:
+        self.path, self.where = path, where
+        if not isinstance(table, dict):
+            self.fail("", "must be a table")
+        unknown = sorted(set(table) - allowed)
+        if unknown:
+            self.fail(unknown[0], f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        self.table = table
+
+    def fail(self, key: str, why: str) -> None:
+        dotted = ".".join(k for k in (self.where, key) if k)
+        raise ScenarioError(f"{self.path}: {dotted or 'file'}: {why}")
+
+    def number(self, key: str, default: float | None = None, lo: float = -math.inf, hi: float = math.inf,
+               integer: bool = False) -> float | None:
+        value = self.table.get(key, default)
+        if value is None:
+            return None
+        kinds = (int,) if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
+            self.fail(key, f"must be {'an integer' if integer else 'a finite number'}, not {value!r}")
+        if not lo <= value <= hi:
+            self.fail(key, f"{value!r} outside [{lo:g}, {hi:g}]")
+        return value
+
+    def text(self, key: str, default: str | None = None) -> str | None:
+        value = self.table.get(key, default)
+        if value is not None and not isinstance(value, str):
+            self.fail(key, f"must be a string, not {value!r}")
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        value = self.table.get(key, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.fail(key, "must be a string or a list of strings")
+        return tuple(value)
+
+    def required(self, key: str) -> None:
+        if key not in self.table:
+            self.fail(key, "missing")
+
+
+def resolve(name_or_path: str | Path) -> Path:
+    """The file of a bundled scenario name (``worst-eclipse``) or a path.
+
+    Raises:
+        ScenarioError: neither a bundled name nor an existing file.
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    bundled = SCENARIO_DIR / f"{name_or_path}.toml"
+    if bundled.is_file():
+        return bundled
+    names = ", ".join(p.stem for p in sorted(SCENARIO_DIR.glob("*.toml")))
+    raise ScenarioError(f"no scenario file or bundled scenario {str(name_or_path)!r} (bundled: {names})")
+
+
+def load(name_or_path: str | Path) -> Scenario:
+    """Read and check a scenario (bundled name or file path).
+
+    Raises:
+        ScenarioError: the file is missing, is not valid TOML (line and column given), or a
+            key is unknown, mistyped, out of range or names an unknown fault, command, event
+            or mode (the key is given); also when the element set cannot be used.
+    """
+    path = resolve(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc}") from None
+    from flight.executive import MODES, full_dictionary
+
+    dictionary = full_dictionary()
+    top = _Reader(path, "", raw, _TOP)
+    run = _Reader(path, "run", raw.get("run", {}), _RUN)
+    if "duration_s" in run.table and "orbits" in run.table:
+        run.fail("orbits", "give duration_s or orbits, not both")
+    tle_text = run.text("tle", "tle-real.txt")
+    tle_path = path.parent / tle_text if (path.parent / tle_text).is_file() else DATA_DIR / tle_text
+    try:
+        tle_name, tle_lines = load_tle(tle_path, run.text("tle_name"))
+    except (OSError, ValueError) as exc:
+        run.fail("tle", f"cannot use the element set: {exc}")
+
+    start = _Reader(path, "start", raw.get("start", {}), set(_SIM_PARAMS))
+    overrides = {}
+    for key in start.table:
+        default = getattr(SimParams(), key)
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            overrides[key] = start.number(key, integer=isinstance(default, int))
+        elif isinstance(default, str):
+            overrides[key] = start.text(key)
+        else:
+            start.fail(key, "cannot be set from a scenario")
+    try:
+        SimParams(**overrides)
+    except (TypeError, ValueError) as exc:
+        start.fail("", str(exc))
+
+    load_ = _Reader(path, "load", raw.get("load", {}), {"workload"})
+    workload = load_.text("workload", "saturate")
+    if workload not in WORKLOADS:
+        load_.fail("workload", f"{workload!r} is not one of {list(WORKLOADS)}")
+
+    commands: list[TimedCommand] = []
+    fault_tables = raw.get("fault", [])
+    if not isinstance(fault_tables, list):
+        top.fail("fault", "must be an array of tables ([[fault]])")
+    for i, table in enumerate(fault_tables):
+        r = _Reader(path, f"fault[{i}]", table, _FAULT)
+        for key in ("at_s", "fault"):
+            r.required(key)
+        at_s = r.number("at_s", lo=0.0, hi=MAX_DURATION_S)
+        try:
+            f = faults.validate(r.text("fault"), r.number("value", 0.0), r.text("target", ""),
+                                r.number("duration_s", 0.0))
+        except faults.FaultError as exc:
+            r.fail("fault", str(exc))
+        commands.append(TimedCommand(at_s, "hal.inject_fault", f.as_dict()))
+    command_tables = raw.get("command", [])
+    if not isinstance(command_tables, list):
+        top.fail("command", "must be an array of tables ([[command]])")
+    for i, table in enumerate(command_tables):
+        r = _Reader(path, f"command[{i}]", table, _COMMAND)
+        for key in ("at_s", "name"):
+            r.required(key)
+        at_s = r.number("at_s", lo=0.0, hi=MAX_DURATION_S)
+        name, args = r.text("name"), r.table.get("args", {})
+        try:
+            checked = dictionary.validate_command(name, args)
+        except CommandError as exc:
+            r.fail("name" if name not in dictionary.commands else "args", str(exc))
+        commands.append(TimedCommand(at_s, name, checked))
+    commands.sort(key=lambda c: c.at_s)
+
+    ex = _Reader(path, "expect", raw.get("expect", {}), _EXPECT)
+    modes = ex.strings("mode")
+    for m in modes:
+        if m not in MODES:
+            ex.fail("mode", f"{m!r} is not a mode ({', '.join(MODES)})")
+    for key in ("events", "no_events"):
+        for ev in ex.strings(key):
+            if ev not in dictionary.events:
+                ex.fail(key, f"{ev!r} is not a declared event (flight dict lists them)")
+    shutdowns = ex.number("gpu_shutdowns_max", integer=True, lo=0)
+    expect = Expect(modes, ex.strings("events"), ex.strings("no_events"),
+                    ex.number("battery_soc_floor", lo=0.0, hi=1.0), ex.number("gpu_temp_max_c", lo=-60.0, hi=150.0),
+                    None if shutdowns is None else int(shutdowns))
+
+    return Scenario(
+        name=top.text("name", path.stem), description=top.text("description", ""), path=path,
+        tle_path=tle_path, tle_name=tle_name, tle_lines=tle_lines,
+        seed=int(run.number("seed", 0, integer=True)),
+        duration_s=run.number("duration_s", lo=1.0, hi=MAX_DURATION_S),
+        orbits=run.number("orbits", lo=0.01, hi=500.0),
+        start=overrides, load={"workload": workload}, commands=tuple(commands), expect=expect,
+    )
+
+
+def recorded_events(db_path: Path) -> set[str]:
+    """Names of the events recorded in a run's ``telemetry.sqlite`` (:mod:`flight.recorder`)."""
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        return {row[0] for row in db.execute("SELECT DISTINCT name FROM ev")}
+    finally:
+        db.close()
+
+
+def bundled() -> list[Scenario]:
+    """Every scenario in ``sim_hw/scenarios/``, by name."""
+    return [load(p) for p in sorted(SCENARIO_DIR.glob("*.toml"))]
