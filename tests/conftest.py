@@ -1,5 +1,6 @@
 """Shared pytest options and fixtures: ``--hal ENDPOINT`` points the HIL suite at a rig;
-``harness`` and ``ground`` are a link manager on loopback and a ground station talking to it."""
+``harness`` and ``ground`` are a link manager on loopback and a ground station talking to it;
+``ground_archive`` keeps every test's ground archive in its own directory."""
 
 import pytest
 
@@ -9,6 +10,15 @@ from tests.link_harness import Ground, LinkHarness
 def pytest_addoption(parser):
     parser.addoption("--hal", default=None, metavar="ENDPOINT",
                      help="HAL endpoint of a rig for tests/hil (default: start a sim_hw of our own)")
+
+
+@pytest.fixture(autouse=True)
+def ground_archive(tmp_path, monkeypatch):
+    """Every ground tool a test runs (in process or as a subprocess of it) archives into the
+    test's own directory, never the user's."""
+    path = tmp_path / "ground-archive.sqlite"
+    monkeypatch.setenv("RACKFLIGHT_ARCHIVE", str(path))
+    return path
 
 
 @pytest.fixture

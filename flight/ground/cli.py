@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import sqlite3
 import textwrap
 import time
 from collections import deque
@@ -61,6 +62,9 @@ def add_parser(subparsers: Any) -> None:
                         help=f"where the satellite's link manager listens (default {DEFAULT_LINK})")
     common.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT_S, metavar="S",
                         help=f"seconds to wait for the link and its answers (default {DEFAULT_TIMEOUT_S:g})")
+    common.add_argument("--archive", metavar="PATH",
+                        help="ground archive that keeps every packet received and TC sent (default "
+                             "$RACKFLIGHT_ARCHIVE or ~/.local/share/rackflight/ground-archive.sqlite)")
     signing = argparse.ArgumentParser(add_help=False)
     signing.add_argument("--station", default=keys.LOCAL_STATION, metavar="NAME",
                          help=f"sign as this ground station (default {keys.LOCAL_STATION!r}, whose key "
@@ -125,6 +129,11 @@ def add_parser(subparsers: Any) -> None:
     watch.add_argument("--stale", type=_positive_float, default=30.0, metavar="S",
                        help="dim values older than S onboard seconds (default 30)")
     watch.set_defaults(func=cmd_watch)
+
+    from flight.ground import ops_cli, store_cli
+
+    ops_cli.add_parsers(sub, common, signing)
+    store_cli.add_parsers(sub, common, signing)
 
 
 def add_keys_parser(subparsers: Any) -> None:
@@ -210,11 +219,21 @@ def _connect(args: argparse.Namespace, dictionary: Dictionary, *, sign: bool):
     except (OSError, ValueError) as exc:
         print(f"cannot sign telecommands: {exc}")
         return None
+    from flight.ground.archive import Archive, archive_path
+
     try:
-        return LinkClient(args.link, dictionary, key=key, connect_timeout_s=args.timeout)
+        archive = Archive(archive_path(args.archive), dictionary)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"cannot open the ground archive {archive_path(args.archive)}: {exc}")
+        return None
+    try:
+        client = LinkClient(args.link, dictionary, key=key, connect_timeout_s=args.timeout)
     except (OSError, ValueError) as exc:
+        archive.close()
         print(f"cannot reach the link at {args.link}: {exc}")
         return None
+    client.keep_in(archive)
+    return client
 
 
 def cmd_ping(args: argparse.Namespace) -> int:
@@ -334,9 +353,14 @@ class _WatchView:
         self.onboard_utc = max(self.onboard_utc, report.utc_unix_s)
         self.last_rx = time.monotonic()
         if isinstance(report, HkReport):
-            self.hk[report.component.name] = report
+            held = self.hk.get(report.component.name)
+            # a pass brings the stored backlog after real time: an older sample never hides a newer one
+            if held is None or report.utc_unix_s >= held.utc_unix_s:
+                self.hk[report.component.name] = report
         else:
             self.events.append(report)
+            if len(self.events) > 1 and report.utc_unix_s < self.events[-2].utc_unix_s:
+                self.events = deque(sorted(self.events, key=lambda e: e.utc_unix_s), maxlen=WATCH_EVENTS)
 
     def render(self) -> Any:
         from rich.console import Group
@@ -356,7 +380,7 @@ class _WatchView:
                 text, state = _cell(ch, report.values[ch.name])
                 style = "dim" if age > self.stale_s else LIMIT_STYLE[state]
                 table.add_row(f"{name}.{ch.name}", Text(text, style=LIMIT_STYLE[state]), ch.units,
-                              f"{age:.0f}", style=style)
+                              f"{age:.0f} stale" if age > self.stale_s else f"{age:.0f}", style=style)
         severity_style = {"INFO": "", "LOW": "cyan", "MEDIUM": "yellow", "HIGH": "bold red"}
         events = Table(title="events", title_justify="left", show_header=False)
         events.add_column("time")

@@ -21,26 +21,32 @@ import select
 import socket
 import time
 from collections import deque
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from spacepackets.ecss.tc import PusTc
 
 from flight.dictionary import Dictionary
+from flight.ground.archive import Archive
 from flight.ground.sdls import ArsnCounter, StationKey, protect
 from flight.ground.pus import (
     ACK_ALL,
+    ACK_NONE,
+    DOWNLINK_ACK,
     MAX_TM_LEN,
     SEQ_COUNT_MODULO,
     PingReply,
     Report,
+    StoreStatusReport,
     TmDecodeError,
     Verification,
+    build_tc,
     decode_tm,
     function_tc,
     parse_endpoint,
     ping_tc,
     request_id,
     split_tm_stream,
+    storage_tc,
     tm_packet_ids,
 )
 
@@ -82,6 +88,15 @@ class LinkClient:
         self._reports: deque[Report] = deque()
         self.undecodable = 0
         """Packets or bytes received that did not decode as TM this ground knows."""
+        self.tm_received = 0
+        """TM packets framed on this connection (what :meth:`acknowledge` reports)."""
+        self.on_packet: Callable[[bytes, Report | None], None] | None = None
+        """Called with every framed packet and its report (``None``: undecodable) as it
+        arrives, e.g. :meth:`flight.ground.archive.Archive.add`."""
+        self.on_sent: Callable[[PusTc, int], None] | None = None
+        """Called with every TC (before signing) and its request id once sent, e.g.
+        :meth:`flight.ground.archive.Archive.command_sent`."""
+        self.archive: Archive | None = None
 
     def __enter__(self) -> "LinkClient":
         return self
@@ -91,6 +106,16 @@ class LinkClient:
 
     def close(self) -> None:
         self.sock.close()
+        if self.archive is not None:
+            self.archive.close()
+            self.archive = None
+
+    def keep_in(self, archive: Archive) -> None:
+        """Archive every packet received and TC sent from now on; the archive closes with
+        this client."""
+        self.archive = archive
+        self.on_packet = archive.add
+        self.on_sent = archive.command_sent
 
     # -- sending -----------------------------------------------------------------------
     def _next_seq(self) -> int:
@@ -103,10 +128,12 @@ class LinkClient:
         Raises:
             OSError: the connection is broken.
         """
-        if self.key is not None:
-            tc = protect(tc, self.key, self._arsn.next())
-        self.sock.sendall(tc.pack())
-        return request_id(tc)
+        sent = self.signed(tc)
+        self.sock.sendall(sent.pack())
+        req = request_id(sent)
+        if self.on_sent is not None:
+            self.on_sent(tc, req)
+        return req
 
     def ping(self, timeout_s: float) -> float:
         """Send TC[17,1] and wait for its TM[17,2]; return the round trip in seconds.
@@ -116,15 +143,67 @@ class LinkClient:
             TimeoutError: no reply within ``timeout_s``.
             ConnectionError: the link closed the connection.
         """
+        return self._ping(timeout_s)[0]
+
+    def onboard_utc(self, timeout_s: float) -> float:
+        """Onboard UTC (Unix seconds) now, read from the time field of a TM[17,2], plus half
+        the round trip. Raises as :meth:`ping`."""
+        rtt_s, reply = self._ping(timeout_s)
+        return reply.utc_unix_s + rtt_s / 2
+
+    def _ping(self, timeout_s: float) -> tuple[float, PingReply]:
         started = time.monotonic()
         req = self.send(ping_tc(seq_count=self._next_seq(), source_id=self.source_id))
         deadline = started + timeout_s
         while (report := self.receive(deadline - time.monotonic())) is not None:
             if isinstance(report, PingReply) and report.dest_id == self.source_id:
-                return time.monotonic() - started
+                return time.monotonic() - started, report
             if isinstance(report, Verification) and report.request_id == req and not report.ok:
                 raise Rejected(report)
         raise TimeoutError(f"no TM[17,2] within {timeout_s:g} s")
+
+    def function(self, qualified: str, args: Mapping[str, Any], ack_flags: int = ACK_ALL) -> PusTc:
+        """An unsigned TC[8,1] ``qualified(**args)`` from this client.
+
+        Raises:
+            CommandError: the command or its arguments do not encode.
+        """
+        return function_tc(self.dictionary, qualified, args, seq_count=self._next_seq(), source_id=self.source_id,
+                           ack_flags=ack_flags)
+
+    def signed(self, tc: PusTc) -> PusTc:
+        """``tc`` as this client would send it (signed with a fresh sequence number unless
+        unauthenticated), e.g. to embed in a TC[11,4]."""
+        return tc if self.key is None else protect(tc, self.key, self._arsn.next())
+
+    def tc(self, service: int, subtype: int, data: bytes = b"", ack_flags: int = ACK_ALL) -> PusTc:
+        """An unsigned TC[service,subtype] from this client (next sequence count, its source id)."""
+        return build_tc(service, subtype, data, seq_count=self._next_seq(), source_id=self.source_id,
+                        ack_flags=ack_flags)
+
+    def request(self, service: int, subtype: int, data: bytes, timeout_s: float,
+                ack_flags: int = ACK_ALL) -> Iterator[Report]:
+        """Send TC[service,subtype] with ``data`` and yield what answers it as it arrives: its
+        verification reports and the reports it asks for (TM[3,10], TM[5,8], TM[11,10],
+        TM[20,2], sent only to the asking connection), up to the final verification.
+
+        Raises:
+            TimeoutError: no final report within ``timeout_s`` of sending.
+            ConnectionError: the link closed the connection.
+        """
+        from flight.ground.pus_ops import DisabledEventsReport, HkStructureReport, ParameterReport, ScheduleReport
+
+        req = self.send(self.tc(service, subtype, data, ack_flags))
+        deadline = time.monotonic() + timeout_s
+        while (report := self.receive(deadline - time.monotonic())) is not None:
+            if isinstance(report, Verification) and report.request_id == req and report.dest_id == self.source_id:
+                yield report
+                if report.final:
+                    return
+            elif isinstance(report, (HkStructureReport, DisabledEventsReport, ScheduleReport, ParameterReport,
+                                     StoreStatusReport)):
+                yield report
+        raise TimeoutError(f"no final verification of TC[{service},{subtype}] within {timeout_s:g} s")
 
     def command(self, qualified: str, args: Mapping[str, Any], timeout_s: float,
                 ack_flags: int = ACK_ALL) -> Iterator[Verification]:
@@ -136,9 +215,7 @@ class LinkClient:
             TimeoutError: no final report within ``timeout_s`` of sending.
             ConnectionError: the link closed the connection.
         """
-        tc = function_tc(self.dictionary, qualified, args, seq_count=self._next_seq(), source_id=self.source_id,
-                         ack_flags=ack_flags)
-        req = self.send(tc)
+        req = self.send(self.function(qualified, args, ack_flags))
         deadline = time.monotonic() + timeout_s
         while (report := self.receive(deadline - time.monotonic())) is not None:
             if isinstance(report, Verification) and report.request_id == req and report.dest_id == self.source_id:
@@ -165,7 +242,23 @@ class LinkClient:
             self._take(chunk)
         return self._reports.popleft()
 
-    def _take(self, chunk: bytes) -> None:
+    def read(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for bytes and take what arrived, for :attr:`on_packet`
+        only (nothing is queued for :meth:`receive`); return how many packets it framed.
+
+        Raises:
+            ConnectionError: the link closed the connection.
+        """
+        if not select.select([self.sock], [], [], max(0.0, timeout_s))[0]:
+            return 0
+        chunk = self.sock.recv(RECV_BYTES)
+        if not chunk:
+            raise ConnectionError(f"the link at {self.endpoint} closed the connection")
+        before = self.tm_received
+        self._take(chunk, queue=False)
+        return self.tm_received - before
+
+    def _take(self, chunk: bytes, queue: bool = True) -> None:
         self._buf += chunk
         packets, consumed, skipped = split_tm_stream(self._buf, self._packet_ids)
         del self._buf[:consumed]
@@ -174,7 +267,25 @@ class LinkClient:
             self.undecodable += len(self._buf)
             self._buf.clear()
         for packet in packets:
+            self.tm_received += 1
             try:
-                self._reports.append(decode_tm(self.dictionary, packet))
+                report = decode_tm(self.dictionary, packet)
             except TmDecodeError:
                 self.undecodable += 1
+                report = None
+            else:
+                if queue:
+                    self._reports.append(report)
+            if self.on_packet is not None:
+                self.on_packet(packet, report)
+
+    def acknowledge(self) -> None:
+        """Tell the link how many TM packets this connection has received (TC[15,130]), so
+        it stops holding the stored ones among them for re-sending (:mod:`flight.packet_store`).
+        Only failures are reported back.
+
+        Raises:
+            OSError: the connection is broken.
+        """
+        self.send(storage_tc(DOWNLINK_ACK, received=self.tm_received, seq_count=self._next_seq(),
+                             source_id=self.source_id, ack_flags=ACK_NONE))

@@ -40,6 +40,13 @@ Services and their data fields (all integers big-endian)
               every declared channel in declared order (:func:`encode_hk`)
     TM[5,1..4] event report, subtype by severity INFO/LOW/MEDIUM/HIGH: ``event_id u16``
               (``component_id << 8 | local_id``) then the message, ``u16`` length + UTF-8
+    TC[15,x]  on-board storage and retrieval (:func:`storage_tc`): 15,1/15,2 enable/disable
+              storage, 15,9 retrieve by time range, 15,11 delete up to, 15,12 report status,
+              mission 15,130 downlink acknowledgement (:mod:`flight.packet_store`)
+    TM[15,13] packet store status report (:class:`StoreStatusReport`)
+    3,5 3,6 3,9 3,10 3,31, 5,5..5,8, 11,1..11,5 11,10 11,16, 20,1..20,3: the operations
+              services, in :mod:`flight.ground.pus_ops`
+    TM[140,1] mission service: job result report (:class:`JobResultReport`)
     ========  ===================================================================================
 
 Value encoding (arguments and housekeeping): ``float`` → IEEE-754 f64, ``int`` → i64,
@@ -678,7 +685,7 @@ class EventReport:
     utc_unix_s: float
 
 
-Report = Union[PingReply, Verification, HkReport, EventReport]
+Report = Union[PingReply, Verification, HkReport, EventReport, "StoreStatusReport", "JobResultReport"]
 
 
 def tm_packet_ids(dictionary: Dictionary) -> list[PacketId]:
@@ -700,12 +707,14 @@ def split_tm_stream(buf: bytes | bytearray, packet_ids: list[PacketId]) -> tuple
 
 
 def decode_tm(dictionary: Dictionary, packet: bytes) -> Report:
-    """Read one downlinked packet into a report.
+    """Read one downlinked packet into a report (operations reports: :mod:`flight.ground.pus_ops`).
 
     Raises:
         TmDecodeError: bad CRC, malformed packet, or a service, subtype, structure or event
             this ground does not know.
     """
+    from flight.ground.pus_ops import decode_ops_tm  # it builds on this module
+
     try:
         tm = PusTm.unpack(packet, timestamp_len=TIMESTAMP_LEN)
         utc = unix_from_cds(tm.timestamp)
@@ -728,7 +737,222 @@ def decode_tm(dictionary: Dictionary, packet: bytes) -> Report:
             event_id, message = decode_event(data)
             name = dictionary.event_ids.get(event_id, f"event 0x{event_id:04x}")
             return EventReport(name, event_id, SEVERITY_OF_SUBTYPE[subtype], message, utc)
+        if (storage := _decode_storage_tm(service, subtype, data, dest, utc)) is not None:
+            return storage
+        if (operations := decode_ops_tm(dictionary, service, subtype, data, utc)) is not None:
+            return operations
     except (ValueError, InvalidTmCrc16Error) as exc:  # BytesTooShortError is a ValueError
         raise TmDecodeError(f"{type(exc).__name__}: {exc}") from None
     raise TmDecodeError(f"unexpected TM[{service},{subtype}]")
 
+
+
+# -- service 15 on-board storage and retrieval, TM[140,1] job results ----------------------------
+STORAGE_SERVICE = PusService.S15_TM_STORAGE
+ENABLE_STORAGE, DISABLE_STORAGE = 1, 2
+RETRIEVE_BY_TIME_RANGE = 9
+DELETE_UP_TO = 11
+REPORT_STORE_STATUS, STORE_STATUS_REPORT = 12, 13
+DOWNLINK_ACK = 130
+"""Mission-specific TC[15,130] (ECSS-E-ST-70-41C leaves subtypes from 128 to the mission):
+the ground has received this connection's first ``u64`` TM packets
+(:mod:`flight.packet_store`)."""
+JOB_RESULT_SERVICE, JOB_RESULT_REPORT = 140, 1
+"""Mission-specific TM[140,1] (services from 128 are the mission's): one job's result."""
+STORAGE_TC_SUBTYPES = (ENABLE_STORAGE, DISABLE_STORAGE, RETRIEVE_BY_TIME_RANGE, DELETE_UP_TO, REPORT_STORE_STATUS,
+                       DOWNLINK_ACK)
+_STATUS_ENTRY = struct.Struct(">BBII7s7sIIII")
+
+
+def _store_list(store_ids: list[int]) -> bytes:
+    if not 1 <= len(store_ids) <= 255 or not all(0 <= i <= 255 for i in store_ids):
+        raise ValueError(f"1..255 store ids of 0..255 each, got {store_ids!r}")
+    return bytes([len(store_ids), *store_ids])
+
+
+def _read_store_list(reader: _Reader) -> list[int]:
+    n = reader.unpack(">B")
+    if n == 0:
+        raise ValueError("an empty packet store list")
+    return list(reader.take(n))
+
+
+def storage_tc(subtype: int, *, store_ids: list[int] = (), from_utc_unix_s: float = 0.0,
+               to_utc_unix_s: float = 0.0, received: int = 0, seq_count: int, source_id: int,
+               ack_flags: int = ACK_ALL) -> PusTc:
+    """A TC[15,subtype] with the data of :func:`storage_data`."""
+    data = storage_data(subtype, store_ids=store_ids, from_utc_unix_s=from_utc_unix_s, to_utc_unix_s=to_utc_unix_s,
+                        received=received)
+    return build_tc(STORAGE_SERVICE, subtype, data, seq_count=seq_count, source_id=source_id, ack_flags=ack_flags)
+
+
+def storage_data(subtype: int, *, store_ids: list[int] = (), from_utc_unix_s: float = 0.0,
+                 to_utc_unix_s: float = 0.0, received: int = 0) -> bytes:
+    """Application data of TC[15,subtype] (all integers big-endian, store ids u8, times CDS short):
+
+    =========  ==========================================================================
+    15,1 15,2  enable / disable storage: ``N u8`` then N store ids
+    15,9       retrieve by time range: ``store_id u8``, start time, end time (inclusive)
+    15,11      delete up to: time, then ``N u8`` and N store ids
+    15,12      report store status: ``N u8`` and N store ids (N = 0: every store)
+    15,130     downlink acknowledgement: ``received u64``
+    =========  ==========================================================================
+
+    Raises:
+        ValueError: an unknown subtype, a missing or out-of-range field.
+    """
+    if subtype in (ENABLE_STORAGE, DISABLE_STORAGE):
+        data = _store_list(list(store_ids))
+    elif subtype == RETRIEVE_BY_TIME_RANGE:
+        (store_id,) = store_ids
+        data = bytes([store_id]) + cds_timestamp(from_utc_unix_s) + cds_timestamp(to_utc_unix_s)
+    elif subtype == DELETE_UP_TO:
+        data = cds_timestamp(to_utc_unix_s) + _store_list(list(store_ids))
+    elif subtype == REPORT_STORE_STATUS:
+        data = _store_list(list(store_ids)) if store_ids else b"\x00"
+    elif subtype == DOWNLINK_ACK:
+        data = struct.pack(">Q", received)
+    else:
+        raise ValueError(f"no TC[15,{subtype}]")
+    return data
+
+
+@dataclass(frozen=True)
+class StorageRequest:
+    """A decoded TC[15,x]: the fields its subtype carries (see :func:`storage_tc`)."""
+
+    subtype: int
+    store_ids: tuple[int, ...] = ()
+    from_utc_unix_s: float = 0.0
+    to_utc_unix_s: float = 0.0
+    received: int = 0
+
+
+def decode_storage_tc(subtype: int, data: bytes) -> StorageRequest:
+    """Read the application data of TC[15,subtype] (store ids not yet checked to exist).
+
+    Raises:
+        CommandError: INVALID_OPCODE for a subtype this satellite does not serve;
+            FORMAT_ERROR for short, long or malformed data (a bad time code, an empty store
+            list where one is needed, a start time after the end time).
+    """
+    if subtype not in STORAGE_TC_SUBTYPES:
+        raise CommandError("INVALID_OPCODE", f"TC[15,{subtype}] is not served")
+    reader = _Reader(bytes(data))
+    try:
+        if subtype in (ENABLE_STORAGE, DISABLE_STORAGE):
+            request = StorageRequest(subtype, tuple(_read_store_list(reader)))
+        elif subtype == RETRIEVE_BY_TIME_RANGE:
+            store_id = reader.unpack(">B")
+            start, end = unix_from_cds(reader.take(TIMESTAMP_LEN)), unix_from_cds(reader.take(TIMESTAMP_LEN))
+            if start > end:
+                raise ValueError("start time after end time")
+            request = StorageRequest(subtype, (store_id,), start, end)
+        elif subtype == DELETE_UP_TO:
+            up_to = unix_from_cds(reader.take(TIMESTAMP_LEN))
+            request = StorageRequest(subtype, tuple(_read_store_list(reader)), to_utc_unix_s=up_to)
+        elif subtype == REPORT_STORE_STATUS:
+            request = StorageRequest(subtype, tuple(reader.take(reader.unpack(">B"))))
+        else:
+            request = StorageRequest(subtype, received=reader.unpack(">Q"))
+        reader.end()
+    except ValueError as exc:
+        raise CommandError("FORMAT_ERROR", f"TC[15,{subtype}]: {exc}") from None
+    return request
+
+
+@dataclass(frozen=True)
+class StoreStatusEntry:
+    """One packet store in TM[15,13]: times are UTC (Unix s), ``None`` for an empty store;
+    ``unacknowledged`` counts packets the ground has not acknowledged; ``dropped`` and
+    ``expired`` are retention deletions of unacknowledged and acknowledged packets;
+    ``deleted`` by TC[15,11]; ``not_stored`` while storage was disabled."""
+
+    store_id: int
+    enabled: bool
+    count: int
+    unacknowledged: int
+    oldest_utc_unix_s: float | None
+    newest_utc_unix_s: float | None
+    dropped: int
+    expired: int
+    deleted: int
+    not_stored: int
+
+
+@dataclass(frozen=True)
+class StoreStatusReport:
+    """TM[15,13]: ``N u8`` then per store ``store_id u8, enabled u8, count u32,
+    unacknowledged u32, oldest CDS, newest CDS, dropped u32, expired u32, deleted u32,
+    not_stored u32`` (an empty store's times are the CDS code of Unix time 0)."""
+
+    stores: tuple[StoreStatusEntry, ...]
+    dest_id: int
+    utc_unix_s: float
+
+
+@dataclass(frozen=True)
+class JobResultReport:
+    """TM[140,1], timed at the job's finish: ``job_id u32``, ``outcome`` (u8 length +
+    UTF-8), ``work_gpu_s f64``, ``done_gpu_s f64``, ``detail`` (u16 length + UTF-8)."""
+
+    job_id: int
+    outcome: str
+    work_gpu_s: float
+    done_gpu_s: float
+    detail: str
+    utc_unix_s: float
+
+
+def store_status_report(encoder: TmEncoder, entries: list[StoreStatusEntry], *, dest_id: int,
+                        utc_unix_s: float) -> bytes:
+    """TM[15,13] from the link's APID (see :class:`StoreStatusReport`)."""
+    out = bytearray([len(entries)])
+    for e in entries:
+        empty = e.oldest_utc_unix_s is None
+        out += _STATUS_ENTRY.pack(e.store_id, int(e.enabled), e.count, e.unacknowledged,
+                                  cds_timestamp(0.0 if empty else e.oldest_utc_unix_s),
+                                  cds_timestamp(0.0 if empty else e.newest_utc_unix_s),
+                                  e.dropped, e.expired, e.deleted, e.not_stored)
+    return encoder.packet(TC_APID, STORAGE_SERVICE, STORE_STATUS_REPORT, bytes(out), utc_unix_s=utc_unix_s,
+                          dest_id=dest_id)
+
+
+def job_result_report(encoder: TmEncoder, component: Component, job_id: int, outcome: str, work_gpu_s: float,
+                      done_gpu_s: float, detail: str, *, utc_unix_s: float) -> bytes:
+    """TM[140,1] from ``component``'s APID (see :class:`JobResultReport`).
+
+    Raises:
+        ValueError: a job id outside u32 or an outcome over 255 UTF-8 bytes.
+    """
+    detail_raw = _cut_utf8(detail)
+    try:
+        data = (struct.pack(">I", job_id) + _pack_value("str", outcome)
+                + struct.pack(">ddH", work_gpu_s, done_gpu_s, len(detail_raw)) + detail_raw)
+    except struct.error as exc:
+        raise ValueError(f"job result {job_id!r}: {exc}") from None
+    return encoder.packet(component.component_id, JOB_RESULT_SERVICE, JOB_RESULT_REPORT, data,
+                          utc_unix_s=utc_unix_s)
+
+
+def _decode_storage_tm(service: int, subtype: int, data: bytes, dest_id: int,
+                       utc: float) -> StoreStatusReport | JobResultReport | None:
+    reader = _Reader(bytes(data))
+    if (service, subtype) == (STORAGE_SERVICE, STORE_STATUS_REPORT):
+        entries = []
+        for _ in range(reader.unpack(">B")):
+            (store_id, enabled, count, unacked, oldest, newest, dropped, expired, deleted,
+             not_stored) = _STATUS_ENTRY.unpack(reader.take(_STATUS_ENTRY.size))
+            times = (None, None) if count == 0 else (unix_from_cds(oldest), unix_from_cds(newest))
+            entries.append(StoreStatusEntry(store_id, bool(enabled), count, unacked, *times, dropped, expired,
+                                            deleted, not_stored))
+        reader.end()
+        return StoreStatusReport(tuple(entries), dest_id, utc)
+    if (service, subtype) == (JOB_RESULT_SERVICE, JOB_RESULT_REPORT):
+        job_id = reader.unpack(">I")
+        outcome = _unpack_value("str", reader)
+        work, done = reader.unpack(">d"), reader.unpack(">d")
+        detail = reader.take(reader.unpack(">H")).decode("utf-8")
+        reader.end()
+        return JobResultReport(job_id, outcome, work, done, detail, utc)
+    return None

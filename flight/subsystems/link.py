@@ -32,8 +32,24 @@ Lab mode
 Contact
     The link is up while the latest sensor frame says ``ground_contact`` (or always with
     ``config.contact == "always"``). The transmitter is switched to match. While it is
-    down nothing is sent (counted in ``tm_dropped_no_contact``) and arriving TCs are
-    dropped (``tc_dropped_no_contact``); storing them for the next pass is a later issue.
+    down arriving TCs are dropped (``tc_dropped_no_contact``) and TM that is not kept in a
+    packet store (verification, ping) is not sent (``tm_dropped_no_contact``).
+
+Store and forward (:mod:`flight.packet_store`)
+    Every TM[3,25], TM[5,x] and TM[140,1] (job results, read from the job runner's
+    ``jobs.sqlite`` every housekeeping interval) is stored in its onboard packet store
+    whether or not there is contact, and in contact sent at once (real time). On each tick
+    in contact the rest of the budget goes to the backlog: events, then verification
+    reports, then housekeeping, then job results, oldest first, within the tick's share of
+    the frame's ``downlink_rate_bps`` (``rate × tick_s / 8`` bytes, real time included; in
+    ``always`` contact without a pass rate :data:`LAB_DOWNLINK_RATE_BPS`) and at most
+    :data:`BACKLOG_PACKETS_PER_TICK` packets. A stored packet goes to every connection open
+    when it is sent; it is done once a ground acknowledges it (TC[15,130], the number of TM
+    packets that connection has received), and goes back to the backlog when every
+    connection it went to closed without acknowledging it. TC[15,1]/[15,2] enable/disable
+    storage per store, TC[15,9] queues a store's packets in a time range for downlink
+    again, TC[15,11] deletes up to a time, TC[15,12] answers with TM[15,13] (each store's
+    count, unacknowledged packets, time span and retention counters) to its sender.
 
 Services (PUS-C)
     ===========  ==========================================================================
@@ -83,29 +99,39 @@ from spacepackets.ecss.tc import PusTc
 
 from flight.bus import DRAIN_BATCH
 from flight.config import RunConfig
-from flight.dictionary import Arg, Channel, Command, CommandError, Component, Dictionary, Event
+from flight.dictionary import Arg, Channel, Command, CommandError, Component, Dictionary, Event, Parameter
 from flight.ground.keys import load_all
 from flight.ground.pus import (
-    ACK_ACCEPTANCE,
-    ACK_COMPLETION,
     ACK_PROGRESS,
     ACK_START,
+    DELETE_UP_TO,
+    DISABLE_STORAGE,
+    DOWNLINK_ACK,
+    ENABLE_STORAGE,
     FAILURE_CODE_NUMBERS,
     LINK_COMPONENT_ID,
     MAX_TC_LEN,
     OVERFLOW,
+    RETRIEVE_BY_TIME_RANGE,
+    STORAGE_SERVICE,
     TC_APID,
     Rejection,
+    StoreStatusEntry,
     TcStreamParser,
     TmEncoder,
     decode_function,
+    decode_storage_tc,
     is_function,
     is_loopback,
     is_ping,
+    job_result_report,
     parse_endpoint,
+    store_status_report,
 )
 from flight.ground.sdls import AuthenticationError, ReplayGuard, StationKey, unprotect
+from flight.link.operations import ONBOARD, LinkOperations
 from flight.messages import Message
+from flight.packet_store import DOWNLINK_ORDER, STORE_BY_ID, STORE_BY_NAME, STORE_FILE, PacketStores
 from flight.subsystem import Emit, SendCommand, Subsystem
 
 MAX_CONNECTIONS = 4
@@ -128,6 +154,12 @@ TC_BURST = 20.0
 """Per-connection TC token bucket: sustained TCs per wall second, and the burst allowed."""
 REPLAY_STATE_FILE = "link_replay.sqlite"
 """Anti-replay state (highest accepted ARSN per SPI) in the run data directory."""
+BACKLOG_PACKETS_PER_TICK = 2000
+"""Most stored packets sent per tick: bounds the tick's time (~10 ms) however large the backlog."""
+LAB_DOWNLINK_RATE_BPS = 2e9
+"""Downlink rate in ``always`` contact when the frame gives none: DESIGN's Ka-band 2 Gbit/s."""
+JOBS_DB = "jobs.sqlite"
+"""The job runner's database in the run data directory; only its ``results`` table is read."""
 
 
 @dataclass
@@ -155,6 +187,8 @@ class _Connection:
     parser: TcStreamParser
     last_rx: float
     bucket: _TokenBucket
+    tm_count: int = 0
+    """TM packets written to this connection so far (what TC[15,130] acknowledges)."""
 
 
 @dataclass
@@ -168,7 +202,7 @@ class _PendingTc:
     steps: int = 0
 
 
-class LinkManager(Subsystem):
+class LinkManager(LinkOperations, Subsystem):
     COMPONENT = Component(
         "link", LINK_COMPONENT_ID,
         doc="Ground link: CCSDS/PUS-C telecommands in, telemetry and events out, during contact.",
@@ -204,6 +238,20 @@ class LinkManager(Subsystem):
                     yellow=(0, 0)),
             Channel("tc_rate_limited", "int", "count", "Telecommands dropped over a connection's rate limit.",
                     yellow=(0, 0)),
+            Channel("tm_stored", "int", "count", "Packets put in the onboard packet stores."),
+            Channel("tm_backlog_sent", "int", "count", "Stored packets sent from the backlog (after real time)."),
+            Channel("tm_acknowledged", "int", "count", "Stored packets the ground acknowledged (TC[15,130])."),
+            Channel("tm_requeued", "int", "count",
+                    "Stored packets back in the backlog: their connections closed unacknowledged."),
+            Channel("tm_dropped_retention", "int", "count",
+                    "Unacknowledged stored packets dropped by a store's retention limit.", yellow=(0, 0)),
+            Channel("store_errors", "int", "count", "Packet store or job database errors.", yellow=(0, 0)),
+            Channel("schedule_enabled", "bool", "", "Time-based schedule releases its TCs (TC[11,1]/[11,2])."),
+            Channel("schedule_activities", "int", "count", "Time-tagged TCs waiting in the schedule."),
+            Channel("tc_released", "int", "count", "Scheduled TCs released at their time."),
+            Channel("hk_structures_disabled", "int", "count", "Housekeeping structures with TM[3,25] off."),
+            Channel("events_disabled", "int", "count", "Event ids with TM[5,x] generation off."),
+            Channel("events_filtered", "int", "count", "Events not reported: their TM[5,x] generation is off."),
         ),
         events=(
             Event("lab_mode", 1, "HIGH",
@@ -226,6 +274,15 @@ class LinkManager(Subsystem):
             Event("tc_auth_failed", 13, "MEDIUM",
                   "rejected TC[{service},{subtype}] from {peer}: AUTHENTICATION_ERROR {why}"),
             Event("tc_rate_limited", 14, "LOW", "dropped TC[{service},{subtype}] from {peer}: over {rate:g} TC/s"),
+            Event("store_failed", 30, "MEDIUM", "packet store {store}: {why}"),
+            Event("storage_changed", 31, "INFO", "{what} for packet store(s) {stores}"),
+            Event("tc_released", 40, "INFO",
+                  "released scheduled TC[{service},{subtype}] 0x{request_id:08x}, {late_s:.1f} s after its time"),
+            Event("schedule_failed", 41, "MEDIUM", "time-based schedule: {why}"),
+        ),
+        parameters=(
+            Parameter("hk_interval_s", 1, "float", "s", 1.0, 3600.0, DEFAULT_HK_INTERVAL_S,
+                      "Onboard seconds between TM[3,25] of a structure without its own TC[3,31] interval."),
         ),
     )
     RATE_GROUPS = ((1, "step"),)
@@ -276,6 +333,13 @@ class LinkManager(Subsystem):
         self.buffer_overflows = self.events_suppressed = self.tc_auth_failed = self.tc_rate_limited = 0
         self._ctx: zmq.Context | None = None
         self._sock: zmq.Socket | None = None
+        self._ops_init()
+        self.stores: PacketStores | None = None
+        self._jobs_db: sqlite3.Connection | None = None
+        self._stored_hk_t: dict[str, float] = {}
+        self._results_done: set[int] = set()
+        self._budget_bytes = 0.0
+        self.tm_stored = self.tm_backlog_sent = self.tm_acknowledged = self.tm_requeued = self.store_errors = 0
 
     @property
     def dictionary(self) -> Dictionary:
@@ -287,10 +351,12 @@ class LinkManager(Subsystem):
 
     # -- socket lifecycle --------------------------------------------------------------
     def on_start(self) -> None:
-        self.listen(False)  # housekeeping and events matter only with a ground station to hear them
+        self.config.data_path.mkdir(parents=True, exist_ok=True)
+        self.stores = PacketStores(self.config.data_path / STORE_FILE)
         if not self.lab:
             self.config.data_path.mkdir(parents=True, exist_ok=True)
             self._replay = ReplayGuard(self.config.data_path / REPLAY_STATE_FILE)
+        self._ops_start()
         self._ctx = zmq.Context()
         sock = self._ctx.socket(zmq.STREAM)
         sock.setsockopt(zmq.LINGER, 0)
@@ -316,6 +382,13 @@ class LinkManager(Subsystem):
         if self._replay is not None:
             self._replay.close()
             self._replay = None
+        self._ops_stop()
+        if self.stores is not None:
+            self.stores.close()
+            self.stores = None
+        if self._jobs_db is not None:
+            self._jobs_db.close()
+            self._jobs_db = None
 
     # -- rate group --------------------------------------------------------------------
     def step(self, frame: dict[str, Any]) -> None:
@@ -338,9 +411,18 @@ class LinkManager(Subsystem):
         for conn in list(self._conns.values()):
             if conn.parser.buffered and now - conn.last_rx > STALL_S:
                 self._handle(conn, conn.parser.flush_stalled())
-        if self.contact and self.time_s >= self._next_hk_s:
-            self._next_hk_s = self.time_s + self.hk_interval_s
+        rate_bps = float(frame["downlink_rate_bps"])
+        if self.config.contact == "always" and rate_bps <= 0:
+            rate_bps = LAB_DOWNLINK_RATE_BPS
+        self._budget_bytes = rate_bps * self.config.tick_s / 8
+        self._release_due()
+        if self.time_s >= self._next_hk_s:
+            self._next_hk_s = self.time_s + self._hk_gate_interval_s()
             self._downlink_hk()
+            self._store_results()
+        if self.contact:
+            self._downlink_backlog()
+        self._commit_stores()
 
     def housekeeping(self) -> None:
         self.telemetry(
@@ -352,19 +434,20 @@ class LinkManager(Subsystem):
             connections_refused=self.connections_refused, buffer_overflows=self.buffer_overflows,
             commands_pending=len(self._pending), hk_interval_s=self.hk_interval_s,
             events_suppressed=self.events_suppressed, tc_auth_failed=self.tc_auth_failed,
-            tc_rate_limited=self.tc_rate_limited,
+            tc_rate_limited=self.tc_rate_limited, tm_stored=self.tm_stored, tm_backlog_sent=self.tm_backlog_sent,
+            tm_acknowledged=self.tm_acknowledged, tm_requeued=self.tm_requeued,
+            tm_dropped_retention=self.stores.dropped if self.stores is not None else 0,
+            store_errors=self.store_errors, schedule_enabled=self.schedule is not None and self.schedule.enabled,
+            schedule_activities=len(self.schedule) if self.schedule is not None else 0,
+            tc_released=self.tc_released, hk_structures_disabled=len(self.hk_disabled),
+            events_disabled=len(self.events_disabled), events_filtered=self.events_filtered,
         )
 
     def _update_contact(self, frame: dict[str, Any]) -> None:
         contact = bool(frame["ground_contact"]) or self.config.contact == "always"
         if contact != self.contact:
             self.contact = contact
-            self.listen(contact)
             if contact:
-                # a fresh pass starts with a full housekeeping picture: once every component
-                # has published a packet since we started listening again
-                self._latest_hk.clear()
-                self._next_hk_s = self.time_s + (self.config.hk_period_ticks + 1) * self.config.tick_s
                 self.event("contact_acquired", station=float(frame["ground_station_id"]),
                            elevation_deg=float(frame["ground_elevation_deg"]))
             else:
@@ -373,6 +456,10 @@ class LinkManager(Subsystem):
             self.actuate(transmitter_on=contact)
 
     def cmd_set_hk_interval(self, interval_s: float) -> str:
+        try:
+            self._clear_hk_intervals()
+        except sqlite3.Error as exc:
+            raise CommandError("EXECUTION_ERROR", f"cannot store the housekeeping settings: {exc}") from None
         self.hk_interval_s = interval_s
         self._next_hk_s = min(self._next_hk_s, self.time_s + interval_s)
         return f"housekeeping every {interval_s:g} s"
@@ -382,21 +469,26 @@ class LinkManager(Subsystem):
         # before the first frame onboard UTC is unknown; the host clock stands in for an RTC
         return time.time() if self._utc_offset_s is None else sim_time_s + self._utc_offset_s
 
-    def _send(self, identity: bytes, packet: bytes) -> None:
+    def _send(self, identity: bytes, packet: bytes) -> bool:
+        """Write one TM to one connection; whether it went."""
         if not self.contact:
             self.tm_dropped_no_contact += 1
-            return
+            return False
         try:
             self._sock.send_multipart([identity, packet], zmq.NOBLOCK)
         except zmq.Again:
             self.tm_dropped += 1
-            return
+            return False
         except zmq.ZMQError:  # EHOSTUNREACH: the connection closed under us
             self.tm_dropped += 1
-            self._conns.pop(identity, None)
-            return
+            self._forget(identity)
+            return False
+        conn = self._conns.get(identity)
+        if conn is not None:
+            conn.tm_count += 1
         self.tm_sent += 1
         self.bytes_down += len(packet)
+        return True
 
     def _broadcast(self, packet: bytes) -> None:
         if not self.contact:
@@ -407,14 +499,22 @@ class LinkManager(Subsystem):
 
     def _reply(self, identity: bytes, packet: bytes) -> None:
         """Send to the client that sent the TC, or to every client once it is gone, so a
-        verdict on an accepted command is never lost while anyone is listening."""
-        if identity in self._conns:
+        verdict on an accepted command is never lost while anyone is listening. Reports about
+        a TC released from the onboard schedule are stored for the ground."""
+        if identity == ONBOARD:
+            self._store_tm("verification", packet, self.time_s)
+        elif identity in self._conns:
             self._send(identity, packet)
         else:
             self._broadcast(packet)
 
     def _downlink_hk(self) -> None:
         for name, (sampled_t, values) in self._latest_hk.items():
+            if self._stored_hk_t.get(name) == sampled_t:
+                continue  # no new sample since the last report: storing it twice adds nothing
+            if not self._hk_due(name):
+                continue  # TM[3,25] generation off, or the structure's own interval not yet passed
+            self._stored_hk_t[name] = sampled_t
             try:
                 packet = self.tm.hk_report(self.dictionary.components[name], values,
                                            utc_unix_s=self._utc_at(sampled_t))
@@ -422,7 +522,7 @@ class LinkManager(Subsystem):
                 self.tm_errors += 1
                 self._budgeted_event("tm_encode_failed", what=f"{name}.hk", why=str(exc)[:160])
                 continue
-            self._broadcast(packet)
+            self._store_tm("hk", packet, sampled_t)
 
     def _budgeted_event(self, name: str, **args: Any) -> None:
         if self._event_budget > 0:
@@ -442,11 +542,13 @@ class LinkManager(Subsystem):
             try:
                 if msg.name not in self.dictionary.events or not isinstance(message, str):
                     raise ValueError("not a declared event with a message")
+                if self._event_disabled(msg.name):
+                    return
                 packet = self.tm.event_report(self.dictionary, msg.name, message, utc_unix_s=self._utc_at(msg.t))
             except ValueError:  # no event about it: events about events could feed on themselves
                 self.tm_errors += 1
                 return
-            self._broadcast(packet)
+            self._store_tm("events", packet, msg.t)
 
     def on_response(self, msg: Message) -> None:
         data = msg.data if isinstance(msg.data, dict) else {}
@@ -503,7 +605,7 @@ class LinkManager(Subsystem):
             self._handle(conn, conn.parser.feed(data.bytes))
 
     def _connection_changed(self, identity: bytes, frame: zmq.Frame) -> None:
-        conn = self._conns.pop(identity, None)
+        conn = self._forget(identity)
         if conn is not None:
             self._budgeted_event("client_disconnected", peer=conn.peer, clients=len(self._conns))
             return
@@ -536,7 +638,7 @@ class LinkManager(Subsystem):
             self.bytes_discarded += item.nbytes
             if item.reason == OVERFLOW:
                 self.buffer_overflows += 1
-                self._conns.pop(conn.identity, None)
+                self._forget(conn.identity)
                 self._close(conn.identity)
                 self._budgeted_event("buffer_overflow", peer=conn.peer, limit=RX_BUFFER_BYTES)
             else:
@@ -556,15 +658,20 @@ class LinkManager(Subsystem):
                                  subtype=tc.message_subtype)
             return
         data = self._authenticate(conn, tc)
-        if data is None:
-            return
+        if data is not None:
+            self._route(conn, tc, data)
+
+    def _route(self, conn: _Connection, tc: PusTc, data: bytes) -> None:
+        """Serve an authenticated TC (from a ground connection or released from the schedule)."""
         if tc.apid != TC_APID:
             self._reject(conn, tc, "INVALID_OPCODE", f"no application process at APID {tc.apid}")
         elif is_ping(tc):
             self._ping(conn, tc, data)
         elif is_function(tc):
             self._function(conn, tc, data)
-        else:
+        elif tc.service == STORAGE_SERVICE:
+            self._storage(conn, tc, data)
+        elif not self._ops_tc(conn, tc, data):
             self._reject(conn, tc, "INVALID_OPCODE", "service not supported")
 
     def _authenticate(self, conn: _Connection, tc: PusTc) -> bytes | None:
@@ -587,15 +694,7 @@ class LinkManager(Subsystem):
         if data:
             self._reject(conn, tc, "FORMAT_ERROR", "TC[17,1] carries no application data")
             return
-        self.tc_accepted += 1
-        utc = self._utc_at(self.time_s)
-        flags = tc.pus_tc_sec_header.ack_flags
-        for flag, subtype in ((ACK_ACCEPTANCE, Verif.TM_ACCEPTANCE_SUCCESS), (ACK_START, Verif.TM_START_SUCCESS)):
-            if flags & flag:
-                self._send(conn.identity, self.tm.verification(subtype, tc, utc_unix_s=utc))
-        self._send(conn.identity, self.tm.ping_reply(tc, utc_unix_s=utc))
-        if flags & ACK_COMPLETION:
-            self._send(conn.identity, self.tm.verification(Verif.TM_COMPLETION_SUCCESS, tc, utc_unix_s=utc))
+        self._complete_locally(conn, tc, [self.tm.ping_reply(tc, utc_unix_s=self._utc_at(self.time_s))])
 
     def _function(self, conn: _Connection, tc: PusTc, data: bytes) -> None:
         try:
@@ -603,6 +702,11 @@ class LinkManager(Subsystem):
         except CommandError as exc:
             self._reject(conn, tc, exc.code, exc.message)
             return
+        self._dispatch_command(conn, tc, qualified, args)
+
+    def _dispatch_command(self, conn: _Connection, tc: PusTc, qualified: str, args: dict[str, Any]) -> None:
+        """Send ``tc`` on board as internal command ``qualified(**args)``; its responses
+        become ``tc``'s verification reports (:meth:`on_response`)."""
         if len(self._pending) >= MAX_PENDING:
             self._reject(conn, tc, "BUSY", f"{MAX_PENDING} telecommands already in flight")
             return
@@ -619,8 +723,8 @@ class LinkManager(Subsystem):
 
     def _reject(self, conn: _Connection, tc: PusTc, code: str, why: str) -> None:
         self.tc_rejected += 1
-        self._send(conn.identity, self.tm.verification(Verif.TM_ACCEPTANCE_FAILURE, tc, code=code, message=why,
-                                                       utc_unix_s=self._utc_at(self.time_s)))
+        self._reply(conn.identity, self.tm.verification(Verif.TM_ACCEPTANCE_FAILURE, tc, code=code, message=why,
+                                                        utc_unix_s=self._utc_at(self.time_s)))
         if code == "AUTHENTICATION_ERROR":
             self.tc_auth_failed += 1
             self._budgeted_event("tc_auth_failed", peer=conn.peer, service=tc.service, subtype=tc.message_subtype,
@@ -628,3 +732,136 @@ class LinkManager(Subsystem):
         else:
             self._budgeted_event("tc_rejected", peer=conn.peer, service=tc.service, subtype=tc.message_subtype,
                                  code=code, why=why[:160])
+
+    # -- store and forward (flight.packet_store) ----------------------------------------
+    def _forget(self, identity: bytes) -> _Connection | None:
+        """Drop a connection: what it was sent and did not acknowledge goes back to the backlog."""
+        conn = self._conns.pop(identity, None)
+        if conn is not None and self.stores is not None:
+            self.tm_requeued += self.stores.closed(identity)
+        return conn
+
+    def _store_tm(self, store: str, packet: bytes, time_s: float) -> None:
+        """Keep ``packet`` (timed at onboard ``time_s``) in ``store`` and, in contact, send it
+        at once; with storage disabled for that store it is only sent, if in contact."""
+        try:
+            seq = self.stores.add(store, packet, time_s, self._utc_at(time_s))
+        except sqlite3.Error as exc:
+            self.store_errors += 1
+            self._budgeted_event("store_failed", store=store, why=str(exc)[:160])
+            seq = None
+        if seq is None:
+            self._broadcast(packet)
+            return
+        self.tm_stored += 1
+        if self.contact:
+            self._send_stored(STORE_BY_NAME[store].store_id, seq, packet)
+
+    def _send_stored(self, store_id: int, seq: int, packet: bytes) -> bool:
+        """Send a stored packet to every connection; whether any took it."""
+        sent = False
+        for identity, conn in list(self._conns.items()):
+            if self._send(identity, packet):
+                self.stores.sent(identity, conn.tm_count, store_id, seq)
+                sent = True
+        self._budget_bytes -= len(packet)
+        return sent
+
+    def _downlink_backlog(self) -> None:
+        room = BACKLOG_PACKETS_PER_TICK
+        if not self._conns:
+            return
+        for spec in DOWNLINK_ORDER:
+            while room > 0:
+                batch = self.stores.pending(spec.store_id, min(room, 256))
+                if not batch:
+                    break
+                for stored in batch:
+                    # a lower priority never overtakes: out of budget or queue room, wait for the next tick
+                    if self._budget_bytes < len(stored.packet) or not self._send_stored(
+                            stored.store_id, stored.seq, stored.packet):
+                        return
+                    room -= 1
+                    self.tm_backlog_sent += 1
+
+    def _store_results(self) -> None:
+        """Store a TM[140,1] for each job result in ``jobs.sqlite`` not stored before."""
+        path = self.config.data_path / JOBS_DB
+        try:
+            if self._jobs_db is None:
+                if not path.exists():
+                    return
+                self._jobs_db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.05)
+                self._results_done = self.stores.results_stored()
+            new = [job_id for (job_id,) in self._jobs_db.execute("SELECT job_id FROM results")
+                   if job_id not in self._results_done]
+            rows = [self._jobs_db.execute("SELECT job_id, outcome, time_s, work_gpu_s, done_gpu_s, detail "
+                                          "FROM results WHERE job_id = ?", (job_id,)).fetchone() for job_id in new]
+        except sqlite3.Error as exc:  # not created yet by the job runner, or busy: next interval
+            self.store_errors += 1
+            self._budgeted_event("store_failed", store="results", why=f"reading {JOBS_DB}: {str(exc)[:120]}")
+            return
+        component = self.dictionary.components["jobs"]
+        for job_id, outcome, time_s, work_gpu_s, done_gpu_s, detail in rows:
+            try:
+                packet = job_result_report(self.tm, component, job_id, outcome, work_gpu_s, done_gpu_s, detail,
+                                           utc_unix_s=self._utc_at(time_s))
+                seq = self.stores.add_result(job_id, packet, time_s, self._utc_at(time_s))
+            except ValueError as exc:
+                self.tm_errors += 1
+                self._budgeted_event("tm_encode_failed", what=f"job {job_id} result", why=str(exc)[:160])
+                continue
+            except sqlite3.Error as exc:
+                self.store_errors += 1
+                self._budgeted_event("store_failed", store="results", why=str(exc)[:160])
+                return
+            self._results_done.add(job_id)
+            self.tm_stored += 1
+            if self.contact and seq is not None:
+                self._send_stored(STORE_BY_NAME["results"].store_id, seq, packet)
+
+    def _commit_stores(self) -> None:
+        try:
+            self.stores.commit()
+        except sqlite3.Error as exc:
+            self.store_errors += 1
+            self._budgeted_event("store_failed", store="all", why=f"commit: {str(exc)[:140]}")
+
+    def _storage(self, conn: _Connection, tc: PusTc, data: bytes) -> None:
+        """TC[15,x] (:func:`flight.ground.pus.storage_tc`), done at once and verified by its ack
+        flags like a ping; a packet store error refuses it (EXECUTION_ERROR)."""
+        try:
+            request = decode_storage_tc(tc.message_subtype, data)
+            unknown = [i for i in request.store_ids if i not in STORE_BY_ID]
+            if unknown:
+                raise CommandError("VALIDATION_ERROR", f"no packet store {unknown} (stores: "
+                                   + ", ".join(f"{s.store_id} {s.name}" for s in STORE_BY_ID.values()) + ")")
+        except CommandError as exc:
+            self._reject(conn, tc, exc.code, exc.message)
+            return
+        names = ", ".join(STORE_BY_ID[i].name for i in request.store_ids)
+        reports: list[bytes] = []
+        try:
+            if request.subtype == DOWNLINK_ACK:
+                self.tm_acknowledged += self.stores.acknowledged(conn.identity, request.received)
+            elif request.subtype in (ENABLE_STORAGE, DISABLE_STORAGE):
+                enable = request.subtype == ENABLE_STORAGE
+                self.stores.set_enabled(request.store_ids, enable)
+                self._budgeted_event("storage_changed", what="storage enabled" if enable else "storage disabled",
+                                     stores=names)
+            elif request.subtype == RETRIEVE_BY_TIME_RANGE:
+                n = self.stores.retrieve(request.store_ids[0], request.from_utc_unix_s, request.to_utc_unix_s)
+                self._budgeted_event("storage_changed", what=f"{n} packet(s) queued for downlink", stores=names)
+            elif request.subtype == DELETE_UP_TO:
+                n = self.stores.delete_up_to(request.store_ids, request.to_utc_unix_s)
+                self._budgeted_event("storage_changed", what=f"{n} packet(s) deleted", stores=names)
+            else:
+                wanted = set(request.store_ids or STORE_BY_ID)
+                entries = [StoreStatusEntry(**vars(st)) for st in self.stores.status() if st.store_id in wanted]
+                reports.append(store_status_report(self.tm, entries, dest_id=tc.source_id,
+                                                   utc_unix_s=self._utc_at(self.time_s)))
+        except sqlite3.Error as exc:
+            self.store_errors += 1
+            self._reject(conn, tc, "EXECUTION_ERROR", f"packet store: {exc}")
+            return
+        self._complete_locally(conn, tc, reports)

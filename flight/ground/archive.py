@@ -1,0 +1,293 @@
+"""The ground archive: every TM packet a ground tool receives and every TC it sends, kept in
+SQLite so an operator can look back after the pass (``flight ground dump``, ``history``,
+``events``), and the listener that stays connected across passes (``flight ground listen``).
+
+File
+    ``--archive PATH``, else ``$RACKFLIGHT_ARCHIVE``, else
+    ``~/.local/share/rackflight/ground-archive.sqlite`` (:func:`archive_path`); WAL,
+    ``synchronous=NORMAL``. The listener commits before it acknowledges a downlink to the
+    satellite (TC[15,130]), so a packet the satellite deletes as delivered is on disk here.
+
+Exactly once
+    A packet is identified by the SHA-256 of its bytes (CRC-protected, they hold the APID,
+    sequence count, PUS message counter and time code): the satellite re-sends a stored
+    packet byte for byte when it cannot tell that it arrived, so a second copy is counted
+    (``duplicates``) and not kept. Two different packets with the same bytes would need the
+    same APID, counters and millisecond time code.
+
+Tables
+    ``packets`` (every TM: time, APID, service, subtype, store, raw bytes), ``hk`` (channel
+    values as JSON), ``events``, ``verification`` (TM[1,x] stages by request id),
+    ``results`` (TM[140,1]), ``commands`` (TCs sent: request id, source id, name, arguments),
+    ``counters``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from spacepackets.ecss.tc import PusTc
+
+from flight.dictionary import SEVERITIES, CommandError, Dictionary
+from flight.ground.pus import (
+    EventReport,
+    HkReport,
+    JobResultReport,
+    Report,
+    Verification,
+    decode_function,
+    is_function,
+)
+
+ENV_VAR = "RACKFLIGHT_ARCHIVE"
+DEFAULT_PATH = Path("~/.local/share/rackflight/ground-archive.sqlite")
+STORE_OF_SERVICE = {3: "hk", 5: "events", 140: "results", 1: "verification"}
+"""The onboard packet store (:mod:`flight.packet_store`) each downlinked service comes from."""
+ACK_INTERVAL_S = 0.5
+"""Wall seconds between the listener's commits and downlink acknowledgements."""
+COMMIT_INTERVAL_S = 1.0
+"""Most wall seconds a received packet waits uncommitted while more arrive."""
+RECONNECT_S = 1.0
+"""Wall seconds the listener waits before connecting again after the link went away."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS packets (
+    id INTEGER PRIMARY KEY, digest BLOB NOT NULL UNIQUE, received_unix_s REAL NOT NULL, utc_unix_s REAL,
+    apid INTEGER, service INTEGER, subtype INTEGER, store TEXT, packet BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS packets_time ON packets(utc_unix_s);
+CREATE TABLE IF NOT EXISTS hk (packet_id INTEGER PRIMARY KEY, utc_unix_s REAL NOT NULL, component TEXT NOT NULL,
+    channel_values TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (packet_id INTEGER PRIMARY KEY, utc_unix_s REAL NOT NULL, name TEXT NOT NULL,
+    severity TEXT NOT NULL, message TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_time ON events(utc_unix_s);
+CREATE TABLE IF NOT EXISTS verification (packet_id INTEGER PRIMARY KEY, request_id INTEGER NOT NULL,
+    dest_id INTEGER NOT NULL, utc_unix_s REAL NOT NULL, stage TEXT NOT NULL, code TEXT, message TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS verification_request ON verification(request_id, dest_id);
+CREATE TABLE IF NOT EXISTS results (packet_id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, outcome TEXT NOT NULL,
+    utc_unix_s REAL NOT NULL, work_gpu_s REAL NOT NULL, done_gpu_s REAL NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS commands (id INTEGER PRIMARY KEY, request_id INTEGER NOT NULL, source_id INTEGER NOT NULL,
+    sent_unix_s REAL NOT NULL, service INTEGER NOT NULL, subtype INTEGER NOT NULL, name TEXT NOT NULL,
+    args TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+def archive_path(explicit: str | os.PathLike | None = None) -> Path:
+    """Where the archive is: ``explicit``, else ``$RACKFLIGHT_ARCHIVE``, else the default."""
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser()
+    return DEFAULT_PATH.expanduser()
+
+
+@dataclass(frozen=True)
+class CommandHistory:
+    """A TC sent and the verification stages the satellite reported for it, in order
+    (``(utc_unix_s, stage, code, message)``)."""
+
+    sent_unix_s: float
+    request_id: int
+    name: str
+    args: dict
+    stages: list[tuple[float, str, str | None, str]]
+
+
+class Archive:
+    """The archive at ``path`` (created with its directory if missing). One writer at a time.
+
+    Raises:
+        sqlite3.Error: the file cannot be opened or is not an archive.
+    """
+
+    def __init__(self, path: Path, dictionary: Dictionary) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.dictionary = dictionary
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=10)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+        self.counters = {name: value for name, value in self.db.execute("SELECT name, value FROM counters")}
+        for name in ("received", "duplicates", "undecodable"):
+            self.counters.setdefault(name, 0)
+        self._in_tx = False
+        self._committed = time.monotonic()
+
+    def close(self) -> None:
+        self.commit()
+        self.db.close()
+
+    def __enter__(self) -> "Archive":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _begin(self) -> None:
+        if not self._in_tx:
+            self.db.execute("BEGIN")
+            self._in_tx = True
+
+    def commit(self) -> None:
+        """Make what was added durable (before acknowledging it to the satellite)."""
+        if self._in_tx:
+            self.db.executemany("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)", self.counters.items())
+            self.db.execute("COMMIT")
+            self._in_tx = False
+        self._committed = time.monotonic()
+
+    # -- writing ---------------------------------------------------------------------------
+    def add(self, packet: bytes, report: Report | None) -> bool:
+        """Keep a received TM packet and what it decoded to (``None``: it did not); return
+        whether it was new (``False``: a duplicate, counted). Commits at least every
+        :data:`COMMIT_INTERVAL_S` while packets arrive."""
+        if time.monotonic() - self._committed > COMMIT_INTERVAL_S:
+            self.commit()
+        self._begin()
+        self.counters["received"] += 1
+        apid = service = subtype = None
+        if len(packet) >= 9:  # primary header, then PUS-C TM: version byte, service, subtype
+            apid, service, subtype = ((packet[0] & 0x07) << 8) | packet[1], packet[7], packet[8]
+        utc = getattr(report, "utc_unix_s", None)
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO packets (digest, received_unix_s, utc_unix_s, apid, service, subtype, store, "
+            "packet) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (hashlib.sha256(packet).digest(), time.time(), utc, apid, service, subtype,
+             STORE_OF_SERVICE.get(service), packet))
+        if not cursor.rowcount:
+            self.counters["duplicates"] += 1
+            return False
+        row = cursor.lastrowid
+        if isinstance(report, HkReport):
+            self.db.execute("INSERT INTO hk VALUES (?, ?, ?, ?)",
+                            (row, utc, report.component.name, json.dumps(report.values, allow_nan=True)))
+        elif isinstance(report, EventReport):
+            self.db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?)",
+                            (row, utc, report.name, report.severity, report.message))
+        elif isinstance(report, Verification):
+            self.db.execute("INSERT INTO verification VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (row, report.request_id, report.dest_id, utc, report.stage, report.code, report.message))
+        elif isinstance(report, JobResultReport):
+            self.db.execute("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (row, report.job_id, report.outcome, utc, report.work_gpu_s, report.done_gpu_s,
+                             report.detail))
+        elif report is None:
+            self.counters["undecodable"] += 1
+        return True
+
+    def command_sent(self, tc: PusTc, request_id: int) -> None:
+        """Record a TC as sent (``tc`` before signing: its own application data)."""
+        name, args = f"TC[{tc.service},{tc.message_subtype}]", {}
+        if is_function(tc):
+            try:
+                name, args = decode_function(self.dictionary, bytes(tc.app_data))
+            except CommandError:
+                pass  # sent on purpose malformed: kept under its service name
+        self._begin()
+        self.db.execute("INSERT INTO commands (request_id, source_id, sent_unix_s, service, subtype, name, args) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (request_id, tc.source_id, time.time(), tc.service, tc.message_subtype, name,
+                         json.dumps(args, default=str)))
+        self.commit()
+
+    # -- reading ---------------------------------------------------------------------------
+    def packets(self, from_utc_unix_s: float = -math.inf, to_utc_unix_s: float = math.inf,
+                store: str | None = None) -> list[tuple[float, int, int, int, bytes]]:
+        """``(utc_unix_s, apid, service, subtype, packet)`` of every packet timed in
+        ``[from, to]`` (from ``store`` only, when given), oldest first."""
+        sql = ("SELECT utc_unix_s, apid, service, subtype, packet FROM packets "
+               "WHERE utc_unix_s BETWEEN ? AND ?")
+        params: list[Any] = [max(from_utc_unix_s, -1e300), min(to_utc_unix_s, 1e300)]
+        if store is not None:
+            sql += " AND store = ?"
+            params.append(store)
+        return [(u, a, s, t, bytes(p)) for u, a, s, t, p in self.db.execute(sql + " ORDER BY utc_unix_s, id", params)]
+
+    def events(self, from_utc_unix_s: float = -math.inf, to_utc_unix_s: float = math.inf,
+               min_severity: str = SEVERITIES[0]) -> list[tuple[float, str, str, str]]:
+        """``(utc_unix_s, severity, name, message)`` of the events in ``[from, to]`` at or
+        above ``min_severity`` (one of INFO, LOW, MEDIUM, HIGH), oldest first.
+
+        Raises:
+            ValueError: an unknown severity.
+        """
+        if min_severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}, got {min_severity!r}")
+        wanted = SEVERITIES[SEVERITIES.index(min_severity):]
+        return self.db.execute(
+            f"SELECT utc_unix_s, severity, name, message FROM events WHERE utc_unix_s BETWEEN ? AND ? "
+            f"AND severity IN ({', '.join('?' * len(wanted))}) ORDER BY utc_unix_s, packet_id",
+            (max(from_utc_unix_s, -1e300), min(to_utc_unix_s, 1e300), *wanted)).fetchall()
+
+    def history(self, limit: int = 50) -> list[CommandHistory]:
+        """The last ``limit`` TCs sent, oldest first, each with its reported stages."""
+        out = []
+        for request_id, source_id, sent, name, args in reversed(self.db.execute(
+                "SELECT request_id, source_id, sent_unix_s, name, args FROM commands ORDER BY id DESC LIMIT ?",
+                (limit,)).fetchall()):
+            stages = self.db.execute(
+                "SELECT utc_unix_s, stage, code, message FROM verification WHERE request_id = ? AND dest_id = ? "
+                "ORDER BY packet_id", (request_id, source_id)).fetchall()
+            out.append(CommandHistory(sent, request_id, name, json.loads(args), stages))
+        return out
+
+
+def listen(connect: Callable[[], Any], archive: Archive, *, stop: Callable[[], bool],
+           on_report: Callable[[Report | None], None] | None = None) -> Iterator[str]:
+    """Stay connected to the link and archive everything it sends, acknowledging each
+    :data:`ACK_INTERVAL_S` and on stopping (commit first); connect again :data:`RECONNECT_S` after the link
+    went away or could not be reached, until ``stop()``. ``connect()`` returns a
+    :class:`~flight.ground.client.LinkClient`. Yields a line for each connection change.
+    """
+    while not stop():
+        try:
+            client = connect()
+        except OSError as exc:
+            yield f"link not reachable: {exc}"
+            _pause(RECONNECT_S, stop)
+            continue
+        client.on_packet = _archiver(archive, on_report)
+        yield f"connected to {client.endpoint}"
+        try:
+            with client:
+                last_ack = time.monotonic()
+                acked = 0
+                while not stop():
+                    client.read(0.1)
+                    if client.tm_received != acked and time.monotonic() - last_ack >= ACK_INTERVAL_S:
+                        archive.commit()
+                        acked = client.tm_received
+                        client.acknowledge()
+                        last_ack = time.monotonic()
+                while client.read(0.05):
+                    pass  # what is on its way when stopping is archived too
+                archive.commit()
+                if client.tm_received != acked:
+                    client.acknowledge()
+        except (ConnectionError, OSError) as exc:
+            archive.commit()
+            yield f"link went away: {exc}"
+            _pause(RECONNECT_S, stop)
+
+
+def _archiver(archive: Archive, on_report: Callable[[Report | None], None] | None) -> Callable:
+    def take(packet: bytes, report: Report | None) -> None:
+        archive.add(packet, report)
+        if on_report is not None:
+            on_report(report)
+    return take
+
+
+def _pause(seconds: float, stop: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not stop():
+        time.sleep(0.05)

@@ -1,0 +1,341 @@
+"""Onboard packet stores (ECSS-E-ST-70-41C service 15 style): every TM the link manager would
+downlink from a store is kept here, as the PUS packet it sends, until the ground has
+acknowledged it, whether or not there is contact.
+
+File
+    ``<data dir>/packet_stores.sqlite`` (:data:`STORE_FILE`), SQLite in WAL mode with
+    ``synchronous=NORMAL``: a committed packet survives a crash of the link process (not an
+    OS crash or power loss). Packets added between two :meth:`PacketStores.commit` calls (one
+    tick of the link) are one transaction, so a process killed mid-tick loses at most that
+    tick's packets; nothing else is written on a quiet tick.
+
+Stores (:data:`STORES`)
+    ==============  ==  ========  ====================================================
+    name            id  priority  content
+    ==============  ==  ========  ====================================================
+    events           2  1         TM[5,1..4] event reports
+    verification     4  2         TM[1,x] reports nobody was connected to hear
+    hk               1  3         TM[3,25] housekeeping reports
+    results          3  4         TM[140,1] job result reports (``jobs.sqlite`` results)
+    ==============  ==  ========  ====================================================
+
+    A backlog goes down in priority order (lowest number first), oldest first within a
+    store. Each packet has a per-store sequence id (``seq``, from 1, never reused) and the
+    onboard time (simulation seconds) and UTC it was stored with.
+
+Retention
+    Each store holds at most its ``capacity`` packets (:data:`DEFAULT_CAPACITY`; the
+    largest TM is ~16 KiB, so the hk store is bounded by ~3.3 GB and by ~60 MB at the
+    ~300-byte reports flown now). Adding to a full store deletes its oldest packets and
+    counts them: ``dropped`` for packets the ground had not acknowledged (lost),
+    ``expired`` for acknowledged ones (already in the ground archive). The counters are
+    persistent. At the default housekeeping rate (6 components every 10 s) the hk store
+    spans ~3.9 days.
+
+Delivery (see :class:`PacketStores` methods)
+    A packet is *pending* until sent, *in flight* once written to one or more ground
+    connections, and *acknowledged* when a ground that received it says so (TC[15,130]
+    carries the number of TM packets the connection has received; TCP keeps order, so that
+    count names exactly the packets that arrived). A connection that closes returns its
+    unacknowledged packets to pending, so they are sent again; a link restart does the same
+    for everything in flight. The ground archive dedupes on the packet bytes, so a packet
+    that arrived but whose acknowledgement was lost is kept once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter, deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Hashable, Iterable
+
+STORE_FILE = "packet_stores.sqlite"
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """A packet store: ``store_id`` (u8 on the wire), downlink ``priority`` (1 first)."""
+
+    name: str
+    store_id: int
+    priority: int
+
+
+STORES = (
+    StoreSpec("hk", 1, 3),
+    StoreSpec("events", 2, 1),
+    StoreSpec("results", 3, 4),
+    StoreSpec("verification", 4, 2),
+)
+STORE_BY_NAME = {s.name: s for s in STORES}
+STORE_BY_ID = {s.store_id: s for s in STORES}
+DOWNLINK_ORDER = tuple(sorted(STORES, key=lambda s: s.priority))
+DEFAULT_CAPACITY = {"hk": 200_000, "events": 50_000, "results": 10_000, "verification": 10_000}
+"""Most packets each store keeps (an estimate sized for ~4 days without contact)."""
+
+PENDING, IN_FLIGHT, ACKED = 0, 1, 2
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS stores (
+    store_id INTEGER PRIMARY KEY, name TEXT NOT NULL, enabled INTEGER NOT NULL DEFAULT 1,
+    next_seq INTEGER NOT NULL DEFAULT 1, dropped INTEGER NOT NULL DEFAULT 0,
+    expired INTEGER NOT NULL DEFAULT 0, deleted INTEGER NOT NULL DEFAULT 0,
+    not_stored INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS packets (
+    store_id INTEGER NOT NULL, seq INTEGER NOT NULL, time_s REAL NOT NULL, utc_unix_s REAL NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0, packet BLOB NOT NULL, PRIMARY KEY (store_id, seq)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS packets_state ON packets(store_id, state, seq);
+CREATE INDEX IF NOT EXISTS packets_utc ON packets(store_id, utc_unix_s);
+CREATE TABLE IF NOT EXISTS results_stored (job_id INTEGER PRIMARY KEY);
+"""
+
+
+@dataclass(frozen=True)
+class StoredPacket:
+    store_id: int
+    seq: int
+    packet: bytes
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    """One store's content and counters, as TM[15,13] reports it (times are UTC, Unix s;
+    ``None`` for an empty store)."""
+
+    store_id: int
+    enabled: bool
+    count: int
+    unacknowledged: int
+    oldest_utc_unix_s: float | None
+    newest_utc_unix_s: float | None
+    dropped: int
+    expired: int
+    deleted: int
+    not_stored: int
+
+
+class PacketStores:
+    """The open packet stores in ``path`` (created if missing). One writer: the link manager.
+
+    ``capacity`` overrides :data:`DEFAULT_CAPACITY` per store name (each ≥ 1).
+
+    Raises:
+        ValueError: a capacity for an unknown store or below 1.
+        sqlite3.Error: the file cannot be opened or is not a packet-store database.
+    """
+
+    def __init__(self, path: Path, capacity: dict[str, int] | None = None) -> None:
+        caps = {**DEFAULT_CAPACITY, **(capacity or {})}
+        bad = {k: v for k, v in caps.items() if k not in STORE_BY_NAME or not isinstance(v, int) or v < 1}
+        if bad:
+            raise ValueError(f"store capacities must be integers >= 1 for stores {sorted(STORE_BY_NAME)}: {bad}")
+        self.capacity = {STORE_BY_NAME[k].store_id: v for k, v in caps.items()}
+        self.path = path
+        # one user at a time, though not always the thread that opened it (a test serves the link from another)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+        self.db.executemany("INSERT OR IGNORE INTO stores (store_id, name) VALUES (?, ?)",
+                            [(s.store_id, s.name) for s in STORES])
+        # in flight when the last process stopped: not known to have arrived, so send again
+        self.db.execute("UPDATE packets SET state = ? WHERE state = ?", (PENDING, IN_FLIGHT))
+        self.enabled: dict[int, bool] = {}
+        self.next_seq: dict[int, int] = {}
+        self.counts: dict[int, int] = {}
+        for store_id, enabled, next_seq in self.db.execute("SELECT store_id, enabled, next_seq FROM stores"):
+            self.enabled[store_id] = bool(enabled)
+            self.next_seq[store_id] = next_seq
+            self.counts[store_id] = self.db.execute("SELECT COUNT(*) FROM packets WHERE store_id = ?",
+                                                    (store_id,)).fetchone()[0]
+        self.dropped = self.db.execute("SELECT SUM(dropped) FROM stores").fetchone()[0]
+        """Unacknowledged packets retention has dropped, all stores, ever."""
+        self._in_tx = False
+        self._refs: Counter[tuple[int, int]] = Counter()
+        self._sent: dict[Hashable, deque[tuple[int, int, int]]] = {}
+
+    def close(self) -> None:
+        self.commit()
+        self.db.close()
+
+    def _begin(self) -> None:
+        if not self._in_tx:
+            self.db.execute("BEGIN")
+            self._in_tx = True
+
+    def commit(self) -> None:
+        """Make everything added or marked since the last commit durable."""
+        if self._in_tx:
+            self.db.execute("COMMIT")
+            self._in_tx = False
+
+    # -- storing -------------------------------------------------------------------------
+    def add(self, store: str, packet: bytes, time_s: float, utc_unix_s: float) -> int | None:
+        """Store ``packet`` (onboard time ``time_s``, UTC ``utc_unix_s``) in ``store``; return
+        its sequence id, or ``None`` when storage is disabled for that store (counted in
+        ``not_stored``). Applies retention.
+
+        Raises:
+            KeyError: an unknown store name.
+        """
+        store_id = STORE_BY_NAME[store].store_id
+        self._begin()
+        if not self.enabled[store_id]:
+            self.db.execute("UPDATE stores SET not_stored = not_stored + 1 WHERE store_id = ?", (store_id,))
+            return None
+        seq = self.next_seq[store_id]
+        self.next_seq[store_id] = seq + 1
+        self.db.execute("INSERT INTO packets (store_id, seq, time_s, utc_unix_s, packet) VALUES (?, ?, ?, ?, ?)",
+                        (store_id, seq, time_s, utc_unix_s, packet))
+        self.db.execute("UPDATE stores SET next_seq = ? WHERE store_id = ?", (seq + 1, store_id))
+        self.counts[store_id] += 1
+        excess = self.counts[store_id] - self.capacity[store_id]
+        if excess > 0:
+            self._drop_oldest(store_id, excess)
+        return seq
+
+    def _drop_oldest(self, store_id: int, n: int) -> None:
+        rows = self.db.execute("SELECT seq, state FROM packets WHERE store_id = ? ORDER BY seq LIMIT ?",
+                               (store_id, n)).fetchall()
+        acked = sum(1 for _, state in rows if state == ACKED)
+        self.db.execute("DELETE FROM packets WHERE store_id = ? AND seq <= ?", (store_id, rows[-1][0]))
+        self.db.execute("UPDATE stores SET dropped = dropped + ?, expired = expired + ? WHERE store_id = ?",
+                        (len(rows) - acked, acked, store_id))
+        self.counts[store_id] -= len(rows)
+        self.dropped += len(rows) - acked
+        for seq, _ in rows:
+            self._refs.pop((store_id, seq), None)
+
+    def set_enabled(self, store_ids: Iterable[int], enabled: bool) -> None:
+        """Enable or disable storage (TC[15,1]/[15,2]); durable at once.
+
+        Raises:
+            KeyError: an unknown store id (nothing changed).
+        """
+        ids = [STORE_BY_ID[i].store_id for i in store_ids]
+        self._begin()
+        for store_id in ids:
+            self.enabled[store_id] = enabled
+            self.db.execute("UPDATE stores SET enabled = ? WHERE store_id = ?", (int(enabled), store_id))
+        self.commit()
+
+    def delete_up_to(self, store_ids: Iterable[int], utc_unix_s: float) -> int:
+        """Delete every packet stored at or before ``utc_unix_s`` (TC[15,11]); return how many.
+
+        Raises:
+            KeyError: an unknown store id (nothing changed).
+        """
+        ids = [STORE_BY_ID[i].store_id for i in store_ids]
+        self._begin()
+        total = 0
+        for store_id in ids:
+            seqs = [seq for (seq,) in self.db.execute(
+                "SELECT seq FROM packets WHERE store_id = ? AND utc_unix_s <= ?", (store_id, utc_unix_s))]
+            self.db.execute("DELETE FROM packets WHERE store_id = ? AND utc_unix_s <= ?", (store_id, utc_unix_s))
+            self.db.execute("UPDATE stores SET deleted = deleted + ? WHERE store_id = ?", (len(seqs), store_id))
+            self.counts[store_id] -= len(seqs)
+            for seq in seqs:
+                self._refs.pop((store_id, seq), None)
+            total += len(seqs)
+        self.commit()
+        return total
+
+    def retrieve(self, store_id: int, from_utc_unix_s: float, to_utc_unix_s: float) -> int:
+        """Queue every packet stored in ``[from, to]`` for downlink again, acknowledged or not
+        (TC[15,9]); return how many. The ground archive keeps each packet once.
+
+        Raises:
+            KeyError: an unknown store id.
+        """
+        store_id = STORE_BY_ID[store_id].store_id
+        self._begin()
+        rows = self.db.execute(
+            "SELECT seq FROM packets WHERE store_id = ? AND utc_unix_s BETWEEN ? AND ? AND state != ?",
+            (store_id, from_utc_unix_s, to_utc_unix_s, IN_FLIGHT)).fetchall()
+        self.db.execute("UPDATE packets SET state = ? WHERE store_id = ? AND utc_unix_s BETWEEN ? AND ? "
+                        "AND state != ?", (PENDING, store_id, from_utc_unix_s, to_utc_unix_s, IN_FLIGHT))
+        self.commit()
+        return len(rows)
+
+    # -- job results ---------------------------------------------------------------------
+    def results_stored(self) -> set[int]:
+        """Job ids whose result report is already stored (stored once, ever)."""
+        return {job_id for (job_id,) in self.db.execute("SELECT job_id FROM results_stored")}
+
+    def add_result(self, job_id: int, packet: bytes, time_s: float, utc_unix_s: float) -> int | None:
+        """Store a job result report and remember ``job_id`` as stored, in one transaction."""
+        seq = self.add("results", packet, time_s, utc_unix_s)
+        self.db.execute("INSERT OR IGNORE INTO results_stored (job_id) VALUES (?)", (job_id,))
+        return seq
+
+    # -- downlink ------------------------------------------------------------------------
+    def pending(self, store_id: int, limit: int) -> list[StoredPacket]:
+        """Up to ``limit`` pending packets of a store, oldest first."""
+        rows = self.db.execute(
+            "SELECT seq, packet FROM packets WHERE store_id = ? AND state = ? ORDER BY seq LIMIT ?",
+            (store_id, PENDING, limit)).fetchall()
+        return [StoredPacket(store_id, seq, bytes(packet)) for seq, packet in rows]
+
+    def sent(self, connection: Hashable, tm_index: int, store_id: int, seq: int) -> None:
+        """Record that the packet went out on ``connection`` as its ``tm_index``-th TM
+        packet (1-based, counting every TM that connection was sent)."""
+        self._begin()
+        key = (store_id, seq)
+        if not self._refs[key]:
+            self.db.execute("UPDATE packets SET state = ? WHERE store_id = ? AND seq = ? AND state = ?",
+                            (IN_FLIGHT, store_id, seq, PENDING))
+        self._refs[key] += 1
+        self._sent.setdefault(connection, deque()).append((tm_index, store_id, seq))
+
+    def acknowledged(self, connection: Hashable, received: int) -> int:
+        """The ground on ``connection`` says it has received its first ``received`` TM
+        packets: mark the stored ones among them acknowledged; return how many."""
+        queue = self._sent.get(connection)
+        if not queue:
+            return 0
+        self._begin()
+        done = []
+        while queue and queue[0][0] <= received:
+            _, store_id, seq = queue.popleft()
+            self._release(store_id, seq)
+            done.append((ACKED, store_id, seq))
+        self.db.executemany("UPDATE packets SET state = ? WHERE store_id = ? AND seq = ?", done)
+        return len(done)
+
+    def closed(self, connection: Hashable) -> int:
+        """``connection`` is gone: its unacknowledged packets no other connection holds go
+        back to pending; return how many."""
+        queue = self._sent.pop(connection, None)
+        if not queue:
+            return 0
+        self._begin()
+        back = []
+        for _, store_id, seq in queue:
+            if self._release(store_id, seq) == 0:
+                back.append((PENDING, store_id, seq, IN_FLIGHT))
+        self.db.executemany("UPDATE packets SET state = ? WHERE store_id = ? AND seq = ? AND state = ?", back)
+        return len(back)
+
+    def _release(self, store_id: int, seq: int) -> int:
+        key = (store_id, seq)
+        left = self._refs[key] - 1
+        if left > 0:
+            self._refs[key] = left
+        else:
+            self._refs.pop(key, None)
+        return max(left, 0)
+
+    # -- status --------------------------------------------------------------------------
+    def status(self) -> list[StoreStatus]:
+        """Every store's status (TM[15,13]), by store id."""
+        out = []
+        for store_id, enabled, dropped, expired, deleted, not_stored in self.db.execute(
+                "SELECT store_id, enabled, dropped, expired, deleted, not_stored FROM stores ORDER BY store_id"
+        ).fetchall():
+            count, pending, oldest, newest = self.db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(state != ?), 0), MIN(utc_unix_s), MAX(utc_unix_s) FROM packets "
+                "WHERE store_id = ?", (ACKED, store_id)).fetchone()
+            out.append(StoreStatus(store_id, bool(enabled), count, pending, oldest, newest, dropped, expired,
+                                   deleted, not_stored))
+        return out

@@ -1,0 +1,114 @@
+"""The ground archive (flight.ground.archive): a packet received twice is kept once, events
+filter by severity and time, commands keep their verification stages, and the listener
+archives a pass exactly once across a broken connection (link manager on loopback,
+tests.link_harness)."""
+
+import hashlib
+
+import pytest
+
+from flight.ground import pus
+from flight.ground.archive import Archive, listen
+from flight.ground.client import LinkClient
+from flight.packet_store import ACKED, STORE_BY_NAME
+from tests.link_harness import DICT, THERMAL, THERMAL_HK, UTC0, LinkHarness
+
+
+@pytest.fixture
+def archive(ground_archive):
+    a = Archive(ground_archive, DICT)
+    yield a
+    a.close()
+
+
+def _hk_packet(encoder: pus.TmEncoder, t: float) -> bytes:
+    return encoder.hk_report(THERMAL, THERMAL_HK, utc_unix_s=UTC0 + t)
+
+
+def _event_packet(encoder: pus.TmEncoder, name: str, message: str, t: float) -> bytes:
+    return encoder.event_report(DICT, name, message, utc_unix_s=UTC0 + t)
+
+
+def _keep(archive: Archive, packet: bytes) -> bool:
+    return archive.add(packet, pus.decode_tm(DICT, packet))
+
+
+def test_a_packet_received_twice_is_kept_once_and_counted(archive):
+    enc = pus.TmEncoder()
+    first, second = _hk_packet(enc, 1.0), _hk_packet(enc, 1.0)  # same sample, a new sequence count
+    assert _keep(archive, first) and not _keep(archive, first) and _keep(archive, second)
+    archive.commit()
+    assert len(archive.packets(store="hk")) == 2
+    assert (archive.counters["received"], archive.counters["duplicates"]) == (3, 1)
+    (row,) = archive.db.execute("SELECT channel_values FROM hk WHERE packet_id = 1").fetchone()
+    assert '"setpoint_c": 1.25' in row
+
+
+def test_undecodable_packets_are_kept_and_counted(archive):
+    assert archive.add(b"\x08\x04\xc0\x00\x00\x01\xff\xff", None)
+    assert archive.counters["undecodable"] == 1 and len(archive.packets()) == 0  # no time: not in a range
+
+
+def test_events_by_severity_and_time(archive):
+    enc = pus.TmEncoder()
+    _keep(archive, _event_packet(enc, "thermal.setpoint_changed", "info one", 1.0))
+    _keep(archive, _event_packet(enc, "link.tc_auth_failed", "medium one", 2.0))
+    _keep(archive, _event_packet(enc, "link.lab_mode", "high one", 3.0))
+    assert [m for *_, m in archive.events()] == ["info one", "medium one", "high one"]
+    assert [m for *_, m in archive.events(min_severity="MEDIUM")] == ["medium one", "high one"]
+    assert [m for *_, m in archive.events(UTC0 + 1.5, UTC0 + 2.5)] == ["medium one"]
+    with pytest.raises(ValueError, match="severity"):
+        archive.events(min_severity="FATAL")
+
+
+def test_history_joins_each_command_with_its_stages(archive):
+    tc = pus.function_tc(DICT, "thermal.set_setpoint", {"setpoint_c": 30.0}, seq_count=5, source_id=77)
+    archive.command_sent(tc, pus.request_id(tc))
+    enc = pus.TmEncoder()
+    for subtype in (1, 3, 7):
+        _keep(archive, enc.verification(subtype, tc, utc_unix_s=UTC0 + subtype))
+    other = pus.ping_tc(seq_count=6, source_id=77)
+    archive.command_sent(other, pus.request_id(other))
+    first, second = archive.history()
+    assert (first.name, first.args) == ("thermal.set_setpoint", {"setpoint_c": 30.0})
+    assert [stage for _, stage, _, _ in first.stages] == ["accepted", "started", "completed"]
+    assert (second.name, second.stages) == ("TC[17,1]", [])
+
+
+def test_listener_archives_a_pass_exactly_once_across_a_broken_connection(tmp_path, archive):
+    h = LinkHarness(tmp_path)
+    try:
+        h.link.cmd_set_hk_interval(1.0)
+        h.frame(contact=False)
+        for n in range(50):  # a backlog stored out of contact
+            h.publish("ev", "thermal.setpoint_changed",
+                      {"severity": "INFO", "message": f"coolant setpoint change {n}", "args": {}})
+            h.publish("tm", "thermal.hk", THERMAL_HK, t=1.0 + n / 100)
+            h.frame(contact=False)
+        plan = iter(["contact"] * 3 + ["break"] + ["contact"] * 40)
+
+        def stop() -> bool:  # the link's side of the world, run between the listener's receives
+            step = next(plan, None)
+            if step is None:
+                return True
+            if step == "break":
+                for identity in list(h.link._conns):
+                    h.link._close(identity)  # the connection breaks mid-pass
+            h.frame(contact=True)
+            return False
+
+        lines = list(listen(lambda: LinkClient(h.link.endpoint, DICT, key=h.key), archive, stop=stop))
+        assert lines[0].startswith("connected") and any("went away" in line for line in lines)
+        h.pump(0.2)  # the final acknowledgement
+        stored = h.link.stores.db.execute("SELECT store_id, seq, state, packet FROM packets").fetchall()
+        waiting = [pus.decode_tm(DICT, p) for *_, state, p in stored if state != ACKED]
+        assert [r.name for r in waiting] == ["link.client_disconnected"]  # the listener's own goodbye, for next time
+        digests = {hashlib.sha256(p).digest() for *_, state, p in stored if state == ACKED}
+        archived = {d for (d,) in archive.db.execute("SELECT digest FROM packets")}
+        assert digests <= archived  # every stored packet is in the archive, and only once (digest is UNIQUE)
+        events = archive.events(min_severity="INFO")
+        assert sorted(m for _, _, name, m in events if name == "thermal.setpoint_changed") == sorted(
+            f"coolant setpoint change {n}" for n in range(50))
+        assert h.link.stores.counts[STORE_BY_NAME["events"].store_id] >= 50
+    finally:
+        h.close()
