@@ -122,7 +122,7 @@ class HalBridge(Subsystem):
             Event("rig_ended", 6, "HIGH", "the HAL rig stopped serving: {reason}"),
             Event("fault_injected", 7, "MEDIUM",
                   "FAULT INJECTION: {fault} value={value:g} target={target!r} duration {duration_s:g} s"),
-            Event("fault_cleared", 8, "INFO", "fault {fault} {target} cleared ({why})"),
+            Event("fault_cleared", 8, "INFO", "fault {fault} target={target!r} cleared ({why})"),
             Event("scenario_command_failed", 9, "MEDIUM", "scenario command {command} at {at_s:g} s failed: {code} {message}"),
         ),
     )

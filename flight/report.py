@@ -3,7 +3,9 @@
 Every plot is drawn against simulated time from the housekeeping packets the executive
 recorded (:mod:`flight.recorder`; one packet per source every ``hk_period_ticks`` ticks, so the
 plots have that resolution), with the eclipse (grey) and ground-pass (green) intervals shaded
-from ``hal.hk`` ``eclipse`` and ``ground_contact``:
+from ``hal.hk`` ``eclipse`` and ``ground_contact``, and injected faults marked in red (a
+dashed line and the fault's name where ``hal.fault_injected`` was recorded, shaded until its
+``hal.fault_cleared`` or the end of the run):
 
 ==================  =================================================================
 ``soc.png``         battery state of charge (``hal.hk`` ``battery_soc``), 0..1
@@ -22,6 +24,7 @@ Agg backend, so no display is needed.
 from __future__ import annotations
 
 import argparse
+import re
 import sqlite3
 import sys
 from dataclasses import dataclass
@@ -104,6 +107,35 @@ def load(db_path: Path) -> tuple[dict[str, Series], int]:
     return {name: Series(name, np.array(t), p) for name, (t, p) in found.items()}, bad
 
 
+_INJECTED = re.compile(r"^FAULT INJECTION: (\w+) value=(\S+) target='([^']*)'")
+_CLEARED = re.compile(r"^fault (\w+) target='([^']*)' cleared")
+
+
+def fault_spans(db_path: Path, end_s: float) -> list[tuple[float, float, str]]:
+    """Injected faults from the recorded ``hal.fault_injected`` / ``hal.fault_cleared`` events:
+    ``(start_s, end_s, label)``, a fault still active at the end lasting to ``end_s``."""
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT time_s, name, message FROM ev WHERE name IN ('hal.fault_injected', "
+                          "'hal.fault_cleared') ORDER BY tick, rowid").fetchall()
+    except sqlite3.DatabaseError:  # a database without the ev table has no faults to mark
+        rows = []
+    finally:
+        db.close()
+    active: dict[tuple[str, str], tuple[float, str]] = {}
+    spans = []
+    for time_s, name, message in rows:
+        if name == "hal.fault_injected" and (m := _INJECTED.match(message)):
+            fault, value, target = m.groups()
+            label = fault + (f" {target}" if target else "") + (f" {value}" if float(value) else "")
+            active[(fault, target)] = (float(time_s), label)
+        elif (m := _CLEARED.match(message)) and m.groups() in active:
+            start, label = active.pop(m.groups())
+            spans.append((start, float(time_s), label))
+    spans += [(start, end_s, label) for start, label in active.values()]
+    return sorted(spans)
+
+
 def intervals(time_s: np.ndarray, flag: np.ndarray) -> list[tuple[float, float]]:
     """Spans ``(start_s, end_s)`` where ``flag`` holds: from the first sample that has it to
     the first that does not (or the last sample), so a span is as long as the samples show."""
@@ -122,7 +154,8 @@ def intervals(time_s: np.ndarray, flag: np.ndarray) -> list[tuple[float, float]]
 class _Figures:
     """What every plot shares: the time axis unit and the shaded intervals."""
 
-    def __init__(self, hal: Series) -> None:
+    def __init__(self, hal: Series, faults: list[tuple[float, float, str]]) -> None:
+        self.faults = faults
         span_s = float(hal.time_s[-1] - hal.time_s[0])
         self.unit, self.scale = ("h", 3600.0) if span_s > 6 * 3600 else ("min", 60.0)
         self.eclipses = intervals(hal.time_s, hal.channel("eclipse", bool))
@@ -138,6 +171,11 @@ class _Figures:
         for i, (a, b) in enumerate(self.passes):
             ax.axvspan(a / self.scale, b / self.scale, color="tab:green", alpha=0.2, lw=0,
                        label="ground pass" if i == 0 else None)
+        for i, (a, b, label) in enumerate(self.faults):
+            ax.axvspan(a / self.scale, b / self.scale, color="tab:red", alpha=0.08, lw=0)
+            ax.axvline(a / self.scale, color="tab:red", lw=1, ls="--", label="injected fault" if i == 0 else None)
+            ax.text(a / self.scale, 0.98, f" {label}", transform=ax.get_xaxis_transform(), rotation=90,
+                    va="top", ha="left", fontsize="x-small", color="tab:red")
 
     def finish(self, fig, axes, title: str, path: Path, unshaded=()) -> None:
         """Shade, label and save. Axes in ``unshaded`` (a heat map) are left clear: the line
@@ -155,7 +193,8 @@ class _Figures:
         fig.savefig(path, dpi=DPI)
 
     def shaded_note(self) -> str:
-        return f"{len(self.eclipses)} eclipse(s), {len(self.passes)} ground pass(es) shaded"
+        return (f"{len(self.eclipses)} eclipse(s), {len(self.passes)} ground pass(es) shaded, "
+                f"{len(self.faults)} injected fault(s) marked")
 
 
 def write_report(data_dir: Path, out_dir: Path) -> list[str]:
@@ -174,7 +213,7 @@ def write_report(data_dir: Path, out_dir: Path) -> list[str]:
 
     series, bad = load(data_dir / "telemetry.sqlite")
     hal = series["hal.hk"]
-    figs = _Figures(hal)
+    figs = _Figures(hal, fault_spans(data_dir / "telemetry.sqlite", float(hal.time_s[-1])))
     out_dir.mkdir(parents=True, exist_ok=True)
     lines = []
     note = figs.shaded_note()

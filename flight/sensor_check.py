@@ -122,6 +122,8 @@ class SensorCheck:
 
     def _persist(self, suspect_s: np.ndarray, bad: np.ndarray, failed: np.ndarray) -> np.ndarray:
         """Advance the suspicion timers; return the indices that just became failed."""
+        if not bad.any() and not suspect_s.any():
+            return np.empty(0, dtype=np.intp)
         suspect_s[:] = np.where(bad & ~failed, suspect_s + self.tick_s, 0.0)
         newly = np.flatnonzero(suspect_s >= PERSISTENCE_S - 1e-9)
         failed[newly] = True
@@ -129,16 +131,21 @@ class SensorCheck:
         return newly
 
     def _check_outlets(self, outlets: np.ndarray) -> list[str]:
-        trusted = ~self.outlet_failed
-        if trusted.sum() >= 3:
-            ref = np.array([np.median(np.delete(outlets, z)[np.delete(trusted, z)]) for z in range(outlets.size)])
-            bad = np.abs(outlets - ref) > COOLANT_RESIDUAL_LIMIT_K
-            newly = self._persist(self._outlet_suspect_s, bad, self.outlet_failed)
-        else:
-            newly = np.array([], dtype=int)
-        trusted = ~self.outlet_failed
-        if trusted.any():
-            mean = float(np.mean(outlets[trusted]))
+        # A handful of zones: plain Python is cheaper than numpy calls here.
+        readings = outlets.tolist()
+        trusted = [z for z in range(len(readings)) if not self.outlet_failed[z]]
+        newly: list[int] = []
+        if len(trusted) >= 3:
+            bad = np.zeros(len(readings), dtype=bool)
+            for z in trusted:
+                others = sorted(readings[o] for o in trusted if o != z)
+                mid = len(others) // 2
+                ref = others[mid] if len(others) % 2 else 0.5 * (others[mid - 1] + others[mid])
+                bad[z] = abs(readings[z] - ref) > COOLANT_RESIDUAL_LIMIT_K
+            newly = self._persist(self._outlet_suspect_s, bad, self.outlet_failed).tolist()
+            trusted = [z for z in trusted if z not in newly]
+        if trusted:
+            mean = sum(readings[z] for z in trusted) / len(trusted)
             lag = self._outlet_lag_c
             self._outlet_lag_c = mean if math.isnan(lag) else lag + self._k_sup * (mean - lag)
         return [f"radiator_outlet_temp_c[{z}]" for z in newly]
@@ -175,7 +182,10 @@ class SensorCheck:
     def _fit(self, power_w: np.ndarray, temps: np.ndarray) -> tuple[float, float]:
         """``(a, R)`` of ``T = a + R · P`` over the given GPUs: least squares when the powers
         spread enough, else the nominal ``R`` and the median intercept."""
-        if float(np.ptp(power_w)) > SLOPE_FIT_SPREAD_W:
-            r, a = np.polyfit(power_w, temps, 1)
-            return float(a), float(r)
+        if float(power_w.max() - power_w.min()) > SLOPE_FIT_SPREAD_W:
+            n = power_w.size
+            mean_p, mean_t = float(power_w.sum()) / n, float(temps.sum()) / n
+            dx = power_w - mean_p
+            r = float(dx @ (temps - mean_t)) / float(dx @ dx)
+            return mean_t - r * mean_p, r
         return float(np.median(temps - self.r_nominal * power_w)), self.r_nominal

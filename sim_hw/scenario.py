@@ -58,6 +58,7 @@ from flight.dictionary import CommandError
 from flight.tle import load_tle, orbit_period_s
 from sim_hw import faults
 from sim_hw.params import SimParams
+from sim_hw.satellite import Satellite
 
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
 DATA_DIR = Path(__file__).with_name("data")
@@ -280,9 +281,9 @@ def load(name_or_path: str | Path) -> Scenario:
         else:
             start.fail(key, "cannot be set from a scenario")
     try:
-        SimParams(**overrides)
+        Satellite(tle_lines, params=SimParams(**overrides))
     except (TypeError, ValueError) as exc:
-        start.fail("", str(exc))
+        start.fail("", f"the simulator refuses these start conditions: {exc}")
 
     load_ = _Reader(path, "load", raw.get("load", {}), {"workload"})
     workload = load_.text("workload", "saturate")

@@ -115,3 +115,24 @@ def test_missing_corrupt_empty_or_old_database_is_a_clear_error(tmp_path, make, 
     out = flight("report", str(data), "--out", str(tmp_path / "out"))
     assert out.returncode == 1 and out.stderr.startswith("error: ") and why in out.stderr
     assert "Traceback" not in out.stderr and out.stdout == ""
+
+
+def test_injected_faults_are_marked_from_their_start_to_their_clear(tmp_path):
+    from flight.hal_bridge import HalBridge
+    from flight.report import fault_spans
+
+    record_run(tmp_path / "run")
+    rec = Recorder(tmp_path / "run" / "telemetry.sqlite")
+    enc = Encoder("hal")
+    for tick, event, args in [
+        (120, "fault_injected", {"fault": "pump_degraded", "value": 0.5, "target": "", "duration_s": 0.0}),
+        (200, "fault_injected", {"fault": "sensor_stuck", "value": 0.0, "target": "gpu_temp_c[7]", "duration_s": 0.0}),
+        (300, "fault_cleared", {"fault": "pump_degraded", "target": "", "why": "commanded"}),
+    ]:
+        body = enc.encode("ev", f"hal.{event}", HalBridge.COMPONENT.event_payload(event, args), tick, float(tick))[1]
+        rec.record(decode(body), body)
+    rec.close()
+    assert fault_spans(tmp_path / "run" / "telemetry.sqlite", 600.0) == [
+        (120.0, 300.0, "pump_degraded 0.5"), (200.0, 600.0, "sensor_stuck gpu_temp_c[7]")]
+    lines = write_report(tmp_path / "run", tmp_path / "out")
+    assert all("2 injected fault(s) marked" in line for line in lines)
