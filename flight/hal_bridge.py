@@ -40,7 +40,7 @@ from flight import bus, hal
 from flight.config import RunConfig
 from flight.dictionary import Arg, Channel, Command, CommandError, Component, Event
 from flight.messages import MAX_BODY_BYTES, DecodeError, Encoder, Message, decode
-from flight.process import name_process, run_profiled
+from flight.process import execute_command, name_process, run_profiled
 from flight.subsystem import Subsystem
 from sim_hw import faults
 
@@ -376,20 +376,12 @@ class BusSide:
                 self._scheduled_response(msg.data)
 
     def _execute(self, msg: Message) -> None:
-        self._respond(msg, "started")
         self.command_id = str(msg.data.get("id", ""))
-        try:
-            result = self.bridge.execute(msg.name.partition(".")[2], msg.data.get("args"))
-        except CommandError as exc:
-            self._respond(msg, "failed", exc.code, exc.message)
-        except Exception as exc:  # a handler bug must fail the command, not kill the bridge
-            self._respond(msg, "failed", "EXECUTION_ERROR", f"{type(exc).__name__}: {exc}")
-            self.bridge.event("command_crashed", command=msg.name, why=f"{type(exc).__name__}: {exc}"[:160])
-        else:
-            if result == DEFERRED:
-                self.deferred[self.command_id] = msg
-            else:
-                self._respond(msg, "completed", message=str(result))
+        result = execute_command(self.bridge, msg, self._respond)
+        if result == DEFERRED:
+            self.deferred[self.command_id] = msg
+        elif result is not None:
+            self._respond(msg, "completed", message=str(result))
 
     def issue_scheduled(self) -> bool:
         """Send the scenario commands due by the bridge's time; return whether any sent

@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -136,16 +137,8 @@ class ProcessRunner:
                 self._decode_error("command", f"unexpected {msg.kind} message")
 
     def execute(self, msg: Message) -> None:
-        _, _, local = msg.name.partition(".")
-        self._respond(msg, "started")
-        try:
-            result = self.subsystem.execute(local, msg.data.get("args"))
-        except CommandError as exc:
-            self._respond(msg, "failed", exc.code, exc.message)
-        except Exception as exc:  # a handler bug must fail the command, not kill the process
-            self._respond(msg, "failed", "EXECUTION_ERROR", f"{type(exc).__name__}: {exc}")
-            self.subsystem.event("command_crashed", command=msg.name, why=f"{type(exc).__name__}: {exc}"[:160])
-        else:
+        result = execute_command(self.subsystem, msg, self._respond)
+        if result is not None:
             self._respond(msg, "completed", message=str(result))
 
     def heartbeat(self) -> None:
@@ -175,6 +168,23 @@ class ProcessRunner:
         finally:
             self.subsystem.on_stop()
             self.ctx.destroy(linger=0)
+
+
+def execute_command(subsystem: Subsystem, msg: Message, respond: Callable[..., None]) -> str | None:
+    """Run command ``msg`` (kind ``cmd``) on ``subsystem`` with its verification stages sent
+    through ``respond(msg, stage, code="", message="")``: ``started``, then ``failed`` with the
+    :class:`CommandError` code, or EXECUTION_ERROR (and a ``command_crashed`` event) for a handler
+    that raised, returning ``None``; else the handler's result, for the caller to complete."""
+    _, _, local = msg.name.partition(".")
+    respond(msg, "started")
+    try:
+        return subsystem.execute(local, msg.data.get("args"))
+    except CommandError as exc:
+        respond(msg, "failed", exc.code, exc.message)
+    except Exception as exc:  # a handler bug must fail the command, not kill the process
+        respond(msg, "failed", "EXECUTION_ERROR", f"{type(exc).__name__}: {exc}")
+        subsystem.event("command_crashed", command=msg.name, why=f"{type(exc).__name__}: {exc}"[:160])
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:

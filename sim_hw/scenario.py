@@ -224,6 +224,17 @@ class _Reader:
         if key not in self.table:
             self.fail(key, "missing")
 
+    def array_of_tables(self, key: str, allowed: set[str], required: tuple[str, ...]) -> list[_Reader]:
+        """Readers of the ``[[key]]`` tables, each checked for unknown and missing keys."""
+        tables = self.table.get(key, [])
+        if not isinstance(tables, list):
+            self.fail(key, f"must be an array of tables ([[{key}]])")
+        readers = [_Reader(self.path, f"{key}[{i}]", t, allowed) for i, t in enumerate(tables)]
+        for r in readers:
+            for k in required:
+                r.required(k)
+        return readers
+
 
 def resolve(name_or_path: str | Path) -> Path:
     """The file of a bundled scenario name (``worst-eclipse``) or a path.
@@ -291,13 +302,7 @@ def load(name_or_path: str | Path) -> Scenario:
         load_.fail("workload", f"{workload!r} is not one of {list(WORKLOADS)}")
 
     commands: list[TimedCommand] = []
-    fault_tables = raw.get("fault", [])
-    if not isinstance(fault_tables, list):
-        top.fail("fault", "must be an array of tables ([[fault]])")
-    for i, table in enumerate(fault_tables):
-        r = _Reader(path, f"fault[{i}]", table, _FAULT)
-        for key in ("at_s", "fault"):
-            r.required(key)
+    for r in top.array_of_tables("fault", _FAULT, ("at_s", "fault")):
         at_s = r.number("at_s", lo=0.0, hi=MAX_DURATION_S)
         try:
             f = faults.validate(r.text("fault"), r.number("value", 0.0), r.text("target", ""),
@@ -305,13 +310,7 @@ def load(name_or_path: str | Path) -> Scenario:
         except faults.FaultError as exc:
             r.fail("fault", str(exc))
         commands.append(TimedCommand(at_s, "hal.inject_fault", f.as_dict()))
-    command_tables = raw.get("command", [])
-    if not isinstance(command_tables, list):
-        top.fail("command", "must be an array of tables ([[command]])")
-    for i, table in enumerate(command_tables):
-        r = _Reader(path, f"command[{i}]", table, _COMMAND)
-        for key in ("at_s", "name"):
-            r.required(key)
+    for r in top.array_of_tables("command", _COMMAND, ("at_s", "name")):
         at_s = r.number("at_s", lo=0.0, hi=MAX_DURATION_S)
         name, args = r.text("name"), r.table.get("args", {})
         try:

@@ -226,3 +226,28 @@ def test_the_process_serves_and_exits_cleanly_on_sigterm(ctx, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_faults_over_the_protocol_are_applied_acknowledged_and_end(ctx, endpoint, lockstep):
+    c = Client(ctx, endpoint)
+    c.hello()
+    frame = c.recv("hal.frame")
+    c.send("hal.fault", {"id": "a", "action": "inject", "fault": "gpu_dead", "value": 0.0, "target": "4",
+                         "duration_s": 2.0})
+    assert c.recv("hal.fault_ack").data == {"id": "a", "ok": True, "reason": "gpu_dead injected"}
+    c.send("hal.fault", {"id": "b", "action": "inject", "fault": "pump_degraded", "value": 7.0, "target": "",
+                         "duration_s": 0.0})
+    refused = c.recv("hal.fault_ack").data
+    assert refused["id"] == "b" and refused["ok"] is False and "flow fraction" in refused["reason"]
+    c.send("hal.fault", {"action": "inject", "fault": "gpu_dead", "target": "5"})  # no id: not answerable
+    c.send("hal.tick_done", {"tick": frame.tick})
+    frame = c.recv("hal.frame")
+    assert not frame.data["gpu_online"][4] and frame.data["gpu_online"].sum() == hal.N_GPUS - 1
+    assert frame.data["coolant_flow_kg_s"] > 0 and lockstep.sat.thermal.flow_capacity_frac == 1.0
+    assert len(c.rejects) == 1 and "id" in c.rejects[0]["reason"]
+    c.send("hal.tick_done", {"tick": frame.tick})
+    assert c.recv("hal.fault_ended").data == {"fault": "gpu_dead", "target": "4"}
+    frame = c.recv("hal.frame")  # the step it ended in: the GPU was still dead during it
+    c.send("hal.tick_done", {"tick": frame.tick})
+    assert c.recv("hal.frame").data["gpu_online"].all()
+    c.close()
