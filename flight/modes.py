@@ -122,20 +122,20 @@ class _Latch:
         rule = self.rule
         if self.on:
             pending = bool(rule.leave) and all(c.holds(values) for c in rule.leave)
-            hold_s = rule.dwell_s
-            why = "; ".join(map(str, rule.leave))
         else:
-            met = [c for c in rule.enter if c.holds(values)]
-            pending = bool(met)
-            hold_s = rule.persist_s
-            why = "; ".join(f"{c} ({values[c.parameter]:.4g})" for c in met)
+            pending = any(c.holds(values) for c in rule.enter)
         if not pending:
             self.since_s = None
             return False
         if self.since_s is None:
             self.since_s = time_s
+        hold_s = rule.dwell_s if self.on else rule.persist_s
         if time_s - self.since_s < hold_s:
             return False
+        if self.on:
+            why = "; ".join(map(str, rule.leave))
+        else:
+            why = "; ".join(f"{c} ({values[c.parameter]:.4g})" for c in rule.enter if c.holds(values))
         self.on = not self.on
         self.since_s = None
         self.why = f"{why} for {hold_s:g} s"

@@ -35,15 +35,16 @@ MAX_WATCHPOINTS = 64
 """Bounds the per-tick cost (a few µs per watchpoint) and the table a command can grow."""
 
 
-def _hottest_online_c(frame: dict) -> float:
+def hottest_online_c(frame: dict) -> float:
+    """The hottest online GPU's temperature, °C (every GPU's when none is online)."""
     temps, online = frame["gpu_temp_c"], frame["gpu_online"]
-    return float(np.max(temps[online])) if online.any() else float(np.max(temps))
+    return float(temps.max() if online.all() or not online.any() else temps[online].max())
 
 
 PARAMETERS: dict[str, Callable[[dict], float]] = {
     **{f.name: (lambda frame, n=f.name: float(frame[n])) for f in SENSOR_FIELDS if f.shape == ()},
-    "gpu_temp_max_c": _hottest_online_c,
-    "gpu_power_total_w": lambda frame: float(np.sum(frame["gpu_power_w"])),
+    "gpu_temp_max_c": hottest_online_c,
+    "gpu_power_total_w": lambda frame: float(frame["gpu_power_w"].sum()),
     "gpus_online": lambda frame: float(np.count_nonzero(frame["gpu_online"])),
 }
 """What a watchpoint may monitor: every scalar field of the sensor frame
@@ -135,12 +136,16 @@ class Monitor:
         self._refresh()
 
     # -- the per-tick check ---------------------------------------------------------------
-    def check(self, frame: dict) -> list[Firing]:
-        """Check every enabled watchpoint on ``frame``; return those that fired or cleared."""
+    def check(self, frame: dict, known: dict[str, float] | None = None) -> list[Firing]:
+        """Check every enabled watchpoint on ``frame``; return those that fired or cleared.
+        ``known`` holds parameters the caller has already computed from this frame."""
         out: list[Firing] = []
         counts = self.counts
+        values = dict(known) if known else {}
         for wp, value_of in self._active:
-            value = value_of(frame)
+            value = values.get(wp.parameter)
+            if value is None:
+                value = values[wp.parameter] = value_of(frame)
             if wp.low <= value <= wp.high:
                 if counts.get(wp.wp_id, 0) >= wp.persistence:
                     out.append(Firing(wp, value, cleared=True))

@@ -58,7 +58,7 @@ from flight.modes import (
     THERMAL_LIMIT_MARGIN_W,
     ModeMachine,
 )
-from flight.monitor import ACTIONS, Monitor, Watchpoint
+from flight.monitor import ACTIONS, Monitor, Watchpoint, hottest_online_c
 from flight.orbit import OrbitError
 from flight.subsystem import Subsystem
 
@@ -344,7 +344,7 @@ class PowerManager(Subsystem):
         array_w = frame["solar_array_power_w"]
         bus_w = frame["bus_load_w"]
         battery_w = frame["battery_voltage_v"] * frame["battery_current_a"]
-        gpu_w = float(np.sum(frame["gpu_power_w"]))
+        gpu_w = float(frame["gpu_power_w"].sum())
         measured_w = max(0.0, array_w - frame["shunt_power_w"] - battery_w - bus_w - gpu_w)
         dt_s = self.config.tick_s
         if self.overhead_w is None:
@@ -353,7 +353,7 @@ class PowerManager(Subsystem):
         overhead_w = self.overhead_w
         sun = frame["sun_fraction"]
         t_s = self.time_s
-        online = int(np.count_nonzero(frame["gpu_online"]))
+        online = int(frame["gpu_online"].sum())
         eclipse_load_w = bus_w + IT_IDLE_OVERHEAD_W + online * GPU_MIN_W
         eclipse, in_shadow = self._eclipse(t_s, sun)
         plan = plan_energy(t_s, soc, capacity_j, frame["battery_temp_c"], self.soc_floor, eclipse, in_shadow,
@@ -368,15 +368,14 @@ class PowerManager(Subsystem):
                      "eclipse_load_w": eclipse_load_w}
         self.alloc, self.plan = alloc, plan
         self.mode_time_s[MODES.index(self.modes.mode)] += dt_s
-        temps = frame["gpu_temp_c"]
-        hottest_c = float(np.max(temps[frame["gpu_online"]])) if online else float(np.max(temps))
+        hottest_c = hottest_online_c(frame)
         self._enter(self.modes.step(t_s, {
             "battery_soc": soc, "soc_above_floor": soc - self.soc_floor, "sun_fraction": sun,
             "eclipse_energy_margin_j": plan.margin_j, "gpu_temp_max_c": hottest_c,
             "coolant_supply_error_c": frame["coolant_supply_temp_c"] - self.coolant_setpoint_c,
         }))
         if self.monitor is not None:
-            for firing in self.monitor.check(frame):
+            for firing in self.monitor.check(frame, {"gpu_temp_max_c": hottest_c}):
                 self._act(firing)
 
     def _eclipse(self, t_s: float, sun: float) -> tuple[Eclipse | None, bool]:
