@@ -127,3 +127,39 @@ def test_each_mode_caps_the_gpus_as_documented(tmp_path, mode, most_w):
     announced = [d["mode"] for kind, name, d in out if (kind, name) == ("ctl", "mode")]
     assert announced == ([] if mode == "NOMINAL" else [mode])
     pm.on_stop()
+
+
+@pytest.mark.slow
+def test_modes_and_watchpoints_commanded_from_the_ground(tmp_path):
+    """Through the whole stack at 10× real time: SAFE by command parks every GPU and is left
+    by command; a bad watchpoint is refused on board; a good one fires and changes the mode."""
+    import subprocess
+    import sys
+
+    from tests.predicates import FlightRun, free_port
+
+    link = f"127.0.0.1:{free_port()}"
+
+    def send(run, *args):
+        done = subprocess.run([sys.executable, "-m", "flight.cli", "ground", "send", *args, "--link", link],
+                              check=False, capture_output=True, text=True, timeout=30, env=run.env)
+        return done.returncode, done.stdout + done.stderr
+
+    with FlightRun(tmp_path, "--speed", "10", "--contact", "always", "--link", link, "--duration", "3000") as run:
+        run.await_telemetry("link.contact", equals=True)
+        assert send(run, "exec.set_mode", "mode=SAFE")[0] == 0
+        run.await_telemetry("power.mode", equals="SAFE")
+        run.await_telemetry("power.gpus_parked", equals=72)
+        assert "NOMINAL -> SAFE: commanded" in run.await_event("exec.mode_changed")
+        assert send(run, "exec.set_mode", "mode=NOMINAL")[0] == 0
+        run.await_telemetry("power.mode", equals="NOMINAL")
+        run.await_telemetry("power.gpus_parked", equals=0)
+
+        wp = ["persistence=3", "action=mode", "severity=MEDIUM", "mode=POWER_SAVE", "command=", "command_args={}"]
+        code, out = send(run, "power.monitor_add", "parameter=flux_capacitor_w", "low=0", "high=1", *wp)
+        assert code == 1 and "VALIDATION_ERROR" in out
+        code, out = send(run, "power.monitor_add", "parameter=battery_soc", "low=0.999", "high=1", *wp)
+        assert code == 0, out
+        assert "battery_soc" in run.await_event("power.watchpoint_medium")
+        run.await_telemetry("power.mode", equals="POWER_SAVE")
+        run.await_telemetry("exec.mode", equals="POWER_SAVE")

@@ -14,6 +14,8 @@ from flight.tle import load_tle
 from tests.predicates import FlightRun
 from tests.rack_harness import InProcessRack
 
+pytestmark = pytest.mark.slow
+
 BETA0_TLE = "sim_hw/data/tle-beta0.txt"
 BETA0_NAME = "RACKSAT-BETA0"
 DAY_S = 86400.0

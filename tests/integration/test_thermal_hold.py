@@ -16,6 +16,8 @@ from flight.subsystems.thermal import DEFAULT_SETPOINT_C
 from flight.tle import load_tle
 from tests.rack_harness import InProcessRack
 
+pytestmark = pytest.mark.slow
+
 ORBIT_S = 5739.0
 SETTLE_S = 600.0
 """After start-up or a shadow edge, the loop has this long to reach its band (valve slew
