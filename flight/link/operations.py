@@ -27,7 +27,9 @@ Service 11
     normal command path with or without contact, its verification reports (as its own ack
     flags ask) kept in the ``verification`` packet store for the next pass. TC[11,1]/[11,2]
     enable/disable releasing, TC[11,3] deletes every activity, TC[11,5] deletes by request
-    id, TC[11,16] answers with TM[11,10].
+    id, TC[11,16] answers with TM[11,10]. An activity whose time passed while the link was
+    down, or while the schedule was disabled, is released on the first tick it can be, late
+    (the ``link.tc_released`` event says by how much).
 Service 20
     TC[20,1] answers with TM[20,2] from the parameter file (:mod:`flight.parameters`: the
     owners keep it current; a parameter whose owner has not started reports its declared
@@ -166,6 +168,9 @@ class LinkOperations:
         except CommandError as exc:
             self._reject(conn, tc, exc.code, exc.message)
             return True
+        except AuthenticationError as exc:  # an embedded TC of TC[11,4]
+            self._reject(conn, tc, "AUTHENTICATION_ERROR", f"scheduled TC: {exc}")
+            return True
         act(conn, tc, parsed)
         return True
 
@@ -208,9 +213,10 @@ class LinkOperations:
         self.tc_released += 1
         self.event("tc_released", service=tc.service, subtype=tc.message_subtype, request_id=activity.request_id,
                    late_s=now_utc - activity.release_utc_s)
-        data = self._embedded_data(tc)
-        if isinstance(data, CommandError):
-            self._reject(self._onboard, tc, data.code, data.message)
+        try:
+            data = self._embedded_data(tc)
+        except AuthenticationError as exc:  # its key was removed since it was inserted
+            self._reject(self._onboard, tc, "AUTHENTICATION_ERROR", str(exc))
             return
         self._route(self._onboard, tc, data)
 
@@ -314,15 +320,14 @@ class LinkOperations:
                                                        ops.event_list_data(sorted(self.events_disabled)))])
 
     # -- service 11 ------------------------------------------------------------------------
-    def _embedded_data(self, tc: PusTc) -> bytes | CommandError:
-        """The service data of an embedded TC whose MAC checks (as it is in lab mode); the
-        failure otherwise. The sequence number is not admitted here."""
-        if self.lab:
-            return bytes(tc.app_data)
-        try:
-            return unprotect(tc, self.keys).data
-        except AuthenticationError as exc:
-            return _AuthFailure(str(exc))
+    def _embedded_data(self, tc: PusTc) -> bytes:
+        """The service data of an embedded TC whose MAC checks (as it is in lab mode). The
+        sequence number is not admitted here.
+
+        Raises:
+            AuthenticationError: no security fields, an unknown SPI or a MAC mismatch.
+        """
+        return bytes(tc.app_data) if self.lab else unprotect(tc, self.keys).data
 
     def _check_embedded(self, tc: PusTc, data: bytes) -> None:
         """Check an embedded TC as far as possible without acting on it.
@@ -351,8 +356,6 @@ class LinkOperations:
                 raise CommandError("VALIDATION_ERROR", f"activity {i}: release time {release:.3f} is not after "
                                                        f"onboard now {now_utc:.3f} (UTC s)")
             inner = self._embedded_data(tc)
-            if isinstance(inner, CommandError):
-                raise inner
             try:
                 self._check_embedded(tc, inner)
             except CommandError as exc:
@@ -409,12 +412,3 @@ class LinkOperations:
         owner, _, local = name.partition(".")
         self._dispatch_command(conn, tc, f"{owner}.set_parameter", {"name": local, "value": float(value)})
 
-
-class _AuthFailure(CommandError):
-    """An embedded TC whose MAC does not check: AUTHENTICATION_ERROR, a link failure code
-    that the internal dictionary's :class:`CommandError` does not know."""
-
-    def __init__(self, why: str) -> None:
-        Exception.__init__(self, f"AUTHENTICATION_ERROR: {why}")
-        self.code = "AUTHENTICATION_ERROR"
-        self.message = why

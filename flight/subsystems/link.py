@@ -59,9 +59,12 @@ Services (PUS-C)
                  TM[1,7]/[1,8] completion. Acceptance and completion success are always
                  sent; start and progress success only when the TC's ack flags ask; failures
                  always (ECSS-E-ST-70-41C 6.1.3).
-    TM[3,25]     every ``hk_interval_s`` of onboard time in contact: each component's
-                 latest ``<name>.hk`` packet, timed at its sampling time
+    TM[3,25]     every ``hk_interval_s`` of onboard time (or the structure's own TC[3,31]
+                 interval; none after TC[3,6]): each component's latest ``<name>.hk``
+                 packet, timed at its sampling time
     TM[5,1..4]   every bus event, at once while in contact
+    3,x 5,x      housekeeping structures on/off and intervals, event reports on/off;
+    11,x 20,x    the time-based schedule and parameters (:mod:`flight.link.operations`)
     ===========  ==========================================================================
 
     A TC that frames and passes its CRC but cannot be accepted gets TM[1,2]: an APID other
