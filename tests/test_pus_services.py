@@ -296,7 +296,7 @@ def test_a_malformed_or_hostile_tc_fails_with_its_code_and_changes_nothing(harne
     assert _state(harness) == before
 
 
-def test_a_scheduled_tc_cannot_replay_one_already_executed(harness, ground, operator):
+def test_a_scheduled_tc_cannot_replay_one_already_executed_nor_be_replayed(harness, ground, operator):
     inner = _inner(operator, "link.set_hk_interval", {"interval_s": 6.0})
     ground.send(bytes(inner.pack()))
     ground.expect(3)  # it ran at once: accepted, started, completed
@@ -304,8 +304,14 @@ def test_a_scheduled_tc_cannot_replay_one_already_executed(harness, ground, oper
     insert = ops.insert_data([(UTC0 + harness.tick + 30, bytes(inner.pack()))])
     assert operator.failure(operator.tc(11, 4, insert)) == "AUTHENTICATION_ERROR"
     assert _state(harness) == before
+
+    scheduled = _inner(operator, "link.set_hk_interval", {"interval_s": 8.0})
+    insert = ops.insert_data([(UTC0 + harness.tick + 30, bytes(scheduled.pack()))])
+    assert operator.ask(operator.tc(11, 4, insert))[0] == [1, 3, 7]
+    assert operator.failure(scheduled, signed=False) == "AUTHENTICATION_ERROR", "nor be sent again at once"
+    assert harness.link.hk_interval_s == 6.0
     harness.frame()
-    assert harness.hk()["tc_auth_failed"] == 1
+    assert harness.hk()["tc_auth_failed"] == 2
 
 
 def test_an_operations_tc_is_authenticated_like_any_other(harness, operator):
