@@ -7,12 +7,15 @@ hostile TC gets TM[1,2] with its code and changes nothing."""
 import struct
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from spacepackets.ccsds.time import CdsShortTimestamp
 from spacepackets.ecss.tc import PusTc
 
 from flight.ground import pus
 from flight.ground import pus_ops as ops
-from flight.ground.sdls import StationKey, protect
+from flight.dictionary import CommandError
+from flight.ground.sdls import AuthenticationError, StationKey, protect
 from flight.parameters import PARAMETERS_FILE, ParameterStore
 from tests.link_harness import DICT, THERMAL, THERMAL_HK, UTC0, Ground, LinkHarness
 
@@ -319,4 +322,20 @@ def test_an_operations_tc_is_authenticated_like_any_other(harness, operator):
     assert operator.failure(operator.tc(11, 3), signed=False) == "AUTHENTICATION_ERROR"
     assert operator.failure(operator.tc(20, 3, struct.pack(">HHd", 1, DICT.parameter_id("link.hk_interval_s"),
                                                            2.0)), signed=False) == "AUTHENTICATION_ERROR"
+    assert _state(harness) == before
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.sampled_from(sorted(ops.OPS_TCS)), data=st.binary(max_size=64),
+       count=st.integers(0, 3), tail=st.binary(max_size=24))
+def test_any_data_of_any_operations_tc_decodes_or_fails_with_a_code(harness, which, data, count, tail):
+    """Random data, and data with a plausible count in front, never escapes the decoders
+    as anything but a failure with a code; decoding changes nothing."""
+    parse, _ = harness.link._ops_handlers[which]
+    before = _state(harness)
+    for candidate in (data, struct.pack(">H", count) + tail):
+        try:
+            parse(candidate)
+        except (CommandError, AuthenticationError):
+            pass
     assert _state(harness) == before
