@@ -119,6 +119,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             console.print(f"[red]error:[/] {exc}", soft_wrap=True, markup=False)
             return EXIT_USAGE
         args.tle, args.tle_name = str(scn.tle_path), scn.tle_name
+        if args.hal:
+            console.print(f"note: against the rig at {args.hal} the scenario's timed faults and commands and its "
+                          "[expect] apply; its start conditions and seed are the rig's own business")
     try:
         name, (line1, line2) = load_tle(args.tle, args.tle_name)
     except (OSError, ValueError) as exc:
@@ -302,9 +305,10 @@ def add_sim_parser(sub) -> None:
 
 
 def add_dict_parser(sub) -> None:
-    p = sub.add_parser("dict", help="print the dictionary: commands, telemetry, events, HAL fields",
+    p = sub.add_parser("dict", help="print the dictionary: commands, telemetry, events, parameters, HAL fields",
                        description="Print every command (with argument types, ranges, units and opcode), "
-                                   "telemetry channel (units, limits), event (severity, format) and the HAL "
+                                   "telemetry channel (units, limits), event (severity, format), parameter "
+                                   "(type, range, default) and the HAL "
                                    "sensor/actuator fields, all from their single declaration in code.")
     p.add_argument("--json", action="store_true", help="machine-readable JSON")
     p.set_defaults(func=cmd_dict)
@@ -332,6 +336,8 @@ def cmd_dict(args: argparse.Namespace) -> int:
         print(f"tm    {qual:32s} {ch.type}{f'[{ch.size}]' if ch.size else ''} {ch.units}  — {ch.doc}")
     for qual, ev in d.events.items():
         print(f"event {qual:32s} {ev.severity:6s} {ev.format}")
+    for qual, par in d.parameters.items():
+        print(f"param {qual:32s} 0x{d.parameter_id(qual):04x}  {par.describe()}  — {par.doc}")
     print("\nHAL sensor frame\n" + hal.markdown_table(hal.SENSOR_FIELDS))
     print("\nHAL actuators\n" + hal.markdown_table(hal.ACTUATOR_FIELDS))
     return EXIT_OK

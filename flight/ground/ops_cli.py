@@ -86,7 +86,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, signing: argparse.Arg
             "from the satellite's clock by a ping first) or an absolute UTC time in ISO 8601. The "
             "command's arguments are checked on the ground, then on board at insertion; the "
             "request id printed names the activity for `schedule delete`."),
-        epilog="example:\n  flight ground schedule add +3600 jobs.unfence gpu=5")
+        epilog="examples:\n  flight ground schedule add +3600 jobs.unfence gpu=5\n"
+               "  flight ground schedule add +600 thermal.set_parameter name=setpoint_c value=30   # a parameter")
     add.add_argument("time", type=_when, metavar="TIME", help="+SECONDS from onboard now, or ISO 8601 UTC")
     add.add_argument("command", metavar="SUBSYSTEM.COMMAND", help="qualified command name")
     add.add_argument("args", nargs="*", metavar="KEY=VALUE", help="the command's arguments")
