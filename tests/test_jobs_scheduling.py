@@ -2,6 +2,8 @@
 the executive's modes, the power manager's load shed, the eclipse look-ahead, redundant
 critical jobs catching injected silent data corruption, and fenced GPUs taking no work."""
 
+import re
+
 import pytest
 
 from flight.dictionary import CommandError
@@ -9,7 +11,7 @@ from flight.eclipse_forecast import EclipseForecast
 from flight.hal import N_GPUS
 from flight.messages import Message
 from flight.tle import DEFAULT_TLE_PATH, load_tle
-from tests.test_jobs import GOOD, Harness
+from tests.test_jobs import GOOD, Harness, rows
 
 BETA0_TLE = load_tle(DEFAULT_TLE_PATH.parent / "tle-beta0.txt")[1]
 
@@ -110,6 +112,8 @@ def test_injected_silent_corruption_is_caught_by_the_replicas_and_the_job_rerun_
     h.tick(60)
     assert [e["args"]["job_id"] for e in h.events("job_completed")] == [crit]
     assert h.hk()["sdc_detected"] == 1
+    ((detail,),) = rows(tmp_path / "jobs.sqlite", f"SELECT detail FROM results WHERE job_id = {crit}")
+    assert re.fullmatch("2 replicas agree: sha256 [0-9a-f]{64}", detail), "the agreed digest is kept for downlink"
     with pytest.raises(CommandError):
         h.runner.execute("inject_sdc", {"job_id": crit, "replica": 0})  # finished: nothing to corrupt
 

@@ -11,11 +11,20 @@ Both schedulers fly the same day of the eclipse-heavy case (``sim_hw/data/tle-be
 
 Ten jobs wait at the start and the rest arrive uniformly at random over the run, offering
 about 1.3× what the rack could do at full clock all run, so the queue never runs dry (a
-submission the runner refuses as BUSY, its queue full, is counted and dropped). The job runner (:class:`flight.subsystems.jobs.JobRunner`) runs
-with ``policy=priority`` (this scheduler: priorities, EDF, preemption, eclipse look-ahead,
-checkpoints every 600 s costing 10 s) and ``policy=fifo`` (submission order, no backfill,
-no preemption, no look-ahead, and jobs submitted with a checkpoint interval of a day, i.e.
-no checkpoints: an uncorrectable ECC error throws the job's work away).
+submission the runner refuses as BUSY, its queue full, is counted and dropped). The job
+runner (:class:`flight.subsystems.jobs.JobRunner`) runs with ``policy=priority`` (this
+scheduler: priorities, EDF, preemption, eclipse look-ahead, checkpoints every 600 s costing
+10 s) and ``policy=fifo`` (submission order, no backfill, no preemption, no look-ahead, and
+jobs submitted with a checkpoint interval of a day, i.e. no checkpoints: an uncorrectable
+ECC error throws the job's work away).
+
+Where the GPU time went is reported beside the goodput: ``delivered_gpu_s`` (what the GPUs
+computed at all, every replica and checkpoint included), ``done_gpu_s`` (job progress, one
+replica counted, including progress later lost), ``replica_gpu_s`` (the second replicas of
+completed critical jobs) and ``in_flight_gpu_s`` (progress of jobs still unfinished when the
+run ends; ``checkpointed_gpu_s`` the part of it a checkpoint keeps). The end of the window
+cuts jobs short: ``goodput_with_checkpointed`` also counts that checkpointed progress as
+useful (the run summary's ``gpu_work_useful_s`` in the same sense); ``goodput`` does not.
 
 ``goodput`` = GPU-s of completed jobs (each job's ``work_gpu_s`` once; the second replica of
 a critical job is overhead, not goodput) ÷ the bound: the full-clock GPU-s an ideal
@@ -60,6 +69,7 @@ from rich.table import Table
 
 from flight.dictionary import CommandError
 from flight.hal import N_GPUS
+from flight.jobs.model import gpu_speed
 from flight.modes import MODES
 from flight.tle import DEFAULT_TLE_PATH, load_tle
 from sim_hw.params import SimParams
@@ -125,6 +135,16 @@ class Flight:
 
     policy: str
     finished_gpu_s: float = 0.0
+    delivered_gpu_s: float = 0.0
+    """Full-clock GPU-s the GPUs delivered (every replica, checkpoints included)."""
+    done_gpu_s: float = 0.0
+    """Job progress made, including progress later lost (one replica counted)."""
+    replica_gpu_s: float = 0.0
+    """The second replicas' share of completed critical jobs: redundancy, not goodput."""
+    in_flight_gpu_s: float = 0.0
+    """Progress of jobs unfinished at the end (kept by checkpoints or not)."""
+    checkpointed_gpu_s: float = 0.0
+    """The part of that progress kept by a checkpoint (what a crash at the end would keep)."""
     completed: int = 0
     failed: int = 0
     rollbacks: int = 0
@@ -171,6 +191,7 @@ def fly(policy: str, hours: float, seed: int, arrivals: list[Arrival], progress:
             absorbed = absorbed_environment_w_m2(p, view, p.radiator_absorptance, p.radiator_emittance,
                                                  env.sun_fraction, env.cos_sun_zenith, solar,
                                                  p.radiator_sun_cos / p.radiator_sides)
+            out.delivered_gpu_s += float(gpu_speed(frame).sum()) * rack.config.tick_s
             out.array_w.append(frame["solar_array_power_w"])
             out.bus_w.append(frame["bus_load_w"])
             out.reject_cap_w.append(emit_area_m2 * (p.radiator_emittance * SIGMA * hot_k4 - absorbed))
@@ -181,6 +202,12 @@ def fly(policy: str, hours: float, seed: int, arrivals: list[Arrival], progress:
         rack.fly(n_ticks * rack.config.tick_s, on_frame)
         out.wall_s = time.perf_counter() - started
         out.finished_gpu_s = runner.finished_gpu_s
+        out.done_gpu_s = runner.work_done_gpu_s
+        out.in_flight_gpu_s = sum(j.done_gpu_s for j in runner.jobs.values())
+        out.checkpointed_gpu_s = sum(j.checkpoint_gpu_s for j in runner.jobs.values())
+        out.replica_gpu_s = runner.store.db.execute(
+            "SELECT COALESCE(SUM(r.work_gpu_s), 0) FROM results r JOIN jobs j USING (job_id) "
+            "WHERE j.critical = 1 AND j.kind = 'synthetic' AND r.outcome = 'completed'").fetchone()[0]
         out.completed, out.failed, out.rollbacks = runner.completed, runner.failed, runner.rolled_back
         out.preempted, out.sdc_detected = runner.preempted, runner.sdc_detected
         _, seconds = rack.series("power.hk", "mode_time_s")
@@ -292,7 +319,12 @@ def main(argv: list[str] | None = None) -> int:
         key = "" if f.policy == "priority" else "baseline_"
         result.update({
             f"{key}goodput": f.finished_gpu_s / bound if bound > 0 else math.nan,
+            f"{key}goodput_with_checkpointed": (f.finished_gpu_s + f.checkpointed_gpu_s) / bound if bound > 0
+            else math.nan,
             f"{key}finished_gpu_s": f.finished_gpu_s, f"{key}bound_gpu_s": bound,
+            f"{key}delivered_gpu_s": f.delivered_gpu_s, f"{key}done_gpu_s": f.done_gpu_s,
+            f"{key}replica_gpu_s": f.replica_gpu_s, f"{key}in_flight_gpu_s": f.in_flight_gpu_s,
+            f"{key}checkpointed_gpu_s": f.checkpointed_gpu_s,
             f"{key}energy_bound_gpu_s": energy_only, f"{key}radiator_bound_s": rad_s,
             f"{key}jobs_completed": f.completed, f"{key}jobs_failed": f.failed,
             f"{key}rollbacks": f.rollbacks, f"{key}preempted": f.preempted, f"{key}submits_refused": f.refused,
@@ -306,8 +338,14 @@ def main(argv: list[str] | None = None) -> int:
     table.add_column("")
     table.add_column("this scheduler", justify="right")
     table.add_column("FIFO baseline", justify="right")
-    for label, key, fmt in (("goodput", "goodput", "{:.3f}"), ("finished GPU-s", "finished_gpu_s", "{:,.0f}"),
-                            ("bound GPU-s", "bound_gpu_s", "{:,.0f}"), ("jobs completed", "jobs_completed", "{}"),
+    for label, key, fmt in (("goodput", "goodput", "{:.3f}"),
+                            ("goodput with checkpointed", "goodput_with_checkpointed", "{:.3f}"),
+                            ("finished GPU-s", "finished_gpu_s", "{:,.0f}"),
+                            ("bound GPU-s", "bound_gpu_s", "{:,.0f}"),
+                            ("delivered GPU-s", "delivered_gpu_s", "{:,.0f}"), ("progress GPU-s", "done_gpu_s", "{:,.0f}"),
+                            ("2nd replicas GPU-s", "replica_gpu_s", "{:,.0f}"),
+                            ("unfinished at end GPU-s", "in_flight_gpu_s", "{:,.0f}"),
+                            ("jobs completed", "jobs_completed", "{}"),
                             ("jobs failed", "jobs_failed", "{}"), ("rollbacks", "rollbacks", "{}"),
                             ("preemptions", "preempted", "{}"), ("wall s", "wall_s", "{:.0f}")):
         table.add_row(label, fmt.format(result[key]), fmt.format(result[f"baseline_{key}"]))

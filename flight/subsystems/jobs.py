@@ -479,7 +479,8 @@ class JobRunner(Subsystem):
             useful, what = job.advance(step, dt_s)
             done_now += useful
             if what == "completed":
-                self._complete(job)
+                self._complete(job, f"{job.replicas} replicas agree: sha256 {job.replica_digest(0)}"
+                                    if job.replicas > 1 else "")
             elif what == "diverged":
                 self.sdc_detected += 1
                 self.event("replica_mismatch", job_id=job.job_id, done_gpu_s=job.done_gpu_s,
