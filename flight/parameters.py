@@ -14,13 +14,12 @@ committed (on disk) before the command that made it completes.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
+from flight.durable import open_durable
+
 PARAMETERS_FILE = "parameters.sqlite"
-BUSY_TIMEOUT_S = 5.0
-"""How long a write waits for another process's write to the same file."""
 
 
 class ParameterStore:
@@ -32,11 +31,7 @@ class ParameterStore:
     """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_S,
-                                   check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # committed means on disk: survives power loss
+        self._db = open_durable(path)
         self._db.execute("CREATE TABLE IF NOT EXISTS parameter (name TEXT PRIMARY KEY, value TEXT NOT NULL, "
                          "time_s REAL NOT NULL)")
 

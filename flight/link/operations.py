@@ -43,12 +43,14 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from spacepackets.ecss.pus_1_verification import MessageSubtype as Verif
 from spacepackets.ecss.tc import PusTc
 
 from flight.dictionary import CommandError
+from flight.durable import open_durable
 from flight.ground import pus_ops as ops
 from flight.ground.pus import ACK_ACCEPTANCE, ACK_COMPLETION, ACK_START, TC_APID, decode_function, is_function, \
     is_ping, request_id
@@ -78,10 +80,8 @@ class _Settings:
         sqlite3.Error: the file cannot be opened or read.
     """
 
-    def __init__(self, path) -> None:
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+    def __init__(self, path: Path) -> None:
+        self._db = open_durable(path)
         self._db.execute("CREATE TABLE IF NOT EXISTS setting (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
     def get(self, key: str, default: Any) -> Any:

@@ -15,9 +15,10 @@ is due costs one comparison per tick and no SQL.
 from __future__ import annotations
 
 import bisect
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+
+from flight.durable import open_durable
 
 SCHEDULE_FILE = "schedule.sqlite"
 MAX_ACTIVITIES = 256
@@ -42,14 +43,11 @@ class ScheduleStore:
     """The schedule file at ``path`` (created if missing; a new schedule is enabled).
 
     Raises:
-        sqlite3.Error: the file cannot be opened, created or read.
+        sqlite3.Error: the file cannot be opened, created or read. OSError: nor its directory.
     """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # committed means on disk: survives power loss
+        self._db = open_durable(path)
         self._db.execute("CREATE TABLE IF NOT EXISTS activity (request_id INTEGER PRIMARY KEY, "
                          "release_utc_s REAL NOT NULL, tc BLOB NOT NULL)")
         self._db.execute("CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
