@@ -149,8 +149,16 @@ class PacketStores:
             self.next_seq[store_id] = next_seq
             self.counts[store_id] = self.db.execute("SELECT COUNT(*) FROM packets WHERE store_id = ?",
                                                     (store_id,)).fetchone()[0]
+        self.pending_counts = {store_id: self.db.execute(
+            "SELECT COUNT(*) FROM packets WHERE store_id = ? AND state = ?", (store_id, PENDING)).fetchone()[0]
+            for store_id in self.counts}
+        """Packets waiting to be sent, per store (kept in step, so a quiet store costs no query)."""
         self.dropped = self.db.execute("SELECT SUM(dropped) FROM stores").fetchone()[0]
         """Unacknowledged packets retention has dropped, all stores, ever."""
+        self._marks: list[tuple[int, int, int, int]] = []
+        """State changes (state, store_id, seq, from state) not yet written: batched, and
+        written before anything reads the table."""
+        self._seq_dirty: set[int] = set()
         self._in_tx = False
         self._refs: Counter[tuple[int, int]] = Counter()
         self._sent: dict[Hashable, deque[tuple[int, int, int]]] = {}
@@ -166,9 +174,20 @@ class PacketStores:
 
     def commit(self) -> None:
         """Make everything added or marked since the last commit durable."""
+        self._flush()
         if self._in_tx:
+            self.db.executemany("UPDATE stores SET next_seq = ? WHERE store_id = ?",
+                                [(self.next_seq[i], i) for i in self._seq_dirty])
+            self._seq_dirty.clear()
             self.db.execute("COMMIT")
             self._in_tx = False
+
+    def _flush(self) -> None:
+        if self._marks:
+            self._begin()
+            self.db.executemany("UPDATE packets SET state = ? WHERE store_id = ? AND seq = ? AND state = ?",
+                                self._marks)
+            self._marks.clear()
 
     # -- storing -------------------------------------------------------------------------
     def add(self, store: str, packet: bytes, time_s: float, utc_unix_s: float) -> int | None:
@@ -179,26 +198,34 @@ class PacketStores:
         Raises:
             KeyError: an unknown store name.
         """
+        return self.add_many(store, [(packet, time_s, utc_unix_s)])[0]
+
+    def add_many(self, store: str, items: list[tuple[bytes, float, float]]) -> list[int | None]:
+        """:meth:`add` for several ``(packet, time_s, utc_unix_s)``, in one statement."""
         store_id = STORE_BY_NAME[store].store_id
         self._begin()
         if not self.enabled[store_id]:
-            self.db.execute("UPDATE stores SET not_stored = not_stored + 1 WHERE store_id = ?", (store_id,))
-            return None
-        seq = self.next_seq[store_id]
-        self.next_seq[store_id] = seq + 1
-        self.db.execute("INSERT INTO packets (store_id, seq, time_s, utc_unix_s, packet) VALUES (?, ?, ?, ?, ?)",
-                        (store_id, seq, time_s, utc_unix_s, packet))
-        self.db.execute("UPDATE stores SET next_seq = ? WHERE store_id = ?", (seq + 1, store_id))
-        self.counts[store_id] += 1
+            self.db.execute("UPDATE stores SET not_stored = not_stored + ? WHERE store_id = ?",
+                            (len(items), store_id))
+            return [None] * len(items)
+        first = self.next_seq[store_id]
+        self.next_seq[store_id] = first + len(items)
+        self.db.executemany("INSERT INTO packets (store_id, seq, time_s, utc_unix_s, packet) VALUES (?, ?, ?, ?, ?)",
+                            [(store_id, seq, t, utc, packet) for seq, (packet, t, utc) in enumerate(items, first)])
+        self._seq_dirty.add(store_id)
+        self.counts[store_id] += len(items)
+        self.pending_counts[store_id] += len(items)
         excess = self.counts[store_id] - self.capacity[store_id]
         if excess > 0:
             self._drop_oldest(store_id, excess)
-        return seq
+        return list(range(first, first + len(items)))
 
     def _drop_oldest(self, store_id: int, n: int) -> None:
+        self._flush()
         rows = self.db.execute("SELECT seq, state FROM packets WHERE store_id = ? ORDER BY seq LIMIT ?",
                                (store_id, n)).fetchall()
         acked = sum(1 for _, state in rows if state == ACKED)
+        self.pending_counts[store_id] -= sum(1 for _, state in rows if state == PENDING)
         self.db.execute("DELETE FROM packets WHERE store_id = ? AND seq <= ?", (store_id, rows[-1][0]))
         self.db.execute("UPDATE stores SET dropped = dropped + ?, expired = expired + ? WHERE store_id = ?",
                         (len(rows) - acked, acked, store_id))
@@ -227,11 +254,13 @@ class PacketStores:
             KeyError: an unknown store id (nothing changed).
         """
         ids = [STORE_BY_ID[i].store_id for i in store_ids]
-        self._begin()
+        self._flush()
         total = 0
         for store_id in ids:
-            seqs = [seq for (seq,) in self.db.execute(
-                "SELECT seq FROM packets WHERE store_id = ? AND utc_unix_s <= ?", (store_id, utc_unix_s))]
+            rows = self.db.execute("SELECT seq, state FROM packets WHERE store_id = ? AND utc_unix_s <= ?",
+                                   (store_id, utc_unix_s)).fetchall()
+            seqs = [seq for seq, _ in rows]
+            self.pending_counts[store_id] -= sum(1 for _, state in rows if state == PENDING)
             self.db.execute("DELETE FROM packets WHERE store_id = ? AND utc_unix_s <= ?", (store_id, utc_unix_s))
             self.db.execute("UPDATE stores SET deleted = deleted + ? WHERE store_id = ?", (len(seqs), store_id))
             self.counts[store_id] -= len(seqs)
@@ -249,14 +278,18 @@ class PacketStores:
             KeyError: an unknown store id.
         """
         store_id = STORE_BY_ID[store_id].store_id
-        self._begin()
+        self._flush()
         rows = self.db.execute(
-            "SELECT seq FROM packets WHERE store_id = ? AND utc_unix_s BETWEEN ? AND ? AND state != ?",
-            (store_id, from_utc_unix_s, to_utc_unix_s, IN_FLIGHT)).fetchall()
+            "SELECT seq FROM packets WHERE store_id = ? AND utc_unix_s BETWEEN ? AND ? AND state = ?",
+            (store_id, from_utc_unix_s, to_utc_unix_s, ACKED)).fetchall()
+        queued = self.db.execute(
+            "SELECT COUNT(*) FROM packets WHERE store_id = ? AND utc_unix_s BETWEEN ? AND ? AND state = ?",
+            (store_id, from_utc_unix_s, to_utc_unix_s, PENDING)).fetchone()[0]
         self.db.execute("UPDATE packets SET state = ? WHERE store_id = ? AND utc_unix_s BETWEEN ? AND ? "
-                        "AND state != ?", (PENDING, store_id, from_utc_unix_s, to_utc_unix_s, IN_FLIGHT))
+                        "AND state = ?", (PENDING, store_id, from_utc_unix_s, to_utc_unix_s, ACKED))
+        self.pending_counts[store_id] += len(rows)
         self.commit()
-        return len(rows)
+        return len(rows) + queued
 
     # -- job results ---------------------------------------------------------------------
     def results_stored(self) -> set[int]:
@@ -272,6 +305,9 @@ class PacketStores:
     # -- downlink ------------------------------------------------------------------------
     def pending(self, store_id: int, limit: int) -> list[StoredPacket]:
         """Up to ``limit`` pending packets of a store, oldest first."""
+        if not self.pending_counts[store_id]:
+            return []
+        self._flush()
         rows = self.db.execute(
             "SELECT seq, packet FROM packets WHERE store_id = ? AND state = ? ORDER BY seq LIMIT ?",
             (store_id, PENDING, limit)).fetchall()
@@ -280,11 +316,10 @@ class PacketStores:
     def sent(self, connection: Hashable, tm_index: int, store_id: int, seq: int) -> None:
         """Record that the packet went out on ``connection`` as its ``tm_index``-th TM
         packet (1-based, counting every TM that connection was sent)."""
-        self._begin()
         key = (store_id, seq)
         if not self._refs[key]:
-            self.db.execute("UPDATE packets SET state = ? WHERE store_id = ? AND seq = ? AND state = ?",
-                            (IN_FLIGHT, store_id, seq, PENDING))
+            self._marks.append((IN_FLIGHT, store_id, seq, PENDING))
+            self.pending_counts[store_id] -= 1
         self._refs[key] += 1
         self._sent.setdefault(connection, deque()).append((tm_index, store_id, seq))
 
@@ -294,14 +329,13 @@ class PacketStores:
         queue = self._sent.get(connection)
         if not queue:
             return 0
-        self._begin()
-        done = []
+        done = 0
         while queue and queue[0][0] <= received:
             _, store_id, seq = queue.popleft()
             self._release(store_id, seq)
-            done.append((ACKED, store_id, seq))
-        self.db.executemany("UPDATE packets SET state = ? WHERE store_id = ? AND seq = ?", done)
-        return len(done)
+            self._marks.append((ACKED, store_id, seq, IN_FLIGHT))
+            done += 1
+        return done
 
     def closed(self, connection: Hashable) -> int:
         """``connection`` is gone: its unacknowledged packets no other connection holds go
@@ -309,13 +343,20 @@ class PacketStores:
         queue = self._sent.pop(connection, None)
         if not queue:
             return 0
-        self._begin()
-        back = []
+        back = 0
         for _, store_id, seq in queue:
-            if self._release(store_id, seq) == 0:
-                back.append((PENDING, store_id, seq, IN_FLIGHT))
-        self.db.executemany("UPDATE packets SET state = ? WHERE store_id = ? AND seq = ? AND state = ?", back)
-        return len(back)
+            if self._release(store_id, seq) == 0 and self._known(store_id, seq):
+                self._marks.append((PENDING, store_id, seq, IN_FLIGHT))
+                self.pending_counts[store_id] += 1
+                back += 1
+        return back
+
+    def _known(self, store_id: int, seq: int) -> bool:
+        """Whether the packet is still stored and in flight (neither dropped, deleted nor
+        acknowledged on another connection)."""
+        self._flush()
+        return self.db.execute("SELECT 1 FROM packets WHERE store_id = ? AND seq = ? AND state = ?",
+                               (store_id, seq, IN_FLIGHT)).fetchone() is not None
 
     def _release(self, store_id: int, seq: int) -> int:
         key = (store_id, seq)
@@ -329,6 +370,7 @@ class PacketStores:
     # -- status --------------------------------------------------------------------------
     def status(self) -> list[StoreStatus]:
         """Every store's status (TM[15,13]), by store id."""
+        self._flush()
         out = []
         for store_id, enabled, dropped, expired, deleted, not_stored in self.db.execute(
                 "SELECT store_id, enabled, dropped, expired, deleted, not_stored FROM stores ORDER BY store_id"

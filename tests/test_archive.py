@@ -100,6 +100,7 @@ def test_listener_archives_a_pass_exactly_once_across_a_broken_connection(tmp_pa
         lines = list(listen(lambda: LinkClient(h.link.endpoint, DICT, key=h.key), archive, stop=stop))
         assert lines[0].startswith("connected") and any("went away" in line for line in lines)
         h.pump(0.2)  # the final acknowledgement
+        h.link.stores.commit()
         stored = h.link.stores.db.execute("SELECT store_id, seq, state, packet FROM packets").fetchall()
         waiting = [pus.decode_tm(DICT, p) for *_, state, p in stored if state != ACKED]
         assert [r.name for r in waiting] == ["link.client_disconnected"]  # the listener's own goodbye, for next time

@@ -22,6 +22,7 @@ HK, EVENTS = STORE_BY_NAME["hk"].store_id, STORE_BY_NAME["events"].store_id
 
 
 def _states(stores: PacketStores, store_id: int) -> dict[int, int]:
+    stores.commit()
     return dict(stores.db.execute("SELECT seq, state FROM packets WHERE store_id = ?", (store_id,)))
 
 

@@ -17,7 +17,8 @@ Exactly once
 
 Tables
     ``packets`` (every TM: time, APID, service, subtype, store, raw bytes), ``hk`` (channel
-    values as JSON), ``events``, ``verification`` (TM[1,x] stages by request id),
+    values as JSON, for packets a caller decoded; the listener keeps housekeeping raw only,
+    which is what lets it keep up with a pass), ``events``, ``verification`` (TM[1,x] stages by request id),
     ``results`` (TM[140,1]), ``commands`` (TCs sent: request id, source id, name, arguments),
     ``counters``.
 """
@@ -34,17 +35,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from spacepackets.ecss import peek_pus_packet_info
+from spacepackets.exceptions import InvalidCrcCcitt16Error
 from spacepackets.ecss.tc import PusTc
 
 from flight.dictionary import SEVERITIES, CommandError, Dictionary
 from flight.ground.pus import (
+    TIMESTAMP_LEN,
     EventReport,
     HkReport,
     JobResultReport,
     Report,
     Verification,
     decode_function,
+    decode_tm,
     is_function,
+    unix_from_cds,
 )
 
 ENV_VAR = "RACKFLIGHT_ARCHIVE"
@@ -55,6 +61,9 @@ ACK_INTERVAL_S = 0.5
 """Wall seconds between the listener's commits and downlink acknowledgements."""
 COMMIT_INTERVAL_S = 1.0
 """Most wall seconds a received packet waits uncommitted while more arrive."""
+HK_SERVICE = 3
+RAW_BATCH = 512
+"""Raw housekeeping packets written in one statement."""
 RECONNECT_S = 1.0
 """Wall seconds the listener waits before connecting again after the link went away."""
 
@@ -62,7 +71,6 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS packets (
     id INTEGER PRIMARY KEY, digest BLOB NOT NULL UNIQUE, received_unix_s REAL NOT NULL, utc_unix_s REAL,
     apid INTEGER, service INTEGER, subtype INTEGER, store TEXT, packet BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS packets_time ON packets(utc_unix_s);
 CREATE TABLE IF NOT EXISTS hk (packet_id INTEGER PRIMARY KEY, utc_unix_s REAL NOT NULL, component TEXT NOT NULL,
     channel_values TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (packet_id INTEGER PRIMARY KEY, utc_unix_s REAL NOT NULL, name TEXT NOT NULL,
@@ -78,6 +86,8 @@ CREATE TABLE IF NOT EXISTS commands (id INTEGER PRIMARY KEY, request_id INTEGER 
     args TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+_INSERT_PACKET = ("INSERT OR IGNORE INTO packets (digest, received_unix_s, utc_unix_s, apid, service, subtype, store, "
+                  "packet) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 def archive_path(explicit: str | os.PathLike | None = None) -> Path:
@@ -121,6 +131,8 @@ class Archive:
             self.counters.setdefault(name, 0)
         self._in_tx = False
         self._committed = time.monotonic()
+        self._raw_hk: list[tuple] = []
+        """Housekeeping rows waiting to be written in one batch (:meth:`_flush`)."""
 
     def close(self) -> None:
         self.commit()
@@ -139,30 +151,51 @@ class Archive:
 
     def commit(self) -> None:
         """Make what was added durable (before acknowledging it to the satellite)."""
+        self._flush()
         if self._in_tx:
             self.db.executemany("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)", self.counters.items())
             self.db.execute("COMMIT")
             self._in_tx = False
         self._committed = time.monotonic()
 
+    def _flush(self) -> None:
+        if self._raw_hk:
+            before = self.db.total_changes
+            self.db.executemany(_INSERT_PACKET, self._raw_hk)
+            self.counters["duplicates"] += len(self._raw_hk) - (self.db.total_changes - before)
+            self._raw_hk.clear()
+
     # -- writing ---------------------------------------------------------------------------
-    def add(self, packet: bytes, report: Report | None) -> bool:
-        """Keep a received TM packet and what it decoded to (``None``: it did not); return
-        whether it was new (``False``: a duplicate, counted). Commits at least every
-        :data:`COMMIT_INTERVAL_S` while packets arrive."""
+    def add(self, packet: bytes, report: Report | None = None) -> bool:
+        """Keep a received TM packet and what it decoded to, if the caller decoded it; return
+        whether it was new (``False``: a duplicate, counted). Without a report the archive
+        checks the CRC and reads the header itself, and decodes everything but housekeeping,
+        which is kept raw (``dump`` decodes it when asked) and written with the next batch
+        (duplicates among it are counted then, and it returns ``True``). Commits at least
+        every :data:`COMMIT_INTERVAL_S` while packets arrive."""
         if time.monotonic() - self._committed > COMMIT_INTERVAL_S:
             self.commit()
         self._begin()
         self.counters["received"] += 1
-        apid = service = subtype = None
-        if len(packet) >= 9:  # primary header, then PUS-C TM: version byte, service, subtype
+        apid = service = subtype = utc = None
+        try:
+            peek_pus_packet_info(packet)  # spacepackets' CRC and PUS version check
+            # primary header, then the PUS-C TM secondary header: version, service, subtype, counter, destination, time
             apid, service, subtype = ((packet[0] & 0x07) << 8) | packet[1], packet[7], packet[8]
-        utc = getattr(report, "utc_unix_s", None)
-        cursor = self.db.execute(
-            "INSERT OR IGNORE INTO packets (digest, received_unix_s, utc_unix_s, apid, service, subtype, store, "
-            "packet) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (hashlib.sha256(packet).digest(), time.time(), utc, apid, service, subtype,
-             STORE_OF_SERVICE.get(service), packet))
+            utc = unix_from_cds(packet[13:13 + TIMESTAMP_LEN])
+            if report is None:
+                if service == HK_SERVICE:
+                    self._raw_hk.append((hashlib.sha256(packet).digest(), time.time(), utc, apid, service, subtype,
+                                         STORE_OF_SERVICE[service], packet))
+                    if len(self._raw_hk) >= RAW_BATCH:
+                        self._flush()
+                    return True
+                report = decode_tm(self.dictionary, packet)
+        except (ValueError, InvalidCrcCcitt16Error):  # bad CRC, short, not PUS-C or not known here: kept raw, counted
+            report = None
+            self.counters["undecodable"] += 1
+        cursor = self.db.execute(_INSERT_PACKET, (hashlib.sha256(packet).digest(), time.time(), utc, apid, service,
+                                                  subtype, STORE_OF_SERVICE.get(service), packet))
         if not cursor.rowcount:
             self.counters["duplicates"] += 1
             return False
@@ -180,8 +213,6 @@ class Archive:
             self.db.execute("INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
                             (row, report.job_id, report.outcome, utc, report.work_gpu_s, report.done_gpu_s,
                              report.detail))
-        elif report is None:
-            self.counters["undecodable"] += 1
         return True
 
     def command_sent(self, tc: PusTc, request_id: int) -> None:
@@ -204,6 +235,7 @@ class Archive:
                 store: str | None = None) -> list[tuple[float, int, int, int, bytes]]:
         """``(utc_unix_s, apid, service, subtype, packet)`` of every packet timed in
         ``[from, to]`` (from ``store`` only, when given), oldest first."""
+        self._flush()
         sql = ("SELECT utc_unix_s, apid, service, subtype, packet FROM packets "
                "WHERE utc_unix_s BETWEEN ? AND ?")
         params: list[Any] = [max(from_utc_unix_s, -1e300), min(to_utc_unix_s, 1e300)]

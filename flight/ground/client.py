@@ -91,8 +91,8 @@ class LinkClient:
         self.tm_received = 0
         """TM packets framed on this connection (what :meth:`acknowledge` reports)."""
         self.on_packet: Callable[[bytes, Report | None], None] | None = None
-        """Called with every framed packet and its report (``None``: undecodable) as it
-        arrives, e.g. :meth:`flight.ground.archive.Archive.add`."""
+        """Called with every framed packet and its report (``None``: not decoded, or
+        undecodable) as it arrives, e.g. :meth:`flight.ground.archive.Archive.add`."""
         self.on_sent: Callable[[PusTc, int], None] | None = None
         """Called with every TC (before signing) and its request id once sent, e.g.
         :meth:`flight.ground.archive.Archive.command_sent`."""
@@ -268,13 +268,13 @@ class LinkClient:
             self._buf.clear()
         for packet in packets:
             self.tm_received += 1
-            try:
-                report = decode_tm(self.dictionary, packet)
-            except TmDecodeError:
-                self.undecodable += 1
-                report = None
-            else:
-                if queue:
+            report = None
+            if queue:  # only :meth:`receive` needs every packet decoded here
+                try:
+                    report = decode_tm(self.dictionary, packet)
+                except TmDecodeError:
+                    self.undecodable += 1
+                else:
                     self._reports.append(report)
             if self.on_packet is not None:
                 self.on_packet(packet, report)

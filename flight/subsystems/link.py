@@ -474,23 +474,29 @@ class LinkManager(LinkOperations, Subsystem):
 
     def _send(self, identity: bytes, packet: bytes) -> bool:
         """Write one TM to one connection; whether it went."""
+        return self._send_many(identity, [packet])
+
+    def _send_many(self, identity: bytes, packets: list[bytes]) -> bool:
+        """Write TM packets to one connection in one write (TCP is a byte stream, so the
+        ground frames them apart); whether they went, all or none."""
         if not self.contact:
-            self.tm_dropped_no_contact += 1
+            self.tm_dropped_no_contact += len(packets)
             return False
+        data = packets[0] if len(packets) == 1 else b"".join(packets)
         try:
-            self._sock.send_multipart([identity, packet], zmq.NOBLOCK)
+            self._sock.send_multipart([identity, data], zmq.NOBLOCK)
         except zmq.Again:
-            self.tm_dropped += 1
+            self.tm_dropped += len(packets)
             return False
         except zmq.ZMQError:  # EHOSTUNREACH: the connection closed under us
-            self.tm_dropped += 1
+            self.tm_dropped += len(packets)
             self._forget(identity)
             return False
         conn = self._conns.get(identity)
         if conn is not None:
-            conn.tm_count += 1
-        self.tm_sent += 1
-        self.bytes_down += len(packet)
+            conn.tm_count += len(packets)
+        self.tm_sent += len(packets)
+        self.bytes_down += len(data)
         return True
 
     def _broadcast(self, packet: bytes) -> None:
@@ -512,6 +518,7 @@ class LinkManager(LinkOperations, Subsystem):
             self._broadcast(packet)
 
     def _downlink_hk(self) -> None:
+        reports: list[tuple[bytes, float]] = []
         for name, (sampled_t, values) in self._latest_hk.items():
             if self._stored_hk_t.get(name) == sampled_t:
                 continue  # no new sample since the last report: storing it twice adds nothing
@@ -525,7 +532,8 @@ class LinkManager(LinkOperations, Subsystem):
                 self.tm_errors += 1
                 self._budgeted_event("tm_encode_failed", what=f"{name}.hk", why=str(exc)[:160])
                 continue
-            self._store_tm("hk", packet, sampled_t)
+            reports.append((packet, sampled_t))
+        self._store_many("hk", reports)
 
     def _budgeted_event(self, name: str, **args: Any) -> None:
         if self._event_budget > 0:
@@ -747,27 +755,39 @@ class LinkManager(LinkOperations, Subsystem):
     def _store_tm(self, store: str, packet: bytes, time_s: float) -> None:
         """Keep ``packet`` (timed at onboard ``time_s``) in ``store`` and, in contact, send it
         at once; with storage disabled for that store it is only sent, if in contact."""
+        self._store_many(store, [(packet, time_s)])
+
+    def _store_many(self, store: str, items: list[tuple[bytes, float]]) -> None:
+        """:meth:`_store_tm` for several ``(packet, time_s)``, sent in one write."""
+        if not items:
+            return
         try:
-            seq = self.stores.add(store, packet, time_s, self._utc_at(time_s))
+            seqs = self.stores.add_many(store, [(packet, t, self._utc_at(t)) for packet, t in items])
         except sqlite3.Error as exc:
             self.store_errors += 1
             self._budgeted_event("store_failed", store=store, why=str(exc)[:160])
-            seq = None
-        if seq is None:
-            self._broadcast(packet)
-            return
-        self.tm_stored += 1
-        if self.contact:
-            self._send_stored(STORE_BY_NAME[store].store_id, seq, packet)
+            seqs = [None] * len(items)
+        stored: list[tuple[int, bytes]] = []
+        for seq, (packet, _) in zip(seqs, items, strict=True):
+            if seq is None:
+                self._broadcast(packet)
+            else:
+                self.tm_stored += 1
+                stored.append((seq, packet))
+        if self.contact and stored:
+            self._send_stored(STORE_BY_NAME[store].store_id, stored)
 
-    def _send_stored(self, store_id: int, seq: int, packet: bytes) -> bool:
-        """Send a stored packet to every connection; whether any took it."""
+    def _send_stored(self, store_id: int, items: list[tuple[int, bytes]]) -> bool:
+        """Send stored ``(seq, packet)`` to every connection; whether any took them."""
         sent = False
+        packets = [packet for _, packet in items]
         for identity, conn in list(self._conns.items()):
-            if self._send(identity, packet):
-                self.stores.sent(identity, conn.tm_count, store_id, seq)
+            first = conn.tm_count + 1
+            if self._send_many(identity, packets):
+                for index, (seq, _) in enumerate(items, start=first):
+                    self.stores.sent(identity, index, store_id, seq)
                 sent = True
-        self._budget_bytes -= len(packet)
+        self._budget_bytes -= sum(map(len, packets))
         return sent
 
     def _downlink_backlog(self) -> None:
@@ -779,13 +799,19 @@ class LinkManager(LinkOperations, Subsystem):
                 batch = self.stores.pending(spec.store_id, min(room, 256))
                 if not batch:
                     break
+                fits, size = [], 0
                 for stored in batch:
-                    # a lower priority never overtakes: out of budget or queue room, wait for the next tick
-                    if self._budget_bytes < len(stored.packet) or not self._send_stored(
-                            stored.store_id, stored.seq, stored.packet):
-                        return
-                    room -= 1
-                    self.tm_backlog_sent += 1
+                    if size + len(stored.packet) > self._budget_bytes:
+                        break
+                    size += len(stored.packet)
+                    fits.append((stored.seq, stored.packet))
+                # a lower priority never overtakes: out of budget or queue room, wait for the next tick
+                if not fits or not self._send_stored(spec.store_id, fits):
+                    return
+                room -= len(fits)
+                self.tm_backlog_sent += len(fits)
+                if len(fits) < len(batch):
+                    return
 
     def _store_results(self) -> None:
         """Store a TM[140,1] for each job result in ``jobs.sqlite`` not stored before."""
@@ -821,7 +847,7 @@ class LinkManager(LinkOperations, Subsystem):
             self._results_done.add(job_id)
             self.tm_stored += 1
             if self.contact and seq is not None:
-                self._send_stored(STORE_BY_NAME["results"].store_id, seq, packet)
+                self._send_stored(STORE_BY_NAME["results"].store_id, [(seq, packet)])
 
     def _commit_stores(self) -> None:
         try:
