@@ -50,6 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Hashable, Iterable
 
+from flight.ground.pus import StoreStatusEntry
+
 STORE_FILE = "packet_stores.sqlite"
 
 
@@ -96,23 +98,6 @@ class StoredPacket:
     store_id: int
     seq: int
     packet: bytes
-
-
-@dataclass(frozen=True)
-class StoreStatus:
-    """One store's content and counters, as TM[15,13] reports it (times are UTC, Unix s;
-    ``None`` for an empty store)."""
-
-    store_id: int
-    enabled: bool
-    count: int
-    unacknowledged: int
-    oldest_utc_unix_s: float | None
-    newest_utc_unix_s: float | None
-    dropped: int
-    expired: int
-    deleted: int
-    not_stored: int
 
 
 class PacketStores:
@@ -368,7 +353,7 @@ class PacketStores:
         return max(left, 0)
 
     # -- status --------------------------------------------------------------------------
-    def status(self) -> list[StoreStatus]:
+    def status(self) -> list[StoreStatusEntry]:
         """Every store's status (TM[15,13]), by store id."""
         self._flush()
         out = []
@@ -378,6 +363,6 @@ class PacketStores:
             count, pending, oldest, newest = self.db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(state != ?), 0), MIN(utc_unix_s), MAX(utc_unix_s) FROM packets "
                 "WHERE store_id = ?", (ACKED, store_id)).fetchone()
-            out.append(StoreStatus(store_id, bool(enabled), count, pending, oldest, newest, dropped, expired,
+            out.append(StoreStatusEntry(store_id, bool(enabled), count, pending, oldest, newest, dropped, expired,
                                    deleted, not_stored))
         return out

@@ -119,7 +119,6 @@ from flight.ground.pus import (
     STORAGE_SERVICE,
     TC_APID,
     Rejection,
-    StoreStatusEntry,
     TcStreamParser,
     TmEncoder,
     decode_function,
@@ -886,7 +885,7 @@ class LinkManager(LinkOperations, Subsystem):
                 self._budgeted_event("storage_changed", what=f"{n} packet(s) deleted", stores=names)
             else:
                 wanted = set(request.store_ids or STORE_BY_ID)
-                entries = [StoreStatusEntry(**vars(st)) for st in self.stores.status() if st.store_id in wanted]
+                entries = [st for st in self.stores.status() if st.store_id in wanted]
                 reports.append(store_status_report(self.tm, entries, dest_id=tc.source_id,
                                                    utc_unix_s=self._utc_at(self.time_s)))
         except sqlite3.Error as exc:
