@@ -229,3 +229,16 @@ def test_a_missing_station_key_is_a_clear_error_before_connecting(served, capsys
     time.sleep(3 * FRAME_PERIOD_S)
     assert served.harness.link.tc_received == 0
 
+
+
+def test_watch_keeps_the_newest_sample_when_a_pass_brings_older_ones_after_it():
+    from flight.ground.pus import EventReport, HkReport
+    from tests.link_harness import DICT, THERMAL, UTC0
+
+    view = cli._WatchView("127.0.0.1:1", stale_s=30.0)
+    view.add(HkReport(THERMAL, {**THERMAL_HK, "setpoint_c": 31.0}, UTC0 + 100))
+    view.add(HkReport(THERMAL, {**THERMAL_HK, "setpoint_c": 25.0}, UTC0 + 10))  # from the stored backlog
+    assert view.hk["thermal"].values["setpoint_c"] == 31.0
+    view.add(EventReport("link.contact_lost", DICT.event_id("link.contact_lost"), "INFO", "later", UTC0 + 90))
+    view.add(EventReport("link.contact_lost", DICT.event_id("link.contact_lost"), "INFO", "earlier", UTC0 + 5))
+    assert [e.message for e in view.events] == ["earlier", "later"]
