@@ -96,9 +96,11 @@ def test_missing_parameters_change_nothing():
         m.command("PANIC", "test")
 
 
-def power_manager(tmp_path) -> tuple[PowerManager, list]:
+def power_manager(tmp_path, tle_lines: tuple[str, ...] = ()) -> tuple[PowerManager, list]:
+    """A power manager in this process, its output captured as ``(kind, name, data)``."""
     out: list = []
-    config = RunConfig(bus=BusAddress("inproc://a", "inproc://b", "inproc://c"), data_dir=str(tmp_path))
+    config = RunConfig(bus=BusAddress("inproc://a", "inproc://b", "inproc://c"), data_dir=str(tmp_path),
+                       tle_lines=tuple(tle_lines))
     pm = PowerManager(config, lambda kind, name, data: out.append((kind, name, data)))
     pm.on_start()
     return pm, out

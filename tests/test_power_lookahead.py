@@ -110,3 +110,16 @@ def test_one_orbit_uses_the_battery_down_to_the_floor_and_not_below(tmp_path):
     lowest = min(socs)
     assert floor <= lowest <= floor + PLAN_MARGIN_SOC + 0.01
     assert int(np.argmin(socs)) + 1 == pytest.approx(expected.end_s, abs=120)
+
+
+def test_the_sun_sensor_overrules_a_forecast_of_sunlight(tmp_path):
+    """A stale element set: the forecast says sunlit, the Sun is hidden. The battery still
+    carries the load, planned as the worst eclipse."""
+    _, tle = load_tle("sim_hw/data/tle-beta0.txt", "RACKSAT-BETA0")
+    pm, out = power_manager(tmp_path, tle_lines=tle)
+    pm.on_frame(1, 100.0, sunlit_frame())
+    assert not pm.plan.in_eclipse and pm.plan.eclipse.start_s == pytest.approx(1770.0, abs=1.0)
+    pm.on_frame(2, 101.0, sunlit_frame(sun_fraction=0.0, solar_array_power_w=0.0, shunt_power_w=0.0))
+    assert pm.plan.in_eclipse and pm.plan.eclipse.duration_s == ECLIPSE_MAX_S and pm.plan.allowance_w > 0
+    assert not [name for _, name, _ in out if name == "power.forecast_unavailable"]
+    pm.on_stop()

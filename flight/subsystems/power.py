@@ -379,14 +379,20 @@ class PowerManager(Subsystem):
                 self._act(firing)
 
     def _eclipse(self, t_s: float, sun: float) -> tuple[Eclipse | None, bool]:
-        """The eclipse to plan for and whether it is under way; the worst case without a forecast."""
+        """The eclipse to plan for and whether it is under way; the worst case without a forecast.
+        The sun sensor overrules a forecast that has the satellite in sunlight while the Sun is
+        hidden (a stale element set, or an edge within the forecast's tolerance): the battery
+        then carries the load as in the worst eclipse rather than not at all."""
         if self.forecast is not None:
             try:
                 eclipse = self.forecast.next_eclipse(t_s)
             except OrbitError as exc:
                 self.forecast, self.forecast_why = None, f"propagation failed: {exc}"
             else:
-                return eclipse, eclipse is not None and eclipse.start_s <= t_s
+                in_shadow = eclipse is not None and eclipse.start_s <= t_s
+                if in_shadow or sun >= 1.0:
+                    return eclipse, in_shadow
+                return Eclipse(t_s, t_s + ECLIPSE_MAX_S), True
         if self.forecast_why:
             self.event("forecast_unavailable", why=self.forecast_why)
             self.forecast_why = ""
