@@ -109,6 +109,13 @@ def test_periodic_housekeeping_follows_disable_enable_and_the_structure_interval
     assert struct.unpack_from(">HBI", reports[0][2]) == (THERMAL_SID, 1, 2_000)
 
 
+def test_a_shorter_interval_applies_from_now(harness, ground, operator):
+    assert fly(harness, ground, 12).count((3, 25, THERMAL_SID)) == 1, "reported, next due in 10 s"
+    interval_id = DICT.parameter_id("link.hk_interval_s")
+    assert operator.ask(operator.tc(20, 3, struct.pack(">HHd", 1, interval_id, 2.0)))[0] == [1, 3, 7]
+    assert fly(harness, ground, 6).count((3, 25, THERMAL_SID)) >= 2
+
+
 # -- service 5 ----------------------------------------------------------------------------------
 def test_event_reports_follow_disable_and_enable_and_the_disabled_list_is_reported(harness, ground, operator):
     event_id = DICT.event_id(SETPOINT_EVENT)

@@ -284,19 +284,32 @@ class LinkOperations:
         if self._change(conn, tc, "housekeeping settings",
                         lambda: self._settings.put("hk_intervals_s", {str(k): v for k, v in merged.items()})):
             self.hk_intervals_s = merged
-            for sid, interval_s in intervals_s.items():
-                self._hk_next_s[sid] = min(self._hk_next_s.get(sid, 0.0), self.time_s + interval_s)
-            self._next_hk_s = min(self._next_hk_s, self.time_s + self._hk_gate_interval_s())
+            self._hk_interval_changed()
 
-    def _clear_hk_intervals(self) -> None:
-        """Drop every structure's own interval (``link.set_hk_interval`` sets one for all).
-
-        Raises:
-            sqlite3.Error: not stored (nothing changed).
-        """
-        if self._settings is not None:
-            self._settings.put("hk_intervals_s", {})
+    def cmd_set_hk_interval(self, interval_s: float) -> str:
+        """``link.set_hk_interval``: one interval for every structure (their own TC[3,31]
+        intervals are dropped)."""
+        try:
+            if self._settings is not None:
+                self._settings.put("hk_intervals_s", {})
+        except sqlite3.Error as exc:
+            raise CommandError("EXECUTION_ERROR", f"cannot store the housekeeping settings: {exc}") from None
         self.hk_intervals_s = {}
+        self.hk_interval_s = interval_s
+        self._hk_interval_changed()
+        return f"housekeeping every {interval_s:g} s"
+
+    def cmd_set_parameter(self, name: str, value: float) -> str:
+        done = super().cmd_set_parameter(name, value)
+        if name == "hk_interval_s":
+            self._hk_interval_changed()
+        return done
+
+    def _hk_interval_changed(self) -> None:
+        """A shorter interval applies from now, not after the longer one has run out."""
+        for sid, next_s in self._hk_next_s.items():
+            self._hk_next_s[sid] = min(next_s, self.time_s + self.hk_intervals_s.get(sid, self.hk_interval_s))
+        self._next_hk_s = min(self._next_hk_s, self.time_s + self._hk_gate_interval_s())
 
     # -- service 5 -------------------------------------------------------------------------
     def _parse_events(self, subtype: int) -> Callable[[bytes], list[int]]:

@@ -457,15 +457,6 @@ class LinkManager(LinkOperations, Subsystem):
         if bool(frame["transmitter_on"]) != contact:
             self.actuate(transmitter_on=contact)
 
-    def cmd_set_hk_interval(self, interval_s: float) -> str:
-        try:
-            self._clear_hk_intervals()
-        except sqlite3.Error as exc:
-            raise CommandError("EXECUTION_ERROR", f"cannot store the housekeeping settings: {exc}") from None
-        self.hk_interval_s = interval_s
-        self._next_hk_s = min(self._next_hk_s, self.time_s + interval_s)
-        return f"housekeeping every {interval_s:g} s"
-
     # -- downlink ----------------------------------------------------------------------
     def _utc_at(self, sim_time_s: float) -> float:
         # before the first frame onboard UTC is unknown; the host clock stands in for an RTC
