@@ -214,6 +214,24 @@ def test_the_schedule_survives_a_restart_of_the_link(tmp_path):
         second.close()
 
 
+def test_in_lab_mode_a_scheduled_tc_is_unsigned_like_every_other(tmp_path):
+    harness = LinkHarness(tmp_path, lab=True)
+    try:
+        harness.frame()
+        ground = Ground(harness)
+        operator = Operator(ground)
+        inner = _inner(operator, "link.set_hk_interval", {"interval_s": 6.0})
+        insert = ops.insert_data([(UTC0 + harness.tick + 2, bytes(inner.pack()))])
+        assert operator.ask(operator.tc(11, 4, insert))[0] == [1, 3, 7]
+        for _ in range(3):
+            harness.frame()
+        harness.pump(0.05)
+        assert harness.link.hk_interval_s == 6.0
+        ground.close()
+    finally:
+        harness.close()
+
+
 # -- service 20 ---------------------------------------------------------------------------------
 def test_parameters_are_reported_set_through_their_owner_and_persisted(tmp_path, harness, operator):
     ids = [DICT.parameter_id(n) for n in ("thermal.setpoint_c", "link.hk_interval_s")]
