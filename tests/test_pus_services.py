@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from spacepackets.ccsds.time import CdsShortTimestamp
 from spacepackets.ecss.tc import PusTc
+from spacepackets.ecss.tm import InvalidTmCrc16Error, PusTm
 
 from flight.ground import pus
 from flight.ground import pus_ops as ops
@@ -78,6 +79,23 @@ def fly(harness: LinkHarness, ground: Ground, seconds: int) -> list[tuple[int, i
         harness.frame()
         got += [(s, t, a) for s, t, a, *_ in ground.collect(seconds=0.02, keep=(3, 5))]
     return got
+
+
+@pytest.mark.parametrize("ask, report", [
+    ((3, 9, struct.pack(">HH", 1, THERMAL_SID)), (3, 10)),
+    ((5, 7, b""), (5, 8)),
+    ((11, 16, b""), (11, 10)),
+    ((20, 1, struct.pack(">HH", 1, DICT.parameter_id("thermal.setpoint_c"))), (20, 2)),
+])
+def test_each_new_report_reads_with_spacepackets_own_pus_c_reader(harness, ground, operator, ask, report):
+    ground.send_tc(operator.tc(*ask))
+    (packet,) = [p for s, t, _, _, p in ground.collect(lambda got: (1, 7) in [g[:2] for g in got],
+                                                     keep=(1, report[0])) if (s, t) == report]
+    tm = PusTm.unpack(packet, timestamp_len=CdsShortTimestamp.TIMESTAMP_SIZE)
+    assert (tm.apid, tm.service, tm.message_subtype, tm.pus_tm_sec_header.dest_id) == (pus.TC_APID, *report, SOURCE)
+    assert CdsShortTimestamp.unpack(tm.timestamp).as_unix_seconds() == UTC0 + harness.tick
+    with pytest.raises(InvalidTmCrc16Error):
+        PusTm.unpack(packet[:-1] + bytes([packet[-1] ^ 1]), timestamp_len=CdsShortTimestamp.TIMESTAMP_SIZE)
 
 
 # -- service 3 ----------------------------------------------------------------------------------
