@@ -121,3 +121,12 @@ def test_dict_shows_commands_telemetry_events_and_parameters(capsys):
     for heading in ("commands (TC[8,1])", "telemetry (TM[3,25])", "events (TM[5,x])", "parameters (PUS 20)"):
         assert heading in out
     assert "thermal.setpoint_c" in out and "15 .. 45" in out and "power.soc_floor" in out
+
+
+def test_a_schedule_signed_with_a_key_the_satellite_does_not_know_is_refused(served, tmp_path, capsys):
+    keys.create_key(tmp_path / "other")
+    stranger = keys.key_path(tmp_path / "other", keys.LOCAL_STATION)
+    assert run("schedule", "add", "--link", served.endpoint, "--key", str(stranger), "+5", "exec.noop") == 1
+    out = capsys.readouterr().out
+    assert "AUTHENTICATION_ERROR" in out and "check --station/--key/--keys" in out
+    assert len(served.harness.link.schedule) == 0

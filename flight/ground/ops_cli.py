@@ -191,6 +191,8 @@ def _run(args: argparse.Namespace, dictionary: Dictionary, service: int, subtype
          prepare=None) -> tuple[int, list]:
     """Connect, send TC[service,subtype] (``prepare(client)`` may build ``data`` once
     connected), print each verification stage; return the exit code and the reports."""
+    from flight.ground.client import Rejected
+
     client = cli._connect(args, dictionary, sign=True)
     if client is None:
         return cli.EXIT_FAILED, []
@@ -208,6 +210,11 @@ def _run(args: argparse.Namespace, dictionary: Dictionary, service: int, subtype
                     final = report
                 else:
                     reports.append(report)
+        except Rejected as exc:  # the ping that reads the onboard clock for +SECONDS
+            print(f"TC[17,1] refused by {args.link}: {exc}")
+            if exc.report.code == "AUTHENTICATION_ERROR":
+                print(cli._auth_hint(args))
+            return cli.EXIT_FAILED, reports
         except (TimeoutError, ConnectionError) as exc:
             print(f"{'':11s}  {exc}")
             return cli.EXIT_FAILED, reports
