@@ -20,9 +20,10 @@ Effects (the physics they act on, in :mod:`sim_hw.thermal`, :mod:`sim_hw.power`,
     unchanged (the motor still turns at its speed), so the heat is the same and the flow
     and cold-plate conductance both fall. Clearing restores full flow.
 ``radiator_area_lost``
-    A fraction ``value`` of the radiating panel area no longer rejects heat (panels
-    isolated after a micrometeoroid puncture, or a deployment failure); every zone's
-    emitting area shrinks by the same fraction.
+    A fraction ``value`` of the radiating panel area no longer rejects heat (a panel
+    section lost to debris, a deployment failure). Modelled as every zone's emitting area
+    shrinking by that fraction; the fluid path and the panels' heat capacity are kept (a
+    simplification: an isolated section would also take its fluid and mass out of the loop).
 ``battery_capacity_lost``
     The battery management system isolates a fraction ``value`` of the cells (a failed
     module string): capacity and stored energy fall by that fraction, SOC is unchanged.
