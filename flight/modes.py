@@ -24,7 +24,7 @@ SAFE           ``battery_soc < 0.40`` (contingency, 60 %    5 s      never: only
                DoD, DESIGN.md); also by command, a
                monitoring action, or repeated process
                restarts (the executive)
-THERMAL_LIMIT  ``gpu_temp_max_c > 85`` (slowdown is 89,     30 s     ``gpu_temp_max_c < 82`` and                  120 s
+THERMAL_LIMIT  ``gpu_temp_max_c > 85`` (slowdown is 89,     30 s     ``gpu_temp_max_c < 82`` and                  600 s
                shutdown 92), ``coolant_supply_error_c > 3``           ``coolant_supply_error_c < 1.5``
 POWER_SAVE     ``soc_above_floor < 0.01`` (the energy plan  10 s     ``soc_above_floor > 0.10``,                  300 s
                aims 0.02 above the floor, so this is the             ``sun_fraction >= 1`` and
@@ -37,7 +37,9 @@ NOMINAL        none of the above
 Each automatic mode is a latch: it sets after its entry condition has held for ``persist``
 seconds and clears after its exit condition has held for ``dwell`` seconds; between the
 entry and exit thresholds nothing changes, so a parameter sitting on a threshold cannot make
-the mode chatter. When several latches are set the most protective mode wins (SAFE, then
+the mode chatter. The dwells are long against the persistences because leaving a mode restores
+the load that brought it on (with a quarter of the radiator area lost, a 120 s THERMAL_LIMIT
+dwell cycled twice an orbit in sim_hw). When several latches are set the most protective mode wins (SAFE, then
 THERMAL_LIMIT, then POWER_SAVE). SAFE is left only by command. Thresholds are estimates
 chosen against the simulator (sim_hw) unless a source is given.
 
@@ -99,7 +101,7 @@ RULES = (
     Rule("SAFE", (Condition("battery_soc", "<", SOC_CONTINGENCY),), 5.0, (), math.inf),
     Rule("THERMAL_LIMIT",
          (Condition("gpu_temp_max_c", ">", 85.0), Condition("coolant_supply_error_c", ">", 3.0)), 30.0,
-         (Condition("gpu_temp_max_c", "<", 82.0), Condition("coolant_supply_error_c", "<", 1.5)), 120.0),
+         (Condition("gpu_temp_max_c", "<", 82.0), Condition("coolant_supply_error_c", "<", 1.5)), 600.0),
     Rule("POWER_SAVE",
          (Condition("soc_above_floor", "<", 0.01), Condition("eclipse_energy_margin_j", "<", 0.0)), 10.0,
          (Condition("soc_above_floor", ">", 0.10), Condition("sun_fraction", ">=", 1.0),
