@@ -31,7 +31,8 @@ import os
 import signal
 import sys
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
 
 import numpy as np
 import zmq
@@ -342,13 +343,16 @@ class BusSide:
             self._emit("ctl", "sync", {"expected": sorted(self._expected)})
             self._next_sync = now + SYNC_PERIOD_S
 
-    def drain_bus(self) -> None:
-        for frames in bus.drain(self.sub):
+    def _decoded(self, sock: zmq.Socket) -> Iterator[Message]:
+        """Every message queued on ``sock``; an undecodable one is counted, not delivered."""
+        for frames in bus.drain(sock):
             try:
-                msg = decode(frames[-1])
+                yield decode(frames[-1])
             except DecodeError:
                 self.bridge.decode_errors += 1
-                continue
+
+    def drain_bus(self) -> None:
+        for msg in self._decoded(self.sub):
             self.bridge.on_message(msg)
 
     # -- commands ----------------------------------------------------------------------
@@ -362,12 +366,7 @@ class BusSide:
 
     def on_commands(self) -> None:
         """Execute the bridge's own commands; follow the scenario commands' responses."""
-        for frames in bus.drain(self.dealer):
-            try:
-                msg = decode(frames[-1])
-            except DecodeError:
-                self.bridge.decode_errors += 1
-                continue
+        for msg in self._decoded(self.dealer):
             if not isinstance(msg.data, dict):
                 self.bridge.decode_errors += 1
             elif msg.kind == "cmd":
