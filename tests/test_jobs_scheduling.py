@@ -11,7 +11,7 @@ from flight.eclipse_forecast import EclipseForecast
 from flight.hal import N_GPUS
 from flight.messages import Message
 from flight.tle import DEFAULT_TLE_PATH, load_tle
-from tests.test_jobs import GOOD, Harness, rows
+from tests.test_jobs import GOOD, STEPS, Harness, reference_digest, rows, tick_until  # noqa: F401 (fixture)
 
 BETA0_TLE = load_tle(DEFAULT_TLE_PATH.parent / "tle-beta0.txt")[1]
 
@@ -166,3 +166,23 @@ def test_jobs_the_battery_will_not_carry_checkpoint_before_the_eclipse_and_resum
     assert all(j.checkpoint_gpu_s > 0 for j in yielded), "each checkpointed before the shadow"
     h.tick(int(eclipse.end_s) - h.runner.tick + 2)
     assert h.runner.busy.sum() == 72, "all resumed after the eclipse"
+
+
+def test_a_command_job_is_preempted_through_its_checkpoint_contract_and_finishes_with_its_output(
+        tmp_path, reference_digest):  # noqa: F811 (the fixture imported above)
+    h = Harness(tmp_path)
+    program = submit(h, kind="matmul", gpus_min=70, gpus_max=70, work_gpu_s=float(STEPS), priority=1,
+                     checkpoint_interval_s=10.0)
+    job = h.runner.jobs[program]
+    tick_until(h, lambda: job.state == "running" and job.done_gpu_s > 0)
+    urgent = submit(h, gpus_min=72, gpus_max=72, work_gpu_s=72 * 5.0, priority=9, checkpoint_cost_s=0.0)
+    tick_until(h, lambda: urgent in h.runner.jobs and h.runner.jobs[urgent].state == "running")
+    assert program not in h.runner.programs and job.state == "queued" and job.checkpoint_gpu_s > 0, (
+        "the program checkpointed and exited (SIGTERM) before the GPUs changed hands")
+    preempted_at = job.checkpoint_gpu_s
+    tick_until(h, lambda: program not in h.runner.jobs)
+    started = [e["args"] for e in h.events("job_started") if e["args"]["job_id"] == program]
+    assert started[-1]["checkpoint_gpu_s"] == pytest.approx(preempted_at), "resumed from its own checkpoint"
+    ((detail,),) = rows(tmp_path / "jobs.sqlite", f"SELECT detail FROM results WHERE job_id = {program}")
+    assert f"sha256 {reference_digest}" in detail, "the preempted program's result equals an uninterrupted run's"
+    assert (tmp_path / "results" / f"job-{program}.npy").exists()
