@@ -4,6 +4,7 @@ critical jobs catching injected silent data corruption, and fenced GPUs taking n
 
 import re
 
+import numpy as np
 import pytest
 
 from flight.dictionary import CommandError
@@ -186,3 +187,19 @@ def test_a_command_job_is_preempted_through_its_checkpoint_contract_and_finishes
     ((detail,),) = rows(tmp_path / "jobs.sqlite", f"SELECT detail FROM results WHERE job_id = {program}")
     assert f"sha256 {reference_digest}" in detail, "the preempted program's result equals an uninterrupted run's"
     assert (tmp_path / "results" / f"job-{program}.npy").exists()
+
+
+def test_thermal_headroom_steers_placement_and_a_malformed_headroom_or_mode_changes_nothing(tmp_path):
+    h = Harness(tmp_path)
+    headroom = np.full(N_GPUS, 900.0)
+    headroom[:8] = 300.0  # too hot for even the lowest power limit
+    h.runner.on_message(Message("thermal", 0, 0, 0.0, "data", "thermal.headroom", {"gpu_headroom_w": headroom}))
+    job = submit(h, gpus_min=64, gpus_max=72)
+    h.tick(1)
+    assert gpus_of(h, job) == list(range(8, 72)), "no new work on a GPU without thermal headroom"
+    for bad in ({"gpu_headroom_w": [1.0, 2.0]}, {"gpu_headroom_w": "hot"}, ["not", "a", "map"]):
+        h.runner.on_message(Message("thermal", 0, 0, 0.0, "data", "thermal.headroom", bad))
+    for bad in ({"mode": "PANIC"}, {}, None):
+        h.runner.on_message(Message("executive", 0, 0, 0.0, "ctl", "mode", bad))
+    assert h.runner.decode_errors == 6 and len(h.events("decode_error")) == 6
+    assert h.runner.mode == "NOMINAL" and (h.runner.headroom_w[:8] == 300.0).all()

@@ -379,12 +379,28 @@ class JobRunner(Subsystem):
         return f"job {job_id} replica {replica} corrupted"
 
     def on_message(self, msg: Message) -> None:
+        """Thermal headroom (``gpu_headroom_w``, W, shape ``(N_GPUS,)``) and the mode
+        (``{"mode": one of MODES}``); anything else on those topics is counted and reported
+        as a decode error and changes nothing."""
+        data = msg.data if isinstance(msg.data, dict) else {}
         if msg.name == "thermal.headroom":
-            self.headroom_w[:] = msg.data["gpu_headroom_w"]
+            raw = data.get("gpu_headroom_w")
+            headroom = np.asarray(raw) if isinstance(raw, (list, np.ndarray)) else None
+            if headroom is None or headroom.shape != (N_GPUS,) or headroom.dtype.kind not in "fiu":
+                self._bad_message(msg, f"gpu_headroom_w is not {N_GPUS} numbers")
+                return
+            self.headroom_w[:] = headroom
             self.dirty = True
-        elif msg.name == "mode" and msg.data.get("mode") in MODES and msg.data["mode"] != self.mode:
-            self.mode = msg.data["mode"]
-            self.dirty = True
+        elif msg.name == "mode":
+            if data.get("mode") not in MODES:
+                self._bad_message(msg, f"unknown mode {str(data.get('mode'))[:20]!r}")
+            elif data["mode"] != self.mode:
+                self.mode = data["mode"]
+                self.dirty = True
+
+    def _bad_message(self, msg: Message, why: str) -> None:
+        self.decode_errors += 1
+        self.event("decode_error", topic=msg.topic.decode(errors="replace")[:40], why=why)
 
     # -- the tick ------------------------------------------------------------------------
     def _stop(self, job: Job, state: str) -> None:
