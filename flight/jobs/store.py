@@ -10,7 +10,10 @@ Schema::
     checkpoints(job_id, time_s, done_gpu_s)           -- the checkpoints index, one row each
     results(job_id PK, outcome, time_s, work_gpu_s, done_gpu_s, detail)
         -- one row per finished job, written in the transaction that finishes it; the
-        -- primary key makes a second completion of one job impossible
+        -- primary key makes a second completion of one job impossible. outcome: completed |
+        -- cancelled | failed; time_s: simulated s since the run epoch; detail: for a program
+        -- job "sha256 <hex> results/job-<id>.npy" (its output file under the data dir), for a
+        -- critical synthetic job "2 replicas agree: sha256 <hex>", for a failure why, else ""
     fenced(gpu PK, time_s, reason)                    -- GPUs no new work lands on
     ecc_uncorrectable(gpu, time_s)                    -- the fencing window's history
 
