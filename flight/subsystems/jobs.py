@@ -26,7 +26,7 @@ Each tick (rate group ``run``):
    battery will not carry through the coming eclipse checkpoint before it and resume after)
    and by the executive's mode (``ctl/mode``: ``SAFE`` checkpoints and stops everything,
    ``POWER_SAVE`` keeps only critical and high-priority jobs, ``THERMAL_LIMIT`` halves the
-   GPUs held, keeping the coolest).
+   GPUs held: the lowest jobs yield). New work lands on the GPUs with the most headroom first.
 4. The runner offers load on exactly the GPUs it uses (``gpu_load_frac``) and publishes
    per-GPU priority weights for the power manager's allocator (data product
    ``jobs.demand``, whenever they change, and with every housekeeping packet).
@@ -104,8 +104,9 @@ SHED_PERSIST_TICKS = 10
 """Ticks the power manager must keep busy GPUs parked before the runner gives up GPUs to
 match (a passing shed does not cost a checkpoint)."""
 THERMAL_LIMIT_GPU_FRACTION = 0.5
-"""In ``THERMAL_LIMIT`` jobs hold at most this fraction of the usable GPUs (the coolest): the
-rack's heat falls by the busy-minus-idle power of the rest while the radiators recover."""
+"""In ``THERMAL_LIMIT`` jobs hold at most this fraction of the usable GPUs (the lowest-priority
+jobs yield the rest): the rack's heat falls by the busy-minus-idle power of the GPUs let go
+while the radiators recover (a rule of this project, not a standard)."""
 
 
 class JobRunner(Subsystem):
