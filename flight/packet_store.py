@@ -33,8 +33,9 @@ Retention
     spans ~3.9 days.
 
 Delivery (see :class:`PacketStores` methods)
-    A packet is *pending* until sent, *in flight* once written to one or more ground
-    connections, and *acknowledged* when a ground that received it says so (TC[15,130]
+    A packet is *pending* until sent, *in flight* once written to one or more archiving
+    ground connections (the link's; they asked for the backlog), and *acknowledged* when a
+    ground that received it says so (TC[15,130]
     carries the number of TM packets the connection has received; TCP keeps order, so that
     count names exactly the packets that arrived). A connection that closes returns its
     unacknowledged packets to pending, so they are sent again; a link restart does the same

@@ -134,6 +134,15 @@ def _read(packet: bytes) -> PusTm:
     return tm
 
 
+def _archiving(ground: Ground) -> Ground:
+    """``ground`` after its TC[15,130] with nothing received yet: it archives, so the link
+    sends it the stored backlog."""
+    ground.send_tc(pus.storage_tc(pus.DOWNLINK_ACK, received=0, seq_count=8, source_id=0x1234,
+                                  ack_flags=pus.ACK_NONE))
+    ground.harness.pump(0.05)
+    return ground
+
+
 def _event(harness: LinkHarness, n: int) -> None:
     harness.publish("ev", "thermal.setpoint_changed",
                     {"severity": "INFO", "message": f"coolant setpoint change {n}", "args": {}})
@@ -141,6 +150,19 @@ def _event(harness: LinkHarness, n: int) -> None:
 
 def _events_received(got) -> list[str]:
     return [pus.decode_tm(DICT, p[-1]).message for p in got if p[0] == 5 and p[2] == 3]
+
+
+def test_a_ground_that_never_acknowledges_gets_real_time_only(ground, harness):
+    _event(harness, 0)
+    harness.frame()
+    assert _events_received(ground.collect(seconds=0.2, keep=(5,))) == ["coolant setpoint change 0"]
+    ground.close()
+    harness.pump(0.1)
+    again = Ground(harness)  # the event was never acknowledged, but this ground did not ask for the backlog
+    harness.frame()
+    assert _events_received(again.collect(seconds=0.2, keep=(5,))) == []
+    assert harness.link.stores.pending_counts[EVENTS] >= 1  # it waits on board for an archiving ground
+    again.close()
 
 
 def test_out_of_contact_events_wait_on_board_and_come_down_on_the_next_pass_by_priority(harness):
@@ -153,7 +175,10 @@ def test_out_of_contact_events_wait_on_board_and_come_down_on_the_next_pass_by_p
     harness.frame(contact=False)
     harness.frame(contact=False)
     assert ground.collect(seconds=0.2, keep=(3, 5)) == []
-    harness.frame(contact=True)
+    harness.frame(contact=True)  # real time only: this ground has not asked for the backlog yet
+    assert ground.collect(seconds=0.2, keep=(3, 5))[0][2] == DICT.components["link"].component_id
+    _archiving(ground)
+    harness.frame()
     got = ground.collect(lambda g: (3, 25, THERMAL.component_id) in [p[:3] for p in g], keep=(3, 5))
     assert _events_received(got) == [f"coolant setpoint change {n}" for n in range(3)]
     thermal = [s for s, _, apid, *_ in got if apid == THERMAL.component_id]
@@ -167,8 +192,8 @@ def test_backlog_stays_within_the_pass_data_rate(harness):
     harness.frame(contact=False)
     for n in range(20):
         _event(harness, n)
-    harness.frame(contact=False)
-    ground = Ground(harness)
+    harness.frame(contact=True, downlink_rate_bps=0.0)
+    ground = _archiving(Ground(harness))
     size = len(pus.TmEncoder().event_report(DICT, "thermal.setpoint_changed", "coolant setpoint change 0",
                                             utc_unix_s=UTC0))
     got = []
@@ -184,13 +209,14 @@ def test_acknowledged_packets_are_done_and_unacknowledged_ones_go_to_the_next_co
     for n in range(5):
         _event(harness, n)
     harness.frame(contact=False)
-    first = Ground(harness)
+    harness.frame()
+    first = _archiving(Ground(harness))
     harness.frame()
     got = first.collect(lambda g: len(_events_received(g)) >= 5, keep=(3, 5))
     received = len(got)
     first.close()  # went away without acknowledging
     harness.pump(0.1)
-    second = Ground(harness)
+    second = _archiving(Ground(harness))
     harness.frame()
     got = second.collect(lambda g: len(_events_received(g)) >= 5, keep=(1, 3, 5))
     assert _events_received(got)[:5] == [f"coolant setpoint change {n}" for n in range(5)]
@@ -271,11 +297,11 @@ def test_job_results_are_stored_once_and_parse_with_spacepackets(tmp_path):
 
     jobs = JobStore(tmp_path / "jobs.sqlite")
     jobs.db.execute("INSERT INTO results (job_id, outcome, time_s, work_gpu_s, done_gpu_s, detail) "
-                    "VALUES (7, 'completed', 3.0, 100.0, 100.0, 'sha256 ab12')")
+                    "VALUES (7, 'completed', 0.5, 100.0, 100.0, 'sha256 ab12')")
     h = LinkHarness(tmp_path)
     try:
         h.frame()
-        ground = Ground(h)
+        ground = _archiving(Ground(h))
         h.frame()
         got = ground.collect(lambda g: any(p[0] == 140 for p in g), keep=(140,))
         ((service, subtype, apid, tm, packet),) = got
@@ -284,7 +310,7 @@ def test_job_results_are_stored_once_and_parse_with_spacepackets(tmp_path):
         report = pus.decode_tm(DICT, packet)
         assert (report.job_id, report.outcome, report.done_gpu_s, report.detail) == (7, "completed", 100.0,
                                                                                       "sha256 ab12")
-        assert report.utc_unix_s == pytest.approx(UTC0 + 3.0, abs=1e-3)
+        assert report.utc_unix_s == pytest.approx(UTC0 + 0.5, abs=1e-3)
         for _ in range(12):
             h.frame()
         assert h.link.stores.counts[STORE_BY_NAME["results"].store_id] == 1

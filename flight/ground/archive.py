@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from spacepackets.ecss import peek_pus_packet_info
-from spacepackets.exceptions import InvalidCrcCcitt16Error
 from spacepackets.ecss.tc import PusTc
+from spacepackets.exceptions import InvalidCrcCcitt16Error
 
 from flight.dictionary import SEVERITIES, CommandError, Dictionary
 from flight.ground.pus import (
@@ -291,6 +291,7 @@ def listen(connect: Callable[[], Any], archive: Archive, *, stop: Callable[[], b
         yield f"connected to {client.endpoint}"
         try:
             with client:
+                client.acknowledge()  # received 0: marks this connection as archiving, so the backlog comes here
                 last_ack = time.monotonic()
                 acked = 0
                 while not stop():

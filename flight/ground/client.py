@@ -281,8 +281,8 @@ class LinkClient:
 
     def acknowledge(self) -> None:
         """Tell the link how many TM packets this connection has received (TC[15,130]), so
-        it stops holding the stored ones among them for re-sending (:mod:`flight.packet_store`).
-        Only failures are reported back.
+        it stops holding the stored ones among them for re-sending (:mod:`flight.packet_store`);
+        the first one also asks for the stored backlog. Only failures are reported back.
 
         Raises:
             OSError: the connection is broken.

@@ -13,8 +13,7 @@ import time
 from typing import Any
 
 from flight.dictionary import SEVERITIES
-from flight.ground import cli, ops_cli
-from flight.ground import pus
+from flight.ground import cli, ops_cli, pus
 from flight.ground.archive import Archive, archive_path, listen
 from flight.packet_store import STORE_BY_ID, STORE_BY_NAME
 
@@ -184,6 +183,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
             return cli.EXIT_FAILED
         with client:
             try:
+                client.acknowledge()  # an archiving connection: the retrieved packets come to it
                 for spec in wanted:
                     data = pus.storage_data(pus.RETRIEVE_BY_TIME_RANGE, store_ids=[spec.store_id],
                                             from_utc_unix_s=args.from_utc, to_utc_unix_s=args.to_utc)

@@ -43,10 +43,12 @@ Store and forward (:mod:`flight.packet_store`)
     reports, then housekeeping, then job results, oldest first, within the tick's share of
     the frame's ``downlink_rate_bps`` (``rate × tick_s / 8`` bytes, real time included; in
     ``always`` contact without a pass rate :data:`LAB_DOWNLINK_RATE_BPS`) and at most
-    :data:`BACKLOG_PACKETS_PER_TICK` packets. A stored packet goes to every connection open
-    when it is sent; it is done once a ground acknowledges it (TC[15,130], the number of TM
-    packets that connection has received), and goes back to the backlog when every
-    connection it went to closed without acknowledging it. TC[15,1]/[15,2] enable/disable
+    :data:`BACKLOG_PACKETS_PER_TICK` packets. Real time goes to every connection; the
+    backlog only to *archiving* connections, those that have sent a TC[15,130] downlink
+    acknowledgement (the number of TM packets that connection has received; 0 to start).
+    A stored packet sent to archiving connections is done once one acknowledges it, and
+    goes back to the backlog when every one it went to closed without acknowledging it;
+    with no archiving connection it waits on board. TC[15,1]/[15,2] enable/disable
     storage per store, TC[15,9] queues a store's packets in a time range for downlink
     again, TC[15,11] deletes up to a time, TC[15,12] answers with TM[15,13] (each store's
     count, unacknowledged packets, time span and retention counters) to its sender.
@@ -191,6 +193,9 @@ class _Connection:
     bucket: _TokenBucket
     tm_count: int = 0
     """TM packets written to this connection so far (what TC[15,130] acknowledges)."""
+    archiving: bool = False
+    """It has sent a TC[15,130]: a ground that archives and acknowledges, so it is sent the
+    stored backlog and holds what it was sent until it acknowledges it."""
 
 
 @dataclass
@@ -240,7 +245,6 @@ class LinkManager(LinkOperations, Subsystem):
                     yellow=(0, 0)),
             Channel("tc_rate_limited", "int", "count", "Telecommands dropped over a connection's rate limit.",
                     yellow=(0, 0)),
-            Channel("tm_stored", "int", "count", "Packets put in the onboard packet stores."),
             Channel("tm_backlog_sent", "int", "count", "Stored packets sent from the backlog (after real time)."),
             Channel("tm_acknowledged", "int", "count", "Stored packets the ground acknowledged (TC[15,130])."),
             Channel("tm_requeued", "int", "count",
@@ -341,7 +345,9 @@ class LinkManager(LinkOperations, Subsystem):
         self._stored_hk_t: dict[str, float] = {}
         self._results_done: set[int] = set()
         self._budget_bytes = 0.0
-        self.tm_stored = self.tm_backlog_sent = self.tm_acknowledged = self.tm_requeued = self.store_errors = 0
+        # no count of packets stored in telemetry: the executive's housekeeping follows the wall
+        # clock, so it would make a lockstep run's telemetry differ (TM[15,13] reports the counts)
+        self.tm_backlog_sent = self.tm_acknowledged = self.tm_requeued = self.store_errors = 0
 
     @property
     def dictionary(self) -> Dictionary:
@@ -436,7 +442,7 @@ class LinkManager(LinkOperations, Subsystem):
             connections_refused=self.connections_refused, buffer_overflows=self.buffer_overflows,
             commands_pending=len(self._pending), hk_interval_s=self.hk_interval_s,
             events_suppressed=self.events_suppressed, tc_auth_failed=self.tc_auth_failed,
-            tc_rate_limited=self.tc_rate_limited, tm_stored=self.tm_stored, tm_backlog_sent=self.tm_backlog_sent,
+            tc_rate_limited=self.tc_rate_limited, tm_backlog_sent=self.tm_backlog_sent,
             tm_acknowledged=self.tm_acknowledged, tm_requeued=self.tm_requeued,
             tm_dropped_retention=self.stores.dropped if self.stores is not None else 0,
             store_errors=self.store_errors, schedule_enabled=self.schedule is not None and self.schedule.enabled,
@@ -762,18 +768,20 @@ class LinkManager(LinkOperations, Subsystem):
             if seq is None:
                 self._broadcast(packet)
             else:
-                self.tm_stored += 1
                 stored.append((seq, packet))
         if self.contact and stored:
             self._send_stored(STORE_BY_NAME[store].store_id, stored)
 
-    def _send_stored(self, store_id: int, items: list[tuple[int, bytes]]) -> bool:
-        """Send stored ``(seq, packet)`` to every connection; whether any took them."""
+    def _send_stored(self, store_id: int, items: list[tuple[int, bytes]], backlog: bool = False) -> bool:
+        """Send stored ``(seq, packet)`` to every connection (the backlog only to archiving
+        ones); the archiving ones hold them until acknowledged. Whether an archiving one took them."""
         sent = False
         packets = [packet for _, packet in items]
         for identity, conn in list(self._conns.items()):
+            if backlog and not conn.archiving:
+                continue  # a connection that never acknowledges would be sent the whole backlog again and again
             first = conn.tm_count + 1
-            if self._send_many(identity, packets):
+            if self._send_many(identity, packets) and conn.archiving:
                 for index, (seq, _) in enumerate(items, start=first):
                     self.stores.sent(identity, index, store_id, seq)
                 sent = True
@@ -782,7 +790,7 @@ class LinkManager(LinkOperations, Subsystem):
 
     def _downlink_backlog(self) -> None:
         room = BACKLOG_PACKETS_PER_TICK
-        if not self._conns:
+        if not any(conn.archiving for conn in self._conns.values()):
             return
         for spec in DOWNLINK_ORDER:
             while room > 0:
@@ -796,7 +804,7 @@ class LinkManager(LinkOperations, Subsystem):
                     size += len(stored.packet)
                     fits.append((stored.seq, stored.packet))
                 # a lower priority never overtakes: out of budget or queue room, wait for the next tick
-                if not fits or not self._send_stored(spec.store_id, fits):
+                if not fits or not self._send_stored(spec.store_id, fits, backlog=True):
                     return
                 room -= len(fits)
                 self.tm_backlog_sent += len(fits)
@@ -812,7 +820,10 @@ class LinkManager(LinkOperations, Subsystem):
                     return
                 self._jobs_db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.05)
                 self._results_done = self.stores.results_stored()
-            new = [job_id for (job_id,) in self._jobs_db.execute("SELECT job_id FROM results")
+            # only results of earlier ticks: the job runner may be writing this tick's right now,
+            # and what a lockstep run stores (and counts in telemetry) must not depend on that race
+            new = [job_id for (job_id,) in self._jobs_db.execute("SELECT job_id FROM results WHERE time_s < ?",
+                                                                 (self.time_s,))
                    if job_id not in self._results_done]
             rows = [self._jobs_db.execute("SELECT job_id, outcome, time_s, work_gpu_s, done_gpu_s, detail "
                                           "FROM results WHERE job_id = ?", (job_id,)).fetchone() for job_id in new]
@@ -835,7 +846,6 @@ class LinkManager(LinkOperations, Subsystem):
                 self._budgeted_event("store_failed", store="results", why=str(exc)[:160])
                 return
             self._results_done.add(job_id)
-            self.tm_stored += 1
             if self.contact and seq is not None:
                 self._send_stored(STORE_BY_NAME["results"].store_id, [(seq, packet)])
 
@@ -862,6 +872,8 @@ class LinkManager(LinkOperations, Subsystem):
         reports: list[bytes] = []
         try:
             if request.subtype == DOWNLINK_ACK:
+                if conn.identity in self._conns:
+                    self._conns[conn.identity].archiving = True
                 self.tm_acknowledged += self.stores.acknowledged(conn.identity, request.received)
             elif request.subtype in (ENABLE_STORAGE, DISABLE_STORAGE):
                 enable = request.subtype == ENABLE_STORAGE

@@ -20,6 +20,7 @@ import sys
 import pytest
 
 from flight.config import RunConfig
+from flight.ground import keys
 from flight.packet_store import STORE_BY_NAME, STORE_FILE
 from flight.subsystems.link import DEFAULT_HK_INTERVAL_S
 from tests.predicates import FlightRun, free_port
@@ -53,6 +54,7 @@ def _passes(run: FlightRun) -> list[tuple[float, float]]:
 
 def test_every_stored_packet_reaches_the_archive_once_or_is_counted_dropped(tmp_path, ground_archive):
     port = free_port()
+    keys.create_key(tmp_path / "keys")  # the listener signs with it from the start; the run finds it there
     with FlightRun(tmp_path, "--duration", f"{DURATION_S:g}", "--link", f"127.0.0.1:{port}") as run:
         listener = subprocess.Popen(
             [sys.executable, "-m", "flight.cli", "ground", "listen", "--link", f"127.0.0.1:{port}", "--archive",
