@@ -9,14 +9,15 @@ Both schedulers fly the same day of the eclipse-heavy case (``sim_hw/data/tle-be
 * deadline: priority 4–6, 4–8 GPUs, 10–30 min, due three times its run time after it arrives;
 * critical: priority 8, 2 GPUs per replica, 15–30 min.
 
-Ten jobs wait at the start and the rest arrive uniformly at random over the run, offering
-about 1.3× what the rack could do at full clock all run, so the queue never runs dry (a
-submission the runner refuses as BUSY, its queue full, is counted and dropped). The job
-runner (:class:`flight.subsystems.jobs.JobRunner`) runs with ``policy=priority`` (this
-scheduler: priorities, EDF, preemption, eclipse look-ahead, checkpoints every 600 s costing
-10 s) and ``policy=fifo`` (submission order, no backfill, no preemption, no look-ahead, and
-jobs submitted with a checkpoint interval of a day, i.e. no checkpoints: an uncorrectable
-ECC error throws the job's work away).
+Jobs asking for twice the rack's GPUs wait at the start and the rest arrive uniformly at
+random over the run, offering about 1.3× what the rack could do at full clock all run, so
+the queue never runs dry over a day (a run of a few hours offers only a few jobs: use a day
+for the numbers). A submission the runner refuses as BUSY, its queue full, is counted and
+dropped. The job runner (:class:`flight.subsystems.jobs.JobRunner`) runs with
+``policy=priority`` (this scheduler: priorities, EDF, preemption, eclipse look-ahead,
+checkpoints every 600 s costing 10 s) and ``policy=fifo`` (submission order, no backfill,
+no preemption, no look-ahead, and jobs submitted with a checkpoint interval of a day, i.e.
+no checkpoints: an uncorrectable ECC error throws the job's work away).
 
 Where the GPU time went is reported beside the goodput: ``delivered_gpu_s`` (what the GPUs
 computed at all, every replica and checkpoint included), ``done_gpu_s`` (job progress, one
@@ -89,6 +90,8 @@ SOC_FLOOR = 0.70
 OFFERED_LOAD = 1.3
 """Offered work over what the rack could do at full clock all run."""
 CHECKPOINT_INTERVAL_S, CHECKPOINT_COST_S = 600.0, 10.0
+STARTING_BACKLOG_GPUS = 2 * N_GPUS
+"""The jobs waiting at the start ask for this many GPUs together, so the rack starts full."""
 NO_CHECKPOINT_INTERVAL_S = 86400.0
 """The baseline's interval: longer than any job, so it never checkpoints."""
 
@@ -120,8 +123,11 @@ def workload(hours: float, seed: int) -> list[Arrival]:
             args = {"priority": 8, "gpus_min": gpus, "gpus_max": gpus, "critical": True}
         jobs.append((kind, run_s, dict(args, work_gpu_s=gpus * run_s, kind="synthetic")))
         total += gpus * run_s * (2 if kind == "critical" else 1)
-    # a starting backlog of ten jobs, the rest arriving uniformly over the run
-    times = np.concatenate([np.zeros(10), np.sort(rng.uniform(0.0, duration_s - 1.0, max(0, len(jobs) - 10)))])
+    # a starting backlog asking for twice the rack's GPUs, the rest arriving uniformly over the run
+    gpus_asked = np.cumsum([args["gpus_max"] * (2 if args["critical"] else 1) for _, _, args in jobs])
+    backlog = int(np.searchsorted(gpus_asked, STARTING_BACKLOG_GPUS)) + 1
+    times = np.concatenate([np.zeros(backlog),
+                            np.sort(rng.uniform(0.0, duration_s - 1.0, max(0, len(jobs) - backlog)))])
     arrivals = []
     for t, (kind, run_s, args) in zip(times.tolist(), jobs):
         deadline_s = t + 3.0 * run_s + 1.0 if kind == "deadline" else 0.0
