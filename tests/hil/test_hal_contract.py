@@ -85,3 +85,37 @@ def test_malformed_actuations_are_rejected_counted_and_change_nothing(rig):
     assert len(rig.rejects) == sent and all(r.get("reason") for r in rig.rejects)
     assert after["pump_speed_frac"] == pytest.approx(0.7, abs=0.02), "nothing bad was applied"
     rig.next_frame()  # and the rig is still serving
+
+
+def fault_answer(rig, fault_id: str) -> dict | None:
+    """The rig's ``hal.fault_ack`` for ``fault_id``, or ``None`` if it rejected the message
+    (a rig that predates fault injection)."""
+    rejects = len(rig.rejects)
+    try:
+        ack = rig.recv("hal.fault_ack").data
+    except AssertionError:  # HalTimeout: no ack, so it must have said no
+        assert len(rig.rejects) > rejects, "the rig neither acknowledged nor rejected hal.fault"
+        return None
+    assert ack["id"] == fault_id and isinstance(ack["ok"], bool) and isinstance(ack["reason"], str)
+    return ack
+
+
+def test_a_fault_is_applied_and_cleared_or_refused_and_refusal_changes_nothing(rig):
+    """Fault injection is optional for a rig: it applies a valid hal.fault and answers ok, or
+    says no; an invalid one is always refused and changes nothing."""
+    rig.next_frame()
+    rig.send("hal.fault", {"id": "hil-bad", "action": "inject", "fault": "pump_degraded", "value": 5.0,
+                           "target": "", "duration_s": 0.0})
+    bad = fault_answer(rig, "hil-bad")
+    assert bad is None or (bad["ok"] is False and bad["reason"])
+    rig.send("hal.fault", {"id": "hil-dead", "action": "inject", "fault": "gpu_dead", "value": 0.0, "target": "3",
+                           "duration_s": 0.0})
+    dead = fault_answer(rig, "hil-dead")
+    frames = [rig.next_frame().data for _ in range(3)]
+    if dead is None or not dead["ok"]:
+        assert all(f["gpu_online"][3] for f in frames)
+        return
+    assert not frames[-1]["gpu_online"][3] and frames[-1]["gpu_power_w"][3] == 0.0
+    rig.send("hal.fault", {"id": "hil-clear", "action": "clear", "fault": "gpu_dead", "target": "3"})
+    assert fault_answer(rig, "hil-clear")["ok"]
+    assert [rig.next_frame().data for _ in range(3)][-1]["gpu_online"][3]
