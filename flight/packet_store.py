@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Hashable, Iterable
 
 from flight.ground.pus import StoreStatusEntry
+from flight.sqlite_batch import BatchedWrites
 
 STORE_FILE = "packet_stores.sqlite"
 
@@ -101,7 +102,7 @@ class StoredPacket:
     packet: bytes
 
 
-class PacketStores:
+class PacketStores(BatchedWrites):
     """The open packet stores in ``path`` (created if missing). One writer: the link manager.
 
     ``capacity`` overrides :data:`DEFAULT_CAPACITY` per store name (each ≥ 1).
@@ -145,28 +146,13 @@ class PacketStores:
         """State changes (state, store_id, seq, from state) not yet written: batched, and
         written before anything reads the table."""
         self._seq_dirty: set[int] = set()
-        self._in_tx = False
         self._refs: Counter[tuple[int, int]] = Counter()
         self._sent: dict[Hashable, deque[tuple[int, int, int]]] = {}
 
-    def close(self) -> None:
-        self.commit()
-        self.db.close()
-
-    def _begin(self) -> None:
-        if not self._in_tx:
-            self.db.execute("BEGIN")
-            self._in_tx = True
-
-    def commit(self) -> None:
-        """Make everything added or marked since the last commit durable."""
-        self._flush()
-        if self._in_tx:
-            self.db.executemany("UPDATE stores SET next_seq = ? WHERE store_id = ?",
-                                [(self.next_seq[i], i) for i in self._seq_dirty])
-            self._seq_dirty.clear()
-            self.db.execute("COMMIT")
-            self._in_tx = False
+    def _before_commit(self) -> None:
+        self.db.executemany("UPDATE stores SET next_seq = ? WHERE store_id = ?",
+                            [(self.next_seq[i], i) for i in self._seq_dirty])
+        self._seq_dirty.clear()
 
     def _flush(self) -> None:
         if self._marks:

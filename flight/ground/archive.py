@@ -52,6 +52,7 @@ from flight.ground.pus import (
     is_function,
     unix_from_cds,
 )
+from flight.sqlite_batch import BatchedWrites
 
 ENV_VAR = "RACKFLIGHT_ARCHIVE"
 DEFAULT_PATH = Path("~/.local/share/rackflight/ground-archive.sqlite")
@@ -111,7 +112,7 @@ class CommandHistory:
     stages: list[tuple[float, str, str | None, str]]
 
 
-class Archive:
+class Archive(BatchedWrites):
     """The archive at ``path`` (created with its directory if missing). One writer at a time.
 
     Raises:
@@ -129,14 +130,9 @@ class Archive:
         self.counters = {name: value for name, value in self.db.execute("SELECT name, value FROM counters")}
         for name in ("received", "duplicates", "undecodable"):
             self.counters.setdefault(name, 0)
-        self._in_tx = False
         self._committed = time.monotonic()
         self._raw_hk: list[tuple] = []
         """Housekeeping rows waiting to be written in one batch (:meth:`_flush`)."""
-
-    def close(self) -> None:
-        self.commit()
-        self.db.close()
 
     def __enter__(self) -> "Archive":
         return self
@@ -144,19 +140,13 @@ class Archive:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _begin(self) -> None:
-        if not self._in_tx:
-            self.db.execute("BEGIN")
-            self._in_tx = True
-
     def commit(self) -> None:
         """Make what was added durable (before acknowledging it to the satellite)."""
-        self._flush()
-        if self._in_tx:
-            self.db.executemany("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)", self.counters.items())
-            self.db.execute("COMMIT")
-            self._in_tx = False
+        super().commit()
         self._committed = time.monotonic()
+
+    def _before_commit(self) -> None:
+        self.db.executemany("INSERT OR REPLACE INTO counters (name, value) VALUES (?, ?)", self.counters.items())
 
     def _flush(self) -> None:
         if self._raw_hk:
