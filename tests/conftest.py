@@ -4,7 +4,8 @@
 
 import pytest
 
-from tests.link_harness import Ground, LinkHarness
+from flight.ground import keys
+from tests.link_harness import Ground, LinkHarness, ServedLink
 
 
 def pytest_addoption(parser):
@@ -34,3 +35,18 @@ def ground(harness):
     g = Ground(harness)
     yield g
     g.close()
+
+
+@pytest.fixture
+def ground_keys(tmp_path, monkeypatch):
+    """The test's key directory, where the ground tools and the served link find it by default
+    (RACKFLIGHT_KEYS_DIR)."""
+    monkeypatch.setenv(keys.ENV_VAR, str(tmp_path / "keys"))
+    return tmp_path / "keys"
+
+
+@pytest.fixture
+def served(tmp_path):
+    s = ServedLink(tmp_path)
+    yield s
+    s.close()

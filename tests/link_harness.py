@@ -5,6 +5,7 @@ every TM with spacepackets' own readers (``Ground``), and the packets tests send
 
 import socket
 import struct
+import threading
 import time
 from collections import deque
 
@@ -238,3 +239,48 @@ def _ping(seq: int = 1, flags: int = pus.ACK_NONE) -> PusTc:
 def _setpoint(value: float = 30.0, flags: int = pus.ACK_ALL, seq: int = 2) -> PusTc:
     return pus.function_tc(DICT, "thermal.set_setpoint", {"setpoint_c": value}, seq_count=seq, source_id=0x1234,
                            ack_flags=flags)
+
+
+FRAME_PERIOD_S = 0.05
+"""Wall seconds per served tick (one onboard second each)."""
+
+
+class ServedLink:
+    """The harness's LinkManager served from its own thread, ticking every FRAME_PERIOD_S;
+    ``call(fn)`` runs ``fn(harness)`` once in that thread (the link is single-threaded),
+    ``each_tick(harness)`` after every tick."""
+
+    def __init__(self, tmp_path, contact: bool = True) -> None:
+        self.harness = LinkHarness(tmp_path)
+        self.contact = contact
+        self.endpoint = f"127.0.0.1:{self.harness.port}"
+        self._calls: list = []
+        self.each_tick = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.harness.frame(contact=contact)  # contact is known before any client can connect
+        self._thread = threading.Thread(target=self._serve, name="link", daemon=True)
+        self._thread.start()
+
+    def call(self, fn) -> None:
+        with self._lock:
+            self._calls.append(fn)
+
+    def _serve(self) -> None:
+        next_frame = time.monotonic() + FRAME_PERIOD_S
+        while not self._stop.is_set():
+            with self._lock:
+                calls, self._calls = self._calls, []
+            for fn in calls:
+                fn(self.harness)
+            self.harness.pump(0.005)
+            if time.monotonic() >= next_frame:
+                self.harness.frame(contact=self.contact)
+                if self.each_tick is not None:
+                    self.each_tick(self.harness)
+                next_frame = time.monotonic() + FRAME_PERIOD_S
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.harness.close()

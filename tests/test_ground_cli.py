@@ -4,71 +4,14 @@ a stand-in dispatcher). The key directory is the test's own (RACKFLIGHT_KEYS_DIR
 
 import argparse
 import socket
-import threading
 import time
 
 import pytest
 
 from flight.ground import cli, keys
-from tests.link_harness import THERMAL_HK, LinkHarness
+from tests.link_harness import FRAME_PERIOD_S, THERMAL_HK, ServedLink
 
-FRAME_PERIOD_S = 0.05
-"""Wall seconds per served tick (one onboard second each)."""
-
-
-class ServedLink:
-    """The harness's LinkManager served from its own thread, ticking every FRAME_PERIOD_S;
-    ``call(fn)`` runs ``fn(harness)`` once in that thread (the link is single-threaded),
-    ``each_tick(harness)`` after every tick."""
-
-    def __init__(self, tmp_path, contact: bool = True) -> None:
-        self.harness = LinkHarness(tmp_path)
-        self.contact = contact
-        self.endpoint = f"127.0.0.1:{self.harness.port}"
-        self._calls: list = []
-        self.each_tick = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self.harness.frame(contact=contact)  # contact is known before any client can connect
-        self._thread = threading.Thread(target=self._serve, name="link", daemon=True)
-        self._thread.start()
-
-    def call(self, fn) -> None:
-        with self._lock:
-            self._calls.append(fn)
-
-    def _serve(self) -> None:
-        next_frame = time.monotonic() + FRAME_PERIOD_S
-        while not self._stop.is_set():
-            with self._lock:
-                calls, self._calls = self._calls, []
-            for fn in calls:
-                fn(self.harness)
-            self.harness.pump(0.005)
-            if time.monotonic() >= next_frame:
-                self.harness.frame(contact=self.contact)
-                if self.each_tick is not None:
-                    self.each_tick(self.harness)
-                next_frame = time.monotonic() + FRAME_PERIOD_S
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.harness.close()
-
-
-@pytest.fixture(autouse=True)
-def keys_dir(tmp_path, monkeypatch):
-    """The harness's key directory, as the ground tools find it by default."""
-    monkeypatch.setenv(keys.ENV_VAR, str(tmp_path / "keys"))
-    return tmp_path / "keys"
-
-
-@pytest.fixture
-def served(tmp_path):
-    s = ServedLink(tmp_path)
-    yield s
-    s.close()
+pytestmark = pytest.mark.usefixtures("ground_keys")
 
 
 def run(*argv: str, command: str = "ground") -> int:
@@ -108,8 +51,8 @@ def test_ping_out_of_contact_times_out(tmp_path, capsys):
         served.close()
 
 
-def test_ping_without_a_link_fails_cleanly(keys_dir, capsys):
-    keys.create_key(keys_dir)
+def test_ping_without_a_link_fails_cleanly(ground_keys, capsys):
+    keys.create_key(ground_keys)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -199,9 +142,9 @@ def test_keys_init_creates_a_private_key_and_says_where(tmp_path, capsys):
     assert "already has a key" in capsys.readouterr().out and keys.read_key(path) == key
 
 
-def test_keys_init_defaults_to_the_environment_directory(keys_dir, capsys):
+def test_keys_init_defaults_to_the_environment_directory(ground_keys, capsys):
     assert run("init", "--station", "kiruna", command="keys") == 0
-    assert (keys_dir / "kiruna.key").exists() and str(keys_dir) in capsys.readouterr().out
+    assert (ground_keys / "kiruna.key").exists() and str(ground_keys) in capsys.readouterr().out
 
 
 def test_a_foreign_key_is_refused_and_shown_as_an_authentication_failure(served, tmp_path, capsys):

@@ -7,22 +7,11 @@ import time
 import pytest
 
 from flight.ground import keys
-from tests.test_ground_cli import ServedLink, run
+from tests.test_ground_cli import run
+
+pytestmark = pytest.mark.usefixtures("ground_keys")
 
 WAIT_S = 5.0
-
-
-@pytest.fixture(autouse=True)
-def keys_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv(keys.ENV_VAR, str(tmp_path / "keys"))
-    return tmp_path / "keys"
-
-
-@pytest.fixture
-def served(tmp_path):
-    s = ServedLink(tmp_path)
-    yield s
-    s.close()
 
 
 def stages(out: str) -> list[str]:

@@ -194,16 +194,8 @@ class LinkClient:
         from flight.ground.pus_ops import DisabledEventsReport, HkStructureReport, ParameterReport, ScheduleReport
 
         req = self.send(self.tc(service, subtype, data, ack_flags))
-        deadline = time.monotonic() + timeout_s
-        while (report := self.receive(deadline - time.monotonic())) is not None:
-            if isinstance(report, Verification) and report.request_id == req and report.dest_id == self.source_id:
-                yield report
-                if report.final:
-                    return
-            elif isinstance(report, (HkStructureReport, DisabledEventsReport, ScheduleReport, ParameterReport,
-                                     StoreStatusReport)):
-                yield report
-        raise TimeoutError(f"no final verification of TC[{service},{subtype}] within {timeout_s:g} s")
+        yield from self._answers(req, timeout_s, f"TC[{service},{subtype}]", (
+            HkStructureReport, DisabledEventsReport, ScheduleReport, ParameterReport, StoreStatusReport))
 
     def command(self, qualified: str, args: Mapping[str, Any], timeout_s: float,
                 ack_flags: int = ACK_ALL) -> Iterator[Verification]:
@@ -216,13 +208,24 @@ class LinkClient:
             ConnectionError: the link closed the connection.
         """
         req = self.send(self.function(qualified, args, ack_flags))
+        yield from self._answers(req, timeout_s, qualified, ())
+
+    def _answers(self, req: int, timeout_s: float, what: str, reports: tuple[type, ...]) -> Iterator[Report]:
+        """Yield the verification reports of request ``req`` to this client, and any report of
+        the types ``reports``, until its final verification.
+
+        Raises:
+            TimeoutError: no final report within ``timeout_s``.
+        """
         deadline = time.monotonic() + timeout_s
         while (report := self.receive(deadline - time.monotonic())) is not None:
             if isinstance(report, Verification) and report.request_id == req and report.dest_id == self.source_id:
                 yield report
                 if report.final:
                     return
-        raise TimeoutError(f"no final verification of {qualified} within {timeout_s:g} s")
+            elif reports and isinstance(report, reports):
+                yield report
+        raise TimeoutError(f"no final verification of {what} within {timeout_s:g} s")
 
     # -- receiving ---------------------------------------------------------------------
     def receive(self, timeout_s: float) -> Report | None:
