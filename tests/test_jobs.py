@@ -143,6 +143,25 @@ def test_ecc_monitor_baselines_counts_deltas_and_fills_the_fence_window():
     assert late.observe(z, np.array([0.0, 1, 0, 0]), FENCE_WINDOW_S + 5.0) == [(1, 1, False)], "old errors age out"
 
 
+def test_a_rack_wide_storm_of_uncorrectable_errors_fences_no_gpu_but_a_lone_failing_gpu_is_fenced():
+    """Every GPU erring together is the environment (an SEU storm): rolled back, not fenced.
+    One GPU erring among quiet ones is the part."""
+    mon = EccMonitor(8)
+    unc = np.zeros(8)
+    mon.observe(unc, unc, 0.0)
+    for t in (10.0, 20.0, 30.0, 40.0):
+        unc = unc + 1.0
+        hits = mon.observe(np.zeros(8), unc, t)
+        assert len(hits) == 8 and not any(full for _, _, full in hits)
+    lone = EccMonitor(8)
+    unc = np.zeros(8)
+    lone.observe(unc, unc, 0.0)
+    for t in (10.0, 20.0, 30.0):
+        unc[5] += 1.0
+        hits = lone.observe(np.zeros(8), unc, t)
+    assert hits == [(5, 1, True)]
+
+
 # -- the subsystem, frame by frame ----------------------------------------------------------
 class Harness:
     """A JobRunner on ``data_dir`` with its outputs captured; ``tick()`` feeds one frame."""

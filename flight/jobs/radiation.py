@@ -5,7 +5,12 @@ The HAL reports cumulative per-GPU ECC counters (``gpu_ecc_corrected``,
 per-tick deltas: corrected errors are only counted (housekeeping); each new uncorrectable
 error is returned so the job runner can roll back the job on that GPU, and a GPU with
 :data:`FENCE_COUNT` uncorrectable errors within :data:`FENCE_WINDOW_S` of simulated time is
-reported for fencing (no new work lands on it until ``jobs.unfence``).
+reported for fencing (no new work lands on it until ``jobs.unfence``), unless more than
+:data:`RACK_WIDE_FRACTION` of the rack's GPUs had an uncorrectable error in the same window.
+A GPU failing alone points at the part; much of the rack failing together points at the
+environment (a solar particle event), where fencing would take the rack off line for upsets
+that rollback already handles. Background upsets, even in the South Atlantic Anomaly, touch a
+few GPUs an hour (:mod:`sim_hw.radiation` rates), far below the fraction.
 
 The first frame a process sees only sets the baseline: errors from before it started were
 either handled by its predecessor or happened while no job state was live (a restarted
@@ -23,6 +28,9 @@ FENCE_COUNT = 3
 """Uncorrectable errors within the window that fence a GPU."""
 FENCE_WINDOW_S = 3600.0
 """Sliding window of simulated time for :data:`FENCE_COUNT`."""
+RACK_WIDE_FRACTION = 0.25
+"""Share of the rack's GPUs with an uncorrectable error in the window above which errors are
+taken as environmental and nothing is fenced (estimate)."""
 
 
 class EccMonitor:
@@ -54,7 +62,8 @@ class EccMonitor:
 
         Returns ``(gpu, new uncorrectable errors, window full)`` for every GPU with new
         uncorrectable errors; ``window full`` is True when the GPU now has at least
-        :data:`FENCE_COUNT` within :data:`FENCE_WINDOW_S`.
+        :data:`FENCE_COUNT` within :data:`FENCE_WINDOW_S` and no more than
+        :data:`RACK_WIDE_FRACTION` of the GPUs erred in that window.
         """
         if self._last_cor is not None and (corrected == self._last_cor).all() and (uncorrected == self._last_unc).all():
             return []  # the common tick: no upset anywhere
@@ -64,12 +73,15 @@ class EccMonitor:
         self.corrected += (corrected - self._last_cor).astype(np.int64)
         new_unc = uncorrected - self._last_unc
         self._last_cor, self._last_unc = corrected.copy(), uncorrected.copy()
-        hits = []
         for gpu in np.flatnonzero(new_unc):
-            times = self._times[gpu]
-            count = int(new_unc[gpu])
-            times.extend([time_s] * count)
-            while times and times[0] < time_s - FENCE_WINDOW_S:
-                times.popleft()
-            hits.append((int(gpu), count, len(times) >= FENCE_COUNT))
-        return hits
+            self._times[gpu].extend([time_s] * int(new_unc[gpu]))
+        in_window = np.array([self._window_count(g, time_s) for g in range(len(self._times))])
+        rack_wide = np.count_nonzero(in_window) > RACK_WIDE_FRACTION * len(in_window)
+        return [(int(gpu), int(new_unc[gpu]), bool(in_window[gpu] >= FENCE_COUNT and not rack_wide))
+                for gpu in np.flatnonzero(new_unc)]
+
+    def _window_count(self, gpu: int, time_s: float) -> int:
+        times = self._times[gpu]
+        while times and times[0] < time_s - FENCE_WINDOW_S:
+            times.popleft()
+        return len(times)
