@@ -125,6 +125,9 @@ class HalBridge(Subsystem):
                   "FAULT INJECTION: {fault} value={value:g} target={target!r} duration {duration_s:g} s"),
             Event("fault_cleared", 8, "INFO", "fault {fault} target={target!r} cleared ({why})"),
             Event("scenario_command_failed", 9, "MEDIUM", "scenario command {command} at {at_s:g} s failed: {code} {message}"),
+            Event("gpus_offline", 10, "MEDIUM",
+                  "GPU {gpus} went offline ({shutdowns} at >= {shutdown_c:g} degC: thermal shutdown); {online} online"),
+            Event("gpus_back", 11, "INFO", "GPU {gpus} back online; {online} online"),
         ),
     )
 
@@ -159,9 +162,23 @@ class HalBridge(Subsystem):
         self.battery_soc_low = min(self.battery_soc_low, frame["battery_soc"])
         self.gpu_temp_peak_c = max(self.gpu_temp_peak_c, float(np.max(frame["gpu_temp_c"])))
         if self.frame:
-            fell = self.frame["gpu_online"] & ~frame["gpu_online"]
-            self.gpu_shutdowns += int(np.count_nonzero(fell & (frame["gpu_temp_c"] >= GPU_SHUTDOWN_C)))
+            was, now = self.frame["gpu_online"], frame["gpu_online"]
+            if (was != now).any():
+                self._gpus_changed(was, now, frame["gpu_temp_c"])
         self.frame = frame
+
+    def _gpus_changed(self, was: np.ndarray, now: np.ndarray, temp_c: np.ndarray) -> None:
+        """Count thermal shutdowns and announce GPUs lost or regained (a dead board, a cut
+        feed, a shutdown): the operator and the job runner's rollbacks then tell one story."""
+        online = int(np.count_nonzero(now))
+        fell, rose = was & ~now, now & ~was
+        if fell.any():
+            shutdowns = int(np.count_nonzero(fell & (temp_c >= GPU_SHUTDOWN_C)))
+            self.gpu_shutdowns += shutdowns
+            self.event("gpus_offline", gpus=",".join(map(str, np.flatnonzero(fell))), shutdowns=shutdowns,
+                       shutdown_c=GPU_SHUTDOWN_C, online=online)
+        if rose.any():
+            self.event("gpus_back", gpus=",".join(map(str, np.flatnonzero(rose))), online=online)
 
     def housekeeping(self) -> None:
         frame = self.frame

@@ -296,6 +296,21 @@ def test_hal_inject_fault_applies_the_fault_and_announces_it(tmp_path):
     assert rig.sat.faults.active == {} and events[-1][0] == "hal.fault_cleared"
 
 
+def test_a_dead_gpu_is_announced_by_the_bridge_and_its_return_too(tmp_path):
+    bridge, rig, events = bridge_with_rig(tmp_path)
+    bridge.accumulate(rig.step()[2])
+    bridge.execute("inject_fault", {"fault": "gpu_dead", "value": 0.0, "target": "3", "duration_s": 0.0})
+    bridge.accumulate(rig.step()[2])
+    bridge.accumulate(rig.step()[2])
+    offline = [d for name, d in events if name == "hal.gpus_offline"]
+    assert len(offline) == 1 and offline[0]["args"]["gpus"] == "3" and offline[0]["args"]["shutdowns"] == 0
+    assert offline[0]["args"]["online"] == 71 and bridge.gpu_shutdowns == 0
+    bridge.execute("clear_fault", {"fault": "gpu_dead", "target": "3"})
+    bridge.accumulate(rig.step()[2])
+    back = [d for name, d in events if name == "hal.gpus_back"]
+    assert len(back) == 1 and back[0]["args"] == {"gpus": "3", "online": 72}
+
+
 @pytest.mark.parametrize("args, code", [
     ({"fault": "pump_degraded", "value": 2.0, "target": "", "duration_s": 0.0}, "VALIDATION_ERROR"),
     ({"fault": "gpu_dead", "value": 0.0, "target": "99", "duration_s": 0.0}, "VALIDATION_ERROR"),
