@@ -35,10 +35,9 @@ import numpy as np
 
 from flight.cli import EXIT_FAILED, EXIT_OK
 from flight.messages import DecodeError, decode
+from flight.modes import MODES
 
 PACKETS = ("hal.hk", "power.hk", "exec.hk")
-MODES = ("NOMINAL", "POWER_SAVE", "THERMAL_LIMIT", "SAFE")
-"""The modes of DESIGN.md, bottom to top on the mode plot; any other mode string seen is added above."""
 DPI = 110
 FIGSIZE_IN = (10.0, 4.0)
 
@@ -283,6 +282,7 @@ def write_report(data_dir: Path, out_dir: Path) -> list[str]:
         lines.append("skipped mode.png: no exec.hk housekeeping in the run")
     else:
         modes = [str(m) for m in ex.channel("mode", object)]
+        # flight.modes.MODES bottom to top; any other mode string seen goes above them.
         order = list(MODES) + sorted(set(modes) - set(MODES))
         level = np.array([order.index(m) for m in modes])
         fig, (ax,) = new()

@@ -42,7 +42,6 @@ from flight.jobs.model import Job
 
 HIGH_PRIORITY = 7
 """Lowest priority that still runs in ``POWER_SAVE`` (critical jobs always do)."""
-MODES = ("NOMINAL", "POWER_SAVE", "THERMAL_LIMIT", "SAFE")
 
 
 @dataclass
@@ -53,7 +52,7 @@ class Limits:
         usable: per-GPU bool, shape ``(n_gpus,)``: online, unfenced and allowed power by the
             power manager and the thermal controller; new work lands only on these.
         max_gpus: GPUs all running jobs together may hold (0..n_gpus).
-        mode: the executive's mode, one of :data:`MODES`.
+        mode: the executive's mode, one of :data:`flight.modes.MODES`.
         preference: per-GPU placement preference, shape ``(n_gpus,)`` (thermal headroom, W):
             higher first.
     """

@@ -65,7 +65,8 @@ from flight.hal import N_GPUS
 from flight.jobs.command import PROGRAMS, ProgramRun
 from flight.jobs.model import Job, gpu_speed
 from flight.jobs.radiation import FENCE_COUNT, FENCE_WINDOW_S, EccMonitor
-from flight.jobs.scheduler import MODES, Limits, plan
+from flight.jobs.scheduler import Limits, plan
+from flight.modes import MODES
 from flight.jobs.store import JobStore
 from flight.messages import Message
 from flight.subsystem import Subsystem
