@@ -31,6 +31,7 @@ must hold at its end, in one TOML file (read with ``tomllib``).
 
     [expect]                                # checked at the end by flight run: PASS / FAIL
     mode = ["NOMINAL", "POWER_SAVE"]        # the mode at the end: one of these
+    modes_entered = ["THERMAL_LIMIT"]       # each must have been flown for some time
     events = ["hal.fault_injected"]         # each must occur at least once
     no_events = ["exec.mode_changed"]       # none of these may occur
     battery_soc_floor = 0.40                # lowest SOC of the run must stay above
@@ -69,7 +70,7 @@ _TOP = {"name", "description", "run", "start", "load", "fault", "command", "expe
 _RUN = {"duration_s", "orbits", "seed", "tle", "tle_name"}
 _FAULT = {"at_s", "fault", "value", "target", "duration_s"}
 _COMMAND = {"at_s", "name", "args"}
-_EXPECT = {"mode", "events", "no_events", "battery_soc_floor", "gpu_temp_max_c", "gpu_shutdowns_max"}
+_EXPECT = {"mode", "modes_entered", "events", "no_events", "battery_soc_floor", "gpu_temp_max_c", "gpu_shutdowns_max"}
 _SIM_PARAMS = {f.name: f for f in fields(SimParams)}
 
 
@@ -91,6 +92,7 @@ class Expect:
     """What must hold at the end of the run (``None`` / empty: not checked)."""
 
     mode: tuple[str, ...] = ()
+    modes_entered: tuple[str, ...] = ()
     events: tuple[str, ...] = ()
     no_events: tuple[str, ...] = ()
     battery_soc_floor: float | None = None
@@ -154,6 +156,9 @@ class Scenario:
         out = [Check("run completed", summary.get("end") == "completed", str(summary.get("end")))]
         if e.mode:
             out.append(Check(f"end mode in {list(e.mode)}", summary.get("mode") in e.mode, str(summary.get("mode"))))
+        spent = summary.get("mode_time_s") or {}
+        out += [Check(f"mode {m} entered", spent.get(m, 0.0) > 0.0, f"{spent.get(m, 0.0):g} s")
+                for m in e.modes_entered]
         out += [Check(f"event {name} occurred", name in events, "yes" if name in events else "no")
                 for name in e.events]
         out += [Check(f"event {name} did not occur", name not in events, "no" if name not in events else "yes")
@@ -321,16 +326,16 @@ def load(name_or_path: str | Path) -> Scenario:
     commands.sort(key=lambda c: c.at_s)
 
     ex = _Reader(path, "expect", raw.get("expect", {}), _EXPECT)
-    modes = ex.strings("mode")
-    for m in modes:
-        if m not in MODES:
-            ex.fail("mode", f"{m!r} is not a mode ({', '.join(MODES)})")
+    for key in ("mode", "modes_entered"):
+        for m in ex.strings(key):
+            if m not in MODES:
+                ex.fail(key, f"{m!r} is not a mode ({', '.join(MODES)})")
     for key in ("events", "no_events"):
         for ev in ex.strings(key):
             if ev not in dictionary.events:
                 ex.fail(key, f"{ev!r} is not a declared event (flight dict lists them)")
     shutdowns = ex.number("gpu_shutdowns_max", integer=True, lo=0)
-    expect = Expect(modes, ex.strings("events"), ex.strings("no_events"),
+    expect = Expect(ex.strings("mode"), ex.strings("modes_entered"), ex.strings("events"), ex.strings("no_events"),
                     ex.number("battery_soc_floor", lo=0.0, hi=1.0), ex.number("gpu_temp_max_c", lo=-60.0, hi=150.0),
                     None if shutdowns is None else int(shutdowns))
 

@@ -123,6 +123,7 @@ def test_a_file_is_found_by_bundled_name_or_path(tmp_path):
      "command[0].args: VALIDATION_ERROR"),
     ("[[command]]\nat_s = 5\nname = 'thermal.set_setpoint'\n", "command[0].args: FORMAT_ERROR"),
     ("[expect]\nmode = 'PANIC'\n", "expect.mode: 'PANIC' is not a mode"),
+    ("[expect]\nmodes_entered = ['CALM']\n", "expect.modes_entered: 'CALM' is not a mode"),
     ("[expect]\nevents = ['hal.fault_injectd']\n", "expect.events: 'hal.fault_injectd'"),
     ("[expect]\nno_events = 5\n", "expect.no_events: must be a string or a list"),
     ("[expect]\nbattery_soc_floor = 1.4\n", "expect.battery_soc_floor"),
@@ -178,3 +179,11 @@ def test_expectations_fail_on_a_run_that_misses_one(tmp_path, change, events, fa
     s = scenario.load(write(tmp_path, GOOD))
     checks = s.check({**SUMMARY, **change}, events)
     assert [c.name[:len(failing)] for c in checks if not c.ok] == [failing]
+
+
+def test_a_mode_that_must_be_entered_is_checked_against_the_time_flown_in_it(tmp_path):
+    s = scenario.load(write(tmp_path, GOOD.replace('mode = "NOMINAL"', 'modes_entered = ["THERMAL_LIMIT"]')))
+    entered = {**SUMMARY, "mode_time_s": {"NOMINAL": 500.0, "THERMAL_LIMIT": 100.0}}
+    never = {**SUMMARY, "mode_time_s": {"NOMINAL": 600.0}}
+    assert all(c.ok for c in s.check(entered, {"hal.fault_injected"}))
+    assert [c.name for c in s.check(never, {"hal.fault_injected"}) if not c.ok] == ["mode THERMAL_LIMIT entered"]

@@ -1,10 +1,9 @@
-"""Every bundled scenario flown by `flight run --scenario` on the whole stack, shortened to
-the first minutes (each scenario's faults and commands come early, so all of them happen):
-the run passes its own [expect], no GPU reaches its 92 °C hardware shutdown, the battery
-stays above its contingency floor (SOC 0.40: 60 % depth of discharge) and the expected
-events are in the recorded telemetry. A scenario's fault also reaches an external rig over
-the HAL protocol, and an operator injects and clears one from the ground in a running
-real-time stack."""
+"""Every bundled scenario flown whole by `flight run --scenario` on the whole stack: the run
+passes its own [expect] (end mode, modes entered, events that must and must not occur), no GPU
+reaches its 92 °C hardware shutdown, the battery stays above its contingency floor (SOC 0.40:
+60 % depth of discharge) and the expected events are in the recorded telemetry. A scenario's
+fault also reaches an external rig over the HAL protocol, and an operator injects and clears
+one from the ground in a running real-time stack."""
 
 import sqlite3
 
@@ -17,8 +16,7 @@ from tests.predicates import FlightRun
 
 pytestmark = pytest.mark.slow
 SHORT_S = 240
-"""Simulated seconds flown per scenario: past every bundled fault and command and the
-sensor-stuck detection (setpoint raised at 120 s, found within a minute or two)."""
+"""Simulated seconds of the external-rig run: past the dead-gpu scenario's fault."""
 CONTINGENCY_SOC = 0.40
 SHUTDOWN_C = 92.0
 
@@ -34,17 +32,20 @@ def recorded(run: FlightRun) -> dict[str, int]:
 @pytest.mark.parametrize("name", sorted(p.stem for p in scenario.SCENARIO_DIR.glob("*.toml")))
 def test_the_bundled_scenario_flies_and_passes(tmp_path, name):
     scn = scenario.load(name)
-    assert all(c.at_s < SHORT_S - 60 for c in scn.commands), "a scenario's timeline must fit the short run"
-    with FlightRun(tmp_path, "--scenario", name, "--duration", str(SHORT_S)) as run:
-        assert run.wait(timeout_s=180) == 0
+    with FlightRun(tmp_path, "--scenario", name) as run:
+        assert run.wait(timeout_s=300) == 0
     assert f"scenario {scn.name}: PASS" in run.output
     s = run.summary()
-    assert s["end"] == "completed" and s["sim_time_s"] == SHORT_S
+    assert s["end"] == "completed" and s["sim_time_s"] == pytest.approx(scn.run_duration_s(), abs=1.0)
+    for mode in scn.expect.modes_entered:
+        assert s["mode_time_s"][mode] > 0, mode
     assert s["gpu_shutdowns"] == 0 and s["gpu_temp_max_c"] < SHUTDOWN_C
     assert s["battery_soc_min"] > CONTINGENCY_SOC
     events = recorded(run)
     for expected in scn.expect.events:
         assert events.get(expected, 0) > 0, expected
+    for unexpected in scn.expect.no_events:
+        assert unexpected not in events, unexpected
     assert events.get("hal.fault_injected", 0) == sum(c.command == "hal.inject_fault" for c in scn.commands)
     if scn.expect.mode:
         assert s["mode"] in scn.expect.mode
@@ -58,6 +59,7 @@ def test_a_fault_injected_and_cleared_from_the_ground(realtime_run):  # noqa: F8
     run.await_telemetry("hal.gpus_online", equals=71)
     run.await_telemetry("hal.faults_active", equals=1)
     assert "FAULT INJECTION: gpu_dead" in run.await_event("hal.fault_injected")
+    assert "GPU 5 went offline (0 at >= 92" in run.await_event("hal.gpus_offline")
 
     refused = ground(run, "send", "hal.inject_fault", "fault=pump_degraded", "value=2", "target=", "duration_s=0",
                      "--link", link)
