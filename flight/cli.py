@@ -280,8 +280,14 @@ def _print_summary(console, summary: dict) -> None:
         ("eclipse time", f"{summary['eclipse_time_s']:,.0f} s"),
         ("energy harvested", f"{summary['energy_harvested_j'] / 3.6e9:,.2f} MWh"),
         ("battery SOC min", "-" if summary["battery_soc_min"] is None else f"{summary['battery_soc_min']:.3f}"),
+        ("battery SOC floor", "-" if summary["battery_soc_floor"] is None
+         else f"{summary['battery_soc_floor']:.3f}"),
         ("GPU temp max", "-" if summary["gpu_temp_max_c"] is None else f"{summary['gpu_temp_max_c']:.1f} °C"),
         ("GPU work done", f"{summary['gpu_work_done_s']:,.0f} GPU-s"),
+        ("GPU work kept / in progress / lost", "{:,.0f} / {:,.0f} / {:,.0f} GPU-s".format(
+            summary["gpu_work_useful_s"],
+            max(0.0, summary["gpu_work_done_s"] - summary["gpu_work_useful_s"] - summary["gpu_work_lost_s"]),
+            summary["gpu_work_lost_s"])),
         ("GPU shutdowns (92 °C)", str(summary["gpu_shutdowns"])),
         ("energy balance error", "-" if summary["energy_balance_error"] is None
          else f"{summary['energy_balance_error']:.1e}"),
@@ -290,6 +296,7 @@ def _print_summary(console, summary: dict) -> None:
         ("cycle slips", str(summary["cycle_slips"])),
         ("restarts", str(summary["restarts"])),
         ("mode", summary["mode"]),
+        ("time in mode", ", ".join(f"{m} {t:,.0f} s" for m, t in summary["mode_time_s"].items() if t)),
         ("telemetry sha256", summary["telemetry_sha256"][:16] + "…"),
         ("data", summary["data_dir"]),
     ]
