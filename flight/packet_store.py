@@ -7,7 +7,16 @@ File
     ``synchronous=NORMAL``: a committed packet survives a crash of the link process (not an
     OS crash or power loss). Packets added between two :meth:`PacketStores.commit` calls (one
     tick of the link) are one transaction, so a process killed mid-tick loses at most that
-    tick's packets; nothing else is written on a quiet tick.
+    tick's packets; nothing else is written on a quiet tick. Committing once per tick is
+    enough because storing a packet acknowledges nothing (the ground's TC[15,130] is the
+    acknowledgement, and losing a packet's delivery state only re-sends it, which the ground
+    archive dedupes); it is also at least once per tick, so a crash loses one tick at most.
+
+    Packets are held in memory until the transaction's first read or its commit, then
+    written in one statement per table, already in the state they reached meanwhile (a
+    packet sent in the tick it was stored goes in *in flight*, with no second write).
+    Delivery state lives in ``packets``, a narrow table, and the bytes in ``packet_bytes``,
+    so a state change rewrites a few dozen bytes rather than the whole packet.
 
 Stores (:data:`STORES`)
     ==============  ==  ========  ====================================================
@@ -80,7 +89,7 @@ DEFAULT_CAPACITY = {"hk": 200_000, "events": 50_000, "results": 10_000, "verific
 
 PENDING, IN_FLIGHT, ACKED = 0, 1, 2
 
-_SCHEMA = """
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS stores (
     store_id INTEGER PRIMARY KEY, name TEXT NOT NULL, enabled INTEGER NOT NULL DEFAULT 1,
     next_seq INTEGER NOT NULL DEFAULT 1, dropped INTEGER NOT NULL DEFAULT 0,
@@ -88,11 +97,33 @@ CREATE TABLE IF NOT EXISTS stores (
     not_stored INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS packets (
     store_id INTEGER NOT NULL, seq INTEGER NOT NULL, time_s REAL NOT NULL, utc_unix_s REAL NOT NULL,
-    state INTEGER NOT NULL DEFAULT 0, packet BLOB NOT NULL, PRIMARY KEY (store_id, seq)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS packets_state ON packets(store_id, state, seq);
+    state INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (store_id, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS packet_bytes (key INTEGER PRIMARY KEY, packet BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS packets_pending ON packets(store_id, seq) WHERE state = {PENDING};
 CREATE INDEX IF NOT EXISTS packets_utc ON packets(store_id, utc_unix_s);
 CREATE TABLE IF NOT EXISTS results_stored (job_id INTEGER PRIMARY KEY);
 """
+KEY_SHIFT = 40
+"""``packet_bytes.key`` is ``store_id << KEY_SHIFT | seq``: one integer key, so the bytes
+append to an integer b-tree, whose page splits dirty one new page (an index b-tree, as a
+``(store_id, seq)`` key would be, rebalances three). ``seq`` stays below 2**40."""
+_MIGRATE_ONE_TABLE = f"""
+DROP INDEX IF EXISTS packets_state;
+DROP INDEX IF EXISTS packets_utc;
+ALTER TABLE packets RENAME TO packets_with_bytes;
+{_SCHEMA}
+INSERT INTO packets SELECT store_id, seq, time_s, utc_unix_s, state FROM packets_with_bytes;
+INSERT INTO packet_bytes SELECT (store_id << {KEY_SHIFT}) | seq, packet FROM packets_with_bytes;
+DROP TABLE packets_with_bytes;
+"""
+"""A store file written before delivery state and bytes were split into two tables."""
+_INSERT = "INSERT INTO packets (store_id, seq, time_s, utc_unix_s, state) VALUES (?, ?, ?, ?, ?)"
+_INSERT_BYTES = "INSERT INTO packet_bytes (key, packet) VALUES (?, ?)"
+_BYTES_OF = f"packet_bytes.key = (packets.store_id << {KEY_SHIFT}) | packets.seq"
+WAL_AUTOCHECKPOINT_PAGES = 4000
+"""WAL pages between checkpoints (SQLite's default is 1000). A checkpoint syncs twice; at
+the ~8 pages a busy tick commits, SQLite's default made those syncs cost as much as the
+commits themselves. The WAL file stays near 16 MB (4 KiB pages) and is reused, not grown."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +154,9 @@ class PacketStores(BatchedWrites):
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+        if "packet" in {row[1] for row in self.db.execute("PRAGMA table_info(packets)")}:
+            self.db.executescript(f"BEGIN; {_MIGRATE_ONE_TABLE} COMMIT;")
         self.db.executescript(_SCHEMA)
         self.db.executemany("INSERT OR IGNORE INTO stores (store_id, name) VALUES (?, ?)",
                             [(s.store_id, s.name) for s in STORES])
@@ -142,9 +176,12 @@ class PacketStores(BatchedWrites):
         """Packets waiting to be sent, per store (kept in step, so a quiet store costs no query)."""
         self.dropped = self.db.execute("SELECT SUM(dropped) FROM stores").fetchone()[0]
         """Unacknowledged packets retention has dropped, all stores, ever."""
+        self._new: dict[tuple[int, int], list] = {}
+        """Packets stored and not yet written, by ``(store_id, seq)``: ``[store_id, seq,
+        time_s, utc_unix_s, state, packet]``, the state kept current until written."""
         self._marks: list[tuple[int, int, int, int]] = []
-        """State changes (state, store_id, seq, from state) not yet written: batched, and
-        written before anything reads the table."""
+        """State changes (state, store_id, seq, from state) of written packets not yet
+        written themselves: batched, and written before anything reads the table."""
         self._seq_dirty: set[int] = set()
         self._refs: Counter[tuple[int, int]] = Counter()
         self._sent: dict[Hashable, deque[tuple[int, int, int]]] = {}
@@ -155,11 +192,24 @@ class PacketStores(BatchedWrites):
         self._seq_dirty.clear()
 
     def _flush(self) -> None:
+        if self._new:
+            self._begin()
+            rows = self._new.values()
+            self.db.executemany(_INSERT, [row[:5] for row in rows])
+            self.db.executemany(_INSERT_BYTES, [((row[0] << KEY_SHIFT) | row[1], row[5]) for row in rows])
+            self._new.clear()
         if self._marks:
             self._begin()
             self.db.executemany("UPDATE packets SET state = ? WHERE store_id = ? AND seq = ? AND state = ?",
                                 self._marks)
             self._marks.clear()
+
+    def _mark(self, state: int, store_id: int, seq: int, from_state: int) -> None:
+        row = self._new.get((store_id, seq))
+        if row is None:
+            self._marks.append((state, store_id, seq, from_state))
+        elif row[4] == from_state:
+            row[4] = state
 
     # -- storing -------------------------------------------------------------------------
     def add(self, store: str, packet: bytes, time_s: float, utc_unix_s: float) -> int | None:
@@ -175,15 +225,15 @@ class PacketStores(BatchedWrites):
     def add_many(self, store: str, items: list[tuple[bytes, float, float]]) -> list[int | None]:
         """:meth:`add` for several ``(packet, time_s, utc_unix_s)``, in one statement."""
         store_id = STORE_BY_NAME[store].store_id
-        self._begin()
         if not self.enabled[store_id]:
+            self._begin()
             self.db.execute("UPDATE stores SET not_stored = not_stored + ? WHERE store_id = ?",
                             (len(items), store_id))
             return [None] * len(items)
         first = self.next_seq[store_id]
         self.next_seq[store_id] = first + len(items)
-        self.db.executemany("INSERT INTO packets (store_id, seq, time_s, utc_unix_s, packet) VALUES (?, ?, ?, ?, ?)",
-                            [(store_id, seq, t, utc, packet) for seq, (packet, t, utc) in enumerate(items, first)])
+        for seq, (packet, t, utc) in enumerate(items, first):
+            self._new[(store_id, seq)] = [store_id, seq, t, utc, PENDING, packet]
         self._seq_dirty.add(store_id)
         self.counts[store_id] += len(items)
         self.pending_counts[store_id] += len(items)
@@ -198,6 +248,8 @@ class PacketStores(BatchedWrites):
                                (store_id, n)).fetchall()
         acked = sum(1 for _, state in rows if state == ACKED)
         self.pending_counts[store_id] -= sum(1 for _, state in rows if state == PENDING)
+        self.db.execute("DELETE FROM packet_bytes WHERE key BETWEEN ? AND ?",
+                        (store_id << KEY_SHIFT, (store_id << KEY_SHIFT) | rows[-1][0]))
         self.db.execute("DELETE FROM packets WHERE store_id = ? AND seq <= ?", (store_id, rows[-1][0]))
         self.db.execute("UPDATE stores SET dropped = dropped + ?, expired = expired + ? WHERE store_id = ?",
                         (len(rows) - acked, acked, store_id))
@@ -233,6 +285,8 @@ class PacketStores(BatchedWrites):
                                    (store_id, utc_unix_s)).fetchall()
             seqs = [seq for seq, _ in rows]
             self.pending_counts[store_id] -= sum(1 for _, state in rows if state == PENDING)
+            self.db.executemany("DELETE FROM packet_bytes WHERE key = ?",
+                                [((store_id << KEY_SHIFT) | seq,) for seq in seqs])
             self.db.execute("DELETE FROM packets WHERE store_id = ? AND utc_unix_s <= ?", (store_id, utc_unix_s))
             self.db.execute("UPDATE stores SET deleted = deleted + ? WHERE store_id = ?", (len(seqs), store_id))
             self.counts[store_id] -= len(seqs)
@@ -280,9 +334,9 @@ class PacketStores(BatchedWrites):
         if not self.pending_counts[store_id]:
             return []
         self._flush()
-        rows = self.db.execute(
-            "SELECT seq, packet FROM packets WHERE store_id = ? AND state = ? ORDER BY seq LIMIT ?",
-            (store_id, PENDING, limit)).fetchall()
+        rows = self.db.execute(  # the literal state lets SQLite use the partial index packets_pending
+            f"SELECT seq, packet FROM packets JOIN packet_bytes ON {_BYTES_OF} "
+            f"WHERE store_id = ? AND state = {PENDING} ORDER BY seq LIMIT ?", (store_id, limit)).fetchall()
         return [StoredPacket(store_id, seq, bytes(packet)) for seq, packet in rows]
 
     def sent(self, connection: Hashable, tm_index: int, store_id: int, seq: int) -> None:
@@ -290,7 +344,7 @@ class PacketStores(BatchedWrites):
         packet (1-based, counting every TM that connection was sent)."""
         key = (store_id, seq)
         if not self._refs[key]:
-            self._marks.append((IN_FLIGHT, store_id, seq, PENDING))
+            self._mark(IN_FLIGHT, store_id, seq, PENDING)
             self.pending_counts[store_id] -= 1
         self._refs[key] += 1
         self._sent.setdefault(connection, deque()).append((tm_index, store_id, seq))
@@ -305,7 +359,7 @@ class PacketStores(BatchedWrites):
         while queue and queue[0][0] <= received:
             _, store_id, seq = queue.popleft()
             self._release(store_id, seq)
-            self._marks.append((ACKED, store_id, seq, IN_FLIGHT))
+            self._mark(ACKED, store_id, seq, IN_FLIGHT)
             done += 1
         return done
 
@@ -318,7 +372,7 @@ class PacketStores(BatchedWrites):
         back = 0
         for _, store_id, seq in queue:
             if self._release(store_id, seq) == 0 and self._known(store_id, seq):
-                self._marks.append((PENDING, store_id, seq, IN_FLIGHT))
+                self._mark(PENDING, store_id, seq, IN_FLIGHT)
                 self.pending_counts[store_id] += 1
                 back += 1
         return back

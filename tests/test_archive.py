@@ -101,7 +101,8 @@ def test_listener_archives_a_pass_exactly_once_across_a_broken_connection(tmp_pa
         assert lines[0].startswith("connected") and any("went away" in line for line in lines)
         h.pump(0.2)  # the final acknowledgement
         h.link.stores.commit()
-        stored = h.link.stores.db.execute("SELECT store_id, seq, state, packet FROM packets").fetchall()
+        stored = h.link.stores.db.execute("SELECT store_id, seq, state, packet FROM packets JOIN packet_bytes "
+                                          "ON packet_bytes.key = (store_id << 40) | seq").fetchall()
         waiting = [pus.decode_tm(DICT, p) for *_, state, p in stored if state != ACKED]
         assert [r.name for r in waiting] == ["link.client_disconnected"]  # the listener's own goodbye, for next time
         digests = {hashlib.sha256(p).digest() for *_, state, p in stored if state == ACKED}

@@ -5,6 +5,7 @@ spacepackets' own PUS-C readers."""
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -39,6 +40,34 @@ def test_sequence_ids_and_oldest_first(stores):
     assert seqs == [1, 2, 3]
     assert [p.packet for p in stores.pending(HK, 10)] == [b"p0", b"p1", b"p2"]
     assert [p.seq for p in stores.pending(HK, 2)] == [1, 2]
+
+
+def test_a_store_file_from_before_the_bytes_had_their_own_table_opens_with_its_packets(tmp_path):
+    old = sqlite3.connect(tmp_path / STORE_FILE)
+    old.executescript("""
+        CREATE TABLE stores (store_id INTEGER PRIMARY KEY, name TEXT NOT NULL, enabled INTEGER NOT NULL DEFAULT 1,
+            next_seq INTEGER NOT NULL DEFAULT 1, dropped INTEGER NOT NULL DEFAULT 0,
+            expired INTEGER NOT NULL DEFAULT 0, deleted INTEGER NOT NULL DEFAULT 0,
+            not_stored INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE packets (store_id INTEGER NOT NULL, seq INTEGER NOT NULL, time_s REAL NOT NULL,
+            utc_unix_s REAL NOT NULL, state INTEGER NOT NULL DEFAULT 0, packet BLOB NOT NULL,
+            PRIMARY KEY (store_id, seq)) WITHOUT ROWID;
+        CREATE INDEX packets_state ON packets(store_id, state, seq);
+        CREATE INDEX packets_utc ON packets(store_id, utc_unix_s);
+        CREATE TABLE results_stored (job_id INTEGER PRIMARY KEY);""")
+    old.execute("INSERT INTO stores (store_id, name, next_seq) VALUES (1, 'hk', 4)")
+    old.executemany("INSERT INTO packets VALUES (1, ?, ?, ?, ?, ?)",
+                    [(1, 1.0, UTC0 + 1, ACKED, b"p1"), (2, 2.0, UTC0 + 2, IN_FLIGHT, b"p2"),
+                     (3, 3.0, UTC0 + 3, PENDING, b"p3")])
+    old.commit()
+    old.close()
+    stores = PacketStores(tmp_path / STORE_FILE)
+    assert _states(stores, HK) == {1: ACKED, 2: PENDING, 3: PENDING}  # in flight then: sent again
+    assert [(p.seq, p.packet) for p in stores.pending(HK, 10)] == [(2, b"p2"), (3, b"p3")]
+    assert stores.add("hk", b"p4", 4.0, UTC0 + 4) == 4
+    assert stores.delete_up_to([HK], UTC0 + 2) == 2
+    assert [p.packet for p in stores.pending(HK, 10)] == [b"p3", b"p4"]
+    stores.close()
 
 
 def test_retention_drops_the_oldest_and_counts_unacknowledged_and_acknowledged_apart(stores):

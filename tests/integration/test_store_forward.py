@@ -71,7 +71,8 @@ def test_every_stored_packet_reaches_the_archive_once_or_is_counted_dropped(tmp_
     last_pass_end = passes[-1][1]
 
     onboard = sqlite3.connect(f"file:{run.data / STORE_FILE}?mode=ro", uri=True)
-    stored = onboard.execute(f"SELECT time_s, packet FROM packets WHERE store_id IN {CHECKED}").fetchall()
+    stored = onboard.execute(f"SELECT time_s, packet FROM packets JOIN packet_bytes ON key = (store_id << 40) | seq "
+                             f"WHERE store_id IN {CHECKED}").fetchall()
     dropped, expired, deleted = onboard.execute(f"SELECT SUM(dropped), SUM(expired), SUM(deleted) FROM stores "
                                                 f"WHERE store_id IN {CHECKED}").fetchone()
     (next_seq,) = onboard.execute(f"SELECT SUM(next_seq - 1) FROM stores WHERE store_id IN {CHECKED}").fetchone()
