@@ -120,10 +120,6 @@ DROP TABLE packets_with_bytes;
 _INSERT = "INSERT INTO packets (store_id, seq, time_s, utc_unix_s, state) VALUES (?, ?, ?, ?, ?)"
 _INSERT_BYTES = "INSERT INTO packet_bytes (key, packet) VALUES (?, ?)"
 _BYTES_OF = f"packet_bytes.key = (packets.store_id << {KEY_SHIFT}) | packets.seq"
-WAL_AUTOCHECKPOINT_PAGES = 4000
-"""WAL pages between checkpoints (SQLite's default is 1000). A checkpoint syncs twice; at
-the ~8 pages a busy tick commits, SQLite's default made those syncs cost as much as the
-commits themselves. The WAL file stays near 16 MB (4 KiB pages) and is reused, not grown."""
 
 
 @dataclass(frozen=True)
@@ -154,7 +150,6 @@ class PacketStores(BatchedWrites):
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         if "packet" in {row[1] for row in self.db.execute("PRAGMA table_info(packets)")}:
             self.db.executescript(f"BEGIN; {_MIGRATE_ONE_TABLE} COMMIT;")
         self.db.executescript(_SCHEMA)
