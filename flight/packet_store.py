@@ -320,6 +320,7 @@ class PacketStores(BatchedWrites):
     def add_result(self, job_id: int, packet: bytes, time_s: float, utc_unix_s: float) -> int | None:
         """Store a job result report and remember ``job_id`` as stored, in one transaction."""
         seq = self.add("results", packet, time_s, utc_unix_s)
+        self._begin()  # the packet is written with this tick's transaction: so is its job id
         self.db.execute("INSERT OR IGNORE INTO results_stored (job_id) VALUES (?)", (job_id,))
         return seq
 

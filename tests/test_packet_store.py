@@ -321,6 +321,19 @@ def test_retrieve_with_start_after_end_is_a_format_error():
         pus.decode_storage_tc(tc.message_subtype, bytes(tc.app_data))
 
 
+def test_a_job_result_and_its_stored_mark_commit_together(stores):
+    seq = stores.add_result(7, b"r7", 1.0, UTC0)
+    reader = sqlite3.connect(stores.path)
+    try:
+        assert reader.execute("SELECT COUNT(*) FROM results_stored").fetchone() == (0,)
+        stores.commit()
+        assert reader.execute("SELECT COUNT(*) FROM results_stored").fetchone() == (1,)
+        assert reader.execute("SELECT seq FROM packets WHERE store_id = ?",
+                              (STORE_BY_NAME["results"].store_id,)).fetchall() == [(seq,)]
+    finally:
+        reader.close()
+
+
 def test_job_results_are_stored_once_and_parse_with_spacepackets(tmp_path):
     from flight.jobs.store import JobStore
 
