@@ -189,10 +189,11 @@ class PacketStores(BatchedWrites):
     def _flush(self) -> None:
         if self._new:
             self._begin()
-            rows = self._new.values()
+            # taken before writing: rows a failed write left half inserted must not be inserted twice
+            rows = list(self._new.values())
+            self._new.clear()
             self.db.executemany(_INSERT, [row[:5] for row in rows])
             self.db.executemany(_INSERT_BYTES, [((row[0] << KEY_SHIFT) | row[1], row[5]) for row in rows])
-            self._new.clear()
         if self._marks:
             self._begin()
             self.db.executemany("UPDATE packets SET state = ? WHERE store_id = ? AND seq = ? AND state = ?",
