@@ -85,17 +85,6 @@ def test_cds_time_code_round_trips_to_the_millisecond(utc):
     assert CdsShortTimestamp.unpack(stamp).as_unix_seconds() == pus.unix_from_cds(stamp)
 
 
-@given(st.binary(min_size=7, max_size=7))
-def test_cds_time_codes_read_as_spacepackets_reads_them(stamp):
-    try:
-        expected = CdsShortTimestamp.unpack(stamp).as_unix_seconds()
-    except ValueError:
-        with pytest.raises(ValueError):
-            pus.unix_from_cds(stamp)
-    else:
-        assert pus.unix_from_cds(stamp) == expected
-
-
 @pytest.mark.parametrize("bad", [-1.0, math.nan, math.inf])
 def test_cds_time_code_refuses_times_it_cannot_hold(bad):
     with pytest.raises(ValueError):
@@ -310,43 +299,6 @@ def test_decoding_corrupted_tm_raises_only_tm_decode_error(data):
         pus.decode_tm(DICT, bytes(packet))  # the CRC catches every single-byte error
     with pytest.raises((InvalidTmCrc16Error, ValueError)):
         PusTm.unpack(bytes(packet), 7)
-
-
-@given(apid=st.integers(0, 0x7FF), service=st.integers(0, 255), subtype=st.integers(0, 255),
-       dest=st.integers(0, 0xFFFF), data=st.binary(max_size=64), utc=st.floats(0, 5e9),
-       seq=st.integers(0, pus.SEQ_COUNT_MODULO - 1), counter=st.integers(0, 0xFFFF))
-def test_tm_packets_are_byte_for_byte_those_of_spacepackets(apid, service, subtype, dest, data, utc, seq, counter):
-    enc = pus.TmEncoder()
-    enc._seq[apid] = seq
-    enc._msg[(dest, service, subtype)] = counter
-    packet = enc.packet(apid, service, subtype, data, utc_unix_s=utc, dest_id=dest)
-    assert packet == PusTm(service=service, message_subtype=subtype, timestamp=pus.cds_timestamp(utc),
-                           source_data=data, apid=apid, seq_count=seq, message_counter=counter,
-                           destination_id=dest).pack()
-    tm = PusTm.unpack(packet, 7)
-    assert pus.peek_tm(packet) == (tm.apid, tm.service, tm.message_subtype, pus.unix_from_cds(tm.timestamp))
-
-
-@pytest.mark.parametrize("fields", [(0x800, 3, 25, 0), (-1, 3, 25, 0), (1, 256, 1, 0), (1, 3, -1, 0),
-                                    (1, 3, 25, 1 << 16)])
-def test_tm_fields_out_of_range_raise_value_error(fields):
-    apid, service, subtype, dest = fields
-    with pytest.raises(ValueError):
-        pus.TmEncoder().packet(apid, service, subtype, b"", utc_unix_s=UTC, dest_id=dest)
-
-
-@settings(max_examples=300)
-@given(st.data())
-def test_peek_tm_refuses_any_corrupted_or_cut_packet(data):
-    packet = bytearray(pus.TmEncoder().hk_report(PROBE, {"f": 0, "i": 0, "b": 0, "s": "", "arr": [1.0]},
-                                                 utc_unix_s=UTC))
-    if data.draw(st.booleans()):
-        i = data.draw(st.integers(0, len(packet) - 1))
-        packet[i] ^= data.draw(st.integers(1, 255))
-    else:
-        packet = packet[:data.draw(st.integers(0, len(packet) - 1))]
-    with pytest.raises(ValueError):
-        pus.peek_tm(bytes(packet))
 
 
 def test_decode_tm_refuses_well_formed_tm_it_does_not_know():

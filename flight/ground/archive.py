@@ -35,10 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from spacepackets.ecss import peek_pus_packet_info
 from spacepackets.ecss.tc import PusTc
+from spacepackets.exceptions import InvalidCrcCcitt16Error
 
 from flight.dictionary import SEVERITIES, CommandError, Dictionary
 from flight.ground.pus import (
+    TIMESTAMP_LEN,
     EventReport,
     HkReport,
     JobResultReport,
@@ -47,7 +50,7 @@ from flight.ground.pus import (
     decode_function,
     decode_tm,
     is_function,
-    peek_tm,
+    unix_from_cds,
 )
 from flight.sqlite_batch import BatchedWrites
 
@@ -166,7 +169,10 @@ class Archive(BatchedWrites):
         self.counters["received"] += 1
         apid = service = subtype = utc = None
         try:
-            apid, service, subtype, utc = peek_tm(packet)
+            peek_pus_packet_info(packet)  # spacepackets' CRC and PUS version check
+            # primary header, then the PUS-C TM secondary header: version, service, subtype, counter, destination, time
+            apid, service, subtype = ((packet[0] & 0x07) << 8) | packet[1], packet[7], packet[8]
+            utc = unix_from_cds(packet[13:13 + TIMESTAMP_LEN])
             if report is None:
                 if service == HK_SERVICE:
                     self._raw_hk.append((hashlib.sha256(packet).digest(), time.time(), utc, apid, service, subtype,
@@ -175,7 +181,7 @@ class Archive(BatchedWrites):
                         self._flush()
                     return True
                 report = decode_tm(self.dictionary, packet)
-        except ValueError:  # bad CRC, short, not PUS-C or not known here: kept raw, counted
+        except (ValueError, InvalidCrcCcitt16Error):  # bad CRC, short, not PUS-C or not known here: kept raw, counted
             report = None
             self.counters["undecodable"] += 1
         cursor = self.db.execute(_INSERT_PACKET, (hashlib.sha256(packet).digest(), time.time(), utc, apid, service,

@@ -66,7 +66,6 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Union
 
 import numpy as np
-from fastcrc import crc16
 from spacepackets.ccsds.spacepacket import (
     CCSDS_HEADER_LEN,
     PacketId,
@@ -76,9 +75,6 @@ from spacepackets.ccsds.spacepacket import (
     parse_space_packets,
 )
 from spacepackets.ccsds.time import CdsShortTimestamp
-from spacepackets.ccsds.time.cds import LenOfDaysSegment
-from spacepackets.ccsds.time.common import SECONDS_PER_DAY, CcsdsTimeCodeId, convert_ccsds_days_to_unix_days
-from spacepackets.ecss import check_pus_crc
 from spacepackets.ecss.defs import PusService, PusVersion
 from spacepackets.ecss.fields import PacketFieldEnum
 from spacepackets.ecss.pus_1_verification import (
@@ -188,25 +184,13 @@ def cds_timestamp(utc_unix_s: float) -> bytes:
     return CdsShortTimestamp.from_datetime(dt).pack()
 
 
-_CDS_DAYS_MS = struct.Struct(">xHI")
-
-
 def unix_from_cds(stamp: bytes) -> float:
-    """Unix seconds of a 7-byte CDS short time code: the same checks and the same float as
-    ``CdsShortTimestamp.unpack(stamp).as_unix_seconds()``, without building the timestamp
-    object and its datetime (the ground reads one per packet archived).
+    """Unix seconds of a 7-byte CDS short time code.
 
     Raises:
         ValueError: not a CDS short time code.
     """
-    if len(stamp) < TIMESTAMP_LEN:
-        raise ValueError(f"CDS short time code of {len(stamp)} bytes, needs {TIMESTAMP_LEN}")
-    p_field = stamp[0]
-    if (p_field >> 4) & 0b111 != CcsdsTimeCodeId.CDS or (p_field >> 2) & 0b1 != LenOfDaysSegment.DAYS_16_BITS:
-        raise ValueError(f"P-field 0x{p_field:02x} is not a CDS short time code")
-    ccsds_days, ms_of_day = _CDS_DAYS_MS.unpack_from(stamp)
-    unix_s = convert_ccsds_days_to_unix_days(ccsds_days) * SECONDS_PER_DAY
-    return unix_s - ms_of_day / 1000.0 if unix_s < 0 else unix_s + ms_of_day / 1000.0
+    return CdsShortTimestamp.unpack(stamp).as_unix_seconds()
 
 
 # -- values --------------------------------------------------------------------------------
@@ -573,21 +557,9 @@ def request_id(tc: PusTc) -> int:
 
 
 # -- TM building (satellite side) -------------------------------------------------------------
-_TM_HEAD = struct.Struct(">HHHBBBHH")
-"""Primary header (packet id, sequence control, data length) and PUS-C TM secondary header
-up to the time code (version and time reference status, service, subtype, message type
-counter, destination id)."""
-_TM_PACKET_ID = 0x0800
-"""Packet id bits of a TM (type 0) with a secondary header, version 0; the APID is or-ed in."""
-_UNSEGMENTED = 0xC000
-_MAX_APID = 0x7FF
-
-
 class TmEncoder:
     """Builds PUS-C TM packets, keeping the CCSDS sequence count per APID (14 bits) and the
-    PUS-C message type counter per destination, service and subtype (16 bits). The bytes are
-    those of spacepackets' ``PusTm(...).pack()``, packed with one struct and the same CRC
-    routine, without building its header objects: the link encodes every stored packet."""
+    PUS-C message type counter per destination, service and subtype (16 bits)."""
 
     def __init__(self) -> None:
         self._seq: dict[int, int] = {}
@@ -602,19 +574,14 @@ class TmEncoder:
         """
         if len(source_data) > MAX_TM_SOURCE_DATA:
             raise ValueError(f"{len(source_data)} bytes of source data exceed {MAX_TM_SOURCE_DATA}")
-        if not (0 <= apid <= _MAX_APID and 0 <= service <= 0xFF and 0 <= subtype <= 0xFF and 0 <= dest_id <= 0xFFFF):
-            raise ValueError(f"TM[{service},{subtype}] to {dest_id} from APID {apid}: a field out of range")
-        stamp = cds_timestamp(utc_unix_s)
         seq = self._seq.get(apid, 0)
         self._seq[apid] = (seq + 1) % SEQ_COUNT_MODULO
         key = (dest_id, service, subtype)
         counter = self._msg.get(key, 0)
         self._msg[key] = (counter + 1) & 0xFFFF
-        # the fields of spacepackets' PusTm(...).pack(), packed at once (tests compare the bytes)
-        packet = _TM_HEAD.pack(_TM_PACKET_ID | apid, _UNSEGMENTED | seq,
-                               PusTmSecondaryHeader.MIN_LEN + len(stamp) + len(source_data) + 1,
-                               PusVersion.PUS_C << 4, service, subtype, counter, dest_id) + stamp + source_data
-        return packet + crc16.ibm_3740(packet).to_bytes(2, "big")
+        return bytes(PusTm(service=service, message_subtype=subtype, timestamp=cds_timestamp(utc_unix_s),
+                           source_data=source_data, apid=apid, seq_count=seq, message_counter=counter,
+                           destination_id=dest_id).pack())
 
     def ping_reply(self, tc: PusTc, *, utc_unix_s: float) -> bytes:
         """TM[17,2] answering ``tc``, addressed to its source."""
@@ -737,29 +704,6 @@ def split_tm_stream(buf: bytes | bytearray, packet_ids: list[PacketId]) -> tuple
     result = parse_space_packets(bytes(buf), packet_ids)
     skipped = sum(len(r) for r in result.skipped_ranges)
     return [bytes(p) for p in result.tm_list], result.scanned_bytes, skipped
-
-
-_TM_HEAD_LEN = CCSDS_HEADER_LEN + PusTmSecondaryHeader.MIN_LEN + TIMESTAMP_LEN
-_TIME_AT = CCSDS_HEADER_LEN + PusTmSecondaryHeader.MIN_LEN
-
-
-def peek_tm(packet: bytes) -> tuple[int, int, int, float]:
-    """``(apid, service, subtype, utc_unix_s)`` of one framed PUS-C TM packet, once its length
-    field matches its length and its CRC checks (spacepackets' ``check_pus_crc``), without
-    decoding the rest (the ground archive keeps housekeeping raw).
-
-    Raises:
-        ValueError: short, a length field that does not match, a bad CRC, not PUS-C, or no
-            CDS short time code.
-    """
-    if len(packet) < _TM_HEAD_LEN + 2 or ((packet[4] << 8) | packet[5]) + CCSDS_HEADER_LEN + 1 != len(packet):
-        raise ValueError(f"{len(packet)} bytes are not one whole PUS-C TM packet")
-    if not check_pus_crc(packet):
-        raise ValueError("bad CRC")
-    if packet[CCSDS_HEADER_LEN] >> 4 != PusVersion.PUS_C:
-        raise ValueError(f"PUS version {packet[CCSDS_HEADER_LEN] >> 4}, not PUS-C")
-    return (((packet[0] & 0x07) << 8) | packet[1], packet[7], packet[8],
-            unix_from_cds(packet[_TIME_AT:_TIME_AT + TIMESTAMP_LEN]))
 
 
 def decode_tm(dictionary: Dictionary, packet: bytes) -> Report:
