@@ -65,7 +65,7 @@ def test_every_bundled_scenario_loads_and_checks_the_rack_survives():
     assert set(BUNDLED) <= set(names)
     for s in names.values():
         assert s.description and s.run_duration_s() > 0
-        assert s.expect.battery_soc_floor == 0.40 and s.expect.gpu_shutdowns_max == 0
+        assert s.expect.battery_soc_floor >= 0.40 and s.expect.gpu_shutdowns_max == 0  # the contingency floor
     faulted = {c.args["fault"] for s in names.values() for c in s.commands if c.command == "hal.inject_fault"}
     assert faulted == {"pump_degraded", "radiator_area_lost", "battery_capacity_lost", "solar_string_lost",
                        "sensor_stuck", "seu_storm", "gpu_dead"}

@@ -56,8 +56,10 @@ def test_every_thermal_shutdown_is_counted_once_and_reaches_the_summary():
         bridge.accumulate(frame)
     bridge.housekeeping()
     assert latched > 0 and bridge.gpu_shutdowns == latched
-    (kind, name, hk), = out
-    assert (kind, name) == ("tm", "hal.hk") and hk["gpu_shutdowns"] == latched
+    (hk,) = [data for kind, name, data in out if (kind, name) == ("tm", "hal.hk")]
+    assert hk["gpu_shutdowns"] == latched
+    announced = [data["args"] for _, name, data in out if name == "hal.gpus_offline"]
+    assert sum(a["shutdowns"] for a in announced) == latched
     assert hk["gpu_temp_min_c"] - 1e-9 <= hk["gpu_temp_mean_c"] <= hk["gpu_temp_max_c"] + 1e-9
     s = summary_of(out, 900)
     assert s["gpu_shutdowns"] == latched and s["energy_balance_error"] < 1e-9
@@ -73,7 +75,10 @@ def test_a_feed_cut_takes_every_gpu_offline_without_counting_shutdowns():
         bridge.accumulate(frame)
         offline |= not frame["gpu_online"].any()
     bridge.housekeeping()
-    assert offline and bridge.gpu_shutdowns == 0 and out[0][2]["gpu_shutdowns"] == 0
+    (hk,) = [data for kind, name, data in out if (kind, name) == ("tm", "hal.hk")]
+    assert offline and bridge.gpu_shutdowns == 0 and hk["gpu_shutdowns"] == 0
+    (cut,) = [data["args"] for _, name, data in out if name == "hal.gpus_offline"]
+    assert cut["shutdowns"] == 0 and cut["online"] == 0
 
 
 def test_an_external_rig_reports_no_energy_balance():
