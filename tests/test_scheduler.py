@@ -5,7 +5,7 @@ import numpy as np
 
 from flight.hal import N_GPUS
 from flight.jobs.model import Job
-from flight.jobs.scheduler import Limits, plan
+from flight.jobs.scheduler import HIGH_PRIORITY, Limits, plan
 
 
 def job(job_id, priority=5, gpus=8, **kw):
@@ -44,6 +44,15 @@ def test_equal_priority_never_preempts_and_a_job_that_cannot_be_made_to_fit_pree
     usable = np.zeros(N_GPUS, dtype=bool)
     usable[:4] = True
     assert plan([small, job(4, priority=9, gpus=8)], Limits(usable, N_GPUS)).preempt == [], "4 GPUs cannot make 8"
+
+
+def test_only_an_urgent_job_preempts_a_batch_job_waits_for_gpus_to_come_free():
+    low = running(job(1, priority=1, gpus=72), range(72))
+    assert plan([low, job(2, priority=6)], Limits(all_usable(), N_GPUS)).preempt == [], "batch waits, even at 6"
+    for urgent in (job(3, priority=6, deadline_s=5000.0), job(4, priority=HIGH_PRIORITY)):
+        out = plan([low, urgent], Limits(all_usable(), N_GPUS))
+        assert [(j.job_id, why) for j, why in out.preempt] == [
+            (1, f"preempted by job {urgent.job_id} (priority {urgent.priority})")]
 
 
 def test_earliest_deadline_first_within_a_priority():
