@@ -55,6 +55,14 @@ def test_only_an_urgent_job_preempts_a_batch_job_waits_for_gpus_to_come_free():
             (1, f"preempted by job {urgent.job_id} (priority {urgent.priority})")]
 
 
+def test_a_victim_the_others_make_unnecessary_is_spared():
+    small = running(job(1, priority=1, gpus=4), range(4))
+    big = running(job(2, priority=2, gpus=16), range(4, 20))
+    rest = running(job(3, priority=9, gpus=52), range(20, 72))
+    out = plan([small, big, rest, job(4, priority=8, gpus=8)], Limits(all_usable(), N_GPUS))
+    assert [j.job_id for j, _ in out.preempt] == [2], "4 GPUs of job 1 could not make 8; job 2's 16 do alone"
+
+
 def test_earliest_deadline_first_within_a_priority():
     later, sooner = job(1, deadline_s=5000.0, gpus=40), job(2, deadline_s=900.0, gpus=40)
     placed = plan([later, sooner], Limits(all_usable(), N_GPUS)).start

@@ -17,13 +17,14 @@ runner (:mod:`flight.subsystems.jobs`) applies its answer. The rules, in order:
    smaller jobs behind it (backfill) unless it is waiting on a preemption.
 4. **Preemption**: a queued :func:`urgent` job (one with a deadline, or of priority >=
    :data:`HIGH_PRIORITY`) that does not fit takes GPUs from running jobs of strictly lower
-   priority (lowest priority first, then latest deadline, then newest) if that makes it
-   fit. A batch job (neither) waits for GPUs to come free instead: a preemption costs the
-   victim a checkpoint and leaves its progress waiting in the queue, where under a queue
-   that never runs dry it can wait for hours, work done and not yet delivered (the rule
+   priority (lowest priority first, then latest deadline, then newest, sparing any the
+   others make unnecessary) if that makes it fit. A batch job (neither) waits for GPUs to
+   come free instead: a preemption costs the victim a checkpoint and leaves its progress
+   waiting in the queue, where under a queue that never runs dry it can wait for hours,
+   work done and not yet delivered (the rule
    "preemption only across urgency" is Kubernetes' ``preemptionPolicy: Never`` for batch
    priority classes; in ``tools/bench_goodput.py``'s day it took goodput from 0.83 to
-   0.865). Victims checkpoint first and then return to the queue (their GPUs come free when
+   0.86). Victims checkpoint first and then return to the queue (their GPUs come free when
    the checkpoint completes): a checkpoint costs ``checkpoint_cost_s`` (at most the
    interval) while stopping without one would throw away up to a whole interval of work.
    While a preemption is under way nothing of lower order is placed, so the GPUs it frees
@@ -97,6 +98,31 @@ def _victim_key(job: Job) -> tuple:
     return (job.priority, -job.urgency_s, -job.job_id)
 
 
+def _victims(need: int, candidates: list[Job], free: int, budget: int, usable: np.ndarray) -> list[Job]:
+    """The running jobs to preempt so that ``need`` GPUs are free and within the cap
+    (``free`` usable GPUs free now, ``budget`` GPUs left under the cap), or none if the
+    ``candidates`` cannot make it: taken lowest first (:func:`_victim_key`) until they
+    suffice, then each one the others make unnecessary is spared, the last taken (the
+    highest) first, so a big victim taken last does not leave smaller ones before it
+    preempted for nothing."""
+    def enough(jobs: list[Job]) -> bool:
+        gain_free = sum(int(np.count_nonzero(usable[v.gpus])) for v in jobs)
+        return need <= min(free + gain_free, budget + sum(len(v.gpus) for v in jobs))
+
+    victims: list[Job] = []
+    for victim in sorted(candidates, key=_victim_key):
+        if enough(victims):
+            break
+        victims.append(victim)
+    if not enough(victims):
+        return []
+    for victim in reversed(list(victims)):
+        rest = [v for v in victims if v is not victim]
+        if enough(rest):
+            victims = rest
+    return victims
+
+
 def plan(jobs: Iterable[Job], limits: Limits, fifo: bool = False) -> Plan:
     """Decide starts and preemptions for ``jobs`` (any states; only ``queued`` and
     ``running`` ones are considered) under ``limits``; ``fifo`` for the naive baseline.
@@ -144,14 +170,9 @@ def plan(jobs: Iterable[Job], limits: Limits, fifo: bool = False) -> Plan:
             break  # GPUs are on their way to this job: nothing behind it takes them
         if not urgent(job):
             continue
-        victims, gain_free, gain_cap = [], 0, 0
-        for victim in sorted((v for v in staying if v.priority < job.priority), key=_victim_key):
-            if job.gpus_min * r <= min(len(free) + gain_free, budget + gain_cap):
-                break
-            victims.append(victim)
-            gain_free += int(np.count_nonzero(limits.usable[victim.gpus]))
-            gain_cap += len(victim.gpus)
-        if victims and job.gpus_min * r <= min(len(free) + gain_free, budget + gain_cap):
+        victims = _victims(job.gpus_min * r, [v for v in staying if v.priority < job.priority], len(free), budget,
+                           limits.usable)
+        if victims:
             for victim in victims:
                 staying.remove(victim)
                 out.preempt.append((victim, f"preempted by job {job.job_id} (priority {job.priority})"))

@@ -12,6 +12,7 @@ import itertools
 import numpy as np
 import pytest
 
+from flight.hal import N_GPUS
 from flight.subsystems.thermal import DEFAULT_SETPOINT_C
 from flight.tle import load_tle
 from tests.rack_harness import InProcessRack
@@ -19,6 +20,9 @@ from tests.rack_harness import InProcessRack
 pytestmark = pytest.mark.slow
 
 ORBIT_S = 5739.0
+STEADY_JOBS = 9
+"""Jobs of 8 GPUs each, each longer than the flight: the load follows the power limits only
+(job churn of the default saturating workload would move tens of kW at random moments)."""
 SETTLE_S = 600.0
 """After start-up or a shadow edge, the loop has this long to reach its band (valve slew
 0.05/s and the coolant loop's transport make a few minutes; estimate from sim_hw)."""
@@ -59,7 +63,13 @@ def steady_windows(sunlit: np.ndarray) -> list[tuple[bool, slice]]:
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory):
     _, tle = load_tle("sim_hw/data/tle-beta0.txt", "RACKSAT-BETA0")
-    rack = InProcessRack(tmp_path_factory.mktemp("thermal"), tle)
+    rack = InProcessRack(tmp_path_factory.mktemp("thermal"), tle, params={"jobs": {"workload": "none"}})
+    runner = rack.subsystem("jobs")
+    for _ in range(STEADY_JOBS):  # long equal jobs on every GPU: nothing starts, stops or preempts
+        runner.execute("submit", {"gpus_min": N_GPUS // STEADY_JOBS, "gpus_max": N_GPUS // STEADY_JOBS,
+                                  "work_gpu_s": N_GPUS * 3 * ORBIT_S, "priority": 5, "checkpoint_interval_s": 600.0,
+                                  "checkpoint_cost_s": 5.0, "deadline_s": 0.0, "critical": False,
+                                  "kind": "synthetic"})
     log: dict[str, list] = {"supply_c": [], "valve": [], "sunlit": [], "gpu_w": []}
 
     def record(frame):
