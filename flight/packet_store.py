@@ -196,8 +196,17 @@ class PacketStores(BatchedWrites):
             self.db.executemany(_INSERT_BYTES, [((row[0] << KEY_SHIFT) | row[1], row[5]) for row in rows])
         if self._marks:
             self._begin()
-            self.db.executemany("UPDATE packets SET state = ? WHERE store_id = ? AND seq = ? AND state = ?",
-                                self._marks)
+            # a packet's marks keep their order; adjacent ones on consecutive seqs (an
+            # acknowledgement's run, a tick's packets sent) become one range update
+            runs: list[list[int]] = []
+            for state, store_id, seq, from_state in self._marks:
+                last = runs[-1] if runs else None
+                if last is not None and last[3] == seq - 1 and (last[0], last[1], last[4]) == (state, store_id, from_state):
+                    last[3] = seq
+                else:
+                    runs.append([state, store_id, seq, seq, from_state])
+            self.db.executemany("UPDATE packets SET state = ? WHERE store_id = ? AND seq BETWEEN ? AND ? AND state = ?",
+                                runs)
             self._marks.clear()
 
     def _mark(self, state: int, store_id: int, seq: int, from_state: int) -> None:

@@ -11,11 +11,14 @@ import sys
 import textwrap
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from spacepackets.ccsds.time import CdsShortTimestamp
 from spacepackets.ecss.pus_15_tm_storage import MessageSubtype as StorageSubtype
 from spacepackets.ecss.tm import PusTm
 
 from flight.ground import pus
+from flight.subsystems import link as link_module
 from flight.packet_store import ACKED, IN_FLIGHT, PENDING, STORE_BY_NAME, STORE_FILE, PacketStores
 from tests.link_harness import DICT, THERMAL, THERMAL_HK, UTC0, Ground, LinkHarness, _kinds, _verification
 
@@ -95,6 +98,65 @@ def test_a_closed_connection_returns_what_it_did_not_acknowledge(stores):
     assert _states(stores, EVENTS) == {1: ACKED, 2: PENDING, 3: IN_FLIGHT}
     assert stores.closed("b") == 1
     assert [p.seq for p in stores.pending(EVENTS, 10)] == [2, 3]
+
+
+_OPS = st.lists(st.one_of(
+    st.tuples(st.just("add"), st.integers(1, 6)),
+    st.tuples(st.just("send"), st.sampled_from("ab"), st.integers(1, 6)),
+    st.tuples(st.just("ack"), st.sampled_from("ab"), st.integers(0, 8)),
+    st.tuples(st.just("close"), st.sampled_from("ab")),
+    st.tuples(st.just("commit")),
+), max_size=40)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_OPS)
+@example(ops=[("add", 3), ("send", "a", 1), ("send", "b", 1), ("send", "a", 1), ("ack", "a", 0)])  # a gap b holds
+def test_packet_states_follow_sends_acknowledgements_and_closes_whenever_the_store_commits(tmp_path, ops):
+    """The states written (state changes batched between commits, runs of them written as
+    range updates) are those of each change applied one packet at a time, in order: a
+    packet goes in flight when first sent, is done when a connection that had it
+    acknowledges it, and goes back to pending when the last connection holding it closes."""
+    path = tmp_path / f"{os.urandom(6).hex()}.sqlite"
+    stores = PacketStores(path)
+    state: dict[int, int] = {}
+    holders: dict[int, int] = {}
+    sent = {"a": [], "b": []}  # (tm index, seq) per connection, not yet acknowledged
+    count = {"a": 0, "b": 0}
+    try:
+        for op in ops:
+            if op[0] == "add":
+                for seq in stores.add_many("hk", [(b"p%d" % len(state), 1.0, UTC0)] * op[1]):
+                    state[seq], holders[seq] = PENDING, 0
+            elif op[0] == "send":
+                conn = op[1]
+                for p in stores.pending(HK, op[2]):
+                    count[conn] += 1
+                    stores.sent(conn, count[conn], HK, p.seq)
+                    sent[conn].append((count[conn], p.seq))
+                    if holders[p.seq] == 0 and state[p.seq] == PENDING:
+                        state[p.seq] = IN_FLIGHT
+                    holders[p.seq] += 1
+            elif op[0] == "ack":
+                conn, received = op[1], count[op[1]] - op[2]
+                stores.acknowledged(conn, received)
+                while sent[conn] and sent[conn][0][0] <= received:
+                    _, seq = sent[conn].pop(0)
+                    holders[seq] -= 1
+                    if state[seq] == IN_FLIGHT:
+                        state[seq] = ACKED
+            elif op[0] == "close":
+                stores.closed(op[1])
+                for _, seq in sent[op[1]]:
+                    holders[seq] -= 1
+                    if holders[seq] == 0 and state[seq] == IN_FLIGHT:
+                        state[seq] = PENDING
+                sent[op[1]] = []
+            else:
+                stores.commit()
+        assert _states(stores, HK) == state
+    finally:
+        stores.close()
 
 
 def test_disabled_storage_stores_nothing_and_counts(stores):
@@ -279,18 +341,25 @@ def test_store_status_report_parses_with_spacepackets(ground, harness):
     assert _kinds(got)[-1] == (1, 7)
 
 
-def test_enable_disable_delete_and_retrieve_by_command(ground, harness):
+def test_enable_disable_delete_and_retrieve_by_command(ground, harness, monkeypatch):
+    monkeypatch.setattr(link_module, "STORE_COMMIT_INTERVAL_S", 1e9)  # only a TC's own commit reaches the disk
     def tc(subtype, **kw):
         ground.send_tc(pus.storage_tc(subtype, seq_count=4 + subtype, source_id=0x1234, **kw))
         got = ground.collect(lambda g: (1, 7) in _kinds(g) or (1, 2) in _kinds(g))
         return _kinds(got)
 
+    def on_disk() -> dict[int, tuple]:  # what another process (or the link restarted) would find
+        with sqlite3.connect(harness.link.config.data_path / STORE_FILE) as db:
+            return {i: rest for i, *rest in db.execute("SELECT store_id, enabled, deleted FROM stores")}
+
     assert tc(pus.DISABLE_STORAGE, store_ids=[HK]) == [(1, 1), (1, 3), (1, 7)]
     assert harness.link.stores.enabled[HK] is False
+    assert on_disk()[HK][0] == 0, "a store change reported complete is committed"
     assert tc(pus.ENABLE_STORAGE, store_ids=[HK]) == [(1, 1), (1, 3), (1, 7)]
     assert tc(pus.DELETE_UP_TO, store_ids=[HK, EVENTS], to_utc_unix_s=UTC0 + 1e6) == [(1, 1), (1, 3), (1, 7)]
     assert harness.link.stores.counts[EVENTS] <= 1  # only the event reporting the deletion
     assert harness.link.stores.status()[EVENTS - 1].deleted >= 2
+    assert on_disk()[EVENTS][1] == harness.link.stores.status()[EVENTS - 1].deleted
     assert tc(pus.RETRIEVE_BY_TIME_RANGE, store_ids=[EVENTS], from_utc_unix_s=UTC0,
               to_utc_unix_s=UTC0 + 10) == [(1, 1), (1, 3), (1, 7)]
 

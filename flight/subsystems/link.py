@@ -53,6 +53,15 @@ Store and forward (:mod:`flight.packet_store`)
     again, TC[15,11] deletes up to a time, TC[15,12] answers with TM[15,13] (each store's
     count, unacknowledged packets, time span and retention counters) to its sender.
 
+    What a tick stores is committed at the end of the tick once
+    :data:`STORE_COMMIT_INTERVAL_S` of wall time has passed since the last commit (every
+    tick at real-time speed; a group of ticks when the simulation runs faster); a store
+    change commanded by TC[15,x] is committed before its completion is reported. A crash
+    loses at most that interval of stored telemetry, never a store change the ground was
+    told was done; a packet sent before the crash and stored again after it is the same
+    bytes, which the ground archive keeps once. Acknowledgements are committed with the
+    telemetry: one lost to a crash only sends its packets again.
+
 Services (PUS-C)
     ===========  ==========================================================================
     TC[17,1]     answered with TM[17,2]; verification reports as its ack flags ask
@@ -162,6 +171,10 @@ BACKLOG_PACKETS_PER_TICK = 2000
 """Most stored packets sent per tick: bounds the tick's time (~10 ms) however large the backlog."""
 LAB_DOWNLINK_RATE_BPS = 2e9
 """Downlink rate in ``always`` contact when the frame gives none: DESIGN's Ka-band 2 Gbit/s."""
+STORE_COMMIT_INTERVAL_S = 0.1
+"""Most wall seconds between packet-store commits: a SQLite WAL commit costs ~0.1 ms, which
+per tick was a quarter of the link's time per housekeeping packet at full simulation speed
+(``tools/bench_link.py``); a crash loses at most this much of the stored telemetry."""
 JOBS_DB = "jobs.sqlite"
 """The job runner's database in the run data directory; only its ``results`` table is read."""
 
@@ -332,6 +345,7 @@ class LinkManager(LinkOperations, Subsystem):
         self._id_prefix = f"link-{os.getpid()}-"
         self._serial = 0
         self._first_tick = True
+        self._committed_at = -float("inf")
         self._event_budget = EVENT_BUDGET_PER_TICK
         self.tc_received = self.tc_accepted = self.tc_rejected = self.tc_dropped_no_contact = 0
         self.bytes_discarded = self.tm_sent = self.tm_dropped = self.tm_dropped_no_contact = 0
@@ -850,6 +864,10 @@ class LinkManager(LinkOperations, Subsystem):
                 self._send_stored(STORE_BY_NAME["results"].store_id, [(seq, packet)])
 
     def _commit_stores(self) -> None:
+        now = time.monotonic()
+        if now - self._committed_at < STORE_COMMIT_INTERVAL_S:
+            return
+        self._committed_at = now
         try:
             self.stores.commit()
         except sqlite3.Error as exc:
