@@ -63,10 +63,16 @@ def test_thermal_limit_leaves_only_after_its_dwell_below_the_lower_threshold():
 
 def test_power_save_needs_sunlight_to_leave():
     m = ModeMachine()
-    fly(m, 0, 20, eclipse_energy_margin_j=-1.0)
+    fly(m, 0, 20, eclipse_energy_margin_j=-2e3)
     assert m.mode == "POWER_SAVE"
     assert set(fly(m, 20, 1000, sun_fraction=0.0)) == {"POWER_SAVE"}
     assert fly(m, 1020, 400)[-1] == "NOMINAL"
+
+
+def test_a_balanced_eclipse_plan_is_not_a_shortfall():
+    m = ModeMachine()
+    assert set(fly(m, 0, 100, eclipse_energy_margin_j=-1.49e-8, sun_fraction=0.0)) == {"NOMINAL"}, "rounding"
+    assert fly(m, 100, 20, eclipse_energy_margin_j=-2e3, sun_fraction=0.0)[-1] == "POWER_SAVE"
 
 
 @pytest.mark.parametrize("start", MODES)

@@ -10,7 +10,10 @@ Five PID loops stepped in one batched C call (:class:`flight.control.thermal_pid
   conductance), never below ``PUMP_MIN_FRAC`` so the loop keeps circulating.
 
 Per-GPU thermal headroom (the power at which each GPU would sit at ``gpu_target_c``) comes
-from :func:`flight.control.thermal_pid.thermal_headroom_w` and is published as the data
+from :func:`flight.control.thermal_pid.thermal_headroom_w`, extrapolating each die
+temperature along the die-to-coolant resistance from the power it reflects (the measured
+power low-passed with the package's thermal time constant, ``GPU_THERMAL_TAU_S``), and is
+published as the data
 product ``thermal.headroom`` for the power manager's allocator, by exception: when any GPU's
 headroom has moved more than ``HEADROOM_DEADBAND_W`` since the last publication, and at every
 housekeeping tick (so a restarted power manager catches up).
@@ -40,6 +43,16 @@ VALVE_SLEW_PER_S = 0.05
 R_TH_C_PER_W = 0.035
 """Die-to-coolant thermal resistance of one GPU (°C/W): TIM, spreading and cold-plate
 convection for a B200-class package at full flow (estimate, ~35 K rise at 1 kW)."""
+GPU_THERMAL_TAU_S = 16.0
+"""Slow time constant of a GPU's die and cold plate (s): the larger one of the two-node
+chain die (~400 J/K) -> 40 W/K -> plate (~600 J/K) -> 105 W/K -> coolant (estimates for a
+B200-class package on a ~1 kg copper plate, the figures sim_hw uses). The headroom
+extrapolates from the power low-passed with it, the power the die temperature reflects.
+With the instantaneous power, a GPU whose job had just ended read ~210 W of headroom (below
+its 400 W minimum: parked, it took no work for about a minute) and one just loaded read
+up to ~50 % too much; in the two-node model of a 1 kW / 150 W step the filtered estimate
+stays within ~6 % of the steady value (``tests/integration/test_thermal_headroom.py``
+checks the freed GPU against the simulator)."""
 HEADROOM_DEADBAND_W = 10.0
 """About 0.35 K of die temperature at ``R_TH_C_PER_W``, and the power allocator's own
 hysteresis: smaller moves would not change a single power limit."""
@@ -131,6 +144,8 @@ class ThermalController(Subsystem):
         self.setpoints = np.empty(N_ZONES + 1)
         self.measurements = np.empty(N_ZONES + 1)
         self.headroom_w = np.zeros(N_GPUS)
+        self.heating_w = np.full(N_GPUS, np.nan)
+        """Each GPU's power filtered with :data:`GPU_THERMAL_TAU_S` (W; NaN until a finite reading)."""
         self.published_w = np.full(N_GPUS, np.inf)
         """Headroom as last published; inf forces the first publication."""
         self.supply_c = self.hottest_c = float("nan")
@@ -173,7 +188,11 @@ class ThermalController(Subsystem):
         self.measurements[PUMP] = hottest
         out = self.pid.step(self.config.tick_s, self.setpoints, self.measurements)
         self.actuate(radiator_valve_frac=out[:N_ZONES].copy(), pump_speed_frac=float(out[PUMP]))
-        thermal_headroom_w(temps, frame["gpu_power_w"], self.gpu_target_c, R_TH_C_PER_W, out=self.headroom_w)
+        power = frame["gpu_power_w"]
+        alpha = -np.expm1(-self.config.tick_s / GPU_THERMAL_TAU_S)
+        # a non-finite reading passes through (no headroom that tick) and restarts the filter
+        self.heating_w = np.where(np.isfinite(self.heating_w), self.heating_w + alpha * (power - self.heating_w), power)
+        thermal_headroom_w(temps, self.heating_w, self.gpu_target_c, R_TH_C_PER_W, out=self.headroom_w)
         self.headroom_w[~online] = 0.0
         if (np.max(np.abs(self.headroom_w - self.published_w)) > HEADROOM_DEADBAND_W
                 or self.config.housekeeping_due(self.tick)):
