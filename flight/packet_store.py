@@ -200,9 +200,8 @@ class PacketStores(BatchedWrites):
             # acknowledgement's run, a tick's packets sent) become one range update
             runs: list[list[int]] = []
             for state, store_id, seq, from_state in self._marks:
-                last = runs[-1] if runs else None
-                if last is not None and last[3] == seq - 1 and (last[0], last[1], last[4]) == (state, store_id, from_state):
-                    last[3] = seq
+                if runs and runs[-1] == [state, store_id, runs[-1][2], seq - 1, from_state]:
+                    runs[-1][3] = seq
                 else:
                     runs.append([state, store_id, seq, seq, from_state])
             self.db.executemany("UPDATE packets SET state = ? WHERE store_id = ? AND seq BETWEEN ? AND ? AND state = ?",

@@ -85,6 +85,15 @@ class InProcessRack:
                     if s.name != msg.src and any(topic.startswith(p) for p in s.SUBSCRIBE):
                         s.on_message(msg)
 
+    def submit(self, gpus: int, work_gpu_s: float) -> int:
+        """Submit a synthetic job on exactly ``gpus`` GPUs (priority 5, no deadline, a 600 s
+        checkpoint costing 5 s) through the job runner's command handler; its job id."""
+        message = self.subsystem("jobs").execute("submit", {
+            "gpus_min": gpus, "gpus_max": gpus, "work_gpu_s": work_gpu_s, "priority": 5,
+            "checkpoint_interval_s": 600.0, "checkpoint_cost_s": 5.0, "deadline_s": 0.0, "critical": False,
+            "kind": "synthetic"})
+        return int(message.split()[1])  # "job N queued"
+
     def subsystem(self, name: str):
         return next(s for s in self.subsystems if s.name == name)
 

@@ -21,12 +21,12 @@ runner (:mod:`flight.subsystems.jobs`) applies its answer. The rules, in order:
    others make unnecessary) if that makes it fit. A batch job (neither) waits for GPUs to
    come free instead: a preemption costs the victim a checkpoint and leaves its progress
    waiting in the queue, where under a queue that never runs dry it can wait for hours,
-   work done and not yet delivered (the rule
-   "preemption only across urgency" is Kubernetes' ``preemptionPolicy: Never`` for batch
-   priority classes; in ``tools/bench_goodput.py``'s day it took goodput from 0.83 to
-   0.86). Victims checkpoint first and then return to the queue (their GPUs come free when
-   the checkpoint completes): a checkpoint costs ``checkpoint_cost_s`` (at most the
-   interval) while stopping without one would throw away up to a whole interval of work.
+   work done and not yet delivered (the rule "preemption only across urgency" is
+   Kubernetes' ``preemptionPolicy: Never`` for batch priority classes; in
+   ``tools/bench_goodput.py``'s day it took goodput from 0.83 to 0.86). Victims checkpoint
+   first and then return to the queue (their GPUs come free when the checkpoint completes):
+   a checkpoint costs ``checkpoint_cost_s`` (at most the interval) while stopping without
+   one would throw away up to a whole interval of work.
    While a preemption is under way nothing of lower order is placed, so the GPUs it frees
    are not taken by backfill.
 

@@ -12,11 +12,10 @@ Five PID loops stepped in one batched C call (:class:`flight.control.thermal_pid
 Per-GPU thermal headroom (the power at which each GPU would sit at ``gpu_target_c``) comes
 from :func:`flight.control.thermal_pid.thermal_headroom_w`, extrapolating each die
 temperature along the die-to-coolant resistance from the power it reflects (the measured
-power low-passed with the package's thermal time constant, ``GPU_THERMAL_TAU_S``), and is
-published as the data
-product ``thermal.headroom`` for the power manager's allocator, by exception: when any GPU's
-headroom has moved more than ``HEADROOM_DEADBAND_W`` since the last publication, and at every
-housekeeping tick (so a restarted power manager catches up).
+power low-passed with the package's thermal time constant, ``GPU_THERMAL_TAU_S``). It is
+published as the data product ``thermal.headroom`` for the power manager's allocator, by
+exception: when any GPU's headroom has moved more than ``HEADROOM_DEADBAND_W`` since the last
+publication, and at every housekeeping tick (so a restarted power manager catches up).
 
 Neither loop trusts a temperature sensor blindly: :mod:`flight.sensor_check` cross-checks
 every GPU die reading against its power and its neighbours, and the coolant supply against
@@ -146,6 +145,7 @@ class ThermalController(Subsystem):
         self.headroom_w = np.zeros(N_GPUS)
         self.heating_w = np.full(N_GPUS, np.nan)
         """Each GPU's power filtered with :data:`GPU_THERMAL_TAU_S` (W; NaN until a finite reading)."""
+        self.heating_alpha = -np.expm1(-config.tick_s / GPU_THERMAL_TAU_S)
         self.published_w = np.full(N_GPUS, np.inf)
         """Headroom as last published; inf forces the first publication."""
         self.supply_c = self.hottest_c = float("nan")
@@ -189,9 +189,9 @@ class ThermalController(Subsystem):
         out = self.pid.step(self.config.tick_s, self.setpoints, self.measurements)
         self.actuate(radiator_valve_frac=out[:N_ZONES].copy(), pump_speed_frac=float(out[PUMP]))
         power = frame["gpu_power_w"]
-        alpha = -np.expm1(-self.config.tick_s / GPU_THERMAL_TAU_S)
         # a non-finite reading passes through (no headroom that tick) and restarts the filter
-        self.heating_w = np.where(np.isfinite(self.heating_w), self.heating_w + alpha * (power - self.heating_w), power)
+        self.heating_w = np.where(np.isfinite(self.heating_w),
+                                  self.heating_w + self.heating_alpha * (power - self.heating_w), power)
         thermal_headroom_w(temps, self.heating_w, self.gpu_target_c, R_TH_C_PER_W, out=self.headroom_w)
         self.headroom_w[~online] = 0.0
         if (np.max(np.abs(self.headroom_w - self.published_w)) > HEADROOM_DEADBAND_W

@@ -21,10 +21,7 @@ def test_a_gpu_freed_from_a_hot_job_keeps_its_headroom_and_takes_new_work_at_onc
     _, tle = load_tle("sim_hw/data/tle-beta0.txt", "RACKSAT-BETA0")
     rack = InProcessRack(tmp_path, tle, params={"jobs": {"workload": "none"}})
     runner, thermal = rack.subsystem("jobs"), rack.subsystem("thermal")
-    ids = [int(runner.execute("submit", {
-        "gpus_min": N_GPUS // JOBS, "gpus_max": N_GPUS // JOBS, "work_gpu_s": 1e7, "priority": 5,
-        "checkpoint_interval_s": 600.0, "checkpoint_cost_s": 5.0, "deadline_s": 0.0, "critical": False,
-        "kind": "synthetic"}).split()[1]) for _ in range(JOBS)]
+    ids = [rack.submit(N_GPUS // JOBS, 1e7) for _ in range(JOBS)]
     rack.fly(600.0)  # warm: the dies near their target at full power
     assert rack.rig.sat.orbit.at(rack.subsystems[0].time_s).sun_fraction == 1.0
     freed = list(runner.jobs[ids[0]].gpus)
@@ -36,9 +33,7 @@ def test_a_gpu_freed_from_a_hot_job_keeps_its_headroom_and_takes_new_work_at_onc
     seen_w = np.array(seen_w)
     # an idle GPU sits cooler, so its steady headroom is higher: the estimate may only rise
     assert np.all(seen_w >= 0.99 * before_w), f"a freed GPU's headroom fell to {seen_w.min():.0f} W"
-    runner.execute("submit", {"gpus_min": len(freed), "gpus_max": len(freed), "work_gpu_s": 1e6, "priority": 5,
-                              "checkpoint_interval_s": 600.0, "checkpoint_cost_s": 5.0, "deadline_s": 0.0,
-                              "critical": False, "kind": "synthetic"})
+    rack.submit(len(freed), 1e6)
     rack.fly(3.0)
     assert runner.busy[freed].all(), "the new job landed on the freed GPUs at once"
     rack.close()

@@ -64,12 +64,8 @@ def steady_windows(sunlit: np.ndarray) -> list[tuple[bool, slice]]:
 def loop(tmp_path_factory):
     _, tle = load_tle("sim_hw/data/tle-beta0.txt", "RACKSAT-BETA0")
     rack = InProcessRack(tmp_path_factory.mktemp("thermal"), tle, params={"jobs": {"workload": "none"}})
-    runner = rack.subsystem("jobs")
     for _ in range(STEADY_JOBS):  # long equal jobs on every GPU: nothing starts, stops or preempts
-        runner.execute("submit", {"gpus_min": N_GPUS // STEADY_JOBS, "gpus_max": N_GPUS // STEADY_JOBS,
-                                  "work_gpu_s": N_GPUS * 3 * ORBIT_S, "priority": 5, "checkpoint_interval_s": 600.0,
-                                  "checkpoint_cost_s": 5.0, "deadline_s": 0.0, "critical": False,
-                                  "kind": "synthetic"})
+        rack.submit(N_GPUS // STEADY_JOBS, N_GPUS * 3 * ORBIT_S)
     log: dict[str, list] = {"supply_c": [], "valve": [], "sunlit": [], "gpu_w": []}
 
     def record(frame):
