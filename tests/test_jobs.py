@@ -545,8 +545,9 @@ def test_a_command_job_survives_a_pause_and_a_runner_crash_and_its_output_is_kep
     h.runner.execute("resume", {"job_id": 1})
     tick_until(h, lambda: job1.checkpoint_gpu_s > paused_at)  # restarted from the pause, checkpointed again
     # kill -9 of the job runner: its program gets SIGTERM (PR_SET_PDEATHSIG) and checkpoints
-    h.runner.programs[1].proc.send_signal(signal.SIGTERM)
-    h.runner.programs[1].proc.wait()
+    (run,) = h.runner.programs[1]
+    run.proc.send_signal(signal.SIGTERM)
+    run.proc.wait()
     h2 = Harness(tmp_path)
     job1 = h2.runner.jobs[1]
     tick_until(h2, lambda: not h2.runner.jobs)
@@ -560,11 +561,35 @@ def test_a_command_job_survives_a_pause_and_a_runner_crash_and_its_output_is_kep
 def test_a_program_that_dies_fails_its_job(tmp_path):
     h = Harness(tmp_path)
     h.runner.execute("submit", {**GOOD, "kind": "matmul", "gpus_min": 1, "gpus_max": 1, "work_gpu_s": 10**6})
-    tick_until(h, lambda: 1 in h.runner.programs and h.runner.programs[1].ready)
-    h.runner.programs[1].proc.kill()  # as the kernel's OOM killer would
+    tick_until(h, lambda: 1 in h.runner.programs and h.runner.programs[1][0].ready)
+    h.runner.programs[1][0].proc.kill()  # as the kernel's OOM killer would
     tick_until(h, lambda: not h.runner.jobs)
     (failed,) = h.events("job_failed")
     assert "exited with -9" in failed["message"]
+
+
+def test_a_critical_command_job_runs_two_processes_and_an_upset_in_one_is_caught_and_computed_again(
+        tmp_path, reference_digest):
+    """Silent data corruption in one replica of a critical command job: one bit of its state
+    flipped (SIGUSR2, the contract's fault injection). The digests disagree at the end, the
+    job starts again from nothing (no checkpoint was compared), and completes with the
+    uncorrupted result."""
+    h = Harness(tmp_path)
+    h.runner.execute("submit", {**GOOD, "kind": "matmul", "critical": True, "gpus_min": 1, "gpus_max": 1,
+                                "work_gpu_s": float(STEPS), "checkpoint_interval_s": 10.0})
+    job1 = h.runner.jobs[1]
+    tick_until(h, lambda: job1.state == "running" and all(run.ready for run in h.runner.programs[1]))
+    first = h.runner.programs[1]
+    assert len(first) == 2 and len(job1.gpus) == 2
+    assert {run.workdir.name for run in first} == {"replica-0", "replica-1"}
+    h.runner.execute("inject_sdc", {"job_id": 1, "replica": 1})
+    tick_until(h, lambda: h.runner.sdc_detected == 1)
+    (mismatch,) = h.events("replica_mismatch")
+    assert h.runner.programs[1] is not first and job1.checkpoint_gpu_s == 0.0, "started again from nothing"
+    tick_until(h, lambda: not h.runner.jobs)
+    (result,) = rows(tmp_path / "jobs.sqlite", "SELECT outcome, detail FROM results")
+    assert result == ("completed", f"2 replicas agree: sha256 {reference_digest} results/job-1.npy")
+    assert len(h.events("job_completed")) == 1 and not (tmp_path / "jobs" / "1").exists()
 
 
 def test_the_run_summary_reports_useful_work_apart_from_work_lost_to_rollbacks(tmp_path):

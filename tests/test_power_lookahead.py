@@ -6,6 +6,8 @@ without a TLE it plans for the worst eclipse and says so."""
 import numpy as np
 import pytest
 
+from flight.bus import BusAddress
+from flight.config import RunConfig
 from flight.eclipse_forecast import EDGE_TOLERANCE_S, Eclipse, EclipseForecast
 from flight.subsystems.power import (
     BATTERY_CHARGE_EFFICIENCY,
@@ -16,6 +18,8 @@ from flight.subsystems.power import (
     SOC_TARGET,
     battery_limits_w,
     plan_energy,
+    PowerManager,
+    plan_reactive,
 )
 from flight.tle import load_tle
 from tests.rack_harness import InProcessRack
@@ -123,3 +127,40 @@ def test_the_sun_sensor_overrules_a_forecast_of_sunlight(tmp_path):
     assert pm.plan.in_eclipse and pm.plan.eclipse.duration_s == ECLIPSE_MAX_S and pm.plan.allowance_w > 0
     assert not [name for _, name, _ in out if name == "power.forecast_unavailable"]
     pm.on_stop()
+
+
+def test_the_reactive_policy_spends_at_the_c_rate_until_the_floor_and_holds_nothing_back():
+    discharge_max_w, _ = battery_limits_w(CAPACITY_J, 20.0)
+    assert plan_reactive(0.71, CAPACITY_J, 20.0, FLOOR, True).allowance_w == discharge_max_w
+    assert plan_reactive(FLOOR, CAPACITY_J, 20.0, FLOOR, True).allowance_w == 0.0
+    assert plan_reactive(0.5, CAPACITY_J, 20.0, FLOOR, False).reserve_w == 0.0
+    assert plan_reactive(0.9, CAPACITY_J, -30.0, FLOOR, True).allowance_w == 0.0  # outside the discharge window
+    plan = plan_reactive(0.9, CAPACITY_J, 20.0, FLOOR, True)
+    assert plan.eclipse is None and plan.needed_j == 0.0 and plan.margin_j > 0
+
+
+def test_an_unknown_energy_plan_is_refused(tmp_path):
+    config = RunConfig(bus=BusAddress("inproc://a", "inproc://b", "inproc://c"), data_dir=str(tmp_path),
+                       params={"power": {"energy_plan": "hopeful"}})
+    with pytest.raises(ValueError, match="energy_plan"):
+        PowerManager(config, lambda *a: None)
+
+
+def test_without_look_ahead_the_rack_runs_flat_out_into_the_floor_before_sunrise(tmp_path):
+    """The naive baseline in closed loop, the same orbit as above: the battery reaches the
+    floor long before sunrise, the idle rack then drains it below, and the mode machine's
+    POWER_SAVE takes over; the look-ahead plan (above) reaches sunrise just above the floor."""
+    _, tle = load_tle("sim_hw/data/tle-beta0.txt", "RACKSAT-BETA0")
+    rack = InProcessRack(tmp_path, tle, params={"power": {"energy_plan": "reactive"}})
+    socs: list[float] = []
+    rack.fly(4200.0, on_frame=lambda frame: socs.append(frame["battery_soc"]))
+    rack.close()
+    eclipse = EclipseForecast.from_tle(tle).next_eclipse(0.0)
+    floor = rack.subsystem("power").soc_floor
+    reached_s = next(t for t, soc in enumerate(socs, start=1) if soc <= floor)
+    assert eclipse.start_s < reached_s < eclipse.end_s - 300.0
+    assert min(socs) < floor - 0.01
+    _, modes = rack.series("power.hk", "mode")
+    assert "POWER_SAVE" in set(modes)
+    _, plans = rack.series("power.hk", "energy_plan")
+    assert set(plans) == {"reactive"}

@@ -22,11 +22,19 @@ The contract a program keeps:
   file, fsync, rename) and print ``checkpoint <steps done>``;
 * on SIGTERM, the same, then exit 0 (a preemption or pause: it will be restarted);
 * when all steps are done, write ``WORKDIR/output.npy`` atomically, print
-  ``done <sha256 of the result>`` and exit 0.
+  ``done <sha256 of the result>`` and exit 0;
+* the same arguments give the same result, bit for bit, however often it was stopped and
+  resumed (a critical job's two replicas are compared by their digests);
+* fault injection, for tests only: on SIGUSR2, flip one bit of the state at the next step
+  boundary, as an upset in GPU memory that ECC did not see would (a program without the
+  handler dies of the signal, and its job fails).
 
 Anything else (another exit, an unreadable line) is the program failing. The runner keeps
 each finished job's output at ``<data dir>/results/job-<id>.npy`` for downlink and its
-digest in the store's ``results.detail``. :mod:`flight.jobs.matmul` is the reference program.
+digest in the store's ``results.detail``. A ``critical`` job runs two replicas, each in its
+own working directory (``WORKDIR/replica-<n>/``) with the same arguments, and completes only
+when both digests agree (:mod:`flight.subsystems.jobs`). :mod:`flight.jobs.matmul` is the
+reference program.
 """
 
 from __future__ import annotations
@@ -76,7 +84,7 @@ class ProgramRun:
 
     def __init__(self, module: str, workdir: Path, steps: int, seed: int) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        self.workdir = workdir
+        self.workdir, self.steps = workdir, steps
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                PARENT_ENV: str(os.getpid())}
         with open(workdir / "stderr.log", "ab") as err:
@@ -85,6 +93,8 @@ class ProgramRun:
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
         os.set_blocking(self.proc.stdout.fileno(), False)
         self._partial = b""
+        self.heard = False
+        """The program has said something (its first line tells where it resumed from)."""
         self.ready = False
         """The program has printed its first line, so its signal handlers are installed."""
         self.checkpoint_pending = False
@@ -92,6 +102,11 @@ class ProgramRun:
         self.exited = False
         self.digest: str | None = None
         """The result's SHA-256 once the program said ``done``."""
+        self.done_steps = 0
+        """Steps done, as the program last said (progress, checkpoint or done)."""
+        self.saved_steps = 0
+        """Steps its checkpoint file holds: what it started from (its first line), then its
+        last ``checkpoint``."""
         self.problem: str | None = None
         """Why the program broke the contract, if it did."""
 
@@ -107,6 +122,14 @@ class ProgramRun:
             self.checkpoint_pending = True
         return True
 
+    def inject_upset(self) -> bool:
+        """Fault injection: ask the program to flip one bit of its state (SIGUSR2); False if
+        it cannot take the request now (not ready, stopping or finished)."""
+        if not self.ready or self.stopping or self.digest is not None:
+            return False
+        self._signal(signal.SIGUSR2)
+        return True
+
     def stop(self) -> None:
         """Ask the program to checkpoint and exit (SIGTERM; sent once it is ready)."""
         if not self.stopping and self.ready:
@@ -120,9 +143,32 @@ class ProgramRun:
         self.proc.stdout.close()
         self.exited = True
 
+    @property
+    def failure(self) -> str | None:
+        """Why the program broke the contract, once it has exited (``None`` while it runs,
+        and when it finished with a result or stopped as asked)."""
+        if not self.exited:
+            return None
+        if self.problem is not None:
+            return self.problem
+        code = self.proc.returncode
+        if code != 0 or (self.digest is None and not self.stopping):
+            return f"program exited with {code}"
+        return None
+
     def _signal(self, sig: int) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
+
+    def _account(self, word: str, value: str) -> None:
+        if word == "done":
+            self.digest, self.done_steps = value, self.steps
+            return
+        self.done_steps = int(value)
+        if word == "checkpoint" or not self.heard:
+            self.saved_steps = self.done_steps
+            self.checkpoint_pending = False
+        self.heard = True
 
     def poll(self) -> list[tuple[str, str]]:
         """What the program said since the last call, as ``(word, value)`` pairs
@@ -140,8 +186,7 @@ class ProgramRun:
                 word, _, value = line.decode("ascii", "replace").partition(" ")
                 if _valid(word, value):
                     out.append((word, value))
-                    if word == "checkpoint":
-                        self.checkpoint_pending = False
+                    self._account(word, value)
                 else:
                     out.append(("bad", line[:80].decode("ascii", "replace")))
             if out and not self.ready:

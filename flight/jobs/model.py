@@ -19,12 +19,14 @@ States (the durable ones are stored, :mod:`flight.jobs.store`): ``queued`` (wait
 GPUs), ``running`` (in memory only: a restart requeues), ``paused`` (held by command),
 and the final ``completed``, ``cancelled``, ``failed``.
 
-A ``critical`` synthetic job runs as two replicas (:attr:`Job.replicas`): half its GPUs run
-replica 0, half replica 1, both computing the same work; its progress is the slower
-replica's. Each replica keeps a digest of its state (:meth:`Job.replica_digest`), compared
-at every checkpoint and at completion (:mod:`flight.subsystems.jobs`): a disagreement is
-silent data corruption, and the job returns to its last checkpoint (the last state on which
-the replicas agreed) and computes again.
+A ``critical`` job runs as two replicas (:attr:`Job.replicas`): half its GPUs run replica 0,
+half replica 1, both computing the same work; its progress is the slower replica's. A
+synthetic job's replicas each keep a digest of their state (:meth:`Job.replica_digest`),
+compared at every checkpoint and at completion (:mod:`flight.subsystems.jobs`): a
+disagreement is silent data corruption, and the job returns to its last checkpoint (the last
+state on which the replicas agreed) and computes again. A command job's replicas are two
+processes of its program, compared by their results' digests
+(:mod:`flight.jobs.command`).
 """
 
 from __future__ import annotations
@@ -87,9 +89,8 @@ class Job:
 
     @property
     def replicas(self) -> int:
-        """2 for a critical synthetic job (redundant execution), else 1. A program job runs
-        one process: its redundancy would need two processes on two GPU sets (not built)."""
-        return 2 if self.critical and self.kind == "synthetic" else 1
+        """2 for a critical job (redundant execution; a command job: two processes), else 1."""
+        return 2 if self.critical else 1
 
     @property
     def urgency_s(self) -> float:

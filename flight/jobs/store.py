@@ -13,7 +13,8 @@ Schema::
         -- primary key makes a second completion of one job impossible. outcome: completed |
         -- cancelled | failed; time_s: simulated s since the run epoch; detail: for a program
         -- job "sha256 <hex> results/job-<id>.npy" (its output file under the data dir), for a
-        -- critical synthetic job "2 replicas agree: sha256 <hex>", for a failure why, else ""
+        -- critical job "2 replicas agree: " before that (a synthetic one: "2 replicas agree:
+        -- sha256 <hex>"), for a failure why, else ""
     fenced(gpu PK, time_s, reason)                    -- GPUs no new work lands on
     ecc_uncorrectable(gpu, time_s)                    -- the fencing window's history
 

@@ -17,6 +17,9 @@ Each tick (rate group ``run``):
    A critical job's two replicas are compared at every checkpoint and at the end; on
    disagreement (silent data corruption; ``jobs.inject_sdc`` injects one for tests) it
    rolls back to its last checkpoint, the last state both agreed on, and computes again.
+   A critical command job runs its program twice, one process per replica, and their
+   result digests are compared at the end: the replicas checkpoint each at its own step,
+   so no checkpoint was ever compared, and on disagreement both start again from nothing.
 3. The scheduler (:mod:`flight.jobs.scheduler`) places queued jobs by priority and deadline
    and preempts (checkpoint, then requeue) under the limits of the moment
    (:meth:`JobRunner._limits`): new work lands only on online, unfenced GPUs that the power
@@ -56,6 +59,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 
@@ -141,7 +145,8 @@ class JobRunner(Subsystem):
             Command("inject_sdc", 7, (JOB_ID, Arg("replica", "int", "", 0, 1, doc="Replica to corrupt.")),
                     doc="TEST / FAULT INJECTION ONLY: flip one bit of a running critical job's replica "
                         "state, as an undetected upset in GPU memory would (silent data corruption); the "
-                        "replica comparison at its next checkpoint must catch it."),
+                        "replica comparison at its next checkpoint (a command job's: at its end) must "
+                        "catch it. A command job's program flips it on SIGUSR2 (flight.jobs.command)."),
         ),
         telemetry=(
             Channel("queue_depth", "int", "count", "Jobs waiting for GPUs."),
@@ -238,8 +243,8 @@ class JobRunner(Subsystem):
         self.placed_weight = np.zeros(N_GPUS)
         self.moved = False
         """A job started or stopped since :meth:`_placement` last ran."""
-        self.programs: dict[int, ProgramRun] = {}
-        """The running programs of command jobs, by job id."""
+        self.programs: dict[int, list[ProgramRun]] = {}
+        """The running programs of command jobs, by job id: one run per replica."""
         self.mode = "NOMINAL"
         self.headroom_w = np.full(N_GPUS, np.inf)
         """Per-GPU thermal headroom, W, from ``data/thermal.headroom`` (none heard: no cap)."""
@@ -273,9 +278,10 @@ class JobRunner(Subsystem):
 
     def on_stop(self) -> None:
         """Let every program write a last checkpoint (briefly), then close the store."""
-        for run in self.programs.values():
+        runs = [run for replicas in self.programs.values() for run in replicas]
+        for run in runs:
             run.stop()
-        for run in self.programs.values():
+        for run in runs:
             try:
                 run.proc.wait(PROGRAM_STOP_WAIT_S)
             except subprocess.TimeoutExpired:
@@ -335,10 +341,7 @@ class JobRunner(Subsystem):
             self.event("job_paused", job_id=job_id, checkpoint_gpu_s=job.checkpoint_gpu_s)
             return f"job {job_id} paused"
         job.park_after_checkpoint = True
-        if job.job_id in self.programs:
-            self.programs[job.job_id].stop()
-        elif job.phase == "compute":
-            job.begin_checkpoint()
+        self._checkpoint_and_leave(job)
         return f"job {job_id} pausing after its checkpoint"
 
     def cmd_resume(self, job_id: int) -> str:
@@ -376,7 +379,11 @@ class JobRunner(Subsystem):
         job = self._job(job_id)
         if job.state != "running" or job.replicas < 2:
             raise CommandError("EXECUTION_ERROR", f"job {job_id} is not a running critical (replicated) job")
-        job.corrupt[replica] = True
+        if job.kind == "synthetic":
+            job.corrupt[replica] = True
+        elif not self.programs[job_id][replica].inject_upset():
+            raise CommandError("EXECUTION_ERROR", f"job {job_id} replica {replica} cannot take it now (not "
+                                                  "ready, stopping or finished)")
         self.event("sdc_injected", job_id=job_id, replica=replica)
         return f"job {job_id} replica {replica} corrupted"
 
@@ -408,15 +415,29 @@ class JobRunner(Subsystem):
     def _stop(self, job: Job, state: str) -> None:
         self.moved = self.moved or job.state == "running"
         self.dirty = True
-        run = self.programs.pop(job.job_id, None)
-        if run is not None:
+        for run in self.programs.pop(job.job_id, ()):
             run.kill()
         job.stop(state)
 
+    def _jobdir(self, job: Job) -> Path:
+        return self.config.data_path / "jobs" / str(job.job_id)
+
     def _launch(self, job: Job) -> None:
-        """Start (or restart, from its checkpoint file) the program of a command job."""
-        self.programs[job.job_id] = ProgramRun(PROGRAMS[job.kind], self.config.data_path / "jobs" / str(job.job_id),
-                                               int(np.ceil(job.work_gpu_s)), job.job_id)
+        """Start (or restart, from their checkpoint files) a command job's program: one run
+        per replica, each in its own working directory, all with the same arguments."""
+        jobdir = self._jobdir(job)
+        self.programs[job.job_id] = [
+            ProgramRun(PROGRAMS[job.kind], jobdir if job.replicas == 1 else jobdir / f"replica-{replica}",
+                       int(np.ceil(job.work_gpu_s)), job.job_id) for replica in range(job.replicas)]
+
+    def _checkpoint_and_leave(self, job: Job) -> None:
+        """Have a running ``job`` checkpoint; it leaves its GPUs once that completes (as
+        ``park_after_checkpoint`` or ``yield_after_checkpoint`` say)."""
+        if job.job_id in self.programs:
+            for run in self.programs[job.job_id]:
+                run.stop()
+        elif job.phase == "compute":
+            job.begin_checkpoint()
 
     def _finish(self, job: Job, outcome: str, detail: str = "") -> bool:
         """Finish ``job`` durably; True if this call finished it (announce it then)."""
@@ -436,9 +457,17 @@ class JobRunner(Subsystem):
             self.event("job_paused", job_id=job.job_id, checkpoint_gpu_s=job.checkpoint_gpu_s)
         elif requeue or job.yield_after_checkpoint:
             self._stop(job, "queued")
-        elif job.job_id in self.programs:  # the program starts again from its checkpoint file
-            self.programs.pop(job.job_id).kill()
+        elif job.job_id in self.programs:  # the program starts again from its checkpoint files
+            for run in self.programs.pop(job.job_id):
+                run.kill()
             self._launch(job)
+
+    def _replicas_disagree(self, job: Job) -> None:
+        """Silent data corruption: count it, tell the ground, roll back and compute again."""
+        self.sdc_detected += 1
+        self.event("replica_mismatch", job_id=job.job_id, done_gpu_s=job.done_gpu_s,
+                   checkpoint_gpu_s=job.checkpoint_gpu_s)
+        self._rollback(job, "replica digests disagree", requeue=False)
 
     def _radiation(self, frame: dict) -> None:
         for gpu, count, window_full in self.ecc.observe(frame["gpu_ecc_corrected"], frame["gpu_ecc_uncorrected"],
@@ -500,10 +529,7 @@ class JobRunner(Subsystem):
                 self._complete(job, f"{job.replicas} replicas agree: sha256 {job.replica_digest(0)}"
                                     if job.replicas > 1 else "")
             elif what == "diverged":
-                self.sdc_detected += 1
-                self.event("replica_mismatch", job_id=job.job_id, done_gpu_s=job.done_gpu_s,
-                           checkpoint_gpu_s=job.checkpoint_gpu_s)
-                self._rollback(job, "replica digests disagree", requeue=False)
+                self._replicas_disagree(job)
             elif what == "checkpointed":
                 self._checkpointed(job)
                 if job.park_after_checkpoint:
@@ -528,50 +554,65 @@ class JobRunner(Subsystem):
         job.checkpoint_s = self.time_s
 
     def _drive(self, job: Job, dt_s: float) -> float:
-        """One tick of a command job: read what its program said, ask for a checkpoint every
-        ``checkpoint_interval_s``, settle its exit. Returns the steps it reported done."""
-        run = self.programs[job.job_id]
+        """One tick of a command job: read what its program's replicas said, ask them for a
+        checkpoint every ``checkpoint_interval_s``, settle the job once they have all exited
+        or one has failed. Its progress and its checkpoint are its slower replica's. Returns
+        the steps it reported done this tick."""
+        runs = self.programs[job.job_id]
         before = job.done_gpu_s
-        for word, value in run.poll():
-            if word == "progress":
-                job.done_gpu_s = min(float(value), job.work_gpu_s)
-            elif word == "checkpoint":
-                job.done_gpu_s = job.checkpoint_gpu_s = min(float(value), job.work_gpu_s)
+        for run in runs:
+            for word, value in run.poll():
+                if word == "bad":
+                    run.stop()
+                    run.digest = None
+                    run.problem = f"unreadable output {value!r}"
+        if all(run.heard for run in runs):  # until then each is where its checkpoint file left it
+            job.done_gpu_s = min(min(run.done_steps for run in runs), job.work_gpu_s)
+            saved = min(min(run.saved_steps for run in runs), job.work_gpu_s)
+            if saved > job.checkpoint_gpu_s:
+                job.checkpoint_gpu_s = saved
                 self._checkpointed(job)
-            elif word == "done":
-                job.done_gpu_s, run.digest = job.work_gpu_s, value
-            elif word == "bad":
-                run.stop()
-                run.digest = None
-                run.problem = f"unreadable output {value!r}"
-            elif word == "exit":
-                self._exited(job, run, int(value))
-                return job.done_gpu_s - before
+        if all(run.exited for run in runs) or any(run.failure for run in runs):
+            done = job.done_gpu_s - before
+            self._exited(job, runs)
+            return done
         job.since_checkpoint_s += dt_s
-        if job.since_checkpoint_s >= job.checkpoint_interval_s and run.request_checkpoint():
+        if job.since_checkpoint_s >= job.checkpoint_interval_s and all([run.request_checkpoint() for run in runs]):
             job.since_checkpoint_s = 0.0
         return job.done_gpu_s - before
 
-    def _exited(self, job: Job, run: ProgramRun, code: int) -> None:
-        """Settle a program that exited: completed (its output kept for downlink), stopped
-        for a pause or requeue, or failed."""
-        workdir = run.workdir
-        if code == 0 and run.digest is not None and (workdir / "output.npy").exists():
+    def _exited(self, job: Job, runs: list[ProgramRun]) -> None:
+        """Settle a command job whose replicas have all exited, or one of which failed:
+        failed (the others are killed), completed when every replica gave the same digest
+        (its output kept for downlink), computed again from nothing when they disagree, or
+        stopped for a pause or requeue."""
+        why = next((run.failure for run in runs if run.failure), None)
+        output = runs[0].workdir / "output.npy"
+        digests = {run.digest for run in runs}
+        if why is None and None not in digests and not output.exists():
+            why = "program said done without writing output.npy"
+        if why is not None:
+            if self._finish(job, "failed", why):
+                self.failed += 1
+                self.event("job_failed", job_id=job.job_id, why=why)
+        elif len(digests) > 1 and None not in digests:
+            # the replicas checkpointed at their own steps, so no checkpoint is known good
+            shutil.rmtree(self._jobdir(job), ignore_errors=True)
+            job.checkpoint_gpu_s = 0.0
+            self._checkpointed(job)
+            self._replicas_disagree(job)
+        elif None not in digests:
             results = self.config.data_path / "results"
             results.mkdir(exist_ok=True)
-            os.replace(workdir / "output.npy", results / f"job-{job.job_id}.npy")
-            self._complete(job, f"sha256 {run.digest} results/job-{job.job_id}.npy")
-            shutil.rmtree(workdir, ignore_errors=True)
-        elif code == 0 and run.stopping and run.problem is None:
+            os.replace(output, results / f"job-{job.job_id}.npy")
+            agree = f"{job.replicas} replicas agree: " if job.replicas > 1 else ""
+            self._complete(job, f"{agree}sha256 {runs[0].digest} results/job-{job.job_id}.npy")
+            shutil.rmtree(self._jobdir(job), ignore_errors=True)
+        else:
             state = "paused" if job.park_after_checkpoint else "queued"
             self._stop(job, state)
             if state == "paused":
                 self.event("job_paused", job_id=job.job_id, checkpoint_gpu_s=job.checkpoint_gpu_s)
-        else:
-            why = run.problem or f"program exited with {code}"
-            if self._finish(job, "failed", why):
-                self.failed += 1
-                self.event("job_failed", job_id=job.job_id, why=why)
 
     def _top_up(self, free_gpus: int) -> None:
         """Keep enough synthetic work queued to fill every free GPU (saturating workload)."""
@@ -666,10 +707,7 @@ class JobRunner(Subsystem):
         self.preempted += 1
         self.event("job_preempted", job_id=job.job_id, why=why)
         job.yield_after_checkpoint = True
-        if job.job_id in self.programs:
-            self.programs[job.job_id].stop()
-        elif job.phase == "compute":
-            job.begin_checkpoint()
+        self._checkpoint_and_leave(job)
 
     def run(self, frame: dict) -> None:
         dt_s = self.config.tick_s

@@ -15,6 +15,8 @@ Each tick:
    by the time the shadow comes. Both are bounded by the battery's C-rates and temperature
    windows. Penumbra blends the two by the visible fraction of the Sun. Without a TLE the
    plan assumes the worst eclipse of a 550 km orbit (``ECLIPSE_MAX_S``), with an event.
+   ``params["power"]["energy_plan"] = "reactive"`` replaces the plan with the naive policy
+   of :func:`plan_reactive` (no look-ahead), for comparison only.
 3. The GPU budget (what is left after the platform and non-GPU IT loads) goes to the
    batched C allocator (:class:`flight.control.power_alloc.PowerAllocator`): water-filling
    by job priority weight within each GPU's [min, min(max, thermal headroom, mode cap)],
@@ -88,6 +90,10 @@ BATTERY_DISCHARGE_TEMP_C, BATTERY_CHARGE_TEMP_C = (-20.0, 60.0), (5.0, 45.0)
 HEATER_ON_C, HEATER_OFF_C = 10.0, 15.0
 """Battery heater thermostat (estimate: keeps the pack 5 K above its 5 °C charge limit)."""
 OVERHEAD_TAU_S = 20.0
+ENERGY_PLANS = ("lookahead", "reactive")
+"""Energy policies, ``params["power"]["energy_plan"]``: ``lookahead`` (:func:`plan_energy`,
+the flight policy and the default) or ``reactive`` (:func:`plan_reactive`, no look-ahead:
+the naive baseline ``tools/bench_goodput.py`` measures the look-ahead against)."""
 IT_IDLE_OVERHEAD_W = 25_000.0 - 72 * GPU_IDLE_W
 """Non-GPU IT load of an idle rack: 25 kW idle rack less 72 idle GPUs (DESIGN.md, estimate).
 The planned eclipse load counts this rather than the measured overhead, which follows how
@@ -169,6 +175,24 @@ def plan_energy(t_s: float, soc: float, capacity_j: float, temp_c: float, soc_fl
     return EnergyPlan(False, eclipse, time_to_s, 0.0, reserve_w, discharge_max_w, needed_j, available_j)
 
 
+def plan_reactive(soc: float, capacity_j: float, temp_c: float, soc_floor: float, in_shadow: bool) -> EnergyPlan:
+    """The naive energy policy: no eclipse forecast, no reserve.
+
+    In shadow (``in_shadow``, from the sun sensor) the battery supplies whatever the load
+    asks, up to its C-rate limit, while the state of charge ``soc`` (0..1) is above
+    ``soc_floor``, and nothing once it is not; in sunlight nothing is held back for charging:
+    the battery charges from whatever the load leaves. This is what a power system without
+    an orbit forecast does: the rack runs flat out into the shadow until the floor stops it,
+    and the idle rack then drains the battery below the floor until sunrise. ``capacity_j``
+    (J) and ``temp_c`` (°C) bound the discharge as in :func:`battery_limits_w`. The plan has
+    no eclipse and needs nothing from it, so its margin is the energy above the floor.
+    """
+    discharge_max_w, _ = battery_limits_w(capacity_j, temp_c)
+    above_j = max(0.0, soc - soc_floor) * capacity_j * BATTERY_DISCHARGE_EFFICIENCY
+    allowance_w = discharge_max_w if soc > soc_floor else 0.0
+    return EnergyPlan(in_shadow, None, math.inf, allowance_w, 0.0, discharge_max_w, 0.0, above_j)
+
+
 def _monitor_args() -> tuple[Arg, ...]:
     return (
         Arg("parameter", "str", doc="Sensor-frame field or rack reduction (flight.monitor.PARAMETERS)."),
@@ -213,6 +237,7 @@ class PowerManager(Subsystem):
             Channel("gpus_shed", "int", "count", "GPUs parked by the load-shedding ladder.", yellow=(0, 0)),
             Channel("feasible", "bool", "", "Even minimum limits fit the budget."),
             Channel("gpu_power_limit_w", "float", "W", "Per-GPU limits sent to the HAL.", size=N_GPUS),
+            Channel("energy_plan", "str", "", "Energy policy: lookahead (flight), or reactive (naive baseline)."),
             Channel("forecast", "str", "", "Eclipse timing source: tle, or worst_case without one."),
             Channel("eclipse_start_s", "float", "s", "Start of the eclipse planned for (NaN: none ahead)."),
             Channel("eclipse_end_s", "float", "s", "Its end, sunrise (NaN: none ahead)."),
@@ -249,7 +274,11 @@ class PowerManager(Subsystem):
 
     def __init__(self, config, emit, send_command=None, **ports) -> None:
         super().__init__(config, emit, send_command, **ports)
-        self.soc_floor = float(config.params.get("power", {}).get("soc_floor", SOC_FLOOR))
+        params = config.params.get("power", {})
+        self.soc_floor = float(params.get("soc_floor", SOC_FLOOR))
+        self.energy_plan = params.get("energy_plan", "lookahead")
+        if self.energy_plan not in ENERGY_PLANS:
+            raise ValueError(f"energy_plan {self.energy_plan!r} is not one of {ENERGY_PLANS}")
         self.allocator = PowerAllocator(N_GPUS, GPU_MIN_W, GPU_MAX_W, GPU_IDLE_W, HYSTERESIS_W)
         self.cap_w = np.full(N_GPUS, GPU_MAX_W)
         self.mode_cap_w = np.empty(N_GPUS)
@@ -355,9 +384,12 @@ class PowerManager(Subsystem):
         t_s = self.time_s
         online = int(frame["gpu_online"].sum())
         eclipse_load_w = bus_w + IT_IDLE_OVERHEAD_W + online * GPU_MIN_W
-        eclipse, in_shadow = self._eclipse(t_s, sun)
-        plan = plan_energy(t_s, soc, capacity_j, frame["battery_temp_c"], self.soc_floor, eclipse, in_shadow,
-                           eclipse_load_w)
+        if self.energy_plan == "reactive":
+            plan = plan_reactive(soc, capacity_j, frame["battery_temp_c"], self.soc_floor, sun < 1.0)
+        else:
+            eclipse, in_shadow = self._eclipse(t_s, sun)
+            plan = plan_energy(t_s, soc, capacity_j, frame["battery_temp_c"], self.soc_floor, eclipse, in_shadow,
+                               eclipse_load_w)
         budget_w = array_w + (1.0 - sun) * plan.allowance_w - sun * plan.reserve_w - bus_w - overhead_w
         alloc = self.allocator.allocate(budget_w, self.weight, self._mode_cap())
         self.actuate(gpu_power_limit_w=alloc.limits_w)
@@ -448,7 +480,7 @@ class PowerManager(Subsystem):
         self.telemetry(
             **self.last, soc_floor=self.soc_floor, limit_total_w=limits_total, gpus_parked=alloc.n_parked,
             gpus_shed=alloc.n_shed, feasible=alloc.feasible, gpu_power_limit_w=alloc.limits_w,
-            discharge_max_w=plan.discharge_max_w, forecast="tle" if self.forecast is not None else "worst_case",
+            discharge_max_w=plan.discharge_max_w, energy_plan=self.energy_plan, forecast="tle" if self.forecast is not None else "worst_case",
             eclipse_start_s=eclipse.start_s if eclipse else math.nan,
             eclipse_end_s=eclipse.end_s if eclipse else math.nan,
             eclipse_energy_needed_j=plan.needed_j, eclipse_energy_available_j=plan.available_j,

@@ -85,7 +85,8 @@ def test_kill_9_of_the_job_runner_loses_no_job_and_completes_each_once(tmp_path)
         ctx = zmq.Context()
         sock = bus.dealer(ctx, config.bus, "durability-test")
         try:
-            program = submit(sock, 1000, kind="matmul", work_gpu_s=float(PROGRAM_STEPS), gpus_min=4, gpus_max=4)
+            program = submit(sock, 1000, kind="matmul", work_gpu_s=float(PROGRAM_STEPS), gpus_min=4, gpus_max=4,
+                             critical=True)
             for n in range(KILLS):
                 acknowledged += [submit(sock, 2 * n), submit(sock, 2 * n + 1)]
                 time.sleep(rnd.uniform(0.3, 2.0))
@@ -150,14 +151,15 @@ def test_kill_9_of_the_job_runner_loses_no_job_and_completes_each_once(tmp_path)
                 checked += 1
     assert checked, "some job running at a crash was resumed from its checkpoint"
 
-    # the command job's program was stopped by each crash and resumed from its own checkpoint
+    # the critical command job's two programs were stopped by each crash and resumed, each
+    # from its own checkpoint, and agreed at the end
     starts = [m for m in run.events("jobs.job_started") if m.startswith(f"job {program} started")]
     assert len(starts) >= 2, "the program ran across at least one crash"
     (detail,) = jobs_db.execute("SELECT detail FROM results WHERE job_id = ? AND outcome = 'completed'",
                                 (program,)).fetchone()
     output = np.load(run.data / "results" / f"job-{program}.npy")
     digest = hashlib.sha256(output.tobytes()).hexdigest()
-    assert detail.startswith(f"sha256 {digest}")
+    assert detail == f"2 replicas agree: sha256 {digest} results/job-{program}.npy"
     reference, said = ProgramRun("flight.jobs.matmul", tmp_path / "reference", PROGRAM_STEPS, program), []
     while not reference.exited:
         said += reference.poll()
