@@ -4,13 +4,14 @@ acknowledged it, whether or not there is contact.
 
 File
     ``<data dir>/packet_stores.sqlite`` (:data:`STORE_FILE`), SQLite in WAL mode with
-    ``synchronous=NORMAL``: a committed packet survives a crash of the link process (not an
-    OS crash or power loss). Packets added between two :meth:`PacketStores.commit` calls (one
-    tick of the link) are one transaction, so a process killed mid-tick loses at most that
-    tick's packets; nothing else is written on a quiet tick. Committing once per tick is
-    enough because storing a packet acknowledges nothing (the ground's TC[15,130] is the
-    acknowledgement, and losing a packet's delivery state only re-sends it, which the ground
-    archive dedupes); it is also at least once per tick, so a crash loses one tick at most.
+    ``synchronous=NORMAL`` and 16 KiB pages (:func:`flight.sqlite_batch.open_batched`): a
+    committed packet survives a crash of the link process (not an OS crash or power loss).
+    Packets added between two :meth:`PacketStores.commit` calls (one tick of the link) are
+    one transaction, so a process killed mid-tick loses at most that tick's packets; nothing
+    else is written on a quiet tick. Committing once per tick is enough because storing a
+    packet acknowledges nothing (the ground's TC[15,130] is the acknowledgement, and losing a
+    packet's delivery state only re-sends it, which the ground archive dedupes); it is also
+    at least once per tick, so a crash loses one tick at most.
 
     Packets are held in memory until the transaction's first read or its commit, then
     written in one statement per table, already in the state they reached meanwhile (a
@@ -34,8 +35,8 @@ Stores (:data:`STORES`)
 
 Retention
     Each store holds at most its ``capacity`` packets (:data:`DEFAULT_CAPACITY`; the
-    largest TM is ~16 KiB, so the hk store is bounded by ~3.3 GB and by ~60 MB at the
-    ~300-byte reports flown now). Adding to a full store deletes its oldest packets and
+    largest TM is ~16 KiB, so the hk store is bounded by ~3.3 GB and by ~140 MB at the
+    reports flown now, 75 B to 2 KB, ~0.7 KB on average). Adding to a full store deletes its oldest packets and
     counts them: ``dropped`` for packets the ground had not acknowledged (lost),
     ``expired`` for acknowledged ones (already in the ground archive). The counters are
     persistent. At the default housekeeping rate (6 components every 10 s) the hk store
@@ -54,14 +55,13 @@ Delivery (see :class:`PacketStores` methods)
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Hashable, Iterable
 
 from flight.ground.pus import StoreStatusEntry
-from flight.sqlite_batch import BatchedWrites
+from flight.sqlite_batch import BatchedWrites, open_batched
 
 STORE_FILE = "packet_stores.sqlite"
 
@@ -147,9 +147,7 @@ class PacketStores(BatchedWrites):
         self.capacity = {STORE_BY_NAME[k].store_id: v for k, v in caps.items()}
         self.path = path
         # one user at a time, though not always the thread that opened it (a test serves the link from another)
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db = open_batched(path, check_same_thread=False)
         if "packet" in {row[1] for row in self.db.execute("PRAGMA table_info(packets)")}:
             self.db.executescript(f"BEGIN; {_MIGRATE_ONE_TABLE} COMMIT;")
         self.db.executescript(_SCHEMA)
@@ -347,12 +345,20 @@ class PacketStores(BatchedWrites):
     def sent(self, connection: Hashable, tm_index: int, store_id: int, seq: int) -> None:
         """Record that the packet went out on ``connection`` as its ``tm_index``-th TM
         packet (1-based, counting every TM that connection was sent)."""
-        key = (store_id, seq)
-        if not self._refs[key]:
-            self._mark(IN_FLIGHT, store_id, seq, PENDING)
-            self.pending_counts[store_id] -= 1
-        self._refs[key] += 1
-        self._sent.setdefault(connection, deque()).append((tm_index, store_id, seq))
+        self.sent_many(connection, tm_index, store_id, [seq])
+
+    def sent_many(self, connection: Hashable, first_tm_index: int, store_id: int, seqs: Iterable[int]) -> None:
+        """:meth:`sent` for packets of one store that went out one after the other on
+        ``connection``, as its TM packets from ``first_tm_index`` on."""
+        queue = self._sent.setdefault(connection, deque())
+        for tm_index, seq in enumerate(seqs, first_tm_index):
+            key = (store_id, seq)
+            refs = self._refs[key]
+            if not refs:
+                self._mark(IN_FLIGHT, store_id, seq, PENDING)
+                self.pending_counts[store_id] -= 1
+            self._refs[key] = refs + 1
+            queue.append((tm_index, store_id, seq))
 
     def acknowledged(self, connection: Hashable, received: int) -> int:
         """The ground on ``connection`` says it has received its first ``received`` TM

@@ -32,9 +32,19 @@ UTC0 = 1_767_225_600.0
 BUS = BusAddress("inproc://unused-pub", "inproc://unused-sub", "inproc://unused-cmd")
 RECEIVE_TIMEOUT_S = 3.0
 THERMAL = DICT.components["thermal"]
-THERMAL_HK = {ch.name: [0.5 * i for i in range(ch.size)] if ch.size else
-              {"float": 1.25 + k, "int": k, "bool": k % 2 == 0, "str": f"s{k}"}[ch.type]
-              for k, ch in enumerate(THERMAL.telemetry)}
+JOBS = DICT.components["jobs"]
+"""Its per-GPU arrays are of every array type: int, bool and float."""
+
+
+def hk_values(component) -> dict:
+    """A value for every channel of ``component``, each of its channel's type (arrays too)."""
+    return {ch.name: [{"float": 0.5 * i, "int": i, "bool": i % 2 == 0}[ch.type] for i in range(ch.size)] if ch.size
+            else {"float": 1.25 + k, "int": k, "bool": k % 2 == 0, "str": f"s{k}"}[ch.type]
+            for k, ch in enumerate(component.telemetry)}
+
+
+THERMAL_HK = hk_values(THERMAL)
+JOBS_HK = hk_values(JOBS)
 
 
 def _expected_hk_data(component, values) -> bytes:
@@ -43,7 +53,7 @@ def _expected_hk_data(component, values) -> bytes:
     for ch in component.telemetry:
         v = values[ch.name]
         if ch.size:
-            out += struct.pack(f">H{len(v)}d", len(v), *v)
+            out += struct.pack(f">H{len(v)}" + {"float": "d", "int": "i", "bool": "B"}[ch.type], len(v), *v)
         elif ch.type == "str":
             out += bytes([len(v.encode())]) + v.encode()
         else:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from flight.ground import cli, keys
-from tests.link_harness import FRAME_PERIOD_S, THERMAL_HK, ServedLink
+from tests.link_harness import FRAME_PERIOD_S, JOBS_HK, THERMAL_HK, ServedLink
 
 pytestmark = pytest.mark.usefixtures("ground_keys")
 
@@ -112,6 +112,7 @@ def test_watch_shows_housekeeping_with_units_and_events(served, capsys, monkeypa
 
     def feed(h):
         h.publish("tm", "thermal.hk", THERMAL_HK)
+        h.publish("tm", "jobs.hk", JOBS_HK)
         h.publish("ev", "thermal.setpoint_changed",
                   {"severity": "INFO", "message": "coolant setpoint 25.0 -> 30.0 °C", "args": {}})
     served.call(lambda h: h.link.cmd_set_hk_interval(1.0))
@@ -120,6 +121,7 @@ def test_watch_shows_housekeeping_with_units_and_events(served, capsys, monkeypa
     out = capsys.readouterr().out
     assert "thermal.setpoint_c" in out and "degC" in out and "link.tc_received" in out
     assert "[72] min 0 mean 17.75 max 35.5" in out  # gpu_headroom_w summarised
+    assert "[72] min 0 mean 35.5 max 71" in out and "[72] 36 true" in out  # gpu_job_id, gpu_fenced
     assert "coolant setpoint 25.0 -> 30.0 °C" in out
 
 

@@ -18,8 +18,8 @@ from flight.ground import keys, pus
 from flight.packet_store import STORE_BY_NAME
 from flight.subsystems import link as link_module
 from flight.subsystems.link import MAX_CONNECTIONS, LinkManager
-from tests.link_harness import (BUS, DICT, THERMAL, THERMAL_HK, UTC0, Ground, LinkHarness, _expected_hk_data, _kinds,
-                                _ping, _setpoint, _verification)
+from tests.link_harness import (BUS, DICT, JOBS, JOBS_HK, THERMAL, THERMAL_HK, UTC0, Ground, LinkHarness,
+                                _expected_hk_data, _kinds, _ping, _setpoint, _verification)
 
 # -- set-up and contact -------------------------------------------------------------------------
 @pytest.mark.parametrize("lab", [False, True])
@@ -223,14 +223,18 @@ def test_housekeeping_is_downlinked_every_interval_with_declared_channel_order(g
     got = []
     for _ in range(7):
         harness.publish("tm", "thermal.hk", THERMAL_HK, t=harness.tick + 0.5)  # a new sample every tick
+        harness.publish("tm", "jobs.hk", JOBS_HK, t=harness.tick + 0.5)
         harness.frame()
         got += ground.collect(seconds=0.1, keep=(3,))
     reports = _hk_reports(got, "thermal")
     assert len(reports) == 2  # 7 ticks at one report per 3 s
     assert reports[0].values == THERMAL_HK
     assert reports[0].utc_unix_s == pytest.approx(UTC0 + 2.5, abs=1e-3)  # the sample delivered before t=4
-    first = next(i for i in got if i[:3] == (3, 25, THERMAL.component_id))
-    assert first[3].source_data == _expected_hk_data(THERMAL, THERMAL_HK)
+    for component, values in ((THERMAL, THERMAL_HK), (JOBS, JOBS_HK)):  # float, int and bool arrays
+        first = next(i for i in got if i[:3] == (3, 25, component.component_id))
+        assert first[3].source_data == _expected_hk_data(component, values)
+    jobs = _hk_reports(got, "jobs")[0].values
+    assert jobs == JOBS_HK and type(jobs["gpu_job_id"][1]) is int and type(jobs["gpu_fenced"][1]) is bool
     assert _hk_reports(got, "link")  # the link's own housekeeping goes down too
 
 

@@ -403,6 +403,38 @@ def test_a_job_result_and_its_stored_mark_commit_together(stores):
         reader.close()
 
 
+def test_job_results_wait_for_a_later_tick_and_the_table_is_read_again_only_after_a_commit(tmp_path):
+    from flight.jobs.store import JobStore
+
+    jobs = JobStore(tmp_path / "jobs.sqlite")
+    insert = ("INSERT INTO results (job_id, outcome, time_s, work_gpu_s, done_gpu_s, detail) "
+              "VALUES (?, 'completed', ?, 1.0, 1.0, '')")
+    jobs.db.execute(insert, (7, 3.0))  # a result of tick 3, in the file before tick 1
+    h = LinkHarness(tmp_path)
+    results = STORE_BY_NAME["results"].store_id
+    try:
+        h.link.cmd_set_hk_interval(1.0)
+        for _ in range(3):
+            h.frame()
+        assert h.link.stores.counts[results] == 0  # not before a tick after its own
+        h.frame()
+        assert h.link.stores.counts[results] == 1  # no commit since: read again because it was waiting
+        scans: list[str] = []
+        h.link._jobs_db.set_trace_callback(scans.append)
+        for _ in range(3):
+            h.frame()
+        assert not [sql for sql in scans if "FROM results" in sql]  # nothing committed: not read
+        jobs.db.execute(insert, (8, 5.0))
+        h.frame()
+        assert h.link.stores.counts[results] == 2
+        for _ in range(3):
+            h.frame()
+        assert h.link.stores.counts[results] == 2 and h.link._results_done == {7, 8}
+    finally:
+        h.close()
+        jobs.close()
+
+
 def test_job_results_are_stored_once_and_parse_with_spacepackets(tmp_path):
     from flight.jobs.store import JobStore
 

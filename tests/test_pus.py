@@ -6,6 +6,7 @@ random and mutated bytes, accounts for every byte and still finds the next valid
 import math
 import struct
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,7 +35,10 @@ PROBE = Component(
                Channel("b", "bool"), Channel("s", "str"), Channel("arr", "float", "degC", size=4)),
     events=tuple(Event(f"ev_{s.lower()}", k, s, "{what}") for k, s in enumerate(SEVERITIES, start=1)),
 )
-DICT = Dictionary([*full_dictionary().components.values(), PROBE])
+ARRAYS = Component("arrays", 101, doc="An array channel of every type that has an array encoding.",
+                   telemetry=(Channel("fa", "float", "W", size=3), Channel("ia", "int", "count", size=3),
+                              Channel("ba", "bool", size=3)))
+DICT = Dictionary([*full_dictionary().components.values(), PROBE, ARRAYS])
 COMMANDS = sorted(DICT.commands)
 
 
@@ -50,7 +54,9 @@ def _arg_values(arg: Arg) -> st.SearchStrategy:
 
 def _channel_values(ch: Channel) -> st.SearchStrategy:
     if ch.size:
-        return st.lists(st.floats(allow_nan=False), min_size=ch.size, max_size=ch.size)
+        element = {"float": st.floats(allow_nan=False), "int": st.integers(-(2**31), 2**31 - 1),
+                   "bool": st.booleans()}[ch.type]
+        return st.lists(element, min_size=ch.size, max_size=ch.size)
     return {"float": st.floats(allow_nan=False), "int": st.integers(-(2**63), 2**63 - 1),
             "bool": st.booleans(), "str": st.text(max_size=63)}[ch.type]
 
@@ -239,11 +245,57 @@ def test_hk_reports_round_trip_for_every_component(data):
 
 
 def test_hk_report_accepts_numpy_and_lenient_numbers():
-    np = pytest.importorskip("numpy")
     values = {"f": np.float32(0.5), "i": np.int64(3), "b": np.bool_(True), "s": "ok", "arr": np.arange(4.0)}
     component, decoded = pus.decode_hk(DICT, pus.encode_hk(PROBE, values))
     assert decoded == {"f": 0.5, "i": 3, "b": True, "s": "ok", "arr": [0.0, 1.0, 2.0, 3.0]}
     assert pus.decode_hk(DICT, pus.encode_hk(PROBE, {**values, "i": 4.0, "b": 0}))[1]["i"] == 4
+
+
+def test_hk_arrays_are_packed_by_channel_type_and_read_back_as_that_type():
+    values = {"fa": [0.5, -1.0, 2.25], "ia": [0, -(2**31), 2**31 - 1], "ba": [True, False, True]}
+    packet = pus.TmEncoder().hk_report(ARRAYS, values, utc_unix_s=UTC)
+    assert _tm(packet).source_data == (struct.pack(">H", ARRAYS.component_id) + struct.pack(">H3d", 3, 0.5, -1.0, 2.25)
+                                       + struct.pack(">H3i", 3, 0, -(2**31), 2**31 - 1) + bytes([0, 3, 1, 0, 1]))
+    decoded = pus.decode_tm(DICT, packet).values
+    assert decoded == values
+    assert [type(v) for v in decoded["ia"]] == [int] * 3 and [type(v) for v in decoded["ba"]] == [bool] * 3
+    as_numpy = {"fa": np.arange(3, dtype=np.float32), "ia": np.array([1, 2, 3], dtype=np.int64),
+                "ba": np.array([True, False, False])}
+    assert pus.decode_hk(DICT, pus.encode_hk(ARRAYS, as_numpy))[1] == {"fa": [0.0, 1.0, 2.0], "ia": [1, 2, 3],
+                                                                      "ba": [True, False, False]}
+    lenient = {"fa": [1, 2, 3], "ia": [1.0, 2.0, True], "ba": [1, 0, 1.0]}
+    assert pus.decode_hk(DICT, pus.encode_hk(ARRAYS, lenient))[1] == {"fa": [1.0, 2.0, 3.0], "ia": [1, 2, 1],
+                                                                      "ba": [True, False, True]}
+
+
+@pytest.mark.parametrize("arrays", [
+    {"ia": [2**31, 0, 0]},                                   # over i32: raises, never wraps
+    {"ia": [-(2**31) - 1, 0, 0]},
+    {"ia": [2**70, 0, 0]},
+    {"ia": [1.5, 0, 0]},
+    {"ia": [math.nan, 0, 0]},
+    {"ia": [math.inf, 0, 0]},
+    {"ia": ["1", "2", "3"]},
+    {"ba": [2, 0, 1]},
+    {"ba": [0.5, 0, 1]},
+    {"fa": ["1.5", "2", "3"]},
+    {"fa": [None, 1.0, 2.0]},
+])
+def test_hk_array_values_that_do_not_fit_their_type_raise_value_error(arrays):
+    with pytest.raises(ValueError):
+        pus.encode_hk(ARRAYS, {"fa": [0.0] * 3, "ia": [0] * 3, "ba": [False] * 3, **arrays})
+
+
+def test_hk_array_of_an_int_channel_overflowing_as_numpy_raises_value_error():
+    with pytest.raises(ValueError, match="i32"):
+        pus.encode_hk(ARRAYS, {"fa": [0.0] * 3, "ia": np.array([0, 2**40, 0], dtype=np.int64), "ba": [False] * 3})
+
+
+def test_hk_bool_array_byte_other_than_0_or_1_does_not_decode():
+    data = bytearray(pus.encode_hk(ARRAYS, {"fa": [0.0] * 3, "ia": [0] * 3, "ba": [False] * 3}))
+    data[-1] = 2
+    with pytest.raises(ValueError, match="not 0 or 1"):
+        pus.decode_hk(DICT, bytes(data))
 
 
 @pytest.mark.parametrize("values", [

@@ -2,10 +2,12 @@
 archive, against raw ``spacepackets`` encode + socket send, in the same run.
 
 * ``link_pkts_per_s``: every component's housekeeping (the flight dictionary's channels,
-  per-GPU arrays included) handed to a :class:`~flight.subsystems.link.LinkManager` as the
-  bus delivers it, one hk interval per tick in contact: encoded as TM[3,25], stored in its
-  packet store (SQLite), sent over TCP (ZeroMQ STREAM) to a ground station in its own
-  process, as in operations (``flight ground listen`` on the station's computer): a
+  per-GPU arrays included as the numpy arrays of their channel's type that the subsystems
+  publish, scalars of theirs) handed to a
+  :class:`~flight.subsystems.link.LinkManager` as the bus delivers it, one hk interval per
+  tick in contact: encoded as TM[3,25], stored in its packet store (SQLite), sent over TCP
+  (ZeroMQ STREAM) to a ground station in its own process, as in operations (``flight
+  ground listen`` on the station's computer): a
   :class:`~flight.ground.client.LinkClient` that frames, CRC-checks and keeps each packet
   in an :class:`~flight.ground.archive.Archive` (SQLite), acknowledging with a signed
   TC[15,130] every 0.5 s. Timed from the first packet handed to the link until the ground
@@ -22,9 +24,10 @@ microseconds per packet of the sending process (``link_cpu_us_per_pkt``, the onb
 ``raw_cpu_us_per_pkt``) and of the far end (``ground_cpu_us_per_pkt``,
 ``raw_reader_cpu_us_per_pkt``).
 
-The two pipelines run one right after the other, ``--repeats`` times; each pair
+The two pipelines run one right after the other, ``--repeats`` times (default 9); each pair
 gives a ratio, and the median pair is reported (on a shared machine the load changes from
-one second to the next, so a ratio is only fair within a pair). ``link_ratios`` lists all.
+one second to the next, so a ratio is only fair within a pair). ``link_ratios`` lists all:
+on a shared 2-core VM they spread from about 0.3 to 0.9 within one run.
 
     python tools/bench_link.py [--ticks N] [--repeats R] [--json]
 """
@@ -40,6 +43,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import zmq
 from spacepackets.ecss.tm import PusTm
 
@@ -70,9 +74,15 @@ class Side:
     receiver_cpu_s: float
 
 
+_ARRAY_DTYPES = {"float": np.float64, "int": np.int64, "bool": np.bool_}
+"""What the subsystems publish an array channel as (numpy arrays travel the bus as such)."""
+
+
 def _hk_values(component) -> dict:
-    return {ch.name: [0.5 * i for i in range(ch.size)] if ch.size else
-            {"float": 1.25 + k, "int": k, "bool": k % 2 == 0, "str": f"s{k}"}[ch.type]
+    """A value for every channel of ``component``, each of its channel's type; arrays as the
+    subsystems publish them, numpy arrays of :data:`_ARRAY_DTYPES`."""
+    return {ch.name: (np.arange(ch.size) % (2 if ch.type == "bool" else ch.size)).astype(_ARRAY_DTYPES[ch.type])
+            if ch.size else {"float": 1.25 + k, "int": k, "bool": k % 2 == 0, "str": f"s{k}"}[ch.type]
             for k, ch in enumerate(component.telemetry)}
 
 
@@ -208,7 +218,7 @@ def bench_raw(ticks: int) -> Side:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ticks", type=int, default=2000, help="hk intervals (each: every component's TM[3,25])")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9, help="link/raw pairs; the median pair is reported")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.ticks < 1 or args.repeats < 1:

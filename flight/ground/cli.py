@@ -320,10 +320,12 @@ def _utc_text(utc_unix_s: float) -> str:
 
 def _cell(channel, value: Any) -> tuple[str, str]:
     """Text and limit state of one channel value; an array shows min/mean/max, coloured by
-    its worst element."""
+    its worst element (a bool array: how many are true)."""
     if isinstance(value, list):
         if not value:
             return "[]", "ok"
+        if channel.type == "bool":
+            return f"[{len(value)}] {sum(value)} true", "ok"
         states = {channel.limit_state(v) for v in value}
         state = "red" if "red" in states else "yellow" if "yellow" in states else "ok"
         return (f"[{len(value)}] min {min(value):.4g} mean {sum(value) / len(value):.4g} "

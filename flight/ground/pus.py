@@ -51,7 +51,8 @@ Services and their data fields (all integers big-endian)
 
 Value encoding (arguments and housekeeping): ``float`` → IEEE-754 f64, ``int`` → i64,
 ``bool`` → u8 (0 or 1), ``str`` → u8 length + UTF-8 (at most 255 bytes); an array channel
-(``size > 0``) → u16 count + that many f64.
+(``size > 0``) → u16 count + that many elements of its channel's type (:data:`ARRAY_ELEMENTS`):
+``float`` f64, ``int`` i32, ``bool`` u8 (0 or 1).
 """
 
 from __future__ import annotations
@@ -134,7 +135,8 @@ MIN_TC_LEN = CCSDS_HEADER_LEN + PusTcDataFieldHeader.PUS_C_SEC_HEADER_LEN + 2
 MAX_TC_LEN = MIN_TC_LEN + SECURITY_OVERHEAD + MAX_TC_APP_DATA
 """Largest TC packet the link frames (bytes): anything longer is discarded unread."""
 MAX_TM_SOURCE_DATA = 16384
-"""Largest TM source data sent (bytes): room for ~28 per-GPU arrays in one HK report."""
+"""Largest TM source data sent (bytes): room for ~28 per-GPU float arrays in one HK report
+(twice as many int arrays, eight times as many bool arrays)."""
 MAX_TM_LEN = CCSDS_HEADER_LEN + PusTmSecondaryHeader.MIN_LEN + TIMESTAMP_LEN + MAX_TM_SOURCE_DATA + 2
 MAX_TEXT_BYTES = 1024
 """Event messages and failure data are cut to this many UTF-8 bytes (whole characters)."""
@@ -335,7 +337,7 @@ def encode_hk(component: Component, values: Mapping[str, Any]) -> bytes:
             raise ValueError(f"{component.name}.{ch.name} missing from the packet")
         value = values[ch.name]
         try:
-            out += _pack_array(value) if ch.size else _pack_value(ch.type, value)
+            out += _pack_array(ch.type, value) if ch.size else _pack_value(ch.type, value)
         except ValueError as exc:
             raise ValueError(f"{component.name}.{ch.name}: {exc}") from None
     if len(out) > MAX_TM_SOURCE_DATA:
@@ -343,18 +345,65 @@ def encode_hk(component: Component, values: Mapping[str, Any]) -> bytes:
     return bytes(out)
 
 
-def _pack_array(value: Any) -> bytes:
+ARRAY_ELEMENTS = {"float": ">f8", "int": ">i4", "bool": "u1"}
+"""Wire element (numpy dtype) of an array channel by channel type. Per-GPU arrays are most of
+a housekeeping report's bytes, so ints and bools take the width their values need. The int
+arrays flown hold job ids (``jobs.sqlite`` row ids, counting up from 1) and corrected-ECC
+counts since the job runner started (~2e-4 per GPU-second, x50 in the South Atlantic
+Anomaly): i32 holds both for far longer than a mission; a value outside it raises
+ValueError rather than wrap."""
+_I32 = np.iinfo(np.int32)
+
+
+def _pack_array(kind: str, value: Any) -> bytes:
+    """u16 count + the elements of an array channel of type ``kind`` (:data:`ARRAY_ELEMENTS`).
+
+    Raises:
+        ValueError: not a flat-able numeric array, an int channel's value that is not a whole
+            number within i32, a bool channel's value other than 0/1, a ``str`` array channel,
+            or more than 65535 values.
+    """
+    if kind not in ARRAY_ELEMENTS:
+        raise ValueError(f"no array encoding for {kind!r} channels")
     try:
-        arr = np.asarray(value, dtype=">f8").ravel()
+        arr = np.asarray(value).ravel()
     except (TypeError, ValueError) as exc:
         raise ValueError(f"not a numeric array: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"not a numeric array: {arr.dtype} values")
     if arr.size > 0xFFFF:
         raise ValueError(f"array of {arr.size} values does not fit a u16 count")
-    return struct.pack(">H", arr.size) + arr.tobytes()
+    if arr.size and kind == "int":
+        if arr.dtype.kind == "f" and not np.array_equal(arr, np.trunc(arr)):
+            raise ValueError("int array holds values that are not whole numbers")
+        if arr.min() < _I32.min or arr.max() > _I32.max:
+            raise ValueError(f"int array value outside i32 ({arr.min()}..{arr.max()})")
+    elif arr.size and kind == "bool" and arr.dtype.kind != "b" and not np.isin(arr, (0, 1)).all():
+        raise ValueError("bool array holds values other than 0 and 1")
+    return struct.pack(">H", arr.size) + arr.astype(ARRAY_ELEMENTS[kind]).tobytes()
+
+
+def _unpack_array(kind: str, reader: _Reader) -> list:
+    """The values :func:`_pack_array` wrote, as a list of ``kind`` (float, int or bool).
+
+    Raises:
+        ValueError: short data, a channel type without an array encoding, or a bool byte
+            other than 0/1.
+    """
+    if kind not in ARRAY_ELEMENTS:
+        raise ValueError(f"no array encoding for {kind!r} channels")
+    dtype = np.dtype(ARRAY_ELEMENTS[kind])
+    arr = np.frombuffer(reader.take(dtype.itemsize * reader.unpack(">H")), dtype=dtype)
+    if kind == "bool":
+        if arr.size and arr.max() > 1:
+            raise ValueError(f"bool array byte {arr.max()} is not 0 or 1")
+        return arr.astype(bool).tolist()
+    return arr.tolist()
 
 
 def decode_hk(dictionary: Dictionary, data: bytes) -> tuple[Component, dict[str, Any]]:
-    """Component and channel values of TM[3,25] source data; arrays come back as lists.
+    """Component and channel values of TM[3,25] source data; arrays come back as lists of
+    their channel's type (float, int or bool).
 
     Raises:
         ValueError: an unknown structure id, short or trailing data, or a bad value.
@@ -366,11 +415,7 @@ def decode_hk(dictionary: Dictionary, data: bytes) -> tuple[Component, dict[str,
         raise ValueError(f"no component with structure id {sid}")
     values: dict[str, Any] = {}
     for ch in component.telemetry:
-        if ch.size:
-            count = reader.unpack(">H")
-            values[ch.name] = np.frombuffer(reader.take(8 * count), dtype=">f8").tolist()
-        else:
-            values[ch.name] = _unpack_value(ch.type, reader)
+        values[ch.name] = _unpack_array(ch.type, reader) if ch.size else _unpack_value(ch.type, reader)
     reader.end()
     return component, values
 

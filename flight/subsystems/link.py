@@ -36,13 +36,14 @@ Contact
     packet store (verification, ping) is not sent (``tm_dropped_no_contact``).
 
 Store and forward (:mod:`flight.packet_store`)
-    Every TM[3,25], TM[5,x] and TM[140,1] (job results, read from the job runner's
-    ``jobs.sqlite`` every housekeeping interval) is stored in its onboard packet store
-    whether or not there is contact, and in contact sent at once (real time). On each tick
-    in contact the rest of the budget goes to the backlog: events, then verification
-    reports, then housekeeping, then job results, oldest first, within the tick's share of
-    the frame's ``downlink_rate_bps`` (``rate × tick_s / 8`` bytes, real time included; in
-    ``always`` contact without a pass rate :data:`LAB_DOWNLINK_RATE_BPS`) and at most
+    Every TM[3,25], TM[5,x] and TM[140,1] (job results, looked for in the job runner's
+    ``jobs.sqlite`` every housekeeping interval and read when it has committed since) is
+    stored in its onboard packet store whether or not there is contact, and in contact sent
+    at once (real time). On each tick in contact the rest of the budget goes to the
+    backlog: events, then verification reports, then housekeeping, then job results, oldest
+    first, within the tick's share of the frame's ``downlink_rate_bps``
+    (``rate × tick_s / 8`` bytes, real time included; in ``always`` contact without a pass
+    rate :data:`LAB_DOWNLINK_RATE_BPS`) and at most
     :data:`BACKLOG_PACKETS_PER_TICK` packets. Real time goes to every connection; the
     backlog only to *archiving* connections, those that have sent a TC[15,130] downlink
     acknowledgement (the number of TM packets that connection has received; 0 to start).
@@ -356,6 +357,9 @@ class LinkManager(LinkOperations, Subsystem):
         self._ops_init()
         self.stores: PacketStores | None = None
         self._jobs_db: sqlite3.Connection | None = None
+        self._jobs_path = self.config.data_path / JOBS_DB
+        self._results_read_version: int | None = None
+        """``PRAGMA data_version`` of ``jobs.sqlite`` at the last read that left no result waiting."""
         self._stored_hk_t: dict[str, float] = {}
         self._results_done: set[int] = set()
         self._budget_bytes = 0.0
@@ -411,6 +415,7 @@ class LinkManager(LinkOperations, Subsystem):
         if self._jobs_db is not None:
             self._jobs_db.close()
             self._jobs_db = None
+            self._results_read_version = None  # a version counts commits seen by one connection only
 
     # -- rate group --------------------------------------------------------------------
     def step(self, frame: dict[str, Any]) -> None:
@@ -796,8 +801,7 @@ class LinkManager(LinkOperations, Subsystem):
                 continue  # a connection that never acknowledges would be sent the whole backlog again and again
             first = conn.tm_count + 1
             if self._send_many(identity, packets) and conn.archiving:
-                for index, (seq, _) in enumerate(items, start=first):
-                    self.stores.sent(identity, index, store_id, seq)
+                self.stores.sent_many(identity, first, store_id, [seq for seq, _ in items])
                 sent = True
         self._budget_bytes -= sum(map(len, packets))
         return sent
@@ -826,19 +830,32 @@ class LinkManager(LinkOperations, Subsystem):
                     return
 
     def _store_results(self) -> None:
-        """Store a TM[140,1] for each job result in ``jobs.sqlite`` not stored before."""
-        path = self.config.data_path / JOBS_DB
+        """Store a TM[140,1] for each job result in ``jobs.sqlite`` not stored before.
+
+        The results table is read again only once the job runner has committed since the last
+        complete read (``PRAGMA data_version`` of this read-only connection) or that read left
+        results waiting, so an interval without a new result costs one pragma, not a table scan.
+        """
         try:
             if self._jobs_db is None:
-                if not path.exists():
+                if not self._jobs_path.exists():
                     return
-                self._jobs_db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.05)
+                self._jobs_db = sqlite3.connect(f"file:{self._jobs_path}?mode=ro", uri=True, timeout=0.05)
                 self._results_done = self.stores.results_stored()
+            # read before the table: a result committed in between changes it, so it is read next time
+            version = self._jobs_db.execute("PRAGMA data_version").fetchone()[0]
+            if version == self._results_read_version:
+                return
             # only results of earlier ticks: the job runner may be writing this tick's right now,
             # and what a lockstep run stores (and counts in telemetry) must not depend on that race
-            new = [job_id for (job_id,) in self._jobs_db.execute("SELECT job_id FROM results WHERE time_s < ?",
-                                                                 (self.time_s,))
-                   if job_id not in self._results_done]
+            new, waiting = [], False
+            for job_id, time_s in self._jobs_db.execute("SELECT job_id, time_s FROM results"):
+                if job_id in self._results_done:
+                    continue
+                if time_s < self.time_s:
+                    new.append(job_id)
+                else:
+                    waiting = True
             rows = [self._jobs_db.execute("SELECT job_id, outcome, time_s, work_gpu_s, done_gpu_s, detail "
                                           "FROM results WHERE job_id = ?", (job_id,)).fetchone() for job_id in new]
         except sqlite3.Error as exc:  # not created yet by the job runner, or busy: next interval
@@ -862,6 +879,8 @@ class LinkManager(LinkOperations, Subsystem):
             self._results_done.add(job_id)
             if self.contact and seq is not None:
                 self._send_stored(STORE_BY_NAME["results"].store_id, [(seq, packet)])
+        if not waiting:  # a result that did not encode would not encode the next time either
+            self._results_read_version = version
 
     def _commit_stores(self) -> None:
         now = time.monotonic()
