@@ -26,9 +26,11 @@ dropped. The flights:
   uncorrectable ECC error throws the job's work away), and the power manager the reactive
   policy (:func:`flight.subsystems.power.plan_reactive`: the battery gives what the load asks
   until the SOC floor, nothing is held back for charging). The rack runs flat out into the
-  shadow, reaches the floor before sunrise, and the mode machine's POWER_SAVE (GPUs capped,
-  only critical and high-priority jobs kept) holds until the battery is back above 0.80 in
-  sunlight. The mode machine, load shedding and thermal control are flight's in every flight;
+  shadow, reaches the floor before sunrise (the idle rack then takes the battery below the
+  floor the bound keeps to, to ~0.66: energy the bound does not count), and the mode
+  machine's POWER_SAVE (GPUs capped, only critical and high-priority jobs kept) holds until
+  the battery is back above 0.80 in sunlight. The mode machine, load shedding and thermal
+  control are flight's in every flight;
 * FIFO under the flight energy plan (``fifo_planned_goodput``): the baseline's runner and
   jobs under the look-ahead plan. It is not the baseline the target is set against: it
   shows how much of ``ratio`` (this scheduler against the naive baseline) the job scheduler
