@@ -5,6 +5,13 @@ sockets; hand each HAL frame to the subsystem and answer ``hal.done``; execute c
 with their verification stages; heartbeat every ``heartbeat_s`` of wall time; answer the
 HAL bridge's ``ctl/sync``. A malformed message is counted and reported, never fatal.
 
+Before the loop the process makes sure the proxy has its publisher: a ZeroMQ PUB socket
+drops what it sends until the proxy's subscriptions have reached it (the "slow joiner"), so
+a process restarted mid-run, which gets frames at once, could lose the first messages of
+its first tick (a restarted job runner's ``job_restored`` events, say). It publishes a
+probe only it subscribes to until one comes back (:meth:`ProcessRunner.await_bus`), and
+handles what arrived meanwhile first.
+
 The process names itself after the subsystem (``ps -e`` shows ``thermal``), dies with
 its parent (``PR_SET_PDEATHSIG``) and ignores SIGINT: on Ctrl-C the executive stops it
 with SIGTERM, so shutdown has one owner.
@@ -17,7 +24,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import zmq
@@ -25,9 +32,13 @@ import zmq
 from flight import bus
 from flight.config import RunConfig
 from flight.dictionary import CommandError
-from flight.messages import DecodeError, Encoder, Message, decode
+from flight.messages import DecodeError, Encoder, Message, decode, topic_for
 from flight.subsystem import Subsystem
 
+BUS_PROBE_PERIOD_S = 0.02
+BUS_PROBE_TIMEOUT_S = 5.0
+"""How long a starting process waits for its probe to come back through the proxy before it
+goes on anyway (well inside the executive's heartbeat timeout of 10 s)."""
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 
@@ -55,6 +66,8 @@ class ProcessRunner:
         self.encoder = Encoder(cls.COMPONENT.name)
         self.cmd_encoder = Encoder(cls.COMPONENT.name)
         self.subscribed = cls.SUBSCRIBE
+        self.probe = f"{cls.COMPONENT.name}.bus_probe"
+        """Data product only this process subscribes to (:meth:`await_bus`)."""
         self.subsystem = cls(config, self._emit, self._send_command, listen=self._listen)
         self.running = True
         self.last_tick = 0
@@ -86,8 +99,34 @@ class ProcessRunner:
         self.subsystem.decode_errors += 1
         self.subsystem.event("decode_error", topic=topic, why=why[:120])
 
+    def await_bus(self) -> list[list[bytes]]:
+        """Publish probes until one comes back through the proxy, at most
+        :data:`BUS_PROBE_TIMEOUT_S`; returns the messages that arrived meanwhile, in order."""
+        topic = topic_for("data", self.probe)
+        self.sub.setsockopt(zmq.SUBSCRIBE, topic)
+        held: list[list[bytes]] = []
+        deadline = time.monotonic() + BUS_PROBE_TIMEOUT_S
+        try:
+            while time.monotonic() < deadline:
+                self._emit("data", self.probe, {})
+                if self.sub.poll(BUS_PROBE_PERIOD_S * 1000):
+                    for frames in bus.drain(self.sub):
+                        if frames[0] == topic:
+                            return held
+                        held.append(frames)
+            return held
+        finally:
+            self.sub.setsockopt(zmq.UNSUBSCRIBE, topic)
+
     def on_bus(self) -> None:
-        for frames in bus.drain(self.sub):
+        self.handle(bus.drain(self.sub))
+
+    def handle(self, messages: Iterable[list[bytes]]) -> None:
+        """Hand each bus message (``[topic, body]``) to the subsystem: frames, sync, the rest."""
+        probe = topic_for("data", self.probe)
+        for frames in messages:
+            if frames[0] == probe:
+                continue  # a probe still in flight when await_bus had its answer
             if len(frames) != 2:
                 self._decode_error("?", f"{len(frames)} frames")
                 continue
@@ -153,6 +192,7 @@ class ProcessRunner:
             handlers[sock] = handler
         for sock in handlers:
             poller.register(sock, zmq.POLLIN)
+        self.handle(self.await_bus())
         period = self.config.heartbeat_s
         next_beat = time.monotonic()
         try:
