@@ -36,11 +36,11 @@ Stores (:data:`STORES`)
 Retention
     Each store holds at most its ``capacity`` packets (:data:`DEFAULT_CAPACITY`; the
     largest TM is ~16 KiB, so the hk store is bounded by ~3.3 GB and by ~140 MB at the
-    reports flown now, 75 B to 2 KB, ~0.7 KB on average). Adding to a full store deletes its oldest packets and
-    counts them: ``dropped`` for packets the ground had not acknowledged (lost),
-    ``expired`` for acknowledged ones (already in the ground archive). The counters are
-    persistent. At the default housekeeping rate (6 components every 10 s) the hk store
-    spans ~3.9 days.
+    reports flown now, 75 B to 2 KB, ~0.7 KB on average). Adding to a full store deletes
+    its oldest packets and counts them: ``dropped`` for packets the ground had not
+    acknowledged (lost), ``expired`` for acknowledged ones (already in the ground archive).
+    The counters are persistent. At the default housekeeping rate (6 components every
+    10 s) the hk store spans ~3.9 days.
 
 Delivery (see :class:`PacketStores` methods)
     A packet is *pending* until sent, *in flight* once written to one or more archiving

@@ -68,6 +68,7 @@ class ProcessRunner:
         self.subscribed = cls.SUBSCRIBE
         self.probe = f"{cls.COMPONENT.name}.bus_probe"
         """Data product only this process subscribes to (:meth:`await_bus`)."""
+        self.probe_topic = topic_for("data", self.probe)
         self.subsystem = cls(config, self._emit, self._send_command, listen=self._listen)
         self.running = True
         self.last_tick = 0
@@ -102,7 +103,7 @@ class ProcessRunner:
     def await_bus(self) -> list[list[bytes]]:
         """Publish probes until one comes back through the proxy, at most
         :data:`BUS_PROBE_TIMEOUT_S`; returns the messages that arrived meanwhile, in order."""
-        topic = topic_for("data", self.probe)
+        topic = self.probe_topic
         self.sub.setsockopt(zmq.SUBSCRIBE, topic)
         held: list[list[bytes]] = []
         deadline = time.monotonic() + BUS_PROBE_TIMEOUT_S
@@ -123,9 +124,8 @@ class ProcessRunner:
 
     def handle(self, messages: Iterable[list[bytes]]) -> None:
         """Hand each bus message (``[topic, body]``) to the subsystem: frames, sync, the rest."""
-        probe = topic_for("data", self.probe)
         for frames in messages:
-            if frames[0] == probe:
+            if frames[0] == self.probe_topic:
                 continue  # a probe still in flight when await_bus had its answer
             if len(frames) != 2:
                 self._decode_error("?", f"{len(frames)} frames")

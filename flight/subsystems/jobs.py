@@ -572,14 +572,14 @@ class JobRunner(Subsystem):
             if saved > job.checkpoint_gpu_s:
                 job.checkpoint_gpu_s = saved
                 self._checkpointed(job)
+        done = job.done_gpu_s - before
         if all(run.exited for run in runs) or any(run.failure for run in runs):
-            done = job.done_gpu_s - before
             self._exited(job, runs)
             return done
         job.since_checkpoint_s += dt_s
         if job.since_checkpoint_s >= job.checkpoint_interval_s and all([run.request_checkpoint() for run in runs]):
             job.since_checkpoint_s = 0.0
-        return job.done_gpu_s - before
+        return done
 
     def _exited(self, job: Job, runs: list[ProgramRun]) -> None:
         """Settle a command job whose replicas have all exited, or one of which failed:
@@ -589,19 +589,20 @@ class JobRunner(Subsystem):
         why = next((run.failure for run in runs if run.failure), None)
         output = runs[0].workdir / "output.npy"
         digests = {run.digest for run in runs}
-        if why is None and None not in digests and not output.exists():
+        finished = None not in digests
+        if why is None and finished and not output.exists():
             why = "program said done without writing output.npy"
         if why is not None:
             if self._finish(job, "failed", why):
                 self.failed += 1
                 self.event("job_failed", job_id=job.job_id, why=why)
-        elif len(digests) > 1 and None not in digests:
+        elif finished and len(digests) > 1:
             # the replicas checkpointed at their own steps, so no checkpoint is known good
             shutil.rmtree(self._jobdir(job), ignore_errors=True)
             job.checkpoint_gpu_s = 0.0
             self._checkpointed(job)
             self._replicas_disagree(job)
-        elif None not in digests:
+        elif finished:
             results = self.config.data_path / "results"
             results.mkdir(exist_ok=True)
             os.replace(output, results / f"job-{job.job_id}.npy")

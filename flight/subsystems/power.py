@@ -480,7 +480,8 @@ class PowerManager(Subsystem):
         self.telemetry(
             **self.last, soc_floor=self.soc_floor, limit_total_w=limits_total, gpus_parked=alloc.n_parked,
             gpus_shed=alloc.n_shed, feasible=alloc.feasible, gpu_power_limit_w=alloc.limits_w,
-            discharge_max_w=plan.discharge_max_w, energy_plan=self.energy_plan, forecast="tle" if self.forecast is not None else "worst_case",
+            discharge_max_w=plan.discharge_max_w, energy_plan=self.energy_plan,
+            forecast="tle" if self.forecast is not None else "worst_case",
             eclipse_start_s=eclipse.start_s if eclipse else math.nan,
             eclipse_end_s=eclipse.end_s if eclipse else math.nan,
             eclipse_energy_needed_j=plan.needed_j, eclipse_energy_available_j=plan.available_j,

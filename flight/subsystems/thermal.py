@@ -190,8 +190,8 @@ class ThermalController(Subsystem):
         self.actuate(radiator_valve_frac=out[:N_ZONES].copy(), pump_speed_frac=float(out[PUMP]))
         power = frame["gpu_power_w"]
         # a non-finite reading passes through (no headroom that tick) and restarts the filter
-        self.heating_w = np.where(np.isfinite(self.heating_w),
-                                  self.heating_w + self.heating_alpha * (power - self.heating_w), power)
+        self.heating_w += self.heating_alpha * (power - self.heating_w)
+        np.copyto(self.heating_w, power, where=~np.isfinite(self.heating_w))
         thermal_headroom_w(temps, self.heating_w, self.gpu_target_c, R_TH_C_PER_W, out=self.headroom_w)
         self.headroom_w[~online] = 0.0
         if (np.max(np.abs(self.headroom_w - self.published_w)) > HEADROOM_DEADBAND_W
