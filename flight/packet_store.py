@@ -14,7 +14,7 @@ File
     at least once per tick, so a crash loses one tick at most.
 
     Packets are held in memory until the transaction's first read or its commit, then
-    written in one statement per table, already in the state they reached meanwhile (a
+    written in multi-row statements (:func:`flight.sqlite_batch.insert_rows`), already in the state they reached meanwhile (a
     packet sent in the tick it was stored goes in *in flight*, with no second write).
     Delivery state lives in ``packets``, a narrow table, and the bytes in ``packet_bytes``,
     so a state change rewrites a few dozen bytes rather than the whole packet.
@@ -55,13 +55,13 @@ Delivery (see :class:`PacketStores` methods)
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Hashable, Iterable
 
 from flight.ground.pus import StoreStatusEntry
-from flight.sqlite_batch import BatchedWrites, open_batched
+from flight.sqlite_batch import BatchedWrites, insert_rows, open_batched
 
 STORE_FILE = "packet_stores.sqlite"
 
@@ -117,8 +117,8 @@ INSERT INTO packet_bytes SELECT (store_id << {KEY_SHIFT}) | seq, packet FROM pac
 DROP TABLE packets_with_bytes;
 """
 """A store file written before delivery state and bytes were split into two tables."""
-_INSERT = "INSERT INTO packets (store_id, seq, time_s, utc_unix_s, state) VALUES (?, ?, ?, ?, ?)"
-_INSERT_BYTES = "INSERT INTO packet_bytes (key, packet) VALUES (?, ?)"
+_INSERT = "INSERT INTO packets (store_id, seq, time_s, utc_unix_s, state) VALUES"
+_INSERT_BYTES = "INSERT INTO packet_bytes (key, packet) VALUES"
 _BYTES_OF = f"packet_bytes.key = (packets.store_id << {KEY_SHIFT}) | packets.seq"
 
 
@@ -176,7 +176,8 @@ class PacketStores(BatchedWrites):
         """State changes (state, store_id, seq, from state) of written packets not yet
         written themselves: batched, and written before anything reads the table."""
         self._seq_dirty: set[int] = set()
-        self._refs: Counter[tuple[int, int]] = Counter()
+        self._refs: dict[tuple[int, int], int] = {}
+        """Connections holding each in-flight packet unacknowledged."""
         self._sent: dict[Hashable, deque[tuple[int, int, int]]] = {}
 
     def _before_commit(self) -> None:
@@ -190,8 +191,8 @@ class PacketStores(BatchedWrites):
             # taken before writing: rows a failed write left half inserted must not be inserted twice
             rows = list(self._new.values())
             self._new.clear()
-            self.db.executemany(_INSERT, [row[:5] for row in rows])
-            self.db.executemany(_INSERT_BYTES, [((row[0] << KEY_SHIFT) | row[1], row[5]) for row in rows])
+            insert_rows(self.db, _INSERT, 5, [row[:5] for row in rows])
+            insert_rows(self.db, _INSERT_BYTES, 2, [((row[0] << KEY_SHIFT) | row[1], row[5]) for row in rows])
         if self._marks:
             self._begin()
             # a packet's marks keep their order; adjacent ones on consecutive seqs (an
@@ -353,7 +354,7 @@ class PacketStores(BatchedWrites):
         queue = self._sent.setdefault(connection, deque())
         for tm_index, seq in enumerate(seqs, first_tm_index):
             key = (store_id, seq)
-            refs = self._refs[key]
+            refs = self._refs.get(key, 0)
             if not refs:
                 self._mark(IN_FLIGHT, store_id, seq, PENDING)
                 self.pending_counts[store_id] -= 1
@@ -397,7 +398,7 @@ class PacketStores(BatchedWrites):
 
     def _release(self, store_id: int, seq: int) -> int:
         key = (store_id, seq)
-        left = self._refs[key] - 1
+        left = self._refs.get(key, 0) - 1
         if left > 0:
             self._refs[key] = left
         else:

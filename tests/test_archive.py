@@ -44,6 +44,17 @@ def test_a_packet_received_twice_is_kept_once_and_counted(archive):
     assert '"setpoint_c": 1.25' in row
 
 
+def test_raw_housekeeping_batches_keep_every_packet_once_in_order(archive):
+    # 150 packets and 20 repeats, past one multi-row statement (flight.sqlite_batch.insert_rows)
+    enc = pus.TmEncoder()
+    packets = [_hk_packet(enc, float(t)) for t in range(150)]
+    for packet in packets + packets[:20]:
+        assert archive.add(packet)  # raw: duplicates are found when the batch is written
+    archive.commit()
+    assert [p for (p,) in archive.db.execute("SELECT packet FROM packets ORDER BY id")] == packets
+    assert (archive.counters["received"], archive.counters["duplicates"]) == (170, 20)
+
+
 def test_undecodable_packets_are_kept_and_counted(archive):
     assert archive.add(b"\x08\x04\xc0\x00\x00\x01\xff\xff", None)
     assert archive.counters["undecodable"] == 1 and len(archive.packets()) == 0  # no time: not in a range

@@ -45,6 +45,19 @@ def test_sequence_ids_and_oldest_first(stores):
     assert [p.seq for p in stores.pending(HK, 2)] == [1, 2]
 
 
+def test_a_large_batch_is_written_whole_and_in_order(tmp_path):
+    # 150 packets in one transaction: two full multi-row statements and a remainder
+    stores = PacketStores(tmp_path / STORE_FILE)
+    try:
+        packets = [b"p%d" % i for i in range(150)]
+        assert stores.add_many("hk", [(p, float(i), UTC0 + i) for i, p in enumerate(packets)]) == list(range(1, 151))
+        stores.sent_many("conn", 1, HK, range(1, 76))
+        assert [p.packet for p in stores.pending(HK, 200)] == packets[75:]
+        assert _states(stores, HK) == {seq: IN_FLIGHT if seq <= 75 else PENDING for seq in range(1, 151)}
+    finally:
+        stores.close()
+
+
 def test_a_store_file_from_before_the_bytes_had_their_own_table_opens_with_its_packets(tmp_path):
     old = sqlite3.connect(tmp_path / STORE_FILE)
     old.executescript("""

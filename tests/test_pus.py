@@ -97,6 +97,18 @@ def test_cds_time_code_refuses_times_it_cannot_hold(bad):
         pus.cds_timestamp(bad)
 
 
+def test_each_packet_carries_its_own_time_through_the_encoders_time_code_reuse():
+    enc = pus.TmEncoder()
+    tc = PusTc.unpack(_valid_tc())
+    times = [UTC, UTC, UTC + 1.5, UTC, UTC + 1.5]
+    stamps = [PusTm.unpack(enc.ping_reply(tc, utc_unix_s=t), 7).timestamp for t in times]
+    assert [pus.unix_from_cds(s) for s in stamps] == pytest.approx(times, abs=1e-3)
+    with pytest.raises(ValueError):
+        enc.ping_reply(tc, utc_unix_s=math.nan)
+    assert pus.unix_from_cds(PusTm.unpack(enc.ping_reply(tc, utc_unix_s=UTC), 7).timestamp) == \
+        pytest.approx(UTC, abs=1e-3)
+
+
 @pytest.mark.parametrize("endpoint, host, port, loopback", [
     ("127.0.0.1:52001", "127.0.0.1", 52001, True), ("localhost:0", "localhost", 0, True),
     ("[::1]:9", "::1", 9, True), ("127.9.9.9:1", "127.9.9.9", 1, True),

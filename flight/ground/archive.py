@@ -53,7 +53,7 @@ from flight.ground.pus import (
     is_function,
     unix_from_cds,
 )
-from flight.sqlite_batch import BatchedWrites, open_batched
+from flight.sqlite_batch import BatchedWrites, insert_rows, open_batched
 
 ENV_VAR = "RACKFLIGHT_ARCHIVE"
 DEFAULT_PATH = Path("~/.local/share/rackflight/ground-archive.sqlite")
@@ -92,8 +92,9 @@ _TIME_AT = CCSDS_HEADER_LEN + PusTmSecondaryHeader.MIN_LEN
 """Offset of a PUS-C TM's time code: after the primary header and the secondary header's
 version, service, subtype, message counter and destination id."""
 _MIN_TM_LEN = _TIME_AT + TIMESTAMP_LEN + 2
-_INSERT_PACKET = ("INSERT OR IGNORE INTO packets (digest, received_unix_s, utc_unix_s, apid, service, subtype, store, "
-                  "packet) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+_INSERT_PACKETS = ("INSERT OR IGNORE INTO packets (digest, received_unix_s, utc_unix_s, apid, service, subtype, store, "
+                   "packet) VALUES")
+_INSERT_PACKET = f"{_INSERT_PACKETS} (?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def archive_path(explicit: str | os.PathLike | None = None) -> Path:
@@ -156,7 +157,7 @@ class Archive(BatchedWrites):
     def _flush(self) -> None:
         if self._raw_hk:
             before = self.db.total_changes
-            self.db.executemany(_INSERT_PACKET, self._raw_hk)
+            insert_rows(self.db, _INSERT_PACKETS, 8, self._raw_hk)
             self.counters["duplicates"] += len(self._raw_hk) - (self.db.total_changes - before)
             self._raw_hk.clear()
 

@@ -609,6 +609,8 @@ class TmEncoder:
     def __init__(self) -> None:
         self._seq: dict[int, int] = {}
         self._msg: dict[tuple[int, int, int], int] = {}
+        self._time_code: tuple[float, bytes] | None = None
+        """The last time code built, with its UTC: the reports of one tick share their time."""
 
     def packet(self, apid: int, service: int, subtype: int, source_data: bytes, *, utc_unix_s: float,
                dest_id: int = 0) -> bytes:
@@ -619,12 +621,14 @@ class TmEncoder:
         """
         if len(source_data) > MAX_TM_SOURCE_DATA:
             raise ValueError(f"{len(source_data)} bytes of source data exceed {MAX_TM_SOURCE_DATA}")
+        if self._time_code is None or self._time_code[0] != utc_unix_s:
+            self._time_code = (utc_unix_s, cds_timestamp(utc_unix_s))
         seq = self._seq.get(apid, 0)
         self._seq[apid] = (seq + 1) % SEQ_COUNT_MODULO
         key = (dest_id, service, subtype)
         counter = self._msg.get(key, 0)
         self._msg[key] = (counter + 1) & 0xFFFF
-        return bytes(PusTm(service=service, message_subtype=subtype, timestamp=cds_timestamp(utc_unix_s),
+        return bytes(PusTm(service=service, message_subtype=subtype, timestamp=self._time_code[1],
                            source_data=source_data, apid=apid, seq_count=seq, message_counter=counter,
                            destination_id=dest_id).pack())
 

@@ -49,7 +49,7 @@ from typing import Any, Callable
 from spacepackets.ecss.pus_1_verification import MessageSubtype as Verif
 from spacepackets.ecss.tc import PusTc
 
-from flight.dictionary import CommandError
+from flight.dictionary import CommandError, Component
 from flight.durable import open_durable
 from flight.ground import pus_ops as ops
 from flight.ground.pus import ACK_ACCEPTANCE, ACK_COMPLETION, ACK_START, TC_APID, decode_function, is_function, \
@@ -174,10 +174,10 @@ class LinkOperations:
         act(conn, tc, parsed)
         return True
 
-    def _hk_due(self, component_name: str) -> bool:
-        """Whether a TM[3,25] of ``component_name`` is due now (generation on, its interval
+    def _hk_due(self, component: Component) -> bool:
+        """Whether a TM[3,25] of ``component`` is due now (generation on, its interval
         passed); marks it generated when it is."""
-        sid = self.dictionary.components[component_name].component_id
+        sid = component.component_id
         if sid in self.hk_disabled or self.time_s < self._hk_next_s.get(sid, 0.0):
             return False
         self._hk_next_s[sid] = self.time_s + self.hk_intervals_s.get(sid, self.hk_interval_s)

@@ -533,21 +533,23 @@ class LinkManager(LinkOperations, Subsystem):
             self._broadcast(packet)
 
     def _downlink_hk(self) -> None:
-        reports: list[tuple[bytes, float]] = []
+        reports: list[tuple[bytes, float, float]] = []
+        components = self.dictionary.components
         for name, (sampled_t, values) in self._latest_hk.items():
             if self._stored_hk_t.get(name) == sampled_t:
                 continue  # no new sample since the last report: storing it twice adds nothing
-            if not self._hk_due(name):
+            component = components[name]
+            if not self._hk_due(component):
                 continue  # TM[3,25] generation off, or the structure's own interval not yet passed
             self._stored_hk_t[name] = sampled_t
+            utc = self._utc_at(sampled_t)
             try:
-                packet = self.tm.hk_report(self.dictionary.components[name], values,
-                                           utc_unix_s=self._utc_at(sampled_t))
+                packet = self.tm.hk_report(component, values, utc_unix_s=utc)
             except ValueError as exc:
                 self.tm_errors += 1
                 self._budgeted_event("tm_encode_failed", what=f"{name}.hk", why=str(exc)[:160])
                 continue
-            reports.append((packet, sampled_t))
+            reports.append((packet, sampled_t, utc))
         self._store_many("hk", reports)
 
     def _budgeted_event(self, name: str, **args: Any) -> None:
@@ -770,26 +772,23 @@ class LinkManager(LinkOperations, Subsystem):
     def _store_tm(self, store: str, packet: bytes, time_s: float) -> None:
         """Keep ``packet`` (timed at onboard ``time_s``) in ``store`` and, in contact, send it
         at once; with storage disabled for that store it is only sent, if in contact."""
-        self._store_many(store, [(packet, time_s)])
+        self._store_many(store, [(packet, time_s, self._utc_at(time_s))])
 
-    def _store_many(self, store: str, items: list[tuple[bytes, float]]) -> None:
-        """:meth:`_store_tm` for several ``(packet, time_s)``, sent in one write."""
+    def _store_many(self, store: str, items: list[tuple[bytes, float, float]]) -> None:
+        """:meth:`_store_tm` for several ``(packet, time_s, utc_unix_s)``, sent in one write."""
         if not items:
             return
         try:
-            seqs = self.stores.add_many(store, [(packet, t, self._utc_at(t)) for packet, t in items])
+            seqs = self.stores.add_many(store, items)
         except sqlite3.Error as exc:
             self.store_errors += 1
             self._budgeted_event("store_failed", store=store, why=str(exc)[:160])
             seqs = [None] * len(items)
-        stored: list[tuple[int, bytes]] = []
-        for seq, (packet, _) in zip(seqs, items, strict=True):
-            if seq is None:
+        if seqs[0] is None:  # storage disabled for the store (all or none), or it failed: sent only
+            for packet, _, _ in items:
                 self._broadcast(packet)
-            else:
-                stored.append((seq, packet))
-        if self.contact and stored:
-            self._send_stored(STORE_BY_NAME[store].store_id, stored)
+        elif self.contact:
+            self._send_stored(STORE_BY_NAME[store].store_id, [(seq, item[0]) for seq, item in zip(seqs, items)])
 
     def _send_stored(self, store_id: int, items: list[tuple[int, bytes]], backlog: bool = False) -> bool:
         """Send stored ``(seq, packet)`` to every connection (the backlog only to archiving
@@ -808,7 +807,7 @@ class LinkManager(LinkOperations, Subsystem):
 
     def _downlink_backlog(self) -> None:
         room = BACKLOG_PACKETS_PER_TICK
-        if not any(conn.archiving for conn in self._conns.values()):
+        if not any(self.stores.pending_counts.values()) or not any(c.archiving for c in self._conns.values()):
             return
         for spec in DOWNLINK_ORDER:
             while room > 0:
