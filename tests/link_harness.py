@@ -68,7 +68,7 @@ def _bus_message(kind: str, name: str, data, t: float = 0.0, tick: int = 0, src:
 
 class LinkHarness:
     """A LinkManager on a free loopback port, run the way its process runtime runs it: the
-    STREAM socket polled, sensor frames and bus messages handed in, its own telemetry and
+    TCP server polled, sensor frames and bus messages handed in, its own telemetry and
     events looped back as the bus proxy does (it subscribes to them), and its commands
     answered by a stand-in dispatcher (validation against the dictionary, then the owner's
     stages; the link's own commands really execute). Its one station key is ``self.key``

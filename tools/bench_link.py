@@ -6,7 +6,7 @@ archive, against raw ``spacepackets`` encode + socket send, in the same run.
   publish, scalars of theirs) handed to a
   :class:`~flight.subsystems.link.LinkManager` as the bus delivers it, one hk interval per
   tick in contact: encoded as TM[3,25], stored in its packet store (SQLite), sent over TCP
-  (ZeroMQ STREAM) to a ground station in its own process, as in operations (``flight
+  (:mod:`flight.link.stream_server`) to a ground station in its own process, as in operations (``flight
   ground listen`` on the station's computer): a
   :class:`~flight.ground.client.LinkClient` that frames, CRC-checks and keeps each packet
   in an :class:`~flight.ground.archive.Archive` (SQLite), acknowledging with a signed
@@ -17,9 +17,8 @@ archive, against raw ``spacepackets`` encode + socket send, in the same run.
   in its own process. Timed from the first packet until the reader has every byte.
 * ``link_ratio`` = link / raw (target >= 0.5).
 
-The two ends of each pipeline run concurrently, so its rate is that of its slower end; on a
-machine with fewer free cores than busy threads (link main thread, its ZeroMQ I/O thread,
-the ground) they share them. Where the time goes is reported beside the ratio: the CPU
+The two ends of each pipeline run concurrently, each in its own process, so its rate is that
+of its slower end. Where the time goes is reported beside the ratio: the CPU
 microseconds per packet of the sending process (``link_cpu_us_per_pkt``, the onboard cost;
 ``raw_cpu_us_per_pkt``) and of the far end (``ground_cpu_us_per_pkt``,
 ``raw_reader_cpu_us_per_pkt``).

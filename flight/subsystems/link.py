@@ -1,8 +1,8 @@
 """Link manager: the only process that talks to the ground.
 
-It serves the space link on ``config.link_endpoint`` (``HOST:PORT``) as a TCP server: a
-ZeroMQ STREAM socket (raw TCP, one socket for every connection, polled by the process
-runtime through :meth:`LinkManager.poll_items`). The wire format is a stream of CCSDS
+It serves the space link on ``config.link_endpoint`` (``HOST:PORT``) as a TCP server
+(:class:`~flight.link.stream_server.StreamServer`: non-blocking sockets served from this
+process's thread, polled by the process runtime through :meth:`LinkManager.poll_items`). The wire format is a stream of CCSDS
 Space Packets carrying ECSS PUS-C (CCSDS 133.0-B-2, ECSS-E-ST-70-41C), built and parsed
 only in :mod:`flight.ground.pus`, where data fields and failure codes are documented. APIDs:
 every TC goes to APID 4 (this component's id); verification and ping TM come from APID 4;
@@ -112,7 +112,6 @@ import zmq
 from spacepackets.ecss.pus_1_verification import MessageSubtype as Verif
 from spacepackets.ecss.tc import PusTc
 
-from flight.bus import DRAIN_BATCH
 from flight.config import RunConfig
 from flight.dictionary import Arg, Channel, Command, CommandError, Component, Dictionary, Event, Parameter
 from flight.ground.keys import load_all
@@ -144,13 +143,14 @@ from flight.ground.pus import (
 )
 from flight.ground.sdls import AuthenticationError, ReplayGuard, StationKey, unprotect
 from flight.link.operations import ONBOARD, LinkOperations
+from flight.link.stream_server import Sent, StreamServer
 from flight.messages import Message
 from flight.packet_store import DOWNLINK_ORDER, STORE_BY_ID, STORE_BY_NAME, STORE_FILE, PacketStores
 from flight.subsystem import Emit, SendCommand, Subsystem
 
 MAX_CONNECTIONS = 4
 RX_BUFFER_BYTES = 4 * MAX_TC_LEN
-"""Per-connection receive buffer cap; one ZeroMQ read is at most 8 KiB."""
+"""Per-connection receive buffer cap (a partial TC waiting for its remaining bytes)."""
 STALL_S = 2.0
 """Wall seconds a partial packet may wait for its remaining bytes before it is discarded."""
 MAX_PENDING = 64
@@ -159,10 +159,6 @@ PENDING_TIMEOUT_S = 60.0
 timeout is 30 s; this covers a dispatcher that is gone)."""
 EVENT_BUDGET_PER_TICK = 8
 DEFAULT_HK_INTERVAL_S = 10.0
-SNDHWM = 10_000
-"""Packets queued per client before further TM to it is dropped (counted)."""
-KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S = 30, 10
-"""TCP keepalive, so a client that vanished without a FIN frees its connection slot."""
 TC_RATE_PER_S = 10.0
 TC_BURST = 20.0
 """Per-connection TC token bucket: sustained TCs per wall second, and the burst allowed."""
@@ -352,8 +348,7 @@ class LinkManager(LinkOperations, Subsystem):
         self.bytes_discarded = self.tm_sent = self.tm_dropped = self.tm_dropped_no_contact = 0
         self.tm_errors = self.bytes_up = self.bytes_down = self.connections_refused = 0
         self.buffer_overflows = self.events_suppressed = self.tc_auth_failed = self.tc_rate_limited = 0
-        self._ctx: zmq.Context | None = None
-        self._sock: zmq.Socket | None = None
+        self._server: StreamServer | None = None
         self._ops_init()
         self.stores: PacketStores | None = None
         self._jobs_db: sqlite3.Connection | None = None
@@ -383,28 +378,16 @@ class LinkManager(LinkOperations, Subsystem):
             self.config.data_path.mkdir(parents=True, exist_ok=True)
             self._replay = ReplayGuard(self.config.data_path / REPLAY_STATE_FILE)
         self._ops_start()
-        self._ctx = zmq.Context()
-        sock = self._ctx.socket(zmq.STREAM)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, RX_BUFFER_BYTES)
-        sock.setsockopt(zmq.SNDHWM, SNDHWM)
-        sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
-        sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, KEEPALIVE_IDLE_S)
-        sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, KEEPALIVE_INTERVAL_S)
-        if ":" in self.host:
-            sock.setsockopt(zmq.IPV6, 1)
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        sock.bind(f"tcp://{host}:{self.port}")
-        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT).removeprefix("tcp://")
-        self._sock = sock
+        self._server = StreamServer(self.host, self.port)
+        self.endpoint = self._server.endpoint
 
     def poll_items(self) -> list[tuple[Any, Callable[[], None]]]:
-        return [(self._sock, self.on_stream)]
+        return [(self._server.fileno(), self.on_stream)]  # a poller answers a plain descriptor by its number
 
     def on_stop(self) -> None:
-        if self._ctx is not None:
-            self._ctx.destroy(linger=0)
-            self._ctx = self._sock = None
+        if self._server is not None:
+            self._server.close_all()
+            self._server = None
         if self._replay is not None:
             self._replay.close()
             self._replay = None
@@ -498,14 +481,11 @@ class LinkManager(LinkOperations, Subsystem):
             self.tm_dropped_no_contact += len(packets)
             return False
         data = packets[0] if len(packets) == 1 else b"".join(packets)
-        try:
-            self._sock.send_multipart([identity, data], zmq.NOBLOCK)
-        except zmq.Again:
+        sent = self._server.send(identity, data)
+        if sent is not Sent.SENT:  # its send buffer is full, or it closed under us
             self.tm_dropped += len(packets)
-            return False
-        except zmq.ZMQError:  # EHOSTUNREACH: the connection closed under us
-            self.tm_dropped += len(packets)
-            self._forget(identity)
+            if sent is Sent.GONE:
+                self._forget(identity)
             return False
         conn = self._conns.get(identity)
         if conn is not None:
@@ -616,31 +596,21 @@ class LinkManager(LinkOperations, Subsystem):
 
     # -- uplink ------------------------------------------------------------------------
     def on_stream(self) -> None:
-        """Ready-to-read handler of the STREAM socket: connection changes and uplink bytes."""
-        for _ in range(DRAIN_BATCH):
-            try:
-                identity, data = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                return
-            if not len(data):
-                self._connection_changed(identity.bytes, data)
-                continue
-            conn = self._conns.get(identity.bytes)
-            if conn is None:
-                continue  # bytes of a connection we are closing
-            self.bytes_up += len(data)
-            conn.last_rx = time.monotonic()
-            self._handle(conn, conn.parser.feed(data.bytes))
+        """Handler of the link's server (:class:`~flight.link.stream_server.StreamServer`):
+        connections opened and closed, uplink bytes, held-back downlink written."""
+        for kind, identity, payload in self._server.service():
+            if kind == "connected":
+                self._connected(identity, payload)
+            elif kind == "closed":
+                conn = self._forget(identity)
+                if conn is not None:
+                    self._budgeted_event("client_disconnected", peer=conn.peer, clients=len(self._conns))
+            elif (conn := self._conns.get(identity)) is not None:  # else: bytes of a connection we closed
+                self.bytes_up += len(payload)
+                conn.last_rx = time.monotonic()
+                self._handle(conn, conn.parser.feed(payload))
 
-    def _connection_changed(self, identity: bytes, frame: zmq.Frame) -> None:
-        conn = self._forget(identity)
-        if conn is not None:
-            self._budgeted_event("client_disconnected", peer=conn.peer, clients=len(self._conns))
-            return
-        try:
-            peer = f"{frame.get('Peer-Address')}#{identity.hex()}"
-        except zmq.ZMQError:
-            peer = f"#{identity.hex()}"
+    def _connected(self, identity: bytes, peer: str) -> None:
         if len(self._conns) >= MAX_CONNECTIONS:
             self.connections_refused += 1
             self._close(identity)
@@ -652,10 +622,7 @@ class LinkManager(LinkOperations, Subsystem):
         self._budgeted_event("client_connected", peer=peer, clients=len(self._conns))
 
     def _close(self, identity: bytes) -> None:
-        try:
-            self._sock.send_multipart([identity, b""], zmq.NOBLOCK)  # an empty frame closes a STREAM peer
-        except zmq.ZMQError:
-            pass  # already gone
+        self._server.close(identity)
 
     def _handle(self, conn: _Connection, items: list[PusTc | Rejection]) -> None:
         for item in items:

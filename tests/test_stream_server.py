@@ -1,0 +1,122 @@
+"""The space link's TCP server (flight.link.stream_server) on loopback: connections come and go
+as events, bytes a slow reader cannot take yet are kept and arrive whole and in order, the
+bound on what is kept refuses a send instead of growing, and a flood is read in bounded
+slices."""
+
+import select
+import socket
+import time
+
+import pytest
+
+from flight.link import stream_server
+from flight.link.stream_server import Sent, StreamServer
+
+
+@pytest.fixture
+def server():
+    s = StreamServer("127.0.0.1", 0)
+    yield s
+    s.close_all()
+
+
+def _serve_until(server: StreamServer, want, timeout_s: float = 5.0) -> list:
+    """Service the server until ``want(events so far)`` holds."""
+    events: list = []
+    deadline = time.monotonic() + timeout_s
+    while not want(events):
+        assert time.monotonic() < deadline, f"no such events within {timeout_s} s: {events}"
+        select.select([server.fileno()], [], [], 0.05)
+        events += server.service()
+    return events
+
+
+def _connect(server: StreamServer) -> tuple[socket.socket, bytes]:
+    host, port = server.endpoint.rsplit(":", 1)
+    client = socket.create_connection((host, int(port)))
+    (event,) = _serve_until(server, lambda ev: ev)
+    kind, identity, peer = event
+    assert kind == "connected" and peer == "127.0.0.1:%d" % client.getsockname()[1]
+    return client, identity
+
+
+def _read_exactly(client: socket.socket, n: int, timeout_s: float = 10.0) -> bytes:
+    client.settimeout(timeout_s)
+    got = bytearray()
+    while len(got) < n:
+        chunk = client.recv(1 << 20)
+        assert chunk, "the server closed the connection"
+        got += chunk
+    return bytes(got)
+
+
+def test_connections_data_and_closes_come_as_events(server):
+    client, identity = _connect(server)
+    client.sendall(b"hello")
+    events = _serve_until(server, lambda ev: ev)
+    assert events == [("data", identity, b"hello")]
+    assert server.send(identity, b"down") is Sent.SENT
+    assert _read_exactly(client, 4) == b"down"
+    client.close()
+    assert _serve_until(server, lambda ev: ev) == [("closed", identity, "")]
+    assert server.send(identity, b"x") is Sent.GONE
+
+
+def test_what_a_slow_reader_cannot_take_yet_is_kept_and_arrives_whole_in_order(server):
+    client, identity = _connect(server)
+    blocks = [bytes([i]) * 100_000 for i in range(250)]  # 25 MB, unread: more than the kernel buffers hold
+    assert all(server.send(identity, block) is Sent.SENT for block in blocks)
+    assert server._peers[identity].out, "the kernel took everything: the test proves nothing"
+    received = bytearray()
+    client.setblocking(False)
+    deadline = time.monotonic() + 20
+    while len(received) < len(blocks) * 100_000:
+        assert time.monotonic() < deadline
+        server.service()  # writes what was kept as the socket drains
+        try:
+            received += client.recv(1 << 20)
+        except BlockingIOError:
+            time.sleep(0.001)
+    assert bytes(received) == b"".join(blocks)
+    assert not server._peers[identity].out
+
+
+def test_a_send_past_the_bound_is_refused_whole_and_the_connection_stays(server, monkeypatch):
+    monkeypatch.setattr(stream_server, "SEND_BUFFER_BYTES", 64_000)
+    client, identity = _connect(server)
+    results = [server.send(identity, bytes([i % 256]) * 10_000) for i in range(2500)]  # 25 MB, unread
+    assert Sent.FULL in results and Sent.GONE not in results
+    kept = [i for i, r in enumerate(results) if r is Sent.SENT]
+    assert len(server._peers[identity].out) <= 64_000 + 10_000
+    expected = b"".join(bytes([i % 256]) * 10_000 for i in kept)
+    client.setblocking(False)
+    received, deadline = bytearray(), time.monotonic() + 20
+    while len(received) < len(expected):
+        assert time.monotonic() < deadline
+        server.service()
+        try:
+            received += client.recv(1 << 20)
+        except BlockingIOError:
+            time.sleep(0.001)
+    assert bytes(received) == expected  # only the accepted sends, each whole, in order
+
+
+def test_a_flood_is_read_in_bounded_slices(server, monkeypatch):
+    monkeypatch.setattr(stream_server, "READS_PER_SERVICE", 3)
+    monkeypatch.setattr(stream_server, "RECV_BYTES", 1000)
+    client, identity = _connect(server)
+    client.sendall(b"z" * 20_000)
+    time.sleep(0.2)
+    first = server.service()
+    assert len(first) == 3 and all(kind == "data" and len(data) <= 1000 for kind, _, data in first)
+    rest = _serve_until(server, lambda ev: sum(len(d) for _, _, d in ev) >= 20_000 - 3000)
+    assert b"".join(d for _, _, d in first + rest) == b"z" * 20_000
+
+
+def test_close_drops_the_connection_without_an_event_and_the_peer_sees_it(server):
+    client, identity = _connect(server)
+    server.close(identity)
+    assert server.service() == []
+    client.settimeout(5)
+    assert client.recv(10) == b""
+    assert server.send(identity, b"x") is Sent.GONE
