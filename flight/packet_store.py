@@ -381,20 +381,28 @@ class PacketStores(BatchedWrites):
         queue = self._sent.pop(connection, None)
         if not queue:
             return 0
+        in_flight = self._in_flight(queue)
         back = 0
         for _, store_id, seq in queue:
-            if self._release(store_id, seq) == 0 and self._known(store_id, seq):
+            if self._release(store_id, seq) == 0 and (store_id, seq) in in_flight:
                 self._mark(PENDING, store_id, seq, IN_FLIGHT)
                 self.pending_counts[store_id] += 1
                 back += 1
         return back
 
-    def _known(self, store_id: int, seq: int) -> bool:
-        """Whether the packet is still stored and in flight (neither dropped, deleted nor
-        acknowledged on another connection)."""
+    def _in_flight(self, sent: Iterable[tuple[int, int, int]]) -> set[tuple[int, int]]:
+        """Which of the ``(tm_index, store_id, seq)`` packets are still stored and in flight
+        (neither dropped, deleted nor acknowledged on another connection): one range read per
+        store, so the end of a pass costs one query, not one per packet."""
         self._flush()
-        return self.db.execute("SELECT 1 FROM packets WHERE store_id = ? AND seq = ? AND state = ?",
-                               (store_id, seq, IN_FLIGHT)).fetchone() is not None
+        spans: dict[int, list[int]] = {}
+        for _, store_id, seq in sent:
+            span = spans.setdefault(store_id, [seq, seq])
+            span[0], span[1] = min(span[0], seq), max(span[1], seq)
+        return {(store_id, seq) for store_id, (first, last) in spans.items()
+                for (seq,) in self.db.execute(
+                    f"SELECT seq FROM packets WHERE store_id = ? AND seq BETWEEN ? AND ? AND state = {IN_FLIGHT}",
+                    (store_id, first, last))}
 
     def _release(self, store_id: int, seq: int) -> int:
         key = (store_id, seq)
