@@ -46,6 +46,14 @@ class Sent(enum.Enum):
 class _Peer:
     sock: socket.socket
     out: bytearray = field(default_factory=bytearray)
+    """Bytes kept back; those before ``head`` are written already. They are cut off only once
+    they are half of ``out``, so draining a large backlog moves each byte in memory at most
+    about once more (cutting the front off at every write would move the whole rest)."""
+    head: int = 0
+
+    @property
+    def waiting(self) -> int:
+        return len(self.out) - self.head
 
 
 class StreamServer:
@@ -73,6 +81,11 @@ class StreamServer:
     def fileno(self) -> int:
         return self._selector.fileno()
 
+    def waiting_bytes(self, identity: bytes) -> int:
+        """Bytes kept for the connection that the kernel has not taken yet (0 if it is gone)."""
+        peer = self._peers.get(identity)
+        return 0 if peer is None else peer.waiting
+
     def service(self) -> list[tuple[str, bytes, bytes | str]]:
         """Accept and read what is waiting, and write what was kept back where the socket
         takes it now. Returns events in order: ``("connected", identity, "HOST:PORT")``,
@@ -97,8 +110,8 @@ class StreamServer:
         peer = self._peers.get(identity)
         if peer is None:
             return Sent.GONE
-        if peer.out:  # earlier bytes still wait: these go after them
-            if len(peer.out) + len(data) > SEND_BUFFER_BYTES:
+        if peer.waiting:  # earlier bytes still wait: these go after them
+            if peer.waiting + len(data) > SEND_BUFFER_BYTES:
                 return Sent.FULL
             peer.out += data
             return Sent.SENT
@@ -173,13 +186,19 @@ class StreamServer:
         """Write what was kept back; whether the connection is still up."""
         peer = self._peers[identity]
         try:
-            written = peer.sock.send(peer.out)
+            with memoryview(peer.out) as kept:
+                written = peer.sock.send(kept[peer.head:])
         except BlockingIOError:
             return True
         except OSError:
             self.close(identity)
             return False
-        del peer.out[:written]
-        if not peer.out:
+        peer.head += written
+        if not peer.waiting:
+            peer.out.clear()
+            peer.head = 0
             self._selector.modify(peer.sock, selectors.EVENT_READ, identity)
+        elif peer.head > len(peer.out) // 2:
+            del peer.out[:peer.head]
+            peer.head = 0
         return True
