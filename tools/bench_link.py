@@ -23,7 +23,7 @@ microseconds per packet of the sending process (``link_cpu_us_per_pkt``, the onb
 ``raw_cpu_us_per_pkt``) and of the far end (``ground_cpu_us_per_pkt``,
 ``raw_reader_cpu_us_per_pkt``).
 
-The two pipelines run one right after the other, ``--repeats`` times (default 9), in
+The two pipelines run one right after the other, ``--repeats`` times (default 15), in
 alternating order; each pair gives a ratio, and the median pair is reported (on a shared
 machine the load changes from one second to the next, so a ratio is only fair within a
 pair). ``link_ratios`` lists all: on a shared 2-core VM they spread from about 0.4 to 1.0
@@ -222,7 +222,7 @@ def bench_raw(ticks: int) -> Side:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ticks", type=int, default=2000, help="hk intervals (each: every component's TM[3,25])")
-    parser.add_argument("--repeats", type=int, default=9, help="link/raw pairs; the median pair is reported")
+    parser.add_argument("--repeats", type=int, default=15, help="link/raw pairs; the median pair is reported")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.ticks < 1 or args.repeats < 1:
