@@ -14,8 +14,9 @@ File
     at least once per tick, so a crash loses one tick at most.
 
     Packets are held in memory until the transaction's first read or its commit, then
-    written in multi-row statements (:func:`flight.sqlite_batch.insert_rows`), already in the state they reached meanwhile (a
-    packet sent in the tick it was stored goes in *in flight*, with no second write).
+    written in multi-row statements (:func:`flight.sqlite_batch.insert_rows`), already in
+    the state they reached meanwhile (a packet sent in the tick it was stored goes in *in
+    flight*, with no second write).
     Delivery state lives in ``packets``, a narrow table, and the bytes in ``packet_bytes``,
     so a state change rewrites a few dozen bytes rather than the whole packet.
 
@@ -226,7 +227,8 @@ class PacketStores(BatchedWrites):
         return self.add_many(store, [(packet, time_s, utc_unix_s)])[0]
 
     def add_many(self, store: str, items: list[tuple[bytes, float, float]]) -> list[int | None]:
-        """:meth:`add` for several ``(packet, time_s, utc_unix_s)``, in one statement."""
+        """:meth:`add` for several ``(packet, time_s, utc_unix_s)``: all stored, or (storage
+        disabled) all ``None``."""
         store_id = STORE_BY_NAME[store].store_id
         if not self.enabled[store_id]:
             self._begin()

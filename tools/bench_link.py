@@ -6,8 +6,8 @@ archive, against raw ``spacepackets`` encode + socket send, in the same run.
   publish, scalars of theirs) handed to a
   :class:`~flight.subsystems.link.LinkManager` as the bus delivers it, one hk interval per
   tick in contact: encoded as TM[3,25], stored in its packet store (SQLite), sent over TCP
-  (:mod:`flight.link.stream_server`) to a ground station in its own process, as in operations (``flight
-  ground listen`` on the station's computer): a
+  (:mod:`flight.link.stream_server`) to a ground station in its own process, as in
+  operations (``flight ground listen`` on the station's computer): a
   :class:`~flight.ground.client.LinkClient` that frames, CRC-checks and keeps each packet
   in an :class:`~flight.ground.archive.Archive` (SQLite), acknowledging with a signed
   TC[15,130] every 0.5 s. Timed from the first packet handed to the link until the ground

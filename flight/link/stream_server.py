@@ -1,5 +1,5 @@
 """The space link's TCP server: non-blocking sockets behind one selector, served from the link
-manager's own thread (no I/O thread, no copy of a packet into another queue).
+manager's own thread (no I/O thread to hand each send to).
 
 A connection is known by an ``identity`` (4 bytes, never reused while the server runs).
 :meth:`StreamServer.service` accepts connections and reads what arrived, as events;

@@ -2,11 +2,12 @@
 
 It serves the space link on ``config.link_endpoint`` (``HOST:PORT``) as a TCP server
 (:class:`~flight.link.stream_server.StreamServer`: non-blocking sockets served from this
-process's thread, polled by the process runtime through :meth:`LinkManager.poll_items`). The wire format is a stream of CCSDS
-Space Packets carrying ECSS PUS-C (CCSDS 133.0-B-2, ECSS-E-ST-70-41C), built and parsed
-only in :mod:`flight.ground.pus`, where data fields and failure codes are documented. APIDs:
-every TC goes to APID 4 (this component's id); verification and ping TM come from APID 4;
-housekeeping and event TM carry the APID (= component id) of the component they describe.
+process's thread, polled by the process runtime through :meth:`LinkManager.poll_items`).
+The wire format is a stream of CCSDS Space Packets carrying ECSS PUS-C (CCSDS 133.0-B-2,
+ECSS-E-ST-70-41C), built and parsed only in :mod:`flight.ground.pus`, where data fields and
+failure codes are documented. APIDs: every TC goes to APID 4 (this component's id);
+verification and ping TM come from APID 4; housekeeping and event TM carry the APID
+(= component id) of the component they describe.
 
 Authentication
     Every TC must carry the SDLS-style security header and MAC of :mod:`flight.ground.sdls`
