@@ -120,3 +120,27 @@ def test_close_drops_the_connection_without_an_event_and_the_peer_sees_it(server
     client.settimeout(5)
     assert client.recv(10) == b""
     assert server.send(identity, b"x") is Sent.GONE
+
+
+def test_a_client_that_reconnects_while_the_server_is_busy_has_each_close_before_its_next_connect(server):
+    """The link counts open connections against its limit at each ``connected``: a connection
+    the client has already closed must be gone by then, or a quick reconnect is refused."""
+    first, first_identity = _connect(server)
+    first.close()
+    host, port = server.endpoint.rsplit(":", 1)
+    for n in range(6):  # more than the link's MAX_CONNECTIONS, all while nobody services the server
+        with socket.create_connection((host, int(port))) as client:
+            client.sendall(b"tc%d" % n)
+    time.sleep(0.2)
+    events = server.service()
+    open_now, most_open = set(), 0
+    for kind, identity, _ in events:
+        if kind == "connected":
+            open_now.add(identity)
+            most_open = max(most_open, len(open_now))
+        elif kind == "closed":
+            open_now.discard(identity)
+    assert events[0] == ("closed", first_identity, "")
+    assert [kind for kind, _, _ in events[1:]] == ["connected", "data", "closed"] * 6
+    assert [data for kind, _, data in events if kind == "data"] == [b"tc%d" % n for n in range(6)]
+    assert most_open == 1 and not open_now

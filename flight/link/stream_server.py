@@ -93,7 +93,11 @@ class StreamServer:
         connection failed; it is gone here)."""
         events: list[tuple[str, bytes, bytes | str]] = []
         budget = READS_PER_SERVICE
-        for key, mask in self._selector.select(0):
+        ready = self._selector.select(0)
+        # Connections before the listener, and each new one read as soon as it is accepted:
+        # a client that closed and reconnected while the link was busy has its ``closed``
+        # before the next ``connected``, so a slot is never held by a connection already gone.
+        for key, mask in sorted(ready, key=lambda item: item[0].fileobj is self._listener):
             if key.fileobj is self._listener:
                 budget = self._accept(events, budget)
                 continue
@@ -163,6 +167,7 @@ class StreamServer:
             self._selector.register(sock, selectors.EVENT_READ, identity)
             host, port = address[:2]
             events.append(("connected", identity, f"[{host}]:{port}" if ":" in host else f"{host}:{port}"))
+            budget = self._read(identity, events, budget)
         return budget
 
     def _read(self, identity: bytes, events: list, budget: int) -> int:
