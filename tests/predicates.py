@@ -177,6 +177,24 @@ class FlightRun:
 
         return self._poll(f"telemetry {channel} {within or equals}", probe, timeout_s)
 
+    def await_next_housekeeping(self, component: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict:
+        """Wait for a housekeeping packet of ``component`` recorded after this call; return its
+        channels (what the component reported once everything sent before the call was in)."""
+        db = self._db()
+        try:
+            row = db.execute("SELECT MAX(rowid) FROM tm WHERE name = ?", (f"{component}.hk",)).fetchone() if db else None
+        finally:
+            if db:
+                db.close()
+        seen = (row[0] if row else None) or 0
+
+        def probe(db):
+            row = db.execute("SELECT body FROM tm WHERE name = ? AND rowid > ? ORDER BY rowid LIMIT 1",
+                             (f"{component}.hk", seen)).fetchone()
+            return (decode(row[0]).data if row else None), seen
+
+        return self._poll(f"housekeeping from {component} after row {seen}", probe, timeout_s)
+
     def await_event(self, name: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
         """Wait for an event called ``name``; return its message."""
         def probe(db):

@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 
 from sim_hw import scenario
-from tests.integration.test_ground import ground, realtime_run  # noqa: F401 (a fixture)
+from tests.integration.test_ground import ground, paced_run  # noqa: F401 (a fixture)
 from tests.integration.test_stack import standalone_sim  # noqa: F401 (a fixture)
 from tests.predicates import FlightRun
 
@@ -51,8 +51,8 @@ def test_the_bundled_scenario_flies_and_passes(tmp_path, name):
         assert s["mode"] in scn.expect.mode
 
 
-def test_a_fault_injected_and_cleared_from_the_ground(realtime_run):  # noqa: F811 (the imported fixture)
-    run, link = realtime_run, realtime_run.link
+def test_a_fault_injected_and_cleared_from_the_ground(paced_run):  # noqa: F811 (the imported fixture)
+    run, link = paced_run, paced_run.link
     sent = ground(run, "send", "hal.inject_fault", "fault=gpu_dead", "value=0", "target=5", "duration_s=0",
                   "--link", link)
     assert sent.returncode == 0 and "completed" in sent.stdout, sent.stdout + sent.stderr
