@@ -1,10 +1,13 @@
 """10,000 random and mutated packets on the link port of a whole run (a seeded mutation
 loop): no process dies, the link process's memory stays bounded, and no unauthenticated
-packet executes anything; the link still answers a signed ping afterwards."""
+packet executes anything; a client that reconnects while the link is stalled is not refused;
+the link still answers a signed ping afterwards."""
 
 import os
 import random
+import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -26,6 +29,9 @@ PER_CONNECTION = 100
 """Packets sent on one connection before the next; each connection gets a fresh rate-limit
 burst, so thousands of forgeries go all the way to the MAC and replay checks."""
 RSS_GROWTH_LIMIT_KB = 4096
+STALL_S = 0.5
+"""Wall seconds the link process is stopped halfway: the client opens and closes more than
+MAX_CONNECTIONS connections meanwhile, and each must be gone before the next is counted."""
 
 
 def _rss_kb(pid: int) -> int:
@@ -82,6 +88,12 @@ def _packets(rng: random.Random, key: StationKey, replayable: bytes) -> list[byt
     return out
 
 
+def _stall(pid: int, seconds: float) -> None:
+    """Stop ``pid`` now and let it go on after ``seconds``, without blocking the caller."""
+    os.kill(pid, signal.SIGSTOP)
+    threading.Timer(seconds, os.kill, (pid, signal.SIGCONT)).start()
+
+
 def _drain(sock: socket.socket) -> None:
     try:
         while sock.recv(65536):
@@ -110,6 +122,8 @@ def test_ten_thousand_hostile_packets_kill_nothing_grow_nothing_and_execute_noth
         started = time.monotonic()
         rss_before = None
         for n in range(0, PACKETS, PER_CONNECTION):
+            if n == PACKETS // 2:  # the link stalls (a slow disk write) while the client keeps reconnecting
+                _stall(pids["link"], STALL_S)
             with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
                 sock.setblocking(False)
                 for packet in packets[n:n + PER_CONNECTION]:
@@ -132,6 +146,7 @@ def test_ten_thousand_hostile_packets_kill_nothing_grow_nothing_and_execute_noth
         assert run.latest("link.tc_auth_failed") > 1000 and run.latest("link.tc_rate_limited") > 0
         assert run.latest("link.bytes_discarded") > 0 and run.latest("link.commands_pending") == 0
         assert run.latest("link.clients") <= MAX_CONNECTIONS
+        assert run.latest("link.connections_refused") == 0, "one connection at a time is never refused"
         assert len(run.events("thermal.setpoint_changed")) == 2
         assert run.latest("thermal.setpoint_c") == 39.0
         with LinkClient(link, full_dictionary(), key=key) as client:
