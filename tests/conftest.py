@@ -2,10 +2,21 @@
 ``harness`` and ``ground`` are a link manager on loopback and a ground station talking to it;
 ``ground_archive`` keeps every test's ground archive in its own directory."""
 
+import signal
+
 import pytest
 
 from flight.ground import keys
 from tests.link_harness import Ground, LinkHarness, ServedLink
+
+
+def pytest_configure(config):
+    # Tests stop the runs they start as Ctrl-C does (SIGINT). A shell that starts pytest in the
+    # background (`pytest &`, a CI script's job) sets SIGINT to ignored, and an ignored signal
+    # stays ignored across exec, so every `flight run` would shrug Ctrl-C off; a handled one
+    # is reset to the default in the child.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_addoption(parser):
