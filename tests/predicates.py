@@ -127,6 +127,16 @@ class FlightRun:
             return None
         return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
 
+    def _rows(self, sql: str, args: tuple) -> list[tuple]:
+        """The rows of one query of the recorded telemetry ([] before the recorder's file exists)."""
+        db = self._db()
+        if db is None:
+            return []
+        try:
+            return db.execute(sql, args).fetchall()
+        finally:
+            db.close()
+
     def _poll(self, what: str, probe, timeout_s: float):
         deadline = time.monotonic() + timeout_s
         last = None
@@ -151,14 +161,8 @@ class FlightRun:
     def latest(self, channel: str) -> Any:
         """Latest recorded value of ``component.channel`` (None before the first packet)."""
         comp, _, name = channel.partition(".")
-        db = self._db()
-        try:
-            row = db.execute("SELECT body FROM tm WHERE name = ? ORDER BY rowid DESC LIMIT 1",
-                             (f"{comp}.hk",)).fetchone() if db else None
-        finally:
-            if db:
-                db.close()
-        return None if row is None else decode(row[0]).data.get(name)
+        rows = self._rows("SELECT body FROM tm WHERE name = ? ORDER BY rowid DESC LIMIT 1", (f"{comp}.hk",))
+        return decode(rows[0][0]).data.get(name) if rows else None
 
     def await_telemetry(self, channel: str, within: tuple[float, float] | None = None, equals: Any = None,
                         timeout_s: float = DEFAULT_TIMEOUT_S) -> Any:
@@ -180,13 +184,8 @@ class FlightRun:
     def await_next_housekeeping(self, component: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict:
         """Wait for a housekeeping packet of ``component`` recorded after this call; return its
         channels (what the component reported once everything sent before the call was in)."""
-        db = self._db()
-        try:
-            row = db.execute("SELECT MAX(rowid) FROM tm WHERE name = ?", (f"{component}.hk",)).fetchone() if db else None
-        finally:
-            if db:
-                db.close()
-        seen = (row[0] if row else None) or 0
+        seen = max([row for (row,) in self._rows("SELECT rowid FROM tm WHERE name = ? ORDER BY rowid DESC LIMIT 1",
+                                                  (f"{component}.hk",))], default=0)
 
         def probe(db):
             row = db.execute("SELECT body FROM tm WHERE name = ? AND rowid > ? ORDER BY rowid LIMIT 1",
@@ -204,9 +203,4 @@ class FlightRun:
         return self._poll(f"event {name}", probe, timeout_s)
 
     def events(self, name: str) -> list[str]:
-        db = self._db()
-        try:
-            return [r[0] for r in db.execute("SELECT message FROM ev WHERE name = ?", (name,))] if db else []
-        finally:
-            if db:
-                db.close()
+        return [message for (message,) in self._rows("SELECT message FROM ev WHERE name = ?", (name,))]

@@ -56,6 +56,12 @@ class _Peer:
         return len(self.out) - self.head
 
 
+def _host_port(address: tuple) -> str:
+    """``HOST:PORT`` of a socket address, an IPv6 host in brackets."""
+    host, port = address[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class StreamServer:
     """A TCP server on ``host:port`` (port 0: any free one; IPv6 literal hosts bind IPv6).
 
@@ -74,8 +80,7 @@ class StreamServer:
         self._selector.register(self._listener, selectors.EVENT_READ)
         self._peers: dict[bytes, _Peer] = {}
         self._serial = 0
-        bound_host, bound_port = self._listener.getsockname()[:2]
-        self.endpoint = f"[{bound_host}]:{bound_port}" if family == socket.AF_INET6 else f"{bound_host}:{bound_port}"
+        self.endpoint = _host_port(self._listener.getsockname())
         """``HOST:PORT`` actually bound."""
 
     def fileno(self) -> int:
@@ -93,13 +98,10 @@ class StreamServer:
         connection failed; it is gone here)."""
         events: list[tuple[str, bytes, bytes | str]] = []
         budget = READS_PER_SERVICE
-        ready = self._selector.select(0)
-        # Connections before the listener, and each new one read as soon as it is accepted:
-        # a client that closed and reconnected while the link was busy has its ``closed``
-        # before the next ``connected``, so a slot is never held by a connection already gone.
-        for key, mask in sorted(ready, key=lambda item: item[0].fileobj is self._listener):
+        accept = False
+        for key, mask in self._selector.select(0):
             if key.fileobj is self._listener:
-                budget = self._accept(events, budget)
+                accept = True
                 continue
             identity = key.data
             if mask & selectors.EVENT_WRITE and not self._flush(identity):
@@ -107,6 +109,11 @@ class StreamServer:
                 continue
             if mask & selectors.EVENT_READ:
                 budget = self._read(identity, events, budget)
+        # Connections before the listener, and each new one read as soon as it is accepted:
+        # a client that closed and reconnected while the link was busy has its ``closed``
+        # before the next ``connected``, so a slot is never held by a connection already gone.
+        if accept:
+            budget = self._accept(events, budget)
         return events
 
     def send(self, identity: bytes, data: bytes) -> Sent:
@@ -165,8 +172,7 @@ class StreamServer:
             identity = self._serial.to_bytes(4, "big")
             self._peers[identity] = _Peer(sock)
             self._selector.register(sock, selectors.EVENT_READ, identity)
-            host, port = address[:2]
-            events.append(("connected", identity, f"[{host}]:{port}" if ":" in host else f"{host}:{port}"))
+            events.append(("connected", identity, _host_port(address)))
             budget = self._read(identity, events, budget)
         return budget
 
