@@ -23,9 +23,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from flight.bus import BusAddress
-from flight.config import RunConfig
-from flight.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle, orbit_period_s
+from flight.core.bus import BusAddress
+from flight.core.config import RunConfig
+from flight.core.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle, orbit_period_s
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -106,7 +106,7 @@ def add_run_parser(sub) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from flight import executive
+    from flight.executive import supervisor as executive
 
     console = Console(stderr=True)
     scn = None
@@ -213,7 +213,7 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 def _prepare_keys(console, args: argparse.Namespace) -> Path | None:
     """The resolved key directory, after creating the local station key when it holds none
     (one line says where) or warning about lab mode; ``None`` after an error."""
-    from flight.ground import keys
+    from flight.spacelink import keys
 
     directory = keys.keys_dir(args.keys).resolve()
     if args.unauthenticated_lab:
@@ -322,8 +322,8 @@ def add_dict_parser(sub) -> None:
 
 
 def cmd_dict(args: argparse.Namespace) -> int:
-    from flight import hal
-    from flight.executive import full_dictionary
+    from flight.hal import protocol as hal
+    from flight.executive.supervisor import full_dictionary
 
     def field_json(f: hal.Field) -> dict:
         # strict JSON has no infinity: an unbounded end of a range is null
@@ -362,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     from flight import report
 
     report.add_parser(sub)
-    from flight.ground import cli as ground_cli
+    from flight.ground.cli import main as ground_cli
 
     ground_cli.add_parser(sub)
     ground_cli.add_keys_parser(sub)

@@ -1,7 +1,7 @@
 """``flight report DATA_DIR``: PNG plots of a recorded run, from its ``telemetry.sqlite``.
 
 Every plot is drawn against simulated time from the housekeeping packets the executive
-recorded (:mod:`flight.recorder`; one packet per source every ``hk_period_ticks`` ticks, so the
+recorded (:mod:`flight.executive.recorder`; one packet per source every ``hk_period_ticks`` ticks, so the
 plots have that resolution), with the eclipse (grey) and ground-pass (green) intervals shaded
 from ``hal.hk`` ``eclipse`` and ``ground_contact``, and injected faults marked in red (a
 dashed line and the fault's name where ``hal.fault_injected`` was recorded, shaded until its
@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 
 from flight.cli import EXIT_FAILED, EXIT_OK
-from flight.messages import DecodeError, decode
-from flight.modes import MODES
+from flight.core.messages import DecodeError, decode
+from flight.subsystems.power.modes import MODES
 
 PACKETS = ("hal.hk", "power.hk", "exec.hk")
 DPI = 110
@@ -282,7 +282,7 @@ def write_report(data_dir: Path, out_dir: Path) -> list[str]:
         lines.append("skipped mode.png: no exec.hk housekeeping in the run")
     else:
         modes = [str(m) for m in ex.channel("mode", object)]
-        # flight.modes.MODES bottom to top; any other mode string seen goes above them.
+        # flight.subsystems.power.modes.MODES bottom to top; any other mode string seen goes above them.
         order = list(MODES) + sorted(set(modes) - set(MODES))
         level = np.array([order.index(m) for m in modes])
         fig, (ax,) = new()

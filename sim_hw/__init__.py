@@ -5,9 +5,9 @@ Modules, one job each: :mod:`~sim_hw.params` (the documented defaults table), :m
 :mod:`~sim_hw.thermal` (coolant loop and radiators), :mod:`~sim_hw.gpus` (GPUs and the rest
 of the IT load), :mod:`~sim_hw.radiation` (memory upsets and ECC), :mod:`~sim_hw.satellite`
 (the :class:`~sim_hw.satellite.Satellite` that ties them together) and
-:mod:`~sim_hw.server` (the rig side of :mod:`flight.hal`), :mod:`~sim_hw.faults` (the fault
+:mod:`~sim_hw.server` (the rig side of :mod:`flight.hal.protocol`), :mod:`~sim_hw.faults` (the fault
 catalogue and injector) and :mod:`~sim_hw.scenario` (scenario files, bundled in
 ``sim_hw/scenarios/``). The orbit geometry (SGP4, Sun,
-shadow, beta angle, geodesy) is :mod:`flight.orbit`, shared with the flight software's own
+shadow, beta angle, geodesy) is :mod:`flight.core.orbit`, shared with the flight software's own
 eclipse forecast.
 """

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from flight import hal
+from flight.hal import protocol as hal
 from sim_hw.params import SimParams
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ def sensor_target(target: str) -> tuple[str, int | None]:
     """Parse a sensor target ``name`` or ``name[k]`` into ``(field, index or None)``.
 
     Raises:
-        FaultError: not a numeric sensor field of :data:`flight.hal.SENSOR_FIELDS`, an array
+        FaultError: not a numeric sensor field of :data:`flight.hal.protocol.SENSOR_FIELDS`, an array
             field without an index or with one out of range, or a scalar one with an index.
     """
     m = _SENSOR_TARGET.match(target)
@@ -247,7 +247,7 @@ class FaultInjector:
             self.ended.append(f.key)
 
     def apply(self, payload: Any) -> str:
-        """Apply a ``hal.fault`` payload (:mod:`flight.hal`): ``{"action": "inject", "fault",
+        """Apply a ``hal.fault`` payload (:mod:`flight.hal.protocol`): ``{"action": "inject", "fault",
         "value", "target", "duration_s"}`` or ``{"action": "clear", "fault", "target"}``;
         return what was done.
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from flight import hal
+from flight.hal import protocol as hal
 from sim_hw.params import SimParams
 
 

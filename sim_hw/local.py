@@ -5,7 +5,7 @@
 * :class:`sim_hw.server.HalServer` serves it over a HAL endpoint (``flight sim --bind``,
   the HIL suite), exactly as a hardware rig would stand;
 * :func:`main` runs it in the same process as the flight HAL bridge
-  (:class:`flight.hal_bridge.LocalRigRunner`): ``flight run`` in simulation. Frames and
+  (:class:`flight.hal.bridge.LocalRigRunner`): ``flight run`` in simulation. Frames and
   actuations are then calls rather than messages, which spares a process and two bus hops
   per tick, and the bridge publishes the frames on the bus like any rig's. Being in the
   bridge's process also lets the bridge report what only the simulator knows: the residual of
@@ -24,15 +24,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from flight import hal
-from flight.config import RunConfig
-from flight.hal_bridge import LocalRigRunner
-from flight.process import name_process, run_profiled
-from flight.tle import load_tle
+from flight.hal import protocol as hal
+from flight.core.config import RunConfig
+from flight.hal.bridge import LocalRigRunner
+from flight.core.runtime import name_process, run_profiled
+from flight.core.tle import DEFAULT_TLE_PATH, load_tle
 from sim_hw.params import SimParams
 from sim_hw.satellite import Satellite
 
-DEFAULT_TLE = Path(__file__).with_name("data") / "tle-real.txt"
 
 
 class SimRig:
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim_hw.local",
                                  description="The simulated satellite in the HAL bridge's process (flight run).")
     ap.add_argument("config", help="the run's RunConfig as JSON (the executive passes it)")
-    ap.add_argument("--tle", default=str(DEFAULT_TLE), help="TLE file (default: the bundled tle-real.txt)")
+    ap.add_argument("--tle", default=str(DEFAULT_TLE_PATH), help="TLE file (default: the bundled tle-real.txt)")
     ap.add_argument("--sat", default=None, help="name of the element set in the TLE file (default: the first)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (memory upsets)")
     args = ap.parse_args(argv)

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from flight import hal
-from flight.orbit import Orbit
+from flight.hal import protocol as hal
+from flight.core.orbit import Orbit
 from sim_hw.faults import Fault, FaultInjector
 from sim_hw.gpus import GpuRack
 from sim_hw.ground import GroundNetwork, load_stations
@@ -161,7 +161,7 @@ class Satellite:
 
         Raises:
             ValueError: ``dt_s`` is not a positive finite number.
-            flight.orbit.OrbitError: SGP4 cannot propagate to the new time.
+            flight.core.orbit.OrbitError: SGP4 cannot propagate to the new time.
         """
         if not (dt_s > 0.0 and math.isfinite(dt_s)):
             raise ValueError(f"step must be positive and finite, got {dt_s!r}")
@@ -224,7 +224,7 @@ class Satellite:
     # --- readings ------------------------------------------------------------------------
 
     def frame(self, raw: bool = False) -> dict[str, Any]:
-        """The HAL sensor frame now: every field of ``flight.hal.SENSOR_FIELDS``.
+        """The HAL sensor frame now: every field of ``flight.hal.protocol.SENSOR_FIELDS``.
 
         Arrays are fresh float64 (bool for ``gpu_online``) copies of the declared shapes;
         scalars are Python floats/bools. Values are within the declared ranges: temperature

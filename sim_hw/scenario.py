@@ -10,13 +10,13 @@ must hold at its end, in one TOML file (read with ``tomllib``).
     [run]
     duration_s = 11478                      # or: orbits = 2 (of the element set)
     seed = 3
-    tle = "tle-beta0.txt"                   # sim_hw/data/ or relative to this file
+    tle = "tle-beta0.txt"                   # flight/data/ or relative to this file
     tle_name = "RACKSAT-BETA0"              # default: the first set in the file
 
     [start]                                 # simulator parameters (sim_hw.params.SimParams)
     battery_initial_soc = 0.8
 
-    [load]                                  # job runner parameters (flight.subsystems.jobs)
+    [load]                                  # job runner parameters (flight.subsystems.jobs.runner)
     workload = "saturate"                   # "saturate" (every GPU busy) or "none"
 
     [[fault]]                               # sim_hw.faults catalogue
@@ -39,7 +39,7 @@ must hold at its end, in one TOML file (read with ``tomllib``).
     gpu_shutdowns_max = 0                   # GPU hardware shutdowns at most
 
 Timed faults become ``hal.inject_fault`` telecommands; faults and commands both go through
-the normal command path at their ``at_s`` of simulated time (:mod:`flight.hal_bridge`).
+the normal command path at their ``at_s`` of simulated time (:mod:`flight.hal.bridge`).
 Every key is checked when the file is read: an unknown key, a value of the wrong type or
 out of range, an unknown fault, command or event raises :class:`ScenarioError` naming the
 file and the key (TOML syntax errors: the line and column), and nothing runs.
@@ -55,14 +55,13 @@ from typing import Any
 
 import tomllib
 
-from flight.dictionary import CommandError
-from flight.tle import load_tle, orbit_period_s
+from flight.core.component import CommandError
+from flight.core.tle import DEFAULT_TLE_PATH, load_tle, orbit_period_s
 from sim_hw import faults
 from sim_hw.params import SimParams
 from sim_hw.satellite import Satellite
 
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
-DATA_DIR = Path(__file__).with_name("data")
 MAX_DURATION_S = 30 * 86400.0
 WORKLOADS = ("saturate", "none")
 
@@ -272,7 +271,7 @@ def load(name_or_path: str | Path) -> Scenario:
         raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{path}: cannot read: {exc}") from None
-    from flight.executive import MODES, full_dictionary
+    from flight.executive.supervisor import MODES, full_dictionary
 
     dictionary = full_dictionary()
     top = _Reader(path, "", raw, _TOP)
@@ -280,7 +279,7 @@ def load(name_or_path: str | Path) -> Scenario:
     if "duration_s" in run.table and "orbits" in run.table:
         run.fail("orbits", "give duration_s or orbits, not both")
     tle_text = run.text("tle", "tle-real.txt")
-    tle_path = path.parent / tle_text if (path.parent / tle_text).is_file() else DATA_DIR / tle_text
+    tle_path = path.parent / tle_text if (path.parent / tle_text).is_file() else DEFAULT_TLE_PATH.parent / tle_text
     try:
         tle_name, tle_lines = load_tle(tle_path, run.text("tle_name"))
     except (OSError, ValueError) as exc:
@@ -350,7 +349,7 @@ def load(name_or_path: str | Path) -> Scenario:
 
 
 def recorded_events(db_path: Path) -> set[str]:
-    """Names of the events recorded in a run's ``telemetry.sqlite`` (:mod:`flight.recorder`)."""
+    """Names of the events recorded in a run's ``telemetry.sqlite`` (:mod:`flight.executive.recorder`)."""
     db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
         return {row[0] for row in db.execute("SELECT DISTINCT name FROM ev")}

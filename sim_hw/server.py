@@ -1,7 +1,7 @@
-"""The simulator's HAL server: the rig side of :mod:`flight.hal` over ZeroMQ.
+"""The simulator's HAL server: the rig side of :mod:`flight.hal.protocol` over ZeroMQ.
 
 One ROUTER socket bound at the HAL endpoint; every message is one envelope body
-(:mod:`flight.messages`) after the peer identity frame, ``kind="hw"``. One client at a
+(:mod:`flight.core.messages`) after the peer identity frame, ``kind="hw"``. One client at a
 time: a ``hal.hello`` makes its sender the client (replacing any previous one) and is
 answered with ``hal.welcome``; a repeated hello from the present client is only welcomed
 again; ``hal.bye`` drops the client.
@@ -45,19 +45,18 @@ from typing import Any
 
 import zmq
 
-from flight import hal
-from flight.bus import drain
-from flight.messages import MAX_BODY_BYTES, DecodeError, Encoder, decode
-from flight.orbit import OrbitError
-from flight.process import name_process
-from flight.tle import load_tle
+from flight.hal import protocol as hal
+from flight.core.bus import drain
+from flight.core.messages import MAX_BODY_BYTES, DecodeError, Encoder, decode
+from flight.core.orbit import OrbitError
+from flight.core.runtime import name_process
+from flight.core.tle import DEFAULT_TLE_PATH, load_tle
 from sim_hw.faults import FaultError
 from sim_hw.local import SimRig
 from sim_hw.satellite import Satellite
 
 log = logging.getLogger("sim_hw.server")
 
-DEFAULT_TLE = Path(__file__).with_name("data") / "tle-real.txt"
 SNDHWM = 64
 """Outgoing messages queued per peer: ~64 frames (~0.4 MiB); beyond that a paced frame is
 dropped and counted rather than blocking the simulated clock."""
@@ -350,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: ``flight sim`` / ``python -m sim_hw.server``. Returns the exit status."""
     ap = argparse.ArgumentParser(prog="flight sim", description="Simulated rack-satellite HAL server.")
     ap.add_argument("--bind", required=True, help="ZeroMQ endpoint, e.g. ipc:///tmp/rackflight/hal.sock")
-    ap.add_argument("--tle", default=str(DEFAULT_TLE), help="TLE file (default: the bundled tle-real.txt)")
+    ap.add_argument("--tle", default=str(DEFAULT_TLE_PATH), help="TLE file (default: the bundled tle-real.txt)")
     ap.add_argument("--sat", default=None, help="name of the element set in the TLE file (default: the first)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (memory upsets)")
     ap.add_argument("--speed", type=_speed, default=None, help="max (lockstep, default), realtime or a factor")

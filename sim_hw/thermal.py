@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from flight import hal
+from flight.hal import protocol as hal
 from sim_hw.params import SimParams
 
 SIGMA = 5.670374419e-8

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from flight.ground import keys
+from flight.spacelink import keys
 from tests.link_harness import Ground, LinkHarness, ServedLink
 
 

@@ -17,14 +17,15 @@ from spacepackets.ecss.pus_17_test import Service17Tm
 from spacepackets.ecss.tc import PusTc
 from spacepackets.ecss.tm import ManagedParams, PusTm
 
-from flight.bus import BusAddress
-from flight.config import RunConfig
-from flight.dictionary import CommandError
-from flight.executive import full_dictionary
-from flight.ground import keys, pus
-from flight.ground.sdls import ArsnCounter, protect
-from flight.messages import Encoder, Message, decode
-from flight.subsystems.link import LinkManager
+from flight.core.bus import BusAddress
+from flight.core.config import RunConfig
+from flight.core.component import CommandError
+from flight.executive.supervisor import full_dictionary
+from flight.spacelink import keys
+from flight.spacelink import pus
+from flight.spacelink.sdls import ArsnCounter, protect
+from flight.core.messages import Encoder, Message, decode
+from flight.subsystems.link.manager import LinkManager
 
 DICT = full_dictionary()
 UTC0 = 1_767_225_600.0

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flight.messages import decode
+from flight.core.messages import decode
 
 
 DEFAULT_TIMEOUT_S = 60.0

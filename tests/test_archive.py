@@ -7,10 +7,10 @@ import hashlib
 
 import pytest
 
-from flight.ground import pus
+from flight.spacelink import pus
 from flight.ground.archive import Archive, listen
 from flight.ground.client import LinkClient
-from flight.packet_store import ACKED, STORE_BY_NAME
+from flight.subsystems.link.packet_stores import ACKED, STORE_BY_NAME
 from tests.link_harness import DICT, THERMAL, THERMAL_HK, UTC0, LinkHarness
 
 
@@ -45,7 +45,7 @@ def test_a_packet_received_twice_is_kept_once_and_counted(archive):
 
 
 def test_raw_housekeeping_batches_keep_every_packet_once_in_order(archive):
-    # 150 packets and 20 repeats, past one multi-row statement (flight.sqlite_batch.insert_rows)
+    # 150 packets and 20 repeats, past one multi-row statement (flight.core.storage.insert_rows)
     enc = pus.TmEncoder()
     packets = [_hk_packet(enc, float(t)) for t in range(150)]
     for packet in packets + packets[:20]:

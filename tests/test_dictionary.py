@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from flight.dictionary import Arg, Command, CommandError, Component, Dictionary, Event
-from flight.executive import full_dictionary
+from flight.core.component import Arg, Command, CommandError, Component, Dictionary, Event
+from flight.executive.supervisor import full_dictionary
 
 SETPOINT = Command("set_setpoint", 1, (Arg("setpoint_c", "float", "degC", 15, 45),))
 

@@ -6,9 +6,9 @@ import itertools
 import pytest
 import zmq
 
-from flight.dictionary import Arg, Command, Component, Dictionary
-from flight.dispatcher import MAX_PENDING_PER_TARGET, Dispatcher
-from flight.messages import Encoder, decode
+from flight.core.component import Arg, Command, Component, Dictionary
+from flight.executive.dispatcher import MAX_PENDING_PER_TARGET, Dispatcher
+from flight.core.messages import Encoder, decode
 
 DICT = Dictionary([
     Component("exec", 1, (Command("noop", 1),)),

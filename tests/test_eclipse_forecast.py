@@ -2,9 +2,9 @@
 
 import pytest
 
-from flight.eclipse_forecast import EclipseForecast
-from flight.orbit import Orbit
-from flight.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle
+from flight.subsystems.power.eclipse_forecast import EclipseForecast
+from flight.core.orbit import Orbit
+from flight.core.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle
 from sim_hw.params import SimParams
 from tests.test_sim_orbit import EQUINOX, circular_orbit
 

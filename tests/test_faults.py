@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from sgp4.exporter import export_tle
 
-from flight.bus import BusAddress
-from flight.config import RunConfig
-from flight.dictionary import CommandError
-from flight.hal_bridge import HalBridge
-from flight.orbit import Orbit
-from flight.tle import load_tle
+from flight.core.bus import BusAddress
+from flight.core.config import RunConfig
+from flight.core.component import CommandError
+from flight.hal.bridge import HalBridge
+from flight.core.orbit import Orbit
+from flight.core.tle import load_tle
 from sim_hw import faults
 from sim_hw.local import SimRig
 from sim_hw.params import SimParams
@@ -22,8 +22,8 @@ from sim_hw.power import SolarArray
 from sim_hw.satellite import Satellite
 from tests.test_sim_orbit import EQUINOX, circular_orbit
 
-TLE = load_tle("sim_hw/data/tle-real.txt")[1]
-BETA0 = load_tle("sim_hw/data/tle-beta0.txt", "RACKSAT-BETA0")[1]
+TLE = load_tle("flight/data/tle-real.txt")[1]
+BETA0 = load_tle("flight/data/tle-beta0.txt", "RACKSAT-BETA0")[1]
 P = SimParams()
 
 

@@ -15,20 +15,20 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flight.bus import BusAddress
-from flight.config import RunConfig
-from flight.dictionary import CommandError, Dictionary
-from flight.dispatcher import Dispatcher
-from flight.ground.pus import decode_hk, encode_hk
-from flight.hal import N_GPUS
-from flight.jobs.command import ProgramRun
-from flight.jobs.model import GPU_MAX_CLOCK_MHZ, Job
-from flight.jobs.radiation import FENCE_WINDOW_S, EccMonitor
-from flight.jobs.scheduler import Limits, plan
-from flight.jobs.store import JobStore
-from flight.messages import Encoder, Message, decode
-from flight.recorder import RunStats
-from flight.subsystems.jobs import JobRunner
+from flight.core.bus import BusAddress
+from flight.core.config import RunConfig
+from flight.core.component import CommandError, Dictionary
+from flight.executive.dispatcher import Dispatcher
+from flight.spacelink.pus import decode_hk, encode_hk
+from flight.hal.protocol import N_GPUS
+from flight.subsystems.jobs.programs import ProgramRun
+from flight.subsystems.jobs.model import GPU_MAX_CLOCK_MHZ, Job
+from flight.subsystems.jobs.radiation import FENCE_WINDOW_S, EccMonitor
+from flight.subsystems.jobs.scheduler import Limits, plan
+from flight.subsystems.jobs.store import JobStore
+from flight.core.messages import Encoder, Message, decode
+from flight.executive.recorder import RunStats
+from flight.subsystems.jobs.runner import JobRunner
 
 GOOD = {"gpus_min": 4, "gpus_max": 8, "work_gpu_s": 1000.0, "priority": 5, "checkpoint_interval_s": 20.0,
         "checkpoint_cost_s": 2.0, "deadline_s": 0.0, "critical": False, "kind": "synthetic"}
@@ -498,26 +498,26 @@ STEPS = 5000
 @pytest.fixture(scope="module")
 def reference_digest(tmp_path_factory):
     """Digest of matmul, STEPS steps, seed 1, never interrupted."""
-    said = finish(ProgramRun("flight.jobs.matmul", tmp_path_factory.mktemp("ref") / "1", STEPS, 1))
+    said = finish(ProgramRun("flight.subsystems.jobs.matmul", tmp_path_factory.mktemp("ref") / "1", STEPS, 1))
     assert said[-1] == ("exit", "0")
     return dict(said)["done"]
 
 
 def test_a_program_killed_after_a_checkpoint_resumes_to_the_same_result(tmp_path, reference_digest):
-    run = ProgramRun("flight.jobs.matmul", tmp_path / "1", STEPS, 1)
+    run = ProgramRun("flight.subsystems.jobs.matmul", tmp_path / "1", STEPS, 1)
     await_word(run, "progress")
     assert run.request_checkpoint()
     saved = int(await_word(run, "checkpoint"))
     run.kill()
     assert 0 <= saved < STEPS and (tmp_path / "1" / "checkpoint.npz").exists()
-    again = ProgramRun("flight.jobs.matmul", tmp_path / "1", STEPS, 1)
+    again = ProgramRun("flight.subsystems.jobs.matmul", tmp_path / "1", STEPS, 1)
     said = finish(again)
     assert int(said[0][1]) == saved, "resumed from the checkpoint, not from the start"
     assert dict(said)["done"] == reference_digest and said[-1] == ("exit", "0")
 
 
 def test_a_stopped_program_checkpoints_and_exits_cleanly(tmp_path):
-    run = ProgramRun("flight.jobs.matmul", tmp_path / "1", 10**6, 1)
+    run = ProgramRun("flight.subsystems.jobs.matmul", tmp_path / "1", 10**6, 1)
     run.stop()  # before it is ready: sent once it is
     said = finish(run)
     assert [w for w, _ in said if w != "progress"] == ["checkpoint", "exit"] and said[-1] == ("exit", "0")

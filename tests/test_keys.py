@@ -1,4 +1,4 @@
-"""Ground-station key files (flight.ground.keys): where they live, how they are created
+"""Ground-station key files (flight.spacelink.keys): where they live, how they are created
 (random, 0600, next free SPI, never overwritten), and what is refused when loading."""
 
 import json
@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from flight.ground import keys
+from flight.spacelink import keys
 
 
 def test_the_key_directory_is_explicit_then_environment_then_xdg_then_home(tmp_path, monkeypatch):

@@ -13,11 +13,12 @@ import pytest
 from spacepackets.ecss.req_id import RequestId
 from spacepackets.ecss.tc import PusTc
 
-from flight.config import RunConfig
-from flight.ground import keys, pus
-from flight.packet_store import STORE_BY_NAME
-from flight.subsystems import link as link_module
-from flight.subsystems.link import MAX_CONNECTIONS, LinkManager
+from flight.core.config import RunConfig
+from flight.spacelink import keys
+from flight.spacelink import pus
+from flight.subsystems.link.packet_stores import STORE_BY_NAME
+from flight.subsystems.link import manager as link_module
+from flight.subsystems.link.manager import MAX_CONNECTIONS, LinkManager
 from tests.link_harness import (BUS, DICT, JOBS, JOBS_HK, THERMAL, THERMAL_HK, UTC0, Ground, LinkHarness,
                                 _expected_hk_data, _kinds, _ping, _setpoint, _verification)
 

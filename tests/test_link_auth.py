@@ -1,4 +1,4 @@
-"""Telecommand authentication (flight.ground.sdls) and the link manager's use of it, over
+"""Telecommand authentication (flight.spacelink.sdls) and the link manager's use of it, over
 real loopback TCP with the test_link harness: replayed, forged (wrong MAC, wrong key, bit
 flips), unsigned and unknown-key TCs are rejected with TM[1,2] AUTHENTICATION_ERROR,
 counted, reported, and nothing of them executes, not even a ping; the replay state
@@ -14,9 +14,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from spacepackets.ecss.tc import InvalidTcCrc16Error, PusTc
 
-from flight.ground import keys, pus, sdls
-from flight.ground.sdls import ArsnCounter, AuthenticationError, ReplayGuard, StationKey, protect, unprotect
-from flight.subsystems import link as link_module
+from flight.spacelink import keys
+
+from flight.spacelink import pus
+
+from flight.spacelink import sdls
+from flight.spacelink.sdls import ArsnCounter, AuthenticationError, ReplayGuard, StationKey, protect, unprotect
+from flight.subsystems.link import manager as link_module
 from tests.link_harness import DICT, Ground, LinkHarness, _kinds, _ping, _setpoint, _verification
 
 KEY = StationKey("local", 1, bytes(range(32)))
@@ -219,8 +223,8 @@ def test_any_configured_station_key_is_accepted_by_its_spi(tmp_path):
 
 
 def test_the_link_refuses_to_start_without_keys_unless_in_lab_mode(tmp_path):
-    from flight.config import RunConfig
-    from flight.subsystems.link import LinkManager
+    from flight.core.config import RunConfig
+    from flight.subsystems.link.manager import LinkManager
     from tests.test_link import BUS
 
     config = RunConfig(bus=BUS, data_dir=str(tmp_path), link_endpoint="127.0.0.1:0", keys_dir=str(tmp_path / "k"))

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flight.messages import MAX_BODY_BYTES, DecodeError, Encoder, SeqTracker, decode
+from flight.core.messages import MAX_BODY_BYTES, DecodeError, Encoder, SeqTracker, decode
 
 
 def test_round_trip_keeps_every_field_and_arrays():

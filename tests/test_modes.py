@@ -1,15 +1,15 @@
 """Modes: entry after persistence, exit after dwell, no chatter at a threshold, SAFE from
-every mode and left only by command (flight.modes), and the power manager's mode effects."""
+every mode and left only by command (flight.subsystems.power.modes), and the power manager's mode effects."""
 
 import math
 
 import numpy as np
 import pytest
 
-from flight.bus import BusAddress
-from flight.config import RunConfig
-from flight.modes import MODES, POWER_SAVE_GPU_MAX_W, RULES, ModeMachine
-from flight.subsystems.power import PowerManager
+from flight.core.bus import BusAddress
+from flight.core.config import RunConfig
+from flight.subsystems.power.modes import MODES, POWER_SAVE_GPU_MAX_W, RULES, ModeMachine
+from flight.subsystems.power.manager import PowerManager
 
 NOMINAL_VALUES = {"battery_soc": 0.9, "soc_above_floor": 0.2, "sun_fraction": 1.0, "eclipse_energy_margin_j": 1e7,
                   "gpu_temp_max_c": 75.0, "coolant_supply_error_c": 0.0}
@@ -126,7 +126,7 @@ def sunlit_frame(**over) -> dict:
 @pytest.mark.parametrize("mode, most_w", [("NOMINAL", 1000.0), ("POWER_SAVE", POWER_SAVE_GPU_MAX_W), ("SAFE", 0.0)])
 def test_each_mode_caps_the_gpus_as_documented(tmp_path, mode, most_w):
     """Ordered by the executive (ctl/mode), the mode caps the next tick's limits."""
-    from flight.messages import Message
+    from flight.core.messages import Message
 
     pm, out = power_manager(tmp_path)
     pm.on_message(Message("exec", 1, 0, 0.0, "ctl", "mode", {"mode": mode, "why": "test"}))

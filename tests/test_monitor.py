@@ -1,4 +1,4 @@
-"""Onboard monitoring (flight.monitor): watchpoints fire after their persistence and not
+"""Onboard monitoring (flight.subsystems.power.monitor): watchpoints fire after their persistence and not
 before, re-arm when back within limits, act (event, mode, telecommand), are edited only by
 valid commands and survive a restart in the run's SQLite database."""
 
@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from flight.dictionary import CommandError
-from flight.messages import Message
-from flight.monitor import DEFAULT_WATCHPOINTS, Monitor, Watchpoint
+from flight.core.component import CommandError
+from flight.core.messages import Message
+from flight.subsystems.power.monitor import DEFAULT_WATCHPOINTS, Monitor, Watchpoint
 from tests.test_modes import power_manager, sunlit_frame
 
 
@@ -64,7 +64,7 @@ def test_a_disabled_watchpoint_never_fires():
     ({"action": "command", "command": "thermal.set_setpoint", "command_args": "{oops"}, "JSON"),
 ])
 def test_bad_watchpoints_are_refused_and_change_nothing(tmp_path, bad, why):
-    from flight.subsystems.power import _validate_command
+    from flight.subsystems.power.manager import _validate_command
 
     mon = Monitor(tmp_path / "monitor.sqlite", _validate_command)
     before = dict(mon.table)

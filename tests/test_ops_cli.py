@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from flight.ground import keys
+from flight.spacelink import keys
 from tests.test_ground_cli import run
 
 pytestmark = pytest.mark.usefixtures("ground_keys")

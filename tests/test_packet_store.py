@@ -1,4 +1,4 @@
-"""Onboard packet stores (flight.packet_store) and the link's store-and-forward and TC[15,x]
+"""Onboard packet stores (flight.subsystems.link.packet_stores) and the link's store-and-forward and TC[15,x]
 over real TCP (tests.link_harness): retention counts, ordering and priority, delivery and
 acknowledgement, durability across a killed process, and every new TM read with
 spacepackets' own PUS-C readers."""
@@ -17,9 +17,9 @@ from spacepackets.ccsds.time import CdsShortTimestamp
 from spacepackets.ecss.pus_15_tm_storage import MessageSubtype as StorageSubtype
 from spacepackets.ecss.tm import PusTm
 
-from flight.ground import pus
-from flight.subsystems import link as link_module
-from flight.packet_store import ACKED, IN_FLIGHT, PENDING, STORE_BY_NAME, STORE_FILE, PacketStores
+from flight.spacelink import pus
+from flight.subsystems.link import manager as link_module
+from flight.subsystems.link.packet_stores import ACKED, IN_FLIGHT, PENDING, STORE_BY_NAME, STORE_FILE, PacketStores
 from tests.link_harness import DICT, THERMAL, THERMAL_HK, UTC0, Ground, LinkHarness, _kinds, _verification
 
 HK, EVENTS = STORE_BY_NAME["hk"].store_id, STORE_BY_NAME["events"].store_id
@@ -206,7 +206,7 @@ def test_committed_packets_survive_a_killed_process_and_in_flight_ones_are_sent_
     path = tmp_path / STORE_FILE
     script = textwrap.dedent(f"""
         import os, signal
-        from flight.packet_store import PacketStores
+        from flight.subsystems.link.packet_stores import PacketStores
         s = PacketStores({str(path)!r})
         for i in range(10):
             s.add("hk", b"p%d" % i, float(i), 1e9 + i)
@@ -417,7 +417,7 @@ def test_a_job_result_and_its_stored_mark_commit_together(stores):
 
 
 def test_job_results_wait_for_a_later_tick_and_the_table_is_read_again_only_after_a_commit(tmp_path):
-    from flight.jobs.store import JobStore
+    from flight.subsystems.jobs.store import JobStore
 
     jobs = JobStore(tmp_path / "jobs.sqlite")
     insert = ("INSERT INTO results (job_id, outcome, time_s, work_gpu_s, done_gpu_s, detail) "
@@ -449,7 +449,7 @@ def test_job_results_wait_for_a_later_tick_and_the_table_is_read_again_only_afte
 
 
 def test_job_results_are_stored_once_and_parse_with_spacepackets(tmp_path):
-    from flight.jobs.store import JobStore
+    from flight.subsystems.jobs.store import JobStore
 
     jobs = JobStore(tmp_path / "jobs.sqlite")
     jobs.db.execute("INSERT INTO results (job_id, outcome, time_s, work_gpu_s, done_gpu_s, detail) "

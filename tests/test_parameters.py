@@ -6,12 +6,12 @@ import sqlite3
 
 import pytest
 
-from flight.bus import BusAddress
-from flight.config import RunConfig
-from flight.dictionary import CommandError, Parameter
-from flight.executive import full_dictionary
-from flight.parameters import PARAMETERS_FILE, ParameterStore
-from flight.subsystems.thermal import DEFAULT_SETPOINT_C, ThermalController
+from flight.core.bus import BusAddress
+from flight.core.config import RunConfig
+from flight.core.component import CommandError, Parameter
+from flight.executive.supervisor import full_dictionary
+from flight.core.parameters import PARAMETERS_FILE, ParameterStore
+from flight.subsystems.thermal.controller import DEFAULT_SETPOINT_C, ThermalController
 
 BUS = BusAddress("inproc://unused-pub", "inproc://unused-sub", "inproc://unused-cmd")
 

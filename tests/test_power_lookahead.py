@@ -6,10 +6,10 @@ without a TLE it plans for the worst eclipse and says so."""
 import numpy as np
 import pytest
 
-from flight.bus import BusAddress
-from flight.config import RunConfig
-from flight.eclipse_forecast import EDGE_TOLERANCE_S, Eclipse, EclipseForecast
-from flight.subsystems.power import (
+from flight.core.bus import BusAddress
+from flight.core.config import RunConfig
+from flight.subsystems.power.eclipse_forecast import EDGE_TOLERANCE_S, Eclipse, EclipseForecast
+from flight.subsystems.power.manager import (
     BATTERY_CHARGE_EFFICIENCY,
     BATTERY_DISCHARGE_EFFICIENCY,
     CHARGE_WINDOW_MIN_S,
@@ -21,8 +21,8 @@ from flight.subsystems.power import (
     PowerManager,
     plan_reactive,
 )
-from flight.tle import load_tle
-from tests.rack_harness import InProcessRack
+from flight.core.tle import load_tle
+from flight.hal.inprocess import InProcessRack
 from tests.test_modes import power_manager, sunlit_frame
 
 CAPACITY_J = 160 * 3.6e6
@@ -100,7 +100,7 @@ def test_one_orbit_uses_the_battery_down_to_the_floor_and_not_below(tmp_path):
     """The plan in closed loop: the real power, thermal and job code flying sim_hw through
     a β≈0 eclipse at full demand reach sunrise just above the floor, and the forecast the
     power manager reports is the orbit's."""
-    _, tle = load_tle("sim_hw/data/tle-beta0.txt", "RACKSAT-BETA0")
+    _, tle = load_tle("flight/data/tle-beta0.txt", "RACKSAT-BETA0")
     rack = InProcessRack(tmp_path, tle)
     socs: list[float] = []
     rack.fly(4200.0, on_frame=lambda frame: socs.append(frame["battery_soc"]))
@@ -119,7 +119,7 @@ def test_one_orbit_uses_the_battery_down_to_the_floor_and_not_below(tmp_path):
 def test_the_sun_sensor_overrules_a_forecast_of_sunlight(tmp_path):
     """A stale element set: the forecast says sunlit, the Sun is hidden. The battery still
     carries the load, planned as the worst eclipse."""
-    _, tle = load_tle("sim_hw/data/tle-beta0.txt", "RACKSAT-BETA0")
+    _, tle = load_tle("flight/data/tle-beta0.txt", "RACKSAT-BETA0")
     pm, out = power_manager(tmp_path, tle_lines=tle)
     pm.on_frame(1, 100.0, sunlit_frame())
     assert not pm.plan.in_eclipse and pm.plan.eclipse.start_s == pytest.approx(1770.0, abs=1.0)
@@ -150,7 +150,7 @@ def test_without_look_ahead_the_rack_runs_flat_out_into_the_floor_before_sunrise
     """The naive baseline in closed loop, the same orbit as above: the battery reaches the
     floor long before sunrise, the idle rack then drains it below, and the mode machine's
     POWER_SAVE takes over; the look-ahead plan (above) reaches sunrise just above the floor."""
-    _, tle = load_tle("sim_hw/data/tle-beta0.txt", "RACKSAT-BETA0")
+    _, tle = load_tle("flight/data/tle-beta0.txt", "RACKSAT-BETA0")
     rack = InProcessRack(tmp_path, tle, params={"power": {"energy_plan": "reactive"}})
     socs: list[float] = []
     rack.fly(4200.0, on_frame=lambda frame: socs.append(frame["battery_soc"]))

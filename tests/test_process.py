@@ -9,11 +9,11 @@ from pathlib import Path
 
 import zmq
 
-from flight import bus
-from flight.bus import BusAddress
-from flight.config import RunConfig
-from flight.messages import Encoder, decode
-from flight.process import ProcessRunner
+from flight.core import bus
+from flight.core.bus import BusAddress
+from flight.core.config import RunConfig
+from flight.core.messages import Encoder, decode
+from flight.core.runtime import ProcessRunner
 from flight.subsystems import subsystem_class
 
 EVENTS = 200

@@ -1,4 +1,4 @@
-"""The space-link packet codec (flight.ground.pus): every TM it builds reads back with
+"""The space-link packet codec (flight.spacelink.pus): every TM it builds reads back with
 spacepackets' own readers; TC[8,1] round-trips for every command in the dictionary;
 malformed input raises only the documented errors; the uplink stream parser survives
 random and mutated bytes, accounts for every byte and still finds the next valid packet."""
@@ -17,10 +17,10 @@ from spacepackets.ecss.req_id import RequestId
 from spacepackets.ecss.tc import PusTc
 from spacepackets.ecss.tm import InvalidTmCrc16Error, ManagedParams, PusTm
 
-from flight.dictionary import (FAILURE_CODES, SEVERITIES, Arg, Channel, Command, CommandError, Component,
+from flight.core.component import (FAILURE_CODES, SEVERITIES, Arg, Channel, Command, CommandError, Component,
                                Dictionary, Event)
-from flight.executive import full_dictionary
-from flight.ground import pus
+from flight.executive.supervisor import full_dictionary
+from flight.spacelink import pus
 
 UTC = 1_767_225_600.25  # 2026-01-01T00:00:00.25Z
 

@@ -13,11 +13,11 @@ from spacepackets.ccsds.time import CdsShortTimestamp
 from spacepackets.ecss.tc import PusTc
 from spacepackets.ecss.tm import InvalidTmCrc16Error, PusTm
 
-from flight.ground import pus
-from flight.ground import pus_ops as ops
-from flight.dictionary import CommandError
-from flight.ground.sdls import AuthenticationError, StationKey, protect
-from flight.parameters import PARAMETERS_FILE, ParameterStore
+from flight.spacelink import pus
+from flight.spacelink import pus_ops as ops
+from flight.core.component import CommandError
+from flight.spacelink.sdls import AuthenticationError, StationKey, protect
+from flight.core.parameters import PARAMETERS_FILE, ParameterStore
 from tests.link_harness import DICT, THERMAL, THERMAL_HK, UTC0, Ground, LinkHarness
 
 SOURCE = 0x2345

@@ -1,8 +1,8 @@
 """The run recorder: the telemetry hash ignores publisher interleaving within a tick, and
 cumulative counters survive process restarts."""
 
-from flight.messages import Encoder, decode
-from flight.recorder import Cumulative, Recorder, RunStats
+from flight.core.messages import Encoder, decode
+from flight.executive.recorder import Cumulative, Recorder, RunStats
 
 
 def tm(src, name, tick, data):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from matplotlib import image
 
-from flight.messages import Encoder, decode
-from flight.recorder import Recorder
+from flight.core.messages import Encoder, decode
+from flight.executive.recorder import Recorder
 from flight.report import ReportError, intervals, write_report
 
 PLOTS = ("soc.png", "power.png", "gpu_temp.png", "power_limits.png", "mode.png")
@@ -118,7 +118,7 @@ def test_missing_corrupt_empty_or_old_database_is_a_clear_error(tmp_path, make, 
 
 
 def test_injected_faults_are_marked_from_their_start_to_their_clear(tmp_path):
-    from flight.hal_bridge import HalBridge
+    from flight.hal.bridge import HalBridge
     from flight.report import fault_spans
 
     record_run(tmp_path / "run")

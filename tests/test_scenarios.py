@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from flight import cli
-from flight.orbit import Orbit
+from flight.core.orbit import Orbit
 from sim_hw import scenario
 from sim_hw.params import SimParams
 from tests.test_sim_orbit import eclipse_minutes

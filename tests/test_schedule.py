@@ -3,7 +3,7 @@ changes, durability across a reopen (a restarted link process), bounded size."""
 
 import pytest
 
-from flight.link.schedule import MAX_ACTIVITIES, Activity, ScheduleFull, ScheduleStore, SCHEDULE_FILE
+from flight.subsystems.link.schedule import MAX_ACTIVITIES, Activity, ScheduleFull, ScheduleStore, SCHEDULE_FILE
 
 
 def _activity(release_s: float, request_id: int) -> Activity:

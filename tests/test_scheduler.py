@@ -1,11 +1,11 @@
-"""The scheduler's plan (:func:`flight.jobs.scheduler.plan`): preemption by priority, the GPU
+"""The scheduler's plan (:func:`flight.subsystems.jobs.scheduler.plan`): preemption by priority, the GPU
 cap, the modes, replicas, and placement on the GPUs with the most thermal headroom."""
 
 import numpy as np
 
-from flight.hal import N_GPUS
-from flight.jobs.model import Job
-from flight.jobs.scheduler import HIGH_PRIORITY, Limits, plan
+from flight.hal.protocol import N_GPUS
+from flight.subsystems.jobs.model import Job
+from flight.subsystems.jobs.scheduler import HIGH_PRIORITY, Limits, plan
 
 
 def job(job_id, priority=5, gpus=8, **kw):

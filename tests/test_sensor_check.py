@@ -5,16 +5,16 @@ conservative estimate replaces it in the thermal controller."""
 import numpy as np
 import pytest
 
-from flight.sensor_check import (
+from flight.subsystems.thermal.sensor_check import (
     COOLANT_RESIDUAL_LIMIT_K,
     PACKAGE_TAU_S,
     PERSISTENCE_S,
     SUBSTITUTE_MARGIN_K,
     SensorCheck,
 )
-from flight.tle import load_tle
+from flight.core.tle import load_tle
 from sim_hw import faults
-from tests.rack_harness import InProcessRack
+from flight.hal.inprocess import InProcessRack
 
 R_K_PER_W = 0.035
 POWER_W = np.where(np.arange(72) % 2 == 0, 400.0, 1000.0)
@@ -99,7 +99,7 @@ def test_a_bad_tick_is_refused():
 
 @pytest.fixture
 def rack(tmp_path):
-    r = InProcessRack(tmp_path, load_tle("sim_hw/data/tle-real.txt")[1])
+    r = InProcessRack(tmp_path, load_tle("flight/data/tle-real.txt")[1])
     yield r
     r.close()
 

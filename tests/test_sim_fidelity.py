@@ -28,8 +28,8 @@ from importlib.resources import files
 import numpy as np
 import pytest
 
-from flight.tle import load_tle
-from flight.orbit import Orbit, OrbitError
+from flight.core.tle import load_tle
+from flight.core.orbit import Orbit, OrbitError
 from sim_hw.params import SimParams
 from sim_hw.power import Battery, PowerSystem, SolarArray
 from sim_hw.thermal import (
@@ -116,7 +116,7 @@ def test_a_dawn_dusk_sun_synchronous_orbit_has_an_eclipse_season():
     and it sees Earth's shadow only while β is below β* = asin(R/r) ≈ 64°: around the June
     solstice, when the Sun's declination tilts the orbit plane toward it. Measured: eclipses
     from mid-May to late July, at most ~19 min; none from August to April."""
-    _, tle = load_tle("sim_hw/data/tle-real.txt", "SENTINEL-1A")
+    _, tle = load_tle("flight/data/tle-real.txt", "SENTINEL-1A")
     orbit = Orbit.from_tle(*tle, P)
     months_with_eclipse, longest = set(), (0.0, None)
     rows = []

@@ -1,4 +1,4 @@
-"""Orbit (flight.orbit), Sun, shadow, geodesy and ground visibility against published values."""
+"""Orbit (flight.core.orbit), Sun, shadow, geodesy and ground visibility against published values."""
 
 import math
 from datetime import datetime, timezone
@@ -8,8 +8,8 @@ import pytest
 from sgp4.api import WGS72, Satrec, jday
 
 from sim_hw.ground import GroundNetwork, Station, load_stations
-from flight.tle import load_tle
-from flight.orbit import Orbit, geodetic, gmst_rad, shadow_fraction, sun_position_km
+from flight.core.tle import load_tle
+from flight.core.orbit import Orbit, geodetic, gmst_rad, shadow_fraction, sun_position_km
 from sim_hw.params import SimParams
 
 P = SimParams()
@@ -84,7 +84,7 @@ def test_default_tle_is_the_550_km_design_orbit():
     assert 530 < min(alts) and max(alts) < 580
 
 
-P_TLE = "sim_hw/data/tle-real.txt"
+P_TLE = "flight/data/tle-real.txt"
 
 
 def test_load_tle_by_name_and_errors(tmp_path):

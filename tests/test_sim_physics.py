@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from flight import hal
+from flight.hal import protocol as hal
 from sim_hw.gpus import GpuRack
 from sim_hw.params import SimParams, defaults_table
 from sim_hw.power import Battery, PowerSystem

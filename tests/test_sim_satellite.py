@@ -6,12 +6,12 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from flight import hal
-from flight.tle import load_tle
+from flight.hal import protocol as hal
+from flight.core.tle import load_tle
 from sim_hw.params import SimParams
 from sim_hw.satellite import Satellite
 
-TLE = load_tle("sim_hw/data/tle-real.txt")[1]
+TLE = load_tle("flight/data/tle-real.txt")[1]
 N, Z = hal.N_GPUS, hal.N_ZONES
 FULL = {"gpu_power_limit_w": np.full(N, 1000.0), "gpu_load_frac": np.ones(N), "pump_speed_frac": 0.8,
         "radiator_valve_frac": np.ones(Z)}

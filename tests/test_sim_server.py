@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import zmq
 
-from flight import hal
-from flight.messages import MAX_BODY_BYTES, Encoder, Message, decode
-from flight.tle import load_tle
+from flight.hal import protocol as hal
+from flight.core.messages import MAX_BODY_BYTES, Encoder, Message, decode
+from flight.core.tle import load_tle
 from sim_hw.satellite import Satellite
 from sim_hw.server import HalServer, main
 
-TLE = load_tle("sim_hw/data/tle-real.txt")[1]
+TLE = load_tle("flight/data/tle-real.txt")[1]
 TIMEOUT_MS = 5000
 
 

@@ -1,4 +1,4 @@
-"""The space link's TCP server (flight.link.stream_server) on loopback: connections come and go
+"""The space link's TCP server (flight.subsystems.link.stream_server) on loopback: connections come and go
 as events, bytes a slow reader cannot take yet are kept and arrive whole and in order, the
 bound on what is kept refuses a send instead of growing, and a flood is read in bounded
 slices."""
@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from flight.link import stream_server
-from flight.link.stream_server import Sent, StreamServer
+from flight.subsystems.link import stream_server
+from flight.subsystems.link.stream_server import Sent, StreamServer
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@
 Measured side by side in one run, so the ratio holds on a noisy shared machine:
 
 * ``framework_msgs_per_s``: housekeeping packets (a ``thermal.hk``-sized payload: scalars and
-  a 72-value array) encoded with :class:`flight.messages.Encoder`, published through the
-  executive's XSUB/XPUB proxy (:class:`flight.bus.Broker`) over ipc://, received and
-  validated with :func:`flight.messages.decode`;
+  a 72-value array) encoded with :class:`flight.core.messages.Encoder`, published through the
+  executive's XSUB/XPUB proxy (:class:`flight.core.bus.Broker`) over ipc://, received and
+  validated with :func:`flight.core.messages.decode`;
 * ``raw_msgs_per_s``: the same payload with bare ``msgpack.packb``/``unpackb`` over a direct
   pyzmq PUB -> SUB on ipc:// (no proxy, no envelope, no validation);
 * ``telemetry_ratio`` = framework / raw (target >= 0.5);
@@ -34,8 +34,8 @@ import msgpack
 import numpy as np
 import zmq
 
-from flight import bus
-from flight.messages import Encoder, decode
+from flight.core import bus
+from flight.core.messages import Encoder, decode
 
 
 def payload() -> dict:

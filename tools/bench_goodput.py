@@ -3,7 +3,7 @@ checkpoints), over a simulated day.
 
     python tools/bench_goodput.py [--hours 24] [--seed 1] [--json]
 
-Three flights, the same day of the eclipse-heavy case (``sim_hw/data/tle-beta0.txt``,
+Three flights, the same day of the eclipse-heavy case (``flight/data/tle-beta0.txt``,
 |β| ≤ 2.1°: 35.6-min eclipses every 95.7 min) with the same seeded mixed job load:
 
 * batch: priority 0–3, 8 or 16 GPUs (half as few at least), 0.5–1.5 h each, no deadline;
@@ -16,15 +16,15 @@ the queue never runs dry over a day (a run of a few hours offers only a few jobs
 for the numbers). A submission the runner refuses as BUSY, its queue full, is counted and
 dropped. The flights:
 
-* this scheduler (``goodput``): the job runner (:class:`flight.subsystems.jobs.JobRunner`)
+* this scheduler (``goodput``): the job runner (:class:`flight.subsystems.jobs.runner.JobRunner`)
   with ``policy=priority`` (priorities, EDF, preemption, eclipse look-ahead, checkpoints
   every 600 s costing 10 s) under the power manager's eclipse look-ahead energy plan
-  (:func:`flight.subsystems.power.plan_energy`), as flight runs them;
+  (:func:`flight.subsystems.power.manager.plan_energy`), as flight runs them;
 * the naive baseline (``baseline_goodput``): no eclipse look-ahead and no checkpointing
   anywhere. The runner runs ``policy=fifo`` (submission order, no backfill, no preemption,
   no look-ahead) with jobs submitted with a checkpoint interval of a day, i.e. never (an
   uncorrectable ECC error throws the job's work away), and the power manager the reactive
-  policy (:func:`flight.subsystems.power.plan_reactive`: the battery gives what the load asks
+  policy (:func:`flight.subsystems.power.manager.plan_reactive`: the battery gives what the load asks
   until the SOC floor, nothing is held back for charging). The rack runs flat out into the
   shadow, reaches the floor before sunrise (the idle rack then takes the battery below the
   floor the bound keeps to, to ~0.66: energy the bound does not count), and the mode
@@ -60,7 +60,7 @@ controller with perfect foresight could have run on the same run's physics —
   coolant's trip temperature (``rack_trip_return_c``) against that tick's Earth IR, albedo
   and Sun loading; the rack's heat may not exceed it.
 
-How this differs from ``flight run``: it flies :class:`tests.rack_harness.InProcessRack`:
+How this differs from ``flight run``: it flies :class:`flight.hal.inprocess.InProcessRack`:
 the simulator, the thermal controller, the power manager (with its mode machine, so
 ``ctl/mode`` reaches the job runner) and the job runner are the real classes, stepped in
 one process in lockstep order (data products and ``ctl`` messages of tick N delivered
@@ -85,11 +85,11 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from flight.dictionary import CommandError
-from flight.hal import N_GPUS
-from flight.jobs.model import gpu_speed
-from flight.modes import MODES
-from flight.tle import DEFAULT_TLE_PATH, load_tle
+from flight.core.component import CommandError
+from flight.hal.protocol import N_GPUS
+from flight.subsystems.jobs.model import gpu_speed
+from flight.subsystems.power.modes import MODES
+from flight.core.tle import DEFAULT_TLE_PATH, load_tle
 from sim_hw.params import SimParams
 from sim_hw.thermal import (
     KELVIN,
@@ -98,8 +98,7 @@ from sim_hw.thermal import (
     earth_view_factor_vertical_plate,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: the harness is in tests/
-from tests.rack_harness import InProcessRack
+from flight.hal.inprocess import InProcessRack
 
 BETA0_TLE = DEFAULT_TLE_PATH.parent / "tle-beta0.txt"
 SOC_FLOOR = 0.70

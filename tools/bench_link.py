@@ -4,9 +4,9 @@ archive, against raw ``spacepackets`` encode + socket send, in the same run.
 * ``link_pkts_per_s``: every component's housekeeping (the flight dictionary's channels,
   per-GPU arrays included as the numpy arrays of their channel's type that the subsystems
   publish, scalars of theirs) handed to a
-  :class:`~flight.subsystems.link.LinkManager` as the bus delivers it, one hk interval per
+  :class:`~flight.subsystems.link.manager.LinkManager` as the bus delivers it, one hk interval per
   tick in contact: encoded as TM[3,25], stored in its packet store (SQLite), sent over TCP
-  (:mod:`flight.link.stream_server`) to a ground station in its own process, as in
+  (:mod:`flight.subsystems.link.stream_server`) to a ground station in its own process, as in
   operations (``flight ground listen`` on the station's computer): a
   :class:`~flight.ground.client.LinkClient` that frames, CRC-checks and keeps each packet
   in an :class:`~flight.ground.archive.Archive` (SQLite), acknowledging with a signed
@@ -47,15 +47,15 @@ import numpy as np
 import zmq
 from spacepackets.ecss.tm import PusTm
 
-from flight.bus import BusAddress
-from flight.config import RunConfig
-from flight.executive import full_dictionary
-from flight.ground import keys
+from flight.core.bus import BusAddress
+from flight.core.config import RunConfig
+from flight.executive.supervisor import full_dictionary
+from flight.spacelink import keys
 from flight.ground.archive import Archive
 from flight.ground.client import LinkClient
-from flight.ground.pus import cds_timestamp, encode_hk
-from flight.messages import Encoder, decode
-from flight.subsystems.link import LinkManager
+from flight.spacelink.pus import cds_timestamp, encode_hk
+from flight.core.messages import Encoder, decode
+from flight.subsystems.link.manager import LinkManager
 
 UTC0 = 1_767_225_600.0
 ACK_INTERVAL_S = 0.5

@@ -5,7 +5,7 @@ SQLite so an operator can look back after the pass (``flight ground dump``, ``hi
 File
     ``--archive PATH``, else ``$RACKFLIGHT_ARCHIVE``, else
     ``~/.local/share/rackflight/ground-archive.sqlite`` (:func:`archive_path`); WAL,
-    ``synchronous=NORMAL``, 16 KiB pages (:func:`flight.sqlite_batch.open_batched`). The
+    ``synchronous=NORMAL``, 16 KiB pages (:func:`flight.core.storage.open_batched`). The
     listener commits before it acknowledges a downlink to the satellite (TC[15,130]), so a
     packet the satellite deletes as delivered is on disk here.
 
@@ -40,8 +40,8 @@ from spacepackets.ecss import PusVersion, check_pus_crc
 from spacepackets.ecss.tc import PusTc
 from spacepackets.ecss.tm import PusTmSecondaryHeader
 
-from flight.dictionary import SEVERITIES, CommandError, Dictionary
-from flight.ground.pus import (
+from flight.core.component import SEVERITIES, CommandError, Dictionary
+from flight.spacelink.pus import (
     TIMESTAMP_LEN,
     EventReport,
     HkReport,
@@ -53,12 +53,12 @@ from flight.ground.pus import (
     is_function,
     unix_from_cds,
 )
-from flight.sqlite_batch import BatchedWrites, insert_rows, open_batched
+from flight.core.storage import BatchedWrites, insert_rows, open_batched
 
 ENV_VAR = "RACKFLIGHT_ARCHIVE"
 DEFAULT_PATH = Path("~/.local/share/rackflight/ground-archive.sqlite")
 STORE_OF_SERVICE = {3: "hk", 5: "events", 140: "results", 1: "verification"}
-"""The onboard packet store (:mod:`flight.packet_store`) each downlinked service comes from."""
+"""The onboard packet store (:mod:`flight.subsystems.link.packet_stores`) each downlinked service comes from."""
 ACK_INTERVAL_S = 0.5
 """Wall seconds between the listener's commits and downlink acknowledgements."""
 COMMIT_INTERVAL_S = 1.0

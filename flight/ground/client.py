@@ -1,5 +1,5 @@
 """Ground side of the space link: one TCP connection to the link manager, speaking the
-CCSDS/PUS-C packets of :mod:`flight.ground.pus`.
+CCSDS/PUS-C packets of :mod:`flight.spacelink.pus`.
 
     with LinkClient("127.0.0.1:52001", full_dictionary(), key=load_key(keys_dir())) as link:
         rtt_s = link.ping(timeout_s=5)
@@ -10,7 +10,7 @@ CCSDS/PUS-C packets of :mod:`flight.ground.pus`.
 Each client picks a random PUS source id (echoed as the destination id of the TM[1,x] and
 TM[17,2] it provokes) and a random first sequence count, so several clients on one link
 can tell their answers apart. Every TC is signed with the station ``key`` and a fresh
-sequence number (:mod:`flight.ground.sdls`); ``key=None`` sends unsigned TCs, which only a
+sequence number (:mod:`flight.spacelink.sdls`); ``key=None`` sends unsigned TCs, which only a
 link in unauthenticated lab mode takes.
 """
 
@@ -25,10 +25,10 @@ from typing import Any, Callable, Iterator, Mapping
 
 from spacepackets.ecss.tc import PusTc
 
-from flight.dictionary import Dictionary
+from flight.core.component import Dictionary
 from flight.ground.archive import Archive
-from flight.ground.sdls import ArsnCounter, StationKey, protect
-from flight.ground.pus import (
+from flight.spacelink.sdls import ArsnCounter, StationKey, protect
+from flight.spacelink.pus import (
     ACK_ALL,
     ACK_NONE,
     DOWNLINK_ACK,
@@ -191,7 +191,7 @@ class LinkClient:
             TimeoutError: no final report within ``timeout_s`` of sending.
             ConnectionError: the link closed the connection.
         """
-        from flight.ground.pus_ops import DisabledEventsReport, HkStructureReport, ParameterReport, ScheduleReport
+        from flight.spacelink.pus_ops import DisabledEventsReport, HkStructureReport, ParameterReport, ScheduleReport
 
         req = self.send(self.tc(service, subtype, data, ack_flags))
         yield from self._answers(req, timeout_s, f"TC[{service},{subtype}]", (
@@ -284,7 +284,7 @@ class LinkClient:
 
     def acknowledge(self) -> None:
         """Tell the link how many TM packets this connection has received (TC[15,130]), so
-        it stops holding the stored ones among them for re-sending (:mod:`flight.packet_store`);
+        it stops holding the stored ones among them for re-sending (:mod:`flight.subsystems.link.packet_stores`);
         the first one also asks for the stored backlog. Only failures are reported back.
 
         Raises:

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import importlib
 
-from flight.config import SUBSYSTEMS
+from flight.core.config import SUBSYSTEMS
 
 _CLASSES = {
-    "power": "flight.subsystems.power:PowerManager",
-    "thermal": "flight.subsystems.thermal:ThermalController",
-    "jobs": "flight.subsystems.jobs:JobRunner",
-    "link": "flight.subsystems.link:LinkManager",
+    "power": "flight.subsystems.power.manager:PowerManager",
+    "thermal": "flight.subsystems.thermal.controller:ThermalController",
+    "jobs": "flight.subsystems.jobs.runner:JobRunner",
+    "link": "flight.subsystems.link.manager:LinkManager",
 }
 assert tuple(_CLASSES) == SUBSYSTEMS
 

@@ -1,5 +1,5 @@
 """A minimal flight-side HAL client for the HIL suite: speaks only the protocol documented
-in :mod:`flight.hal`, so the same checks run against the simulator or a real rig."""
+in :mod:`flight.hal.protocol`, so the same checks run against the simulator or a real rig."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import zmq
 
-from flight import hal
-from flight.messages import MAX_BODY_BYTES, Encoder, Message, decode
+from flight.hal import protocol as hal
+from flight.core.messages import MAX_BODY_BYTES, Encoder, Message, decode
 
 
 class HalTimeout(AssertionError):

@@ -1,12 +1,12 @@
 """The HAL contract, checked against any rig: ``pytest tests/hil --hal ENDPOINT`` (default:
-a simulator started by the fixture). Only the documented protocol (flight.hal) is used."""
+a simulator started by the fixture). Only the documented protocol (flight.hal.protocol) is used."""
 
 import time
 
 import numpy as np
 import pytest
 
-from flight import hal
+from flight.hal import protocol as hal
 
 N_FRAMES = 120
 

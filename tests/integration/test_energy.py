@@ -8,24 +8,24 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from flight.bus import BusAddress
-from flight.config import RunConfig
-from flight.hal_bridge import HalBridge
-from flight.messages import Encoder, decode
-from flight.recorder import RunStats
-from flight.tle import load_tle
+from flight.core.bus import BusAddress
+from flight.core.config import RunConfig
+from flight.hal.bridge import HalBridge
+from flight.core.messages import Encoder, decode
+from flight.executive.recorder import RunStats
+from flight.core.tle import load_tle
 from sim_hw.local import SimRig
 from sim_hw.params import SimParams
 from sim_hw.satellite import Satellite
 from tests.predicates import FlightRun, free_port
 
-TLE = load_tle("sim_hw/data/tle-real.txt")[1]
+TLE = load_tle("flight/data/tle-real.txt")[1]
 N = 72
 FULL_LOAD = {"gpu_power_limit_w": np.full(N, 1000.0), "gpu_load_frac": np.ones(N), "radiator_valve_frac": np.ones(4)}
 
 
 def bridge_over(rig: SimRig) -> tuple[HalBridge, list]:
-    """A HAL bridge wired to ``rig`` as :class:`flight.hal_bridge.LocalRigRunner` wires it,
+    """A HAL bridge wired to ``rig`` as :class:`flight.hal.bridge.LocalRigRunner` wires it,
     with its bus output captured as ``(kind, name, data)``."""
     out: list = []
     config = RunConfig(bus=BusAddress("inproc://x", "inproc://y", "inproc://z"), data_dir="", tick_s=1.0)

@@ -16,11 +16,11 @@ import time
 import pytest
 from fastcrc import crc16
 
-from flight.executive import full_dictionary
-from flight.ground import keys
+from flight.executive.supervisor import full_dictionary
+from flight.spacelink import keys
 from flight.ground.client import LinkClient
-from flight.ground.pus import Verification, function_tc
-from flight.ground.sdls import ArsnCounter, StationKey, protect
+from flight.spacelink.pus import Verification, function_tc
+from flight.spacelink.sdls import ArsnCounter, StationKey, protect
 from tests.predicates import FlightRun, free_port
 
 pytestmark = pytest.mark.slow

@@ -31,10 +31,10 @@ import numpy as np
 import pytest
 import zmq
 
-from flight import bus
-from flight.config import RunConfig
-from flight.jobs.command import ProgramRun
-from flight.messages import Encoder, decode
+from flight.core import bus
+from flight.core.config import RunConfig
+from flight.subsystems.jobs.programs import ProgramRun
+from flight.core.messages import Encoder, decode
 from tests.predicates import FlightRun, free_port
 
 pytestmark = pytest.mark.slow
@@ -47,7 +47,7 @@ HK_PERIOD_S = 10.0
 
 
 def run_config(pid: int) -> RunConfig:
-    """The RunConfig a flight process was started with (``python -m flight.process NAME CONFIG_JSON``)."""
+    """The RunConfig a flight process was started with (``python -m flight.core.runtime NAME CONFIG_JSON``)."""
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     return RunConfig.from_json(argv[4].decode())
 
@@ -160,7 +160,7 @@ def test_kill_9_of_the_job_runner_loses_no_job_and_completes_each_once(tmp_path)
     output = np.load(run.data / "results" / f"job-{program}.npy")
     digest = hashlib.sha256(output.tobytes()).hexdigest()
     assert detail == f"2 replicas agree: sha256 {digest} results/job-{program}.npy"
-    reference, said = ProgramRun("flight.jobs.matmul", tmp_path / "reference", PROGRAM_STEPS, program), []
+    reference, said = ProgramRun("flight.subsystems.jobs.matmul", tmp_path / "reference", PROGRAM_STEPS, program), []
     while not reference.exited:
         said += reference.poll()
         time.sleep(0.05)

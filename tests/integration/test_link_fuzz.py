@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from fastcrc import crc16
 
-from flight.executive import full_dictionary
-from flight.ground import keys
+from flight.executive.supervisor import full_dictionary
+from flight.spacelink import keys
 from flight.ground.client import LinkClient
-from flight.ground.pus import MAX_TC_APP_DATA, build_tc, function_tc, ping_tc
-from flight.ground.sdls import ArsnCounter, StationKey, protect
-from flight.subsystems.link import MAX_CONNECTIONS
+from flight.spacelink.pus import MAX_TC_APP_DATA, build_tc, function_tc, ping_tc
+from flight.spacelink.sdls import ArsnCounter, StationKey, protect
+from flight.subsystems.link.manager import MAX_CONNECTIONS
 from tests.predicates import FlightRun, free_port
 
 pytestmark = pytest.mark.slow

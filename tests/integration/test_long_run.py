@@ -2,7 +2,7 @@
 every orbit): the battery never goes below its SOC floor, no GPU above 87 °C, and the job
 runner still gets work done in eclipse (issue 3).
 
-The day is flown in-process (:class:`tests.rack_harness.InProcessRack`: the real power,
+The day is flown in-process (:class:`flight.hal.inprocess.InProcessRack`: the real power,
 thermal and job code against ``sim_hw``, ~25 s of wall time); a shorter full-stack run of
 the same orbit checks the same limits and the summary keys through every process.
 """
@@ -10,13 +10,13 @@ the same orbit checks the same limits and the summary keys through every process
 import numpy as np
 import pytest
 
-from flight.tle import load_tle
+from flight.core.tle import load_tle
 from tests.predicates import FlightRun
-from tests.rack_harness import InProcessRack
+from flight.hal.inprocess import InProcessRack
 
 pytestmark = pytest.mark.slow
 
-BETA0_TLE = "sim_hw/data/tle-beta0.txt"
+BETA0_TLE = "flight/data/tle-beta0.txt"
 BETA0_NAME = "RACKSAT-BETA0"
 DAY_S = 86400.0
 GPU_LIMIT_C = 87.0

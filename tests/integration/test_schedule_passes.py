@@ -11,13 +11,13 @@ into the next pass, where the ground only listens."""
 
 import pytest
 
-from flight.executive import full_dictionary
-from flight.ground import keys
-from flight.ground import pus_ops as ops
+from flight.executive.supervisor import full_dictionary
+from flight.spacelink import keys
+from flight.spacelink import pus_ops as ops
 from flight.ground.client import LinkClient
-from flight.ground.pus import HkReport, Verification, request_id
-from flight.orbit import Orbit
-from flight.tle import DEFAULT_TLE_PATH, load_tle
+from flight.spacelink.pus import HkReport, Verification, request_id
+from flight.core.orbit import Orbit
+from flight.core.tle import DEFAULT_TLE_PATH, load_tle
 from sim_hw.ground import GroundNetwork, load_stations
 from sim_hw.params import SimParams
 from tests.predicates import FlightRun

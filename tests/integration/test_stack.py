@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from flight.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle, orbit_period_s
+from flight.core.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle, orbit_period_s
 from tests.predicates import FlightRun, alive, running
 
 pytestmark = pytest.mark.slow

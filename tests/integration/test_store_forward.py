@@ -19,10 +19,10 @@ import sys
 
 import pytest
 
-from flight.config import RunConfig
-from flight.ground import keys
-from flight.packet_store import STORE_BY_NAME, STORE_FILE
-from flight.subsystems.link import DEFAULT_HK_INTERVAL_S
+from flight.core.config import RunConfig
+from flight.spacelink import keys
+from flight.subsystems.link.packet_stores import STORE_BY_NAME, STORE_FILE
+from flight.subsystems.link.manager import DEFAULT_HK_INTERVAL_S
 from tests.predicates import FlightRun, free_port
 
 pytestmark = pytest.mark.slow

@@ -3,22 +3,22 @@ when its power drops, so a headroom extrapolated from the instantaneous power fe
 GPU's lowest limit and the freed GPU was parked and took no work for about a minute. Read
 against the power the die temperature reflects (``GPU_THERMAL_TAU_S``), it stays near its
 steady value: real simulator, power, thermal and job code in lockstep
-(:class:`tests.rack_harness.InProcessRack`), β≈0 orbit in sunlight, every GPU at full demand."""
+(:class:`flight.hal.inprocess.InProcessRack`), β≈0 orbit in sunlight, every GPU at full demand."""
 
 import numpy as np
 import pytest
 
-from flight.hal import N_GPUS
-from flight.subsystems.power import GPU_MIN_W
-from flight.tle import load_tle
-from tests.rack_harness import InProcessRack
+from flight.hal.protocol import N_GPUS
+from flight.subsystems.power.manager import GPU_MIN_W
+from flight.core.tle import load_tle
+from flight.hal.inprocess import InProcessRack
 
 pytestmark = pytest.mark.slow
 JOBS = 9
 
 
 def test_a_gpu_freed_from_a_hot_job_keeps_its_headroom_and_takes_new_work_at_once(tmp_path):
-    _, tle = load_tle("sim_hw/data/tle-beta0.txt", "RACKSAT-BETA0")
+    _, tle = load_tle("flight/data/tle-beta0.txt", "RACKSAT-BETA0")
     rack = InProcessRack(tmp_path, tle, params={"jobs": {"workload": "none"}})
     runner, thermal = rack.subsystem("jobs"), rack.subsystem("thermal")
     ids = [rack.submit(N_GPUS // JOBS, 1e7) for _ in range(JOBS)]

@@ -2,7 +2,7 @@
 load, in sunlight and in eclipse, with no sustained oscillation (issue 3).
 
 Two β≈0 orbits of the real power, thermal and job code against sim_hw
-(:class:`tests.rack_harness.InProcessRack`), at full demand: ~72 kW of GPUs in sunlight,
+(:class:`flight.hal.inprocess.InProcessRack`), at full demand: ~72 kW of GPUs in sunlight,
 what the battery plan allows (~30 kW) in shadow. The supply temperature and the valve
 command are read from every sensor frame once the loop has settled after start-up and
 after each change of phase (the load steps at every shadow edge)."""
@@ -12,10 +12,10 @@ import itertools
 import numpy as np
 import pytest
 
-from flight.hal import N_GPUS
-from flight.subsystems.thermal import DEFAULT_SETPOINT_C
-from flight.tle import load_tle
-from tests.rack_harness import InProcessRack
+from flight.hal.protocol import N_GPUS
+from flight.subsystems.thermal.controller import DEFAULT_SETPOINT_C
+from flight.core.tle import load_tle
+from flight.hal.inprocess import InProcessRack
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +62,7 @@ def steady_windows(sunlit: np.ndarray) -> list[tuple[bool, slice]]:
 
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory):
-    _, tle = load_tle("sim_hw/data/tle-beta0.txt", "RACKSAT-BETA0")
+    _, tle = load_tle("flight/data/tle-beta0.txt", "RACKSAT-BETA0")
     rack = InProcessRack(tmp_path_factory.mktemp("thermal"), tle, params={"jobs": {"workload": "none"}})
     for _ in range(STEADY_JOBS):  # long equal jobs on every GPU: nothing starts, stops or preempts
         rack.submit(N_GPUS // STEADY_JOBS, N_GPUS * 3 * ORBIT_S)

@@ -25,7 +25,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from flight.messages import decode
+from flight.core.messages import decode
 from tests.integration.test_ground import ground
 from tests.predicates import FlightRun, alive, free_port
 

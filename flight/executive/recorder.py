@@ -1,0 +1,176 @@
+"""Records a run: every telemetry packet and event into SQLite, and the run statistics.
+
+The database is ``<data dir>/telemetry.sqlite`` (WAL):
+
+* ``tm(tick, time_s, src, name, body)`` — one row per housekeeping packet; ``body`` is the
+  message exactly as published (decode it with :func:`flight.core.messages.decode`);
+* ``ev(tick, time_s, src, name, severity, message)`` — one row per event.
+
+``telemetry_sha256`` hashes the flight telemetry (every source but the executive, whose
+packets follow the wall clock) in simulation order — by tick, then source, then name —
+so two lockstep runs with the same inputs give the same hash however the proxy happened to
+interleave publishers within a tick. The bodies themselves are deterministic in lockstep:
+``seq`` counts per source and kind, and a subsystem's telemetry follows its frames only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import sqlite3
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flight.core.component import SEVERITIES
+from flight.core.messages import Message
+from flight.subsystems.power.modes import MODES
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tm (tick INTEGER, time_s REAL, src TEXT, name TEXT, body BLOB);
+CREATE TABLE IF NOT EXISTS ev (tick INTEGER, time_s REAL, src TEXT, name TEXT, severity TEXT, message TEXT);
+CREATE INDEX IF NOT EXISTS tm_tick ON tm(tick);
+"""
+UNHASHED_SOURCES = ("exec",)
+
+
+class Recorder:
+    """Appends telemetry and events to the run database; commits in batches."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+        self._tm: list[tuple] = []
+        self._ev: list[tuple] = []
+
+    def record(self, msg: Message, body: bytes) -> None:
+        """Keep ``msg`` (telemetry or event); ``body`` is its encoded form as received."""
+        if msg.kind == "tm":
+            self._tm.append((msg.tick, msg.t, msg.src, msg.name, body))
+        elif msg.kind == "ev" and isinstance(msg.data, dict):
+            self._ev.append((msg.tick, msg.t, msg.src, msg.name, str(msg.data.get("severity")),
+                             str(msg.data.get("message"))))
+
+    def flush(self) -> None:
+        if self._tm or self._ev:
+            with self.db:
+                self.db.executemany("INSERT INTO tm VALUES (?,?,?,?,?)", self._tm)
+                self.db.executemany("INSERT INTO ev VALUES (?,?,?,?,?,?)", self._ev)
+            self._tm, self._ev = [], []
+
+    def telemetry_sha256(self, last_tick: int) -> str:
+        """SHA-256 over ``tick|src|name|body`` of ticks 1..``last_tick`` in simulation order."""
+        self.flush()
+        h = hashlib.sha256()
+        rows = self.db.execute(
+            f"SELECT tick, src, name, body FROM tm WHERE tick BETWEEN 1 AND ? "
+            f"AND src NOT IN ({','.join('?' * len(UNHASHED_SOURCES))}) ORDER BY tick, src, name, rowid",
+            (last_tick, *UNHASHED_SOURCES),
+        )
+        for tick, src, name, body in rows:
+            h.update(f"{tick}|{src}|{name}|".encode())
+            h.update(body)
+        return h.hexdigest()
+
+    def close(self) -> None:
+        self.flush()
+        self.db.close()
+
+
+class Cumulative:
+    """Sums a per-process cumulative counter across process restarts (a restart resets it)."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self.total = 0.0
+
+    def feed(self, src: str, value: float) -> None:
+        last = self._last.get(src, 0.0)
+        self.total += value - last if value >= last else value
+        self._last[src] = value
+
+
+@dataclass
+class RunStats:
+    """What the run summary reports, from the telemetry and events of ticks 1..``last_tick``.
+
+    The physical statistics come from ``hal.hk``, which the HAL bridge accumulates over every
+    frame; the sums are restart-aware (:class:`Cumulative`), extremes combine by min/max.
+    ``energy_balance_error`` is the simulator's latest ledger residual (relative, cumulative
+    over the whole run); None with an external rig, which reports NaN.
+    ``battery_soc_floor`` is the lowest SOC floor the power manager held (``power.hk``; it is
+    commandable), the line ``battery_soc_min`` is judged against; ``mode_time_s`` the
+    simulated seconds in each mode, from the power manager's per-mode clocks.
+    ``gpu_work_done_s`` counts all GPU work as it was done, ``gpu_work_useful_s`` what of it
+    the job store kept over the run (completed jobs and checkpointed progress, ``jobs.hk``
+    ``work_useful_gpu_s``, from its first to its last value), ``gpu_work_lost_s`` the rest
+    less what was still unsaved at the end: work thrown away by rollbacks, crashes,
+    cancellations and failures."""
+
+    last_tick: int
+    sim_time_s: float = 0.0
+    battery_soc_min: float = math.inf
+    gpu_temp_max_c: float = -math.inf
+    energy_balance_error: float = math.nan
+    events: Counter = field(default_factory=Counter)
+    eclipse: Cumulative = field(default_factory=Cumulative)
+    harvested: Cumulative = field(default_factory=Cumulative)
+    work_done: Cumulative = field(default_factory=Cumulative)
+    gpu_shutdowns: Cumulative = field(default_factory=Cumulative)
+    slips: Cumulative = field(default_factory=Cumulative)
+    battery_soc_floor: float = math.inf
+    mode_time: dict[str, Cumulative] = field(default_factory=lambda: {m: Cumulative() for m in MODES})
+    work_useful_first: float | None = None
+    work_useful: float = 0.0
+    work_unsaved: float = 0.0
+
+    def observe(self, msg: Message) -> None:
+        if msg.tick > self.last_tick:
+            return
+        if msg.kind == "ev" and isinstance(msg.data, dict):
+            self.events[msg.data.get("severity", "INFO")] += 1
+        if msg.kind != "tm" or not isinstance(msg.data, dict):
+            return
+        d = msg.data
+        if "cycle_slips" in d:
+            self.slips.feed(msg.src, d["cycle_slips"])
+        if msg.name == "hal.hk":
+            self.sim_time_s = d["time_s"]
+            self.eclipse.feed(msg.src, d["eclipse_time_s"])
+            self.harvested.feed(msg.src, d["energy_harvested_j"])
+            self.battery_soc_min = min(self.battery_soc_min, d["battery_soc_low"])
+            self.gpu_temp_max_c = max(self.gpu_temp_max_c, d["gpu_temp_peak_c"])
+            self.gpu_shutdowns.feed(msg.src, d.get("gpu_shutdowns", 0))
+            self.energy_balance_error = d.get("energy_balance_error", math.nan)
+        elif msg.name == "jobs.hk" and "work_done_gpu_s" in d:
+            self.work_done.feed(msg.src, d["work_done_gpu_s"])
+            if "work_useful_gpu_s" in d:
+                if self.work_useful_first is None:
+                    self.work_useful_first = d["work_useful_gpu_s"]
+                self.work_useful, self.work_unsaved = d["work_useful_gpu_s"], d["work_unsaved_gpu_s"]
+        elif msg.name == "power.hk" and "mode_time_s" in d:
+            self.battery_soc_floor = min(self.battery_soc_floor, d["soc_floor"])
+            for mode, seconds in zip(MODES, d["mode_time_s"]):
+                self.mode_time[mode].feed(msg.src, float(seconds))
+
+    def summary(self) -> dict:
+        return {
+            "sim_time_s": self.sim_time_s,
+            "eclipse_time_s": self.eclipse.total,
+            "battery_soc_min": self.battery_soc_min if math.isfinite(self.battery_soc_min) else None,
+            "battery_soc_floor": self.battery_soc_floor if math.isfinite(self.battery_soc_floor) else None,
+            "mode_time_s": {mode: clock.total for mode, clock in self.mode_time.items()},
+            "gpu_temp_max_c": self.gpu_temp_max_c if math.isfinite(self.gpu_temp_max_c) else None,
+            "gpu_work_done_s": self.work_done.total,
+            "gpu_work_useful_s": self.work_useful - (self.work_useful_first or 0.0),
+            "gpu_work_lost_s": max(0.0, self.work_done.total - (self.work_useful - (self.work_useful_first or 0.0))
+                                   - self.work_unsaved),
+            "energy_harvested_j": self.harvested.total,
+            "energy_balance_error": self.energy_balance_error if math.isfinite(self.energy_balance_error) else None,
+            "gpu_shutdowns": int(self.gpu_shutdowns.total),
+            "events": {sev: self.events.get(sev, 0) for sev in SEVERITIES},
+            "cycle_slips": int(self.slips.total),
+        }
