@@ -28,6 +28,8 @@ from flight.core.config import RunConfig
 from flight.core.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle, orbit_period_s
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+SIMULATOR_SERVER = "sim_hw.server"
+"""``flight sim`` becomes this module's process (``python -m``): its own parser and --help."""
 
 
 def _speed(text: str) -> str:
@@ -111,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     scn = None
     if args.scenario:
-        from sim_hw import scenario
+        from flight import scenario
 
         try:
             scn = scenario.load(args.scenario)
@@ -172,7 +174,7 @@ def _check_scenario(console, scn, summary: dict, data_dir: Path) -> int:
     """Print the scenario's [expect] checks and PASS/FAIL; the exit status."""
     from rich.table import Table
 
-    from sim_hw.scenario import recorded_events
+    from flight.scenario import recorded_events
 
     checks = scn.check(summary, recorded_events(data_dir / "telemetry.sqlite"))
     passed = all(c.ok for c in checks)
@@ -188,13 +190,13 @@ def _check_scenario(console, scn, summary: dict, data_dir: Path) -> int:
 
 def add_scenarios_parser(sub) -> None:
     p = sub.add_parser("scenarios", help="list the bundled scenarios (flight run --scenario NAME)",
-                       description="One line per bundled scenario (sim_hw/scenarios/*.toml): name, length, "
+                       description="One line per bundled scenario (flight/scenarios/*.toml): name, length, "
                                    "faults and description.")
     p.set_defaults(func=cmd_scenarios)
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    from sim_hw import scenario
+    from flight import scenario
 
     status = EXIT_OK
     for path in sorted(scenario.SCENARIO_DIR.glob("*.toml")):
@@ -373,9 +375,8 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `flight dict | head` ends quietly, as a Unix tool should
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["sim"]:
-        from sim_hw import server
-
-        sys.exit(server.main(argv[1:]) or EXIT_OK)
+        # the simulator by module name, as the executive starts it: flight does not import it
+        os.execv(sys.executable, [sys.executable, "-m", SIMULATOR_SERVER, *argv[1:]])
     args = build_parser().parse_args(argv)
     sys.exit(args.func(args))
 

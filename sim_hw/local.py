@@ -5,7 +5,7 @@
 * :class:`sim_hw.server.HalServer` serves it over a HAL endpoint (``flight sim --bind``,
   the HIL suite), exactly as a hardware rig would stand;
 * :func:`main` runs it in the same process as the flight HAL bridge
-  (:class:`flight.hal.bridge.LocalRigRunner`): ``flight run`` in simulation. Frames and
+  (:class:`flight.hal.rigs.LocalRigRunner`): ``flight run`` in simulation. Frames and
   actuations are then calls rather than messages, which spares a process and two bus hops
   per tick, and the bridge publishes the frames on the bus like any rig's. Being in the
   bridge's process also lets the bridge report what only the simulator knows: the residual of
@@ -19,16 +19,14 @@ simulator's parameter overrides (a scenario's start conditions) come in ``config
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-from pathlib import Path
 from typing import Any
 
-from flight.hal import protocol as hal
 from flight.core.config import RunConfig
-from flight.hal.bridge import LocalRigRunner
-from flight.core.runtime import name_process, run_profiled
+from flight.core.runtime import serve
 from flight.core.tle import DEFAULT_TLE_PATH, load_tle
+from flight.hal import protocol as hal
+from flight.hal.rigs import LocalRigRunner
 from sim_hw.params import SimParams
 from sim_hw.satellite import Satellite
 
@@ -108,14 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="random seed (memory upsets)")
     args = ap.parse_args(argv)
     config = RunConfig.from_json(args.config)
-    name_process("sim")
-    _, tle = load_tle(args.tle, args.sat)
-    params = SimParams(**config.params.get("sim", {}))
-    runner = LocalRigRunner(config, SimRig(Satellite(tle, seed=args.seed, params=params), config.tick_s, config.speed))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: setattr(runner, "running", False))
-    run_profiled(runner.run, config, "sim")
-    return 0
+
+    def build() -> LocalRigRunner:
+        _, tle = load_tle(args.tle, args.sat)
+        params = SimParams(**config.params.get("sim", {}))
+        return LocalRigRunner(config, SimRig(Satellite(tle, seed=args.seed, params=params), config.tick_s,
+                                             config.speed))
+
+    return serve("sim", build)
 
 
 if __name__ == "__main__":

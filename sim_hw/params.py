@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from flight.hal.faults import ARRAY_STRINGS
+
 
 def _p(default: Any, unit: str, source: str) -> Any:
     return field(default=default, metadata={"unit": unit, "source": source})
@@ -74,8 +76,8 @@ class SimParams:
         "cos(incidence) = cos(beta); 'two_axis' = a second gimbal takes out beta too (incidence 0)",
     )
     array_strings: int = _p(
-        24, "1", "estimate: independently switched strings (series cells to the bus voltage, each through its "
-        "own shunt/MPPT channel), 26.7 m² each; a lost string is one open circuit",
+        ARRAY_STRINGS, "1", "independently switched strings, as the fault catalogue's (flight.hal.faults."
+        "ARRAY_STRINGS); a lost string is one open circuit",
     )
     array_absorptance: float = _p(0.91, "1", "estimate: cells under cover glass")
     array_emittance_front: float = _p(0.85, "1", "estimate: cover glass")

@@ -15,7 +15,7 @@ from flight.core.component import CommandError
 from flight.hal.bridge import HalBridge
 from flight.core.orbit import Orbit
 from flight.core.tle import load_tle
-from sim_hw import faults
+from flight.hal import faults
 from sim_hw.local import SimRig
 from sim_hw.params import SimParams
 from sim_hw.power import SolarArray

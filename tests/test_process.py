@@ -1,6 +1,6 @@
 """A flight process's first messages reach the bus: a ZeroMQ PUB drops what it sends before
 the proxy's subscriptions reach it, so a process restarted mid-run (frames come at once)
-could lose its first tick's events; :meth:`ProcessRunner.await_bus` waits for its own
+could lose its first tick's events; :meth:`BusRuntime.await_bus` waits for its own
 probe to come back through the proxy first, and keeps what arrived meanwhile."""
 
 import tempfile
@@ -30,8 +30,8 @@ def test_after_await_bus_every_message_of_a_new_publisher_arrives_and_none_held_
         runner = ProcessRunner(subsystem_class("thermal"), RunConfig(bus=addr, data_dir=run_dir))
         try:
             feeder.send_multipart(Encoder("hal").encode("ctl", "sync", {"expected": ["thermal"]}))  # may arrive while it waits
-            held = runner.await_bus()
-            assert [frames[0] for frames in held] in ([], [b"ctl/sync"])  # kept for the loop, not lost
+            held = runner.bus.await_bus()
+            assert [msg.topic for msg, _ in held] in ([], [b"ctl/sync"])  # kept for the loop, not lost
             for n in range(EVENTS):
                 runner.subsystem.event("setpoint_changed", old_c=20.0, new_c=20.0 + n)
             got = 0
@@ -39,6 +39,6 @@ def test_after_await_bus_every_message_of_a_new_publisher_arrives_and_none_held_
                 got += sum(1 for frames in bus.drain(recorder) if decode(frames[1]).src == "thermal")
             assert got == EVENTS
         finally:
-            runner.ctx.destroy(linger=0)
+            runner.bus.close()
             broker.close()
             ctx.destroy(linger=0)

@@ -8,7 +8,7 @@ import pytest
 
 from flight import cli
 from flight.core.orbit import Orbit
-from sim_hw import scenario
+from flight import scenario
 from sim_hw.params import SimParams
 from tests.test_sim_orbit import eclipse_minutes
 
@@ -84,7 +84,7 @@ def test_worst_eclipse_flies_a_beta_zero_orbit_with_the_longest_eclipse():
 def test_a_good_file_parses_into_a_timeline_of_telecommands(tmp_path):
     s = scenario.load(write(tmp_path, GOOD))
     assert (s.name, s.seed, s.run_duration_s()) == ("my-test", 9, 600.0)
-    assert s.sim_params().battery_initial_soc == 0.7 and s.load == {"workload": "none"}
+    assert SimParams(**s.start).battery_initial_soc == 0.7 and s.load == {"workload": "none"}
     assert [(c.at_s, c.command) for c in s.commands] == [
         (10.0, "hal.inject_fault"), (100.0, "thermal.set_setpoint"), (300.0, "hal.inject_fault")]
     assert s.schedule()[0] == {"at_s": 10.0, "command": "hal.inject_fault",

@@ -1,20 +1,30 @@
-"""Runs one subsystem as its own OS process: ``python -m flight.core.runtime NAME CONFIG_JSON``.
+"""The one bus runtime every flight process runs on, and the subsystem process built on it.
 
-The loop: poll the bus subscriber, the command DEALER and the subsystem's own extra
-sockets; hand each HAL frame to the subsystem and answer ``hal.done``; execute commands
-with their verification stages; heartbeat every ``heartbeat_s`` of wall time; answer the
-HAL bridge's ``ctl/sync``. A malformed message is counted and reported, never fatal.
+:class:`BusRuntime` is a process's end of the bus (:mod:`flight.core.bus`): it connects the
+publisher, the subscriber and (for a commandable process) the command DEALER; emits
+telemetry, events, data products, ``hal.done`` and control messages stamped with the owner's
+clock; sends commands and answers them with their verification stages; decodes what
+arrives and counts what does not decode; heartbeats; and makes sure, before the loop,
+that the proxy has its publisher. Every process uses it: a subsystem
+(:class:`ProcessRunner`, ``python -m flight.core.runtime NAME CONFIG_JSON``), the HAL bridge
+(:mod:`flight.hal.rigs`) and the executive's own telemetry and events
+(:mod:`flight.executive.supervisor`). :func:`serve` is every process's ``main``: it names
+the process, ignores SIGINT (on Ctrl-C the executive stops its children with SIGTERM, so
+shutdown has one owner), stops the loop on SIGTERM and runs it, profiled on request.
 
-Before the loop the process makes sure the proxy has its publisher: a ZeroMQ PUB socket
-drops what it sends until the proxy's subscriptions have reached it (the "slow joiner"), so
-a process restarted mid-run, which gets frames at once, could lose the first messages of
-its first tick (a restarted job runner's ``job_restored`` events, say). It publishes a
-probe only it subscribes to until one comes back (:meth:`ProcessRunner.await_bus`), and
-handles what arrived meanwhile first.
+The slow-joiner probe: a ZeroMQ PUB socket drops what it sends until the proxy's
+subscriptions have reached it, so a process restarted mid-run, which gets frames at once,
+could lose the first messages of its first tick (a restarted job runner's
+``job_restored`` events, say). :meth:`BusRuntime.await_bus` publishes a probe only it
+subscribes to until one comes back, and hands back what arrived meanwhile.
 
-The process names itself after the subsystem (``ps -e`` shows ``thermal``), dies with
-its parent (``PR_SET_PDEATHSIG``) and ignores SIGINT: on Ctrl-C the executive stops it
-with SIGTERM, so shutdown has one owner.
+The subsystem loop (:class:`ProcessRunner`): poll the bus subscriber, the command DEALER and
+the subsystem's own extra sockets; hand each HAL frame to the subsystem and answer
+``hal.done``; execute commands with their verification stages; heartbeat every
+``heartbeat_s`` of wall time; answer the HAL bridge's ``ctl/sync``. A malformed message is
+counted and reported, never fatal. The process names itself after the subsystem
+(``ps -e`` shows ``thermal``) and dies with its parent (``PR_SET_PDEATHSIG``, and a
+parent-pid check at each heartbeat).
 """
 
 from __future__ import annotations
@@ -24,8 +34,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol
 
 import zmq
 
@@ -42,6 +52,11 @@ goes on anyway (well inside the executive's heartbeat timeout of 10 s)."""
 _PR_SET_PDEATHSIG = 1
 _PR_SET_NAME = 15
 
+Clock = Callable[[], tuple[int, float]]
+"""``clock()``: the owner's ``(tick, time_s)``, stamped on everything it emits."""
+OnDecodeError = Callable[[str, str], None]
+"""``on_decode_error(where, why)``: count (and maybe report) a message that did not decode."""
+
 
 def name_process(name: str) -> None:
     """Set the kernel's process name (``ps -e``, ``top``) and die when the parent dies (Linux)."""
@@ -53,29 +68,170 @@ def name_process(name: str) -> None:
         pass  # not Linux: the parent-pid check in the loop still ends orphans
 
 
+class BusRuntime:
+    """One process's bus endpoints and everything it does with them.
+
+    Args:
+        config: the run (bus endpoints, heartbeat period, parent pid).
+        src: the source name stamped on every message (``thermal``, ``hal``, ``exec``); also
+            the command DEALER's identity.
+        topics: subscription prefixes.
+        clock: the owner's ``(tick, time_s)``.
+        on_decode_error: called for each message that does not decode (default: counted
+            in :attr:`decode_errors` only).
+        commands: whether to connect a command DEALER (the executive owns the ROUTER).
+        process: the OS process named in heartbeats (default ``src``).
+        ctx: a ZeroMQ context to share (the executive's, which also holds the broker);
+            a private one otherwise, destroyed by :meth:`close`.
+    """
+
+    def __init__(self, config: RunConfig, src: str, topics: tuple[bytes, ...], clock: Clock, *,
+                 on_decode_error: OnDecodeError | None = None, commands: bool = True, process: str = "",
+                 ctx: zmq.Context | None = None) -> None:
+        self.config = config
+        self.src = src
+        self.process = process or src
+        self.clock = clock
+        self.decode_errors = 0
+        self.on_decode_error = on_decode_error or self._count
+        self._own_ctx = ctx is None
+        self.ctx = ctx or zmq.Context()
+        self.pub = bus.publisher(self.ctx, config.bus)
+        self.sub = bus.subscriber(self.ctx, config.bus, topics)
+        self.dealer = bus.dealer(self.ctx, config.bus, src) if commands else None
+        self.encoder = Encoder(src)
+        self.cmd_encoder = Encoder(src)
+        self.probe = f"{src}.bus_probe"
+        """Data product only this process subscribes to (:meth:`await_bus`)."""
+        self.probe_topic = topic_for("data", self.probe)
+        self.running = True
+        self.next_beat = 0.0
+
+    def _count(self, _where: str, _why: str) -> None:
+        self.decode_errors += 1
+
+    # -- out -------------------------------------------------------------------------
+    def emit(self, kind: str, name: str, data: Any) -> None:
+        """Publish one message of ``kind`` (``tm``, ``ev``, ``data``, ``hw``, ``ctl``, ``hb``)."""
+        tick, time_s = self.clock()
+        self.pub.send_multipart(self.encoder.encode(kind, name, data, tick, time_s))
+
+    def publish(self, frames: list[bytes]) -> None:
+        """Publish an already encoded ``[topic, body]`` (a rig's frame, relayed unchanged)."""
+        self.pub.send_multipart(frames)
+
+    def _to_dispatcher(self, kind: str, name: str, data: dict) -> None:
+        tick, time_s = self.clock()
+        self.dealer.send(self.cmd_encoder.encode(kind, name, data, tick, time_s)[1])
+
+    def command(self, command_id: str, qualified: str, args: dict) -> None:
+        """Send command ``qualified`` with ``args`` to the dispatcher under ``command_id``."""
+        self._to_dispatcher("cmd", qualified, {"id": command_id, "args": args})
+
+    def respond(self, msg: Message, stage: str, code: str = "", message: str = "") -> None:
+        """Answer command ``msg`` with a verification ``stage`` (``started``, ``completed``,
+        ``failed`` with ``code`` and ``message``)."""
+        self._to_dispatcher("rsp", msg.name, {"id": msg.data.get("id", ""), "stage": stage, "code": code,
+                                              "message": message})
+
+    def execute(self, target: Subsystem, msg: Message) -> Any:
+        """Run command ``msg`` on ``target`` with its verification stages (:func:`execute_command`);
+        the handler's result for the caller to complete, or ``None`` once it has failed."""
+        return execute_command(target, msg, self.respond)
+
+    def heartbeat(self, now: float) -> bool:
+        """Send ``<process>.heartbeat`` when ``heartbeat_s`` has passed since the last; return
+        False when the parent has gone (the process should end)."""
+        if now < self.next_beat:
+            return True
+        tick, _ = self.clock()
+        self.emit("hb", f"{self.process}.heartbeat", {"pid": os.getpid(), "tick": tick})
+        self.next_beat = now + self.config.heartbeat_s
+        return not (self.config.parent_pid and os.getppid() != self.config.parent_pid)
+
+    # -- in --------------------------------------------------------------------------
+    def decoded(self, sock: zmq.Socket) -> Iterator[tuple[Message, bytes]]:
+        """Every message queued on ``sock`` (at most :data:`flight.core.bus.DRAIN_BATCH`) as
+        ``(message, body)``; one that does not decode goes to ``on_decode_error``, a probe of
+        :meth:`await_bus` still in flight is dropped."""
+        for frames in bus.drain(sock):
+            yield from self._decode(frames, sock is not self.dealer)
+
+    def _decode(self, frames: list[bytes], published: bool) -> Iterator[tuple[Message, bytes]]:
+        if published and frames[0] == self.probe_topic:
+            return
+        if len(frames) != (2 if published else 1):
+            self.on_decode_error("?" if published else "command", f"{len(frames)} frames")
+            return
+        try:
+            yield decode(frames[-1]), frames[-1]
+        except DecodeError as exc:
+            where = frames[0].decode("ascii", "replace")[:40] if published else "command"
+            self.on_decode_error(where, str(exc))
+
+    def await_bus(self) -> list[tuple[Message, bytes]]:
+        """Publish probes until one comes back through the proxy, at most
+        :data:`BUS_PROBE_TIMEOUT_S`; returns the messages that arrived meanwhile, decoded, in order."""
+        topic = self.probe_topic
+        self.sub.setsockopt(zmq.SUBSCRIBE, topic)
+        held: list[tuple[Message, bytes]] = []
+        deadline = time.monotonic() + BUS_PROBE_TIMEOUT_S
+        try:
+            while time.monotonic() < deadline:
+                self.emit("data", self.probe, {})
+                if self.sub.poll(BUS_PROBE_PERIOD_S * 1000):
+                    for frames in bus.drain(self.sub):
+                        if frames[0] == topic:
+                            return held
+                        held.extend(self._decode(frames, True))
+            return held
+        finally:
+            self.sub.setsockopt(zmq.UNSUBSCRIBE, topic)
+
+    # -- the loop --------------------------------------------------------------------
+    def loop(self, handlers: dict[zmq.Socket, Callable[[], None]], step: Callable[[float], float]) -> None:
+        """Until :meth:`stop` or the parent's death: heartbeat, ``step(now)`` (returns how
+        long, s, it may wait for input), then run the handler of each socket with input."""
+        poller = zmq.Poller()
+        for sock in handlers:
+            poller.register(sock, zmq.POLLIN)
+        while self.running:
+            now = time.monotonic()
+            if not self.heartbeat(now):
+                break
+            timeout_s = min(step(now), self.next_beat - now)
+            for sock, _ in poller.poll(max(0.0, timeout_s) * 1000):
+                handlers[sock]()
+
+    def stop(self) -> None:
+        """End :meth:`loop` (safe from a signal handler)."""
+        self.running = False
+
+    def close(self, linger_ms: int = 0) -> None:
+        """Close the sockets (and destroy the context, if it is private)."""
+        if self._own_ctx:
+            self.ctx.destroy(linger=linger_ms)
+            return
+        for sock in (self.pub, self.sub, self.dealer):
+            if sock is not None:
+                sock.close(linger_ms)
+
+
 class ProcessRunner:
-    """Owns the sockets of one subsystem process and drives its :class:`Subsystem`."""
+    """Drives one :class:`Subsystem` in its own process over a :class:`BusRuntime`."""
 
     def __init__(self, cls: type[Subsystem], config: RunConfig) -> None:
         self.config = config
-        self.ctx = zmq.Context()
-        self.pub = bus.publisher(self.ctx, config.bus)
-        topics = (b"hw/hal.frame", b"ctl/sync", *cls.SUBSCRIBE)
-        self.sub = bus.subscriber(self.ctx, config.bus, topics)
-        self.dealer = bus.dealer(self.ctx, config.bus, cls.COMPONENT.name)
-        self.encoder = Encoder(cls.COMPONENT.name)
-        self.cmd_encoder = Encoder(cls.COMPONENT.name)
+        name = cls.COMPONENT.name
+        self.bus = BusRuntime(config, name, (b"hw/hal.frame", b"ctl/sync", *cls.SUBSCRIBE), self._clock)
+
         self.subscribed = cls.SUBSCRIBE
-        self.probe = f"{cls.COMPONENT.name}.bus_probe"
-        """Data product only this process subscribes to (:meth:`await_bus`)."""
-        self.probe_topic = topic_for("data", self.probe)
-        self.subsystem = cls(config, self._emit, self._send_command, listen=self._listen)
-        self.running = True
+        self.subsystem = cls(config, self.bus.emit, self.bus.command, listen=self._listen)
+        self.bus.on_decode_error = report_decode_error(self.subsystem)
         self.last_tick = 0
 
-    def _emit(self, kind: str, name: str, data: Any) -> None:
-        s = self.subsystem
-        self.pub.send_multipart(self.encoder.encode(kind, name, data, s.tick, s.time_s))
+    def _clock(self) -> tuple[int, float]:
+        return self.subsystem.tick, self.subsystem.time_s
 
     def _listen(self, on: bool) -> None:
         # SUB subscriptions are counted, so subscribe and unsubscribe only on a change
@@ -83,62 +239,20 @@ class ProcessRunner:
         if wanted != self.subscribed:
             option = zmq.SUBSCRIBE if on else zmq.UNSUBSCRIBE
             for topic in self.subsystem.SUBSCRIBE:
-                self.sub.setsockopt(option, topic)
+                self.bus.sub.setsockopt(option, topic)
             self.subscribed = wanted
 
-    def _send_command(self, command_id: str, qualified: str, args: dict) -> None:
-        s = self.subsystem
-        body = self.cmd_encoder.encode("cmd", qualified, {"id": command_id, "args": args}, s.tick, s.time_s)[1]
-        self.dealer.send(body)
-
-    def _respond(self, msg: Message, stage: str, code: str = "", message: str = "") -> None:
-        data = {"id": msg.data.get("id", ""), "stage": stage, "code": code, "message": message}
-        s = self.subsystem
-        self.dealer.send(self.cmd_encoder.encode("rsp", msg.name, data, s.tick, s.time_s)[1])
-
-    def _decode_error(self, topic: str, why: str) -> None:
-        self.subsystem.decode_errors += 1
-        self.subsystem.event("decode_error", topic=topic, why=why[:120])
-
-    def await_bus(self) -> list[list[bytes]]:
-        """Publish probes until one comes back through the proxy, at most
-        :data:`BUS_PROBE_TIMEOUT_S`; returns the messages that arrived meanwhile, in order."""
-        topic = self.probe_topic
-        self.sub.setsockopt(zmq.SUBSCRIBE, topic)
-        held: list[list[bytes]] = []
-        deadline = time.monotonic() + BUS_PROBE_TIMEOUT_S
-        try:
-            while time.monotonic() < deadline:
-                self._emit("data", self.probe, {})
-                if self.sub.poll(BUS_PROBE_PERIOD_S * 1000):
-                    for frames in bus.drain(self.sub):
-                        if frames[0] == topic:
-                            return held
-                        held.append(frames)
-            return held
-        finally:
-            self.sub.setsockopt(zmq.UNSUBSCRIBE, topic)
 
     def on_bus(self) -> None:
-        self.handle(bus.drain(self.sub))
+        self.handle(self.bus.decoded(self.bus.sub))
 
-    def handle(self, messages: Iterable[list[bytes]]) -> None:
-        """Hand each bus message (``[topic, body]``) to the subsystem: frames, sync, the rest."""
-        for frames in messages:
-            if frames[0] == self.probe_topic:
-                continue  # a probe still in flight when await_bus had its answer
-            if len(frames) != 2:
-                self._decode_error("?", f"{len(frames)} frames")
-                continue
-            try:
-                msg = decode(frames[1])
-            except DecodeError as exc:
-                self._decode_error(frames[0].decode("ascii", "replace")[:40], str(exc))
-                continue
+    def handle(self, messages: Iterable[tuple[Message, bytes]]) -> None:
+        """Hand each decoded bus message to the subsystem: frames, sync, the rest."""
+        for msg, _ in messages:
             if msg.kind == "hw" and msg.name == "hal.frame":
                 self.on_frame(msg)
             elif msg.kind == "ctl" and msg.name == "sync":
-                self._emit("ctl", "ready", {"name": self.subsystem.name})
+                self.bus.emit("ctl", "ready", {"name": self.subsystem.name})
             else:
                 self.subsystem.on_message(msg)
 
@@ -154,7 +268,7 @@ class ProcessRunner:
         self.last_tick = msg.tick
         started = time.perf_counter()
         s.on_frame(msg.tick, msg.t, msg.data)
-        self._emit("hw", "hal.done", {"tick": msg.tick, "actuate": s.actuation})
+        self.bus.emit("hw", "hal.done", {"tick": msg.tick, "actuate": s.actuation})
         s.actuation = {}
         budget = self.config.tick_wall_s
         if budget is not None and time.perf_counter() - started > budget:
@@ -162,55 +276,38 @@ class ProcessRunner:
             s.event("cycle_slip", missed=1, tick=msg.tick)
 
     def on_commands(self) -> None:
-        for frames in bus.drain(self.dealer):
-            try:
-                msg = decode(frames[-1])
-            except DecodeError as exc:
-                self._decode_error("command", str(exc))
-                continue
+        for msg, _ in self.bus.decoded(self.bus.dealer):
             if msg.kind == "rsp":
                 self.subsystem.on_response(msg)
             elif msg.kind == "cmd" and isinstance(msg.data, dict):
-                self.execute(msg)
+                result = self.bus.execute(self.subsystem, msg)
+                if result is not None:
+                    self.bus.respond(msg, "completed", message=str(result))
             else:
-                self._decode_error("command", f"unexpected {msg.kind} message")
-
-    def execute(self, msg: Message) -> None:
-        result = execute_command(self.subsystem, msg, self._respond)
-        if result is not None:
-            self._respond(msg, "completed", message=str(result))
-
-    def heartbeat(self) -> None:
-        s = self.subsystem
-        self._emit("hb", f"{s.name}.heartbeat", {"pid": os.getpid(), "tick": s.tick})
+                self.bus.on_decode_error("command", f"unexpected {msg.kind} message")
 
     def run(self) -> None:
-        poller = zmq.Poller()
-        handlers = {self.sub: self.on_bus, self.dealer: self.on_commands}
+        handlers = {self.bus.sub: self.on_bus, self.bus.dealer: self.on_commands}
         self.subsystem.on_start()
-        for sock, handler in self.subsystem.poll_items():
-            handlers[sock] = handler
-        for sock in handlers:
-            poller.register(sock, zmq.POLLIN)
-        self.handle(self.await_bus())
-        period = self.config.heartbeat_s
-        next_beat = time.monotonic()
+        handlers.update(self.subsystem.poll_items())
+        self.handle(self.bus.await_bus())
         try:
-            while self.running:
-                now = time.monotonic()
-                if now >= next_beat:
-                    self.heartbeat()
-                    next_beat = now + period
-                    if self.config.parent_pid and os.getppid() != self.config.parent_pid:
-                        break
-                for sock, _ in poller.poll(max(0.0, next_beat - now) * 1000):
-                    handlers[sock]()
+            self.bus.loop(handlers, lambda _now: self.config.heartbeat_s)
         finally:
             self.subsystem.on_stop()
-            self.ctx.destroy(linger=0)
+            self.bus.close()
 
 
-def execute_command(subsystem: Subsystem, msg: Message, respond: Callable[..., None]) -> str | None:
+def report_decode_error(subsystem: Subsystem) -> OnDecodeError:
+    """The ``on_decode_error`` of a process that runs ``subsystem``: counted in its
+    ``decode_errors`` (housekeeping) and announced with a ``decode_error`` event."""
+    def report(where: str, why: str) -> None:
+        subsystem.decode_errors += 1
+        subsystem.event("decode_error", topic=where, why=why[:120])
+    return report
+
+
+def execute_command(subsystem: Subsystem, msg: Message, respond: Callable[..., None]) -> Any:
     """Run command ``msg`` (kind ``cmd``) on ``subsystem`` with its verification stages sent
     through ``respond(msg, stage, code="", message="")``: ``started``, then ``failed`` with the
     :class:`CommandError` code, or EXECUTION_ERROR (and a ``command_crashed`` event) for a handler
@@ -227,18 +324,29 @@ def execute_command(subsystem: Subsystem, msg: Message, respond: Callable[..., N
     return None
 
 
-def main(argv: list[str] | None = None) -> None:
-    from flight.subsystems import subsystem_class
+class Runner(Protocol):
+    """What :func:`serve` runs: a process's loop over its :class:`BusRuntime`."""
 
-    name, config_json = (argv or sys.argv[1:])[:2]
+    config: RunConfig
+    bus: BusRuntime
+
+    def run(self) -> None:
+        """Run until ``bus.stop()``; close the sockets before returning."""
+
+
+def serve(name: str, build: Callable[[], Runner]) -> int:
+    """Every flight process's ``main``: name the process ``name``, build its runner, ignore
+    SIGINT (the executive owns shutdown), stop on SIGTERM, run (profiled on request:
+    :func:`run_profiled`). Returns the exit status, 0."""
     name_process(name)
-    runner = ProcessRunner(subsystem_class(name), RunConfig.from_json(config_json))
+    runner = build()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: setattr(runner, "running", False))
+    signal.signal(signal.SIGTERM, lambda *_: runner.bus.stop())
     run_profiled(runner.run, runner.config, name)
+    return 0
 
 
-def run_profiled(run, config: RunConfig, name: str) -> None:
+def run_profiled(run: Callable[[], None], config: RunConfig, name: str) -> None:
     """Run ``run()``; with ``RACKFLIGHT_PROFILE=1`` in the environment, under cProfile, the
     statistics written to ``<data dir>/profile-<name>.prof`` (read with ``python -m pstats``)."""
     if not os.environ.get("RACKFLIGHT_PROFILE"):
@@ -253,5 +361,13 @@ def run_profiled(run, config: RunConfig, name: str) -> None:
         profiler.dump_stats(str(config.data_path / f"profile-{name}.prof"))
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m flight.core.runtime NAME CONFIG_JSON``: one subsystem's process."""
+    from flight.subsystems import subsystem_class
+
+    name, config_json = (argv or sys.argv[1:])[:2]
+    return serve(name, lambda: ProcessRunner(subsystem_class(name), RunConfig.from_json(config_json)))
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -34,8 +34,9 @@ import zmq
 from flight.core import bus
 from flight.core.config import SUBSYSTEMS, RunConfig
 from flight.core.component import Arg, Channel, Command, CommandError, Component, Dictionary, Event
+from flight.core.messages import SeqTracker
+from flight.core.runtime import BusRuntime
 from flight.executive.dispatcher import Dispatcher
-from flight.core.messages import DecodeError, Encoder, SeqTracker, decode
 from flight.subsystems.power.modes import MODES
 from flight.executive.recorder import Recorder, RunStats
 
@@ -135,10 +136,10 @@ class Executive:
     def _open_bus(self) -> None:
         self.ctx = zmq.Context()
         self.broker = bus.Broker(self.ctx, self.config.bus)
-        self.pub = bus.publisher(self.ctx, self.config.bus)
-        self.sub = bus.subscriber(self.ctx, self.config.bus,
-                                  (b"tm/", b"ev/", b"hb/", b"ctl/"))
-        self.encoder = Encoder("exec")
+        self.bus = BusRuntime(self.config, "exec", (b"tm/", b"ev/", b"hb/", b"ctl/"), self._clock,
+                              on_decode_error=self._decode_error, commands=False, ctx=self.ctx)
+        # the mode orders (set_mode, _on_mode_report) publish through these
+        self.pub, self.sub, self.encoder = self.bus.pub, self.bus.sub, self.bus.encoder
         self.recorder = Recorder(self.data_dir / "telemetry.sqlite")
         self.dispatcher = Dispatcher(self.broker.router, self.dictionary, "exec", self._local_command,
                                      self._command_failed)
@@ -157,25 +158,27 @@ class Executive:
         if self.sim_args is not None:
             kids = [Child("sim", [py, "-m", "sim_hw.local", cfg, *self.sim_args], restartable=False)]
         else:
-            kids = [Child("hal", [py, "-m", "flight.hal.bridge", cfg])]
+            kids = [Child("hal", [py, "-m", "flight.hal.rigs", cfg])]
         kids += [Child(n, [py, "-m", "flight.core.runtime", n, cfg]) for n in self.config.participants]
         return kids
 
     # -- outputs ---------------------------------------------------------------------
-    def event(self, event: str, /, **args: Any) -> None:
-        data = COMPONENT.event_payload(event, args)
-        self.pub.send_multipart(self.encoder.encode("ev", f"exec.{event}", data, self.stats_tick, self.stats.sim_time_s))
+    def _clock(self) -> tuple[int, float]:
+        """The executive's time: the latest simulated time recorded, and its tick."""
+        return int(round(self.stats.sim_time_s / self.config.tick_s)), self.stats.sim_time_s
 
-    @property
-    def stats_tick(self) -> int:
-        return int(round(self.stats.sim_time_s / self.config.tick_s))
+    def _decode_error(self, _where: str, _why: str) -> None:
+        self.decode_errors += 1
+
+    def event(self, event: str, /, **args: Any) -> None:
+        self.bus.emit("ev", f"exec.{event}", COMPONENT.event_payload(event, args))
 
     def housekeeping(self) -> None:
         data = {"mode": self.mode, "restarts": self.restarts, "commands_pending": len(self.dispatcher.pending),
                 "commands_executed": self.dispatcher.executed, "bus_gaps": self.seq.gaps,
                 "decode_errors": self.decode_errors + self.dispatcher.rejected_messages,
                 "uptime_s": time.monotonic() - self.started}
-        self.pub.send_multipart(self.encoder.encode("tm", "exec.hk", data, self.stats_tick, self.stats.sim_time_s))
+        self.bus.emit("tm", "exec.hk", data)
 
     def set_mode(self, mode: str, why: str) -> None:
         """Order ``mode`` (a command or the supervisor); every process gets ``ctl/mode``."""
@@ -246,7 +249,7 @@ class Executive:
         child.restart_at = now + delay
         self.restarts += 1
         self.event("process_died", name=child.name, pid=pid, code=code, delay_s=delay)
-        self.pub.send_multipart(self.encoder.encode("ctl", "down", {"name": child.name}))
+        self.bus.emit("ctl", "down", {"name": child.name})
         self.dispatcher.fail_target(child.name, f"{child.name} restarted while the command was pending")
         if len(child.restart_times) > SAFE_RESTARTS:
             self.set_mode("SAFE", f"{child.name} restarted {len(child.restart_times)} times in {SAFE_WINDOW_S:g} s")
@@ -256,19 +259,14 @@ class Executive:
         """Handle queued bus messages; return True once the last tick's traffic is in: every
         flight process publishes housekeeping on the last tick, after all else it had for it
         (one publisher's messages keep their order through the proxy)."""
-        for frames in bus.drain(self.sub):
-            try:
-                msg = decode(frames[-1])
-            except DecodeError:
-                self.decode_errors += 1
-                continue
+        for msg, body in self.bus.decoded(self.sub):
             self.seq.observe(msg)
             if msg.kind == "hb":
                 child = self.children.get(msg.name.partition(".")[0])
                 if child is not None:
                     child.last_heartbeat = time.monotonic()
             elif msg.kind == "ctl" and msg.name == "sync":
-                self.pub.send_multipart(self.encoder.encode("ctl", "ready", {"name": "exec"}))
+                self.bus.emit("ctl", "ready", {"name": "exec"})
             elif msg.kind == "ctl" and msg.name == "mode" and msg.src == "power":
                 self._on_mode_report(msg)
             elif msg.kind in ("tm", "ev"):
@@ -276,7 +274,7 @@ class Executive:
                     continue
                 if msg.kind == "tm" and msg.tick == self.last_tick and msg.name == f"{msg.src}.hk":
                     self.finished.add(msg.src)
-                self.recorder.record(msg, frames[-1])
+                self.recorder.record(msg, body)
                 self.stats.observe(msg)
                 if msg.name == "power.hk":
                     self._on_mode_report(msg)

@@ -1,56 +1,49 @@
 """The HAL bridge: flight's end of the hardware-interface link, and the lockstep keeper.
 
-It connects to a rig's HAL endpoint (the simulator or a hardware-in-the-loop adapter, see
-:mod:`flight.hal.protocol`), checks every sensor frame against the protocol, republishes it on the
-bus as ``hw/hal.frame`` and publishes ``hal.hk``: at the housekeeping rate, the latest
-frame's key values and the run statistics the bridge accumulates from every frame (time in
-eclipse, energy harvested, lowest state of charge, hottest GPU, GPU thermal shutdowns). It gathers the subsystems' ``hal.done`` answers (each carrying that subsystem's
+:class:`HalBridge` (component ``hal``) checks every sensor frame of a rig (the simulator or a
+hardware-in-the-loop adapter, see :mod:`flight.hal.protocol`) against the protocol, has it
+republished on the bus as ``hw/hal.frame`` and publishes ``hal.hk``: at the housekeeping rate,
+the latest frame's key values and the run statistics the bridge accumulates from every frame
+(time in eclipse, energy harvested, lowest state of charge, hottest GPU, GPU thermal
+shutdowns). It gathers the subsystems' ``hal.done`` answers (each carrying that subsystem's
 actuator settings) and, in lockstep, sends the merged actuation and ``hal.tick_done`` to the
-rig only when every present participant has finished the tick — so the rig never runs
-ahead of flight. Paced, each subsystem's settings go to the rig as soon as they arrive.
+rig only when every present participant has finished the tick, so the rig never runs ahead
+of flight. Paced, each subsystem's settings go to the rig as soon as they arrive.
 
 A participant that dies (the executive says so with ``ctl/down``) or does not answer within
 :data:`LOCKSTEP_TIMEOUT_S` stops being waited for, which is counted as a cycle slip; its
-next ``hal.done`` makes it a participant again. Run as ``python -m flight.hal.bridge CONFIG``.
+next ``hal.done`` makes it a participant again.
 
 Fault injection (test and lab): the bridge owns the telecommands ``hal.inject_fault`` and
-``hal.clear_fault``. A fault is checked against the catalogue of :mod:`sim_hw.faults` before
-anything is sent (VALIDATION_ERROR otherwise, nothing changes), then handed to the rig: a
-call for the simulator in this process, the ``hal.fault`` protocol message for a rig behind
-an endpoint, which completes the command when the rig answers ``hal.fault_ack`` (a real rig
-may refuse). A scenario's timed telecommands (``config.params["hal"]["schedule"]``, from
-:mod:`sim_hw.scenario`) go out from here through the dispatcher like any ground command, at
-their simulated time; in lockstep the next tick waits until each has completed or failed,
-so a scenario run stays reproducible.
+``hal.clear_fault``. A fault is checked against the catalogue of :mod:`flight.hal.faults`
+before anything is sent (VALIDATION_ERROR otherwise, nothing changes), then handed to the
+rig: a call for the simulator in this process, the ``hal.fault`` protocol message for a rig
+behind an endpoint, which completes the command when the rig answers ``hal.fault_ack`` (a
+real rig may refuse).
+
+The bridge never touches a socket: the transports that drive it (a rig behind a HAL
+endpoint, the simulator in the same process) are :mod:`flight.hal.rigs`; a scenario's
+timed telecommands are :mod:`flight.hal.timed_commands`.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import signal
-import sys
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-import zmq
 
-from flight.core import bus
-
-from flight.hal import protocol as hal
-from flight.core.config import RunConfig
 from flight.core.component import Arg, Channel, Command, CommandError, Component, Event
-from flight.core.messages import MAX_BODY_BYTES, DecodeError, Encoder, Message, decode
-from flight.core.runtime import execute_command, name_process, run_profiled
+from flight.core.config import RunConfig
+from flight.core.messages import Message
 from flight.core.subsystem import Subsystem
-from sim_hw import faults
+from flight.hal import faults
+from flight.hal import protocol as hal
 
 LOCKSTEP_TIMEOUT_S = 10.0
 """Wall seconds a lockstep tick waits for a silent participant before going on without it."""
-SYNC_PERIOD_S = 0.1
-HELLO_PERIOD_S = 1.0
 GPU_SHUTDOWN_C = 92.0
 """Die temperature at which a B200-class GPU shuts itself down (nvidia-smi "GPU Shutdown Temp"
 class value, DESIGN.md). A GPU going offline at or above it is counted as a thermal shutdown;
@@ -67,7 +60,7 @@ class HalBridge(Subsystem):
         "hal", 5, doc="Bridge between the bus and the hardware interface (simulator or rig).",
         commands=(
             Command("inject_fault", 1, (
-                Arg("fault", "str", choices=FAULT_NAMES, doc="Fault from the catalogue (sim_hw/faults.py)."),
+                Arg("fault", "str", choices=FAULT_NAMES, doc="Fault from the catalogue (flight/hal/faults.py)."),
                 Arg("value", "float", doc="The fault's number (fraction, count, multiplier, noise sigma); "
                                           "0 for a fault that takes none."),
                 Arg("target", "str", doc="GPU index (gpu_dead) or sensor (gpu_temp_c[5], "
@@ -242,11 +235,16 @@ class HalBridge(Subsystem):
         self.event("fault_cleared", fault=fault, target=target, why=why)
 
     # -- rig side --------------------------------------------------------------------
-    def on_rig_frame(self, tick: int, time_s: float, frame: Any, publish: Callable[[], None]) -> None:
-        """Check a rig's sensor frame; if sound, ``publish()`` it on the bus and open the tick."""
+    def on_rig_frame(self, tick: int, time_s: float, frame: Any, publish: Callable[[], None],
+                     trusted: bool = False) -> None:
+        """Check a rig's sensor frame; if sound, ``publish()`` it on the bus and open the tick.
+
+        ``trusted``: the frame was built in this process by the simulator from the protocol's
+        own fields (:class:`flight.hal.rigs.LocalRig`), so the check of its every field (~55 us,
+        on the lockstep path every tick) is skipped; a rig's message is always checked."""
         if self.waiting:
             self.finish_tick(late=True)
-        problems = hal.check_frame(frame)
+        problems = [] if trusted else hal.check_frame(frame)
         self.tick, self.time_s = tick, time_s
         if problems:
             self.frames_rejected += 1
@@ -312,321 +310,3 @@ class HalBridge(Subsystem):
     def check_deadline(self) -> None:
         if self.waiting and self.config.lockstep and time.monotonic() > self.deadline:
             self.finish_tick()
-
-
-class BusSide:
-    """What every bridge runner shares: the bus sockets, heartbeats and the start-up sync
-    that makes sure every participant and the executive's recorder hear the bus before the
-    first frame. ``process`` names the OS process in its heartbeats."""
-
-    def __init__(self, config: RunConfig, process: str, send_rig: Callable[[str, Any], None]) -> None:
-        self.config = config
-        self.process = process
-        self.ctx = zmq.Context()
-        self.pub = bus.publisher(self.ctx, config.bus)
-        self.sub = bus.subscriber(self.ctx, config.bus, (b"hw/hal.done", b"ctl/ready", b"ctl/down"))
-        self.encoder = Encoder("hal")
-        self.dealer = bus.dealer(self.ctx, config.bus, HalBridge.COMPONENT.name)
-        self.cmd_encoder = Encoder("hal")
-        self.bridge = HalBridge(config, self._emit, send_rig)
-        self.running = True
-        self.synced = False
-        self._expected = set(config.participants) | {"exec"}
-        self._next_beat = self._next_sync = 0.0
-        self.command_id = ""
-        """Id of the command being executed (a deferred fault command answers under it)."""
-        self.deferred: dict[str, Message] = {}
-        """Fault commands sent to the rig, awaiting its ``hal.fault_ack``."""
-        schedule = config.params.get("hal", {}).get("schedule", [])
-        self.schedule = sorted(((float(c["at_s"]), str(c["command"]), dict(c["args"])) for c in schedule),
-                               key=lambda c: c[0])
-        """A scenario's timed telecommands: ``(at_s, qualified name, args)`` by time."""
-        self.next_scheduled = 0
-        self.scheduled_pending: dict[str, tuple[float, str]] = {}
-
-    def _emit(self, kind: str, name: str, data: Any) -> None:
-        b = self.bridge
-        self.pub.send_multipart(self.encoder.encode(kind, name, data, b.tick, b.time_s))
-
-    def keep_up(self, now: float) -> None:
-        """Heartbeat when due; until synced, ask every participant to answer ``ctl/sync``."""
-        if now >= self._next_beat:
-            self._emit("hb", f"{self.process}.heartbeat", {"pid": os.getpid(), "tick": self.bridge.tick})
-            self._next_beat = now + self.config.heartbeat_s
-        if self.synced:
-            return
-        if self._expected <= self.bridge.ready:
-            self.synced = True
-            self.bridge.present = set(self.config.participants)
-        elif now >= self._next_sync:
-            self._emit("ctl", "sync", {"expected": sorted(self._expected)})
-            self._next_sync = now + SYNC_PERIOD_S
-
-    def _decoded(self, sock: zmq.Socket) -> Iterator[Message]:
-        """Every message queued on ``sock``; an undecodable one is counted, not delivered."""
-        for frames in bus.drain(sock):
-            try:
-                yield decode(frames[-1])
-            except DecodeError:
-                self.bridge.decode_errors += 1
-
-    def drain_bus(self) -> None:
-        for msg in self._decoded(self.sub):
-            self.bridge.on_message(msg)
-
-    # -- commands ----------------------------------------------------------------------
-    def _command_message(self, kind: str, name: str, data: dict) -> None:
-        b = self.bridge
-        self.dealer.send(self.cmd_encoder.encode(kind, name, data, b.tick, b.time_s)[1])
-
-    def _respond(self, msg: Message, stage: str, code: str = "", message: str = "") -> None:
-        self._command_message("rsp", msg.name, {"id": msg.data.get("id", ""), "stage": stage, "code": code,
-                                                "message": message})
-
-    def on_commands(self) -> None:
-        """Execute the bridge's own commands; follow the scenario commands' responses."""
-        for msg in self._decoded(self.dealer):
-            if not isinstance(msg.data, dict):
-                self.bridge.decode_errors += 1
-            elif msg.kind == "cmd":
-                self._execute(msg)
-            elif msg.kind == "rsp":
-                self._scheduled_response(msg.data)
-
-    def _execute(self, msg: Message) -> None:
-        self.command_id = str(msg.data.get("id", ""))
-        result = execute_command(self.bridge, msg, self._respond)
-        if result == DEFERRED:
-            self.deferred[self.command_id] = msg
-        elif result is not None:
-            self._respond(msg, "completed", message=str(result))
-
-    def issue_scheduled(self) -> bool:
-        """Send the scenario commands due by the bridge's time; return whether any sent
-        command is still waiting for its final answer."""
-        now = self.bridge.time_s
-        while self.next_scheduled < len(self.schedule) and self.schedule[self.next_scheduled][0] <= now + 1e-9:
-            at_s, name, args = self.schedule[self.next_scheduled]
-            command_id = f"scenario-{self.next_scheduled}"
-            self.next_scheduled += 1
-            self.scheduled_pending[command_id] = (at_s, name)
-            self._command_message("cmd", name, {"id": command_id, "args": args})
-        return bool(self.scheduled_pending)
-
-    def _scheduled_response(self, data: dict) -> None:
-        entry = self.scheduled_pending.get(data.get("id"))
-        if entry is None or data.get("stage") not in ("completed", "failed"):
-            return
-        del self.scheduled_pending[data["id"]]
-        if data["stage"] == "failed":
-            self.bridge.event("scenario_command_failed", command=entry[1], at_s=entry[0],
-                              code=str(data.get("code")), message=str(data.get("message"))[:160])
-
-    def rig_connected(self, welcome: dict) -> None:
-        self.bridge.event("rig_connected", version=welcome.get("version"), n_gpus=welcome.get("n_gpus"),
-                          tick_s=welcome.get("tick_s"), lockstep=welcome.get("lockstep"))
-
-
-class BridgeRunner(BusSide):
-    """The bridge process for a rig behind a HAL endpoint (``flight run --hal``)."""
-
-    def __init__(self, config: RunConfig) -> None:
-        super().__init__(config, "hal", self._send_rig)
-        self.rig = self.ctx.socket(zmq.DEALER)
-        self.rig.setsockopt(zmq.LINGER, 100)
-        self.rig.setsockopt(zmq.MAXMSGSIZE, MAX_BODY_BYTES + 1024)
-        self.rig.setsockopt(zmq.SNDHWM, 10_000)
-        self.rig.setsockopt(zmq.RCVHWM, 10_000)
-        self.rig.connect(config.hal_endpoint)
-        self.rig_encoder = Encoder("flight")
-        self.welcomed = False
-        self.fault_payloads: dict[str, dict] = {}
-        self.bridge.send_fault = self._send_fault
-
-    def _send_fault(self, payload: dict) -> str:
-        if not self.welcomed:
-            raise ValueError("no rig connected")
-        self.fault_payloads[self.command_id] = payload
-        self._send_rig("hal.fault", {"id": self.command_id, **payload})
-        return DEFERRED
-
-    def _fault_ack(self, data: Any) -> None:
-        command_id = data.get("id") if isinstance(data, dict) else None
-        msg = self.deferred.pop(command_id, None)
-        payload = self.fault_payloads.pop(command_id, None)
-        if msg is None or payload is None:
-            return
-        if data.get("ok") is True:
-            self.bridge.fault_applied(payload)
-            self._respond(msg, "completed", message=f"{payload['action']} {payload['fault']} applied by the rig")
-        else:
-            self._respond(msg, "failed", "EXECUTION_ERROR", f"the rig refused: {str(data.get('reason'))[:160]}")
-
-    def _fail_deferred(self, why: str) -> None:
-        for command_id, msg in self.deferred.items():
-            self.fault_payloads.pop(command_id, None)
-            self._respond(msg, "failed", "EXECUTION_ERROR", why)
-        self.deferred.clear()
-
-    def _send_rig(self, name: str, data: Any) -> None:
-        b = self.bridge
-        self.rig.send(self.rig_encoder.encode("hw", name, data, b.tick, b.time_s)[1])
-
-    def drain_rig(self) -> None:
-        for frames in bus.drain(self.rig):
-            body = frames[-1]
-            try:
-                msg = decode(body)
-            except DecodeError:
-                self.bridge.decode_errors += 1
-                continue
-            if msg.name == "hal.frame":
-                if self.welcomed:
-                    self.bridge.on_rig_frame(msg.tick, msg.t, msg.data,
-                                             lambda body=body: self.pub.send_multipart([b"hw/hal.frame", body]))
-            elif msg.name == "hal.welcome" and isinstance(msg.data, dict):
-                self.welcomed = True
-                self.rig_connected(msg.data)
-            elif msg.name == "hal.reject":
-                self.bridge.on_rig_reject(msg.data)
-                if self.deferred:  # a rig that does not know hal.fault rejects it
-                    reason = msg.data.get("reason", "?") if isinstance(msg.data, dict) else "?"
-                    self._fail_deferred(f"the rig rejected a message: {str(reason)[:160]}")
-            elif msg.name == "hal.fault_ack":
-                self._fault_ack(msg.data)
-            elif msg.name == "hal.fault_ended" and isinstance(msg.data, dict):
-                self.bridge.fault_ended(str(msg.data.get("fault")), str(msg.data.get("target")), "duration passed")
-            elif msg.name == "hal.end":
-                reason = msg.data.get("reason", "?") if isinstance(msg.data, dict) else "?"
-                self.bridge.event("rig_ended", reason=str(reason)[:200])
-                self.welcomed = False
-
-    def run(self) -> None:
-        """Sync, greet the rig, then relay frames and answers until SIGTERM."""
-        poller = zmq.Poller()
-        poller.register(self.rig, zmq.POLLIN)
-        poller.register(self.sub, zmq.POLLIN)
-        poller.register(self.dealer, zmq.POLLIN)
-        next_hello = 0.0
-        try:
-            while self.running:
-                now = time.monotonic()
-                self.keep_up(now)
-                if self.synced and not self.welcomed and now >= next_hello:
-                    self._send_rig("hal.hello", {"version": hal.HAL_VERSION})
-                    next_hello = now + HELLO_PERIOD_S
-                if self.welcomed:
-                    self.issue_scheduled()
-                for sock, _ in poller.poll(SYNC_PERIOD_S * 1000):
-                    if sock is self.rig:
-                        self.drain_rig()
-                    elif sock is self.dealer:
-                        self.on_commands()
-                    else:
-                        self.drain_bus()
-                self.bridge.check_deadline()
-        finally:
-            if self.welcomed:
-                self._send_rig("hal.bye", {})
-            self.ctx.destroy(linger=100)
-
-
-class LocalRig(Protocol):
-    """A rig in the bridge's own process (the simulator in ``flight run``): frames and
-    actuations are calls, not messages, which spares a process and two hops per tick."""
-
-    name: str
-    welcome: dict
-
-    def step(self) -> tuple[int, float, dict]:
-        """Advance one tick; return ``(tick, time_s, sensor frame)``."""
-
-    def actuate(self, fields: Any) -> str | None:
-        """Apply an ``hal.actuate`` payload; return why it was rejected, or None."""
-
-    def energy_balance_error(self) -> float:
-        """Relative residual of the rig's energy ledger since the start, >= 0 (published in
-        ``hal.hk``): simulator truth that no sensor measures, so only an in-process rig has it."""
-
-    def fault(self, payload: dict) -> str:
-        """Apply a ``hal.fault`` payload (inject or clear); return what was done.
-
-        Raises:
-            ValueError: the rig refuses it (nothing changed).
-        """
-
-    def take_ended_faults(self) -> list[tuple[str, str]]:
-        """``(fault, target)`` of the timed faults that ended since the last call."""
-
-
-class LocalRigRunner(BusSide):
-    """The bridge driving a :class:`LocalRig`: in lockstep it steps the rig as soon as every
-    participant has finished the tick; paced, on the wall clock."""
-
-    def __init__(self, config: RunConfig, rig: LocalRig) -> None:
-        super().__init__(config, rig.name, self._send_rig)
-        self.rig = rig
-        self.frame_encoder = Encoder(rig.name)
-        self.bridge.energy_balance_error = rig.energy_balance_error
-        self.bridge.send_fault = rig.fault
-
-    def _send_rig(self, name: str, data: Any) -> None:
-        if name == "hal.actuate":
-            why = self.rig.actuate(data)
-            if why:
-                self.bridge.on_rig_reject({"reason": why})
-        # tick_done needs no message here: the loop steps once bridge.waiting is empty
-
-    def step(self) -> None:
-        tick, time_s, frame = self.rig.step()
-        self.bridge.on_rig_frame(tick, time_s, frame, lambda: self.pub.send_multipart(
-            self.frame_encoder.encode("hw", "hal.frame", frame, tick, time_s)))
-        for fault, target in self.rig.take_ended_faults():
-            self.bridge.fault_ended(fault, target, "duration passed")
-
-    def run(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self.sub, zmq.POLLIN)
-        poller.register(self.dealer, zmq.POLLIN)
-        period = self.config.tick_wall_s
-        next_frame = 0.0
-        try:
-            while self.running:
-                now = time.monotonic()
-                was_synced = self.synced
-                self.keep_up(now)
-                timeout_s = SYNC_PERIOD_S
-                if self.synced:
-                    if not was_synced:
-                        self.rig_connected(self.rig.welcome)
-                        next_frame = now
-                    if period is None and not self.bridge.waiting:
-                        if not self.issue_scheduled():
-                            self.step()
-                    elif period is not None and now >= next_frame:
-                        self.issue_scheduled()
-                        self.step()
-                        next_frame = max(next_frame + period, now)  # re-anchor after a stall, don't burst
-                    if period is not None:
-                        timeout_s = min(timeout_s, max(0.0, next_frame - time.monotonic()))
-                for sock, _ in poller.poll(timeout_s * 1000):
-                    if sock is self.dealer:
-                        self.on_commands()
-                    else:
-                        self.drain_bus()
-                self.bridge.check_deadline()
-        finally:
-            self.ctx.destroy(linger=100)
-
-
-def main(argv: list[str] | None = None) -> None:
-    config = RunConfig.from_json((argv or sys.argv[1:])[0])
-    name_process("hal")
-    runner = BridgeRunner(config)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: setattr(runner, "running", False))
-    run_profiled(runner.run, config, "hal")
-
-
-if __name__ == "__main__":
-    main()

@@ -32,7 +32,7 @@ counted in the frame's ``hal_rejected_count`` and answered with ``hal.reject`` â
 any other message the rig cannot use (undecodable, unknown name, not from its client).
 
 Fault injection (``hal.fault``) is optional for a rig: the faults, their arguments and
-effects are the catalogue of :mod:`sim_hw.faults`, which the flight side checks before
+effects are the catalogue of :mod:`flight.hal.faults`, which the flight side checks before
 sending. The simulator applies them; a real rig may answer ``ok: false`` ("not supported")
 or, if it predates the message, ``hal.reject``. Either way nothing changes on the rig and
 the ``hal.inject_fault`` telecommand fails with EXECUTION_ERROR.

@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from sim_hw import scenario
+from flight import scenario
 from tests.integration.test_ground import ground, paced_run  # noqa: F401 (a fixture)
 from tests.integration.test_stack import standalone_sim  # noqa: F401 (a fixture)
 from tests.predicates import FlightRun

@@ -2,7 +2,7 @@
 must hold at its end, in one TOML file (read with ``tomllib``).
 
 ``flight run --scenario NAME|FILE`` flies one; ``flight scenarios`` lists the bundled ones
-(``sim_hw/scenarios/*.toml``). Format (every table but ``[run]`` optional)::
+(``flight/scenarios/*.toml``). Format (every table but ``[run]`` optional)::
 
     name = "pump-half-flow"                 # defaults to the file's stem
     description = "one line"
@@ -19,7 +19,7 @@ must hold at its end, in one TOML file (read with ``tomllib``).
     [load]                                  # job runner parameters (flight.subsystems.jobs.runner)
     workload = "saturate"                   # "saturate" (every GPU busy) or "none"
 
-    [[fault]]                               # sim_hw.faults catalogue
+    [[fault]]                               # the fault catalogue (flight.hal.faults)
     at_s = 600
     fault = "pump_degraded"
     value = 0.5                             # target = "...", duration_s = ... where the fault has them
@@ -43,13 +43,19 @@ the normal command path at their ``at_s`` of simulated time (:mod:`flight.hal.br
 Every key is checked when the file is read: an unknown key, a value of the wrong type or
 out of range, an unknown fault, command or event raises :class:`ScenarioError` naming the
 file and the key (TOML syntax errors: the line and column), and nothing runs.
+
+The ``[start]`` table is the simulator's: it checks it itself (``sim_hw.start``), reached by
+module name (:data:`SIMULATOR_START`) as the executive starts the simulator, so flight does
+not import the simulator's code. Everything else here is about the run (its element set,
+length, telecommands and expectations), which flight owns.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 import sqlite3
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +63,9 @@ import tomllib
 
 from flight.core.component import CommandError
 from flight.core.tle import DEFAULT_TLE_PATH, load_tle, orbit_period_s
-from sim_hw import faults
-from sim_hw.params import SimParams
-from sim_hw.satellite import Satellite
+from flight.executive.supervisor import full_dictionary
+from flight.hal import faults
+from flight.subsystems.power.modes import MODES
 
 SCENARIO_DIR = Path(__file__).with_name("scenarios")
 MAX_DURATION_S = 30 * 86400.0
@@ -70,7 +76,9 @@ _RUN = {"duration_s", "orbits", "seed", "tle", "tle_name"}
 _FAULT = {"at_s", "fault", "value", "target", "duration_s"}
 _COMMAND = {"at_s", "name", "args"}
 _EXPECT = {"mode", "modes_entered", "events", "no_events", "battery_soc_floor", "gpu_temp_max_c", "gpu_shutdowns_max"}
-_SIM_PARAMS = {f.name: f for f in fields(SimParams)}
+SIMULATOR_START = "sim_hw.start"
+"""The simulator's module that checks a ``[start]`` table: ``check(table, tle_lines)`` returns
+the overrides or raises ``StartError`` (``key``, ``why``)."""
 
 
 class ScenarioError(ValueError):
@@ -115,7 +123,7 @@ class Scenario:
     Attributes:
         tle_path, tle_name: the element set (the run epoch is its epoch).
         tle_lines: its two lines.
-        start: :class:`SimParams` overrides (start conditions, parameters).
+        start: the simulator's parameter overrides (start conditions), as it checked them.
         load: job-runner parameters (``config.params["jobs"]``).
         commands: timed telecommands, faults as ``hal.inject_fault``, by time.
     """
@@ -143,10 +151,6 @@ class Scenario:
     def schedule(self) -> list[dict[str, Any]]:
         """The timed telecommands as ``config.params["hal"]["schedule"]`` entries."""
         return [{"at_s": c.at_s, "command": c.command, "args": c.args} for c in self.commands]
-
-    def sim_params(self) -> SimParams:
-        """The simulator's parameters with the ``[start]`` overrides."""
-        return SimParams(**self.start)
 
     def check(self, summary: dict[str, Any], events: set[str]) -> list[Check]:
         """Check ``[expect]`` against a finished run: its summary (``flight run``'s keys) and
@@ -271,8 +275,6 @@ def load(name_or_path: str | Path) -> Scenario:
         raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{path}: cannot read: {exc}") from None
-    from flight.executive.supervisor import MODES, full_dictionary
-
     dictionary = full_dictionary()
     top = _Reader(path, "", raw, _TOP)
     run = _Reader(path, "run", raw.get("run", {}), _RUN)
@@ -285,20 +287,7 @@ def load(name_or_path: str | Path) -> Scenario:
     except (OSError, ValueError) as exc:
         run.fail("tle", f"cannot use the element set: {exc}")
 
-    start = _Reader(path, "start", raw.get("start", {}), set(_SIM_PARAMS))
-    overrides = {}
-    for key in start.table:
-        default = getattr(SimParams(), key)
-        if isinstance(default, (int, float)) and not isinstance(default, bool):
-            overrides[key] = start.number(key, integer=isinstance(default, int))
-        elif isinstance(default, str):
-            overrides[key] = start.text(key)
-        else:
-            start.fail(key, "cannot be set from a scenario")
-    try:
-        Satellite(tle_lines, params=SimParams(**overrides))
-    except (TypeError, ValueError) as exc:
-        start.fail("", f"the simulator refuses these start conditions: {exc}")
+    start = _check_start(path, raw.get("start", {}), tle_lines)
 
     load_ = _Reader(path, "load", raw.get("load", {}), {"workload"})
     workload = load_.text("workload", "saturate")
@@ -344,8 +333,17 @@ def load(name_or_path: str | Path) -> Scenario:
         seed=int(run.number("seed", 0, integer=True)),
         duration_s=run.number("duration_s", lo=1.0, hi=MAX_DURATION_S),
         orbits=run.number("orbits", lo=0.01, hi=500.0),
-        start=overrides, load={"workload": workload}, commands=tuple(commands), expect=expect,
+        start=start, load={"workload": workload}, commands=tuple(commands), expect=expect,
     )
+
+
+def _check_start(path: Path, table: Any, tle_lines: tuple[str, str]) -> dict[str, Any]:
+    """The ``[start]`` overrides as the simulator checked them (:data:`SIMULATOR_START`)."""
+    simulator = importlib.import_module(SIMULATOR_START)
+    try:
+        return simulator.check(table, tle_lines)
+    except simulator.StartError as exc:
+        raise ScenarioError(f"{path}: {'.'.join(k for k in ('start', exc.key) if k)}: {exc.why}") from None
 
 
 def recorded_events(db_path: Path) -> set[str]:
@@ -358,5 +356,5 @@ def recorded_events(db_path: Path) -> set[str]:
 
 
 def bundled() -> list[Scenario]:
-    """Every scenario in ``sim_hw/scenarios/``, by name."""
+    """Every scenario in ``flight/scenarios/``, by name."""
     return [load(p) for p in sorted(SCENARIO_DIR.glob("*.toml"))]
