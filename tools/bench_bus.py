@@ -12,6 +12,19 @@ Measured side by side in one run, so the ratio holds on a noisy shared machine:
 * ``orbit_wall_s``: wall seconds of ``flight run --orbits 1 --speed max`` (target <= 10 on 2 cores),
   the median of ``--orbit-runs`` runs (each one in ``orbit_runs_wall_s``): on a shared machine
   one run can be a third slower than the next.
+* ``tick_overhead_ratio`` = ``full_stack_tick_ms`` / ``in_process_tick_ms`` (target <= 3), the
+  two measured alternately in this run over the same ticks (one orbit of the default element
+  set, seed 0, default workload):
+
+  - ``full_stack_tick_ms``: the lockstep ``flight run`` per tick, start-up and shutdown taken
+    out: (median one-orbit wall time - median wall time of a :data:`SHORT_RUN_S` run) / the
+    ticks between. It includes every process: the simulator and the HAL bridge in one, power,
+    thermal, jobs and link each in its own, the executive's proxy, recorder and supervisor,
+    and every bus hop between them.
+  - ``in_process_tick_ms``: :class:`flight.hal.inprocess.InProcessRack` flying as many ticks in
+    this process: the same simulator step and the same power, thermal and job runner code with
+    their data products delivered between ticks; no link, no bridge housekeeping, no recorder,
+    no bus.
 
 The publisher runs in its own process in both cases, as in flight.
 
@@ -36,6 +49,12 @@ import zmq
 
 from flight.core import bus
 from flight.core.messages import Encoder, decode
+from flight.core.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle, orbit_period_s
+from flight.hal.inprocess import InProcessRack
+
+SHORT_RUN_S = 60.0
+"""Simulated seconds of the run whose wall time is taken as the full stack's start-up and
+shutdown cost."""
 
 
 def payload() -> dict:
@@ -107,13 +126,42 @@ def measure(kind: str, n: int) -> float:
     return (got - 1) / elapsed if got > 1 else 0.0
 
 
-def orbit_wall_s() -> float:
+def run_wall_s(*length: str) -> float:
+    """Wall seconds of one lockstep ``flight run`` of ``length`` (``--orbits N`` or ``--duration S``)."""
     with tempfile.TemporaryDirectory(prefix="rf-orbit-") as tmp:
         summary = Path(tmp) / "s.json"
-        subprocess.run([sys.executable, "-m", "flight.cli", "run", "--orbits", "1", "--speed", "max", "--no-progress",
+        subprocess.run([sys.executable, "-m", "flight.cli", "run", *length, "--speed", "max", "--no-progress",
                         "--data", str(Path(tmp) / "run"), "--summary-json", str(summary)],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return json.loads(summary.read_text())["wall_time_s"]
+
+
+def in_process_wall_s(ticks: int) -> float:
+    """Wall seconds of :class:`InProcessRack` flying ``ticks`` one-second ticks."""
+    tle_lines = load_tle(DEFAULT_TLE_PATH, DEFAULT_TLE_NAME)[1]
+    with tempfile.TemporaryDirectory(prefix="rf-inproc-") as tmp:
+        rack = InProcessRack(Path(tmp), tle_lines)
+        try:
+            started = time.perf_counter()
+            rack.fly(float(ticks))
+            return time.perf_counter() - started
+        finally:
+            rack.close()
+
+
+def tick_overhead(runs: int) -> dict:
+    """One-orbit runs, short runs and in-process flights, alternated; their figures."""
+    ticks = round(orbit_period_s(*load_tle(DEFAULT_TLE_PATH, DEFAULT_TLE_NAME)[1]))
+    orbit, short, inproc = [], [], []
+    for _ in range(runs):
+        orbit.append(round(run_wall_s("--orbits", "1"), 2))
+        short.append(round(run_wall_s("--duration", f"{SHORT_RUN_S:g}"), 2))
+        inproc.append(in_process_wall_s(ticks))
+    full_ms = (statistics.median(orbit) - statistics.median(short)) / (ticks - SHORT_RUN_S) * 1e3
+    inproc_ms = statistics.median(inproc) / ticks * 1e3
+    return {"orbit_wall_s": statistics.median(orbit), "orbit_runs_wall_s": orbit,
+            "short_run_wall_s": statistics.median(short), "full_stack_tick_ms": round(full_ms, 3),
+            "in_process_tick_ms": round(inproc_ms, 3), "tick_overhead_ratio": round(full_ms / inproc_ms, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--messages", type=int, default=50_000, help="messages per measurement (default 50000)")
     p.add_argument("--repeats", type=int, default=3, help="alternating measurements of each, best kept")
     p.add_argument("--orbit-runs", type=int, default=3, help="one-orbit runs, median reported (default 3)")
-    p.add_argument("--no-orbit", action="store_true", help="skip the one-orbit lockstep runs")
+    p.add_argument("--no-orbit", action="store_true", help="skip the one-orbit lockstep runs and the tick overhead")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     framework = raw = 0.0
@@ -131,9 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"framework_msgs_per_s": round(framework), "raw_msgs_per_s": round(raw),
               "telemetry_ratio": round(framework / raw, 3) if raw else 0.0}
     if not args.no_orbit:
-        runs = [round(orbit_wall_s(), 2) for _ in range(args.orbit_runs)]
-        result["orbit_wall_s"] = statistics.median(runs)
-        result["orbit_runs_wall_s"] = runs
+        result.update(tick_overhead(args.orbit_runs))
     if args.json:
         print(json.dumps(result))
     else:

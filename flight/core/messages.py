@@ -78,6 +78,13 @@ def topic_for(kind: str, name: str) -> bytes:
     return f"{kind}/{name}".encode("ascii")
 
 
+def tick_output_topic(src: str) -> bytes:
+    """Topic frame of ``src``'s ``hal.done``: ``b"hw/hal.done/<src>"``. It carries the tick's
+    actuator settings and data products in one message; the HAL bridge subscribes to every
+    source (prefix ``hw/hal.done``), a consumer of ``src``'s products to that source only."""
+    return topic_for("hw", "hal.done") + b"/" + src.encode("ascii")
+
+
 _DTYPES = tuple(np.dtype(d) for d in _ALLOWED_DTYPES)
 _DTYPE_CODE = {d: i for i, d in enumerate(_DTYPES)}
 

@@ -42,7 +42,7 @@ import zmq
 from flight.core import bus
 from flight.core.config import RunConfig
 from flight.core.component import CommandError
-from flight.core.messages import DecodeError, Encoder, Message, decode, topic_for
+from flight.core.messages import DecodeError, Encoder, Message, decode, tick_output_topic, topic_for
 from flight.core.subsystem import Subsystem
 
 BUS_PROBE_PERIOD_S = 0.02
@@ -111,10 +111,14 @@ class BusRuntime:
         self.decode_errors += 1
 
     # -- out -------------------------------------------------------------------------
-    def emit(self, kind: str, name: str, data: Any) -> None:
-        """Publish one message of ``kind`` (``tm``, ``ev``, ``data``, ``hw``, ``ctl``, ``hb``)."""
+    def emit(self, kind: str, name: str, data: Any, topic: bytes | None = None) -> None:
+        """Publish one message of ``kind`` (``tm``, ``ev``, ``data``, ``hw``, ``ctl``, ``hb``),
+        under ``topic`` instead of ``kind/name`` if given (:func:`~flight.core.messages.tick_output_topic`)."""
         tick, time_s = self.clock()
-        self.pub.send_multipart(self.encoder.encode(kind, name, data, tick, time_s))
+        frames = self.encoder.encode(kind, name, data, tick, time_s)
+        if topic is not None:
+            frames[0] = topic
+        self.pub.send_multipart(frames)
 
     def publish(self, frames: list[bytes]) -> None:
         """Publish an already encoded ``[topic, body]`` (a rig's frame, relayed unchanged)."""
@@ -217,18 +221,45 @@ class BusRuntime:
                 sock.close(linger_ms)
 
 
+def product_sources(topics: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    """The :func:`~flight.core.messages.tick_output_topic` of each source whose data products
+    (``data/<src>.<product>``) ``topics`` take."""
+    return tuple(dict.fromkeys(tick_output_topic(t[len(b"data/"):].split(b".")[0].decode("ascii"))
+                               for t in topics if t.startswith(b"data/")))
+
+
 class ProcessRunner:
-    """Drives one :class:`Subsystem` in its own process over a :class:`BusRuntime`."""
+    """Drives one :class:`Subsystem` in its own process over a :class:`BusRuntime`.
+
+    A tick's output is one message where the order allows: the data products the subsystem
+    makes while handling frame N travel inside its ``hal.done`` for N (topic
+    :func:`~flight.core.messages.tick_output_topic`), which reaches the bridge and every consumer
+    before frame N+1 as the separate messages did, with one publish and one wake-up fewer per
+    product. Consumers get them as ``data`` messages, as if published alone; a product made
+    outside a frame (a command, a message) is published alone."""
 
     def __init__(self, cls: type[Subsystem], config: RunConfig) -> None:
         self.config = config
         name = cls.COMPONENT.name
-        self.bus = BusRuntime(config, name, (b"hw/hal.frame", b"ctl/sync", *cls.SUBSCRIBE), self._clock)
-
+        self.bus = BusRuntime(config, name, (b"hw/hal.frame", b"ctl/sync", *self._topics(cls.SUBSCRIBE)),
+                              self._clock)
         self.subscribed = cls.SUBSCRIBE
-        self.subsystem = cls(config, self.bus.emit, self.bus.command, listen=self._listen)
+        self.subsystem = cls(config, self._emit, self.bus.command, listen=self._listen)
         self.bus.on_decode_error = report_decode_error(self.subsystem)
         self.last_tick = 0
+        self.products: dict[str, Any] | None = None
+        """The data products of the frame being handled (None between frames)."""
+        self.done_topic = tick_output_topic(name)
+
+    @staticmethod
+    def _topics(subscribe: tuple[bytes, ...]) -> tuple[bytes, ...]:
+        return (*subscribe, *product_sources(subscribe))
+
+    def _emit(self, kind: str, name: str, data: Any) -> None:
+        if kind == "data" and self.products is not None:
+            self.products[name] = data
+        else:
+            self.bus.emit(kind, name, data)
 
     def _clock(self) -> tuple[int, float]:
         return self.subsystem.tick, self.subsystem.time_s
@@ -238,7 +269,7 @@ class ProcessRunner:
         wanted = self.subsystem.SUBSCRIBE if on else ()
         if wanted != self.subscribed:
             option = zmq.SUBSCRIBE if on else zmq.UNSUBSCRIBE
-            for topic in self.subsystem.SUBSCRIBE:
+            for topic in self._topics(self.subsystem.SUBSCRIBE):
                 self.bus.sub.setsockopt(option, topic)
             self.subscribed = wanted
 
@@ -251,6 +282,8 @@ class ProcessRunner:
         for msg, _ in messages:
             if msg.kind == "hw" and msg.name == "hal.frame":
                 self.on_frame(msg)
+            elif msg.kind == "hw" and msg.name == "hal.done":
+                self.on_products(msg)
             elif msg.kind == "ctl" and msg.name == "sync":
                 self.bus.emit("ctl", "ready", {"name": self.subsystem.name})
             else:
@@ -267,13 +300,30 @@ class ProcessRunner:
             s.event("cycle_slip", missed=missed, tick=msg.tick)
         self.last_tick = msg.tick
         started = time.perf_counter()
-        s.on_frame(msg.tick, msg.t, msg.data)
-        self.bus.emit("hw", "hal.done", {"tick": msg.tick, "actuate": s.actuation})
+        self.products = {}
+        try:
+            s.on_frame(msg.tick, msg.t, msg.data)
+        finally:
+            products, self.products = self.products, None
+        self.bus.emit("hw", "hal.done", {"tick": msg.tick, "actuate": s.actuation, "products": products},
+                      topic=self.done_topic)
         s.actuation = {}
         budget = self.config.tick_wall_s
         if budget is not None and time.perf_counter() - started > budget:
             s.cycle_slips += 1
             s.event("cycle_slip", missed=1, tick=msg.tick)
+
+    def on_products(self, msg: Message) -> None:
+        """Hand the data products inside another process's ``hal.done`` to the subsystem, each
+        as its own ``data`` message, those it subscribes to only."""
+        products = msg.data.get("products") if isinstance(msg.data, dict) else None
+        if not isinstance(products, dict):
+            self.bus.on_decode_error(msg.topic.decode("ascii"), "hal.done without a products map")
+            return
+        for name, data in products.items():
+            topic = topic_for("data", name) if isinstance(name, str) and name.isascii() else b""
+            if topic and any(topic.startswith(prefix) for prefix in self.subscribed):
+                self.subsystem.on_message(Message(msg.src, msg.seq, msg.tick, msg.t, "data", name, data))
 
     def on_commands(self) -> None:
         for msg, _ in self.bus.decoded(self.bus.dealer):
