@@ -40,7 +40,6 @@ import signal
 import stat
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import zmq

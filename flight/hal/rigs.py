@@ -25,7 +25,7 @@ import zmq
 
 from flight.core import bus
 from flight.core.config import RunConfig
-from flight.core.messages import MAX_BODY_BYTES, Encoder, Message, decode, DecodeError
+from flight.core.messages import MAX_BODY_BYTES, DecodeError, Encoder, Message, decode
 from flight.core.runtime import BusRuntime, report_decode_error, serve
 from flight.hal import protocol as hal
 from flight.hal.bridge import DEFERRED, HalBridge
