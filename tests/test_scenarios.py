@@ -187,3 +187,19 @@ def test_a_mode_that_must_be_entered_is_checked_against_the_time_flown_in_it(tmp
     never = {**SUMMARY, "mode_time_s": {"NOMINAL": 600.0}}
     assert all(c.ok for c in s.check(entered, {"hal.fault_injected"}))
     assert [c.name for c in s.check(never, {"hal.fault_injected"}) if not c.ok] == ["mode THERMAL_LIMIT entered"]
+
+
+def test_timed_commands_go_out_at_their_time_and_a_failure_is_reported_once():
+    from flight.hal.timed_commands import TimedCommands
+
+    timed = TimedCommands([{"at_s": 20, "command": "thermal.set_setpoint", "args": {"setpoint_c": 30.0}},
+                           {"at_s": 10, "command": "hal.inject_fault", "args": {"fault": "link_outage"}}])
+    sent = []
+    send = lambda *c: sent.append(c)  # noqa: E731
+    assert not timed.issue_due(9.0, send) and sent == []
+    assert timed.issue_due(10.0, send) and sent == [("scenario-0", "hal.inject_fault", {"fault": "link_outage"})]
+    assert timed.on_response({"id": "scenario-0", "stage": "started"}) is None and timed.pending
+    assert timed.on_response({"id": "scenario-0", "stage": "failed", "code": "X"}) == (10.0, "hal.inject_fault")
+    assert timed.on_response({"id": "scenario-0", "stage": "failed"}) is None, "reported once"
+    assert timed.issue_due(25.0, send) and sent[-1][:2] == ("scenario-1", "thermal.set_setpoint")
+    assert timed.on_response({"id": "scenario-1", "stage": "completed"}) is None and not timed.pending
