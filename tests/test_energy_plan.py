@@ -57,3 +57,15 @@ def test_no_plan_heard_yet_means_no_look_ahead(tmp_path):
     assert runner.energy_plan["eclipse_start_s"] == pytest.approx(ECLIPSE.start_s, abs=1.0)
     assert rack.actuations_refused == 0, "every subsystem sets only the actuators it owns"
     rack.close()
+
+
+def test_the_plan_goes_out_by_exception_and_with_every_housekeeping(tmp_path):
+    rack = InProcessRack(tmp_path, TLE, params={"jobs": {"workload": "none"}})
+    power, sent = rack.subsystem("power"), []
+    publish = power.publish_data
+    power.publish_data = lambda product, **values: (sent.append(values), publish(product, **values))
+    rack.fly(600.0)
+    rack.close()
+    hk_ticks = len(rack.series("power.hk", "soc_floor")[0])
+    assert hk_ticks <= len(sent) < hk_ticks + 60, "not one message a tick"
+    assert all(v["forecast"] == "tle" for v in sent)

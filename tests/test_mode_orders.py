@@ -2,11 +2,11 @@
 (the power manager) as ``power.set_mode`` commands through the real dispatcher."""
 
 import pytest
-import zmq
 
 from flight.core.component import Arg, Command, Component, Dictionary
 from flight.core.messages import Encoder, decode
-from flight.executive.dispatcher import Dispatcher, Forward
+from flight.executive.dispatcher import Forward
+from tests.test_dispatcher import dispatcher_net, pump
 
 
 def mode_dict() -> Dictionary:
@@ -19,31 +19,8 @@ def mode_dict() -> Dictionary:
 
 @pytest.fixture
 def net():
-    ctx = zmq.Context()
-    router = ctx.socket(zmq.ROUTER)
-    router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-    router.bind("inproc://modes")
-    failures = []
-    disp = Dispatcher(router, mode_dict(), "exec",
-                      lambda name, args: Forward("power.set_mode", {"mode": args["mode"], "why": "commanded"}),
-                      lambda *a: failures.append(a))
-    socks = {}
-    for name in ("ground", "power"):
-        s = ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.IDENTITY, name.encode())
-        s.setsockopt(zmq.LINGER, 0)
-        s.connect("inproc://modes")
-        socks[name] = s
-    socks["power"].send(Encoder("power").encode("rsp", "x", {"id": "hello", "stage": "completed"})[1])
-    pump(disp)
-    yield disp, socks, failures
-    ctx.destroy(linger=0)
-
-
-def pump(disp, rounds=10):
-    for _ in range(rounds):
-        if disp.router.poll(20):
-            disp.drain()
+    yield from dispatcher_net(mode_dict(), lambda name, args: Forward("power.set_mode", {
+        "mode": args["mode"], "why": "commanded"}), "power")
 
 
 def answer(power, stage):

@@ -28,9 +28,9 @@ Each tick (rate group ``run``):
    persistent load shed, by the eclipse look-ahead (:meth:`JobRunner._eclipse_hold`: jobs the
    battery will not carry through the coming eclipse checkpoint before it and resume after;
    how many it carries is the power manager's word, data product ``power.energy_plan``)
-   and by the executive's mode (``ctl/mode``: ``SAFE`` checkpoints and stops everything,
-   ``POWER_SAVE`` keeps only critical and high-priority jobs, ``THERMAL_LIMIT`` halves the
-   GPUs held: the lowest jobs yield). New work lands on the GPUs with the most headroom first.
+   and by the mode (``ctl/mode`` from the power manager, the mode manager: ``SAFE``
+   checkpoints and stops everything, ``POWER_SAVE`` keeps only critical and high-priority
+   jobs, ``THERMAL_LIMIT`` halves the GPUs held: the lowest jobs yield). New work lands on the GPUs with the most headroom first.
 4. The runner offers load on exactly the GPUs it uses (``gpu_load_frac``) and publishes
    per-GPU priority weights for the power manager's allocator (data product
    ``jobs.demand``, whenever they change, and with every housekeeping packet).

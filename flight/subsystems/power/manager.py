@@ -221,11 +221,13 @@ ENERGY_PLAN_PRODUCT = DataProduct("energy_plan", (
     ProductField("eclipse_start_s", "float64", "s", doc="Start of the eclipse planned for (NaN: none ahead)."),
     ProductField("eclipse_end_s", "float64", "s", doc="Its end, sunrise (NaN: none ahead)."),
     ProductField("eclipse_energy_available_j", "float64", "J",
-                 doc="Battery energy above the planning floor the plan will spend on that eclipse."),
+                 doc="Battery energy above the planning floor the plan will spend on that eclipse, "
+                     "as of the publication (its change alone does not publish)."),
     ProductField("eclipse_gpus", "int64", "count",
                  doc="Running GPUs (at their lowest limit) the battery carries from now to sunrise "
                      "above the floor (gpus_carried); N_GPUS with no eclipse planned."),
-), doc="The power manager's energy plan of the tick: what the job runner's eclipse look-ahead decides on.")
+), doc="The power manager's energy plan: what the job runner's eclipse look-ahead decides on. Published "
+       "when a field other than the energy changes and at every housekeeping tick.")
 
 
 def _monitor_args() -> tuple[Arg, ...]:
@@ -329,6 +331,8 @@ class PowerManager(Subsystem):
         self.last: dict = {}
         self.alloc = None
         self.plan: EnergyPlan | None = None
+        self.plan_published = ""
+        """The fields of the last ``power.energy_plan`` published (its energy aside), as text."""
         self.shedding = False
         self.feasible = True
         self.heater_on: bool | None = None
@@ -479,17 +483,23 @@ class PowerManager(Subsystem):
         return Eclipse(t_s + SUNLIT_MIN_S, t_s + SUNLIT_MIN_S + ECLIPSE_MAX_S), False, "worst_case"
 
     def _publish_plan(self, plan: EnergyPlan, source: str, soc: float, capacity_j: float, bus_w: float) -> None:
-        """The energy plan as data product ``power.energy_plan``, every tick: the job runner's
-        look-ahead plans on the same floor and eclipse as this manager, one tick later."""
+        """The energy plan as data product ``power.energy_plan``, by exception: when any field
+        but the energy changes (about 80 times an orbit, not 5700), and at every housekeeping
+        tick so a restarted job runner catches up. The job runner's look-ahead plans on the
+        same floor and eclipse as this manager, one tick later."""
         eclipse = plan.eclipse
-        self.publish_data(
-            "energy_plan", soc_floor=self.soc_floor, forecast=source, in_eclipse=plan.in_eclipse,
-            eclipse_start_s=eclipse.start_s if eclipse else math.nan,
-            eclipse_end_s=eclipse.end_s if eclipse else math.nan,
-            eclipse_energy_available_j=plan.available_j,
-            eclipse_gpus=gpus_carried(soc, capacity_j, self.soc_floor, eclipse.end_s - self.time_s, bus_w)
+        values = {
+            "soc_floor": self.soc_floor, "forecast": source, "in_eclipse": plan.in_eclipse,
+            "eclipse_start_s": eclipse.start_s if eclipse else math.nan,
+            "eclipse_end_s": eclipse.end_s if eclipse else math.nan,
+            "eclipse_gpus": gpus_carried(soc, capacity_j, self.soc_floor, eclipse.end_s - self.time_s, bus_w)
             if eclipse else N_GPUS,
-        )
+        }
+        # NaN != NaN: compare the plan's fields as their text
+        key = repr(tuple(values.values()))
+        if key != self.plan_published or self.config.housekeeping_due(self.tick):
+            self.publish_data("energy_plan", eclipse_energy_available_j=plan.available_j, **values)
+            self.plan_published = key
 
     def _mode_cap(self) -> np.ndarray:
         """Per-GPU caps: the thermal headroom, further limited by the mode."""
