@@ -5,7 +5,7 @@ dictionary, talk to the satellite from the ground.
     flight sim --bind ENDPOINT ...
     flight run --scenario NAME|FILE [--duration S] ...
     flight scenarios
-    flight dict [--json | --hal]
+    flight dict [--json | --graph]
     flight ground ping | send SUBSYSTEM.COMMAND key=value ... | watch
     flight report DATA_DIR [--out DIR]
     flight keys init [--station NAME] [--dir DIR]
@@ -314,12 +314,16 @@ def add_sim_parser(sub) -> None:
 
 
 def add_dict_parser(sub) -> None:
-    p = sub.add_parser("dict", help="print the dictionary: commands, telemetry, events, parameters, HAL fields",
+    p = sub.add_parser("dict", help="print the dictionary: commands, telemetry, events, parameters, wiring, HAL fields",
                        description="Print every command (with argument types, ranges, units and opcode), "
                                    "telemetry channel (units, limits), event (severity, format), parameter "
-                                   "(type, range, default) and the HAL "
+                                   "(type, range, default), the wiring (each data product with its publisher "
+                                   "and readers, each actuator field with its owner) and the HAL "
                                    "sensor/actuator fields, all from their single declaration in code.")
-    p.add_argument("--json", action="store_true", help="machine-readable JSON")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="machine-readable JSON")
+    form.add_argument("--graph", action="store_true",
+                      help="the wiring as a Graphviz DOT digraph (flight dict --graph | dot -Tsvg > wiring.svg)")
     p.set_defaults(func=cmd_dict)
 
 
@@ -333,6 +337,9 @@ def cmd_dict(args: argparse.Namespace) -> int:
                 "min": f.lo if math.isfinite(f.lo) else None, "max": f.hi if math.isfinite(f.hi) else None}
 
     d = full_dictionary()
+    if args.graph:
+        print(d.wiring_dot(), end="")
+        return EXIT_OK
     if args.json:
         out = d.to_json()
         out["hal"] = {"version": hal.HAL_VERSION, "sensors": [field_json(f) for f in hal.SENSOR_FIELDS],
@@ -347,6 +354,11 @@ def cmd_dict(args: argparse.Namespace) -> int:
         print(f"event {qual:32s} {ev.severity:6s} {ev.format}")
     for qual, par in d.parameters.items():
         print(f"param {qual:32s} 0x{d.parameter_id(qual):04x}  {par.describe()}  — {par.doc}")
+    for qual, prod in d.products.items():
+        print(f"data  {qual:32s} {d.publisher[qual]} -> {', '.join(d.readers[qual]) or '(nobody)'}  "
+              f"{' '.join(f.describe() for f in prod.fields)}")
+    for name, owner in d.owners.items():
+        print(f"owns  {name:32s} {owner} -> hal")
     print("\nHAL sensor frame\n" + hal.markdown_table(hal.SENSOR_FIELDS))
     print("\nHAL actuators\n" + hal.markdown_table(hal.ACTUATOR_FIELDS))
     return EXIT_OK

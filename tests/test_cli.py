@@ -52,3 +52,29 @@ def test_dictionary_text_lists_commands_telemetry_events_and_hal_fields():
     out = flight("dict").stdout
     assert "thermal.set_setpoint" in out and "power.battery_soc" in out and "exec.process_died" in out
     assert "| `gpu_power_limit_w` |" in out
+
+
+def test_dictionary_lists_the_wiring_as_text_and_json():
+    text = flight("dict").stdout
+    assert "data  thermal.headroom" in text and "thermal -> power, jobs" in text
+    assert "gpu_headroom_w:float64[72] W" in text
+    assert "owns  gpu_power_limit_w" in text and "power -> hal" in text
+    wiring = json.loads(flight("dict", "--json").stdout)["wiring"]
+    products = {p["name"]: p for p in wiring["products"]}
+    assert products["power.energy_plan"]["publisher"] == "power" and products["power.energy_plan"]["readers"] == ["jobs"]
+    assert {"field": "gpu_load_frac", "owner": "jobs"} in wiring["actuators"]
+
+
+def test_dictionary_graph_names_every_data_product_and_its_readers():
+    from flight.executive.supervisor import full_dictionary
+
+    out = flight("dict", "--graph")
+    assert out.returncode == 0 and out.stdout.startswith("digraph wiring {") and out.stdout.rstrip().endswith("}")
+    d = full_dictionary()
+    assert d.products, "the stack declares data products"
+    for qual in d.products:
+        for reader in d.readers[qual]:
+            assert f'"{d.publisher[qual]}" -> "{reader}" [label="{qual}"];' in out.stdout
+    for field, owner in d.owners.items():
+        assert f'"{owner}" -> "hal" [label="{field}", style=dashed];' in out.stdout
+    assert flight("dict", "--graph", "--json").returncode == 2, "one output form at a time"

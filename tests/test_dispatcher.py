@@ -18,30 +18,31 @@ DICT = Dictionary([
 _ids = itertools.count()
 
 
-@pytest.fixture
-def net():
+def dispatcher_net(dictionary, local, target):
+    """A dispatcher on a real ROUTER, a ``ground`` DEALER and one for subsystem ``target``
+    (its route made known); yields ``(dispatcher, sockets by name, failures reported)``."""
     ctx = zmq.Context()
     router = ctx.socket(zmq.ROUTER)
     router.setsockopt(zmq.ROUTER_MANDATORY, 1)
     router.bind("inproc://cmd")
     failures = []
-
-    def local(name, args):
-        return "no-op"
-
-    disp = Dispatcher(router, DICT, "exec", local, lambda *a: failures.append(a))
+    disp = Dispatcher(router, dictionary, "exec", local, lambda *a: failures.append(a))
     sockets = {}
-    for name in ("ground", "thermal"):
+    for name in ("ground", target):
         s = ctx.socket(zmq.DEALER)
         s.setsockopt(zmq.IDENTITY, name.encode())
         s.setsockopt(zmq.LINGER, 0)
         s.connect("inproc://cmd")
         sockets[name] = s
-    # make the thermal route known to the ROUTER
-    sockets["thermal"].send(Encoder("thermal").encode("rsp", "x", {"id": "hello", "stage": "completed"})[1])
+    sockets[target].send(Encoder(target).encode("rsp", "x", {"id": "hello", "stage": "completed"})[1])
     pump(disp)
     yield disp, sockets, failures
     ctx.destroy(linger=0)
+
+
+@pytest.fixture
+def net():
+    yield from dispatcher_net(DICT, lambda name, args: "no-op", "thermal")
 
 
 def pump(disp, rounds=20):

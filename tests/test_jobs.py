@@ -372,7 +372,7 @@ def dispatched(tmp_path_factory):
     router = ctx.socket(zmq.ROUTER)
     router.setsockopt(zmq.ROUTER_MANDATORY, 1)
     router.bind("inproc://jobs-cmd")
-    disp = Dispatcher(router, Dictionary([JobRunner.COMPONENT]), "exec", lambda *a: "", lambda *a: None)
+    disp = Dispatcher(router, Dictionary([JobRunner.COMPONENT], partial=True), "exec", lambda *a: "", lambda *a: None)
     socks = {}
     for name in ("ground", "jobs"):
         s = ctx.socket(zmq.DEALER)
@@ -467,7 +467,7 @@ def test_a_gpu_going_offline_rolls_its_job_back_and_requeues_it_elsewhere(tmp_pa
 def test_the_housekeeping_packet_encodes_for_the_space_link(tmp_path):
     h = Harness(tmp_path, workload="saturate")
     h.tick(10)
-    component, values = decode_hk(Dictionary([JobRunner.COMPONENT]), encode_hk(JobRunner.COMPONENT, h.hk()))
+    component, values = decode_hk(Dictionary([JobRunner.COMPONENT], partial=True), encode_hk(JobRunner.COMPONENT, h.hk()))
     assert component.name == "jobs" and values["gpus_busy"] == N_GPUS and len(values["gpu_job_id"]) == N_GPUS
 
 

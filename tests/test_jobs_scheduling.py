@@ -9,6 +9,7 @@ import pytest
 
 from flight.core.component import CommandError
 from flight.subsystems.power.eclipse_forecast import EclipseForecast
+from flight.subsystems.power.manager import gpus_carried
 from flight.hal.protocol import N_GPUS
 from flight.core.messages import Message
 from flight.core.tle import DEFAULT_TLE_PATH, load_tle
@@ -146,26 +147,40 @@ def test_a_fenced_gpu_takes_no_new_work(tmp_path):
     assert len(h.events("job_completed")) > N_GPUS, "the other GPUs kept working"
 
 
+def fly_with_plans(h, forecast, n, start=None):
+    """Tick ``n`` times, each frame preceded by the energy plan the power manager published
+    on the tick before (its eclipse from the same TLE, its floor 0.70, gpus_carried)."""
+    for _ in range(n):
+        t_s = float(start if start is not None else h.runner.tick)
+        eclipse = forecast.next_eclipse(t_s)
+        h.runner.on_message(Message("power", 0, int(t_s), t_s, "data", "power.energy_plan", {
+            "soc_floor": 0.70, "forecast": "tle", "in_eclipse": eclipse.start_s <= t_s,
+            "eclipse_start_s": eclipse.start_s, "eclipse_end_s": eclipse.end_s, "eclipse_energy_available_j": 0.0,
+            "eclipse_gpus": gpus_carried(h.soc, 160e3 * 3600, 0.70, eclipse.end_s - t_s, 5300.0)}))
+        h.tick(1, start=start)
+        start = None
+
+
 def test_jobs_the_battery_will_not_carry_checkpoint_before_the_eclipse_and_resume_after(tmp_path):
-    eclipse = EclipseForecast.from_tle(BETA0_TLE).next_eclipse(0.0)
+    forecast = EclipseForecast.from_tle(BETA0_TLE)
+    eclipse = forecast.next_eclipse(0.0)
     h = Harness(tmp_path, tle_lines=BETA0_TLE)
     h.soc = 0.90  # 20 % above the floor: not enough for the whole rack through 35 min of shadow
     jobs = [submit(h, gpus_min=8, gpus_max=8, work_gpu_s=1e6, priority=p, checkpoint_interval_s=600.0,
                    checkpoint_cost_s=5.0) for p in range(9)]
-    start = int(eclipse.start_s) - 200
-    h.tick(1, start=start)
+    h.tick(1, start=int(eclipse.start_s) - 201)
     h.tick(79)
-    assert not h.events("eclipse_hold") and h.runner.busy.sum() == 72
-    h.tick(30)
+    assert not h.events("eclipse_hold") and h.runner.busy.sum() == 72, "no plan heard: no look-ahead"
+    fly_with_plans(h, forecast, 30)
     (hold,) = h.events("eclipse_hold")
     carried = hold["args"]["gpus"]
     assert 0 < carried < 72
-    h.tick(int(eclipse.start_s) - h.runner.tick)
+    fly_with_plans(h, forecast, int(eclipse.start_s) - h.runner.tick)
     running = [j for j in jobs if h.runner.jobs[j].state == "running"]
     assert h.runner.busy.sum() <= carried and running == jobs[len(jobs) - len(running):]
     yielded = [h.runner.jobs[j] for j in jobs if j not in running]
     assert all(j.checkpoint_gpu_s > 0 for j in yielded), "each checkpointed before the shadow"
-    h.tick(int(eclipse.end_s) - h.runner.tick + 2)
+    fly_with_plans(h, forecast, int(eclipse.end_s) - h.runner.tick + 2)
     assert h.runner.busy.sum() == 72, "all resumed after the eclipse"
 
 

@@ -125,11 +125,10 @@ def sunlit_frame(**over) -> dict:
 
 @pytest.mark.parametrize("mode, most_w", [("NOMINAL", 1000.0), ("POWER_SAVE", POWER_SAVE_GPU_MAX_W), ("SAFE", 0.0)])
 def test_each_mode_caps_the_gpus_as_documented(tmp_path, mode, most_w):
-    """Ordered by the executive (ctl/mode), the mode caps the next tick's limits."""
-    from flight.core.messages import Message
-
+    """Ordered by command (power.set_mode, what exec.set_mode becomes), the mode caps the
+    next tick's limits; the power manager, the one mode writer, announces it on ctl/mode."""
     pm, out = power_manager(tmp_path)
-    pm.on_message(Message("exec", 1, 0, 0.0, "ctl", "mode", {"mode": mode, "why": "test"}))
+    assert pm.execute("set_mode", {"mode": mode, "why": "test"}) == f"mode {mode}"
     pm.on_frame(1, 1.0, sunlit_frame())
     assert float(np.max(pm.actuation["gpu_power_limit_w"])) == pytest.approx(most_w)
     announced = [d["mode"] for kind, name, d in out if (kind, name) == ("ctl", "mode")]

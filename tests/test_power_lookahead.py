@@ -9,9 +9,8 @@ import pytest
 from flight.core.bus import BusAddress
 from flight.core.config import RunConfig
 from flight.subsystems.power.eclipse_forecast import EDGE_TOLERANCE_S, Eclipse, EclipseForecast
+from flight.platform import BATTERY_CHARGE_EFFICIENCY, BATTERY_DISCHARGE_EFFICIENCY
 from flight.subsystems.power.manager import (
-    BATTERY_CHARGE_EFFICIENCY,
-    BATTERY_DISCHARGE_EFFICIENCY,
     CHARGE_WINDOW_MIN_S,
     ECLIPSE_MAX_S,
     PLAN_MARGIN_SOC,

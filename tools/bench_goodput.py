@@ -87,6 +87,7 @@ from rich.table import Table
 
 from flight.core.component import CommandError
 from flight.hal.protocol import N_GPUS
+from flight.platform import SOC_FLOOR
 from flight.subsystems.jobs.model import gpu_speed
 from flight.subsystems.power.modes import MODES
 from flight.core.tle import DEFAULT_TLE_PATH, load_tle
@@ -101,8 +102,6 @@ from sim_hw.thermal import (
 from flight.hal.inprocess import InProcessRack
 
 BETA0_TLE = DEFAULT_TLE_PATH.parent / "tle-beta0.txt"
-SOC_FLOOR = 0.70
-"""The flight energy plan's state-of-charge floor (DESIGN.md: 30 % normal depth of discharge)."""
 OFFERED_LOAD = 1.3
 """Offered work over what the rack could do at full clock all run."""
 CHECKPOINT_INTERVAL_S, CHECKPOINT_COST_S = 600.0, 10.0

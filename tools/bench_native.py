@@ -31,6 +31,7 @@ import numpy as np
 
 from flight._native import lib
 from flight.control.power_alloc import PowerAllocator, allocate_reference
+from flight.platform import GPU_IDLE_W, GPU_MAX_W, GPU_MIN_W
 from flight.control.thermal_pid import (
     PID_PARAM_NAMES,
     ThermalPid,
@@ -85,11 +86,10 @@ def bench_thermal(n: int, repeat: int, rng: np.random.Generator) -> dict[str, fl
 
 
 def bench_power(n: int, repeat: int, rng: np.random.Generator) -> dict[str, float]:
-    p_min, p_max, p_idle = 400.0, 1000.0, 150.0
-    alloc = PowerAllocator(n, p_min, p_max, p_idle, hysteresis_w=0.0)
+    alloc = PowerAllocator(n, GPU_MIN_W, GPU_MAX_W, GPU_IDLE_W, hysteresis_w=0.0)
     weight = rng.uniform(0.5, 4.0, n)
     cap = np.where(rng.random(n) < 0.2, rng.uniform(600.0, 1000.0, n), math.inf)
-    budget = n * 650.0  # between n * p_min and n * p_max: the water level is bisected
+    budget = n * 650.0  # between n * GPU_MIN_W and n * GPU_MAX_W: the water level is bisected
 
     res = alloc.allocate(budget, weight, cap)
     c_args = (n, budget, alloc._c_weight, alloc._c_cap, alloc._cfg, alloc._work,
@@ -101,9 +101,9 @@ def bench_power(n: int, repeat: int, rng: np.random.Generator) -> dict[str, floa
         budget,
         weight.tolist(),
         cap.tolist(),
-        [p_min] * n,
-        [p_max] * n,
-        [p_idle] * n,
+        [GPU_MIN_W] * n,
+        [GPU_MAX_W] * n,
+        [GPU_IDLE_W] * n,
         res.limits_w.tolist(),
         0.0,
     )

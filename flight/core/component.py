@@ -1,8 +1,14 @@
-"""The dictionary: every command, telemetry channel, event and parameter, declared once.
+"""The dictionary: every command, telemetry channel, event, parameter and port, declared once.
 
 Each subsystem declares its own entries next to its code (F Prime's FPP model, expressed
 in Python). From those declarations come on-board argument validation, the ground CLI's
 validation and help, the space-link opcodes and ``flight dict --json``.
+
+Ports (F Prime's typed ports, expressed in Python): each component declares the data
+products it publishes (:class:`DataProduct`: fields with type, units and shape), the ones
+it consumes (qualified names) and the actuator fields it owns (names from
+:data:`flight.hal.protocol.ACTUATOR_FIELDS`). :class:`Dictionary` checks the wiring once
+for the whole stack: every consumed product has a publisher, every actuator at most one owner.
 
 Command lifecycle and failure codes follow PUS service 1 and F Prime's command response
 codes: accepted -> started -> (progress) -> completed, or failed with one of
@@ -14,6 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from flight.hal.protocol import ACTUATORS
 
 SEVERITIES = ("INFO", "LOW", "MEDIUM", "HIGH")
 """Event severities; they map onto PUS service 5 reports TM[5,1] .. TM[5,4]."""
@@ -170,6 +178,45 @@ class Event:
             raise ValueError(f"severity {self.severity!r} is not one of {SEVERITIES}")
 
 
+PRODUCT_TYPES = ("float64", "int64", "bool", "str")
+"""Types of a data product's field (a numpy dtype name, or ``str`` for a short text)."""
+
+
+@dataclass(frozen=True)
+class ProductField:
+    """One field of a data product: ``type`` from :data:`PRODUCT_TYPES`, ``units``, and
+    ``shape`` (``()`` for a scalar, ``(72,)`` for one value per GPU)."""
+
+    name: str
+    type: str
+    units: str = ""
+    shape: tuple[int, ...] = ()
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if self.type not in PRODUCT_TYPES:
+            raise ValueError(f"field {self.name}: type {self.type!r} is not one of {PRODUCT_TYPES}")
+
+    def describe(self) -> str:
+        shape = f"[{','.join(map(str, self.shape))}]" if self.shape else ""
+        return f"{self.name}:{self.type}{shape} {self.units}".rstrip()
+
+
+@dataclass(frozen=True)
+class DataProduct:
+    """A data product a component publishes each tick (or on change) for other components,
+    on topic ``data/<component>.<name>``: control inputs that nobody records or downlinks.
+    Values of tick N reach every consumer before the frame of tick N+1."""
+
+    name: str
+    fields: tuple[ProductField, ...]
+    doc: str = ""
+
+    @property
+    def field_names(self) -> frozenset[str]:
+        return frozenset(f.name for f in self.fields)
+
+
 PARAMETER_TYPES = ("float", "int", "bool")
 """Types a parameter may have: each has a fixed-size value on the space link (PUS service 20)."""
 
@@ -237,10 +284,18 @@ class Component:
     events: tuple[Event, ...] = ()
     doc: str = ""
     parameters: tuple[Parameter, ...] = ()
+    publishes: tuple[DataProduct, ...] = ()
+    """Data products this component publishes."""
+    consumes: tuple[str, ...] = ()
+    """Qualified names (``thermal.headroom``) of the data products it reads."""
+    actuates: tuple[str, ...] = ()
+    """Actuator fields (:data:`flight.hal.protocol.ACTUATOR_FIELDS`) it alone sets."""
     _by_name: dict[str, Command] = field(default_factory=dict, repr=False)
+    _products: dict[str, DataProduct] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._by_name = {c.name: c for c in self.commands}
+        self._products = {p.name: p for p in self.publishes}
         for what, items in (("command", self.commands), ("event", self.events), ("parameter", self.parameters)):
             ids = [i.local_id for i in items]
             if len(set(ids)) != len(ids) or not all(1 <= i <= 255 for i in ids):
@@ -248,6 +303,10 @@ class Component:
 
     def command(self, name: str) -> Command | None:
         return self._by_name.get(name)
+
+    def product(self, name: str) -> DataProduct | None:
+        """The declared data product ``name`` (unqualified), or ``None``."""
+        return self._products.get(name)
 
     def event_payload(self, event: str, args: dict[str, Any]) -> dict[str, Any]:
         """The bus payload of declared event ``event``: severity, formatted message, args.
@@ -261,10 +320,45 @@ class Component:
         return {"severity": ev.severity, "message": ev.format.format(**args), "args": args}
 
 
-class Dictionary:
-    """All components' declarations, indexed by qualified name and by numeric id."""
+def actuator_owners(components) -> dict[str, str]:
+    """Actuator field -> name of the component that owns it, from ``components``' declarations.
 
-    def __init__(self, components: list[Component]) -> None:
+    Raises:
+        ValueError: a field owned by two components, or one that is not a HAL actuator.
+    """
+    owners: dict[str, str] = {}
+    for comp in components:
+        for name in comp.actuates:
+            if name not in ACTUATORS:
+                raise ValueError(f"{comp.name} owns {name!r}, which is not a HAL actuator field")
+            if name in owners:
+                raise ValueError(f"actuator field {name} is owned by both {owners[name]} and {comp.name}")
+            owners[name] = comp.name
+    return owners
+
+
+def owned_settings(owners: dict[str, str], src: str, settings: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Split one component's actuator settings into those it owns and the names of those it
+    does not (``owners`` from :func:`actuator_owners`; a field nobody owns is refused too).
+    The HAL bridge and the in-process stack both merge actuation through this."""
+    mine = {k: v for k, v in settings.items() if owners.get(k) == src}
+    return mine, [k for k in settings if k not in mine]
+
+
+class Dictionary:
+    """All components' declarations, indexed by qualified name and by numeric id, and their
+    wiring: :attr:`products` (qualified name -> declaration), :attr:`publisher` and
+    :attr:`readers` of each product, :attr:`owners` of the actuator fields.
+
+    ``partial=True`` builds a dictionary of some components only (a test of one subsystem),
+    whose consumed products may be published by a component left out.
+
+    Raises:
+        ValueError: duplicate component ids, a consumed product nobody publishes (unless
+            ``partial``), or an actuator field owned twice (or not a HAL actuator).
+    """
+
+    def __init__(self, components: list[Component], *, partial: bool = False) -> None:
         self.components = {c.name: c for c in components}
         ids = [c.component_id for c in components]
         if len(set(ids)) != len(ids):
@@ -291,6 +385,20 @@ class Dictionary:
                 qual = f"{comp.name}.{par.name}"
                 self.parameters[qual] = par
                 self.parameter_ids[comp.component_id << 8 | par.local_id] = qual
+        self.products: dict[str, DataProduct] = {}
+        self.publisher: dict[str, str] = {}
+        for comp in components:
+            for prod in comp.publishes:
+                self.products[f"{comp.name}.{prod.name}"] = prod
+                self.publisher[f"{comp.name}.{prod.name}"] = comp.name
+        self.readers: dict[str, list[str]] = {q: [] for q in self.products}
+        for comp in components:
+            for qual in comp.consumes:
+                if qual in self.readers:
+                    self.readers[qual].append(comp.name)
+                elif not partial:
+                    raise ValueError(f"{comp.name} consumes {qual}, which no component publishes")
+        self.owners = actuator_owners(components)
 
     def opcode(self, qualified: str) -> int:
         comp, _, name = qualified.partition(".")
@@ -345,5 +453,34 @@ class Dictionary:
                      "units": p.units, "min": p.lo, "max": p.hi, "default": p.default, "doc": p.doc}
                     for p in comp.parameters
                 ],
+                "publishes": [f"{comp.name}.{p.name}" for p in comp.publishes],
+                "consumes": list(comp.consumes),
+                "actuates": list(comp.actuates),
             }
+        out["wiring"] = self.wiring_json()
         return out
+
+    def wiring_json(self) -> dict[str, Any]:
+        """Who feeds whom: each data product with its fields, publisher and readers, and the
+        owner of each actuator field (every setting goes to the HAL)."""
+        return {
+            "products": [
+                {"name": qual, "publisher": self.publisher[qual], "readers": self.readers[qual], "doc": prod.doc,
+                 "fields": [{"name": f.name, "type": f.type, "units": f.units, "shape": list(f.shape), "doc": f.doc}
+                            for f in prod.fields]}
+                for qual, prod in self.products.items()
+            ],
+            "actuators": [{"field": name, "owner": owner} for name, owner in self.owners.items()],
+        }
+
+    def wiring_dot(self) -> str:
+        """The wiring as a Graphviz DOT digraph: an edge from each product's publisher to each
+        reader, labelled with the product, and from each actuator owner to ``hal``."""
+        lines = ["digraph wiring {", "  rankdir=LR;", "  node [shape=box];"]
+        for qual in self.products:
+            for reader in self.readers[qual] or ["(nobody)"]:
+                lines.append(f'  "{self.publisher[qual]}" -> "{reader}" [label="{qual}"];')
+        for name, owner in self.owners.items():
+            lines.append(f'  "{owner}" -> "hal" [label="{name}", style=dashed];')
+        lines.append("}")
+        return "\n".join(lines) + "\n"

@@ -9,11 +9,12 @@ its OS process (:mod:`flight.core.runtime`) or directly in a unit test.
 Contract
     inputs   ``hal.frame`` each tick -> :meth:`on_frame` -> rate groups, then
              :meth:`housekeeping` every ``hk_period_ticks`` and on the run's last tick;
-             topics in ``SUBSCRIBE`` -> :meth:`on_message`;
+             the data products the component declares it consumes, and the topics in
+             ``SUBSCRIBE`` -> :meth:`on_message`;
              commands ``<name>.<command>`` -> ``cmd_<command>(**args)``;
              parameters (PUS service 20) -> the attributes they govern, persisted
     outputs  telemetry ``tm/<name>.hk`` (declared channels + framework counters);
-             per-tick data products ``data/<name>.<product>`` for other subsystems;
+             the data products it declares, ``data/<name>.<product>``, for other subsystems;
              events ``ev/<name>.<event>``; ``hw/hal.done`` closing each tick,
              carrying the actuator settings the tick produced
 """
@@ -60,7 +61,9 @@ def set_parameter_command(parameters: tuple[Parameter, ...]) -> Command:
 class Subsystem:
     """Base of the four flight subsystems. Subclasses set ``COMPONENT``, ``RATE_GROUPS``
     (``(divisor, method name)`` pairs: the method runs on ticks divisible by ``divisor``),
-    optionally ``SUBSCRIBE`` (extra bus topic prefixes) and define ``cmd_<command>``."""
+    optionally ``SUBSCRIBE`` (bus topic prefixes besides the data products the component
+    consumes, e.g. ``ctl/mode``) and define ``cmd_<command>``. After class creation
+    ``SUBSCRIBE`` holds every topic: ``data/<product>`` of each consumed product first."""
 
     COMPONENT: Component
     RATE_GROUPS: tuple[tuple[int, str], ...] = ()
@@ -74,7 +77,9 @@ class Subsystem:
             cls.COMPONENT = Component(
                 comp.name, comp.component_id, commands, comp.telemetry + FRAMEWORK_CHANNELS,
                 comp.events + FRAMEWORK_EVENTS, comp.doc, comp.parameters,
+                comp.publishes, comp.consumes, comp.actuates,
             )
+            cls.SUBSCRIBE = tuple(f"data/{q}".encode() for q in comp.consumes) + cls.__dict__.get("SUBSCRIBE", ())
             for cmd in comp.commands:
                 if not callable(getattr(cls, f"cmd_{cmd.name}", None)):
                     raise TypeError(f"{cls.__name__} declares {cmd.name} but has no cmd_{cmd.name}")
@@ -105,8 +110,19 @@ class Subsystem:
         self._emit("tm", f"{self.name}.hk", values)
 
     def publish_data(self, product: str, **values: Any) -> None:
-        """Publish data product ``<name>.<product>`` for other subsystems (kind ``data``):
-        control inputs that change every tick and that nobody records or downlinks."""
+        """Publish declared data product ``<name>.<product>`` for other subsystems (kind
+        ``data``): control inputs that change every tick and that nobody records or downlinks.
+
+        Raises:
+            KeyError: ``product`` is not among the component's ``publishes``, or ``values``
+                are not exactly its declared fields (a programming error, not bad input).
+        """
+        declared = self.COMPONENT.product(product)
+        if declared is None:
+            raise KeyError(f"{self.name}.{product} is not a declared data product")
+        if values.keys() != declared.field_names:
+            raise KeyError(f"{self.name}.{product}: fields {sorted(values)} are not the declared "
+                           f"{sorted(declared.field_names)}")
         self._emit("data", f"{self.name}.{product}", values)
 
     def event(self, event: str, /, **args: Any) -> None:

@@ -6,6 +6,10 @@ or ``failed`` (INVALID_OPCODE, FORMAT_ERROR, VALIDATION_ERROR, BUSY, EXECUTION_E
 the owner is unreachable); the owner answers ``started`` then ``completed`` or ``failed``.
 A command once accepted stays in :attr:`Dispatcher.pending` until it completes, fails, its
 owner restarts (failed: EXECUTION_ERROR) or :data:`COMMAND_TIMEOUT_S` passes.
+
+A command of the owner's own may hand itself on (:class:`Forward`): ``exec.set_mode`` becomes
+``power.set_mode``, the mode manager's, and completes when that does. The owner issues
+commands of its own with :meth:`Dispatcher.issue` (nobody to answer; a failure is reported).
 """
 
 from __future__ import annotations
@@ -25,9 +29,18 @@ COMMAND_TIMEOUT_S = 30.0
 MAX_ID_LEN = 64
 
 
+@dataclass(frozen=True)
+class Forward:
+    """What a local handler returns to hand its command on: ``name`` (qualified) with ``args``
+    goes to its owner under the same id and origin, and its answers complete the original."""
+
+    name: str
+    args: dict
+
+
 @dataclass
 class Pending:
-    origin: bytes
+    origin: bytes | None
     target: str
     name: str
     since: float
@@ -49,12 +62,10 @@ class Dispatcher:
         self.executed = 0
         self.rejected_messages = 0
 
-    def _reply(self, origin: bytes, command_id: str, name: str, stage: str, code: str = "", message: str = "") -> None:
+    def _reply(self, origin: bytes | None, command_id: str, name: str, stage: str, code: str = "",
+               message: str = "") -> None:
         body = self.encoder.encode("rsp", name, {"id": command_id, "stage": stage, "code": code, "message": message})[1]
-        try:
-            self.router.send_multipart([origin, body], zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass  # the origin is gone: nobody is left to tell
+        self._send(origin, body)
         if stage == "failed":
             self.on_failure(name, code, message)
         elif stage == "completed":
@@ -94,34 +105,66 @@ class Dispatcher:
         except CommandError as exc:
             self._reply(origin, command_id, name, "failed", exc.code, exc.message)
             return
-        target = name.partition(".")[0]
-        if target == self.owner:
+        if name.partition(".")[0] == self.owner:
+            self._run_local(origin, command_id, name, checked)
+        elif self._route(origin, command_id, name, name, body):
             self._reply(origin, command_id, name, "accepted")
-            self._reply(origin, command_id, name, "started")
-            try:
-                self._reply(origin, command_id, name, "completed", message=self.local(name, checked))
-            except CommandError as exc:
-                self._reply(origin, command_id, name, "failed", exc.code, exc.message)
+
+    def _run_local(self, origin: bytes | None, command_id: str, name: str, checked: dict) -> None:
+        try:
+            result = self.local(name, checked)
+        except CommandError as exc:
+            result = exc
+        self._reply(origin, command_id, name, "accepted")
+        if isinstance(result, Forward):
+            body = self.encoder.encode("cmd", result.name, {"id": command_id, "args": result.args})[1]
+            self._route(origin, command_id, name, result.name, body)
             return
+        self._reply(origin, command_id, name, "started")
+        if isinstance(result, CommandError):
+            self._reply(origin, command_id, name, "failed", result.code, result.message)
+        else:
+            self._reply(origin, command_id, name, "completed", message=result)
+
+    def _route(self, origin: bytes | None, command_id: str, name: str, routed: str, body: bytes) -> bool:
+        """Send command ``body`` (qualified name ``routed``) to its owner, pending as ``name``;
+        False (and the command failed) when the owner is busy or unreachable."""
+        target = routed.partition(".")[0]
         if sum(p.target == target for p in self.pending.values()) >= MAX_PENDING_PER_TARGET:
             self._reply(origin, command_id, name, "failed", "BUSY", f"{target} has too many commands pending")
-            return
+            return False
         try:
             self.router.send_multipart([target.encode(), body], zmq.NOBLOCK)
         except zmq.ZMQError as exc:
             self._reply(origin, command_id, name, "failed", "EXECUTION_ERROR", f"{target} unreachable: {exc}")
-            return
+            return False
         self.pending[command_id] = Pending(origin, target, name, time.monotonic())
-        self._reply(origin, command_id, name, "accepted")
+        return True
+
+    def issue(self, command_id: str, name: str, args: dict) -> None:
+        """Send a command of the owner's own (the executive ordering SAFE): validated and
+        routed as any other, its answers go nowhere; a failure reaches ``on_failure``."""
+        try:
+            checked = self.dictionary.validate_command(name, args)
+        except CommandError as exc:
+            self.on_failure(name, exc.code, exc.message)
+            return
+        body = self.encoder.encode("cmd", name, {"id": command_id, "args": checked})[1]
+        self._route(None, command_id, name, name, body)
+
+    def _send(self, origin: bytes | None, body: bytes) -> None:
+        if origin is None:
+            return  # the owner's own command: nobody waits for its answers
+        try:
+            self.router.send_multipart([origin, body], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass  # the origin is gone: nobody is left to tell
 
     def _route_response(self, command_id: str, body: bytes, data: dict) -> None:
         pending = self.pending.get(command_id)
         if pending is None:
             return  # a late answer to a command already failed by timeout or restart
-        try:
-            self.router.send_multipart([pending.origin, body], zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass
+        self._send(pending.origin, body)
         stage = data.get("stage")
         if stage in FINAL_STAGES:
             del self.pending[command_id]

@@ -8,13 +8,15 @@ restarted after an exponential backoff. More than :data:`SAFE_RESTARTS` restarts
 :data:`SAFE_WINDOW_S` escalate the mode to SAFE. The simulator (the satellite itself) is
 never restarted: losing it ends the run.
 
-Modes (:mod:`flight.subsystems.power.modes`): the power manager decides the automatic transitions on the
-lockstep path and announces each with ``ctl/mode``; the executive mirrors it, announces it
-(``exec.mode_changed``) and reports it in ``exec.hk``. The executive itself orders a mode by
-command (``exec.set_mode``) or SAFE after repeated restarts, with its own ``ctl/mode`` that
-the power manager adopts. When the power manager's housekeeping shows another mode than the
-executive's (it restarted, or an order crossed one of its changes) the executive orders its
-mode again.
+Modes (:mod:`flight.subsystems.power.modes`): the power manager is the mode manager, the
+one writer of ``ctl/mode``, on the lockstep path. The executive only reads it: it announces
+each change (``exec.mode_changed``) and reports the mode in ``exec.hk``. It orders a mode as
+a command to the mode manager (``power.set_mode``): ``exec.set_mode`` is handed on as that
+command and completes when the mode manager has taken it; SAFE after repeated restarts is
+issued as one, and issued again on the power manager's next housekeeping until a mode change
+comes back (the power manager may be the process that is restarting). When its housekeeping
+shows another mode than the last it announced (it restarted and lost it), the executive
+orders that mode again. One order is in flight at a time.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from flight.core.config import SUBSYSTEMS, RunConfig
 from flight.core.component import Arg, Channel, Command, CommandError, Component, Dictionary, Event
 from flight.core.messages import SeqTracker
 from flight.core.runtime import BusRuntime
-from flight.executive.dispatcher import Dispatcher
+from flight.executive.dispatcher import Dispatcher, Forward
 from flight.subsystems.power.modes import MODES
 from flight.executive.recorder import Recorder, RunStats
 
@@ -119,6 +121,12 @@ class Executive:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         (self.data_dir / "logs").mkdir(exist_ok=True)
         self.mode = "NOMINAL"
+        """The mode as the mode manager last announced it (``ctl/mode``)."""
+        self.mode_orders = 0
+        self.mode_order_id = ""
+        """Id of the executive's latest ``power.set_mode``."""
+        self.mode_wanted: tuple[str, str] | None = None
+        """``(mode, why)`` the executive ordered, until the mode manager announces a change."""
         self.restarts = 0
         self.decode_errors = 0
         self.stop_reason = ""
@@ -138,8 +146,6 @@ class Executive:
         self.broker = bus.Broker(self.ctx, self.config.bus)
         self.bus = BusRuntime(self.config, "exec", (b"tm/", b"ev/", b"hb/", b"ctl/"), self._clock,
                               on_decode_error=self._decode_error, commands=False, ctx=self.ctx)
-        # the mode orders (set_mode, _on_mode_report) publish through these
-        self.pub, self.sub, self.encoder = self.bus.pub, self.bus.sub, self.bus.encoder
         self.recorder = Recorder(self.data_dir / "telemetry.sqlite")
         self.dispatcher = Dispatcher(self.broker.router, self.dictionary, "exec", self._local_command,
                                      self._command_failed)
@@ -180,29 +186,37 @@ class Executive:
                 "uptime_s": time.monotonic() - self.started}
         self.bus.emit("tm", "exec.hk", data)
 
-    def set_mode(self, mode: str, why: str) -> None:
-        """Order ``mode`` (a command or the supervisor); every process gets ``ctl/mode``."""
-        self._mirror_mode(mode, why)
-        self.pub.send_multipart(self.encoder.encode("ctl", "mode", {"mode": mode, "why": why}))
+    def order_mode(self, mode: str, why: str) -> None:
+        """Order ``mode`` from the mode manager (command ``power.set_mode``); the change, when
+        it takes, comes back as ``ctl/mode``."""
+        self.mode_wanted = (mode, why)
+        self._send_mode_order()
 
-    def _mirror_mode(self, mode: str, why: str) -> None:
-        if mode != self.mode:
-            self.event("mode_changed", old=self.mode, new=mode, why=why)
-            self.mode = mode
+    def _send_mode_order(self) -> None:
+        self.mode_orders += 1
+        self.mode_order_id = f"exec-mode-{self.mode_orders}"
+        mode, why = self.mode_wanted
+        self.dispatcher.issue(self.mode_order_id, "power.set_mode", {"mode": mode, "why": why})
 
     def _on_mode_report(self, msg) -> None:
-        """A mode change by the power manager (``ctl/mode``) or its housekeeping's mode."""
+        """A mode change by the mode manager (``ctl/mode``) or its housekeeping's mode."""
         mode = msg.data.get("mode") if isinstance(msg.data, dict) else None
         if mode not in MODES:
             return
         if msg.kind == "ctl":
-            self._mirror_mode(mode, str(msg.data.get("why", "")))
-        elif mode != self.mode:
-            self.pub.send_multipart(self.encoder.encode(
-                "ctl", "mode", {"mode": self.mode, "why": f"executive's mode (power manager reported {mode})"}))
+            self.mode_wanted = None  # taken, or overtaken by the mode manager's own change
+            if mode != self.mode:
+                self.event("mode_changed", old=self.mode, new=mode, why=str(msg.data.get("why", ""))[:200])
+                self.mode = mode
+        elif self.mode_order_id in self.dispatcher.pending:
+            return
+        elif self.mode_wanted is not None and mode != self.mode_wanted[0]:
+            self._send_mode_order()
+        elif self.mode_wanted is None and mode != self.mode:
+            self.order_mode(self.mode, f"restored (the power manager reported {mode})")
 
     # -- commands ----------------------------------------------------------------------
-    def _local_command(self, name: str, args: dict) -> str:
+    def _local_command(self, name: str, args: dict) -> str | Forward:
         if name == "exec.noop":
             return "no-op"
         if name == "exec.restart":
@@ -212,8 +226,7 @@ class Executive:
             child.proc.kill()
             return f"{args['subsystem']} killed; the supervisor restarts it"
         if name == "exec.set_mode":
-            self.set_mode(args["mode"], "commanded")
-            return f"mode {self.mode}"
+            return Forward("power.set_mode", {"mode": args["mode"], "why": "commanded"})
         raise CommandError("INVALID_OPCODE", name)
 
     def _command_failed(self, name: str, code: str, message: str) -> None:
@@ -252,14 +265,14 @@ class Executive:
         self.bus.emit("ctl", "down", {"name": child.name})
         self.dispatcher.fail_target(child.name, f"{child.name} restarted while the command was pending")
         if len(child.restart_times) > SAFE_RESTARTS:
-            self.set_mode("SAFE", f"{child.name} restarted {len(child.restart_times)} times in {SAFE_WINDOW_S:g} s")
+            self.order_mode("SAFE", f"{child.name} restarted {len(child.restart_times)} times in {SAFE_WINDOW_S:g} s")
 
     # -- the bus -----------------------------------------------------------------------
     def drain_bus(self) -> bool:
         """Handle queued bus messages; return True once the last tick's traffic is in: every
         flight process publishes housekeeping on the last tick, after all else it had for it
         (one publisher's messages keep their order through the proxy)."""
-        for msg, body in self.bus.decoded(self.sub):
+        for msg, body in self.bus.decoded(self.bus.sub):
             self.seq.observe(msg)
             if msg.kind == "hb":
                 child = self.children.get(msg.name.partition(".")[0])
@@ -297,13 +310,13 @@ class Executive:
         for child in self.children.values():
             self._spawn(child)
         poller = zmq.Poller()
-        poller.register(self.sub, zmq.POLLIN)
+        poller.register(self.bus.sub, zmq.POLLIN)
         poller.register(self.broker.router, zmq.POLLIN)
         next_slow = 0.0
         try:
             while not self.stop_reason:
                 for sock, _ in poller.poll(50):
-                    if sock is self.sub:
+                    if sock is self.bus.sub:
                         if self.drain_bus():
                             self.stop_reason = "completed"
                     else:

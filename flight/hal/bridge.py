@@ -7,8 +7,11 @@ the latest frame's key values and the run statistics the bridge accumulates from
 (time in eclipse, energy harvested, lowest state of charge, hottest GPU, GPU thermal
 shutdowns). It gathers the subsystems' ``hal.done`` answers (each carrying that subsystem's
 actuator settings) and, in lockstep, sends the merged actuation and ``hal.tick_done`` to the
-rig only when every present participant has finished the tick, so the rig never runs ahead
-of flight. Paced, each subsystem's settings go to the rig as soon as they arrive.
+rig only when every present participant has finished the tick, so the rig never runs
+ahead of flight. Paced, each subsystem's settings go to the rig as soon as they arrive.
+A setting of an actuator field the sender does not own (its component's ``actuates``,
+:func:`flight.core.component.actuator_owners`) is refused and counted
+(``actuations_refused``, event ``actuation_refused``); the sender's other fields still apply.
 
 A participant that dies (the executive says so with ``ctl/down``) or does not answer within
 :data:`LOCKSTEP_TIMEOUT_S` stops being waited for, which is counted as a cycle slip; its
@@ -35,12 +38,15 @@ from typing import Any
 
 import numpy as np
 
-from flight.core.component import Arg, Channel, Command, CommandError, Component, Event
+from flight.core.component import (
+    Arg, Channel, Command, CommandError, Component, Event, actuator_owners, owned_settings,
+)
 from flight.core.config import RunConfig
 from flight.core.messages import Message
 from flight.core.subsystem import Subsystem
 from flight.hal import faults
 from flight.hal import protocol as hal
+from flight.subsystems import all_subsystem_classes
 
 LOCKSTEP_TIMEOUT_S = 10.0
 """Wall seconds a lockstep tick waits for a silent participant before going on without it."""
@@ -97,6 +103,8 @@ class HalBridge(Subsystem):
             Channel("participants", "int", "count", "Lockstep participants present."),
             Channel("frames_rejected", "int", "count", "Sensor frames that failed the protocol check."),
             Channel("actuations_rejected", "int", "count", "Actuations the rig rejected."),
+            Channel("actuations_refused", "int", "count",
+                    "Actuator settings refused because the sender does not own the field.", yellow=(0, 0)),
             Channel("eclipse_time_s", "float", "s", "Time in eclipse, summed over every frame since the bridge started."),
             Channel("energy_harvested_j", "float", "J", "Array energy, integrated over every frame since the bridge started."),
             Channel("battery_soc_low", "float", "", "Lowest state of charge in any frame since the bridge started."),
@@ -123,12 +131,19 @@ class HalBridge(Subsystem):
             Event("gpus_offline", 10, "MEDIUM",
                   "GPU {gpus} went offline ({shutdowns} at >= {shutdown_c:g} degC: thermal shutdown); {online} online"),
             Event("gpus_back", 11, "INFO", "GPU {gpus} back online; {online} online"),
+            Event("actuation_refused", 12, "MEDIUM",
+                  "{component} set actuator {field}, which it does not own: refused (reported once per pair)"),
         ),
     )
 
-    def __init__(self, config: RunConfig, emit, send_rig) -> None:
+    def __init__(self, config: RunConfig, emit, send_rig, owners: dict[str, str] | None = None) -> None:
         super().__init__(config, emit)
         self._send_rig = send_rig
+        self.owners = owners if owners is not None else actuator_owners(
+            c.COMPONENT for c in all_subsystem_classes())
+        """Actuator field -> the component that owns it (every subsystem's declaration)."""
+        self.actuations_refused = 0
+        self.refused_reported: set[tuple[str, str]] = set()
         self.ready: set[str] = set()
         """Who answered ``ctl/sync`` (the executive's recorder too); used only before the first frame."""
         self.present: set[str] = set()
@@ -194,6 +209,7 @@ class HalBridge(Subsystem):
             coolant_supply_temp_c=frame["coolant_supply_temp_c"], ground_contact=frame["ground_contact"],
             downlink_rate_bps=frame["downlink_rate_bps"], participants=len(self.present),
             frames_rejected=self.frames_rejected, actuations_rejected=self.actuations_rejected,
+            actuations_refused=self.actuations_refused,
             faults_active=len(self.faults_active),
         )
 
@@ -269,7 +285,7 @@ class HalBridge(Subsystem):
     def on_message(self, msg: Message) -> None:
         if msg.name == "hal.done" and isinstance(msg.data, dict):
             if isinstance(msg.data.get("actuate"), dict):
-                self.actuation.update(msg.data["actuate"])
+                self.merge_actuation(msg.src, msg.data["actuate"])
                 if not self.config.lockstep:
                     self.flush_actuation()
             if msg.src not in self.present:
@@ -289,6 +305,18 @@ class HalBridge(Subsystem):
                 self.waiting.discard(name)
                 if not self.waiting:
                     self.finish_tick()
+
+    def merge_actuation(self, src: str, settings: dict[str, Any]) -> None:
+        """Take ``src``'s actuator settings into this tick's actuation: the fields it owns;
+        each other one is refused, counted, and announced the first time for that pair."""
+        mine, refused = owned_settings(self.owners, src, settings)
+        self.actuation.update(mine)
+        self.actuations_refused += len(refused)
+        for name in refused:
+            key = (src, name if name in self.owners else "(not an actuator)")
+            if key not in self.refused_reported:
+                self.refused_reported.add(key)
+                self.event("actuation_refused", component=key[0], field=key[1])
 
     def flush_actuation(self) -> None:
         if self.actuation:

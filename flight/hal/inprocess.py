@@ -4,7 +4,10 @@
 thermal controller and job runner exactly as a lockstep ``flight run`` does — frame N to
 every subsystem, their actuator settings applied from the next step, data products and
 ``ctl`` messages of tick N delivered before frame N+1 — without the bus, the executive or
-the link, so a simulated day takes tens of seconds rather than minutes.
+the link, so a simulated day takes tens of seconds rather than minutes. As the HAL bridge,
+it applies only the actuator fields each subsystem owns
+(:meth:`flight.hal.bridge.HalBridge.merge_actuation`); the others are counted in
+:attr:`InProcessRack.actuations_refused`.
 
     rack = InProcessRack(tmp_path, tle_lines)
     rack.fly(86400)
@@ -20,6 +23,7 @@ import numpy as np
 from flight.core.bus import BusAddress
 from flight.core.config import RunConfig
 from flight.core.messages import Message
+from flight.hal.bridge import HalBridge
 from flight.subsystems.jobs.runner import JobRunner
 from flight.subsystems.power.manager import PowerManager
 from flight.subsystems.thermal.controller import ThermalController
@@ -45,17 +49,19 @@ class InProcessRack:
         self.rig = SimRig(Satellite(tuple(tle_lines), seed=seed), tick_s, None)
         self.telemetry: dict[str, list[tuple[float, dict]]] = {}
         self.events: list[tuple[float, str, dict]] = []
-        self.frames_seen = 0
+        self.time_s = 0.0
+        """Time of the frame being flown, s: every subsystem's time while it handles it."""
         self._queue: list[Message] = []
         self.subsystems = [cls(self.config, self._emitter(cls.COMPONENT.name))
                            for cls in (PowerManager, ThermalController, JobRunner)]
+        self.hal = HalBridge(self.config, self._emitter("hal"), lambda _name, _data: None)
+        """Only its actuation merge is used: the same ownership rule as the full stack."""
         for s in self.subsystems:
             s.on_start()
 
     def _emitter(self, src: str):
         def emit(kind: str, name: str, data) -> None:
-            s = next((x for x in self.subsystems if x.name == src), None) if hasattr(self, "subsystems") else None
-            t = s.time_s if s is not None else 0.0
+            t = self.time_s
             if kind == "tm":
                 self.telemetry.setdefault(name, []).append((t, data))
             elif kind == "ev":
@@ -70,14 +76,15 @@ class InProcessRack:
             tick, time_s, frame = self.rig.step()
             if on_frame is not None:
                 on_frame(frame)
-            actuation: dict = {}
+            self.time_s = time_s
             for s in self.subsystems:
                 s.on_frame(tick, time_s, frame)
-                actuation.update(s.actuation)
+                self.hal.merge_actuation(s.name, s.actuation)
                 s.actuation = {}
-            if actuation:
-                why = self.rig.actuate(actuation)
+            if self.hal.actuation:
+                why = self.rig.actuate(self.hal.actuation)
                 assert why is None, why
+                self.hal.actuation = {}
             queue, self._queue = self._queue, []
             for msg in queue:
                 topic = msg.topic
@@ -93,6 +100,11 @@ class InProcessRack:
             "checkpoint_interval_s": 600.0, "checkpoint_cost_s": 5.0, "deadline_s": 0.0, "critical": False,
             "kind": "synthetic"})
         return int(message.split()[1])  # "job N queued"
+
+    @property
+    def actuations_refused(self) -> int:
+        """Actuator settings refused because the subsystem does not own the field."""
+        return self.hal.actuations_refused
 
     def subsystem(self, name: str):
         return next(s for s in self.subsystems if s.name == name)

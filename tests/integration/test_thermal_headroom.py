@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from flight.hal.protocol import N_GPUS
-from flight.subsystems.power.manager import GPU_MIN_W
+from flight.platform import GPU_MIN_W
 from flight.core.tle import load_tle
 from flight.hal.inprocess import InProcessRack
 

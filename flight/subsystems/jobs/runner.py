@@ -26,10 +26,11 @@ Each tick (rate group ``run``):
    manager powers (``gpu_power_limit_w`` > 0 in the frame) and whose thermal headroom
    (``data/thermal.headroom``) admits the lowest power limit; the GPUs held are capped by a
    persistent load shed, by the eclipse look-ahead (:meth:`JobRunner._eclipse_hold`: jobs the
-   battery will not carry through the coming eclipse checkpoint before it and resume after)
-   and by the executive's mode (``ctl/mode``: ``SAFE`` checkpoints and stops everything,
-   ``POWER_SAVE`` keeps only critical and high-priority jobs, ``THERMAL_LIMIT`` halves the
-   GPUs held: the lowest jobs yield). New work lands on the GPUs with the most headroom first.
+   battery will not carry through the coming eclipse checkpoint before it and resume after;
+   how many it carries is the power manager's word, data product ``power.energy_plan``)
+   and by the mode (``ctl/mode`` from the power manager, the mode manager: ``SAFE``
+   checkpoints and stops everything, ``POWER_SAVE`` keeps only critical and high-priority
+   jobs, ``THERMAL_LIMIT`` halves the GPUs held: the lowest jobs yield). New work lands on the GPUs with the most headroom first.
 4. The runner offers load on exactly the GPUs it uses (``gpu_load_frac``) and publishes
    per-GPU priority weights for the power manager's allocator (data product
    ``jobs.demand``, whenever they change, and with every housekeeping packet).
@@ -63,8 +64,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flight.core.component import Arg, Channel, Command, CommandError, Component, Event
-from flight.subsystems.power.eclipse_forecast import EclipseForecast
+from flight.core.component import Arg, Channel, Command, CommandError, Component, DataProduct, Event, ProductField
 from flight.hal.protocol import N_GPUS
 from flight.subsystems.jobs.programs import PROGRAMS, ProgramRun
 from flight.subsystems.jobs.model import Job, gpu_speed
@@ -74,6 +74,7 @@ from flight.subsystems.power.modes import MODES
 from flight.subsystems.jobs.store import JobStore
 from flight.core.messages import Message
 from flight.core.subsystem import Subsystem
+from flight.platform import GPU_MIN_W
 
 MAX_ACTIVE = 256
 """Jobs not yet finished (queued, running or paused) the runner holds; more is BUSY."""
@@ -84,23 +85,6 @@ SYNTHETIC_CHECKPOINT_COST_S = 5.0
 PROGRAM_STOP_WAIT_S = 2.0
 """How long a stopping job runner waits for its programs' last checkpoints."""
 JOB_ID = Arg("job_id", "int", "", 1, 2**31 - 1, doc="Job id from jobs.submit.")
-GPU_MIN_W, GPU_IDLE_W = 400.0, 150.0
-"""B200-class lowest settable power limit and idle draw, W (DESIGN.md; estimates)."""
-RACK_IDLE_W, RACK_FULL_W = 25e3, 120e3
-"""Whole-rack IT draw idle and at full load, W (DESIGN.md): a GPU brought from idle to its
-lowest limit adds its own ``GPU_MIN_W - GPU_IDLE_W`` plus its share of the host and fabric
-load, which follows the GPUs' throughput (:data:`RUNNING_GPU_EXTRA_W`)."""
-MIN_LIMIT_CLOCK_FRAC = ((GPU_MIN_W - GPU_IDLE_W) / (1000.0 - GPU_IDLE_W)) ** (1 / 3)
-"""Clock fraction at the lowest power limit: dynamic power ∝ clock³ (DESIGN.md GPU model)."""
-RUNNING_GPU_EXTRA_W = (GPU_MIN_W - GPU_IDLE_W) + MIN_LIMIT_CLOCK_FRAC * (
-    RACK_FULL_W - RACK_IDLE_W - N_GPUS * (1000.0 - GPU_IDLE_W)) / N_GPUS
-"""Draw one more running GPU adds to the rack at its lowest limit, W (estimate, from the
-figures above: about 560 W)."""
-SOC_FLOOR = 0.70
-"""The power manager's planned state-of-charge floor (DESIGN.md: 30 % normal depth of
-discharge); the eclipse look-ahead plans above it."""
-DISCHARGE_EFFICIENCY = 0.97
-"""Battery energy efficiency per direction (estimate, as the simulator's)."""
 ECLIPSE_LEAD_S = 120.0
 """How long before a forecast eclipse the runner decides who runs through it: enough for the
 jobs that will not be carried to complete a checkpoint (checkpoint costs are tens of
@@ -108,6 +92,8 @@ seconds)."""
 SHED_PERSIST_TICKS = 10
 """Ticks the power manager must keep busy GPUs parked before the runner gives up GPUs to
 match (a passing shed does not cost a checkpoint)."""
+PLAN_FIELDS = frozenset({"forecast", "eclipse_start_s", "eclipse_end_s", "eclipse_gpus"})
+"""Fields of ``power.energy_plan`` the eclipse look-ahead reads."""
 THERMAL_LIMIT_GPU_FRACTION = 0.5
 """In ``THERMAL_LIMIT`` jobs hold at most this fraction of the usable GPUs (the lowest-priority
 jobs yield the rest): the rack's heat falls by the busy-minus-idle power of the GPUs let go
@@ -205,9 +191,15 @@ class JobRunner(Subsystem):
                   "eclipse in {lead_s:.0f} s for {duration_s:.0f} s: battery carries {gpus} GPU(s)"),
             Event("sdc_injected", 16, "MEDIUM", "FAULT INJECTION: replica {replica} of job {job_id} corrupted"),
         ),
+        publishes=(DataProduct("demand", (
+            ProductField("gpu_weight", "float64", "", (N_GPUS,),
+                         "Per-GPU priority weight for the power allocator (0 idle, 1 + job priority)."),
+        ), doc="Per-GPU demand, whenever it changes and with every housekeeping packet."),),
+        consumes=("thermal.headroom", "power.energy_plan"),
+        actuates=("gpu_load_frac",),
     )
     RATE_GROUPS = ((1, "run"),)
-    SUBSCRIBE = (b"data/thermal.headroom", b"ctl/mode")
+    SUBSCRIBE = (b"ctl/mode",)
 
     def __init__(self, config, emit, send_command=None, **ports) -> None:
         super().__init__(config, emit, send_command, **ports)
@@ -248,7 +240,8 @@ class JobRunner(Subsystem):
         self.mode = "NOMINAL"
         self.headroom_w = np.full(N_GPUS, np.inf)
         """Per-GPU thermal headroom, W, from ``data/thermal.headroom`` (none heard: no cap)."""
-        self.forecast = EclipseForecast.from_tle(config.tle_lines) if config.tle_lines else None
+        self.energy_plan: dict | None = None
+        """The power manager's latest ``power.energy_plan`` (none heard yet: no look-ahead)."""
         self.eclipse_cap: tuple[float, int] | None = None
         """``(end_s, GPUs)`` while an eclipse hold is in force."""
         self.eclipse_decided_s: float | None = None
@@ -388,10 +381,16 @@ class JobRunner(Subsystem):
         return f"job {job_id} replica {replica} corrupted"
 
     def on_message(self, msg: Message) -> None:
-        """Thermal headroom (``gpu_headroom_w``, W, shape ``(N_GPUS,)``) and the mode
-        (``{"mode": one of MODES}``); anything else on those topics is counted and reported
-        as a decode error and changes nothing."""
+        """Thermal headroom (``gpu_headroom_w``, W, shape ``(N_GPUS,)``), the power manager's
+        energy plan (its declared fields) and the mode (``{"mode": one of MODES}``); anything
+        else on those topics is counted and reported as a decode error and changes nothing."""
         data = msg.data if isinstance(msg.data, dict) else {}
+        if msg.name == "power.energy_plan":
+            if not PLAN_FIELDS <= data.keys():
+                self._bad_message(msg, f"energy plan without {sorted(PLAN_FIELDS - data.keys())}")
+            else:
+                self.energy_plan = data
+            return
         if msg.name == "thermal.headroom":
             raw = data.get("gpu_headroom_w")
             headroom = np.asarray(raw) if isinstance(raw, (list, np.ndarray)) else None
@@ -629,35 +628,34 @@ class JobRunner(Subsystem):
                 self._add(job)
                 queued += gpus
 
-    def _eclipse_hold(self, frame: dict) -> int:
+    def _eclipse_hold(self) -> int:
         """GPUs the battery can carry through the coming or present eclipse (all of them
         when no eclipse is near or the battery suffices).
 
-        Decided once per eclipse, :data:`ECLIPSE_LEAD_S` before it starts, from the state of
-        charge then: the energy above :data:`SOC_FLOOR` spread over the forecast eclipse,
-        less the non-GPU load measured now (bus and rack with the GPUs at idle,
-        :data:`RACK_IDLE_W`), divided by what one running GPU adds
-        (:data:`RUNNING_GPU_EXTRA_W`). Jobs beyond that are checkpointed before the shadow
-        and resume after it, instead of being parked mid-interval by the power manager's
-        load shedding. Without an onboard TLE (or in the FIFO baseline) there is no look-ahead.
+        Decided once per eclipse, :data:`ECLIPSE_LEAD_S` before it starts, on the power
+        manager's energy plan of the tick before (``power.energy_plan``: its floor, its
+        eclipse from the onboard TLE, and ``eclipse_gpus``, the running GPUs the battery
+        carries to sunrise). Jobs beyond that are checkpointed before the shadow and resume
+        after it, instead of being parked mid-interval by the power manager's load shedding.
+        No look-ahead before the first plan, on an eclipse the plan only assumes (no TLE), or
+        in the FIFO baseline.
         """
         if self.eclipse_cap is not None and self.time_s >= self.eclipse_cap[0]:
             self.eclipse_cap = None
             self.dirty = True
-        if self.forecast is None or self.fifo:
-            return N_GPUS
-        eclipse = self.forecast.next_eclipse(self.time_s)
-        if eclipse is None or eclipse.start_s - self.time_s > ECLIPSE_LEAD_S or eclipse.start_s == self.eclipse_decided_s:
-            return self.eclipse_cap[1] if self.eclipse_cap is not None else N_GPUS
-        self.eclipse_decided_s = eclipse.start_s
-        energy_j = max(0.0, frame["battery_soc"] - SOC_FLOOR) * frame["battery_capacity_j"] * DISCHARGE_EFFICIENCY
-        spare_w = energy_j / max(eclipse.end_s - self.time_s, 1.0) - frame["bus_load_w"] - RACK_IDLE_W
-        gpus = int(np.clip(spare_w // RUNNING_GPU_EXTRA_W, 0, N_GPUS))
+        held = self.eclipse_cap[1] if self.eclipse_cap is not None else N_GPUS
+        plan = self.energy_plan
+        if plan is None or self.fifo or plan["forecast"] != "tle" or not np.isfinite(plan["eclipse_start_s"]):
+            return held
+        start_s, end_s = float(plan["eclipse_start_s"]), float(plan["eclipse_end_s"])
+        if start_s - self.time_s > ECLIPSE_LEAD_S or start_s == self.eclipse_decided_s:
+            return held
+        self.eclipse_decided_s = start_s
+        gpus = int(np.clip(plan["eclipse_gpus"], 0, N_GPUS))
         if gpus < N_GPUS:
-            self.eclipse_cap = (eclipse.end_s, gpus)
+            self.eclipse_cap = (end_s, gpus)
             self.dirty = True
-            self.event("eclipse_hold", lead_s=max(0.0, eclipse.start_s - self.time_s), duration_s=eclipse.duration_s,
-                       gpus=gpus)
+            self.event("eclipse_hold", lead_s=max(0.0, start_s - self.time_s), duration_s=end_s - start_s, gpus=gpus)
         return gpus
 
     def _limits(self, frame: dict) -> Limits:
@@ -672,7 +670,7 @@ class JobRunner(Subsystem):
         allowed = online & ~self.fenced & (self.headroom_w >= GPU_MIN_W)
         powered = allowed & (frame["gpu_power_limit_w"] > 0)
         self.shed_ticks = self.shed_ticks + 1 if np.any(self.busy & allowed & ~powered) else 0
-        cap = self._eclipse_hold(frame)
+        cap = self._eclipse_hold()
         if self.shed_ticks >= SHED_PERSIST_TICKS and not self.fifo:
             cap = min(cap, int(np.count_nonzero(powered)))
         if self.mode == "THERMAL_LIMIT":

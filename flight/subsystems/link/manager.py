@@ -301,6 +301,7 @@ class LinkManager(LinkOperations, Subsystem):
             Parameter("hk_interval_s", 1, "float", "s", 1.0, 3600.0, DEFAULT_HK_INTERVAL_S,
                       "Onboard seconds between TM[3,25] of a structure without its own TC[3,31] interval."),
         ),
+        actuates=("transmitter_on",),
     )
     RATE_GROUPS = ((1, "step"),)
     SUBSCRIBE = (b"tm/", b"ev/")

@@ -24,11 +24,17 @@ Each tick:
    minimums don't fit.
 4. The mode machine steps on this tick's parameters, then the monitoring table is checked.
 
-Modes are decided here, on the lockstep path, because only a process that answers every
-tick can change them on a tick that depends on the frames alone (same seed, same modes, same
-telemetry). A change goes out as ``ctl/mode`` before this tick's ``hal.done``, so every
-subscriber has it before the next frame; the executive mirrors and announces it
-(``exec.mode_changed``) and orders modes by command or after repeated restarts.
+This is the mode manager, the one writer of ``ctl/mode``: modes are decided here, on the
+lockstep path, because only a process that answers every tick can change them on a tick that
+depends on the frames alone (same seed, same modes, same telemetry). A change goes out as
+``ctl/mode`` before this tick's ``hal.done``, so every subscriber has it before the next
+frame. Everyone else orders a mode with the command ``power.set_mode`` (the executive's
+``exec.set_mode`` and its SAFE escalation after repeated restarts, a watchpoint's action
+here) and only reads ``ctl/mode``; the executive announces each change (``exec.mode_changed``).
+
+Each tick the plan also goes out as the data product ``power.energy_plan``
+(:data:`ENERGY_PLAN_PRODUCT`): the job runner's eclipse look-ahead decides on this manager's
+floor and eclipse instead of a model of its own.
 """
 
 from __future__ import annotations
@@ -47,8 +53,10 @@ from flight.core.component import (
     Command,
     CommandError,
     Component,
+    DataProduct,
     Event,
     Parameter,
+    ProductField,
 )
 from flight.subsystems.power.eclipse_forecast import Eclipse, EclipseForecast
 from flight.hal.protocol import N_GPUS
@@ -63,17 +71,28 @@ from flight.subsystems.power.modes import (
 from flight.subsystems.power.monitor import ACTIONS, Monitor, Watchpoint, hottest_online_c
 from flight.core.orbit import OrbitError
 from flight.core.subsystem import Subsystem
+from flight.platform import (
+    BATTERY_CHARGE_EFFICIENCY,
+    BATTERY_CHARGE_TEMP_C,
+    BATTERY_DISCHARGE_EFFICIENCY,
+    BATTERY_DISCHARGE_TEMP_C,
+    BATTERY_MAX_CHARGE_C,
+    BATTERY_MAX_DISCHARGE_C,
+    GPU_IDLE_W,
+    GPU_MAX_W,
+    GPU_MIN_W,
+    IT_IDLE_OVERHEAD_W,
+    RACK_IDLE_W,
+    RUNNING_GPU_EXTRA_W,
+    SOC_FLOOR,
+)
 
-GPU_MIN_W, GPU_MAX_W, GPU_IDLE_W = 400.0, 1000.0, 150.0
-"""B200-class power limits and idle draw (DESIGN.md; nvidia-smi limits, estimate)."""
 HYSTERESIS_W = 10.0
 ECLIPSE_MAX_S = 2136.0
 """Longest eclipse of a 550 km circular orbit (35.6 min at beta 0, DESIGN.md): the plan's
 eclipse when no TLE is on board."""
 SUNLIT_MIN_S = 3600.0
 """Shortest sunlit arc of that orbit: the 5739 s period minus the longest eclipse."""
-SOC_FLOOR = 0.70
-"""Normal depth of discharge 30 % (DESIGN.md); contingency is 60 %."""
 SOC_TARGET = 0.95
 PLAN_MARGIN_SOC = 0.02
 """The plan aims this far above the floor (estimate: covers the lag of the measured
@@ -81,12 +100,6 @@ overhead and the allocator's hysteresis over one eclipse; seen 0.003..0.006 in s
 CHARGE_WINDOW_MIN_S = 1200.0
 """The charge reserve is spread over at least this long, so a battery that tapers near full
 (CC/CV) is not asked for a reserve it cannot take in the last minutes before a shadow."""
-BATTERY_DISCHARGE_EFFICIENCY = BATTERY_CHARGE_EFFICIENCY = 0.97
-"""Li-ion energy efficiency per direction (estimate, as sim_hw's battery)."""
-BATTERY_MAX_DISCHARGE_C, BATTERY_MAX_CHARGE_C = 1.0, 0.5
-"""C-rate limits, 1/h (estimate: typical high-energy NMC cells, as sim_hw's battery)."""
-BATTERY_DISCHARGE_TEMP_C, BATTERY_CHARGE_TEMP_C = (-20.0, 60.0), (5.0, 45.0)
-"""Cell temperature windows, °C (estimate: cell datasheets; no charging below 5 °C)."""
 HEATER_ON_C, HEATER_OFF_C = 10.0, 15.0
 """Battery heater thermostat (estimate: keeps the pack 5 K above its 5 °C charge limit)."""
 OVERHEAD_TAU_S = 20.0
@@ -94,10 +107,6 @@ ENERGY_PLANS = ("lookahead", "reactive")
 """Energy policies, ``params["power"]["energy_plan"]``: ``lookahead`` (:func:`plan_energy`,
 the flight policy and the default) or ``reactive`` (:func:`plan_reactive`, no look-ahead:
 the naive baseline ``tools/bench_goodput.py`` measures the look-ahead against)."""
-IT_IDLE_OVERHEAD_W = 25_000.0 - 72 * GPU_IDLE_W
-"""Non-GPU IT load of an idle rack: 25 kW idle rack less 72 idle GPUs (DESIGN.md, estimate).
-The planned eclipse load counts this rather than the measured overhead, which follows how
-busy the GPUs are now and would make the plan (and POWER_SAVE) depend on the load it sheds."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +202,34 @@ def plan_reactive(soc: float, capacity_j: float, temp_c: float, soc_floor: float
     return EnergyPlan(in_shadow, None, math.inf, allowance_w, 0.0, discharge_max_w, 0.0, above_j)
 
 
+def gpus_carried(soc: float, capacity_j: float, soc_floor: float, remaining_s: float, bus_w: float) -> int:
+    """GPUs running at their lowest limit that the battery carries for ``remaining_s`` (s):
+    the cell energy above ``soc_floor`` (0..1; ``soc`` now, ``capacity_j`` J) times the
+    discharge efficiency, spread over ``remaining_s`` (at least 1 s), less the platform load
+    ``bus_w`` (W) and the idle rack (:data:`flight.platform.RACK_IDLE_W`), divided by what one
+    running GPU adds (:data:`flight.platform.RUNNING_GPU_EXTRA_W`); 0..N_GPUS."""
+    energy_j = max(0.0, soc - soc_floor) * capacity_j * BATTERY_DISCHARGE_EFFICIENCY
+    spare_w = energy_j / max(remaining_s, 1.0) - bus_w - RACK_IDLE_W
+    return int(np.clip(spare_w // RUNNING_GPU_EXTRA_W, 0, N_GPUS))
+
+
+ENERGY_PLAN_PRODUCT = DataProduct("energy_plan", (
+    ProductField("soc_floor", "float64", "", doc="Lowest planned state of charge, 0..1 (parameter power.soc_floor)."),
+    ProductField("forecast", "str", doc="Where the eclipse comes from: tle (the onboard element set), worst_case "
+                                        "(assumed: no TLE, or the sun sensor overruled it), none (reactive policy)."),
+    ProductField("in_eclipse", "bool", doc="The planned eclipse is under way."),
+    ProductField("eclipse_start_s", "float64", "s", doc="Start of the eclipse planned for (NaN: none ahead)."),
+    ProductField("eclipse_end_s", "float64", "s", doc="Its end, sunrise (NaN: none ahead)."),
+    ProductField("eclipse_energy_available_j", "float64", "J",
+                 doc="Battery energy above the planning floor the plan will spend on that eclipse, "
+                     "as of the publication (its change alone does not publish)."),
+    ProductField("eclipse_gpus", "int64", "count",
+                 doc="Running GPUs (at their lowest limit) the battery carries from now to sunrise "
+                     "above the floor (gpus_carried); N_GPUS with no eclipse planned."),
+), doc="The power manager's energy plan: what the job runner's eclipse look-ahead decides on. Published "
+       "when a field other than the energy changes and at every housekeeping tick.")
+
+
 def _monitor_args() -> tuple[Arg, ...]:
     return (
         Arg("parameter", "str", doc="Sensor-frame field or rack reduction (flight.subsystems.power.monitor.PARAMETERS)."),
@@ -222,6 +259,10 @@ class PowerManager(Subsystem):
             Command("monitor_enable", 4, _WP_ID, doc="Enable a watchpoint."),
             Command("monitor_disable", 5, _WP_ID, doc="Disable a watchpoint."),
             Command("monitor_list", 6, doc="List the monitoring table (JSON, one watchpoint per line)."),
+            Command("set_mode", 7, (
+                Arg("mode", "str", choices=MODES, doc="Mode to enter."),
+                Arg("why", "str", doc="Reason, carried into ctl/mode and exec.mode_changed."),
+            ), doc="Enter a mode now (SAFE can be left only by this command); exec.set_mode comes here."),
         ),
         telemetry=(
             Channel("battery_soc", "float", "", "State of charge.", yellow=(0.70, 1.0), red=(0.40, 1.0)),
@@ -268,9 +309,11 @@ class PowerManager(Subsystem):
             Parameter("soc_floor", 1, "float", "", 0.40, 0.90, SOC_FLOOR,
                       "Lowest planned state of charge (0.40 = contingency DoD); as set_soc_floor."),
         ),
+        publishes=(ENERGY_PLAN_PRODUCT,),
+        consumes=("thermal.headroom", "jobs.demand"),
+        actuates=("gpu_power_limit_w", "battery_heater_on"),
     )
     RATE_GROUPS = ((1, "control"),)
-    SUBSCRIBE = (b"data/thermal.headroom", b"data/jobs.demand", b"ctl/mode")
 
     def __init__(self, config, emit, send_command=None, **ports) -> None:
         super().__init__(config, emit, send_command, **ports)
@@ -288,6 +331,8 @@ class PowerManager(Subsystem):
         self.last: dict = {}
         self.alloc = None
         self.plan: EnergyPlan | None = None
+        self.plan_published = ""
+        """The fields of the last ``power.energy_plan`` published (its energy aside), as text."""
         self.shedding = False
         self.feasible = True
         self.heater_on: bool | None = None
@@ -321,16 +366,16 @@ class PowerManager(Subsystem):
             self.coolant_setpoint_c = float(msg.data.get("setpoint_c", math.nan))
         elif msg.name == "jobs.demand":
             self.weight[:] = msg.data["gpu_weight"]
-        elif msg.kind == "ctl" and msg.name == "mode" and msg.src != self.name:
-            mode = msg.data.get("mode") if isinstance(msg.data, dict) else None
-            if mode in MODES:
-                self._enter(self.modes.command(mode, str(msg.data.get("why", "ordered by the executive"))))
 
     # -- commands -------------------------------------------------------------------------
     def cmd_set_soc_floor(self, soc_floor: float) -> str:
         self.event("soc_floor_changed", old=self.soc_floor, new=soc_floor)
         self.soc_floor = soc_floor
         return f"SOC floor {soc_floor:.2f}"
+
+    def cmd_set_mode(self, mode: str, why: str) -> str:
+        self._enter(self.modes.command(mode, why or "commanded"))
+        return f"mode {self.modes.mode}"
 
     def cmd_monitor_add(self, **args) -> str:
         wp = self._monitor().add(Watchpoint(0, enabled=True, **args))
@@ -383,13 +428,17 @@ class PowerManager(Subsystem):
         sun = frame["sun_fraction"]
         t_s = self.time_s
         online = int(frame["gpu_online"].sum())
+        # the idle rack's overhead, not the measured one: that follows how busy the GPUs are
+        # now and would make the plan (and POWER_SAVE) depend on the load it sheds
         eclipse_load_w = bus_w + IT_IDLE_OVERHEAD_W + online * GPU_MIN_W
         if self.energy_plan == "reactive":
             plan = plan_reactive(soc, capacity_j, frame["battery_temp_c"], self.soc_floor, sun < 1.0)
+            source = "none"
         else:
-            eclipse, in_shadow = self._eclipse(t_s, sun)
+            eclipse, in_shadow, source = self._eclipse(t_s, sun)
             plan = plan_energy(t_s, soc, capacity_j, frame["battery_temp_c"], self.soc_floor, eclipse, in_shadow,
                                eclipse_load_w)
+        self._publish_plan(plan, source, soc, capacity_j, bus_w)
         budget_w = array_w + (1.0 - sun) * plan.allowance_w - sun * plan.reserve_w - bus_w - overhead_w
         alloc = self.allocator.allocate(budget_w, self.weight, self._mode_cap())
         self.actuate(gpu_power_limit_w=alloc.limits_w)
@@ -410,11 +459,12 @@ class PowerManager(Subsystem):
             for firing in self.monitor.check(frame, {"gpu_temp_max_c": hottest_c}):
                 self._act(firing)
 
-    def _eclipse(self, t_s: float, sun: float) -> tuple[Eclipse | None, bool]:
-        """The eclipse to plan for and whether it is under way; the worst case without a forecast.
-        The sun sensor overrules a forecast that has the satellite in sunlight while the Sun is
-        hidden (a stale element set, or an edge within the forecast's tolerance): the battery
-        then carries the load as in the worst eclipse rather than not at all."""
+    def _eclipse(self, t_s: float, sun: float) -> tuple[Eclipse | None, bool, str]:
+        """The eclipse to plan for, whether it is under way and where it comes from (``tle``
+        or ``worst_case``); the worst case without a forecast. The sun sensor overrules a
+        forecast that has the satellite in sunlight while the Sun is hidden (a stale element
+        set, or an edge within the forecast's tolerance): the battery then carries the load
+        as in the worst eclipse rather than not at all."""
         if self.forecast is not None:
             try:
                 eclipse = self.forecast.next_eclipse(t_s)
@@ -423,14 +473,33 @@ class PowerManager(Subsystem):
             else:
                 in_shadow = eclipse is not None and eclipse.start_s <= t_s
                 if in_shadow or sun >= 1.0:
-                    return eclipse, in_shadow
-                return Eclipse(t_s, t_s + ECLIPSE_MAX_S), True
+                    return eclipse, in_shadow, "tle"
+                return Eclipse(t_s, t_s + ECLIPSE_MAX_S), True, "worst_case"
         if self.forecast_why:
             self.event("forecast_unavailable", why=self.forecast_why)
             self.forecast_why = ""
         if sun < 1.0:
-            return Eclipse(t_s, t_s + ECLIPSE_MAX_S), True
-        return Eclipse(t_s + SUNLIT_MIN_S, t_s + SUNLIT_MIN_S + ECLIPSE_MAX_S), False
+            return Eclipse(t_s, t_s + ECLIPSE_MAX_S), True, "worst_case"
+        return Eclipse(t_s + SUNLIT_MIN_S, t_s + SUNLIT_MIN_S + ECLIPSE_MAX_S), False, "worst_case"
+
+    def _publish_plan(self, plan: EnergyPlan, source: str, soc: float, capacity_j: float, bus_w: float) -> None:
+        """The energy plan as data product ``power.energy_plan``, by exception: when any field
+        but the energy changes (about 80 times an orbit, not 5700), and at every housekeeping
+        tick so a restarted job runner catches up. The job runner's look-ahead plans on the
+        same floor and eclipse as this manager, one tick later."""
+        eclipse = plan.eclipse
+        values = {
+            "soc_floor": self.soc_floor, "forecast": source, "in_eclipse": plan.in_eclipse,
+            "eclipse_start_s": eclipse.start_s if eclipse else math.nan,
+            "eclipse_end_s": eclipse.end_s if eclipse else math.nan,
+            "eclipse_gpus": gpus_carried(soc, capacity_j, self.soc_floor, eclipse.end_s - self.time_s, bus_w)
+            if eclipse else N_GPUS,
+        }
+        # NaN != NaN: compare the plan's fields as their text
+        key = repr(tuple(values.values()))
+        if key != self.plan_published or self.config.housekeeping_due(self.tick):
+            self.publish_data("energy_plan", eclipse_energy_available_j=plan.available_j, **values)
+            self.plan_published = key
 
     def _mode_cap(self) -> np.ndarray:
         """Per-GPU caps: the thermal headroom, further limited by the mode."""

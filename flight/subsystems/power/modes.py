@@ -53,10 +53,10 @@ import math
 import operator
 from dataclasses import dataclass
 
+from flight.platform import SOC_CONTINGENCY
+
 MODES = ("NOMINAL", "POWER_SAVE", "THERMAL_LIMIT", "SAFE")
 """Every mode, least protective first."""
-SOC_CONTINGENCY = 0.40
-"""Contingency depth of discharge 60 % (DESIGN.md): below this SOC the rack goes SAFE."""
 POWER_SAVE_GPU_MAX_W = 600.0
 """Per-GPU limit in POWER_SAVE (estimate: ~55 % of full power for ~85 % of the clock)."""
 THERMAL_LIMIT_GPU_MAX_W = 800.0

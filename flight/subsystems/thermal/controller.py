@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from flight.control.thermal_pid import ThermalPid, thermal_headroom_w
-from flight.core.component import Arg, Channel, Command, Component, Event, Parameter
+from flight.core.component import Arg, Channel, Command, Component, DataProduct, Event, Parameter, ProductField
 from flight.hal.protocol import N_GPUS, N_ZONES
 from flight.subsystems.thermal.sensor_check import PERSISTENCE_S, SensorCheck
 from flight.core.subsystem import Subsystem
@@ -122,6 +122,12 @@ class ThermalController(Subsystem):
               for i, loop in enumerate(DEFAULT_GAINS)
               for j, (gain, units, hi) in enumerate((("kp", "1/K", 2.0), ("ki", "1/(K*s)", 0.1), ("kd", "s/K", 20.0)))),
         ),
+        publishes=(DataProduct("headroom", (
+            ProductField("gpu_headroom_w", "float64", "W", (N_GPUS,),
+                         "Per-GPU power at which it would sit at the GPU target (0 offline)."),
+            ProductField("setpoint_c", "float64", "degC", doc="Coolant supply setpoint in force."),
+        ), doc="Thermal headroom, by exception (a move over HEADROOM_DEADBAND_W) and every housekeeping tick."),),
+        actuates=("radiator_valve_frac", "pump_speed_frac"),
     )
     RATE_GROUPS = ((1, "control"),)
 
