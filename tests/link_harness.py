@@ -49,7 +49,7 @@ JOBS_HK = hk_values(JOBS)
 
 
 def _expected_hk_data(component, values) -> bytes:
-    """TM[3,25] source data written out from the wire format's definition, independently of pus.py."""
+    """TM[3,25] source data written out from the wire format's definition, independently of flight.spacelink."""
     out = struct.pack(">H", component.component_id)
     for ch in component.telemetry:
         v = values[ch.name]
@@ -249,7 +249,7 @@ def _ping(seq: int = 1, flags: int = framing.ACK_NONE) -> PusTc:
 
 def _setpoint(value: float = 30.0, flags: int = framing.ACK_ALL, seq: int = 2) -> PusTc:
     return pus8.function_tc(DICT, "thermal.set_setpoint", {"setpoint_c": value}, seq_count=seq, source_id=0x1234,
-                           ack_flags=flags)
+                            ack_flags=flags)
 
 
 FRAME_PERIOD_S = 0.05

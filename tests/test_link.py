@@ -307,8 +307,8 @@ def test_a_bad_crc_is_rejected_without_a_reply(ground, harness):
 def test_a_partial_packet_from_a_quiet_sender_is_discarded(ground, harness, monkeypatch):
     monkeypatch.setattr(link_module, "STALL_S", 0.0)
     long_tc = bytes(ground.signed(pus8.function_tc(DICT, "thermal.set_gains",
-                                                  {"loop": "pump", "kp": 0.1, "ki": 0.0, "kd": 0.0},
-                                                  seq_count=3, source_id=1)).pack())
+                                                   {"loop": "pump", "kp": 0.1, "ki": 0.0, "kd": 0.0},
+                                                   seq_count=3, source_id=1)).pack())
     ground.send(long_tc[:10])
     ground.send_tc(_ping())
     assert ground.collect(seconds=0.3) == []  # the cut header claims the ping's bytes

@@ -243,7 +243,7 @@ def _archiving(ground: Ground) -> Ground:
     """``ground`` after its TC[15,130] with nothing received yet: it archives, so the link
     sends it the stored backlog."""
     ground.send_tc(pus15.storage_tc(pus15.DOWNLINK_ACK, received=0, seq_count=8, source_id=0x1234,
-                                  ack_flags=framing.ACK_NONE))
+                                    ack_flags=framing.ACK_NONE))
     ground.harness.pump(0.05)
     return ground
 
@@ -300,7 +300,7 @@ def test_backlog_stays_within_the_pass_data_rate(harness):
     harness.frame(contact=True, downlink_rate_bps=0.0)
     ground = _archiving(Ground(harness))
     size = len(services.TmEncoder().event_report(DICT, "thermal.setpoint_changed", "coolant setpoint change 0",
-                                            utc_unix_s=UTC0))
+                                                 utc_unix_s=UTC0))
     got = []
     for ticks in range(1, 4):  # a rate that carries 4 of these event packets a tick
         harness.frame(contact=True, downlink_rate_bps=4.5 * size * 8)
@@ -327,7 +327,7 @@ def test_acknowledged_packets_are_done_and_unacknowledged_ones_go_to_the_next_co
     assert _events_received(got)[:5] == [f"coolant setpoint change {n}" for n in range(5)]
     assert received >= 5
     second.send_tc(pus15.storage_tc(pus15.DOWNLINK_ACK, received=len(got), seq_count=9, source_id=0x1234,
-                                  ack_flags=framing.ACK_NONE))
+                                    ack_flags=framing.ACK_NONE))
     second.collect(seconds=0.2)
     harness.frame()
     assert harness.hk()["tm_acknowledged"] >= 5 and harness.hk()["tm_requeued"] >= 5
@@ -399,7 +399,7 @@ def test_malformed_storage_tcs_are_refused_and_change_nothing(ground, harness, s
 
 def test_retrieve_with_start_after_end_is_a_format_error():
     tc = pus15.storage_tc(pus15.RETRIEVE_BY_TIME_RANGE, store_ids=[2], from_utc_unix_s=UTC0 + 5, to_utc_unix_s=UTC0,
-                        seq_count=1, source_id=1)
+                          seq_count=1, source_id=1)
     with pytest.raises(CommandError, match="start time after end time"):
         pus15.decode_storage_tc(tc.message_subtype, bytes(tc.app_data))
 
@@ -466,7 +466,7 @@ def test_job_results_are_stored_once_and_parse_with_spacepackets(tmp_path):
         assert _read(packet).message_subtype == 1
         report = services.decode_tm(DICT, packet)
         assert (report.job_id, report.outcome, report.done_gpu_s, report.detail) == (7, "completed", 100.0,
-                                                                                      "sha256 ab12")
+                                                                                     "sha256 ab12")
         assert report.utc_unix_s == pytest.approx(UTC0 + 0.5, abs=1e-3)
         for _ in range(12):
             h.frame()

@@ -1,5 +1,5 @@
-"""The space-link packet codec (flight.spacelink.pus): every TM it builds reads back with
-spacepackets' own readers; TC[8,1] round-trips for every command in the dictionary;
+"""The space-link packet codec (flight.spacelink: framing, codec, the PUS service modules):
+every TM it builds reads back with spacepackets' own readers; TC[8,1] round-trips for every command in the dictionary;
 malformed input raises only the documented errors; the uplink stream parser survives
 random and mutated bytes, accounts for every byte and still finds the next valid packet."""
 
@@ -18,7 +18,7 @@ from spacepackets.ecss.tc import PusTc
 from spacepackets.ecss.tm import InvalidTmCrc16Error, ManagedParams, PusTm
 
 from flight.core.component import (FAILURE_CODES, SEVERITIES, Arg, Channel, Command, CommandError, Component,
-                               Dictionary, Event)
+                                   Dictionary, Event)
 from flight.executive.supervisor import full_dictionary
 from flight.spacelink import (
     codec,
@@ -236,7 +236,7 @@ def test_ping_reply_reads_as_service_17_tm():
 def test_verification_reports_read_as_service_1_tm(subtype, code):
     tc = PusTc.unpack(_valid_tc(seq=1234))
     packet = services.TmEncoder().verification(subtype, tc, utc_unix_s=UTC, code=code, message="too hot: 99 °C",
-                                          step=3 if subtype == 5 else None)
+                                               step=3 if subtype == 5 else None)
     _tm(packet)
     s1 = Service1Tm.unpack(packet, ManagedParams(timestamp_len=7), ManagedParamsVerification())
     assert (s1.service, s1.message_subtype, s1.sp_header.apid) == (1, subtype, framing.TC_APID)
@@ -283,10 +283,10 @@ def test_hk_arrays_are_packed_by_channel_type_and_read_back_as_that_type():
     as_numpy = {"fa": np.arange(3, dtype=np.float32), "ia": np.array([1, 2, 3], dtype=np.int64),
                 "ba": np.array([True, False, False])}
     assert pus3.decode_hk(DICT, pus3.encode_hk(ARRAYS, as_numpy))[1] == {"fa": [0.0, 1.0, 2.0], "ia": [1, 2, 3],
-                                                                      "ba": [True, False, False]}
+                                                                         "ba": [True, False, False]}
     lenient = {"fa": [1, 2, 3], "ia": [1.0, 2.0, True], "ba": [1, 0, 1.0]}
     assert pus3.decode_hk(DICT, pus3.encode_hk(ARRAYS, lenient))[1] == {"fa": [1.0, 2.0, 3.0], "ia": [1, 2, 1],
-                                                                      "ba": [True, False, True]}
+                                                                        "ba": [True, False, True]}
 
 
 @pytest.mark.parametrize("arrays", [
@@ -413,7 +413,7 @@ def _feed_all(parser: framing.TcStreamParser, data: bytes, chunk: int) -> list:
 def test_parser_frames_packets_split_anywhere():
     packets = [_valid_tc(seq) for seq in range(3)]
     packets.append(bytes(pus8.function_tc(DICT, "thermal.set_gains", {"loop": "pump", "kp": 1.0, "ki": 0.0,
-                                                                     "kd": 0.0}, seq_count=4, source_id=1).pack()))
+                                                                      "kd": 0.0}, seq_count=4, source_id=1).pack()))
     stream = b"".join(packets)
     for chunk in (1, 2, 7, len(stream)):
         parser = framing.TcStreamParser()
@@ -462,7 +462,7 @@ def test_a_packet_with_a_bad_crc_is_one_rejection_and_the_next_packet_is_found()
 
 def test_a_partial_header_that_never_completes_is_flushed_when_the_sender_goes_quiet():
     long_tc = bytes(pus8.function_tc(DICT, "thermal.set_gains", {"loop": "pump", "kp": 1.0, "ki": 0.0, "kd": 0.0},
-                                    seq_count=4, source_id=1).pack())
+                                     seq_count=4, source_id=1).pack())
     parser = framing.TcStreamParser()
     assert parser.feed(long_tc[:10] + _valid_tc()) == []  # the cut header's length swallows the ping
     items = parser.flush_stalled()

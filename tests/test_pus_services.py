@@ -89,7 +89,7 @@ def fly(harness: LinkHarness, ground: Ground, seconds: int) -> list[tuple[int, i
 def test_each_new_report_reads_with_spacepackets_own_pus_c_reader(harness, ground, operator, ask, report):
     ground.send_tc(operator.tc(*ask))
     (packet,) = [p for s, t, _, _, p in ground.collect(lambda got: (1, 7) in [g[:2] for g in got],
-                                                     keep=(1, report[0])) if (s, t) == report]
+                                                       keep=(1, report[0])) if (s, t) == report]
     tm = PusTm.unpack(packet, timestamp_len=CdsShortTimestamp.TIMESTAMP_SIZE)
     assert (tm.apid, tm.service, tm.message_subtype, tm.pus_tm_sec_header.dest_id) == (framing.TC_APID, *report, SOURCE)
     assert CdsShortTimestamp.unpack(tm.timestamp).as_unix_seconds() == UTC0 + harness.tick
@@ -159,7 +159,7 @@ def test_event_reports_follow_disable_and_enable_and_the_disabled_list_is_report
 def _inner(operator: Operator, qualified: str, args: dict, flags: int = framing.ACK_ALL) -> PusTc:
     operator.seq += 1
     return operator.ground.signed(pus8.function_tc(DICT, qualified, args, seq_count=operator.seq, source_id=SOURCE,
-                                                  ack_flags=flags))
+                                                   ack_flags=flags))
 
 
 def test_scheduled_commands_run_at_their_time_through_the_normal_command_path(harness, ground, operator):
@@ -291,7 +291,7 @@ def _embedded(operator: Operator, release_offset_s: float = 60.0, tc: PusTc | No
     """TC[11,4] data holding one ``tc`` (default: a valid command) signed with ``key``
     (default: the ground's own) due ``release_offset_s`` after onboard now."""
     tc = tc if tc is not None else pus8.function_tc(DICT, "link.set_hk_interval", {"interval_s": 5.0},
-                                                   seq_count=7, source_id=SOURCE)
+                                                    seq_count=7, source_id=SOURCE)
     tc = operator.ground.signed(tc) if key is None else protect(tc, key, operator.ground.arsn.next())
     return pus11.insert_data([(UTC0 + operator.ground.harness.tick + release_offset_s, bytes(tc.pack()))])
 
@@ -311,7 +311,7 @@ HOSTILE = {
     "11,4 garbage": (lambda o: o.tc(11, 4, b"\x00\x01" + bytes(range(40))), "FORMAT_ERROR"),
     "11,4 past release": (lambda o: o.tc(11, 4, _embedded(o, release_offset_s=-5)), "VALIDATION_ERROR"),
     "11,4 nested schedule": (lambda o: o.tc(11, 4, _embedded(o, tc=framing.build_tc(11, 3, seq_count=1,
-                                                                                  source_id=SOURCE))),
+                                                                                    source_id=SOURCE))),
                              "INVALID_OPCODE"),
     "11,4 out-of-range command": (lambda o: o.tc(11, 4, _embedded(o, tc=pus8.function_tc(
         DICT, "thermal.set_setpoint", {"setpoint_c": 99.0}, seq_count=3, source_id=SOURCE))), "VALIDATION_ERROR"),

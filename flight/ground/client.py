@@ -1,5 +1,5 @@
 """Ground side of the space link: one TCP connection to the link manager, speaking the
-CCSDS/PUS-C packets of :mod:`flight.spacelink.pus`.
+CCSDS/PUS-C packets of :mod:`flight.spacelink.framing` and the PUS service modules beside it.
 
     with LinkClient("127.0.0.1:52001", full_dictionary(), key=load_key(keys_dir())) as link:
         rtt_s = link.ping(timeout_s=5)

@@ -109,9 +109,9 @@ def add_parser(subparsers: Any) -> None:
             "packets arrived (then exit 1 if they did not within --timeout)."),
         epilog="examples:\n  flight ground watch\n  flight ground watch --count 20 --timeout 30")
     watching.add_argument("--count", type=positive_int, metavar="N",
-                       help="stop after N housekeeping or event packets")
+                          help="stop after N housekeeping or event packets")
     watching.add_argument("--stale", type=positive_float, default=30.0, metavar="S",
-                       help="dim values older than S onboard seconds (default 30)")
+                          help="dim values older than S onboard seconds (default 30)")
     watching.set_defaults(func=watch.cmd_watch)
 
     events = ops.add_parsers(sub, common, signing)

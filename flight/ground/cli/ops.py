@@ -1,4 +1,4 @@
-"""``flight ground`` sub-commands of the operations services (:mod:`flight.spacelink.pus_ops`):
+"""``flight ground`` sub-commands of the operations services (PUS 3, 5, 11, 20: :mod:`flight.spacelink`):
 
     flight ground schedule add +600 thermal.set_setpoint setpoint_c=30   TC[11,4]
     flight ground schedule list | delete ID... | enable | disable | reset TC[11,16/5/1/2/3]
@@ -235,14 +235,14 @@ def cmd_schedule_simple(args: argparse.Namespace) -> int:
     activities = [a for r in reports if isinstance(r, pus11.ScheduleReport) for a in r.activities]
     if args.subtype == pus11.SCHEDULE_REPORT_ALL and code == EXIT_OK:
         print_table(f"{len(activities)} scheduled", ["release (UTC)", "request id", "TC", "does"],
-               [[utc_text(a.release_utc_s), f"0x{a.request_id:08x}", f"[{a.service},{a.subtype}]", a.summary]
-                for a in activities])
+                    [[utc_text(a.release_utc_s), f"0x{a.request_id:08x}", f"[{a.service},{a.subtype}]", a.summary]
+                     for a in activities])
     return code
 
 
 def cmd_schedule_delete(args: argparse.Namespace) -> int:
     return run_tc(args, load_dictionary(), pus11.SCHEDULE_SERVICE, pus11.SCHEDULE_DELETE,
-                pus11.request_id_data(args.ids))[0]
+                  pus11.request_id_data(args.ids))[0]
 
 
 # -- parameters ------------------------------------------------------------------------------------
@@ -263,12 +263,12 @@ def cmd_params_get(args: argparse.Namespace) -> int:
         return _caught(exc)
     ids = [dictionary.parameter_id(n) for n in names]
     code, reports = run_tc(args, dictionary, pus20.PARAMETER_SERVICE, pus20.PARAMETER_REPORT_VALUES,
-                         pus20.parameter_ids_data(ids))
+                           pus20.parameter_ids_data(ids))
     values = {n: v for r in reports if isinstance(r, pus20.ParameterReport) for n, v in r.values.items()}
     if values:
         print_table("parameters", ["parameter", "value", "units", "declared"],
-               [[n, repr(v), dictionary.parameters[n].units, dictionary.parameters[n].describe()]
-                for n, v in values.items()])
+                    [[n, repr(v), dictionary.parameters[n].units, dictionary.parameters[n].describe()]
+                     for n, v in values.items()])
     return code
 
 
@@ -344,8 +344,8 @@ def cmd_hk_structures(args: argparse.Namespace) -> int:
     structures = [r for r in reports if isinstance(r, pus3.HkStructureReport)]
     if structures:
         print_table("housekeeping structures", ["sid", "component", "TM[3,25]", "interval s", "channels"],
-               [[str(r.component.component_id), r.component.name, "on" if r.enabled else "off",
-                 f"{r.interval_s:g}", str(len(r.channels))] for r in structures])
+                    [[str(r.component.component_id), r.component.name, "on" if r.enabled else "off",
+                      f"{r.interval_s:g}", str(len(r.channels))] for r in structures])
     return code
 
 
@@ -364,7 +364,8 @@ def cmd_hk_interval(args: argparse.Namespace) -> int:
         (sid,) = _sids(dictionary, [args.component])
     except CommandError as exc:
         return _caught(exc)
-    return run_tc(args, dictionary, pus3.HK_SERVICE, pus3.HK_MODIFY_INTERVAL, pus3.interval_data({sid: args.seconds}))[0]
+    return run_tc(args, dictionary, pus3.HK_SERVICE, pus3.HK_MODIFY_INTERVAL,
+                  pus3.interval_data({sid: args.seconds}))[0]
 
 
 # -- dictionary ------------------------------------------------------------------------------------

@@ -122,7 +122,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, signing: argparse.Arg
     history = sub.add_parser(
         "history", parents=[common], formatter_class=FMT, help="commands sent and their verification stages",
         description=para("The telecommands sent from this ground (any `flight ground` command) "
-                              "with the verification stages the satellite reported, from the archive."),
+                         "with the verification stages the satellite reported, from the archive."),
         epilog="examples:\n  flight ground history\n  flight ground history --limit 5")
     history.add_argument("--limit", type=positive_int, default=50, metavar="N", help="last N (default 50)")
     history.set_defaults(func=cmd_history)
@@ -207,7 +207,7 @@ def cmd_dump(args: argparse.Namespace) -> int:
                 client.acknowledge()  # an archiving connection: the retrieved packets come to it
                 for spec in wanted:
                     data = pus15.storage_data(pus15.RETRIEVE_BY_TIME_RANGE, store_ids=[spec.store_id],
-                                            from_utc_unix_s=args.from_utc, to_utc_unix_s=args.to_utc)
+                                              from_utc_unix_s=args.from_utc, to_utc_unix_s=args.to_utc)
                     final = list(client.request(pus15.STORAGE_SERVICE, pus15.RETRIEVE_BY_TIME_RANGE, data,
                                                 args.timeout))[-1]
                     if not final.ok:
@@ -250,7 +250,7 @@ def cmd_store_status(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     ids = [STORE_BY_NAME[n].store_id for n in args.stores]
     code, reports = run_tc(args, load_dictionary(), pus15.STORAGE_SERVICE, pus15.REPORT_STORE_STATUS,
-                                 pus15.storage_data(pus15.REPORT_STORE_STATUS, store_ids=ids))
+                           pus15.storage_data(pus15.REPORT_STORE_STATUS, store_ids=ids))
     for report in reports:
         if isinstance(report, pus15.StoreStatusReport):
             print_table(

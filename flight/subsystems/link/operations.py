@@ -124,9 +124,9 @@ class LinkOperations:
             (pus3.HK_SERVICE, pus3.HK_ENABLE): (self._parse_sids(pus3.HK_ENABLE), self._hk_enable),
             (pus3.HK_SERVICE, pus3.HK_DISABLE): (self._parse_sids(pus3.HK_DISABLE), self._hk_disable),
             (pus3.HK_SERVICE, pus3.HK_REPORT_STRUCTURES): (self._parse_sids(pus3.HK_REPORT_STRUCTURES),
-                                                         self._hk_structures),
+                                                           self._hk_structures),
             (pus3.HK_SERVICE, pus3.HK_MODIFY_INTERVAL): (lambda d: pus3.parse_intervals(self.dictionary, d),
-                                                       self._hk_modify_intervals),
+                                                         self._hk_modify_intervals),
             (pus5.EVENT_SERVICE, pus5.EVENT_ENABLE): (self._parse_events(pus5.EVENT_ENABLE), self._events_enable),
             (pus5.EVENT_SERVICE, pus5.EVENT_DISABLE): (self._parse_events(pus5.EVENT_DISABLE), self._events_disable),
             (pus5.EVENT_SERVICE, pus5.EVENT_REPORT_DISABLED): (self._parse_empty(5, 7), self._events_report),
@@ -139,7 +139,7 @@ class LinkOperations:
             (pus20.PARAMETER_SERVICE, pus20.PARAMETER_REPORT_VALUES): (
                 lambda d: pus20.parse_parameter_ids(self.dictionary, d), self._parameters_report),
             (pus20.PARAMETER_SERVICE, pus20.PARAMETER_SET): (lambda d: pus20.parse_set_parameter(self.dictionary, d),
-                                                         self._parameter_set),
+                                                             self._parameter_set),
         }
 
     def _ops_start(self) -> None:
