@@ -427,5 +427,5 @@ class PacketStores(BatchedWrites):
                 "SELECT COUNT(*), COALESCE(SUM(state != ?), 0), MIN(utc_unix_s), MAX(utc_unix_s) FROM packets "
                 "WHERE store_id = ?", (ACKED, store_id)).fetchone()
             out.append(StoreStatusEntry(store_id, bool(enabled), count, pending, oldest, newest, dropped, expired,
-                                        deleted, not_stored))
+                                   deleted, not_stored))
         return out
