@@ -22,7 +22,7 @@ from flight.core.config import RunConfig
 from flight.core.component import CommandError
 from flight.executive.supervisor import full_dictionary
 from flight.spacelink import keys
-from flight.spacelink import pus
+from flight.spacelink import framing, pus17_test as pus17, pus8_functions as pus8
 from flight.spacelink.sdls import ArsnCounter, protect
 from flight.core.messages import Encoder, Message, decode
 from flight.subsystems.link.manager import LinkManager
@@ -49,7 +49,7 @@ JOBS_HK = hk_values(JOBS)
 
 
 def _expected_hk_data(component, values) -> bytes:
-    """TM[3,25] source data written out from the wire format's definition, independently of pus.py."""
+    """TM[3,25] source data written out from the wire format's definition, independently of flight.spacelink."""
     out = struct.pack(">H", component.component_id)
     for ch in component.telemetry:
         v = values[ch.name]
@@ -94,7 +94,7 @@ class LinkHarness:
 
     @property
     def port(self) -> int:
-        return pus.parse_endpoint(self.link.endpoint)[1]
+        return framing.parse_endpoint(self.link.endpoint)[1]
 
     def _emit(self, kind: str, name: str, data) -> None:
         msg = _bus_message(kind, name, data, self.link.time_s, self.link.tick, "link")
@@ -243,13 +243,13 @@ def _verification(item) -> Service1Tm:
     return Service1Tm.unpack(item[-1], ManagedParams(timestamp_len=7), ManagedParamsVerification())
 
 
-def _ping(seq: int = 1, flags: int = pus.ACK_NONE) -> PusTc:
-    return pus.ping_tc(seq_count=seq, source_id=0x1234, ack_flags=flags)
+def _ping(seq: int = 1, flags: int = framing.ACK_NONE) -> PusTc:
+    return pus17.ping_tc(seq_count=seq, source_id=0x1234, ack_flags=flags)
 
 
-def _setpoint(value: float = 30.0, flags: int = pus.ACK_ALL, seq: int = 2) -> PusTc:
-    return pus.function_tc(DICT, "thermal.set_setpoint", {"setpoint_c": value}, seq_count=seq, source_id=0x1234,
-                           ack_flags=flags)
+def _setpoint(value: float = 30.0, flags: int = framing.ACK_ALL, seq: int = 2) -> PusTc:
+    return pus8.function_tc(DICT, "thermal.set_setpoint", {"setpoint_c": value}, seq_count=seq, source_id=0x1234,
+                            ack_flags=flags)
 
 
 FRAME_PERIOD_S = 0.05

@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from flight.spacelink import pus
+from flight.spacelink import framing, pus17_test as pus17, pus8_functions as pus8, services
 from flight.ground.archive import Archive, listen
 from flight.ground.client import LinkClient
 from flight.subsystems.link.packet_stores import ACKED, STORE_BY_NAME
@@ -21,20 +21,20 @@ def archive(ground_archive):
     a.close()
 
 
-def _hk_packet(encoder: pus.TmEncoder, t: float) -> bytes:
+def _hk_packet(encoder: services.TmEncoder, t: float) -> bytes:
     return encoder.hk_report(THERMAL, THERMAL_HK, utc_unix_s=UTC0 + t)
 
 
-def _event_packet(encoder: pus.TmEncoder, name: str, message: str, t: float) -> bytes:
+def _event_packet(encoder: services.TmEncoder, name: str, message: str, t: float) -> bytes:
     return encoder.event_report(DICT, name, message, utc_unix_s=UTC0 + t)
 
 
 def _keep(archive: Archive, packet: bytes) -> bool:
-    return archive.add(packet, pus.decode_tm(DICT, packet))
+    return archive.add(packet, services.decode_tm(DICT, packet))
 
 
 def test_a_packet_received_twice_is_kept_once_and_counted(archive):
-    enc = pus.TmEncoder()
+    enc = services.TmEncoder()
     first, second = _hk_packet(enc, 1.0), _hk_packet(enc, 1.0)  # same sample, a new sequence count
     assert _keep(archive, first) and not _keep(archive, first) and _keep(archive, second)
     archive.commit()
@@ -46,7 +46,7 @@ def test_a_packet_received_twice_is_kept_once_and_counted(archive):
 
 def test_raw_housekeeping_batches_keep_every_packet_once_in_order(archive):
     # 150 packets and 20 repeats, past one multi-row statement (flight.core.storage.insert_rows)
-    enc = pus.TmEncoder()
+    enc = services.TmEncoder()
     packets = [_hk_packet(enc, float(t)) for t in range(150)]
     for packet in packets + packets[:20]:
         assert archive.add(packet)  # raw: duplicates are found when the batch is written
@@ -61,7 +61,7 @@ def test_undecodable_packets_are_kept_and_counted(archive):
 
 
 def test_events_by_severity_and_time(archive):
-    enc = pus.TmEncoder()
+    enc = services.TmEncoder()
     _keep(archive, _event_packet(enc, "thermal.setpoint_changed", "info one", 1.0))
     _keep(archive, _event_packet(enc, "link.tc_auth_failed", "medium one", 2.0))
     _keep(archive, _event_packet(enc, "link.lab_mode", "high one", 3.0))
@@ -73,13 +73,13 @@ def test_events_by_severity_and_time(archive):
 
 
 def test_history_joins_each_command_with_its_stages(archive):
-    tc = pus.function_tc(DICT, "thermal.set_setpoint", {"setpoint_c": 30.0}, seq_count=5, source_id=77)
-    archive.command_sent(tc, pus.request_id(tc))
-    enc = pus.TmEncoder()
+    tc = pus8.function_tc(DICT, "thermal.set_setpoint", {"setpoint_c": 30.0}, seq_count=5, source_id=77)
+    archive.command_sent(tc, framing.request_id(tc))
+    enc = services.TmEncoder()
     for subtype in (1, 3, 7):
         _keep(archive, enc.verification(subtype, tc, utc_unix_s=UTC0 + subtype))
-    other = pus.ping_tc(seq_count=6, source_id=77)
-    archive.command_sent(other, pus.request_id(other))
+    other = pus17.ping_tc(seq_count=6, source_id=77)
+    archive.command_sent(other, framing.request_id(other))
     first, second = archive.history()
     assert (first.name, first.args) == ("thermal.set_setpoint", {"setpoint_c": 30.0})
     assert [stage for _, stage, _, _ in first.stages] == ["accepted", "started", "completed"]
@@ -114,7 +114,7 @@ def test_listener_archives_a_pass_exactly_once_across_a_broken_connection(tmp_pa
         h.link.stores.commit()
         stored = h.link.stores.db.execute("SELECT store_id, seq, state, packet FROM packets JOIN packet_bytes "
                                           "ON packet_bytes.key = (store_id << 40) | seq").fetchall()
-        waiting = [pus.decode_tm(DICT, p) for *_, state, p in stored if state != ACKED]
+        waiting = [services.decode_tm(DICT, p) for *_, state, p in stored if state != ACKED]
         assert [r.name for r in waiting] == ["link.client_disconnected"]  # the listener's own goodbye, for next time
         digests = {hashlib.sha256(p).digest() for *_, state, p in stored if state == ACKED}
         archived = {d for (d,) in archive.db.execute("SELECT digest FROM packets")}

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from flight.ground.cli import main as cli
+from flight.ground.cli.watch import WatchView
 
 from flight.spacelink import keys
 from tests.link_harness import FRAME_PERIOD_S, JOBS_HK, THERMAL_HK, ServedLink
@@ -179,10 +180,11 @@ def test_a_missing_station_key_is_a_clear_error_before_connecting(served, capsys
 
 
 def test_watch_keeps_the_newest_sample_when_a_pass_brings_older_ones_after_it():
-    from flight.spacelink.pus import EventReport, HkReport
+    from flight.spacelink.pus3_housekeeping import HkReport
+    from flight.spacelink.pus5_events import EventReport
     from tests.link_harness import DICT, THERMAL, UTC0
 
-    view = cli._WatchView("127.0.0.1:1", stale_s=30.0)
+    view = WatchView("127.0.0.1:1", stale_s=30.0)
     view.add(HkReport(THERMAL, {**THERMAL_HK, "setpoint_c": 31.0}, UTC0 + 100))
     view.add(HkReport(THERMAL, {**THERMAL_HK, "setpoint_c": 25.0}, UTC0 + 10))  # from the stored backlog
     assert view.hk["thermal"].values["setpoint_c"] == 31.0

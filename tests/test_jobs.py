@@ -19,7 +19,7 @@ from flight.core.bus import BusAddress
 from flight.core.config import RunConfig
 from flight.core.component import CommandError, Dictionary
 from flight.executive.dispatcher import Dispatcher
-from flight.spacelink.pus import decode_hk, encode_hk
+from flight.spacelink.pus3_housekeeping import decode_hk, encode_hk
 from flight.hal.protocol import N_GPUS
 from flight.subsystems.jobs.programs import ProgramRun
 from flight.subsystems.jobs.model import GPU_MAX_CLOCK_MHZ, Job

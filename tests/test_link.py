@@ -15,7 +15,7 @@ from spacepackets.ecss.tc import PusTc
 
 from flight.core.config import RunConfig
 from flight.spacelink import keys
-from flight.spacelink import pus
+from flight.spacelink import framing, pus1_verification as pus1, pus8_functions as pus8, services
 from flight.subsystems.link.packet_stores import STORE_BY_NAME
 from flight.subsystems.link import manager as link_module
 from flight.subsystems.link.manager import MAX_CONNECTIONS, LinkManager
@@ -64,7 +64,7 @@ def test_lab_mode_takes_unsigned_tcs(tmp_path):
 def test_ping_is_answered_in_contact(ground, harness):
     tc = ground.send_tc(_ping())
     ((service, subtype, apid, tm, packet),) = ground.expect(1)
-    assert (service, subtype, apid) == (17, 2, pus.TC_APID)
+    assert (service, subtype, apid) == (17, 2, framing.TC_APID)
     assert tm.pus_tm_sec_header.dest_id == tc.source_id
     harness.frame()
     hk = harness.hk()
@@ -73,7 +73,7 @@ def test_ping_is_answered_in_contact(ground, harness):
 
 
 def test_ping_ack_flags_ask_for_verification_reports(ground):
-    tc = ground.send_tc(_ping(flags=pus.ACK_ALL))
+    tc = ground.send_tc(_ping(flags=framing.ACK_ALL))
     got = ground.expect(4)
     assert _kinds(got) == [(1, 1), (1, 3), (17, 2), (1, 7)]
     for item in (got[0], got[1], got[3]):
@@ -134,7 +134,7 @@ def test_function_tc_becomes_an_internal_command_and_its_responses_become_verifi
 
 
 def test_acceptance_and_completion_are_always_reported_for_function_tcs(ground):
-    ground.send_tc(_setpoint(30.0, flags=pus.ACK_NONE))
+    ground.send_tc(_setpoint(30.0, flags=framing.ACK_NONE))
     assert _kinds(ground.expect(2)) == [(1, 1), (1, 7)]
 
 
@@ -164,23 +164,23 @@ def test_each_response_sequence_maps_to_its_verification_reports(ground, harness
     assert _kinds(got) == [e[:2] for e in expected]
     for item, (_, _, code) in zip(got, expected):
         s1 = _verification(item)
-        assert (s1.error_code.val if s1.error_code else None) == (pus.FAILURE_CODE_NUMBERS[code] if code else None)
+        assert (s1.error_code.val if s1.error_code else None) == (pus1.FAILURE_CODE_NUMBERS[code] if code else None)
     if expected[-1][2] is not None:
         assert _verification(got[-1]).failure_notice.data.decode() == (
-            script[-1][2] if script[-1][1] in pus.FAILURE_CODE_NUMBERS else "?")
+            script[-1][2] if script[-1][1] in pus1.FAILURE_CODE_NUMBERS else "?")
 
 
 def test_onboard_validation_failure_reaches_the_ground(ground):
     ground.send_tc(_setpoint(99.0))
     ((*_, packet),) = ground.expect(1)
-    report = pus.decode_tm(DICT, packet)
+    report = services.decode_tm(DICT, packet)
     assert (report.stage, report.code) == ("acceptance failed", "VALIDATION_ERROR")
     assert "setpoint_c" in report.message
 
 
-def _tc(service, subtype, data=b"", apid=pus.TC_APID) -> PusTc:
+def _tc(service, subtype, data=b"", apid=framing.TC_APID) -> PusTc:
     return PusTc(service=service, message_subtype=subtype, apid=apid, app_data=data, seq_count=9, source_id=7,
-                 ack_flags=pus.ACK_ALL)
+                 ack_flags=framing.ACK_ALL)
 
 
 @pytest.mark.parametrize("tc, code", [
@@ -196,7 +196,7 @@ def test_tcs_that_cannot_be_accepted_get_an_acceptance_failure(ground, harness, 
     ground.send_tc(tc)
     (item,) = ground.expect(1)
     s1 = _verification(item)
-    assert (s1.message_subtype, s1.error_code.val) == (2, pus.FAILURE_CODE_NUMBERS[code])
+    assert (s1.message_subtype, s1.error_code.val) == (2, pus1.FAILURE_CODE_NUMBERS[code])
     assert s1.tc_req_id == RequestId.from_sp_header(tc.sp_header)
     assert harness.commands == []
     harness.frame()
@@ -205,9 +205,9 @@ def test_tcs_that_cannot_be_accepted_get_an_acceptance_failure(ground, harness, 
 
 
 def test_set_hk_interval_is_a_link_command_with_a_validated_range(ground, harness):
-    ground.send_tc(pus.function_tc(DICT, "link.set_hk_interval", {"interval_s": 0.1}, seq_count=1, source_id=1))
-    assert pus.decode_tm(DICT, ground.expect(1)[0][-1]).code == "VALIDATION_ERROR"
-    ground.send_tc(pus.function_tc(DICT, "link.set_hk_interval", {"interval_s": 2.0}, seq_count=2, source_id=1))
+    ground.send_tc(pus8.function_tc(DICT, "link.set_hk_interval", {"interval_s": 0.1}, seq_count=1, source_id=1))
+    assert services.decode_tm(DICT, ground.expect(1)[0][-1]).code == "VALIDATION_ERROR"
+    ground.send_tc(pus8.function_tc(DICT, "link.set_hk_interval", {"interval_s": 2.0}, seq_count=2, source_id=1))
     assert _kinds(ground.expect(3)) == [(1, 1), (1, 3), (1, 7)]
     harness.frame()
     assert harness.hk()["hk_interval_s"] == 2.0
@@ -215,7 +215,7 @@ def test_set_hk_interval_is_a_link_command_with_a_validated_range(ground, harnes
 
 # -- downlink of housekeeping and events --------------------------------------------------------
 def _hk_reports(got, component: str) -> list:
-    return [pus.decode_tm(DICT, item[-1]) for item in got
+    return [services.decode_tm(DICT, item[-1]) for item in got
             if item[:3] == (3, 25, DICT.components[component].component_id)]
 
 
@@ -261,7 +261,7 @@ def test_events_go_down_at_once_with_the_subtype_of_their_severity(tmp_path):
     harness.publish("ev", "hal.frame_rejected", {"severity": "HIGH", "message": "sensor frame 3 rejected",
                                                  "args": {}})
     got = grounds[0].collect(lambda g: (5, 4, 5) in [i[:3] for i in g], keep=(5,))
-    events = [pus.decode_tm(DICT, i[-1]) for i in got if i[0] == 5]
+    events = [services.decode_tm(DICT, i[-1]) for i in got if i[0] == 5]
     by_name = {e.name: e for e in events}
     assert by_name["thermal.setpoint_changed"].severity == "INFO"
     assert by_name["thermal.setpoint_changed"].message == "coolant setpoint 25.0 -> 30.0 °C"
@@ -306,9 +306,9 @@ def test_a_bad_crc_is_rejected_without_a_reply(ground, harness):
 
 def test_a_partial_packet_from_a_quiet_sender_is_discarded(ground, harness, monkeypatch):
     monkeypatch.setattr(link_module, "STALL_S", 0.0)
-    long_tc = bytes(ground.signed(pus.function_tc(DICT, "thermal.set_gains",
-                                                  {"loop": "pump", "kp": 0.1, "ki": 0.0, "kd": 0.0},
-                                                  seq_count=3, source_id=1)).pack())
+    long_tc = bytes(ground.signed(pus8.function_tc(DICT, "thermal.set_gains",
+                                                   {"loop": "pump", "kp": 0.1, "ki": 0.0, "kd": 0.0},
+                                                   seq_count=3, source_id=1)).pack())
     ground.send(long_tc[:10])
     ground.send_tc(_ping())
     assert ground.collect(seconds=0.3) == []  # the cut header claims the ping's bytes

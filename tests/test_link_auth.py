@@ -16,7 +16,7 @@ from spacepackets.ecss.tc import InvalidTcCrc16Error, PusTc
 
 from flight.spacelink import keys
 
-from flight.spacelink import pus
+from flight.spacelink import framing, pus17_test as pus17, pus1_verification as pus1, pus8_functions as pus8, services
 
 from flight.spacelink import sdls
 from flight.spacelink.sdls import ArsnCounter, AuthenticationError, ReplayGuard, StationKey, protect, unprotect
@@ -37,27 +37,28 @@ def test_protected_tc_layout_is_spi_arsn_data_mac_with_the_mac_over_everything_b
     import hashlib
     import hmac
 
-    tc = protect(pus.function_tc(DICT, "exec.noop", {}, seq_count=5, source_id=9), KEY, 0x0102030405060708)
+    tc = protect(pus8.function_tc(DICT, "exec.noop", {}, seq_count=5, source_id=9), KEY, 0x0102030405060708)
     packet = bytes(tc.pack())
     data = bytes(tc.app_data)
     assert data[:10] == b"\x00\x01" + bytes([1, 2, 3, 4, 5, 6, 7, 8])
-    assert data[10:-16] == pus.encode_function(DICT, "exec.noop", {})
+    assert data[10:-16] == pus8.encode_function(DICT, "exec.noop", {})
     expected = hmac.new(KEY.key, packet[:-18], hashlib.sha256).digest()[:16]  # FIPS 198-1, leftmost 128 bits
     assert data[-16:] == expected and packet[-18:-2] == expected
-    assert pus.request_id(tc) == pus.request_id(pus.function_tc(DICT, "exec.noop", {}, seq_count=5, source_id=9))
+    assert framing.request_id(tc) == framing.request_id(
+        pus8.function_tc(DICT, "exec.noop", {}, seq_count=5, source_id=9))
     assert unprotect(PusTc.unpack(packet), KEYS) == sdls.Authenticated(1, 0x0102030405060708, data[10:-16])
 
 
 @given(st.binary(max_size=64), st.integers(1, sdls.MAX_ARSN), st.integers(0, 0x3FFF), st.integers(0, 0xFFFF))
 def test_protect_then_unprotect_round_trips(data, arsn, seq, source):
-    tc = protect(pus.build_tc(8, 1, data, seq_count=seq, source_id=source), KEY, arsn)
+    tc = protect(framing.build_tc(8, 1, data, seq_count=seq, source_id=source), KEY, arsn)
     assert unprotect(PusTc.unpack(bytes(tc.pack())), KEYS) == sdls.Authenticated(KEY.spi, arsn, data)
 
 
 @given(st.integers(0, 8 * 64 - 1))
 def test_any_single_bit_flip_fails_authentication_or_framing(bit):
     """Every bit of the packet but the CRC is covered: header, SPI, ARSN, data or MAC."""
-    packet = bytearray(protect(pus.build_tc(8, 1, bytes(20), seq_count=1, source_id=2), KEY, 99).pack())
+    packet = bytearray(protect(framing.build_tc(8, 1, bytes(20), seq_count=1, source_id=2), KEY, 99).pack())
     bit %= 8 * (len(packet) - 2)
     packet[bit // 8] ^= 0x80 >> (bit % 8)
     try:
@@ -69,10 +70,10 @@ def test_any_single_bit_flip_fails_authentication_or_framing(bit):
 
 
 @pytest.mark.parametrize("tc, why", [
-    (pus.ping_tc(seq_count=1, source_id=1), "no security header"),
-    (pus.build_tc(17, 1, bytes(25), seq_count=1, source_id=1), "no security header"),
-    (protect(pus.ping_tc(seq_count=1, source_id=1), StationKey("x", 7, KEY.key), 5), "no key for SPI 7"),
-    (protect(pus.ping_tc(seq_count=1, source_id=1), StationKey("x", 1, bytes(32)), 5), "MAC mismatch"),
+    (pus17.ping_tc(seq_count=1, source_id=1), "no security header"),
+    (framing.build_tc(17, 1, bytes(25), seq_count=1, source_id=1), "no security header"),
+    (protect(pus17.ping_tc(seq_count=1, source_id=1), StationKey("x", 7, KEY.key), 5), "no key for SPI 7"),
+    (protect(pus17.ping_tc(seq_count=1, source_id=1), StationKey("x", 1, bytes(32)), 5), "MAC mismatch"),
 ])
 def test_unprotect_refuses_what_it_cannot_authenticate(tc, why):
     with pytest.raises(AuthenticationError, match=why):
@@ -82,7 +83,7 @@ def test_unprotect_refuses_what_it_cannot_authenticate(tc, why):
 def test_protect_refuses_arsns_outside_u64():
     for arsn in (0, sdls.MAX_ARSN + 1):
         with pytest.raises(ValueError):
-            protect(pus.ping_tc(seq_count=1, source_id=1), KEY, arsn)
+            protect(pus17.ping_tc(seq_count=1, source_id=1), KEY, arsn)
 
 
 def test_ground_arsns_strictly_increase_and_follow_the_clock():
@@ -155,7 +156,7 @@ def test_forged_and_unsigned_tcs_are_rejected_counted_reported_and_change_nothin
         ground.send(packet)
         (item,) = ground.expect(1)
         s1 = _verification(item)
-        assert (s1.message_subtype, s1.error_code.val) == (2, pus.FAILURE_CODE_NUMBERS["AUTHENTICATION_ERROR"]), what
+        assert (s1.message_subtype, s1.error_code.val) == (2, pus1.FAILURE_CODE_NUMBERS["AUTHENTICATION_ERROR"]), what
         assert s1.tc_req_id.as_u32() == int.from_bytes(packet[:4], "big")
     assert harness.commands == []
     harness.frame()
@@ -167,10 +168,10 @@ def test_forged_and_unsigned_tcs_are_rejected_counted_reported_and_change_nothin
 
 
 def test_an_unsigned_ping_gets_no_reply_but_the_failure_report(ground, harness):
-    ground.send(bytes(_ping(flags=pus.ACK_ALL).pack()))
+    ground.send(bytes(_ping(flags=framing.ACK_ALL).pack()))
     got = ground.collect(seconds=0.5)
     assert _kinds(got) == [(1, 2)]
-    report = pus.decode_tm(DICT, got[0][-1])
+    report = services.decode_tm(DICT, got[0][-1])
     assert (report.code, report.message.startswith("no security header")) == ("AUTHENTICATION_ERROR", True)
 
 
@@ -180,7 +181,7 @@ def test_a_replayed_command_is_rejected_and_executes_once(ground, harness):
     assert _kinds(ground.expect(3)) == [(1, 1), (1, 3), (1, 7)]
     for _ in range(3):
         ground.send(packet)
-        report = pus.decode_tm(DICT, ground.expect(1)[0][-1])
+        report = services.decode_tm(DICT, ground.expect(1)[0][-1])
         assert (report.code, "replayed" in report.message) == ("AUTHENTICATION_ERROR", True)
     assert len(harness.commands) == 1
     harness.frame()
@@ -201,7 +202,7 @@ def test_a_restarted_link_manager_still_refuses_the_replay(tmp_path):
     second.frame()
     ground = Ground(second)
     ground.send(packet)
-    assert pus.decode_tm(DICT, ground.expect(1)[0][-1]).code == "AUTHENTICATION_ERROR"
+    assert services.decode_tm(DICT, ground.expect(1)[0][-1]).code == "AUTHENTICATION_ERROR"
     ground.send_tc(_ping(seq=2))  # a fresh number still works
     assert _kinds(ground.expect(1)) == [(17, 2)]
     assert (tmp_path / link_module.REPLAY_STATE_FILE).exists()

@@ -17,7 +17,8 @@ from spacepackets.ccsds.time import CdsShortTimestamp
 from spacepackets.ecss.pus_15_tm_storage import MessageSubtype as StorageSubtype
 from spacepackets.ecss.tm import PusTm
 
-from flight.spacelink import pus
+from flight.core.component import CommandError
+from flight.spacelink import framing, pus15_storage as pus15, services
 from flight.subsystems.link import manager as link_module
 from flight.subsystems.link.packet_stores import ACKED, IN_FLIGHT, PENDING, STORE_BY_NAME, STORE_FILE, PacketStores
 from tests.link_harness import DICT, THERMAL, THERMAL_HK, UTC0, Ground, LinkHarness, _kinds, _verification
@@ -241,8 +242,8 @@ def _read(packet: bytes) -> PusTm:
 def _archiving(ground: Ground) -> Ground:
     """``ground`` after its TC[15,130] with nothing received yet: it archives, so the link
     sends it the stored backlog."""
-    ground.send_tc(pus.storage_tc(pus.DOWNLINK_ACK, received=0, seq_count=8, source_id=0x1234,
-                                  ack_flags=pus.ACK_NONE))
+    ground.send_tc(pus15.storage_tc(pus15.DOWNLINK_ACK, received=0, seq_count=8, source_id=0x1234,
+                                    ack_flags=framing.ACK_NONE))
     ground.harness.pump(0.05)
     return ground
 
@@ -253,7 +254,7 @@ def _event(harness: LinkHarness, n: int) -> None:
 
 
 def _events_received(got) -> list[str]:
-    return [pus.decode_tm(DICT, p[-1]).message for p in got if p[0] == 5 and p[2] == 3]
+    return [services.decode_tm(DICT, p[-1]).message for p in got if p[0] == 5 and p[2] == 3]
 
 
 def test_a_ground_that_never_acknowledges_gets_real_time_only(ground, harness):
@@ -298,8 +299,8 @@ def test_backlog_stays_within_the_pass_data_rate(harness):
         _event(harness, n)
     harness.frame(contact=True, downlink_rate_bps=0.0)
     ground = _archiving(Ground(harness))
-    size = len(pus.TmEncoder().event_report(DICT, "thermal.setpoint_changed", "coolant setpoint change 0",
-                                            utc_unix_s=UTC0))
+    size = len(services.TmEncoder().event_report(DICT, "thermal.setpoint_changed", "coolant setpoint change 0",
+                                                 utc_unix_s=UTC0))
     got = []
     for ticks in range(1, 4):  # a rate that carries 4 of these event packets a tick
         harness.frame(contact=True, downlink_rate_bps=4.5 * size * 8)
@@ -325,8 +326,8 @@ def test_acknowledged_packets_are_done_and_unacknowledged_ones_go_to_the_next_co
     got = second.collect(lambda g: len(_events_received(g)) >= 5, keep=(1, 3, 5))
     assert _events_received(got)[:5] == [f"coolant setpoint change {n}" for n in range(5)]
     assert received >= 5
-    second.send_tc(pus.storage_tc(pus.DOWNLINK_ACK, received=len(got), seq_count=9, source_id=0x1234,
-                                  ack_flags=pus.ACK_NONE))
+    second.send_tc(pus15.storage_tc(pus15.DOWNLINK_ACK, received=len(got), seq_count=9, source_id=0x1234,
+                                    ack_flags=framing.ACK_NONE))
     second.collect(seconds=0.2)
     harness.frame()
     assert harness.hk()["tm_acknowledged"] >= 5 and harness.hk()["tm_requeued"] >= 5
@@ -336,18 +337,18 @@ def test_acknowledged_packets_are_done_and_unacknowledged_ones_go_to_the_next_co
 
 # -- TC[15,x] and the TM they provoke, read with spacepackets ----------------------------------------
 def test_storage_subtypes_are_the_ecss_numbers_spacepackets_knows():
-    assert pus.RETRIEVE_BY_TIME_RANGE == StorageSubtype.RETRIEVAL_BY_TIME_RANGE
-    assert pus.DELETE_UP_TO == StorageSubtype.DELETE_UP_TO
+    assert pus15.RETRIEVE_BY_TIME_RANGE == StorageSubtype.RETRIEVAL_BY_TIME_RANGE
+    assert pus15.DELETE_UP_TO == StorageSubtype.DELETE_UP_TO
 
 
 def test_store_status_report_parses_with_spacepackets(ground, harness):
     _event(harness, 0)
     harness.frame()
-    ground.send_tc(pus.storage_tc(pus.REPORT_STORE_STATUS, seq_count=3, source_id=0x1234))
+    ground.send_tc(pus15.storage_tc(pus15.REPORT_STORE_STATUS, seq_count=3, source_id=0x1234))
     got = ground.collect(lambda g: (15, 13) in _kinds(g), keep=(1, 15))
     ((_, _, apid, tm, packet),) = [g for g in got if g[:2] == (15, 13)]
-    assert apid == pus.TC_APID and tm.pus_tm_sec_header.dest_id == 0x1234
-    report = pus.decode_tm(DICT, packet)
+    assert apid == framing.TC_APID and tm.pus_tm_sec_header.dest_id == 0x1234
+    report = services.decode_tm(DICT, packet)
     assert [e.store_id for e in report.stores] == [1, 2, 3, 4]
     events = report.stores[1]
     assert events.count >= 1 and events.enabled and events.oldest_utc_unix_s >= UTC0
@@ -357,7 +358,7 @@ def test_store_status_report_parses_with_spacepackets(ground, harness):
 def test_enable_disable_delete_and_retrieve_by_command(ground, harness, monkeypatch):
     monkeypatch.setattr(link_module, "STORE_COMMIT_INTERVAL_S", 1e9)  # only a TC's own commit reaches the disk
     def tc(subtype, **kw):
-        ground.send_tc(pus.storage_tc(subtype, seq_count=4 + subtype, source_id=0x1234, **kw))
+        ground.send_tc(pus15.storage_tc(subtype, seq_count=4 + subtype, source_id=0x1234, **kw))
         got = ground.collect(lambda g: (1, 7) in _kinds(g) or (1, 2) in _kinds(g))
         return _kinds(got)
 
@@ -365,23 +366,23 @@ def test_enable_disable_delete_and_retrieve_by_command(ground, harness, monkeypa
         with sqlite3.connect(harness.link.config.data_path / STORE_FILE) as db:
             return {i: rest for i, *rest in db.execute("SELECT store_id, enabled, deleted FROM stores")}
 
-    assert tc(pus.DISABLE_STORAGE, store_ids=[HK]) == [(1, 1), (1, 3), (1, 7)]
+    assert tc(pus15.DISABLE_STORAGE, store_ids=[HK]) == [(1, 1), (1, 3), (1, 7)]
     assert harness.link.stores.enabled[HK] is False
     assert on_disk()[HK][0] == 0, "a store change reported complete is committed"
-    assert tc(pus.ENABLE_STORAGE, store_ids=[HK]) == [(1, 1), (1, 3), (1, 7)]
-    assert tc(pus.DELETE_UP_TO, store_ids=[HK, EVENTS], to_utc_unix_s=UTC0 + 1e6) == [(1, 1), (1, 3), (1, 7)]
+    assert tc(pus15.ENABLE_STORAGE, store_ids=[HK]) == [(1, 1), (1, 3), (1, 7)]
+    assert tc(pus15.DELETE_UP_TO, store_ids=[HK, EVENTS], to_utc_unix_s=UTC0 + 1e6) == [(1, 1), (1, 3), (1, 7)]
     assert harness.link.stores.counts[EVENTS] <= 1  # only the event reporting the deletion
     assert harness.link.stores.status()[EVENTS - 1].deleted >= 2
     assert on_disk()[EVENTS][1] == harness.link.stores.status()[EVENTS - 1].deleted
-    assert tc(pus.RETRIEVE_BY_TIME_RANGE, store_ids=[EVENTS], from_utc_unix_s=UTC0,
+    assert tc(pus15.RETRIEVE_BY_TIME_RANGE, store_ids=[EVENTS], from_utc_unix_s=UTC0,
               to_utc_unix_s=UTC0 + 10) == [(1, 1), (1, 3), (1, 7)]
 
 
 @pytest.mark.parametrize("subtype, data, code", [
-    (pus.ENABLE_STORAGE, b"\x01\x63", "VALIDATION_ERROR"),        # no store 99
-    (pus.ENABLE_STORAGE, b"\x00", "FORMAT_ERROR"),                # empty list
-    (pus.RETRIEVE_BY_TIME_RANGE, b"\x01\x00", "FORMAT_ERROR"),    # short
-    (pus.DOWNLINK_ACK, b"\x00" * 9, "FORMAT_ERROR"),              # trailing byte
+    (pus15.ENABLE_STORAGE, b"\x01\x63", "VALIDATION_ERROR"),        # no store 99
+    (pus15.ENABLE_STORAGE, b"\x00", "FORMAT_ERROR"),                # empty list
+    (pus15.RETRIEVE_BY_TIME_RANGE, b"\x01\x00", "FORMAT_ERROR"),    # short
+    (pus15.DOWNLINK_ACK, b"\x00" * 9, "FORMAT_ERROR"),              # trailing byte
     (77, b"", "INVALID_OPCODE"),
 ])
 def test_malformed_storage_tcs_are_refused_and_change_nothing(ground, harness, subtype, data, code):
@@ -389,18 +390,18 @@ def test_malformed_storage_tcs_are_refused_and_change_nothing(ground, harness, s
         return [s for s in harness.link.stores.status() if s.store_id != EVENTS], harness.link.stores.enabled
 
     before = state()
-    ground.send_tc(pus.build_tc(pus.STORAGE_SERVICE, subtype, data, seq_count=7, source_id=0x1234))
+    ground.send_tc(framing.build_tc(pus15.STORAGE_SERVICE, subtype, data, seq_count=7, source_id=0x1234))
     (item,) = ground.expect(1)
-    assert item[:2] == (1, 2) and pus.decode_tm(DICT, item[-1]).code == code
+    assert item[:2] == (1, 2) and services.decode_tm(DICT, item[-1]).code == code
     assert _verification(item).failure_notice is not None
     assert state() == before
 
 
 def test_retrieve_with_start_after_end_is_a_format_error():
-    tc = pus.storage_tc(pus.RETRIEVE_BY_TIME_RANGE, store_ids=[2], from_utc_unix_s=UTC0 + 5, to_utc_unix_s=UTC0,
-                        seq_count=1, source_id=1)
-    with pytest.raises(pus.CommandError, match="start time after end time"):
-        pus.decode_storage_tc(tc.message_subtype, bytes(tc.app_data))
+    tc = pus15.storage_tc(pus15.RETRIEVE_BY_TIME_RANGE, store_ids=[2], from_utc_unix_s=UTC0 + 5, to_utc_unix_s=UTC0,
+                          seq_count=1, source_id=1)
+    with pytest.raises(CommandError, match="start time after end time"):
+        pus15.decode_storage_tc(tc.message_subtype, bytes(tc.app_data))
 
 
 def test_a_job_result_and_its_stored_mark_commit_together(stores):
@@ -463,9 +464,9 @@ def test_job_results_are_stored_once_and_parse_with_spacepackets(tmp_path):
         ((service, subtype, apid, tm, packet),) = got
         assert (service, subtype, apid) == (140, 1, DICT.components["jobs"].component_id)
         assert _read(packet).message_subtype == 1
-        report = pus.decode_tm(DICT, packet)
+        report = services.decode_tm(DICT, packet)
         assert (report.job_id, report.outcome, report.done_gpu_s, report.detail) == (7, "completed", 100.0,
-                                                                                      "sha256 ab12")
+                                                                                     "sha256 ab12")
         assert report.utc_unix_s == pytest.approx(UTC0 + 0.5, abs=1e-3)
         for _ in range(12):
             h.frame()

@@ -13,8 +13,7 @@ from spacepackets.ccsds.time import CdsShortTimestamp
 from spacepackets.ecss.tc import PusTc
 from spacepackets.ecss.tm import InvalidTmCrc16Error, PusTm
 
-from flight.spacelink import pus
-from flight.spacelink import pus_ops as ops
+from flight.spacelink import framing, pus11_scheduling as pus11, pus17_test as pus17, pus8_functions as pus8, services
 from flight.core.component import CommandError
 from flight.spacelink.sdls import AuthenticationError, StationKey, protect
 from flight.core.parameters import PARAMETERS_FILE, ParameterStore
@@ -33,14 +32,14 @@ class Operator:
         self.ground = ground
         self.seq = 100
 
-    def tc(self, service: int, subtype: int, data: bytes = b"", flags: int = pus.ACK_ALL) -> PusTc:
+    def tc(self, service: int, subtype: int, data: bytes = b"", flags: int = framing.ACK_ALL) -> PusTc:
         self.seq += 1
-        return pus.build_tc(service, subtype, data, seq_count=self.seq, source_id=SOURCE, ack_flags=flags)
+        return framing.build_tc(service, subtype, data, seq_count=self.seq, source_id=SOURCE, ack_flags=flags)
 
     def ask(self, tc: PusTc) -> tuple[list[int], list[tuple[int, int, bytes]]]:
         """Send ``tc`` signed; return the subtypes of the verification reports about it and
         the reports (service, subtype, source data) it asked for, up to its final stage."""
-        req = pus.request_id(self.ground.send_tc(tc))
+        req = framing.request_id(self.ground.send_tc(tc))
 
         def about(tm) -> bool:
             return int.from_bytes(tm.source_data[:4], "big") == req
@@ -50,7 +49,7 @@ class Operator:
         stages = [t for s, t, _, tm, _ in got if s == 1 and about(tm)]
         reports = [(s, t, tm) for s, t, _, tm, _ in got if (s, t) in REPORTS]
         for *_, tm in reports:
-            assert tm.apid == pus.TC_APID and tm.pus_tm_sec_header.dest_id == SOURCE
+            assert tm.apid == framing.TC_APID and tm.pus_tm_sec_header.dest_id == SOURCE
         return stages, [(s, t, bytes(tm.source_data)) for s, t, tm in reports]
 
     def failure(self, tc: PusTc, signed: bool = True) -> str:
@@ -59,9 +58,9 @@ class Operator:
         self.ground.send(bytes(sent.pack()))
         (item,) = self.ground.expect(1)
         service, subtype, apid, tm, packet = item
-        assert (service, subtype, apid) == (1, 2, pus.TC_APID)
-        report = pus.decode_tm(DICT, packet)
-        assert report.request_id == pus.request_id(sent)
+        assert (service, subtype, apid) == (1, 2, framing.TC_APID)
+        report = services.decode_tm(DICT, packet)
+        assert report.request_id == framing.request_id(sent)
         return report.code
 
 
@@ -90,9 +89,9 @@ def fly(harness: LinkHarness, ground: Ground, seconds: int) -> list[tuple[int, i
 def test_each_new_report_reads_with_spacepackets_own_pus_c_reader(harness, ground, operator, ask, report):
     ground.send_tc(operator.tc(*ask))
     (packet,) = [p for s, t, _, _, p in ground.collect(lambda got: (1, 7) in [g[:2] for g in got],
-                                                     keep=(1, report[0])) if (s, t) == report]
+                                                       keep=(1, report[0])) if (s, t) == report]
     tm = PusTm.unpack(packet, timestamp_len=CdsShortTimestamp.TIMESTAMP_SIZE)
-    assert (tm.apid, tm.service, tm.message_subtype, tm.pus_tm_sec_header.dest_id) == (pus.TC_APID, *report, SOURCE)
+    assert (tm.apid, tm.service, tm.message_subtype, tm.pus_tm_sec_header.dest_id) == (framing.TC_APID, *report, SOURCE)
     assert CdsShortTimestamp.unpack(tm.timestamp).as_unix_seconds() == UTC0 + harness.tick
     with pytest.raises(InvalidTmCrc16Error):
         PusTm.unpack(packet[:-1] + bytes([packet[-1] ^ 1]), timestamp_len=CdsShortTimestamp.TIMESTAMP_SIZE)
@@ -116,13 +115,13 @@ def test_periodic_housekeeping_follows_disable_enable_and_the_structure_interval
     assert (3, 25, THERMAL_SID) in fly(harness, ground, 12)
     assert operator.ask(operator.tc(3, 6, struct.pack(">HH", 1, THERMAL_SID)))[0] == [1, 3, 7]
     off = fly(harness, ground, 25)
-    assert (3, 25, THERMAL_SID) not in off and (3, 25, pus.TC_APID) in off, "only thermal's structure is off"
+    assert (3, 25, THERMAL_SID) not in off and (3, 25, framing.TC_APID) in off, "only thermal's structure is off"
     assert harness.hk()["hk_structures_disabled"] == 1
     assert operator.ask(operator.tc(3, 5, struct.pack(">HH", 1, THERMAL_SID)))[0] == [1, 3, 7]
     assert operator.ask(operator.tc(3, 31, struct.pack(">HHI", 1, THERMAL_SID, 2_000)))[0] == [1, 3, 7]
     on = fly(harness, ground, 20)
     assert 9 <= on.count((3, 25, THERMAL_SID)) <= 11, "every 2 s"
-    assert on.count((3, 25, pus.TC_APID)) <= 3, "the others keep the default 10 s"
+    assert on.count((3, 25, framing.TC_APID)) <= 3, "the others keep the default 10 s"
     _, reports = operator.ask(operator.tc(3, 9, struct.pack(">HH", 1, THERMAL_SID)))
     assert struct.unpack_from(">HBI", reports[0][2]) == (THERMAL_SID, 1, 2_000)
 
@@ -157,18 +156,18 @@ def test_event_reports_follow_disable_and_enable_and_the_disabled_list_is_report
 
 
 # -- service 11 ---------------------------------------------------------------------------------
-def _inner(operator: Operator, qualified: str, args: dict, flags: int = pus.ACK_ALL) -> PusTc:
+def _inner(operator: Operator, qualified: str, args: dict, flags: int = framing.ACK_ALL) -> PusTc:
     operator.seq += 1
-    return operator.ground.signed(pus.function_tc(DICT, qualified, args, seq_count=operator.seq, source_id=SOURCE,
-                                                  ack_flags=flags))
+    return operator.ground.signed(pus8.function_tc(DICT, qualified, args, seq_count=operator.seq, source_id=SOURCE,
+                                                   ack_flags=flags))
 
 
 def test_scheduled_commands_run_at_their_time_through_the_normal_command_path(harness, ground, operator):
     now = UTC0 + harness.tick
     later = _inner(operator, "link.set_hk_interval", {"interval_s": 7.0})
     operator.seq += 1
-    ping = ground.signed(pus.ping_tc(seq_count=operator.seq, source_id=SOURCE, ack_flags=pus.ACK_COMPLETION))
-    insert = ops.insert_data([(now + 4, bytes(later.pack())), (now + 2, bytes(ping.pack()))])
+    ping = ground.signed(pus17.ping_tc(seq_count=operator.seq, source_id=SOURCE, ack_flags=framing.ACK_COMPLETION))
+    insert = pus11.insert_data([(now + 4, bytes(later.pack())), (now + 2, bytes(ping.pack()))])
     assert operator.ask(operator.tc(11, 4, insert))[0] == [1, 3, 7]
 
     stages, reports = operator.ask(operator.tc(11, 16))
@@ -184,8 +183,8 @@ def test_scheduled_commands_run_at_their_time_through_the_normal_command_path(ha
         harness.frame()
         answers += [(s, t, int.from_bytes(tm.source_data[:4], "big") if s == 1 else None)
                     for s, t, _, tm, _ in ground.collect(seconds=0.05)]
-    assert (17, 2, None) in answers and (1, 7, pus.request_id(ping)) in answers
-    assert [(s, t) for s, t, r in answers if r == pus.request_id(later)] == [(1, 1), (1, 3), (1, 7)]
+    assert (17, 2, None) in answers and (1, 7, framing.request_id(ping)) in answers
+    assert [(s, t) for s, t, r in answers if r == framing.request_id(later)] == [(1, 1), (1, 3), (1, 7)]
     assert harness.link.hk_interval_s == 7.0, "the scheduled command executed"
     assert harness.hk()["tc_released"] == 2 and len(harness.events("tc_released")) == 2
     assert operator.ask(operator.tc(11, 16))[1] == [(11, 10, struct.pack(">H", 0))]
@@ -195,12 +194,12 @@ def test_a_disabled_schedule_holds_its_activities_and_delete_and_reset_remove_th
     now = UTC0 + harness.tick
     a, b, c = (_inner(operator, "link.set_hk_interval", {"interval_s": v}) for v in (3.0, 4.0, 5.0))
     assert operator.ask(operator.tc(11, 2))[0] == [1, 3, 7]
-    insert = ops.insert_data([(now + 1, bytes(a.pack())), (now + 1, bytes(b.pack())), (now + 60, bytes(c.pack()))])
+    insert = pus11.insert_data([(now + 1, bytes(a.pack())), (now + 1, bytes(b.pack())), (now + 60, bytes(c.pack()))])
     assert operator.ask(operator.tc(11, 4, insert))[0] == [1, 3, 7]
     for _ in range(3):
         harness.frame()
     assert harness.link.hk_interval_s == 10.0 and len(harness.link.schedule) == 3
-    assert operator.ask(operator.tc(11, 5, ops.request_id_data([pus.request_id(b)])))[0] == [1, 3, 7]
+    assert operator.ask(operator.tc(11, 5, pus11.request_id_data([framing.request_id(b)])))[0] == [1, 3, 7]
     assert operator.ask(operator.tc(11, 1))[0] == [1, 3, 7]
     harness.frame()
     harness.pump(0.05)
@@ -217,13 +216,13 @@ def test_the_schedule_survives_a_restart_of_the_link(tmp_path):
     operator = Operator(ground)
     inner = _inner(operator, "link.set_hk_interval", {"interval_s": 9.0})
     release = UTC0 + first.tick + 3
-    assert operator.ask(operator.tc(11, 4, ops.insert_data([(release, bytes(inner.pack()))])))[0] == [1, 3, 7]
+    assert operator.ask(operator.tc(11, 4, pus11.insert_data([(release, bytes(inner.pack()))])))[0] == [1, 3, 7]
     ground.close()
     first.close()
 
     second = LinkHarness(tmp_path)
     try:
-        assert [a.request_id for a in second.link.schedule.activities()] == [pus.request_id(inner)]
+        assert [a.request_id for a in second.link.schedule.activities()] == [framing.request_id(inner)]
         for _ in range(4):
             second.frame()
         second.pump(0.05)
@@ -239,7 +238,7 @@ def test_in_lab_mode_a_scheduled_tc_is_unsigned_like_every_other(tmp_path):
         ground = Ground(harness)
         operator = Operator(ground)
         inner = _inner(operator, "link.set_hk_interval", {"interval_s": 6.0})
-        insert = ops.insert_data([(UTC0 + harness.tick + 2, bytes(inner.pack()))])
+        insert = pus11.insert_data([(UTC0 + harness.tick + 2, bytes(inner.pack()))])
         assert operator.ask(operator.tc(11, 4, insert))[0] == [1, 3, 7]
         for _ in range(3):
             harness.frame()
@@ -291,10 +290,10 @@ def _embedded(operator: Operator, release_offset_s: float = 60.0, tc: PusTc | No
               key: StationKey | None = None) -> bytes:
     """TC[11,4] data holding one ``tc`` (default: a valid command) signed with ``key``
     (default: the ground's own) due ``release_offset_s`` after onboard now."""
-    tc = tc if tc is not None else pus.function_tc(DICT, "link.set_hk_interval", {"interval_s": 5.0},
-                                                   seq_count=7, source_id=SOURCE)
+    tc = tc if tc is not None else pus8.function_tc(DICT, "link.set_hk_interval", {"interval_s": 5.0},
+                                                    seq_count=7, source_id=SOURCE)
     tc = operator.ground.signed(tc) if key is None else protect(tc, key, operator.ground.arsn.next())
-    return ops.insert_data([(UTC0 + operator.ground.harness.tick + release_offset_s, bytes(tc.pack()))])
+    return pus11.insert_data([(UTC0 + operator.ground.harness.tick + release_offset_s, bytes(tc.pack()))])
 
 
 HOSTILE = {
@@ -311,16 +310,16 @@ HOSTILE = {
     "11,1 with data": (lambda o: o.tc(11, 1, b"\x01"), "FORMAT_ERROR"),
     "11,4 garbage": (lambda o: o.tc(11, 4, b"\x00\x01" + bytes(range(40))), "FORMAT_ERROR"),
     "11,4 past release": (lambda o: o.tc(11, 4, _embedded(o, release_offset_s=-5)), "VALIDATION_ERROR"),
-    "11,4 nested schedule": (lambda o: o.tc(11, 4, _embedded(o, tc=pus.build_tc(11, 3, seq_count=1,
-                                                                                  source_id=SOURCE))),
+    "11,4 nested schedule": (lambda o: o.tc(11, 4, _embedded(o, tc=framing.build_tc(11, 3, seq_count=1,
+                                                                                    source_id=SOURCE))),
                              "INVALID_OPCODE"),
-    "11,4 out-of-range command": (lambda o: o.tc(11, 4, _embedded(o, tc=pus.function_tc(
+    "11,4 out-of-range command": (lambda o: o.tc(11, 4, _embedded(o, tc=pus8.function_tc(
         DICT, "thermal.set_setpoint", {"setpoint_c": 99.0}, seq_count=3, source_id=SOURCE))), "VALIDATION_ERROR"),
     "11,4 embedded wrong key": (lambda o: o.tc(11, 4, _embedded(o, key=StationKey("x", 1, bytes(32)))),
                                 "AUTHENTICATION_ERROR"),
-    "11,4 embedded unsigned": (lambda o: o.tc(11, 4, ops.insert_data([(
-        UTC0 + 600, bytes(pus.ping_tc(seq_count=4, source_id=SOURCE).pack()))])), "AUTHENTICATION_ERROR"),
-    "11,5 unknown request id": (lambda o: o.tc(11, 5, ops.request_id_data([0xDEADBEEF])), "VALIDATION_ERROR"),
+    "11,4 embedded unsigned": (lambda o: o.tc(11, 4, pus11.insert_data([(
+        UTC0 + 600, bytes(pus17.ping_tc(seq_count=4, source_id=SOURCE).pack()))])), "AUTHENTICATION_ERROR"),
+    "11,5 unknown request id": (lambda o: o.tc(11, 5, pus11.request_id_data([0xDEADBEEF])), "VALIDATION_ERROR"),
     "20,1 unknown parameter": (lambda o: o.tc(20, 1, struct.pack(">HH", 1, 0x0399)), "VALIDATION_ERROR"),
     "20,3 out of range": (lambda o: o.tc(20, 3, struct.pack(">HHd", 1, DICT.parameter_id("thermal.setpoint_c"),
                                                             99.0)), "VALIDATION_ERROR"),
@@ -347,12 +346,12 @@ def test_a_scheduled_tc_cannot_replay_one_already_executed_nor_be_replayed(harne
     ground.send(bytes(inner.pack()))
     ground.expect(3)  # it ran at once: accepted, started, completed
     before = _state(harness)
-    insert = ops.insert_data([(UTC0 + harness.tick + 30, bytes(inner.pack()))])
+    insert = pus11.insert_data([(UTC0 + harness.tick + 30, bytes(inner.pack()))])
     assert operator.failure(operator.tc(11, 4, insert)) == "AUTHENTICATION_ERROR"
     assert _state(harness) == before
 
     scheduled = _inner(operator, "link.set_hk_interval", {"interval_s": 8.0})
-    insert = ops.insert_data([(UTC0 + harness.tick + 30, bytes(scheduled.pack()))])
+    insert = pus11.insert_data([(UTC0 + harness.tick + 30, bytes(scheduled.pack()))])
     assert operator.ask(operator.tc(11, 4, insert))[0] == [1, 3, 7]
     assert operator.failure(scheduled, signed=False) == "AUTHENTICATION_ERROR", "nor be sent again at once"
     assert harness.link.hk_interval_s == 6.0
@@ -369,7 +368,7 @@ def test_an_operations_tc_is_authenticated_like_any_other(harness, operator):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(which=st.sampled_from(sorted(ops.OPS_TCS)), data=st.binary(max_size=64),
+@given(which=st.sampled_from(sorted(services.OPS_TCS)), data=st.binary(max_size=64),
        count=st.integers(0, 3), tail=st.binary(max_size=24))
 def test_any_data_of_any_operations_tc_decodes_or_fails_with_a_code(harness, which, data, count, tail):
     """Random data, and data with a plausible count in front, never escapes the decoders

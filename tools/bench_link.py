@@ -53,7 +53,8 @@ from flight.executive.supervisor import full_dictionary
 from flight.spacelink import keys
 from flight.ground.archive import Archive
 from flight.ground.client import LinkClient
-from flight.spacelink.pus import cds_timestamp, encode_hk
+from flight.spacelink.framing import cds_timestamp
+from flight.spacelink.pus3_housekeeping import encode_hk
 from flight.core.messages import Encoder, decode
 from flight.subsystems.link.manager import LinkManager
 

@@ -41,18 +41,13 @@ from spacepackets.ecss.tc import PusTc
 from spacepackets.ecss.tm import PusTmSecondaryHeader
 
 from flight.core.component import SEVERITIES, CommandError, Dictionary
-from flight.spacelink.pus import (
-    TIMESTAMP_LEN,
-    EventReport,
-    HkReport,
-    JobResultReport,
-    Report,
-    Verification,
-    decode_function,
-    decode_tm,
-    is_function,
-    unix_from_cds,
-)
+from flight.spacelink.framing import TIMESTAMP_LEN, unix_from_cds
+from flight.spacelink.pus140_results import JobResultReport
+from flight.spacelink.pus1_verification import Verification
+from flight.spacelink.pus3_housekeeping import HkReport
+from flight.spacelink.pus5_events import EventReport
+from flight.spacelink.pus8_functions import decode_function, is_function
+from flight.spacelink.services import Report, decode_tm
 from flight.core.storage import BatchedWrites, insert_rows, open_batched
 
 ENV_VAR = "RACKFLIGHT_ARCHIVE"

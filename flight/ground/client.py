@@ -1,5 +1,5 @@
 """Ground side of the space link: one TCP connection to the link manager, speaking the
-CCSDS/PUS-C packets of :mod:`flight.spacelink.pus`.
+CCSDS/PUS-C packets of :mod:`flight.spacelink.framing` and the PUS service modules beside it.
 
     with LinkClient("127.0.0.1:52001", full_dictionary(), key=load_key(keys_dir())) as link:
         rtt_s = link.ping(timeout_s=5)
@@ -28,27 +28,23 @@ from spacepackets.ecss.tc import PusTc
 from flight.core.component import Dictionary
 from flight.ground.archive import Archive
 from flight.spacelink.sdls import ArsnCounter, StationKey, protect
-from flight.spacelink.pus import (
+from flight.spacelink.framing import (
     ACK_ALL,
     ACK_NONE,
-    DOWNLINK_ACK,
     MAX_TM_LEN,
     SEQ_COUNT_MODULO,
-    PingReply,
-    Report,
-    StoreStatusReport,
     TmDecodeError,
-    Verification,
     build_tc,
-    decode_tm,
-    function_tc,
     parse_endpoint,
-    ping_tc,
     request_id,
     split_tm_stream,
-    storage_tc,
     tm_packet_ids,
 )
+from flight.spacelink.pus15_storage import DOWNLINK_ACK, StoreStatusReport, storage_tc
+from flight.spacelink.pus17_test import PingReply, ping_tc
+from flight.spacelink.pus1_verification import Verification
+from flight.spacelink.pus8_functions import function_tc
+from flight.spacelink.services import Report, decode_tm
 
 RECV_BYTES = 65536
 MAX_RX_BUFFER = 4 * MAX_TM_LEN
@@ -191,7 +187,10 @@ class LinkClient:
             TimeoutError: no final report within ``timeout_s`` of sending.
             ConnectionError: the link closed the connection.
         """
-        from flight.spacelink.pus_ops import DisabledEventsReport, HkStructureReport, ParameterReport, ScheduleReport
+        from flight.spacelink.pus11_scheduling import ScheduleReport
+        from flight.spacelink.pus20_parameters import ParameterReport
+        from flight.spacelink.pus3_housekeeping import HkStructureReport
+        from flight.spacelink.pus5_events import DisabledEventsReport
 
         req = self.send(self.tc(service, subtype, data, ack_flags))
         yield from self._answers(req, timeout_s, f"TC[{service},{subtype}]", (

@@ -19,7 +19,8 @@ from fastcrc import crc16
 from flight.executive.supervisor import full_dictionary
 from flight.spacelink import keys
 from flight.ground.client import LinkClient
-from flight.spacelink.pus import Verification, function_tc
+from flight.spacelink.pus1_verification import Verification
+from flight.spacelink.pus8_functions import function_tc
 from flight.spacelink.sdls import ArsnCounter, StationKey, protect
 from tests.predicates import FlightRun, free_port
 

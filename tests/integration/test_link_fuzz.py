@@ -17,7 +17,9 @@ from fastcrc import crc16
 from flight.executive.supervisor import full_dictionary
 from flight.spacelink import keys
 from flight.ground.client import LinkClient
-from flight.spacelink.pus import MAX_TC_APP_DATA, build_tc, function_tc, ping_tc
+from flight.spacelink.framing import MAX_TC_APP_DATA, build_tc
+from flight.spacelink.pus17_test import ping_tc
+from flight.spacelink.pus8_functions import function_tc
 from flight.spacelink.sdls import ArsnCounter, StationKey, protect
 from flight.subsystems.link.manager import MAX_CONNECTIONS
 from tests.predicates import FlightRun, free_port

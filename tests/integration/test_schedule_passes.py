@@ -13,9 +13,11 @@ import pytest
 
 from flight.executive.supervisor import full_dictionary
 from flight.spacelink import keys
-from flight.spacelink import pus_ops as ops
+from flight.spacelink import pus11_scheduling as pus11
 from flight.ground.client import LinkClient
-from flight.spacelink.pus import HkReport, Verification, request_id
+from flight.spacelink.framing import request_id
+from flight.spacelink.pus1_verification import Verification
+from flight.spacelink.pus3_housekeeping import HkReport
 from flight.core.orbit import Orbit
 from flight.core.tle import DEFAULT_TLE_PATH, load_tle
 from sim_hw.ground import GroundNetwork, load_stations
@@ -58,8 +60,8 @@ def test_a_schedule_uploaded_on_one_pass_runs_between_passes_and_reports_on_the_
         run.await_telemetry("link.contact", equals=True, timeout_s=first_start / SPEED + 60)
         with LinkClient(run.argv[run.argv.index("--link") + 1], dictionary, key=keys.load_key(run.keys)) as ground:
             inner = ground.signed(ground.function("thermal.set_setpoint", {"setpoint_c": SETPOINT_C}))
-            stages = [r.stage for r in ground.request(ops.SCHEDULE_SERVICE, ops.SCHEDULE_INSERT,
-                                                      ops.insert_data([(release_utc, bytes(inner.pack()))]), 10)]
+            stages = [r.stage for r in ground.request(pus11.SCHEDULE_SERVICE, pus11.SCHEDULE_INSERT,
+                                                      pus11.insert_data([(release_utc, bytes(inner.pack()))]), 10)]
             assert stages == ["accepted", "started", "completed"]
             assert ground.onboard_utc(5) < release_utc, "uploaded before its time"
         run.await_telemetry("link.schedule_activities", equals=1, timeout_s=10)

@@ -1,4 +1,4 @@
-"""``flight ground`` sub-commands of the operations services (:mod:`flight.spacelink.pus_ops`):
+"""``flight ground`` sub-commands of the operations services (PUS 3, 5, 11, 20: :mod:`flight.spacelink`):
 
     flight ground schedule add +600 thermal.set_setpoint setpoint_c=30   TC[11,4]
     flight ground schedule list | delete ID... | enable | disable | reset TC[11,16/5/1/2/3]
@@ -18,18 +18,27 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import sys
-import time
 from typing import Any
 
 from flight.core.component import CommandError, Dictionary
-from flight.ground.cli import main as cli
-from flight.ground.cli import store as store_cli
-from flight.spacelink import pus_ops as ops
-
-FMT = argparse.RawDescriptionHelpFormatter
-PIPE_WIDTH = 200
-"""Table width (characters) when the output is not a terminal."""
+from flight.ground.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    FMT,
+    load_dictionary,
+    para,
+    parse_arguments,
+    positive_float,
+    print_table,
+    run_tc,
+    utc_text,
+)
+from flight.spacelink import (
+    pus11_scheduling as pus11,
+    pus20_parameters as pus20,
+    pus3_housekeeping as pus3,
+    pus5_events as pus5,
+)
 
 
 def _when(text: str) -> tuple[str, float]:
@@ -62,13 +71,15 @@ def _request_id(text: str) -> int:
     return value
 
 
-def add_parsers(sub: Any, common: argparse.ArgumentParser, signing: argparse.ArgumentParser) -> None:
+def add_parsers(sub: Any, common: argparse.ArgumentParser,
+                signing: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Register ``schedule``, ``params``, ``events``, ``hk`` and ``dict`` on ``flight ground``'s
-    sub-command ``sub``; ``common`` and ``signing`` are its shared option parents."""
+    sub-command ``sub``; ``common`` and ``signing`` are its shared option parents. Returns the
+    ``events`` parser, whose bare form (no action) lists the archive: the caller adds that."""
     both = [common, signing]
     schedule = sub.add_parser(
         "schedule", formatter_class=FMT, help="time-tagged commands run on board at their time (PUS 11)",
-        description=cli._para(
+        description=para(
             "The onboard time-based schedule (PUS service 11). A scheduled command runs on board at "
             "its onboard time, with or without contact, through the normal command path; its "
             "verification reports are stored on board and come down on the next pass. The schedule "
@@ -82,7 +93,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, signing: argparse.Arg
     actions = schedule.add_subparsers(dest="schedule_action", required=True, metavar="ACTION")
     add = actions.add_parser(
         "add", parents=both, formatter_class=FMT, help="insert a command at an onboard time: TC[11,4]",
-        description=cli._para(
+        description=para(
             "Insert SUBSYSTEM.COMMAND KEY=VALUE... to run at TIME: +SECONDS from onboard now (read "
             "from the satellite's clock by a ping first) or an absolute UTC time in ISO 8601. The "
             "command's arguments are checked on the ground, then on board at insertion; the "
@@ -94,10 +105,10 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, signing: argparse.Arg
     add.add_argument("args", nargs="*", metavar="KEY=VALUE", help="the command's arguments")
     add.add_argument("--no-check", action="store_true", help="skip the ground range/choice check")
     add.set_defaults(func=cmd_schedule_add)
-    for name, subtype, what in (("list", ops.SCHEDULE_REPORT_ALL, "list the activities: TC[11,16] -> TM[11,10]"),
-                                ("enable", ops.SCHEDULE_ENABLE, "release activities at their time: TC[11,1]"),
-                                ("disable", ops.SCHEDULE_DISABLE, "hold every activity: TC[11,2]"),
-                                ("reset", ops.SCHEDULE_RESET, "delete every activity: TC[11,3]")):
+    for name, subtype, what in (("list", pus11.SCHEDULE_REPORT_ALL, "list the activities: TC[11,16] -> TM[11,10]"),
+                                ("enable", pus11.SCHEDULE_ENABLE, "release activities at their time: TC[11,1]"),
+                                ("disable", pus11.SCHEDULE_DISABLE, "hold every activity: TC[11,2]"),
+                                ("reset", pus11.SCHEDULE_RESET, "delete every activity: TC[11,3]")):
         p = actions.add_parser(name, parents=both, formatter_class=FMT, help=what, description=what)
         p.set_defaults(func=cmd_schedule_simple, subtype=subtype)
     delete = actions.add_parser("delete", parents=both, formatter_class=FMT,
@@ -109,7 +120,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, signing: argparse.Arg
 
     params = sub.add_parser(
         "params", formatter_class=FMT, help="read and set onboard parameters (PUS 20)",
-        description=cli._para(
+        description=para(
             "Onboard parameters (PUS service 20), declared in the dictionary next to their owner with "
             "type, unit, range and default (`flight ground dict`). A set is checked against that "
             "declaration on the ground and again on board (out of range: VALIDATION_ERROR, nothing "
@@ -130,7 +141,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, signing: argparse.Arg
 
     events = sub.add_parser(
         "events", formatter_class=FMT, help="events received (ground archive); enable/disable per event id (PUS 5)",
-        description=cli._para(
+        description=para(
             "Without an action: the events the ground archive holds (filters below). With one, event "
             "reporting on board (PUS service 5): `enable`/`disable` switch the generation of TM[5,x] "
             "for the named events (qualified names or 0x ids; the events are still recorded on "
@@ -138,9 +149,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, signing: argparse.Arg
         epilog="examples:\n  flight ground events disable link.client_connected link.client_disconnected\n"
                "  flight ground events disabled\n  flight ground events enable 0x0402")
     eactions = events.add_subparsers(dest="events_action", metavar="ACTION")
-    store_cli.add_event_listing(events)
-    for name, subtype, what in (("enable", ops.EVENT_ENABLE, "generate TM[5,x] for these events: TC[5,5]"),
-                                ("disable", ops.EVENT_DISABLE, "stop TM[5,x] for these events: TC[5,6]")):
+    for name, subtype, what in (("enable", pus5.EVENT_ENABLE, "generate TM[5,x] for these events: TC[5,5]"),
+                                ("disable", pus5.EVENT_DISABLE, "stop TM[5,x] for these events: TC[5,6]")):
         p = eactions.add_parser(name, parents=both, formatter_class=FMT, help=what, description=what)
         p.add_argument("events", nargs="+", metavar="EVENT", help="qualified event name or id (0x0402)")
         p.set_defaults(func=cmd_events_switch, subtype=subtype)
@@ -151,7 +161,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, signing: argparse.Arg
 
     hk = sub.add_parser(
         "hk", formatter_class=FMT, help="housekeeping report structures, on/off and interval (PUS 3)",
-        description=cli._para(
+        description=para(
             "Housekeeping (PUS service 3): one report structure per component (structure id = "
             "component id; its channels are the component's declared telemetry). `list` shows each "
             "with its state and collection interval, `enable`/`disable` switch its periodic TM[3,25], "
@@ -163,8 +173,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, signing: argparse.Arg
                                 description="Show the report structures of COMPONENT... (all when none named).")
     hlist.add_argument("components", nargs="*", metavar="COMPONENT")
     hlist.set_defaults(func=cmd_hk_structures)
-    for name, subtype, what in (("enable", ops.HK_ENABLE, "periodic TM[3,25] on: TC[3,5]"),
-                                ("disable", ops.HK_DISABLE, "periodic TM[3,25] off: TC[3,6]")):
+    for name, subtype, what in (("enable", pus3.HK_ENABLE, "periodic TM[3,25] on: TC[3,5]"),
+                                ("disable", pus3.HK_DISABLE, "periodic TM[3,25] off: TC[3,6]")):
         p = hactions.add_parser(name, parents=both, formatter_class=FMT, help=what, description=what)
         p.add_argument("components", nargs="+", metavar="COMPONENT")
         p.set_defaults(func=cmd_hk_switch, subtype=subtype)
@@ -172,12 +182,12 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, signing: argparse.Arg
                                    help="collection interval of a structure: TC[3,31]",
                                    description="Set COMPONENT's housekeeping collection interval to SECONDS.")
     interval.add_argument("component", metavar="COMPONENT")
-    interval.add_argument("seconds", type=cli._positive_float, metavar="SECONDS")
+    interval.add_argument("seconds", type=positive_float, metavar="SECONDS")
     interval.set_defaults(func=cmd_hk_interval)
 
     dictionary = sub.add_parser(
         "dict", formatter_class=FMT, help="the dictionary as tables: commands, telemetry, events, parameters",
-        description=cli._para(
+        description=para(
             "Print the dictionary the satellite and this ground share: commands with their "
             "arguments' types, ranges and units; telemetry channels with units and yellow/red limits; "
             "events with their severities; parameters with type, range and default. Offline: "
@@ -185,73 +195,24 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, signing: argparse.Arg
         epilog="examples:\n  flight ground dict\n  flight ground dict --json | jq '.components.thermal'")
     dictionary.add_argument("--json", action="store_true", help="machine-readable JSON")
     dictionary.set_defaults(func=cmd_dict)
-
-
-# -- running one TC ------------------------------------------------------------------------------
-def _run(args: argparse.Namespace, dictionary: Dictionary, service: int, subtype: int, data: bytes,
-         prepare=None) -> tuple[int, list]:
-    """Connect, send TC[service,subtype] (``prepare(client)`` may build ``data`` once
-    connected), print each verification stage; return the exit code and the reports."""
-    from flight.ground.client import Rejected
-
-    client = cli._connect(args, dictionary, sign=True)
-    if client is None:
-        return cli.EXIT_FAILED, []
-    reports, final = [], None
-    with client:
-        try:
-            if prepare is not None:
-                data = prepare(client)
-            print(f"TC[{service},{subtype}] -> {args.link}")
-            started = time.monotonic()
-            for report in client.request(service, subtype, data, args.timeout):
-                if hasattr(report, "stage"):
-                    detail = f": {report.code} {report.message}" if report.code else ""
-                    print(f"{(time.monotonic() - started) * 1e3:8.1f} ms  {report.stage}{detail}")
-                    final = report
-                else:
-                    reports.append(report)
-        except Rejected as exc:  # the ping that reads the onboard clock for +SECONDS
-            print(f"TC[17,1] refused by {args.link}: {exc}")
-            if exc.report.code == "AUTHENTICATION_ERROR":
-                print(cli._auth_hint(args))
-            return cli.EXIT_FAILED, reports
-        except (TimeoutError, ConnectionError) as exc:
-            print(f"{'':11s}  {exc}")
-            return cli.EXIT_FAILED, reports
-    if final is not None and final.code == "AUTHENTICATION_ERROR":
-        print(cli._auth_hint(args))
-    return (cli.EXIT_OK if final is not None and final.ok else cli.EXIT_FAILED), reports
+    return events
 
 
 def _caught(exc: CommandError) -> int:
     print(f"{exc.code}: {exc.message}\ncaught on the ground: nothing was sent")
-    return cli.EXIT_FAILED
-
-
-def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    for i, col in enumerate(columns):
-        table.add_column(col, no_wrap=i == 0, overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    # piped into a file or another tool, a table is data: wide rather than cut to 80 columns
-    Console(width=None if sys.stdout.isatty() else PIPE_WIDTH).print(table)
+    return EXIT_FAILED
 
 
 # -- schedule ------------------------------------------------------------------------------------
 def cmd_schedule_add(args: argparse.Namespace) -> int:
-    from flight.spacelink.pus import request_id
+    from flight.spacelink.framing import request_id
 
-    dictionary = cli._dictionary()
+    dictionary = load_dictionary()
     cmd = dictionary.commands.get(args.command)
     try:
         if cmd is None:
             raise CommandError("INVALID_OPCODE", f"no command {args.command!r} (list them with `flight ground dict`)")
-        values = cli._parse_arguments(cmd, args.args)
+        values = parse_arguments(cmd, args.args)
         if not args.no_check:
             values = dictionary.validate_command(args.command, values)
     except CommandError as exc:
@@ -261,27 +222,27 @@ def cmd_schedule_add(args: argparse.Namespace) -> int:
     def prepare(client) -> bytes:
         release = client.onboard_utc(args.timeout) + when if kind == "+" else when
         inner = client.signed(client.function(args.command, values))
-        print(f"at {cli._utc_text(release)} UTC: {ops.summarize_tc(dictionary, inner)} "
+        print(f"at {utc_text(release)} UTC: {pus11.summarize_tc(dictionary, inner)} "
               f"(request id 0x{request_id(inner):08x})")
-        return ops.insert_data([(release, bytes(inner.pack()))])
+        return pus11.insert_data([(release, bytes(inner.pack()))])
 
-    return _run(args, dictionary, ops.SCHEDULE_SERVICE, ops.SCHEDULE_INSERT, b"", prepare)[0]
+    return run_tc(args, dictionary, pus11.SCHEDULE_SERVICE, pus11.SCHEDULE_INSERT, b"", prepare)[0]
 
 
 def cmd_schedule_simple(args: argparse.Namespace) -> int:
-    dictionary = cli._dictionary()
-    code, reports = _run(args, dictionary, ops.SCHEDULE_SERVICE, args.subtype, b"")
-    activities = [a for r in reports if isinstance(r, ops.ScheduleReport) for a in r.activities]
-    if args.subtype == ops.SCHEDULE_REPORT_ALL and code == cli.EXIT_OK:
-        _table(f"{len(activities)} scheduled", ["release (UTC)", "request id", "TC", "does"],
-               [[cli._utc_text(a.release_utc_s), f"0x{a.request_id:08x}", f"[{a.service},{a.subtype}]", a.summary]
-                for a in activities])
+    dictionary = load_dictionary()
+    code, reports = run_tc(args, dictionary, pus11.SCHEDULE_SERVICE, args.subtype, b"")
+    activities = [a for r in reports if isinstance(r, pus11.ScheduleReport) for a in r.activities]
+    if args.subtype == pus11.SCHEDULE_REPORT_ALL and code == EXIT_OK:
+        print_table(f"{len(activities)} scheduled", ["release (UTC)", "request id", "TC", "does"],
+                    [[utc_text(a.release_utc_s), f"0x{a.request_id:08x}", f"[{a.service},{a.subtype}]", a.summary]
+                     for a in activities])
     return code
 
 
 def cmd_schedule_delete(args: argparse.Namespace) -> int:
-    return _run(args, cli._dictionary(), ops.SCHEDULE_SERVICE, ops.SCHEDULE_DELETE,
-                ops.request_id_data(args.ids))[0]
+    return run_tc(args, load_dictionary(), pus11.SCHEDULE_SERVICE, pus11.SCHEDULE_DELETE,
+                  pus11.request_id_data(args.ids))[0]
 
 
 # -- parameters ------------------------------------------------------------------------------------
@@ -293,7 +254,7 @@ def _parameter(dictionary: Dictionary, name: str):
 
 
 def cmd_params_get(args: argparse.Namespace) -> int:
-    dictionary = cli._dictionary()
+    dictionary = load_dictionary()
     names = args.names or list(dictionary.parameters)
     try:
         for name in names:
@@ -301,30 +262,30 @@ def cmd_params_get(args: argparse.Namespace) -> int:
     except CommandError as exc:
         return _caught(exc)
     ids = [dictionary.parameter_id(n) for n in names]
-    code, reports = _run(args, dictionary, ops.PARAMETER_SERVICE, ops.PARAMETER_REPORT_VALUES,
-                         ops.parameter_ids_data(ids))
-    values = {n: v for r in reports if isinstance(r, ops.ParameterReport) for n, v in r.values.items()}
+    code, reports = run_tc(args, dictionary, pus20.PARAMETER_SERVICE, pus20.PARAMETER_REPORT_VALUES,
+                           pus20.parameter_ids_data(ids))
+    values = {n: v for r in reports if isinstance(r, pus20.ParameterReport) for n, v in r.values.items()}
     if values:
-        _table("parameters", ["parameter", "value", "units", "declared"],
-               [[n, repr(v), dictionary.parameters[n].units, dictionary.parameters[n].describe()]
-                for n, v in values.items()])
+        print_table("parameters", ["parameter", "value", "units", "declared"],
+                    [[n, repr(v), dictionary.parameters[n].units, dictionary.parameters[n].describe()]
+                     for n, v in values.items()])
     return code
 
 
 def cmd_params_set(args: argparse.Namespace) -> int:
-    dictionary = cli._dictionary()
+    dictionary = load_dictionary()
     try:
         par = _parameter(dictionary, args.name)
         value = par.as_arg().parse(args.value)
         if not args.no_check:
             value = par.validate(value)
-        data = ops.set_parameter_data(dictionary, args.name, value)
+        data = pus20.set_parameter_data(dictionary, args.name, value)
     except CommandError as exc:
         return _caught(exc)
     except ValueError as exc:
         return _caught(CommandError("FORMAT_ERROR", str(exc)))
     print(f"{args.name} = {value!r} {par.units}".rstrip())
-    return _run(args, dictionary, ops.PARAMETER_SERVICE, ops.PARAMETER_SET, data)[0]
+    return run_tc(args, dictionary, pus20.PARAMETER_SERVICE, pus20.PARAMETER_SET, data)[0]
 
 
 # -- events and housekeeping -------------------------------------------------------------------------
@@ -345,19 +306,19 @@ def _event_ids(dictionary: Dictionary, names: list[str]) -> list[int]:
 
 
 def cmd_events_switch(args: argparse.Namespace) -> int:
-    dictionary = cli._dictionary()
+    dictionary = load_dictionary()
     try:
         ids = _event_ids(dictionary, args.events)
     except CommandError as exc:
         return _caught(exc)
-    return _run(args, dictionary, ops.EVENT_SERVICE, args.subtype, ops.event_list_data(ids))[0]
+    return run_tc(args, dictionary, pus5.EVENT_SERVICE, args.subtype, pus5.event_list_data(ids))[0]
 
 
 def cmd_events_disabled(args: argparse.Namespace) -> int:
-    dictionary = cli._dictionary()
-    code, reports = _run(args, dictionary, ops.EVENT_SERVICE, ops.EVENT_REPORT_DISABLED, b"")
+    dictionary = load_dictionary()
+    code, reports = run_tc(args, dictionary, pus5.EVENT_SERVICE, pus5.EVENT_REPORT_DISABLED, b"")
     for report in reports:
-        if isinstance(report, ops.DisabledEventsReport):
+        if isinstance(report, pus5.DisabledEventsReport):
             print(f"{len(report.events)} event(s) with TM[5,x] off" + "".join(f"\n  {e}" for e in report.events))
     return code
 
@@ -374,36 +335,37 @@ def _sids(dictionary: Dictionary, names: list[str]) -> list[int]:
 
 
 def cmd_hk_structures(args: argparse.Namespace) -> int:
-    dictionary = cli._dictionary()
+    dictionary = load_dictionary()
     try:
         sids = _sids(dictionary, args.components)
     except CommandError as exc:
         return _caught(exc)
-    code, reports = _run(args, dictionary, ops.HK_SERVICE, ops.HK_REPORT_STRUCTURES, ops.sid_list_data(sids))
-    structures = [r for r in reports if isinstance(r, ops.HkStructureReport)]
+    code, reports = run_tc(args, dictionary, pus3.HK_SERVICE, pus3.HK_REPORT_STRUCTURES, pus3.sid_list_data(sids))
+    structures = [r for r in reports if isinstance(r, pus3.HkStructureReport)]
     if structures:
-        _table("housekeeping structures", ["sid", "component", "TM[3,25]", "interval s", "channels"],
-               [[str(r.component.component_id), r.component.name, "on" if r.enabled else "off",
-                 f"{r.interval_s:g}", str(len(r.channels))] for r in structures])
+        print_table("housekeeping structures", ["sid", "component", "TM[3,25]", "interval s", "channels"],
+                    [[str(r.component.component_id), r.component.name, "on" if r.enabled else "off",
+                      f"{r.interval_s:g}", str(len(r.channels))] for r in structures])
     return code
 
 
 def cmd_hk_switch(args: argparse.Namespace) -> int:
-    dictionary = cli._dictionary()
+    dictionary = load_dictionary()
     try:
         sids = _sids(dictionary, args.components)
     except CommandError as exc:
         return _caught(exc)
-    return _run(args, dictionary, ops.HK_SERVICE, args.subtype, ops.sid_list_data(sids))[0]
+    return run_tc(args, dictionary, pus3.HK_SERVICE, args.subtype, pus3.sid_list_data(sids))[0]
 
 
 def cmd_hk_interval(args: argparse.Namespace) -> int:
-    dictionary = cli._dictionary()
+    dictionary = load_dictionary()
     try:
         (sid,) = _sids(dictionary, [args.component])
     except CommandError as exc:
         return _caught(exc)
-    return _run(args, dictionary, ops.HK_SERVICE, ops.HK_MODIFY_INTERVAL, ops.interval_data({sid: args.seconds}))[0]
+    return run_tc(args, dictionary, pus3.HK_SERVICE, pus3.HK_MODIFY_INTERVAL,
+                  pus3.interval_data({sid: args.seconds}))[0]
 
 
 # -- dictionary ------------------------------------------------------------------------------------
@@ -416,20 +378,20 @@ def _limits(pair: tuple[float, float] | None) -> str:
 
 
 def cmd_dict(args: argparse.Namespace) -> int:
-    dictionary = cli._dictionary()
+    dictionary = load_dictionary()
     if args.json:
         print(json.dumps(dictionary.to_json(), indent=2))
-        return cli.EXIT_OK
-    _table("commands (TC[8,1])", ["command", "opcode", "arguments", "doc"], [
+        return EXIT_OK
+    print_table("commands (TC[8,1])", ["command", "opcode", "arguments", "doc"], [
         [q, f"0x{dictionary.opcode(q):04x}", "\n".join(a.describe() for a in c.args), c.doc]
         for q, c in dictionary.commands.items()])
-    _table("telemetry (TM[3,25])", ["channel", "type", "units", "yellow", "red", "doc"], [
+    print_table("telemetry (TM[3,25])", ["channel", "type", "units", "yellow", "red", "doc"], [
         [q, f"{c.type}[{c.size}]" if c.size else c.type, c.units, _limits(c.yellow), _limits(c.red), c.doc]
         for q, c in dictionary.channels.items()])
-    _table("events (TM[5,x])", ["event", "id", "severity", "format"], [
+    print_table("events (TM[5,x])", ["event", "id", "severity", "format"], [
         [q, f"0x{dictionary.event_id(q):04x}", e.severity, e.format] for q, e in dictionary.events.items()])
-    _table("parameters (PUS 20)", ["parameter", "id", "type", "units", "range", "default", "doc"], [
+    print_table("parameters (PUS 20)", ["parameter", "id", "type", "units", "range", "default", "doc"], [
         [q, f"0x{dictionary.parameter_id(q):04x}", p.type, p.units,
          "" if p.type == "bool" else _range(p.lo, p.hi), str(p.default), p.doc]
         for q, p in dictionary.parameters.items()])
-    return cli.EXIT_OK
+    return EXIT_OK

@@ -116,32 +116,33 @@ from spacepackets.ecss.tc import PusTc
 from flight.core.config import RunConfig
 from flight.core.component import Arg, Channel, Command, CommandError, Component, Dictionary, Event, Parameter
 from flight.spacelink.keys import load_all
-from flight.spacelink.pus import (
+from flight.spacelink.framing import (
     ACK_PROGRESS,
     ACK_START,
+    LINK_COMPONENT_ID,
+    MAX_TC_LEN,
+    OVERFLOW,
+    Rejection,
+    TC_APID,
+    TcStreamParser,
+    is_loopback,
+    parse_endpoint,
+)
+from flight.spacelink.pus140_results import job_result_report
+from flight.spacelink.pus15_storage import (
     DELETE_UP_TO,
     DISABLE_STORAGE,
     DOWNLINK_ACK,
     ENABLE_STORAGE,
-    FAILURE_CODE_NUMBERS,
-    LINK_COMPONENT_ID,
-    MAX_TC_LEN,
-    OVERFLOW,
     RETRIEVE_BY_TIME_RANGE,
     STORAGE_SERVICE,
-    TC_APID,
-    Rejection,
-    TcStreamParser,
-    TmEncoder,
-    decode_function,
     decode_storage_tc,
-    is_function,
-    is_loopback,
-    is_ping,
-    job_result_report,
-    parse_endpoint,
     store_status_report,
 )
+from flight.spacelink.pus17_test import is_ping
+from flight.spacelink.pus1_verification import FAILURE_CODE_NUMBERS
+from flight.spacelink.pus8_functions import decode_function, is_function
+from flight.spacelink.services import TmEncoder
 from flight.spacelink.sdls import AuthenticationError, ReplayGuard, StationKey, unprotect
 from flight.subsystems.link.operations import ONBOARD, LinkOperations
 from flight.subsystems.link.stream_server import Sent, StreamServer

@@ -51,9 +51,16 @@ from spacepackets.ecss.tc import PusTc
 
 from flight.core.component import CommandError, Component
 from flight.core.storage import open_durable
-from flight.spacelink import pus_ops as ops
-from flight.spacelink.pus import ACK_ACCEPTANCE, ACK_COMPLETION, ACK_START, TC_APID, decode_function, is_function, \
-    is_ping, request_id
+from flight.spacelink import (
+    codec,
+    pus11_scheduling as pus11,
+    pus20_parameters as pus20,
+    pus3_housekeeping as pus3,
+    pus5_events as pus5,
+)
+from flight.spacelink.framing import ACK_ACCEPTANCE, ACK_COMPLETION, ACK_START, TC_APID, request_id
+from flight.spacelink.pus17_test import is_ping
+from flight.spacelink.pus8_functions import decode_function, is_function
 from flight.spacelink.sdls import AuthenticationError, unprotect
 from flight.subsystems.link.schedule import SCHEDULE_FILE, Activity, ScheduleFull, ScheduleStore
 from flight.core.parameters import PARAMETERS_FILE, ParameterStore
@@ -114,25 +121,25 @@ class LinkOperations:
         self.events_filtered = self.tc_released = 0
         self._onboard = OnboardSource()
         self._ops_handlers: dict[tuple[int, int], tuple[Callable, Callable]] = {
-            (ops.HK_SERVICE, ops.HK_ENABLE): (self._parse_sids(ops.HK_ENABLE), self._hk_enable),
-            (ops.HK_SERVICE, ops.HK_DISABLE): (self._parse_sids(ops.HK_DISABLE), self._hk_disable),
-            (ops.HK_SERVICE, ops.HK_REPORT_STRUCTURES): (self._parse_sids(ops.HK_REPORT_STRUCTURES),
-                                                         self._hk_structures),
-            (ops.HK_SERVICE, ops.HK_MODIFY_INTERVAL): (lambda d: ops.parse_intervals(self.dictionary, d),
-                                                       self._hk_modify_intervals),
-            (ops.EVENT_SERVICE, ops.EVENT_ENABLE): (self._parse_events(ops.EVENT_ENABLE), self._events_enable),
-            (ops.EVENT_SERVICE, ops.EVENT_DISABLE): (self._parse_events(ops.EVENT_DISABLE), self._events_disable),
-            (ops.EVENT_SERVICE, ops.EVENT_REPORT_DISABLED): (self._parse_empty(5, 7), self._events_report),
-            (ops.SCHEDULE_SERVICE, ops.SCHEDULE_ENABLE): (self._parse_empty(11, 1), self._schedule_enable),
-            (ops.SCHEDULE_SERVICE, ops.SCHEDULE_DISABLE): (self._parse_empty(11, 2), self._schedule_disable),
-            (ops.SCHEDULE_SERVICE, ops.SCHEDULE_RESET): (self._parse_empty(11, 3), self._schedule_reset),
-            (ops.SCHEDULE_SERVICE, ops.SCHEDULE_INSERT): (self._parse_insert, self._schedule_insert),
-            (ops.SCHEDULE_SERVICE, ops.SCHEDULE_DELETE): (ops.parse_request_ids, self._schedule_delete),
-            (ops.SCHEDULE_SERVICE, ops.SCHEDULE_REPORT_ALL): (self._parse_empty(11, 16), self._schedule_report),
-            (ops.PARAMETER_SERVICE, ops.PARAMETER_REPORT_VALUES): (
-                lambda d: ops.parse_parameter_ids(self.dictionary, d), self._parameters_report),
-            (ops.PARAMETER_SERVICE, ops.PARAMETER_SET): (lambda d: ops.parse_set_parameter(self.dictionary, d),
-                                                         self._parameter_set),
+            (pus3.HK_SERVICE, pus3.HK_ENABLE): (self._parse_sids(pus3.HK_ENABLE), self._hk_enable),
+            (pus3.HK_SERVICE, pus3.HK_DISABLE): (self._parse_sids(pus3.HK_DISABLE), self._hk_disable),
+            (pus3.HK_SERVICE, pus3.HK_REPORT_STRUCTURES): (self._parse_sids(pus3.HK_REPORT_STRUCTURES),
+                                                           self._hk_structures),
+            (pus3.HK_SERVICE, pus3.HK_MODIFY_INTERVAL): (lambda d: pus3.parse_intervals(self.dictionary, d),
+                                                         self._hk_modify_intervals),
+            (pus5.EVENT_SERVICE, pus5.EVENT_ENABLE): (self._parse_events(pus5.EVENT_ENABLE), self._events_enable),
+            (pus5.EVENT_SERVICE, pus5.EVENT_DISABLE): (self._parse_events(pus5.EVENT_DISABLE), self._events_disable),
+            (pus5.EVENT_SERVICE, pus5.EVENT_REPORT_DISABLED): (self._parse_empty(5, 7), self._events_report),
+            (pus11.SCHEDULE_SERVICE, pus11.SCHEDULE_ENABLE): (self._parse_empty(11, 1), self._schedule_enable),
+            (pus11.SCHEDULE_SERVICE, pus11.SCHEDULE_DISABLE): (self._parse_empty(11, 2), self._schedule_disable),
+            (pus11.SCHEDULE_SERVICE, pus11.SCHEDULE_RESET): (self._parse_empty(11, 3), self._schedule_reset),
+            (pus11.SCHEDULE_SERVICE, pus11.SCHEDULE_INSERT): (self._parse_insert, self._schedule_insert),
+            (pus11.SCHEDULE_SERVICE, pus11.SCHEDULE_DELETE): (pus11.parse_request_ids, self._schedule_delete),
+            (pus11.SCHEDULE_SERVICE, pus11.SCHEDULE_REPORT_ALL): (self._parse_empty(11, 16), self._schedule_report),
+            (pus20.PARAMETER_SERVICE, pus20.PARAMETER_REPORT_VALUES): (
+                lambda d: pus20.parse_parameter_ids(self.dictionary, d), self._parameters_report),
+            (pus20.PARAMETER_SERVICE, pus20.PARAMETER_SET): (lambda d: pus20.parse_set_parameter(self.dictionary, d),
+                                                             self._parameter_set),
         }
 
     def _ops_start(self) -> None:
@@ -258,7 +265,7 @@ class LinkOperations:
 
     # -- service 3 -------------------------------------------------------------------------
     def _parse_sids(self, subtype: int) -> Callable[[bytes], list[int]]:
-        return lambda data: ops.parse_sids(self.dictionary, subtype, data)
+        return lambda data: pus3.parse_sids(self.dictionary, subtype, data)
 
     def _hk_set_enabled(self, conn: Any, tc: PusTc, sids: list[int], enabled: bool) -> None:
         disabled = (self.hk_disabled - set(sids)) if enabled else (self.hk_disabled | set(sids))
@@ -275,7 +282,7 @@ class LinkOperations:
         components = [c for c in self.dictionary.components.values() if c.telemetry
                       and (not sids or c.component_id in sids)]
         self._complete_locally(conn, tc, [
-            self._report(tc, ops.HK_SERVICE, ops.HK_STRUCTURE_REPORT, ops.hk_structure_data(
+            self._report(tc, pus3.HK_SERVICE, pus3.HK_STRUCTURE_REPORT, pus3.hk_structure_data(
                 c, c.component_id not in self.hk_disabled, self.hk_intervals_s.get(c.component_id, self.hk_interval_s)))
             for c in components])
 
@@ -313,10 +320,10 @@ class LinkOperations:
 
     # -- service 5 -------------------------------------------------------------------------
     def _parse_events(self, subtype: int) -> Callable[[bytes], list[int]]:
-        return lambda data: ops.parse_event_ids(self.dictionary, subtype, data)
+        return lambda data: pus5.parse_event_ids(self.dictionary, subtype, data)
 
     def _parse_empty(self, service: int, subtype: int) -> Callable[[bytes], None]:
-        return lambda data: ops.parse_empty(service, subtype, data)
+        return lambda data: codec.parse_empty(service, subtype, data)
 
     def _events_set(self, conn: Any, tc: PusTc, disabled: set[int]) -> None:
         if self._change(conn, tc, "event settings", lambda: self._settings.put("events_disabled", sorted(disabled))):
@@ -329,8 +336,8 @@ class LinkOperations:
         self._events_set(conn, tc, self.events_disabled | set(ids))
 
     def _events_report(self, conn: Any, tc: PusTc, _: None) -> None:
-        self._complete_locally(conn, tc, [self._report(tc, ops.EVENT_SERVICE, ops.EVENT_DISABLED_REPORT,
-                                                       ops.event_list_data(sorted(self.events_disabled)))])
+        self._complete_locally(conn, tc, [self._report(tc, pus5.EVENT_SERVICE, pus5.EVENT_DISABLED_REPORT,
+                                                       pus5.event_list_data(sorted(self.events_disabled)))])
 
     # -- service 11 ------------------------------------------------------------------------
     def _embedded_data(self, tc: PusTc) -> bytes:
@@ -350,10 +357,10 @@ class LinkOperations:
         """
         if tc.apid != TC_APID:
             raise CommandError("INVALID_OPCODE", f"no application process at APID {tc.apid}")
-        if tc.service == ops.SCHEDULE_SERVICE:
+        if tc.service == pus11.SCHEDULE_SERVICE:
             raise CommandError("INVALID_OPCODE", "a TC[11,x] cannot itself be scheduled")
         if is_ping(tc):
-            ops.parse_empty(17, 1, data)
+            codec.parse_empty(17, 1, data)
         elif is_function(tc):
             self.dictionary.validate_command(*decode_function(self.dictionary, data))
         elif (tc.service, tc.message_subtype) in self._ops_handlers:
@@ -364,7 +371,7 @@ class LinkOperations:
     def _parse_insert(self, data: bytes) -> list[tuple[float, PusTc]]:
         now_utc = self._utc_at(self.time_s)
         out = []
-        for i, (release, tc) in enumerate(ops.parse_insert(data), start=1):
+        for i, (release, tc) in enumerate(pus11.parse_insert(data), start=1):
             if release <= now_utc:
                 raise CommandError("VALIDATION_ERROR", f"activity {i}: release time {release:.3f} is not after "
                                                        f"onboard now {now_utc:.3f} (UTC s)")
@@ -405,8 +412,8 @@ class LinkOperations:
         self._change(conn, tc, "the schedule", self.schedule.reset)
 
     def _schedule_report(self, conn: Any, tc: PusTc, _: None) -> None:
-        chunks = ops.schedule_report_data([(a.release_utc_s, a.tc) for a in self.schedule.activities()])
-        self._complete_locally(conn, tc, [self._report(tc, ops.SCHEDULE_SERVICE, ops.SCHEDULE_DETAIL_REPORT, chunk)
+        chunks = pus11.schedule_report_data([(a.release_utc_s, a.tc) for a in self.schedule.activities()])
+        self._complete_locally(conn, tc, [self._report(tc, pus11.SCHEDULE_SERVICE, pus11.SCHEDULE_DETAIL_REPORT, chunk)
                                           for chunk in chunks])
 
     # -- service 20 ------------------------------------------------------------------------
@@ -417,8 +424,8 @@ class LinkOperations:
             self._reject(conn, tc, "EXECUTION_ERROR", f"cannot read the parameters: {exc}")
             return
         values = {n: stored.get(n, self.dictionary.parameters[n].default) for n in names}
-        self._complete_locally(conn, tc, [self._report(tc, ops.PARAMETER_SERVICE, ops.PARAMETER_VALUE_REPORT,
-                                                       ops.parameter_report_data(self.dictionary, values))])
+        self._complete_locally(conn, tc, [self._report(tc, pus20.PARAMETER_SERVICE, pus20.PARAMETER_VALUE_REPORT,
+                                                       pus20.parameter_report_data(self.dictionary, values))])
 
     def _parameter_set(self, conn: Any, tc: PusTc, name_value: tuple[str, Any]) -> None:
         name, value = name_value

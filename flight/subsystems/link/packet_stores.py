@@ -61,7 +61,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Hashable, Iterable
 
-from flight.spacelink.pus import StoreStatusEntry
+from flight.spacelink.pus15_storage import StoreStatusEntry
 from flight.core.storage import BatchedWrites, insert_rows, open_batched
 
 STORE_FILE = "packet_stores.sqlite"

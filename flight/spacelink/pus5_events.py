@@ -1,0 +1,130 @@
+"""PUS service 5, event reporting (ECSS-E-ST-70-41C 6.5): the TM[5,1..4] event reports and
+their control (integers big-endian; control TM from :data:`~flight.spacelink.framing.TC_APID`,
+addressed to the TC's source).
+
+    ==========  ===============================================================================
+    TM[5,1..4]  event report from the component's APID, subtype by severity
+                INFO/LOW/MEDIUM/HIGH: ``event_id u16`` (``component_id << 8 | local_id``)
+                then the message, ``u16`` length + UTF-8 (cut to
+                :data:`~flight.spacelink.codec.MAX_TEXT_BYTES`)
+    TC[5,5/6]   enable / disable event reports: ``N u16`` (>= 1), N × ``event_id u16``
+    TC[5,7]     report the disabled events; no data
+    TM[5,8]     disabled events: ``N u16``, N × ``event_id u16``
+    ==========  ===============================================================================
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from spacepackets.ecss.defs import PusService
+
+from flight.core.component import SEVERITIES, CommandError, Dictionary
+from flight.spacelink.framing import TmFramer
+from flight.spacelink.codec import Reader, cut_utf8, decode_tc_data, read_count, u16_list
+
+EVENT_SERVICE = PusService.S5_EVENT
+EVENT_ENABLE, EVENT_DISABLE, EVENT_REPORT_DISABLED, EVENT_DISABLED_REPORT = 5, 6, 7, 8
+EVENT_TCS = {(EVENT_SERVICE, s) for s in (EVENT_ENABLE, EVENT_DISABLE, EVENT_REPORT_DISABLED)}
+"""(service, subtype) of every service 5 TC the satellite serves."""
+
+EVENT_SUBTYPES = {severity: subtype for subtype, severity in enumerate(SEVERITIES, start=1)}
+"""TM[5,x] subtype per severity: INFO 1, LOW 2, MEDIUM 3, HIGH 4 (ECSS-E-ST-70-41C 6.5)."""
+SEVERITY_OF_SUBTYPE = {subtype: severity for severity, subtype in EVENT_SUBTYPES.items()}
+
+
+# -- TM[5,1..4] event reports --------------------------------------------------------------------
+def encode_event(event_id: int, message: str) -> bytes:
+    """Source data of TM[5,x]: ``event_id`` (u16) and the message (u16 length + UTF-8, cut
+    to :data:`~flight.spacelink.codec.MAX_TEXT_BYTES`)."""
+    raw = cut_utf8(message)
+    return struct.pack(">HH", event_id, len(raw)) + raw
+
+
+def decode_event(data: bytes) -> tuple[int, str]:
+    """Event id and message of TM[5,x] source data.
+
+    Raises:
+        ValueError: short or trailing data, or a message that is not UTF-8.
+    """
+    reader = Reader(bytes(data))
+    event_id = reader.unpack(">H")
+    message = reader.take(reader.unpack(">H")).decode("utf-8")
+    reader.end()
+    return event_id, message
+
+
+def event_report(framer: TmFramer, dictionary: Dictionary, qualified: str, message: str, *,
+                 utc_unix_s: float) -> bytes:
+    """TM[5,1..4] of declared event ``qualified`` from its component's APID (subtype from its
+    declared severity).
+
+    Raises:
+        KeyError: an event that is not in ``dictionary``.
+    """
+    event = dictionary.events[qualified]
+    component = dictionary.components[qualified.partition(".")[0]]
+    return framer.packet(component.component_id, EVENT_SERVICE, EVENT_SUBTYPES[event.severity],
+                         encode_event(dictionary.event_id(qualified), message), utc_unix_s=utc_unix_s)
+
+
+@dataclass(frozen=True)
+class EventReport:
+    """TM[5,x]: event ``name`` (qualified) with its severity and message."""
+
+    name: str
+    event_id: int
+    severity: str
+    message: str
+    utc_unix_s: float
+
+
+# -- control: TC[5,5/6/7], TM[5,8] ------------------------------------------------------------------
+def event_list_data(event_ids: list[int]) -> bytes:
+    """Data of TC[5,5] / TC[5,6], and source data of TM[5,8]."""
+    return u16_list(event_ids)
+
+
+def parse_event_ids(dictionary: Dictionary, subtype: int, data: bytes) -> list[int]:
+    """Event ids of TC[5,5/6] data.
+
+    Raises:
+        CommandError: FORMAT_ERROR for malformed data; VALIDATION_ERROR for an event id
+            that is not declared.
+    """
+    ids = decode_tc_data(EVENT_SERVICE, subtype,
+                         lambda r: [r.unpack(">H") for _ in range(read_count(r, "event ids"))], data)
+    unknown = sorted(i for i in set(ids) if i not in dictionary.event_ids)
+    if unknown:
+        raise CommandError("VALIDATION_ERROR", f"no event with id {', '.join(f'0x{i:04x}' for i in unknown)}")
+    return ids
+
+
+@dataclass(frozen=True)
+class DisabledEventsReport:
+    """TM[5,8]: the events whose TM[5,x] generation is disabled (qualified names)."""
+
+    events: tuple[str, ...]
+    utc_unix_s: float
+
+
+# -- ground side -----------------------------------------------------------------------------------
+def decode_report(dictionary: Dictionary, subtype: int, data: bytes,
+                  utc_unix_s: float) -> EventReport | DisabledEventsReport | None:
+    """The report of TM[5,1..4] or TM[5,8] source ``data``; ``None`` for another subtype.
+    An event id the dictionary does not know is named ``event 0xNNNN``.
+
+    Raises:
+        ValueError: malformed data.
+    """
+    if subtype in SEVERITY_OF_SUBTYPE:
+        event_id, message = decode_event(data)
+        name = dictionary.event_ids.get(event_id, f"event 0x{event_id:04x}")
+        return EventReport(name, event_id, SEVERITY_OF_SUBTYPE[subtype], message, utc_unix_s)
+    if subtype != EVENT_DISABLED_REPORT:
+        return None
+    reader = Reader(bytes(data))
+    ids = [reader.unpack(">H") for _ in range(reader.unpack(">H"))]
+    reader.end()
+    return DisabledEventsReport(tuple(dictionary.event_ids.get(i, f"event 0x{i:04x}") for i in ids), utc_unix_s)
