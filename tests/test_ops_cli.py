@@ -91,7 +91,7 @@ def test_events_disable_enable_and_list(served, capsys):
     assert run("events", "enable", "--link", served.endpoint, "link.client_connected") == 0
     assert run("events", "disable", "--link", served.endpoint, "link.no_such_event") == 1
     assert "no event 'link.no_such_event'" in capsys.readouterr().out
-    assert served.harness.link.events_disabled == {0x0403}
+    assert served.harness.link.reporting.events_disabled == {0x0403}
 
 
 def test_hk_structures_and_interval(served, capsys):
@@ -118,4 +118,4 @@ def test_a_schedule_signed_with_a_key_the_satellite_does_not_know_is_refused(ser
     assert run("schedule", "add", "--link", served.endpoint, "--key", str(stranger), "+5", "exec.noop") == 1
     out = capsys.readouterr().out
     assert "AUTHENTICATION_ERROR" in out and "check --station/--key/--keys" in out
-    assert len(served.harness.link.schedule) == 0
+    assert len(served.harness.link.schedule.schedule) == 0

@@ -4,6 +4,7 @@ Every report is read with spacepackets' own PUS-C reader (CRC, APID, service/sub
 time) and its data checked against the wire format written out here; every malformed or
 hostile TC gets TM[1,2] with its code and changes nothing."""
 
+import functools
 import struct
 
 import pytest
@@ -199,7 +200,7 @@ def test_a_disabled_schedule_holds_its_activities_and_delete_and_reset_remove_th
     assert operator.ask(operator.tc(11, 4, insert))[0] == [1, 3, 7]
     for _ in range(3):
         harness.frame()
-    assert harness.link.hk_interval_s == 10.0 and len(harness.link.schedule) == 3
+    assert harness.link.hk_interval_s == 10.0 and len(harness.link.schedule.schedule) == 3
     assert operator.ask(operator.tc(11, 5, ops.request_id_data([pus.request_id(b)])))[0] == [1, 3, 7]
     assert operator.ask(operator.tc(11, 1))[0] == [1, 3, 7]
     harness.frame()
@@ -207,7 +208,7 @@ def test_a_disabled_schedule_holds_its_activities_and_delete_and_reset_remove_th
     assert harness.link.hk_interval_s == 3.0, "the overdue activity ran once enabled; the deleted one did not"
     assert operator.ask(operator.tc(11, 3))[0] == [1, 3, 7]
     harness.frame()
-    assert len(harness.link.schedule) == 0 and harness.hk()["schedule_activities"] == 0
+    assert len(harness.link.schedule.schedule) == 0 and harness.hk()["schedule_activities"] == 0
 
 
 def test_the_schedule_survives_a_restart_of_the_link(tmp_path):
@@ -223,7 +224,7 @@ def test_the_schedule_survives_a_restart_of_the_link(tmp_path):
 
     second = LinkHarness(tmp_path)
     try:
-        assert [a.request_id for a in second.link.schedule.activities()] == [pus.request_id(inner)]
+        assert [a.request_id for a in second.link.schedule.schedule.activities()] == [pus.request_id(inner)]
         for _ in range(4):
             second.frame()
         second.pump(0.05)
@@ -283,8 +284,8 @@ def _state(harness: LinkHarness) -> tuple:
         params = store.load()
     finally:
         store.close()
-    return (link.schedule.activities(), link.schedule.enabled, set(link.hk_disabled), dict(link.hk_intervals_s),
-            set(link.events_disabled), link.hk_interval_s, params, len(harness.commands))
+    return (link.schedule.schedule.activities(), link.schedule.schedule.enabled, set(link.reporting.hk_disabled),
+            dict(link.reporting.hk_intervals_s), set(link.reporting.events_disabled), link.hk_interval_s, params, len(harness.commands))
 
 
 def _embedded(operator: Operator, release_offset_s: float = 60.0, tc: PusTc | None = None,
@@ -374,7 +375,9 @@ def test_an_operations_tc_is_authenticated_like_any_other(harness, operator):
 def test_any_data_of_any_operations_tc_decodes_or_fails_with_a_code(harness, which, data, count, tail):
     """Random data, and data with a plausible count in front, never escapes the decoders
     as anything but a failure with a code; decoding changes nothing."""
-    parse, _ = harness.link._ops_handlers[which]
+    route = harness.link.router.routes[which]
+    tc = PusTc(service=which[0], message_subtype=which[1], apid=pus.TC_APID)
+    parse = functools.partial(route.parse, tc)
     before = _state(harness)
     for candidate in (data, struct.pack(">H", count) + tail):
         try:

@@ -34,6 +34,12 @@ Each tick (rate group ``run``):
    per-GPU priority weights for the power manager's allocator (data product
    ``jobs.demand``, whenever they change, and with every housekeeping packet).
 
+Each finished job's result is published as data product ``jobs.result``
+(:class:`~flight.subsystems.jobs.store.JobResult`) once its transaction has committed, and
+again with every housekeeping packet (at most :data:`RESULTS_PER_HOUSEKEEPING`, oldest first)
+until the link acknowledges it with data product ``link.result_ack`` (``job_ids``), recorded
+durably: the link downlinks it, exactly once, even when it was down or restarting meanwhile.
+
 Nothing is written to the database on an ordinary tick: only on submit, cancel, pause,
 resume, checkpoint, completion or failure, and on the rare uncorrectable error or fence.
 
@@ -71,11 +77,13 @@ from flight.subsystems.jobs.model import Job, gpu_speed
 from flight.subsystems.jobs.radiation import FENCE_COUNT, FENCE_WINDOW_S, EccMonitor
 from flight.subsystems.jobs.scheduler import Limits, plan
 from flight.subsystems.power.modes import MODES
-from flight.subsystems.jobs.store import JobStore
+from flight.subsystems.jobs.store import JobResult, JobStore
 from flight.core.messages import Message
 from flight.core.subsystem import Subsystem
 
 MAX_ACTIVE = 256
+RESULTS_PER_HOUSEKEEPING = 64
+"""Most unacknowledged results offered to the link again with one housekeeping packet."""
 """Jobs not yet finished (queued, running or paused) the runner holds; more is BUSY."""
 LIST_MAX = 40
 """Jobs named in one ``jobs.list`` answer (the rest are counted)."""
@@ -207,7 +215,7 @@ class JobRunner(Subsystem):
         ),
     )
     RATE_GROUPS = ((1, "run"),)
-    SUBSCRIBE = (b"data/thermal.headroom", b"ctl/mode")
+    SUBSCRIBE = (b"data/thermal.headroom", b"ctl/mode", b"data/link.result_ack")
 
     def __init__(self, config, emit, send_command=None, **ports) -> None:
         super().__init__(config, emit, send_command, **ports)
@@ -400,6 +408,12 @@ class JobRunner(Subsystem):
                 return
             self.headroom_w[:] = headroom
             self.dirty = True
+        elif msg.name == "link.result_ack":
+            ids = data.get("job_ids")
+            if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+                self._bad_message(msg, "job_ids is not a list of job ids")
+                return
+            self.store.acknowledge_results(ids)
         elif msg.name == "mode":
             if data.get("mode") not in MODES:
                 self._bad_message(msg, f"unknown mode {str(data.get('mode'))[:20]!r}")
@@ -444,7 +458,12 @@ class JobRunner(Subsystem):
         done = self.store.finish(job, outcome, self.time_s, detail)
         self._stop(job, outcome)
         del self.jobs[job.job_id]
+        if done:
+            self._publish_result(self.store.result(job.job_id))
         return done
+
+    def _publish_result(self, result: JobResult) -> None:
+        self.publish_data("result", **result.as_product())
 
     def _rollback(self, job: Job, why: str, requeue: bool) -> None:
         lost = job.rollback()
@@ -732,6 +751,8 @@ class JobRunner(Subsystem):
 
     def housekeeping(self) -> None:
         self.publish_data("demand", gpu_weight=self.weight)  # a restarted power manager catches up here
+        for result in self.store.unacknowledged_results(RESULTS_PER_HOUSEKEEPING):
+            self._publish_result(result)  # until the link says it has it: it may have been down
         states = [j.state for j in self.jobs.values()]
         job_id, unsaved = np.zeros(N_GPUS, dtype=np.int64), np.zeros(N_GPUS)
         unsaved_total = 0.0
