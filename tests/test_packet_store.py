@@ -453,6 +453,7 @@ def test_job_results_are_stored_once_and_parse_with_spacepackets(tmp_path):
     h = LinkHarness(tmp_path)
     try:
         h.publish("data", "jobs.result", _job_result(7, 0.5, 100.0, "sha256 ab12"))
+        h.pump()
         h.frame()
         ground = _archiving(Ground(h))
         h.frame()
