@@ -200,7 +200,7 @@ def test_a_disabled_schedule_holds_its_activities_and_delete_and_reset_remove_th
     assert operator.ask(operator.tc(11, 4, insert))[0] == [1, 3, 7]
     for _ in range(3):
         harness.frame()
-    assert harness.link.hk_interval_s == 10.0 and len(harness.link.schedule.schedule) == 3
+    assert harness.link.hk_interval_s == 10.0 and len(harness.link.schedule_service.schedule) == 3
     assert operator.ask(operator.tc(11, 5, ops.request_id_data([pus.request_id(b)])))[0] == [1, 3, 7]
     assert operator.ask(operator.tc(11, 1))[0] == [1, 3, 7]
     harness.frame()
@@ -208,7 +208,7 @@ def test_a_disabled_schedule_holds_its_activities_and_delete_and_reset_remove_th
     assert harness.link.hk_interval_s == 3.0, "the overdue activity ran once enabled; the deleted one did not"
     assert operator.ask(operator.tc(11, 3))[0] == [1, 3, 7]
     harness.frame()
-    assert len(harness.link.schedule.schedule) == 0 and harness.hk()["schedule_activities"] == 0
+    assert len(harness.link.schedule_service.schedule) == 0 and harness.hk()["schedule_activities"] == 0
 
 
 def test_the_schedule_survives_a_restart_of_the_link(tmp_path):
@@ -224,7 +224,7 @@ def test_the_schedule_survives_a_restart_of_the_link(tmp_path):
 
     second = LinkHarness(tmp_path)
     try:
-        assert [a.request_id for a in second.link.schedule.schedule.activities()] == [pus.request_id(inner)]
+        assert [a.request_id for a in second.link.schedule_service.schedule.activities()] == [pus.request_id(inner)]
         for _ in range(4):
             second.frame()
         second.pump(0.05)
@@ -284,7 +284,7 @@ def _state(harness: LinkHarness) -> tuple:
         params = store.load()
     finally:
         store.close()
-    return (link.schedule.schedule.activities(), link.schedule.schedule.enabled, set(link.reporting.hk_disabled),
+    return (link.schedule_service.schedule.activities(), link.schedule_service.schedule.enabled, set(link.reporting.hk_disabled),
             dict(link.reporting.hk_intervals_s), set(link.reporting.events_disabled), link.hk_interval_s, params, len(harness.commands))
 
 

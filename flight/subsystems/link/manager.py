@@ -207,13 +207,13 @@ class LinkManager(Subsystem):
                              self.verification.reject)
         self.reporting = Reporting(dictionary, self.verification, self.downlink, self.state, self.counters, budget,
                                    DEFAULT_HK_INTERVAL_S)
-        self.schedule = ScheduleService(dictionary, self.auth, self.router, self.verification, self.state,
+        self.schedule_service = ScheduleService(dictionary, self.auth, self.router, self.verification, self.state,
                                         self.counters, budget, self.event)
         self.parameters = ParameterService(dictionary, self.verification)
         self.results = JobResults(dictionary.components["jobs"], tm, self.downlink, self.state, self.counters, budget)
         for service in (FunctionService(dictionary, self.verification, self.state),
                         StoreService(self.downlink, self.verification, self.state, self.counters, budget),
-                        self.reporting, self.schedule, self.parameters):
+                        self.reporting, self.schedule_service, self.parameters):
             self.router.add(service.routes())
         self._first_tick = True
 
@@ -237,7 +237,7 @@ class LinkManager(Subsystem):
         self.downlink.open(data)
         self.results.open()
         self.auth.open(data)
-        self.schedule.open(data)
+        self.schedule_service.open(data)
         self.reporting.open(data)
         self.parameters.open(data)
         self.connections.start()
@@ -247,7 +247,7 @@ class LinkManager(Subsystem):
 
     def on_stop(self) -> None:
         self.connections.close_all()
-        for part in (self.auth, self.schedule, self.reporting, self.parameters, self.downlink):
+        for part in (self.auth, self.schedule_service, self.reporting, self.parameters, self.downlink):
             part.close()
 
     # -- rate group --------------------------------------------------------------------
@@ -269,7 +269,7 @@ class LinkManager(Subsystem):
         self.verification.expire(now)
         self.uplink.flush_stalled(now)
         self.downlink.new_tick(float(frame["downlink_rate_bps"]))
-        self.schedule.release_due()
+        self.schedule_service.release_due()
         if self.reporting.due():
             self.reporting.downlink_hk()
             self.results.store_due()
@@ -295,7 +295,7 @@ class LinkManager(Subsystem):
 
     def housekeeping(self) -> None:
         c = self.counters
-        stores, schedule, reporting = self.downlink.stores, self.schedule.schedule, self.reporting
+        stores, schedule, reporting = self.downlink.stores, self.schedule_service.schedule, self.reporting
         self.telemetry(
             contact=self.state.contact, clients=len(self.connections), tc_received=c.tc_received,
             tc_accepted=c.tc_accepted, tc_rejected=c.tc_rejected, tc_dropped_no_contact=c.tc_dropped_no_contact,
