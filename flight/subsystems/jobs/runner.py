@@ -82,9 +82,9 @@ from flight.core.messages import Message
 from flight.core.subsystem import Subsystem
 
 MAX_ACTIVE = 256
+"""Jobs not yet finished (queued, running or paused) the runner holds; more is BUSY."""
 RESULTS_PER_HOUSEKEEPING = 64
 """Most unacknowledged results offered to the link again with one housekeeping packet."""
-"""Jobs not yet finished (queued, running or paused) the runner holds; more is BUSY."""
 LIST_MAX = 40
 """Jobs named in one ``jobs.list`` answer (the rest are counted)."""
 SYNTHETIC_CHECKPOINT_INTERVAL_S = 300.0
@@ -396,8 +396,9 @@ class JobRunner(Subsystem):
         return f"job {job_id} replica {replica} corrupted"
 
     def on_message(self, msg: Message) -> None:
-        """Thermal headroom (``gpu_headroom_w``, W, shape ``(N_GPUS,)``) and the mode
-        (``{"mode": one of MODES}``); anything else on those topics is counted and reported
+        """Thermal headroom (``gpu_headroom_w``, W, shape ``(N_GPUS,)``), the mode
+        (``{"mode": one of MODES}``) and the link's acknowledgement of stored results
+        (``{"job_ids": [int, ...]}``); anything else on those topics is counted and reported
         as a decode error and changes nothing."""
         data = msg.data if isinstance(msg.data, dict) else {}
         if msg.name == "thermal.headroom":

@@ -34,6 +34,7 @@ Errors: :class:`sqlite3.Error` from the database propagate.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -166,7 +167,7 @@ class JobStore:
         """Up to ``limit`` results the link has not acknowledged, oldest job first."""
         if not self.unacknowledged:
             return []
-        wanted = sorted(self.unacknowledged)[:limit]
+        wanted = heapq.nsmallest(limit, self.unacknowledged)
         rows = self.db.execute(f"SELECT {_RESULT_COLUMNS} FROM results WHERE job_id IN "
                                f"({', '.join('?' * len(wanted))}) ORDER BY job_id", wanted).fetchall()
         return [JobResult(*row) for row in rows]
