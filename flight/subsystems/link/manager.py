@@ -53,7 +53,6 @@ Bounds
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -106,7 +105,8 @@ class LinkManager(Subsystem):
                     yellow=(0, 0)),
             Channel("bytes_up", "int", "B", "Bytes received from the ground."),
             Channel("bytes_down", "int", "B", "Bytes sent to the ground."),
-            Channel("connections_refused", "int", "count", f"Connections over the {connections.MAX_CONNECTIONS}-client limit."),
+            Channel("connections_refused", "int", "count",
+                    f"Connections over the {connections.MAX_CONNECTIONS}-client limit."),
             Channel("buffer_overflows", "int", "count", "Connections dropped for overflowing the receive buffer."),
             Channel("commands_pending", "int", "count", "TC[8,1] sent on board and not yet final."),
             Channel("hk_interval_s", "float", "s", "Onboard seconds between housekeeping downlinks."),
@@ -199,7 +199,9 @@ class LinkManager(Subsystem):
         self.budget = budget
         self.auth = Authenticator(keys, config.unauthenticated_lab)
         tm = TmEncoder()
-        self.connections = Connections(host, port, self.counters, lambda identity: self.downlink.connection_closed(identity))
+        # a closed connection's unacknowledged packets go back to the downlink's backlog
+        self.connections = Connections(host, port, self.counters, lambda identity: self.downlink.connection_closed(
+            identity))
         self.downlink = Downlink(self.connections, self.state, self.counters, budget, config.tick_s, always)
         self.verification = Verification(tm, self.state, self.counters, budget, self.downlink.reply, self.command)
         self.router = Router(self.verification.reject)
@@ -207,8 +209,8 @@ class LinkManager(Subsystem):
                              self.verification.reject)
         self.reporting = Reporting(dictionary, self.verification, self.downlink, self.state, self.counters, budget,
                                    DEFAULT_HK_INTERVAL_S)
-        self.schedule_service = ScheduleService(dictionary, self.auth, self.router, self.verification, self.state,
-                                        self.counters, budget, self.event)
+        self.schedule_service = ScheduleService(dictionary, self.auth, self.router, self.verification,
+                                                self.state, self.counters, budget, self.event)
         self.parameters = ParameterService(dictionary, self.verification)
         self.results = JobResults(dictionary.components["jobs"], tm, self.downlink, self.state, self.counters, budget)
         for service in (FunctionService(dictionary, self.verification, self.state),

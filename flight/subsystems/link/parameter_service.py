@@ -60,8 +60,9 @@ class ParameterService:
             self._verification.reject(source, tc, "EXECUTION_ERROR", f"cannot read the parameters: {exc}")
             return
         values = {n: stored.get(n, self._dictionary.parameters[n].default) for n in names}
+        data = ops.parameter_report_data(self._dictionary, values)
         self._verification.complete_locally(source, tc, [self._verification.report(
-            tc, ops.PARAMETER_SERVICE, ops.PARAMETER_VALUE_REPORT, ops.parameter_report_data(self._dictionary, values))])
+            tc, ops.PARAMETER_SERVICE, ops.PARAMETER_VALUE_REPORT, data)])
 
     def _set(self, source: TcSource, tc: PusTc, name_value: tuple[str, Any]) -> None:
         name, value = name_value
