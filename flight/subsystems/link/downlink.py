@@ -75,7 +75,6 @@ class Downlink:
         Raises:
             sqlite3.Error: the store file cannot be opened.
         """
-        data_path.mkdir(parents=True, exist_ok=True)
         self.stores = PacketStores(data_path / STORE_FILE)
 
     def close(self) -> None:

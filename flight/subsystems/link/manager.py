@@ -236,6 +236,7 @@ class LinkManager(Subsystem):
     # -- life cycle --------------------------------------------------------------------
     def on_start(self) -> None:
         data = self.config.data_path
+        data.mkdir(parents=True, exist_ok=True)
         self.downlink.open(data)
         self.results.open()
         self.auth.open(data)

@@ -36,7 +36,6 @@ class ParameterService:
         """Raises:
             sqlite3.Error: the parameter file cannot be opened.
         """
-        data_path.mkdir(parents=True, exist_ok=True)
         self._parameters = ParameterStore(data_path / PARAMETERS_FILE)
 
     def close(self) -> None:

@@ -96,7 +96,6 @@ class Reporting:
         Raises:
             sqlite3.Error: the settings file cannot be opened or read.
         """
-        data_path.mkdir(parents=True, exist_ok=True)
         self._settings = Settings(data_path / SETTINGS_FILE)
         self.hk_disabled = set(self._settings.get("hk_disabled", []))
         self.hk_intervals_s = {int(k): float(v) for k, v in self._settings.get("hk_intervals_s", {}).items()}

@@ -70,7 +70,6 @@ class ScheduleService:
         """Raises:
             sqlite3.Error: the schedule file cannot be opened or read.
         """
-        data_path.mkdir(parents=True, exist_ok=True)
         self.schedule = ScheduleStore(data_path / SCHEDULE_FILE)
 
     def close(self) -> None:

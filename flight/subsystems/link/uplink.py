@@ -60,7 +60,6 @@ class Authenticator:
             sqlite3.Error: it cannot be opened.
         """
         if not self.lab:
-            data_path.mkdir(parents=True, exist_ok=True)
             self._replay = ReplayGuard(data_path / REPLAY_STATE_FILE)
 
     def close(self) -> None:

@@ -56,7 +56,8 @@ class PendingTc:
 
 
 class Verification:
-    """TCs in flight and their service 1 reports (see the module)."""
+    """TCs in flight and their service 1 reports (see the module). ``tm`` is the link's TM
+    encoder, which the services answering TCs share."""
 
     def __init__(self, tm: TmEncoder, state: LinkState, counters: LinkCounters, budget: EventBudget,
                  reply: Reply, send_command: SendCommand) -> None:
