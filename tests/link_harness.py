@@ -179,7 +179,7 @@ class Ground:
 
     def signed(self, tc: PusTc) -> PusTc:
         """``tc`` as this ground sends it: signed with a fresh sequence number (as is in lab mode)."""
-        return tc if self.harness.link.lab else protect(tc, self.harness.key, self.arsn.next())
+        return tc if self.harness.link.auth.lab else protect(tc, self.harness.key, self.arsn.next())
 
     def send_tc(self, tc: PusTc) -> PusTc:
         """Send ``tc`` signed; return what was sent."""

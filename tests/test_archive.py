@@ -103,16 +103,16 @@ def test_listener_archives_a_pass_exactly_once_across_a_broken_connection(tmp_pa
             if step is None:
                 return True
             if step == "break":
-                for identity in list(h.link._conns):
-                    h.link._close(identity)  # the connection breaks mid-pass
+                for identity in list(h.link.connections.table):
+                    h.link.connections.server.close(identity)  # the connection breaks mid-pass
             h.frame(contact=True)
             return False
 
         lines = list(listen(lambda: LinkClient(h.link.endpoint, DICT, key=h.key), archive, stop=stop))
         assert lines[0].startswith("connected") and any("went away" in line for line in lines)
         h.pump(0.2)  # the final acknowledgement
-        h.link.stores.commit()
-        stored = h.link.stores.db.execute("SELECT store_id, seq, state, packet FROM packets JOIN packet_bytes "
+        h.link.downlink.stores.commit()
+        stored = h.link.downlink.stores.db.execute("SELECT store_id, seq, state, packet FROM packets JOIN packet_bytes "
                                           "ON packet_bytes.key = (store_id << 40) | seq").fetchall()
         waiting = [services.decode_tm(DICT, p) for *_, state, p in stored if state != ACKED]
         assert [r.name for r in waiting] == ["link.client_disconnected"]  # the listener's own goodbye, for next time
@@ -122,6 +122,6 @@ def test_listener_archives_a_pass_exactly_once_across_a_broken_connection(tmp_pa
         events = archive.events(min_severity="INFO")
         assert sorted(m for _, _, name, m in events if name == "thermal.setpoint_changed") == sorted(
             f"coolant setpoint change {n}" for n in range(50))
-        assert h.link.stores.counts[STORE_BY_NAME["events"].store_id] >= 50
+        assert h.link.downlink.stores.counts[STORE_BY_NAME["events"].store_id] >= 50
     finally:
         h.close()

@@ -92,14 +92,14 @@ def test_a_command_that_fails_on_the_ground_is_not_sent(served, capsys, argv, co
     out = capsys.readouterr().out
     assert out.startswith(f"{code}: ") and "caught on the ground: nothing was sent" in out
     time.sleep(3 * FRAME_PERIOD_S)
-    assert served.harness.link.tc_received == 0
+    assert served.harness.link.counters.tc_received == 0
 
 
 def test_no_check_lets_the_satellite_refuse_it(served, capsys):
     assert run("send", "--no-check", "--link", served.endpoint, "thermal.set_setpoint", "setpoint_c=99") == 1
     out = capsys.readouterr().out
     assert "acceptance failed: VALIDATION_ERROR" in out and "caught on the ground" not in out
-    assert served.harness.link.tc_received == 1
+    assert served.harness.link.counters.tc_received == 1
 
 
 def test_send_times_out_without_a_final_verdict(served, capsys):
@@ -161,7 +161,7 @@ def test_a_foreign_key_is_refused_and_shown_as_an_authentication_failure(served,
     assert run("send", "--link", served.endpoint, "--key", foreign, "exec.noop") == 1
     out = capsys.readouterr().out
     assert "acceptance failed: AUTHENTICATION_ERROR" in out and "did not authenticate" in out
-    assert served.harness.commands == [] and served.harness.link.tc_auth_failed == 2
+    assert served.harness.commands == [] and served.harness.link.counters.tc_auth_failed == 2
 
 
 def test_unsigned_tcs_are_refused(served, capsys):
@@ -175,7 +175,7 @@ def test_a_missing_station_key_is_a_clear_error_before_connecting(served, capsys
     out = capsys.readouterr().out
     assert "no key for station 'nowhere'" in out and "flight keys init" in out
     time.sleep(3 * FRAME_PERIOD_S)
-    assert served.harness.link.tc_received == 0
+    assert served.harness.link.counters.tc_received == 0
 
 
 

@@ -17,8 +17,11 @@ from flight.core.config import RunConfig
 from flight.spacelink import keys
 from flight.spacelink import framing, pus1_verification as pus1, pus8_functions as pus8, services
 from flight.subsystems.link.packet_stores import STORE_BY_NAME
-from flight.subsystems.link import manager as link_module
-from flight.subsystems.link.manager import MAX_CONNECTIONS, LinkManager
+from flight.subsystems.link import connections as connections_module
+from flight.subsystems.link import state as state_module
+from flight.subsystems.link import uplink as uplink_module
+from flight.subsystems.link.connections import MAX_CONNECTIONS
+from flight.subsystems.link.manager import LinkManager
 from tests.link_harness import (BUS, DICT, JOBS, JOBS_HK, THERMAL, THERMAL_HK, UTC0, Ground, LinkHarness,
                                 _expected_hk_data, _kinds, _ping, _setpoint, _verification)
 
@@ -89,7 +92,7 @@ def test_out_of_contact_nothing_is_sent_and_tcs_are_dropped_and_counted(harness)
     hk = harness.hk()
     assert (hk["contact"], hk["tc_dropped_no_contact"], hk["tc_accepted"]) == (False, 1, 0)
     assert hk["tm_dropped_no_contact"] == 0  # the connection event waits on board
-    assert harness.link.stores.pending_counts[STORE_BY_NAME["events"].store_id] >= 1
+    assert harness.link.downlink.stores.pending_counts[STORE_BY_NAME["events"].store_id] >= 1
     harness.frame(contact=True)
     ground.send_tc(_ping(seq=2))
     assert _kinds(ground.expect(1)) == [(17, 2)]
@@ -305,10 +308,10 @@ def test_a_bad_crc_is_rejected_without_a_reply(ground, harness):
 
 
 def test_a_partial_packet_from_a_quiet_sender_is_discarded(ground, harness, monkeypatch):
-    monkeypatch.setattr(link_module, "STALL_S", 0.0)
+    monkeypatch.setattr(uplink_module, "STALL_S", 0.0)
     long_tc = bytes(ground.signed(pus8.function_tc(DICT, "thermal.set_gains",
-                                                   {"loop": "pump", "kp": 0.1, "ki": 0.0, "kd": 0.0},
-                                                   seq_count=3, source_id=1)).pack())
+                                                  {"loop": "pump", "kp": 0.1, "ki": 0.0, "kd": 0.0},
+                                                  seq_count=3, source_id=1)).pack())
     ground.send(long_tc[:10])
     ground.send_tc(_ping())
     assert ground.collect(seconds=0.3) == []  # the cut header claims the ping's bytes
@@ -318,7 +321,7 @@ def test_a_partial_packet_from_a_quiet_sender_is_discarded(ground, harness, monk
 
 
 def test_a_client_overflowing_its_buffer_is_dropped_and_counted(harness, monkeypatch):
-    monkeypatch.setattr(link_module, "RX_BUFFER_BYTES", 64)
+    monkeypatch.setattr(connections_module, "RX_BUFFER_BYTES", 64)
     harness.frame()
     ground = Ground(harness)
     ground.send(bytes(200))
@@ -365,8 +368,8 @@ def test_own_event_flood_is_capped_per_tick(ground, harness):
     ground.send(b"".join(bytes(bad) + bytes(ground.signed(_ping()).pack()) for _ in range(12)))  # 12 + 12
     assert len(ground.expect(12)) == 12
     harness.frame()
-    assert len(harness.events("bytes_rejected")) == link_module.EVENT_BUDGET_PER_TICK - 1  # + client_connected
-    assert harness.hk()["events_suppressed"] == 12 - (link_module.EVENT_BUDGET_PER_TICK - 1)
+    assert len(harness.events("bytes_rejected")) == state_module.EVENT_BUDGET_PER_TICK - 1  # + client_connected
+    assert harness.hk()["events_suppressed"] == 12 - (state_module.EVENT_BUDGET_PER_TICK - 1)
 
 
 def test_on_stop_closes_the_port(tmp_path):

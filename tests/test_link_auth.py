@@ -20,7 +20,8 @@ from flight.spacelink import framing, pus17_test as pus17, pus1_verification as 
 
 from flight.spacelink import sdls
 from flight.spacelink.sdls import ArsnCounter, AuthenticationError, ReplayGuard, StationKey, protect, unprotect
-from flight.subsystems.link import manager as link_module
+from flight.subsystems.link import connections as connections_module
+from flight.subsystems.link import uplink as uplink_module
 from tests.link_harness import DICT, Ground, LinkHarness, _kinds, _ping, _setpoint, _verification
 
 KEY = StationKey("local", 1, bytes(range(32)))
@@ -205,7 +206,7 @@ def test_a_restarted_link_manager_still_refuses_the_replay(tmp_path):
     assert services.decode_tm(DICT, ground.expect(1)[0][-1]).code == "AUTHENTICATION_ERROR"
     ground.send_tc(_ping(seq=2))  # a fresh number still works
     assert _kinds(ground.expect(1)) == [(17, 2)]
-    assert (tmp_path / link_module.REPLAY_STATE_FILE).exists()
+    assert (tmp_path / uplink_module.REPLAY_STATE_FILE).exists()
     ground.close()
     second.close()
 
@@ -213,7 +214,7 @@ def test_a_restarted_link_manager_still_refuses_the_replay(tmp_path):
 def test_any_configured_station_key_is_accepted_by_its_spi(tmp_path):
     kiruna = keys.create_key(tmp_path / "keys", "kiruna")
     harness = LinkHarness(tmp_path)  # adds the local key: two stations
-    assert set(harness.link.keys) == {kiruna.spi, harness.key.spi}
+    assert set(harness.link.auth.keys) == {kiruna.spi, harness.key.spi}
     harness.frame()
     ground = Ground(harness)
     for key in (kiruna, harness.key):
@@ -237,10 +238,10 @@ def test_the_link_refuses_to_start_without_keys_unless_in_lab_mode(tmp_path):
 
 
 def test_a_flood_on_one_connection_is_rate_limited_and_counted(ground, harness):
-    n = int(link_module.TC_BURST) + 30
+    n = int(connections_module.TC_BURST) + 30
     ground.send(b"".join(bytes(ground.signed(_ping(seq=i)).pack()) for i in range(n)))
     got = ground.collect(seconds=1.0)
-    assert int(link_module.TC_BURST) <= len(got) < n
+    assert int(connections_module.TC_BURST) <= len(got) < n
     harness.frame()
     hk = harness.hk()
     assert hk["tc_rate_limited"] == n - len(got) and hk["tc_received"] == n
@@ -252,7 +253,7 @@ def test_a_flood_on_one_connection_is_rate_limited_and_counted(ground, harness):
 
 
 def test_a_token_bucket_refills_at_its_rate_up_to_its_burst():
-    bucket = link_module._TokenBucket(rate=10.0, burst=3.0, tokens=3.0, stamp=0.0)
+    bucket = connections_module.TokenBucket(rate=10.0, burst=3.0, tokens=3.0, stamp=0.0)
     assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
     assert bucket.take(0.1) and not bucket.take(0.1)
     assert [bucket.take(100.0) for _ in range(4)] == [True, True, True, False]
@@ -262,7 +263,7 @@ def test_mutated_and_random_packets_never_execute_anything(ground, harness, monk
     """A seeded mutation loop at the unit level (the integration fuzz sends 10,000 through a
     whole run): signed TCs with bytes flipped, inserted or cut, their CRC made good half the
     time, and random bytes. Only the untouched originals may execute."""
-    monkeypatch.setattr(link_module, "TC_BURST", 1e9)  # the rate limit has its own test
+    monkeypatch.setattr(connections_module, "TC_BURST", 1e9)  # the rate limit has its own test
     rng = random.Random(5)
     sent_valid = 0
     for i in range(400):

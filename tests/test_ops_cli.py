@@ -57,7 +57,7 @@ def test_schedule_disable_delete_and_a_refused_insertion(served, capsys):
     assert run("schedule", "add", "--link", served.endpoint, "+1", "link.set_hk_interval", "interval_s=2") == 0
     request_id = capsys.readouterr().out.split("request id ")[1].split(")")[0]
     assert run("schedule", "delete", "--link", served.endpoint, request_id) == 0
-    assert len(link.schedule) == 0
+    assert len(link.schedule_service.schedule) == 0
     assert run("schedule", "delete", "--link", served.endpoint, request_id) == 1
     assert "acceptance failed: VALIDATION_ERROR" in capsys.readouterr().out
     assert run("schedule", "add", "--link", served.endpoint, "+5", "thermal.set_setpoint", "setpoint_c=99") == 1
@@ -67,7 +67,7 @@ def test_schedule_disable_delete_and_a_refused_insertion(served, capsys):
     assert "acceptance failed: VALIDATION_ERROR" in capsys.readouterr().out
     assert run("schedule", "add", "--link", served.endpoint, "2020-01-01T00:00:00Z", "exec.noop") == 1
     assert "release time" in capsys.readouterr().out
-    assert len(link.schedule) == 0 and link.hk_interval_s == 10.0
+    assert len(link.schedule_service.schedule) == 0 and link.hk_interval_s == 10.0
 
 
 def test_params_set_and_get(served, capsys):
@@ -91,7 +91,7 @@ def test_events_disable_enable_and_list(served, capsys):
     assert run("events", "enable", "--link", served.endpoint, "link.client_connected") == 0
     assert run("events", "disable", "--link", served.endpoint, "link.no_such_event") == 1
     assert "no event 'link.no_such_event'" in capsys.readouterr().out
-    assert served.harness.link.events_disabled == {0x0403}
+    assert served.harness.link.reporting.events_disabled == {0x0403}
 
 
 def test_hk_structures_and_interval(served, capsys):
@@ -118,4 +118,4 @@ def test_a_schedule_signed_with_a_key_the_satellite_does_not_know_is_refused(ser
     assert run("schedule", "add", "--link", served.endpoint, "--key", str(stranger), "+5", "exec.noop") == 1
     out = capsys.readouterr().out
     assert "AUTHENTICATION_ERROR" in out and "check --station/--key/--keys" in out
-    assert len(served.harness.link.schedule) == 0
+    assert len(served.harness.link.schedule_service.schedule) == 0

@@ -19,7 +19,7 @@ from spacepackets.ecss.tm import PusTm
 
 from flight.core.component import CommandError
 from flight.spacelink import framing, pus15_storage as pus15, services
-from flight.subsystems.link import manager as link_module
+from flight.subsystems.link import downlink as downlink_module
 from flight.subsystems.link.packet_stores import ACKED, IN_FLIGHT, PENDING, STORE_BY_NAME, STORE_FILE, PacketStores
 from tests.link_harness import DICT, THERMAL, THERMAL_HK, UTC0, Ground, LinkHarness, _kinds, _verification
 
@@ -243,7 +243,7 @@ def _archiving(ground: Ground) -> Ground:
     """``ground`` after its TC[15,130] with nothing received yet: it archives, so the link
     sends it the stored backlog."""
     ground.send_tc(pus15.storage_tc(pus15.DOWNLINK_ACK, received=0, seq_count=8, source_id=0x1234,
-                                    ack_flags=framing.ACK_NONE))
+                                  ack_flags=framing.ACK_NONE))
     ground.harness.pump(0.05)
     return ground
 
@@ -266,7 +266,7 @@ def test_a_ground_that_never_acknowledges_gets_real_time_only(ground, harness):
     again = Ground(harness)  # the event was never acknowledged, but this ground did not ask for the backlog
     harness.frame()
     assert _events_received(again.collect(seconds=0.2, keep=(5,))) == []
-    assert harness.link.stores.pending_counts[EVENTS] >= 1  # it waits on board for an archiving ground
+    assert harness.link.downlink.stores.pending_counts[EVENTS] >= 1  # it waits on board for an archiving ground
     again.close()
 
 
@@ -300,7 +300,7 @@ def test_backlog_stays_within_the_pass_data_rate(harness):
     harness.frame(contact=True, downlink_rate_bps=0.0)
     ground = _archiving(Ground(harness))
     size = len(services.TmEncoder().event_report(DICT, "thermal.setpoint_changed", "coolant setpoint change 0",
-                                                 utc_unix_s=UTC0))
+                                            utc_unix_s=UTC0))
     got = []
     for ticks in range(1, 4):  # a rate that carries 4 of these event packets a tick
         harness.frame(contact=True, downlink_rate_bps=4.5 * size * 8)
@@ -327,11 +327,11 @@ def test_acknowledged_packets_are_done_and_unacknowledged_ones_go_to_the_next_co
     assert _events_received(got)[:5] == [f"coolant setpoint change {n}" for n in range(5)]
     assert received >= 5
     second.send_tc(pus15.storage_tc(pus15.DOWNLINK_ACK, received=len(got), seq_count=9, source_id=0x1234,
-                                    ack_flags=framing.ACK_NONE))
+                                  ack_flags=framing.ACK_NONE))
     second.collect(seconds=0.2)
     harness.frame()
     assert harness.hk()["tm_acknowledged"] >= 5 and harness.hk()["tm_requeued"] >= 5
-    assert harness.link.stores.pending(EVENTS, 100) == []
+    assert harness.link.downlink.stores.pending(EVENTS, 100) == []
     second.close()
 
 
@@ -356,7 +356,7 @@ def test_store_status_report_parses_with_spacepackets(ground, harness):
 
 
 def test_enable_disable_delete_and_retrieve_by_command(ground, harness, monkeypatch):
-    monkeypatch.setattr(link_module, "STORE_COMMIT_INTERVAL_S", 1e9)  # only a TC's own commit reaches the disk
+    monkeypatch.setattr(downlink_module, "STORE_COMMIT_INTERVAL_S", 1e9)  # only a TC's own commit reaches the disk
     def tc(subtype, **kw):
         ground.send_tc(pus15.storage_tc(subtype, seq_count=4 + subtype, source_id=0x1234, **kw))
         got = ground.collect(lambda g: (1, 7) in _kinds(g) or (1, 2) in _kinds(g))
@@ -367,13 +367,13 @@ def test_enable_disable_delete_and_retrieve_by_command(ground, harness, monkeypa
             return {i: rest for i, *rest in db.execute("SELECT store_id, enabled, deleted FROM stores")}
 
     assert tc(pus15.DISABLE_STORAGE, store_ids=[HK]) == [(1, 1), (1, 3), (1, 7)]
-    assert harness.link.stores.enabled[HK] is False
+    assert harness.link.downlink.stores.enabled[HK] is False
     assert on_disk()[HK][0] == 0, "a store change reported complete is committed"
     assert tc(pus15.ENABLE_STORAGE, store_ids=[HK]) == [(1, 1), (1, 3), (1, 7)]
     assert tc(pus15.DELETE_UP_TO, store_ids=[HK, EVENTS], to_utc_unix_s=UTC0 + 1e6) == [(1, 1), (1, 3), (1, 7)]
-    assert harness.link.stores.counts[EVENTS] <= 1  # only the event reporting the deletion
-    assert harness.link.stores.status()[EVENTS - 1].deleted >= 2
-    assert on_disk()[EVENTS][1] == harness.link.stores.status()[EVENTS - 1].deleted
+    assert harness.link.downlink.stores.counts[EVENTS] <= 1  # only the event reporting the deletion
+    assert harness.link.downlink.stores.status()[EVENTS - 1].deleted >= 2
+    assert on_disk()[EVENTS][1] == harness.link.downlink.stores.status()[EVENTS - 1].deleted
     assert tc(pus15.RETRIEVE_BY_TIME_RANGE, store_ids=[EVENTS], from_utc_unix_s=UTC0,
               to_utc_unix_s=UTC0 + 10) == [(1, 1), (1, 3), (1, 7)]
 
@@ -387,7 +387,7 @@ def test_enable_disable_delete_and_retrieve_by_command(ground, harness, monkeypa
 ])
 def test_malformed_storage_tcs_are_refused_and_change_nothing(ground, harness, subtype, data, code):
     def state():  # the refusal's own event is stored, so the events store is left out
-        return [s for s in harness.link.stores.status() if s.store_id != EVENTS], harness.link.stores.enabled
+        return [s for s in harness.link.downlink.stores.status() if s.store_id != EVENTS], harness.link.downlink.stores.enabled
 
     before = state()
     ground.send_tc(framing.build_tc(pus15.STORAGE_SERVICE, subtype, data, seq_count=7, source_id=0x1234))
@@ -399,7 +399,7 @@ def test_malformed_storage_tcs_are_refused_and_change_nothing(ground, harness, s
 
 def test_retrieve_with_start_after_end_is_a_format_error():
     tc = pus15.storage_tc(pus15.RETRIEVE_BY_TIME_RANGE, store_ids=[2], from_utc_unix_s=UTC0 + 5, to_utc_unix_s=UTC0,
-                          seq_count=1, source_id=1)
+                        seq_count=1, source_id=1)
     with pytest.raises(CommandError, match="start time after end time"):
         pus15.decode_storage_tc(tc.message_subtype, bytes(tc.app_data))
 
@@ -417,46 +417,44 @@ def test_a_job_result_and_its_stored_mark_commit_together(stores):
         reader.close()
 
 
-def test_job_results_wait_for_a_later_tick_and_the_table_is_read_again_only_after_a_commit(tmp_path):
-    from flight.subsystems.jobs.store import JobStore
+def _job_result(job_id: int, time_s: float, done_gpu_s: float = 1.0, detail: str = "") -> dict:
+    """A ``jobs.result`` data product as the job runner publishes it."""
+    from flight.subsystems.jobs.store import JobResult
 
-    jobs = JobStore(tmp_path / "jobs.sqlite")
-    insert = ("INSERT INTO results (job_id, outcome, time_s, work_gpu_s, done_gpu_s, detail) "
-              "VALUES (?, 'completed', ?, 1.0, 1.0, '')")
-    jobs.db.execute(insert, (7, 3.0))  # a result of tick 3, in the file before tick 1
+    return JobResult(job_id, "completed", time_s, 1.0, done_gpu_s, detail).as_product()
+
+
+def test_job_results_wait_for_a_later_tick_and_one_offered_again_is_stored_once(tmp_path):
     h = LinkHarness(tmp_path)
     results = STORE_BY_NAME["results"].store_id
     try:
         h.link.cmd_set_hk_interval(1.0)
+        h.publish("data", "jobs.result", _job_result(7, 3.0))  # a result of tick 3, offered before tick 1
         for _ in range(3):
             h.frame()
-        assert h.link.stores.counts[results] == 0  # not before a tick after its own
+        assert h.link.downlink.stores.counts[results] == 0  # not before a tick after its own
         h.frame()
-        assert h.link.stores.counts[results] == 1  # no commit since: read again because it was waiting
-        scans: list[str] = []
-        h.link._jobs_db.set_trace_callback(scans.append)
-        for _ in range(3):
+        assert h.link.downlink.stores.counts[results] == 1
+        for _ in range(3):  # the runner offers it again until it hears our acknowledgement
+            h.publish("data", "jobs.result", _job_result(7, 3.0))
             h.frame()
-        assert not [sql for sql in scans if "FROM results" in sql]  # nothing committed: not read
-        jobs.db.execute(insert, (8, 5.0))
+        assert h.link.downlink.stores.counts[results] == 1
+        h.publish("data", "jobs.result", _job_result(8, 5.0))
+        h.pump()  # delivered before the next frame, as the bus does in lockstep
         h.frame()
-        assert h.link.stores.counts[results] == 2
+        assert h.link.downlink.stores.counts[results] == 2
         for _ in range(3):
             h.frame()
-        assert h.link.stores.counts[results] == 2 and h.link._results_done == {7, 8}
+        assert h.link.downlink.stores.counts[results] == 2 and h.link.downlink.stores.results_stored() == {7, 8}
     finally:
         h.close()
-        jobs.close()
 
 
 def test_job_results_are_stored_once_and_parse_with_spacepackets(tmp_path):
-    from flight.subsystems.jobs.store import JobStore
-
-    jobs = JobStore(tmp_path / "jobs.sqlite")
-    jobs.db.execute("INSERT INTO results (job_id, outcome, time_s, work_gpu_s, done_gpu_s, detail) "
-                    "VALUES (7, 'completed', 0.5, 100.0, 100.0, 'sha256 ab12')")
     h = LinkHarness(tmp_path)
     try:
+        h.publish("data", "jobs.result", _job_result(7, 0.5, 100.0, "sha256 ab12"))
+        h.pump()
         h.frame()
         ground = _archiving(Ground(h))
         h.frame()
@@ -466,12 +464,11 @@ def test_job_results_are_stored_once_and_parse_with_spacepackets(tmp_path):
         assert _read(packet).message_subtype == 1
         report = services.decode_tm(DICT, packet)
         assert (report.job_id, report.outcome, report.done_gpu_s, report.detail) == (7, "completed", 100.0,
-                                                                                     "sha256 ab12")
+                                                                                      "sha256 ab12")
         assert report.utc_unix_s == pytest.approx(UTC0 + 0.5, abs=1e-3)
         for _ in range(12):
             h.frame()
-        assert h.link.stores.counts[STORE_BY_NAME["results"].store_id] == 1
+        assert h.link.downlink.stores.counts[STORE_BY_NAME["results"].store_id] == 1
         ground.close()
     finally:
         h.close()
-        jobs.close()

@@ -4,6 +4,7 @@ Every report is read with spacepackets' own PUS-C reader (CRC, APID, service/sub
 time) and its data checked against the wire format written out here; every malformed or
 hostile TC gets TM[1,2] with its code and changes nothing."""
 
+import functools
 import struct
 
 import pytest
@@ -89,7 +90,7 @@ def fly(harness: LinkHarness, ground: Ground, seconds: int) -> list[tuple[int, i
 def test_each_new_report_reads_with_spacepackets_own_pus_c_reader(harness, ground, operator, ask, report):
     ground.send_tc(operator.tc(*ask))
     (packet,) = [p for s, t, _, _, p in ground.collect(lambda got: (1, 7) in [g[:2] for g in got],
-                                                       keep=(1, report[0])) if (s, t) == report]
+                                                     keep=(1, report[0])) if (s, t) == report]
     tm = PusTm.unpack(packet, timestamp_len=CdsShortTimestamp.TIMESTAMP_SIZE)
     assert (tm.apid, tm.service, tm.message_subtype, tm.pus_tm_sec_header.dest_id) == (framing.TC_APID, *report, SOURCE)
     assert CdsShortTimestamp.unpack(tm.timestamp).as_unix_seconds() == UTC0 + harness.tick
@@ -159,7 +160,7 @@ def test_event_reports_follow_disable_and_enable_and_the_disabled_list_is_report
 def _inner(operator: Operator, qualified: str, args: dict, flags: int = framing.ACK_ALL) -> PusTc:
     operator.seq += 1
     return operator.ground.signed(pus8.function_tc(DICT, qualified, args, seq_count=operator.seq, source_id=SOURCE,
-                                                   ack_flags=flags))
+                                                  ack_flags=flags))
 
 
 def test_scheduled_commands_run_at_their_time_through_the_normal_command_path(harness, ground, operator):
@@ -198,7 +199,7 @@ def test_a_disabled_schedule_holds_its_activities_and_delete_and_reset_remove_th
     assert operator.ask(operator.tc(11, 4, insert))[0] == [1, 3, 7]
     for _ in range(3):
         harness.frame()
-    assert harness.link.hk_interval_s == 10.0 and len(harness.link.schedule) == 3
+    assert harness.link.hk_interval_s == 10.0 and len(harness.link.schedule_service.schedule) == 3
     assert operator.ask(operator.tc(11, 5, pus11.request_id_data([framing.request_id(b)])))[0] == [1, 3, 7]
     assert operator.ask(operator.tc(11, 1))[0] == [1, 3, 7]
     harness.frame()
@@ -206,7 +207,7 @@ def test_a_disabled_schedule_holds_its_activities_and_delete_and_reset_remove_th
     assert harness.link.hk_interval_s == 3.0, "the overdue activity ran once enabled; the deleted one did not"
     assert operator.ask(operator.tc(11, 3))[0] == [1, 3, 7]
     harness.frame()
-    assert len(harness.link.schedule) == 0 and harness.hk()["schedule_activities"] == 0
+    assert len(harness.link.schedule_service.schedule) == 0 and harness.hk()["schedule_activities"] == 0
 
 
 def test_the_schedule_survives_a_restart_of_the_link(tmp_path):
@@ -222,7 +223,7 @@ def test_the_schedule_survives_a_restart_of_the_link(tmp_path):
 
     second = LinkHarness(tmp_path)
     try:
-        assert [a.request_id for a in second.link.schedule.activities()] == [framing.request_id(inner)]
+        assert [a.request_id for a in second.link.schedule_service.schedule.activities()] == [framing.request_id(inner)]
         for _ in range(4):
             second.frame()
         second.pump(0.05)
@@ -282,8 +283,8 @@ def _state(harness: LinkHarness) -> tuple:
         params = store.load()
     finally:
         store.close()
-    return (link.schedule.activities(), link.schedule.enabled, set(link.hk_disabled), dict(link.hk_intervals_s),
-            set(link.events_disabled), link.hk_interval_s, params, len(harness.commands))
+    return (link.schedule_service.schedule.activities(), link.schedule_service.schedule.enabled, set(link.reporting.hk_disabled),
+            dict(link.reporting.hk_intervals_s), set(link.reporting.events_disabled), link.hk_interval_s, params, len(harness.commands))
 
 
 def _embedded(operator: Operator, release_offset_s: float = 60.0, tc: PusTc | None = None,
@@ -291,7 +292,7 @@ def _embedded(operator: Operator, release_offset_s: float = 60.0, tc: PusTc | No
     """TC[11,4] data holding one ``tc`` (default: a valid command) signed with ``key``
     (default: the ground's own) due ``release_offset_s`` after onboard now."""
     tc = tc if tc is not None else pus8.function_tc(DICT, "link.set_hk_interval", {"interval_s": 5.0},
-                                                    seq_count=7, source_id=SOURCE)
+                                                   seq_count=7, source_id=SOURCE)
     tc = operator.ground.signed(tc) if key is None else protect(tc, key, operator.ground.arsn.next())
     return pus11.insert_data([(UTC0 + operator.ground.harness.tick + release_offset_s, bytes(tc.pack()))])
 
@@ -311,7 +312,7 @@ HOSTILE = {
     "11,4 garbage": (lambda o: o.tc(11, 4, b"\x00\x01" + bytes(range(40))), "FORMAT_ERROR"),
     "11,4 past release": (lambda o: o.tc(11, 4, _embedded(o, release_offset_s=-5)), "VALIDATION_ERROR"),
     "11,4 nested schedule": (lambda o: o.tc(11, 4, _embedded(o, tc=framing.build_tc(11, 3, seq_count=1,
-                                                                                    source_id=SOURCE))),
+                                                                                  source_id=SOURCE))),
                              "INVALID_OPCODE"),
     "11,4 out-of-range command": (lambda o: o.tc(11, 4, _embedded(o, tc=pus8.function_tc(
         DICT, "thermal.set_setpoint", {"setpoint_c": 99.0}, seq_count=3, source_id=SOURCE))), "VALIDATION_ERROR"),
@@ -373,7 +374,9 @@ def test_an_operations_tc_is_authenticated_like_any_other(harness, operator):
 def test_any_data_of_any_operations_tc_decodes_or_fails_with_a_code(harness, which, data, count, tail):
     """Random data, and data with a plausible count in front, never escapes the decoders
     as anything but a failure with a code; decoding changes nothing."""
-    parse, _ = harness.link._ops_handlers[which]
+    route = harness.link.router.routes[which]
+    tc = PusTc(service=which[0], message_subtype=which[1], apid=framing.TC_APID)
+    parse = functools.partial(route.parse, tc)
     before = _state(harness)
     for candidate in (data, struct.pack(">H", count) + tail):
         try:

@@ -148,7 +148,7 @@ def bench_link(ticks: int, workdir: Path) -> Side:
     poller.register(sock, zmq.POLLIN)
     poller.register(here, zmq.POLLIN)  # the ground's word that it is done wakes the link at once
     assert here.poll(60) and here.recv() == "ready", "the ground process did not start"
-    while not any(conn.archiving for conn in link._conns.values()):  # known to the link before the clock starts
+    while not any(conn.archiving for conn in link.connections.table.values()):  # known to the link before the clock starts
         if sock in dict(poller.poll(100)):
             on_readable()
     started, cpu_started = time.perf_counter(), time.process_time()

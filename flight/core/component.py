@@ -185,7 +185,8 @@ PRODUCT_TYPES = ("float64", "int64", "bool", "str")
 @dataclass(frozen=True)
 class ProductField:
     """One field of a data product: ``type`` from :data:`PRODUCT_TYPES`, ``units``, and
-    ``shape`` (``()`` for a scalar, ``(72,)`` for one value per GPU)."""
+    ``shape`` (``()`` for a scalar, ``(72,)`` for one value per GPU, ``(-1,)`` for a list of
+    any length)."""
 
     name: str
     type: str
@@ -198,7 +199,7 @@ class ProductField:
             raise ValueError(f"field {self.name}: type {self.type!r} is not one of {PRODUCT_TYPES}")
 
     def describe(self) -> str:
-        shape = f"[{','.join(map(str, self.shape))}]" if self.shape else ""
+        shape = f"[{','.join('n' if n < 0 else str(n) for n in self.shape)}]" if self.shape else ""
         return f"{self.name}:{self.type}{shape} {self.units}".rstrip()
 
 

@@ -21,7 +21,7 @@ from flight.spacelink.framing import MAX_TC_APP_DATA, build_tc
 from flight.spacelink.pus17_test import ping_tc
 from flight.spacelink.pus8_functions import function_tc
 from flight.spacelink.sdls import ArsnCounter, StationKey, protect
-from flight.subsystems.link.manager import MAX_CONNECTIONS
+from flight.subsystems.link.connections import MAX_CONNECTIONS
 from tests.predicates import FlightRun, free_port
 
 pytestmark = pytest.mark.slow

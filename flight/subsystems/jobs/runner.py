@@ -35,6 +35,12 @@ Each tick (rate group ``run``):
    per-GPU priority weights for the power manager's allocator (data product
    ``jobs.demand``, whenever they change, and with every housekeeping packet).
 
+Each finished job's result is published as data product ``jobs.result``
+(:class:`~flight.subsystems.jobs.store.JobResult`) once its transaction has committed, and
+again with every housekeeping packet (at most :data:`RESULTS_PER_HOUSEKEEPING`, oldest first)
+until the link acknowledges it with data product ``link.result_ack`` (``job_ids``), recorded
+durably: the link downlinks it, exactly once, even when it was down or restarting meanwhile.
+
 Nothing is written to the database on an ordinary tick: only on submit, cancel, pause,
 resume, checkpoint, completion or failure, and on the rare uncorrectable error or fence.
 
@@ -71,13 +77,15 @@ from flight.subsystems.jobs.model import Job, gpu_speed
 from flight.subsystems.jobs.radiation import FENCE_COUNT, FENCE_WINDOW_S, EccMonitor
 from flight.subsystems.jobs.scheduler import Limits, plan
 from flight.subsystems.power.modes import MODES
-from flight.subsystems.jobs.store import JobStore
+from flight.subsystems.jobs.store import JobResult, JobStore
 from flight.core.messages import Message
 from flight.core.subsystem import Subsystem
 from flight.platform import GPU_MIN_W
 
 MAX_ACTIVE = 256
 """Jobs not yet finished (queued, running or paused) the runner holds; more is BUSY."""
+RESULTS_PER_HOUSEKEEPING = 64
+"""Most unacknowledged results offered to the link again with one housekeeping packet."""
 LIST_MAX = 40
 """Jobs named in one ``jobs.list`` answer (the rest are counted)."""
 SYNTHETIC_CHECKPOINT_INTERVAL_S = 300.0
@@ -194,8 +202,18 @@ class JobRunner(Subsystem):
         publishes=(DataProduct("demand", (
             ProductField("gpu_weight", "float64", "", (N_GPUS,),
                          "Per-GPU priority weight for the power allocator (0 idle, 1 + job priority)."),
-        ), doc="Per-GPU demand, whenever it changes and with every housekeeping packet."),),
-        consumes=("thermal.headroom", "power.energy_plan"),
+        ), doc="Per-GPU demand, whenever it changes and with every housekeeping packet."),
+            DataProduct("result", (
+                ProductField("job_id", "int64", "", (), "The finished job."),
+                ProductField("outcome", "str", "", (), "completed, failed or cancelled."),
+                ProductField("time_s", "float64", "s", (), "Onboard time it finished."),
+                ProductField("work_gpu_s", "float64", "GPU-s", (), "Work asked."),
+                ProductField("done_gpu_s", "float64", "GPU-s", (), "Work done."),
+                ProductField("detail", "str", "", (), "Result digest and path, or why it failed."),
+            ), doc="A committed job result (flight.subsystems.jobs.store.JobResult), offered again with "
+                   "every housekeeping packet until link.result_ack names it."),
+        ),
+        consumes=("thermal.headroom", "power.energy_plan", "link.result_ack"),
         actuates=("gpu_load_frac",),
     )
     RATE_GROUPS = ((1, "run"),)
@@ -382,8 +400,9 @@ class JobRunner(Subsystem):
 
     def on_message(self, msg: Message) -> None:
         """Thermal headroom (``gpu_headroom_w``, W, shape ``(N_GPUS,)``), the power manager's
-        energy plan (its declared fields) and the mode (``{"mode": one of MODES}``); anything
-        else on those topics is counted and reported as a decode error and changes nothing."""
+        energy plan (its declared fields), the link's acknowledgement of stored results
+        (``{"job_ids": [int, ...]}``) and the mode (``{"mode": one of MODES}``); anything else on
+        those topics is counted and reported as a decode error and changes nothing."""
         data = msg.data if isinstance(msg.data, dict) else {}
         if msg.name == "power.energy_plan":
             if not PLAN_FIELDS <= data.keys():
@@ -399,6 +418,12 @@ class JobRunner(Subsystem):
                 return
             self.headroom_w[:] = headroom
             self.dirty = True
+        elif msg.name == "link.result_ack":
+            ids = data.get("job_ids")
+            if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+                self._bad_message(msg, "job_ids is not a list of job ids")
+                return
+            self.store.acknowledge_results(ids)
         elif msg.name == "mode":
             if data.get("mode") not in MODES:
                 self._bad_message(msg, f"unknown mode {str(data.get('mode'))[:20]!r}")
@@ -443,7 +468,12 @@ class JobRunner(Subsystem):
         done = self.store.finish(job, outcome, self.time_s, detail)
         self._stop(job, outcome)
         del self.jobs[job.job_id]
+        if done:
+            self._publish_result(self.store.result(job.job_id))
         return done
+
+    def _publish_result(self, result: JobResult) -> None:
+        self.publish_data("result", **result.as_product())
 
     def _rollback(self, job: Job, why: str, requeue: bool) -> None:
         lost = job.rollback()
@@ -730,6 +760,8 @@ class JobRunner(Subsystem):
 
     def housekeeping(self) -> None:
         self.publish_data("demand", gpu_weight=self.weight)  # a restarted power manager catches up here
+        for result in self.store.unacknowledged_results(RESULTS_PER_HOUSEKEEPING):
+            self._publish_result(result)  # until the link says it has it: it may have been down
         states = [j.state for j in self.jobs.values()]
         job_id, unsaved = np.zeros(N_GPUS, dtype=np.int64), np.zeros(N_GPUS)
         unsaved_total = 0.0

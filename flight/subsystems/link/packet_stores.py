@@ -27,7 +27,7 @@ Stores (:data:`STORES`)
     events           2  1         TM[5,1..4] event reports
     verification     4  2         TM[1,x] reports nobody was connected to hear
     hk               1  3         TM[3,25] housekeeping reports
-    results          3  4         TM[140,1] job result reports (``jobs.sqlite`` results)
+    results          3  4         TM[140,1] job result reports (data product ``jobs.result``)
     ==============  ==  ========  ====================================================
 
     A backlog goes down in priority order (lowest number first), oldest first within a

@@ -1,0 +1,182 @@
+"""The link's uplink: connections opened and closed, TC framing, the per-connection rate
+limit, contact, SDLS-style authentication and replay protection, then routing
+(:class:`~flight.subsystems.link.routing.Router`).
+
+Authentication
+    Every TC must carry the SDLS-style security header and MAC of :mod:`flight.spacelink.sdls`
+    (HMAC-SHA256 with a per-ground-station key chosen by its SPI, CCSDS 355.0-B-2 manner)
+    and a sequence number (ARSN) it has not accepted before. The station keys are every
+    ``*.key`` in ``config.keys_dir`` (:mod:`flight.spacelink.keys`), loaded at start; the
+    highest ARSN accepted per SPI is stored in :data:`REPLAY_STATE_FILE` in the run data
+    directory before the TC is acted on, so a restarted link still refuses old numbers.
+    A TC that fails (no security fields, unknown SPI, MAC mismatch, replayed or stale
+    ARSN) gets TM[1,2] AUTHENTICATION_ERROR with the reason, is counted (``tc_rejected``
+    and ``tc_auth_failed``), reported by a MEDIUM event, and nothing of it is executed,
+    not even a ping. The verdict goes only to the connection that sent it. With
+    ``config.unauthenticated_lab`` TCs carry no security fields and are not checked.
+
+Order of checks per framed TC
+    rate limit (dropped unanswered, ``tc_rate_limited``: a reply per flooded TC would let
+    the flood out again as downlink), contact (dropped, ``tc_dropped_no_contact``),
+    authentication, then the route. Bytes that do not frame as a TC (garbage, bad CRC)
+    cannot be answered (their request id is not trustworthy): they are discarded up to the
+    next plausible header, counted (``tc_rejected``, ``bytes_discarded``) and reported by
+    event; a partial packet left for :data:`STALL_S` without new bytes is discarded.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from spacepackets.ecss.tc import PusTc
+
+from flight.spacelink.framing import OVERFLOW, Rejection
+from flight.spacelink.sdls import AuthenticationError, ReplayGuard, StationKey, unprotect
+from flight.subsystems.link import connections as conns
+from flight.subsystems.link.connections import Connection, Connections
+from flight.subsystems.link.routing import Reject, Router
+from flight.subsystems.link.state import EventBudget, LinkCounters, LinkState
+
+STALL_S = 2.0
+"""Wall seconds a partial packet may wait for its remaining bytes before it is discarded."""
+REPLAY_STATE_FILE = "link_replay.sqlite"
+"""Anti-replay state (highest accepted ARSN per SPI) in the run data directory."""
+
+
+class Authenticator:
+    """The station ``keys`` (by SPI) and the replay guard; in ``lab`` mode nothing is checked."""
+
+    def __init__(self, keys: dict[int, StationKey], lab: bool) -> None:
+        self.keys = keys
+        self.lab = lab
+        self._replay: ReplayGuard | None = None
+
+    def open(self, data_path: Path) -> None:
+        """Open the replay state in ``data_path`` (not in lab mode).
+
+        Raises:
+            sqlite3.Error: it cannot be opened.
+        """
+        if not self.lab:
+            self._replay = ReplayGuard(data_path / REPLAY_STATE_FILE)
+
+    def close(self) -> None:
+        if self._replay is not None:
+            self._replay.close()
+            self._replay = None
+
+    def data(self, tc: PusTc) -> bytes:
+        """The service data of ``tc`` once its MAC checks (the application data as it is in
+        lab mode); its sequence number is not admitted.
+
+        Raises:
+            AuthenticationError: no security fields, an unknown SPI or a MAC mismatch.
+        """
+        return bytes(tc.app_data) if self.lab else unprotect(tc, self.keys).data
+
+    def admit(self, tcs: list[PusTc]) -> None:
+        """Check each TC's MAC and admit its sequence number, stored before this returns
+        (nothing in lab mode).
+
+        Raises:
+            AuthenticationError: a bad MAC or key, or a replayed or stale sequence number
+                (the earlier ones stay admitted).
+            sqlite3.Error: the sequence number cannot be stored, so it is not admitted.
+        """
+        if self.lab:
+            return
+        for tc in tcs:
+            auth = unprotect(tc, self.keys)
+            self._replay.admit(auth.spi, auth.arsn)
+
+    def accept(self, tc: PusTc) -> bytes:
+        """:meth:`admit` ``tc`` and return its service data.
+
+        Raises:
+            AuthenticationError, sqlite3.Error: as :meth:`admit`.
+        """
+        if self.lab:
+            return bytes(tc.app_data)
+        auth = unprotect(tc, self.keys)
+        self._replay.admit(auth.spi, auth.arsn)
+        return auth.data
+
+
+class Uplink:
+    """Serves the ground connections' events and bytes (:meth:`service`) up to
+    ``router.route`` for each TC that passes; refusals go through ``reject``."""
+
+    def __init__(self, connections: Connections, state: LinkState, counters: LinkCounters, budget: EventBudget,
+                 auth: Authenticator, router: Router, reject: Reject) -> None:
+        self.connections = connections
+        self._state = state
+        self._counters = counters
+        self._event = budget
+        self._auth = auth
+        self._router = router
+        self._reject = reject
+
+    def service(self) -> None:
+        """Connections opened and closed, uplink bytes, held-back downlink written."""
+        table = self.connections.table
+        for kind, identity, payload in self.connections.server.service():
+            if kind == "connected":
+                self._connected(identity, payload)
+            elif kind == "closed":
+                conn = self.connections.forget(identity)
+                if conn is not None:
+                    self._event("client_disconnected", peer=conn.peer, clients=len(table))
+            elif (conn := table.get(identity)) is not None:  # else: bytes of a connection we closed
+                self._counters.bytes_up += len(payload)
+                conn.last_rx = time.monotonic()
+                self._handle(conn, conn.parser.feed(payload))
+
+    def flush_stalled(self, now: float) -> None:
+        """Discard partial packets waiting longer than :data:`STALL_S` (called each tick)."""
+        for conn in list(self.connections.table.values()):
+            if conn.parser.buffered and now - conn.last_rx > STALL_S:
+                self._handle(conn, conn.parser.flush_stalled())
+
+    def _connected(self, identity: bytes, peer: str) -> None:
+        if self.connections.open(identity, peer, time.monotonic()) is None:
+            self._event("connection_refused", peer=peer, clients=len(self.connections),
+                        limit=conns.MAX_CONNECTIONS)
+            return
+        self._event("client_connected", peer=peer, clients=len(self.connections))
+
+    def _handle(self, conn: Connection, items: list[PusTc | Rejection]) -> None:
+        for item in items:
+            if isinstance(item, PusTc):
+                self._on_tc(conn, item)
+                continue
+            self._counters.tc_rejected += 1
+            self._counters.bytes_discarded += item.nbytes
+            if item.reason == OVERFLOW:
+                self._counters.buffer_overflows += 1
+                self.connections.drop(conn.identity)
+                self._event("buffer_overflow", peer=conn.peer, limit=conns.RX_BUFFER_BYTES)
+            else:
+                self._event("bytes_rejected", peer=conn.peer, nbytes=item.nbytes, why=item.reason)
+
+    def _on_tc(self, conn: Connection, tc: PusTc) -> None:
+        self._counters.tc_received += 1
+        if not conn.bucket.take(time.monotonic()):
+            self._counters.tc_rate_limited += 1
+            self._event("tc_rate_limited", peer=conn.peer, service=tc.service, subtype=tc.message_subtype,
+                        rate=conns.TC_RATE_PER_S)
+            return
+        if not self._state.contact:
+            self._counters.tc_dropped_no_contact += 1
+            self._event("tc_dropped_no_contact", peer=conn.peer, service=tc.service, subtype=tc.message_subtype)
+            return
+        try:
+            data = self._auth.accept(tc)
+        except AuthenticationError as exc:
+            self._reject(conn, tc, "AUTHENTICATION_ERROR", str(exc))
+            return
+        except sqlite3.Error as exc:  # not stored, so not admitted: acting on it would reopen replay
+            self._reject(conn, tc, "EXECUTION_ERROR", f"cannot store the sequence number: {exc}")
+            return
+        self._router.route(conn, tc, data)

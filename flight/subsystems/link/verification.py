@@ -1,0 +1,180 @@
+"""Verification of TCs (PUS-C service 1): TCs in flight on board and their reports.
+
+A TC[8,1] (or a TC[20,3], which becomes the owner's ``set_parameter``) is sent on board as an
+internal command through the dispatcher (:meth:`Verification.dispatch`); its responses become
+TM[1,1]/[1,2] acceptance, TM[1,3]/[1,4] start, TM[1,5] progress and TM[1,7]/[1,8] completion
+(:meth:`Verification.on_response`). Acceptance and completion success are always sent; start
+and progress success only when the TC's ack flags ask; failures always (ECSS-E-ST-70-41C
+6.1.3). At most :data:`MAX_PENDING` are in flight (more: BUSY); one without a final answer
+within :data:`PENDING_TIMEOUT_S` fails with EXECUTION_ERROR. A TC the link serves itself is
+verified by its ack flags (:meth:`Verification.complete_locally`); a refused one gets TM[1,2]
+with its code (:meth:`Verification.reject`).
+
+Reports go through ``reply(identity, packet)`` (:meth:`flight.subsystems.link.downlink.Downlink.reply`):
+to the connection that sent the TC, to every connection once it is gone, into the
+verification packet store for a TC of the onboard schedule.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import zmq
+from spacepackets.ecss.pus_1_verification import MessageSubtype as Verif
+from spacepackets.ecss.tc import PusTc
+
+from flight.core.component import CommandError
+from flight.spacelink.framing import ACK_ACCEPTANCE, ACK_COMPLETION, ACK_PROGRESS, ACK_START, TC_APID
+from flight.spacelink.pus1_verification import FAILURE_CODE_NUMBERS
+from flight.spacelink.services import TmEncoder
+from flight.subsystems.link.state import EventBudget, LinkCounters, LinkState, TcSource
+
+MAX_PENDING = 64
+PENDING_TIMEOUT_S = 60.0
+"""Backstop for a TC[8,1] whose command never gets a final answer (the dispatcher's own
+timeout is 30 s; this covers a dispatcher that is gone)."""
+
+Reply = Callable[[bytes, bytes], None]
+"""``reply(identity, packet)``: a report about a TC from the connection ``identity``."""
+SendCommand = Callable[[str, str, dict], None]
+"""``send_command(command_id, qualified, args)``: the port to the dispatcher."""
+
+
+@dataclass
+class PendingTc:
+    tc: PusTc
+    identity: bytes
+    qualified: str
+    since: float
+    """Wall (monotonic) s it was sent on board."""
+    accepted: bool = False
+    started: bool = False
+    steps: int = 0
+
+
+class Verification:
+    """TCs in flight and their service 1 reports (see the module). ``tm`` is the link's TM
+    encoder, which the services answering TCs share."""
+
+    def __init__(self, tm: TmEncoder, state: LinkState, counters: LinkCounters, budget: EventBudget,
+                 reply: Reply, send_command: SendCommand) -> None:
+        self.tm = tm
+        self._state = state
+        self._counters = counters
+        self._event = budget
+        self._reply = reply
+        self._send_command = send_command
+        self.pending: dict[str, PendingTc] = {}
+        self._id_prefix = f"link-{os.getpid()}-"
+        self._serial = 0
+
+    # -- TCs sent on board ---------------------------------------------------------------
+    def dispatch(self, source: TcSource, tc: PusTc, qualified: str, args: dict[str, Any]) -> None:
+        """Send ``tc`` on board as internal command ``qualified(**args)``."""
+        if len(self.pending) >= MAX_PENDING:
+            self.reject(source, tc, "BUSY", f"{MAX_PENDING} telecommands already in flight")
+            return
+        self._serial += 1
+        command_id = f"{self._id_prefix}{self._serial}"
+        self.pending[command_id] = PendingTc(tc, source.identity, qualified, time.monotonic())
+        try:
+            self._send_command(command_id, qualified, args)
+        except zmq.ZMQError as exc:
+            del self.pending[command_id]
+            self.reject(source, tc, "EXECUTION_ERROR", f"dispatcher unreachable: {exc}")
+            return
+        self._counters.tc_accepted += 1
+
+    def on_response(self, data: dict) -> None:
+        """A dispatcher response ``{"id", "stage", "code", "message"}``; others' are ignored."""
+        command_id = data.get("id")
+        p = self.pending.get(command_id) if isinstance(command_id, str) else None
+        if p is None:
+            return  # not ours, or already final
+        stage = data.get("stage")
+        if stage == "failed":
+            code = data.get("code")
+            code = code if code in FAILURE_CODE_NUMBERS else "EXECUTION_ERROR"
+            self._final_failure(command_id, p, code, str(data.get("message", "")))
+            return
+        if not p.accepted:
+            p.accepted = True
+            self._verify(p, Verif.TM_ACCEPTANCE_SUCCESS)
+        if stage == "started" and not p.started:
+            p.started = True
+            if p.tc.pus_tc_sec_header.ack_flags & ACK_START:
+                self._verify(p, Verif.TM_START_SUCCESS)
+        elif stage == "progress":
+            p.steps += 1
+            if p.tc.pus_tc_sec_header.ack_flags & ACK_PROGRESS:
+                self._verify(p, Verif.TM_STEP_SUCCESS, step=p.steps)
+        elif stage == "completed":
+            del self.pending[command_id]
+            self._verify(p, Verif.TM_COMPLETION_SUCCESS)
+
+    def expire(self, now: float) -> None:
+        """Fail every TC in flight longer than :data:`PENDING_TIMEOUT_S` (wall ``now``)."""
+        for command_id, p in list(self.pending.items()):
+            if now - p.since > PENDING_TIMEOUT_S:
+                self._final_failure(command_id, p, "EXECUTION_ERROR", f"no answer within {PENDING_TIMEOUT_S:g} s")
+
+    def _final_failure(self, command_id: str, p: PendingTc, code: str, message: str) -> None:
+        del self.pending[command_id]
+        subtype = (Verif.TM_ACCEPTANCE_FAILURE if not p.accepted
+                   else Verif.TM_START_FAILURE if not p.started else Verif.TM_COMPLETION_FAILURE)
+        self._verify(p, subtype, code=code, message=message)
+
+    def _verify(self, p: PendingTc, subtype: int, **fields: Any) -> None:
+        self._reply(p.identity, self.tm.verification(subtype, p.tc, utc_unix_s=self._state.utc_now(), **fields))
+
+    # -- TCs served by the link itself ---------------------------------------------------
+    def reject(self, source: TcSource, tc: PusTc, code: str, why: str) -> None:
+        """TM[1,2] with failure ``code`` and ``why``; counted and reported by event."""
+        self._counters.tc_rejected += 1
+        self._reply(source.identity, self.tm.verification(Verif.TM_ACCEPTANCE_FAILURE, tc, code=code, message=why,
+                                                          utc_unix_s=self._state.utc_now()))
+        if code == "AUTHENTICATION_ERROR":
+            self._counters.tc_auth_failed += 1
+            self._event("tc_auth_failed", peer=source.peer, service=tc.service, subtype=tc.message_subtype,
+                        why=why[:160])
+        else:
+            self._event("tc_rejected", peer=source.peer, service=tc.service, subtype=tc.message_subtype,
+                        code=code, why=why[:160])
+
+    def complete_locally(self, source: TcSource, tc: PusTc, reports: list[bytes]) -> None:
+        """Serve a TC the link answers itself: acceptance and start success as its ack flags
+        ask, its ``reports``, then completion success as asked."""
+        self._counters.tc_accepted += 1
+        utc = self._state.utc_now()
+        flags = tc.pus_tc_sec_header.ack_flags
+        for flag, subtype in ((ACK_ACCEPTANCE, Verif.TM_ACCEPTANCE_SUCCESS), (ACK_START, Verif.TM_START_SUCCESS)):
+            if flags & flag:
+                self._reply(source.identity, self.tm.verification(subtype, tc, utc_unix_s=utc))
+        for report in reports:
+            self._reply(source.identity, report)
+        if flags & ACK_COMPLETION:
+            self._reply(source.identity, self.tm.verification(Verif.TM_COMPLETION_SUCCESS, tc, utc_unix_s=utc))
+
+    def complete_change(self, source: TcSource, tc: PusTc, what: str, change: Callable[[], Any]) -> bool:
+        """Run ``change`` (durable: all or nothing) and complete ``tc``; or reject it with
+        the code of a :class:`CommandError` it raised, or EXECUTION_ERROR for a storage
+        error. Whether it changed."""
+        try:
+            change()
+        except CommandError as exc:
+            self.reject(source, tc, exc.code, exc.message)
+        except sqlite3.Error as exc:
+            self.reject(source, tc, "EXECUTION_ERROR", f"cannot store {what}: {exc}")
+        else:
+            self.complete_locally(source, tc, [])
+            return True
+        return False
+
+    def report(self, tc: PusTc, service: int, subtype: int, data: bytes) -> bytes:
+        """A TM[service,subtype] from the link answering ``tc`` (to its source id)."""
+        return self.tm.packet(TC_APID, service, subtype, data, utc_unix_s=self._state.utc_now(),
+                              dest_id=tc.source_id)
