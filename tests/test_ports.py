@@ -12,6 +12,7 @@ from flight.executive.supervisor import full_dictionary
 from flight.hal.bridge import HalBridge
 from flight.hal.protocol import N_GPUS
 from flight.subsystems.jobs.runner import JobRunner
+from flight.subsystems.link.manager import LinkManager
 from flight.subsystems.power.manager import PowerManager
 from flight.subsystems.thermal.controller import ThermalController
 
@@ -53,15 +54,18 @@ def test_publishing_an_undeclared_product_or_undeclared_fields_raises(tmp_path):
 
 def test_subscriptions_follow_the_declared_consumers():
     assert PowerManager.SUBSCRIBE == (b"data/thermal.headroom", b"data/jobs.demand")
-    assert JobRunner.SUBSCRIBE == (b"data/thermal.headroom", b"data/power.energy_plan", b"ctl/mode")
+    assert JobRunner.SUBSCRIBE == (b"data/thermal.headroom", b"data/power.energy_plan", b"data/link.result_ack",
+                                   b"ctl/mode")
+    assert LinkManager.SUBSCRIBE == (b"data/jobs.result", b"tm/", b"ev/")
     assert ThermalController.SUBSCRIBE == ()
 
 
 def test_the_full_dictionary_knows_who_feeds_whom():
     d = full_dictionary()
-    assert d.publisher == {"power.energy_plan": "power", "thermal.headroom": "thermal", "jobs.demand": "jobs"}
+    assert d.publisher == {"power.energy_plan": "power", "thermal.headroom": "thermal", "jobs.demand": "jobs",
+                           "jobs.result": "jobs", "link.result_ack": "link"}
     assert d.readers == {"power.energy_plan": ["jobs"], "thermal.headroom": ["power", "jobs"],
-                         "jobs.demand": ["power"]}
+                         "jobs.demand": ["power"], "jobs.result": ["link"], "link.result_ack": ["jobs"]}
     assert d.owners == {"gpu_power_limit_w": "power", "battery_heater_on": "power", "radiator_valve_frac": "thermal",
                         "pump_speed_frac": "thermal", "gpu_load_frac": "jobs", "transmitter_on": "link"}
     headroom = d.products["thermal.headroom"].fields[0]
