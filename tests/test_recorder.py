@@ -85,10 +85,14 @@ def test_a_non_finite_argument_is_recorded_as_null_so_every_row_stays_json(tmp_p
     rec = Recorder(tmp_path / "telemetry.sqlite")
     rec.record(*ev(HalBridge.COMPONENT, "hal", "fault_injected", 1,
                    {"fault": "f", "value": math.nan, "target": "", "duration_s": math.inf}))
+    nested = Encoder("hal").encode("ev", "hal.odd", {"severity": "INFO", "message": "odd", "args": {"x": [math.nan]}},
+                                   2, 2.0)[1]
+    rec.record(decode(nested), nested)  # not from a declaration: kept by its text, not fatal
     rec.close()
     db = sqlite3.connect(tmp_path / "telemetry.sqlite")
-    assert db.execute("SELECT json_extract(args, '$.value'), json_extract(args, '$.fault') FROM ev").fetchall() == [
-        (None, "f")]
+    assert db.execute("SELECT json_extract(args, '$.value'), json_extract(args, '$.fault'), message FROM ev "
+                      "ORDER BY tick").fetchall() == [(None, "f", "FAULT INJECTION: f value=nan target='' duration inf s"),
+                                                      (None, None, "odd")]
     db.close()
 
 

@@ -90,12 +90,16 @@ class Recorder:
 
 
 def args_json(args: object) -> str | None:
-    """An event's ``args`` as the JSON text of the ``args`` column; None when they are not a map.
+    """An event's ``args`` as the JSON text of the ``args`` column; None when they are not a map
+    of JSON-able values (a malformed message is recorded by its text alone, never fatal).
     Non-finite floats become null (strict JSON, so SQLite's JSON functions read every row)."""
     if not isinstance(args, dict):
         return None
-    return json.dumps({str(k): None if isinstance(v, float) and not math.isfinite(v) else v
-                       for k, v in args.items()}, allow_nan=False, default=repr)
+    try:
+        return json.dumps({str(k): None if isinstance(v, float) and not math.isfinite(v) else v
+                           for k, v in args.items()}, allow_nan=False, default=repr)
+    except ValueError:  # a non-finite float nested in a list or map
+        return None
 
 
 def event_args(db: sqlite3.Connection, *names: str) -> list[tuple[float, str, dict]]:
