@@ -24,7 +24,6 @@ Agg backend, so no display is needed.
 from __future__ import annotations
 
 import argparse
-import re
 import sqlite3
 import sys
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import numpy as np
 
 from flight.cli import EXIT_FAILED, EXIT_OK
 from flight.core.messages import DecodeError, decode
+from flight.executive.recorder import event_args
 from flight.subsystems.power.modes import MODES
 
 PACKETS = ("hal.hk", "power.hk", "exec.hk")
@@ -106,30 +106,30 @@ def load(db_path: Path) -> tuple[dict[str, Series], int]:
     return {name: Series(name, np.array(t), p) for name, (t, p) in found.items()}, bad
 
 
-_INJECTED = re.compile(r"^FAULT INJECTION: (\w+) value=(\S+) target='([^']*)'")
-_CLEARED = re.compile(r"^fault (\w+) target='([^']*)' cleared")
-
-
 def fault_spans(db_path: Path, end_s: float) -> list[tuple[float, float, str]]:
-    """Injected faults from the recorded ``hal.fault_injected`` / ``hal.fault_cleared`` events:
-    ``(start_s, end_s, label)``, a fault still active at the end lasting to ``end_s``."""
+    """Injected faults from the arguments of the recorded ``hal.fault_injected`` /
+    ``hal.fault_cleared`` events (``fault``, ``target``, ``value``): ``(start_s, end_s, label)``,
+    a fault still active at the end lasting to ``end_s``. A run recorded before events carried
+    their arguments as fields has no faults to mark."""
     db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        rows = db.execute("SELECT time_s, name, message FROM ev WHERE name IN ('hal.fault_injected', "
-                          "'hal.fault_cleared') ORDER BY tick, rowid").fetchall()
-    except sqlite3.DatabaseError:  # a database without the ev table has no faults to mark
+        rows = event_args(db, "hal.fault_injected", "hal.fault_cleared")
+    except sqlite3.DatabaseError:  # a database without the ev table (or its args) has no faults to mark
         rows = []
     finally:
         db.close()
     active: dict[tuple[str, str], tuple[float, str]] = {}
     spans = []
-    for time_s, name, message in rows:
-        if name == "hal.fault_injected" and (m := _INJECTED.match(message)):
-            fault, value, target = m.groups()
-            label = fault + (f" {target}" if target else "") + (f" {value}" if float(value) else "")
-            active[(fault, target)] = (float(time_s), label)
-        elif (m := _CLEARED.match(message)) and m.groups() in active:
-            start, label = active.pop(m.groups())
+    for time_s, name, args in rows:
+        if "fault" not in args:
+            continue
+        key = (str(args.get("fault")), str(args.get("target", "")))
+        if name == "hal.fault_injected":
+            value = args.get("value") or 0.0
+            label = key[0] + (f" {key[1]}" if key[1] else "") + (f" {value:g}" if value else "")
+            active[key] = (float(time_s), label)
+        elif key in active:
+            start, label = active.pop(key)
             spans.append((start, float(time_s), label))
     spans += [(start, end_s, label) for start, label in active.values()]
     return sorted(spans)

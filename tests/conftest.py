@@ -2,15 +2,19 @@
 ``harness`` and ``ground`` are a link manager on loopback and a ground station talking to it;
 ``ground_archive`` keeps every test's ground archive in its own directory."""
 
+import os
 import signal
 
 import pytest
 
+from flight.core.component import STRICT_EVENTS_ENV
 from flight.spacelink import keys
 from tests.link_harness import Ground, LinkHarness, ServedLink
 
 
 def pytest_configure(config):
+    # An event emitted against its declaration raises here and in every process a test starts.
+    os.environ[STRICT_EVENTS_ENV] = "1"
     # Tests stop the runs they start as Ctrl-C does (SIGINT). A shell that starts pytest in the
     # background (`pytest &`, a CI script's job) sets SIGINT to ignored, and an ignored signal
     # stays ignored across exec, so every `flight run` would shrug Ctrl-C off; a handled one

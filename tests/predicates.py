@@ -204,3 +204,16 @@ class FlightRun:
 
     def events(self, name: str) -> list[str]:
         return [message for (message,) in self._rows("SELECT message FROM ev WHERE name = ?", (name,))]
+
+    def event_fields(self, name: str) -> list[dict]:
+        """The typed arguments of every recorded event ``name``, in simulation order."""
+        return [json.loads(args) for (args,) in self._rows("SELECT args FROM ev WHERE name = ? ORDER BY tick, rowid",
+                                                            (name,))]
+
+    def await_event_fields(self, name: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict:
+        """Wait for an event called ``name``; return its typed arguments."""
+        def probe(db):
+            row = db.execute("SELECT args FROM ev WHERE name = ? LIMIT 1", (name,)).fetchone()
+            return (json.loads(row[0]) if row else None), None
+
+        return self._poll(f"event {name}", probe, timeout_s)

@@ -44,6 +44,9 @@ def test_dictionary_json_is_strict_and_complete():
     cmd = {c["name"]: c for comp in d["components"].values() for c in comp["commands"]}["thermal.set_setpoint"]
     assert cmd["args"] == [{"name": "setpoint_c", "type": "float", "units": "degC", "min": 15.0, "max": 45.0,
                             "choices": None, "doc": cmd["args"][0]["doc"]}]
+    ev = {e["name"]: e for comp in d["components"].values() for e in comp["events"]}["jobs.job_completed"]
+    assert ev["args"] == [{"name": "job_id", "type": "int", "units": "", "doc": ""},
+                          {"name": "work_gpu_s", "type": "float", "units": "GPU-s", "doc": ""}]
     sensors = {f["name"]: f for f in d["hal"]["sensors"]}
     assert sensors["gpu_temp_c"]["shape"] == [72] and sensors["gpu_ecc_corrected"]["max"] is None
 

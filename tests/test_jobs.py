@@ -308,7 +308,7 @@ def test_a_job_past_its_deadline_fails(tmp_path):
     h.runner.execute("submit", {**GOOD, "deadline_s": 10.0, "work_gpu_s": 1e6})
     h.tick(12)
     (failed,) = h.events("job_failed")
-    assert "deadline" in failed["message"] and not h.runner.jobs
+    assert failed["args"] == {"job_id": 1, "why": "missed its deadline 10 s"} and not h.runner.jobs
 
 
 def test_saturate_keeps_every_usable_gpu_busy_with_the_same_jobs_after_a_restart(tmp_path):
@@ -459,7 +459,7 @@ def test_a_gpu_going_offline_rolls_its_job_back_and_requeues_it_elsewhere(tmp_pa
     h.online[gpus[0]] = False
     h.tick()
     (rolled,) = h.events("job_rolled_back")
-    assert rolled["args"]["checkpoint_gpu_s"] == pytest.approx(40.0) and "offline" in rolled["message"]
+    assert rolled["args"]["checkpoint_gpu_s"] == pytest.approx(40.0) and "offline" in rolled["args"]["why"]
     job1 = h.runner.jobs[1]
     assert job1.state == "running" and gpus[0] not in job1.gpus, "placed again on online GPUs in the same tick"
 
@@ -565,7 +565,7 @@ def test_a_program_that_dies_fails_its_job(tmp_path):
     h.runner.programs[1][0].proc.kill()  # as the kernel's OOM killer would
     tick_until(h, lambda: not h.runner.jobs)
     (failed,) = h.events("job_failed")
-    assert "exited with -9" in failed["message"]
+    assert "exited with -9" in failed["args"]["why"]
 
 
 def test_a_critical_command_job_runs_two_processes_and_an_upset_in_one_is_caught_and_computed_again(

@@ -157,7 +157,7 @@ def test_modes_and_watchpoints_commanded_from_the_ground(tmp_path):
         assert send(run, "exec.set_mode", "mode=SAFE")[0] == 0
         run.await_telemetry("power.mode", equals="SAFE")
         run.await_telemetry("power.gpus_parked", equals=72)
-        assert "NOMINAL -> SAFE: commanded" in run.await_event("exec.mode_changed")
+        assert run.await_event_fields("exec.mode_changed") == {"old": "NOMINAL", "new": "SAFE", "why": "commanded"}
         assert send(run, "exec.set_mode", "mode=NOMINAL")[0] == 0
         run.await_telemetry("power.mode", equals="NOMINAL")
         run.await_telemetry("power.gpus_parked", equals=0)
@@ -167,6 +167,6 @@ def test_modes_and_watchpoints_commanded_from_the_ground(tmp_path):
         assert code == 1 and "VALIDATION_ERROR" in out
         code, out = send(run, "power.monitor_add", "parameter=battery_soc", "low=0.999", "high=1", *wp)
         assert code == 0, out
-        assert "battery_soc" in run.await_event("power.watchpoint_medium")
+        assert run.await_event_fields("power.watchpoint_medium")["parameter"] == "battery_soc"
         run.await_telemetry("power.mode", equals="POWER_SAVE")
         run.await_telemetry("exec.mode", equals="POWER_SAVE")

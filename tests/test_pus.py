@@ -18,7 +18,7 @@ from spacepackets.ecss.tc import PusTc
 from spacepackets.ecss.tm import InvalidTmCrc16Error, ManagedParams, PusTm
 
 from flight.core.component import (FAILURE_CODES, SEVERITIES, Arg, Channel, Command, CommandError, Component,
-                                   Dictionary, Event)
+                                   Dictionary, Event, EventArg)
 from flight.executive.supervisor import full_dictionary
 from flight.spacelink import (
     codec,
@@ -42,7 +42,7 @@ PROBE = Component(
     ),
     telemetry=(Channel("f", "float", "W", yellow=(0, 1), red=(-1, 2)), Channel("i", "int", "count"),
                Channel("b", "bool"), Channel("s", "str"), Channel("arr", "float", "degC", size=4)),
-    events=tuple(Event(f"ev_{s.lower()}", k, s, "{what}") for k, s in enumerate(SEVERITIES, start=1)),
+    events=tuple(Event(f"ev_{s.lower()}", k, s, "{what}", args=(EventArg("what", "str"),)) for k, s in enumerate(SEVERITIES, start=1)),
 )
 ARRAYS = Component("arrays", 101, doc="An array channel of every type that has an array encoding.",
                    telemetry=(Channel("fa", "float", "W", size=3), Channel("ia", "int", "count", size=3),

@@ -1,6 +1,7 @@
 """`flight report`: PNG plots from a run database written with the real recorder and real bus
 messages; clear errors and exit status 1 for a missing, corrupt, empty or too old database."""
 
+import sqlite3
 import subprocess
 import sys
 
@@ -136,3 +137,32 @@ def test_injected_faults_are_marked_from_their_start_to_their_clear(tmp_path):
         (120.0, 300.0, "pump_degraded 0.5"), (200.0, 600.0, "sensor_stuck gpu_temp_c[7]")]
     lines = write_report(tmp_path / "run", tmp_path / "out")
     assert all("2 injected fault(s) marked" in line for line in lines)
+
+
+def test_fault_marks_come_from_the_event_fields_not_the_text(tmp_path):
+    """Reworded messages mark the same faults: the report reads the recorded arguments; a
+    database recorded before events had fields has none to mark (and still plots)."""
+    from flight.report import fault_spans
+
+    record_run(tmp_path / "run")
+    rec = Recorder(tmp_path / "run" / "telemetry.sqlite")
+    enc = Encoder("hal")
+    for tick, event, message, args in [
+        (50, "fault_injected", "pump at half flow",
+         {"fault": "pump_degraded", "value": 0.5, "target": "", "duration_s": 0.0}),
+        (80, "fault_cleared", "pump fine again", {"fault": "pump_degraded", "target": "", "why": "expired"}),
+    ]:
+        body = enc.encode("ev", f"hal.{event}", {"severity": "INFO", "message": message, "args": args},
+                          tick, float(tick))[1]
+        rec.record(decode(body), body)
+    rec.close()
+    assert fault_spans(tmp_path / "run" / "telemetry.sqlite", 600.0) == [(50.0, 80.0, "pump_degraded 0.5")]
+
+    old = tmp_path / "old.sqlite"
+    db = sqlite3.connect(old)
+    db.execute("CREATE TABLE ev (tick INTEGER, time_s REAL, src TEXT, name TEXT, severity TEXT, message TEXT)")
+    db.execute("INSERT INTO ev VALUES (?,?,?,?,?,?)", (5, 5.0, "hal", "hal.fault_injected", "MEDIUM",
+                                                       "FAULT INJECTION: pump_degraded value=0.5 target='' duration 0 s"))
+    db.commit()
+    db.close()
+    assert fault_spans(old, 600.0) == []

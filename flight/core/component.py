@@ -18,6 +18,8 @@ codes: accepted -> started -> (progress) -> completed, or failed with one of
 from __future__ import annotations
 
 import math
+import numbers
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,20 +164,87 @@ class Channel:
         return "ok"
 
 
+EVENT_ARG_TYPES = ("float", "int", "bool", "str")
+"""Types an event argument may have; each is a JSON scalar in the recorded ``args``."""
+
+STRICT_EVENTS_ENV = "RACKFLIGHT_STRICT_EVENTS"
+"""Environment variable: ``1`` makes :meth:`Component.event_payload` raise :class:`EventArgError`
+on arguments that do not match their declaration (the test suite sets it); otherwise the event
+still goes out, flagged, so a flight process never dies of a malformed event."""
+
+_SAMPLE_VALUES = {"float": 0.0, "int": 0, "bool": False, "str": ""}
+
+
+class EventArgError(TypeError):
+    """An event emitted with arguments that do not match its declaration: a programming error."""
+
+
+@dataclass(frozen=True)
+class EventArg:
+    """A typed event argument: ``type`` from :data:`EVENT_ARG_TYPES`. A ``float`` takes any
+    real number but a bool, an ``int`` any integer but a bool (numpy scalars included)."""
+
+    name: str
+    type: str
+    units: str = ""
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if self.type not in EVENT_ARG_TYPES:
+            raise ValueError(f"event argument type {self.type!r} is not one of {EVENT_ARG_TYPES}")
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` does not fit this argument, or None when it does."""
+        if self.type == "str":
+            ok = isinstance(value, str)
+        elif self.type == "bool":
+            ok = isinstance(value, bool)
+        elif isinstance(value, bool):
+            ok = False
+        else:
+            ok = isinstance(value, numbers.Integral if self.type == "int" else numbers.Real)
+        return None if ok else f"{self.name} must be {self.type}, not {type(value).__name__}"
+
+
 @dataclass(frozen=True)
 class Event:
     """An event: ``severity`` from :data:`SEVERITIES`; ``format`` is a ``str.format``
-    template filled from the event's arguments. ``local_id`` (1..255) makes the event id."""
+    template filled from the event's arguments ``args``, each declared with its type and units.
+    ``local_id`` (1..255) makes the event id.
+
+    Raises:
+        ValueError: an unknown severity, a duplicate argument name, or a ``format`` that names
+            an undeclared argument or formats one against its type (``{n:x}`` of a float).
+    """
 
     name: str
     local_id: int
     severity: str
     format: str
     doc: str = ""
+    args: tuple[EventArg, ...] = ()
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
             raise ValueError(f"severity {self.severity!r} is not one of {SEVERITIES}")
+        names = [a.name for a in self.args]
+        if len(set(names)) != len(names):
+            raise ValueError(f"event {self.name}: duplicate argument names {names}")
+        try:
+            self.format.format(**{a.name: _SAMPLE_VALUES[a.type] for a in self.args})
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"event {self.name}: format {self.format!r} does not fit args {names}: "
+                             f"{type(exc).__name__} {exc}") from None
+
+    def problems(self, args: dict[str, Any]) -> list[str]:
+        """What is wrong with ``args`` against the declaration: missing, undeclared or wrongly
+        typed arguments; empty when they match."""
+        declared = {a.name: a for a in self.args}
+        out = [f"{name} missing" for name in declared if name not in args]
+        out += [f"{name} not declared" for name in args if name not in declared]
+        out += [p for name, value in args.items() if name in declared
+                and (p := declared[name].problem(value)) is not None]
+        return out
 
 
 PRODUCT_TYPES = ("float64", "int64", "bool", "str")
@@ -310,15 +379,32 @@ class Component:
         return self._products.get(name)
 
     def event_payload(self, event: str, args: dict[str, Any]) -> dict[str, Any]:
-        """The bus payload of declared event ``event``: severity, formatted message, args.
+        """The bus payload of declared event ``event``: ``severity``, the formatted ``message``
+        and ``args`` (name -> value, as declared).
+
+        Arguments that do not match the declaration are a programming error. With
+        :data:`STRICT_EVENTS_ENV` set (tests) that raises; in flight the event still goes out,
+        flagged rather than lost or fatal: ``args`` keeps only the arguments that match,
+        ``message`` is the template with what was wrong, and ``arg_errors`` counts the problems
+        (the recorder sums them into the run summary's ``event_arg_errors``).
 
         Raises:
             KeyError: ``event`` is not declared by this component.
+            EventArgError: the arguments do not match, with :data:`STRICT_EVENTS_ENV` set.
         """
         ev = next((e for e in self.events if e.name == event), None)
         if ev is None:
             raise KeyError(f"{self.name}.{event} is not a declared event")
-        return {"severity": ev.severity, "message": ev.format.format(**args), "args": args}
+        problems = ev.problems(args)
+        if not problems:
+            return {"severity": ev.severity, "message": ev.format.format(**args), "args": args}
+        what = f"{self.name}.{event}: " + "; ".join(problems)
+        if os.environ.get(STRICT_EVENTS_ENV) == "1":
+            raise EventArgError(what)
+        declared = {a.name: a for a in ev.args}
+        good = {k: v for k, v in args.items() if k in declared and declared[k].problem(v) is None}
+        return {"severity": ev.severity, "message": f"{ev.format} [malformed arguments: {what}]"[:400],
+                "args": good, "arg_errors": len(problems)}
 
 
 def actuator_owners(components) -> dict[str, str]:
@@ -446,7 +532,8 @@ class Dictionary:
                 ],
                 "events": [
                     {"name": f"{comp.name}.{e.name}", "id": comp.component_id << 8 | e.local_id,
-                     "severity": e.severity, "format": e.format, "doc": e.doc}
+                     "severity": e.severity, "format": e.format, "doc": e.doc,
+                     "args": [{"name": a.name, "type": a.type, "units": a.units, "doc": a.doc} for a in e.args]}
                     for e in comp.events
                 ],
                 "parameters": [

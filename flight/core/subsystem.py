@@ -25,7 +25,7 @@ import sqlite3
 from typing import Any, Callable
 
 from flight.core.config import RunConfig
-from flight.core.component import Arg, Channel, Command, CommandError, Component, Event, Parameter
+from flight.core.component import Arg, Channel, Command, CommandError, Component, Event, EventArg, Parameter
 from flight.core.messages import Message
 
 Emit = Callable[[str, str, Any], None]
@@ -40,10 +40,14 @@ FRAMEWORK_CHANNELS = (
     Channel("decode_errors", "int", "count", "Messages rejected as malformed since the process started."),
 )
 FRAMEWORK_EVENTS = (
-    Event("cycle_slip", 250, "LOW", "{missed} tick(s) missed or overrun before tick {tick}"),
-    Event("decode_error", 251, "LOW", "rejected a malformed message on {topic}: {why}"),
-    Event("command_crashed", 252, "MEDIUM", "handler of {command} raised {why}"),
-    Event("parameter_store_failed", 253, "MEDIUM", "cannot persist parameters {names}: {why}"),
+    Event("cycle_slip", 250, "LOW", "{missed} tick(s) missed or overrun before tick {tick}",
+          args=(EventArg("missed", "int", "ticks"), EventArg("tick", "int"))),
+    Event("decode_error", 251, "LOW", "rejected a malformed message on {topic}: {why}",
+          args=(EventArg("topic", "str"), EventArg("why", "str"))),
+    Event("command_crashed", 252, "MEDIUM", "handler of {command} raised {why}",
+          args=(EventArg("command", "str"), EventArg("why", "str"))),
+    Event("parameter_store_failed", 253, "MEDIUM", "cannot persist parameters {names}: {why}",
+          args=(EventArg("names", "str"), EventArg("why", "str"))),
 )
 SET_PARAMETER_ID = 250
 """Local id of the framework command ``set_parameter`` of every component with parameters."""

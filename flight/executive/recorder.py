@@ -4,7 +4,12 @@ The database is ``<data dir>/telemetry.sqlite`` (WAL):
 
 * ``tm(tick, time_s, src, name, body)`` — one row per housekeeping packet; ``body`` is the
   message exactly as published (decode it with :func:`flight.core.messages.decode`);
-* ``ev(tick, time_s, src, name, severity, message)`` — one row per event.
+* ``ev(tick, time_s, src, name, severity, message, args)`` — one row per event: ``message``
+  the formatted text, ``args`` its typed arguments as a JSON object (name -> number, bool or
+  string, as the event's declaration in :mod:`flight.core.component` says; JSON has no NaN, so a
+  non-finite float is null). Query fields with SQLite's JSON functions, e.g.
+  ``SELECT json_extract(args, '$.fault') FROM ev WHERE name = 'hal.fault_injected'``, or with
+  :func:`event_args`. A database recorded before ``args`` existed gains the column (NULL).
 
 ``telemetry_sha256`` hashes the flight telemetry (every source but the executive, whose
 packets follow the wall clock) in simulation order — by tick, then source, then name —
@@ -16,6 +21,7 @@ interleave publishers within a tick. The bodies themselves are deterministic in 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import sqlite3
 from collections import Counter
@@ -28,7 +34,8 @@ from flight.subsystems.power.modes import MODES
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tm (tick INTEGER, time_s REAL, src TEXT, name TEXT, body BLOB);
-CREATE TABLE IF NOT EXISTS ev (tick INTEGER, time_s REAL, src TEXT, name TEXT, severity TEXT, message TEXT);
+CREATE TABLE IF NOT EXISTS ev (tick INTEGER, time_s REAL, src TEXT, name TEXT, severity TEXT, message TEXT,
+                               args TEXT);
 CREATE INDEX IF NOT EXISTS tm_tick ON tm(tick);
 """
 UNHASHED_SOURCES = ("exec",)
@@ -43,6 +50,8 @@ class Recorder:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        if "args" not in {row[1] for row in self.db.execute("PRAGMA table_info(ev)")}:
+            self.db.execute("ALTER TABLE ev ADD COLUMN args TEXT")
         self._tm: list[tuple] = []
         self._ev: list[tuple] = []
 
@@ -52,13 +61,13 @@ class Recorder:
             self._tm.append((msg.tick, msg.t, msg.src, msg.name, body))
         elif msg.kind == "ev" and isinstance(msg.data, dict):
             self._ev.append((msg.tick, msg.t, msg.src, msg.name, str(msg.data.get("severity")),
-                             str(msg.data.get("message"))))
+                             str(msg.data.get("message")), args_json(msg.data.get("args"))))
 
     def flush(self) -> None:
         if self._tm or self._ev:
             with self.db:
                 self.db.executemany("INSERT INTO tm VALUES (?,?,?,?,?)", self._tm)
-                self.db.executemany("INSERT INTO ev VALUES (?,?,?,?,?,?)", self._ev)
+                self.db.executemany("INSERT INTO ev VALUES (?,?,?,?,?,?,?)", self._ev)
             self._tm, self._ev = [], []
 
     def telemetry_sha256(self, last_tick: int) -> str:
@@ -78,6 +87,32 @@ class Recorder:
     def close(self) -> None:
         self.flush()
         self.db.close()
+
+
+def args_json(args: object) -> str | None:
+    """An event's ``args`` as the JSON text of the ``args`` column; None when they are not a map
+    of JSON-able values (a malformed message is recorded by its text alone, never fatal).
+    Non-finite floats become null (strict JSON, so SQLite's JSON functions read every row)."""
+    if not isinstance(args, dict):
+        return None
+    try:
+        return json.dumps({str(k): None if isinstance(v, float) and not math.isfinite(v) else v
+                           for k, v in args.items()}, allow_nan=False, default=repr)
+    except ValueError:  # a non-finite float nested in a list or map
+        return None
+
+
+def event_args(db: sqlite3.Connection, *names: str) -> list[tuple[float, str, dict]]:
+    """``(time_s, name, args)`` of every recorded event called one of ``names`` (qualified:
+    ``hal.fault_injected``), in simulation order; ``args`` is {} for a row recorded without
+    arguments (by a version before they were fields).
+
+    Raises:
+        sqlite3.DatabaseError: ``db`` is not a run database (no ``ev`` table).
+    """
+    rows = db.execute(f"SELECT time_s, name, args FROM ev WHERE name IN ({','.join('?' * len(names))}) "
+                      "ORDER BY tick, rowid", names).fetchall()
+    return [(float(t), name, json.loads(a) if a else {}) for t, name, a in rows]
 
 
 class Cumulative:
@@ -108,7 +143,8 @@ class RunStats:
     the job store kept over the run (completed jobs and checkpointed progress, ``jobs.hk``
     ``work_useful_gpu_s``, from its first to its last value), ``gpu_work_lost_s`` the rest
     less what was still unsaved at the end: work thrown away by rollbacks, crashes,
-    cancellations and failures."""
+    cancellations and failures. ``event_arg_errors`` counts the problems of events emitted with
+    arguments that do not match their declaration (a software fault; 0 in a healthy run)."""
 
     last_tick: int
     sim_time_s: float = 0.0
@@ -126,12 +162,15 @@ class RunStats:
     work_useful_first: float | None = None
     work_useful: float = 0.0
     work_unsaved: float = 0.0
+    event_arg_errors: int = 0
 
     def observe(self, msg: Message) -> None:
         if msg.tick > self.last_tick:
             return
         if msg.kind == "ev" and isinstance(msg.data, dict):
             self.events[msg.data.get("severity", "INFO")] += 1
+            if isinstance(n := msg.data.get("arg_errors"), int):
+                self.event_arg_errors += n
         if msg.kind != "tm" or not isinstance(msg.data, dict):
             return
         d = msg.data
@@ -172,5 +211,6 @@ class RunStats:
             "energy_balance_error": self.energy_balance_error if math.isfinite(self.energy_balance_error) else None,
             "gpu_shutdowns": int(self.gpu_shutdowns.total),
             "events": {sev: self.events.get(sev, 0) for sev in SEVERITIES},
+            "event_arg_errors": self.event_arg_errors,
             "cycle_slips": int(self.slips.total),
         }

@@ -35,7 +35,7 @@ import zmq
 
 from flight.core import bus
 from flight.core.config import SUBSYSTEMS, RunConfig
-from flight.core.component import Arg, Channel, Command, CommandError, Component, Dictionary, Event
+from flight.core.component import Arg, Channel, Command, CommandError, Component, Dictionary, Event, EventArg
 from flight.core.messages import SeqTracker
 from flight.core.runtime import BusRuntime
 from flight.executive.dispatcher import Dispatcher, Forward
@@ -71,14 +71,23 @@ COMPONENT = Component(
         Channel("uptime_s", "float", "s", "Wall seconds since the executive started."),
     ),
     events=(
-        Event("run_started", 1, "INFO", "run started: data in {data_dir}"),
-        Event("process_died", 2, "MEDIUM", "{name} (pid {pid}) exited with {code}; restart in {delay_s:g} s"),
-        Event("heartbeat_lost", 3, "MEDIUM", "{name} sent no heartbeat for {age_s:.1f} s; killing it"),
-        Event("process_restarted", 4, "LOW", "{name} restarted (pid {pid}, restart #{count})"),
-        Event("mode_changed", 5, "HIGH", "mode {old} -> {new}: {why}"),
-        Event("command_failed", 6, "LOW", "{command} failed: {code} {message}"),
-        Event("hal_lost", 7, "HIGH", "the HAL rig process exited with {code}; ending the run"),
-        Event("run_completed", 8, "INFO", "run completed at tick {tick}"),
+        Event("run_started", 1, "INFO", "run started: data in {data_dir}",
+              args=(EventArg("data_dir", "str"),)),
+        Event("process_died", 2, "MEDIUM", "{name} (pid {pid}) exited with {code}; restart in {delay_s:g} s",
+              args=(EventArg("name", "str"), EventArg("pid", "int"), EventArg("code", "int"),
+                    EventArg("delay_s", "float", "s"))),
+        Event("heartbeat_lost", 3, "MEDIUM", "{name} sent no heartbeat for {age_s:.1f} s; killing it",
+              args=(EventArg("name", "str"), EventArg("age_s", "float", "s"))),
+        Event("process_restarted", 4, "LOW", "{name} restarted (pid {pid}, restart #{count})",
+              args=(EventArg("name", "str"), EventArg("pid", "int"), EventArg("count", "int", "count"))),
+        Event("mode_changed", 5, "HIGH", "mode {old} -> {new}: {why}",
+              args=(EventArg("old", "str"), EventArg("new", "str"), EventArg("why", "str"))),
+        Event("command_failed", 6, "LOW", "{command} failed: {code} {message}",
+              args=(EventArg("command", "str"), EventArg("code", "str"), EventArg("message", "str"))),
+        Event("hal_lost", 7, "HIGH", "the HAL rig process exited with {code}; ending the run",
+              args=(EventArg("code", "int"),)),
+        Event("run_completed", 8, "INFO", "run completed at tick {tick}",
+              args=(EventArg("tick", "int"),)),
     ),
 )
 

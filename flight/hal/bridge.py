@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from flight.core.component import (
-    Arg, Channel, Command, CommandError, Component, Event, actuator_owners, owned_settings,
+    Arg, Channel, Command, CommandError, Component, Event, EventArg, actuator_owners, owned_settings,
 )
 from flight.core.config import RunConfig
 from flight.core.messages import Message
@@ -118,21 +118,37 @@ class HalBridge(Subsystem):
             Channel("faults_active", "int", "count", "Injected faults in effect in the rig.", yellow=(0, 0)),
         ),
         events=(
-            Event("rig_connected", 1, "INFO", "HAL rig connected: protocol v{version}, {n_gpus} GPUs, tick {tick_s} s, lockstep={lockstep}"),
-            Event("frame_rejected", 2, "HIGH", "sensor frame {tick} rejected: {why}"),
-            Event("actuation_rejected", 3, "MEDIUM", "rig rejected an actuation: {reason}"),
-            Event("participant_absent", 4, "MEDIUM", "{name} stopped answering in lockstep at tick {tick}; going on without it"),
-            Event("participant_back", 5, "INFO", "{name} answering again at tick {tick}"),
-            Event("rig_ended", 6, "HIGH", "the HAL rig stopped serving: {reason}"),
+            Event("rig_connected", 1, "INFO", "HAL rig connected: protocol v{version}, {n_gpus} GPUs, tick {tick_s} s, lockstep={lockstep}",
+                  args=(EventArg("version", "int"), EventArg("n_gpus", "int", "count"),
+                        EventArg("tick_s", "float", "s"), EventArg("lockstep", "bool"))),
+            Event("frame_rejected", 2, "HIGH", "sensor frame {tick} rejected: {why}",
+                  args=(EventArg("tick", "int"), EventArg("why", "str"))),
+            Event("actuation_rejected", 3, "MEDIUM", "rig rejected an actuation: {reason}",
+                  args=(EventArg("reason", "str"),)),
+            Event("participant_absent", 4, "MEDIUM", "{name} stopped answering in lockstep at tick {tick}; going on without it",
+                  args=(EventArg("name", "str"), EventArg("tick", "int"))),
+            Event("participant_back", 5, "INFO", "{name} answering again at tick {tick}",
+                  args=(EventArg("name", "str"), EventArg("tick", "int"))),
+            Event("rig_ended", 6, "HIGH", "the HAL rig stopped serving: {reason}",
+                  args=(EventArg("reason", "str"),)),
             Event("fault_injected", 7, "MEDIUM",
-                  "FAULT INJECTION: {fault} value={value:g} target={target!r} duration {duration_s:g} s"),
-            Event("fault_cleared", 8, "INFO", "fault {fault} target={target!r} cleared ({why})"),
-            Event("scenario_command_failed", 9, "MEDIUM", "scenario command {command} at {at_s:g} s failed: {code} {message}"),
+                  "FAULT INJECTION: {fault} value={value:g} target={target!r} duration {duration_s:g} s",
+                  args=(EventArg("fault", "str"), EventArg("value", "float"), EventArg("target", "str"),
+                        EventArg("duration_s", "float", "s"))),
+            Event("fault_cleared", 8, "INFO", "fault {fault} target={target!r} cleared ({why})",
+                  args=(EventArg("fault", "str"), EventArg("target", "str"), EventArg("why", "str"))),
+            Event("scenario_command_failed", 9, "MEDIUM", "scenario command {command} at {at_s:g} s failed: {code} {message}",
+                  args=(EventArg("command", "str"), EventArg("at_s", "float", "s"), EventArg("code", "str"),
+                        EventArg("message", "str"))),
             Event("gpus_offline", 10, "MEDIUM",
-                  "GPU {gpus} went offline ({shutdowns} at >= {shutdown_c:g} degC: thermal shutdown); {online} online"),
-            Event("gpus_back", 11, "INFO", "GPU {gpus} back online; {online} online"),
+                  "GPU {gpus} went offline ({shutdowns} at >= {shutdown_c:g} degC: thermal shutdown); {online} online",
+                  args=(EventArg("gpus", "str"), EventArg("shutdowns", "int", "count"),
+                        EventArg("shutdown_c", "float", "degC"), EventArg("online", "int", "count"))),
+            Event("gpus_back", 11, "INFO", "GPU {gpus} back online; {online} online",
+                  args=(EventArg("gpus", "str"), EventArg("online", "int", "count"))),
             Event("actuation_refused", 12, "MEDIUM",
-                  "{component} set actuator {field}, which it does not own: refused (reported once per pair)"),
+                  "{component} set actuator {field}, which it does not own: refused (reported once per pair)",
+                  args=(EventArg("component", "str"), EventArg("field", "str"))),
         ),
     )
 

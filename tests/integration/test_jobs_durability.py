@@ -35,6 +35,7 @@ from flight.core import bus
 from flight.core.config import RunConfig
 from flight.subsystems.jobs.programs import ProgramRun
 from flight.core.messages import Encoder, decode
+from flight.executive.recorder import event_args
 from tests.predicates import FlightRun, free_port
 
 pytestmark = pytest.mark.slow
@@ -101,7 +102,7 @@ def test_kill_9_of_the_job_runner_loses_no_job_and_completes_each_once(tmp_path)
             ctx.destroy(linger=0)
         deadline = time.monotonic() + 60
         for job_id in (last, program):
-            while not any(m.startswith(f"job {job_id} completed") for m in run.events("jobs.job_completed")):
+            while not any(f["job_id"] == job_id for f in run.event_fields("jobs.job_completed")):
                 assert time.monotonic() < deadline, f"job {job_id} did not complete"
                 time.sleep(0.2)
         run.interrupt()
@@ -116,8 +117,7 @@ def test_kill_9_of_the_job_runner_loses_no_job_and_completes_each_once(tmp_path)
     results = dict(jobs_db.execute("SELECT job_id, outcome FROM results"))
     assert all(results.get(j) == state for j, (state, *_) in stored.items() if state in ("completed", "cancelled"))
 
-    completions = Counter(int(re.match(r"job (\d+) completed", m).group(1)) for (m,) in tm_db.execute(
-        "SELECT message FROM ev WHERE name = 'jobs.job_completed'"))
+    completions = Counter(f["job_id"] for _, _, f in event_args(tm_db, "jobs.job_completed"))
     assert completions, "jobs completed during the run"
     assert max(completions.values()) == 1, f"completed twice: {[j for j, c in completions.items() if c > 1]}"
     assert all(results.get(j) == "completed" for j in completions)
@@ -127,9 +127,8 @@ def test_kill_9_of_the_job_runner_loses_no_job_and_completes_each_once(tmp_path)
     hk = [(t, decode(body).data) for t, body in tm_db.execute("SELECT time_s, body FROM tm WHERE name = 'jobs.hk' "
                                                                "ORDER BY rowid")]
     restores: dict[float, dict[int, float]] = {}
-    for t, message in tm_db.execute("SELECT time_s, message FROM ev WHERE name = 'jobs.job_restored'"):
-        job_id, done = re.match(r"job (\d+) restored after restart: checkpoint t=[\d.]+ s, ([\d.]+) of", message).groups()
-        restores.setdefault(t, {})[int(job_id)] = float(done)
+    for t, _, f in event_args(tm_db, "jobs.job_restored"):
+        restores.setdefault(t, {})[f["job_id"]] = f["checkpoint_gpu_s"]
     assert restores, "jobs were resumed from checkpoints"
     checked = 0
     for restarted_at, restored in restores.items():
@@ -153,7 +152,7 @@ def test_kill_9_of_the_job_runner_loses_no_job_and_completes_each_once(tmp_path)
 
     # the critical command job's two programs were stopped by each crash and resumed, each
     # from its own checkpoint, and agreed at the end
-    starts = [m for m in run.events("jobs.job_started") if m.startswith(f"job {program} started")]
+    starts = [f for f in run.event_fields("jobs.job_started") if f["job_id"] == program]
     assert len(starts) >= 2, "the program ran across at least one crash"
     (detail,) = jobs_db.execute("SELECT detail FROM results WHERE job_id = ? AND outcome = 'completed'",
                                 (program,)).fetchone()

@@ -58,13 +58,15 @@ def test_a_fault_injected_and_cleared_from_the_ground(paced_run):  # noqa: F811 
     assert sent.returncode == 0 and "completed" in sent.stdout, sent.stdout + sent.stderr
     run.await_telemetry("hal.gpus_online", equals=71)
     run.await_telemetry("hal.faults_active", equals=1)
-    assert "FAULT INJECTION: gpu_dead" in run.await_event("hal.fault_injected")
-    assert "GPU 5 went offline (0 at >= 92" in run.await_event("hal.gpus_offline")
+    assert run.await_event_fields("hal.fault_injected") == {"fault": "gpu_dead", "value": 0.0, "target": "5",
+                                                            "duration_s": 0.0}
+    offline = run.await_event_fields("hal.gpus_offline")
+    assert offline["gpus"] == "5" and offline["shutdowns"] == 0 and offline["online"] == 71
 
     refused = ground(run, "send", "hal.inject_fault", "fault=pump_degraded", "value=2", "target=", "duration_s=0",
                      "--link", link)
     assert refused.returncode == 1 and "VALIDATION_ERROR" in refused.stdout and "flow fraction" in refused.stdout
-    assert run.events("hal.fault_injected") == [run.await_event("hal.fault_injected")]
+    assert run.event_fields("hal.fault_injected") == [run.await_event_fields("hal.fault_injected")]
 
     cleared = ground(run, "send", "hal.clear_fault", "fault=gpu_dead", "target=5", "--link", link)
     assert cleared.returncode == 0, cleared.stdout + cleared.stderr

@@ -16,7 +16,6 @@ loss would. A new ``flight run`` on the same data directory then finishes it. Ch
 """
 
 import os
-import re
 import signal
 import sqlite3
 import time
@@ -87,7 +86,7 @@ def power_loss(run: FlightRun) -> None:
 
 
 def completions(run: FlightRun) -> Counter:
-    return Counter(int(re.match(r"job (\d+) completed", m).group(1)) for m in run.events("jobs.job_completed"))
+    return Counter(f["job_id"] for f in run.event_fields("jobs.job_completed"))
 
 
 def test_kill_9_of_the_whole_stack_mid_job_loses_nothing_acknowledged_and_completes_once(tmp_path):
@@ -115,7 +114,7 @@ def test_kill_9_of_the_whole_stack_mid_job_loses_nothing_acknowledged_and_comple
     second_link = f"127.0.0.1:{free_port()}"
     with FlightRun(tmp_path, "--duration", "1000000", "--speed", "max", "--contact", "always",
                    "--link", second_link) as second:
-        restored = second.await_event("jobs.job_restored")
+        restored = second.await_event_fields("jobs.job_restored")
         second.await_telemetry("link.contact", equals=True)
         send_submit(second, second_link, WORK_GPU_S + 1.0)
         after_restart = job_id_of(second, WORK_GPU_S + 1.0)
@@ -130,9 +129,7 @@ def test_kill_9_of_the_whole_stack_mid_job_loses_nothing_acknowledged_and_comple
     db = jobs_db(second)
     stored = dict(db.execute("SELECT job_id, state FROM jobs"))
     results = Counter(j for (j,) in db.execute("SELECT job_id FROM results"))
-    restored_at = {int(j): float(done) for j, done in (
-        re.match(r"job (\d+) restored after restart: checkpoint t=[\d.]+ s, ([\d.]+) of", m).groups()
-        for m in second.events("jobs.job_restored"))}
+    restored_at = {f["job_id"]: f["checkpoint_gpu_s"] for f in second.event_fields("jobs.job_restored")}
     db.close()
     assert acknowledged <= set(stored), f"acknowledged jobs lost: {acknowledged - set(stored)}"
     assert stored[job] == stored[after_restart] == "completed"

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from flight.control.thermal_pid import ThermalPid, thermal_headroom_w
-from flight.core.component import Arg, Channel, Command, Component, DataProduct, Event, Parameter, ProductField
+from flight.core.component import Arg, Channel, Command, Component, DataProduct, Event, EventArg, Parameter, ProductField
 from flight.hal.protocol import N_GPUS, N_ZONES
 from flight.subsystems.thermal.sensor_check import PERSISTENCE_S, SensorCheck
 from flight.core.subsystem import Subsystem
@@ -105,12 +105,17 @@ class ThermalController(Subsystem):
                     "Temperature sensors the cross-check declared failed (replaced by substitutes).", yellow=(0, 0)),
         ),
         events=(
-            Event("setpoint_changed", 1, "INFO", "coolant setpoint {old_c:.1f} -> {new_c:.1f} °C"),
-            Event("gpu_target_changed", 2, "INFO", "GPU target {old_c:.1f} -> {new_c:.1f} °C"),
-            Event("gains_changed", 3, "INFO", "{loop} gains kp={kp:g} ki={ki:g} kd={kd:g}"),
+            Event("setpoint_changed", 1, "INFO", "coolant setpoint {old_c:.1f} -> {new_c:.1f} °C",
+                  args=(EventArg("old_c", "float", "degC"), EventArg("new_c", "float", "degC"))),
+            Event("gpu_target_changed", 2, "INFO", "GPU target {old_c:.1f} -> {new_c:.1f} °C",
+                  args=(EventArg("old_c", "float", "degC"), EventArg("new_c", "float", "degC"))),
+            Event("gains_changed", 3, "INFO", "{loop} gains kp={kp:g} ki={ki:g} kd={kd:g}",
+                  args=(EventArg("loop", "str"), EventArg("kp", "float"), EventArg("ki", "float"),
+                        EventArg("kd", "float"))),
             Event("sensor_failed", 4, "MEDIUM",
                   "{sensor} disagreed with related readings for {persist_s:g} s: failed, a conservative "
-                  "estimate replaces it"),
+                  "estimate replaces it",
+                  args=(EventArg("sensor", "str"), EventArg("persist_s", "float", "s"))),
         ),
         parameters=(
             Parameter("setpoint_c", 1, "float", "degC", 15.0, 45.0, DEFAULT_SETPOINT_C,
