@@ -23,11 +23,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from flight.exit_status import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from flight.core.bus import BusAddress
 from flight.core.config import RunConfig
 from flight.core.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle, orbit_period_s
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SIMULATOR_SERVER = "sim_hw.server"
 """``flight sim`` becomes this module's process (``python -m``): its own parser and --help."""
 
@@ -329,7 +329,7 @@ def add_dict_parser(sub) -> None:
 
 def cmd_dict(args: argparse.Namespace) -> int:
     from flight.hal import protocol as hal
-    from flight.executive.supervisor import full_dictionary
+    from flight.core.dictionary import full_dictionary
 
     def field_json(f: hal.Field) -> dict:
         # strict JSON has no infinity: an unbounded end of a range is null

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from flight.cli import EXIT_FAILED, EXIT_OK
+from flight.exit_status import EXIT_FAILED, EXIT_OK
 from flight.core.messages import DecodeError, decode
 from flight.executive.recorder import event_args
 from flight.subsystems.power.modes import MODES

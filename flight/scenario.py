@@ -63,7 +63,7 @@ import tomllib
 
 from flight.core.component import CommandError
 from flight.core.tle import DEFAULT_TLE_PATH, load_tle, orbit_period_s
-from flight.executive.supervisor import full_dictionary
+from flight.core.dictionary import full_dictionary
 from flight.hal import faults
 from flight.subsystems.power.modes import MODES
 

@@ -52,6 +52,13 @@ class SimRig:
             "lockstep": speed is None, "speed": speed, "epoch_utc": satellite.epoch_utc.isoformat(),
         }
 
+    @classmethod
+    def lockstep(cls, tle_lines: tuple[str, str], tick_s: float = 1.0, seed: int = 0,
+                 params: SimParams | None = None) -> SimRig:
+        """A lockstep rig flying a new :class:`Satellite` on ``tle_lines`` (``seed``: memory
+        upsets; ``params``: the simulator's parameters, default :class:`SimParams`)."""
+        return cls(Satellite(tuple(tle_lines), seed=seed, params=params), tick_s, None)
+
     def step(self) -> tuple[int, float, dict]:
         """Advance the physics one tick; return ``(tick, time_s, frame)``: frame N is the
         state at ``time_s = N * tick_s``."""

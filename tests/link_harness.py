@@ -20,7 +20,7 @@ from spacepackets.ecss.tm import ManagedParams, PusTm
 from flight.core.bus import BusAddress
 from flight.core.config import RunConfig
 from flight.core.component import CommandError
-from flight.executive.supervisor import full_dictionary
+from flight.core.dictionary import full_dictionary
 from flight.spacelink import keys
 from flight.spacelink import framing, pus17_test as pus17, pus8_functions as pus8
 from flight.spacelink.sdls import ArsnCounter, protect

@@ -69,7 +69,7 @@ def test_dictionary_lists_the_wiring_as_text_and_json():
 
 
 def test_dictionary_graph_names_every_data_product_and_its_readers():
-    from flight.executive.supervisor import full_dictionary
+    from flight.core.dictionary import full_dictionary
 
     out = flight("dict", "--graph")
     assert out.returncode == 0 and out.stdout.startswith("digraph wiring {") and out.stdout.rstrip().endswith("}")

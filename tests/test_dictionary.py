@@ -9,7 +9,7 @@ import pytest
 
 from flight.core.component import (STRICT_EVENTS_ENV, Arg, Command, CommandError, Component, Dictionary, Event,
                                    EventArg, EventArgError)
-from flight.executive.supervisor import full_dictionary
+from flight.core.dictionary import full_dictionary
 
 SETPOINT = Command("set_setpoint", 1, (Arg("setpoint_c", "float", "degC", 15, 45),))
 

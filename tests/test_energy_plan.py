@@ -6,6 +6,7 @@ import pytest
 
 from flight.core.tle import load_tle
 from flight.hal.inprocess import InProcessRack
+from sim_hw.local import SimRig
 from flight.subsystems.power.eclipse_forecast import EclipseForecast
 
 _, TLE = load_tle("flight/data/tle-beta0.txt", "RACKSAT-BETA0")
@@ -16,7 +17,7 @@ def holds_until_the_eclipse(data_dir, soc_floor=None) -> tuple[InProcessRack, li
     """Fly the in-process stack to just inside the first eclipse, ``soc_floor`` set first by
     the parameter command (what TC[20,3] becomes on board); the runner's eclipse holds."""
     data_dir.mkdir()
-    rack = InProcessRack(data_dir, TLE, params={"jobs": {"workload": "none"}})
+    rack = InProcessRack(data_dir, SimRig.lockstep(TLE), TLE, params={"jobs": {"workload": "none"}})
     if soc_floor is not None:
         assert rack.subsystem("power").execute("set_parameter", {"name": "soc_floor", "value": soc_floor}) == (
             f"power.soc_floor = {soc_floor}")
@@ -50,7 +51,7 @@ def test_a_raised_floor_makes_the_job_runner_hold_gpus_back_before_the_eclipse(t
 
 def test_no_plan_heard_yet_means_no_look_ahead(tmp_path):
     """Before the first ``power.energy_plan`` arrives the runner holds nothing back."""
-    rack = InProcessRack(tmp_path, TLE, params={"jobs": {"workload": "none"}})
+    rack = InProcessRack(tmp_path, SimRig.lockstep(TLE), TLE, params={"jobs": {"workload": "none"}})
     runner = rack.subsystem("jobs")
     assert runner.energy_plan is None
     rack.fly(1.0)
@@ -60,7 +61,7 @@ def test_no_plan_heard_yet_means_no_look_ahead(tmp_path):
 
 
 def test_the_plan_goes_out_by_exception_and_with_every_housekeeping(tmp_path):
-    rack = InProcessRack(tmp_path, TLE, params={"jobs": {"workload": "none"}})
+    rack = InProcessRack(tmp_path, SimRig.lockstep(TLE), TLE, params={"jobs": {"workload": "none"}})
     power, sent = rack.subsystem("power"), []
     publish = power.publish_data
     power.publish_data = lambda product, **values: (sent.append(values), publish(product, **values))

@@ -9,7 +9,7 @@ import pytest
 from flight.core.bus import BusAddress
 from flight.core.config import RunConfig
 from flight.core.component import CommandError, Parameter
-from flight.executive.supervisor import full_dictionary
+from flight.core.dictionary import full_dictionary
 from flight.core.parameters import PARAMETERS_FILE, ParameterStore
 from flight.subsystems.thermal.controller import DEFAULT_SETPOINT_C, ThermalController
 

@@ -8,7 +8,7 @@ from flight.core.bus import BusAddress
 from flight.core.component import Component, DataProduct, Dictionary, ProductField
 from flight.core.config import RunConfig
 from flight.core.messages import Message
-from flight.executive.supervisor import full_dictionary
+from flight.core.dictionary import full_dictionary
 from flight.hal.bridge import HalBridge
 from flight.hal.protocol import N_GPUS
 from flight.subsystems.jobs.runner import JobRunner

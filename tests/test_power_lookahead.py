@@ -22,6 +22,7 @@ from flight.subsystems.power.manager import (
 )
 from flight.core.tle import load_tle
 from flight.hal.inprocess import InProcessRack
+from sim_hw.local import SimRig
 from tests.test_modes import power_manager, sunlit_frame
 
 CAPACITY_J = 160 * 3.6e6
@@ -100,7 +101,7 @@ def test_one_orbit_uses_the_battery_down_to_the_floor_and_not_below(tmp_path):
     a β≈0 eclipse at full demand reach sunrise just above the floor, and the forecast the
     power manager reports is the orbit's."""
     _, tle = load_tle("flight/data/tle-beta0.txt", "RACKSAT-BETA0")
-    rack = InProcessRack(tmp_path, tle)
+    rack = InProcessRack(tmp_path, SimRig.lockstep(tle), tle)
     socs: list[float] = []
     rack.fly(4200.0, on_frame=lambda frame: socs.append(frame["battery_soc"]))
     rack.close()
@@ -150,7 +151,7 @@ def test_without_look_ahead_the_rack_runs_flat_out_into_the_floor_before_sunrise
     floor long before sunrise, the idle rack then drains it below, and the mode machine's
     POWER_SAVE takes over; the look-ahead plan (above) reaches sunrise just above the floor."""
     _, tle = load_tle("flight/data/tle-beta0.txt", "RACKSAT-BETA0")
-    rack = InProcessRack(tmp_path, tle, params={"power": {"energy_plan": "reactive"}})
+    rack = InProcessRack(tmp_path, SimRig.lockstep(tle), tle, params={"power": {"energy_plan": "reactive"}})
     socs: list[float] = []
     rack.fly(4200.0, on_frame=lambda frame: socs.append(frame["battery_soc"]))
     rack.close()

@@ -16,7 +16,7 @@ from flight.core.config import RunConfig
 from flight.core.messages import Encoder, decode
 from flight.core.runtime import ProcessRunner
 from flight.core.tle import DEFAULT_TLE_PATH, load_tle
-from flight.subsystems import subsystem_class
+from flight.core.dictionary import subsystem_class
 from sim_hw.satellite import Satellite
 
 EVENTS = 200

@@ -19,7 +19,7 @@ from spacepackets.ecss.tm import InvalidTmCrc16Error, ManagedParams, PusTm
 
 from flight.core.component import (FAILURE_CODES, SEVERITIES, Arg, Channel, Command, CommandError, Component,
                                    Dictionary, Event, EventArg)
-from flight.executive.supervisor import full_dictionary
+from flight.core.dictionary import full_dictionary
 from flight.spacelink import (
     codec,
     framing,

@@ -15,6 +15,7 @@ from flight.subsystems.thermal.sensor_check import (
 from flight.core.tle import load_tle
 from sim_hw import faults
 from flight.hal.inprocess import InProcessRack
+from sim_hw.local import SimRig
 
 R_K_PER_W = 0.035
 POWER_W = np.where(np.arange(72) % 2 == 0, 400.0, 1000.0)
@@ -99,7 +100,8 @@ def test_a_bad_tick_is_refused():
 
 @pytest.fixture
 def rack(tmp_path):
-    r = InProcessRack(tmp_path, load_tle("flight/data/tle-real.txt")[1])
+    tle = load_tle("flight/data/tle-real.txt")[1]
+    r = InProcessRack(tmp_path, SimRig.lockstep(tle), tle)
     yield r
     r.close()
 

@@ -51,6 +51,7 @@ from flight.core import bus
 from flight.core.messages import Encoder, decode
 from flight.core.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle, orbit_period_s
 from flight.hal.inprocess import InProcessRack
+from sim_hw.local import SimRig
 
 SHORT_RUN_S = 60.0
 """Simulated seconds of the run whose wall time is taken as the full stack's start-up and
@@ -140,7 +141,7 @@ def in_process_wall_s(ticks: int) -> float:
     """Wall seconds of :class:`InProcessRack` flying ``ticks`` one-second ticks."""
     tle_lines = load_tle(DEFAULT_TLE_PATH, DEFAULT_TLE_NAME)[1]
     with tempfile.TemporaryDirectory(prefix="rf-inproc-") as tmp:
-        rack = InProcessRack(Path(tmp), tle_lines)
+        rack = InProcessRack(Path(tmp), SimRig.lockstep(tle_lines), tle_lines)
         try:
             started = time.perf_counter()
             rack.fly(float(ticks))

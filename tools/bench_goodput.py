@@ -100,6 +100,7 @@ from sim_hw.thermal import (
 )
 
 from flight.hal.inprocess import InProcessRack
+from sim_hw.local import SimRig
 
 BETA0_TLE = DEFAULT_TLE_PATH.parent / "tle-beta0.txt"
 OFFERED_LOAD = 1.3
@@ -205,7 +206,7 @@ def fly(setup: Setup, hours: float, seed: int, arrivals: list[Arrival], progress
     n_ticks = int(hours * 3600)
     out = Flight(setup)
     with tempfile.TemporaryDirectory(prefix="bench-goodput-") as data_dir:
-        rack = InProcessRack(Path(data_dir), tle, seed=seed,
+        rack = InProcessRack(Path(data_dir), SimRig.lockstep(tle, seed=seed), tle, seed=seed,
                              params={"jobs": {"workload": "none", "policy": setup.policy},
                                      "power": {"energy_plan": setup.energy_plan}})
         runner, sat = rack.subsystem("jobs"), rack.rig.sat

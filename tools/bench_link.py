@@ -49,7 +49,7 @@ from spacepackets.ecss.tm import PusTm
 
 from flight.core.bus import BusAddress
 from flight.core.config import RunConfig
-from flight.executive.supervisor import full_dictionary
+from flight.core.dictionary import full_dictionary
 from flight.spacelink import keys
 from flight.ground.archive import Archive
 from flight.ground.client import LinkClient

@@ -413,7 +413,7 @@ def run_profiled(run: Callable[[], None], config: RunConfig, name: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m flight.core.runtime NAME CONFIG_JSON``: one subsystem's process."""
-    from flight.subsystems import subsystem_class
+    from flight.core.dictionary import subsystem_class
 
     name, config_json = (argv or sys.argv[1:])[:2]
     return serve(name, lambda: ProcessRunner(subsystem_class(name), RunConfig.from_json(config_json)))

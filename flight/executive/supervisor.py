@@ -35,7 +35,8 @@ import zmq
 
 from flight.core import bus
 from flight.core.config import SUBSYSTEMS, RunConfig
-from flight.core.component import Arg, Channel, Command, CommandError, Component, Dictionary, Event, EventArg
+from flight.core.dictionary import full_dictionary
+from flight.core.component import Arg, Channel, Command, CommandError, Component, Event, EventArg
 from flight.core.messages import SeqTracker
 from flight.core.runtime import BusRuntime
 from flight.executive.dispatcher import Dispatcher, Forward
@@ -90,14 +91,6 @@ COMPONENT = Component(
               args=(EventArg("tick", "int"),)),
     ),
 )
-
-
-def full_dictionary() -> Dictionary:
-    """Every component's declarations: the executive, the HAL bridge and each subsystem."""
-    from flight.hal.bridge import HalBridge
-    from flight.subsystems import all_subsystem_classes
-
-    return Dictionary([COMPONENT, HalBridge.COMPONENT, *(c.COMPONENT for c in all_subsystem_classes())])
 
 
 @dataclass

@@ -46,7 +46,7 @@ from flight.core.messages import Message
 from flight.core.subsystem import Subsystem
 from flight.hal import faults
 from flight.hal import protocol as hal
-from flight.subsystems import all_subsystem_classes
+from flight.core.dictionary import all_subsystem_classes
 
 LOCKSTEP_TIMEOUT_S = 10.0
 """Wall seconds a lockstep tick waits for a silent participant before going on without it."""

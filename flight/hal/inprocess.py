@@ -9,7 +9,7 @@ it applies only the actuator fields each subsystem owns
 (:meth:`flight.hal.bridge.HalBridge.merge_actuation`); the others are counted in
 :attr:`InProcessRack.actuations_refused`.
 
-    rack = InProcessRack(tmp_path, tle_lines)
+    rack = InProcessRack(tmp_path, SimRig.lockstep(tle_lines), tle_lines)
     rack.fly(86400)
     rack.series("power.hk", "battery_soc")       # every housekeeping value, in time order
 """
@@ -27,8 +27,7 @@ from flight.hal.bridge import HalBridge
 from flight.subsystems.jobs.runner import JobRunner
 from flight.subsystems.power.manager import PowerManager
 from flight.subsystems.thermal.controller import ThermalController
-from sim_hw.local import SimRig
-from sim_hw.satellite import Satellite
+from flight.hal.rigs import LocalRig
 
 
 class InProcessRack:
@@ -36,17 +35,21 @@ class InProcessRack:
 
     Args:
         data_dir: the run's data directory (the job and monitoring databases go there).
-        tle_lines: the element set, flown by the simulator and forecast on board.
-        tick_s: simulated seconds per tick.
+        rig: the hardware, stepped in this process (:class:`flight.hal.rigs.LocalRig`; the
+            simulator's is ``sim_hw.local.SimRig.lockstep(tle_lines, tick_s, seed)``); its
+            ``welcome["tick_s"]`` sets the tick.
+        tle_lines: the element set the rig flies, forecast on board.
+        seed: the run's seed (``RunConfig.seed``: the jobs' synthetic workload).
         params: the run's per-subsystem parameters (``RunConfig.params``), e.g.
             ``{"jobs": {"workload": "none"}}``.
     """
 
-    def __init__(self, data_dir: Path, tle_lines: tuple[str, str], tick_s: float = 1.0, seed: int = 0,
+    def __init__(self, data_dir: Path, rig: LocalRig, tle_lines: tuple[str, str], seed: int = 0,
                  params: dict | None = None) -> None:
+        tick_s = float(rig.welcome["tick_s"])
         self.config = RunConfig(bus=BusAddress("inproc://a", "inproc://b", "inproc://c"), data_dir=str(data_dir),
                                 tick_s=tick_s, tle_lines=tuple(tle_lines), seed=seed, params=params or {})
-        self.rig = SimRig(Satellite(tuple(tle_lines), seed=seed), tick_s, None)
+        self.rig = rig
         self.telemetry: dict[str, list[tuple[float, dict]]] = {}
         self.events: list[tuple[float, str, dict]] = []
         self.time_s = 0.0

@@ -16,7 +16,7 @@ import time
 import pytest
 from fastcrc import crc16
 
-from flight.executive.supervisor import full_dictionary
+from flight.core.dictionary import full_dictionary
 from flight.spacelink import keys
 from flight.ground.client import LinkClient
 from flight.spacelink.pus1_verification import Verification

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from fastcrc import crc16
 
-from flight.executive.supervisor import full_dictionary
+from flight.core.dictionary import full_dictionary
 from flight.spacelink import keys
 from flight.ground.client import LinkClient
 from flight.spacelink.framing import MAX_TC_APP_DATA, build_tc

@@ -13,6 +13,7 @@ import pytest
 from flight.core.tle import load_tle
 from tests.predicates import FlightRun
 from flight.hal.inprocess import InProcessRack
+from sim_hw.local import SimRig
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +46,7 @@ class FrameLog:
 @pytest.fixture(scope="module")
 def day(tmp_path_factory):
     _, tle = load_tle(BETA0_TLE, BETA0_NAME)
-    rack = InProcessRack(tmp_path_factory.mktemp("day"), tle)
+    rack = InProcessRack(tmp_path_factory.mktemp("day"), SimRig.lockstep(tle), tle)
     log = FrameLog()
     rack.fly(DAY_S, on_frame=log)
     yield rack, log

@@ -11,7 +11,7 @@ into the next pass, where the ground only listens."""
 
 import pytest
 
-from flight.executive.supervisor import full_dictionary
+from flight.core.dictionary import full_dictionary
 from flight.spacelink import keys
 from flight.spacelink import pus11_scheduling as pus11
 from flight.ground.client import LinkClient

@@ -12,6 +12,7 @@ from flight.hal.protocol import N_GPUS
 from flight.platform import GPU_MIN_W
 from flight.core.tle import load_tle
 from flight.hal.inprocess import InProcessRack
+from sim_hw.local import SimRig
 
 pytestmark = pytest.mark.slow
 JOBS = 9
@@ -19,7 +20,7 @@ JOBS = 9
 
 def test_a_gpu_freed_from_a_hot_job_keeps_its_headroom_and_takes_new_work_at_once(tmp_path):
     _, tle = load_tle("flight/data/tle-beta0.txt", "RACKSAT-BETA0")
-    rack = InProcessRack(tmp_path, tle, params={"jobs": {"workload": "none"}})
+    rack = InProcessRack(tmp_path, SimRig.lockstep(tle), tle, params={"jobs": {"workload": "none"}})
     runner, thermal = rack.subsystem("jobs"), rack.subsystem("thermal")
     ids = [rack.submit(N_GPUS // JOBS, 1e7) for _ in range(JOBS)]
     rack.fly(600.0)  # warm: the dies near their target at full power

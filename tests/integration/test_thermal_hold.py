@@ -16,6 +16,7 @@ from flight.hal.protocol import N_GPUS
 from flight.subsystems.thermal.controller import DEFAULT_SETPOINT_C
 from flight.core.tle import load_tle
 from flight.hal.inprocess import InProcessRack
+from sim_hw.local import SimRig
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +64,8 @@ def steady_windows(sunlit: np.ndarray) -> list[tuple[bool, slice]]:
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory):
     _, tle = load_tle("flight/data/tle-beta0.txt", "RACKSAT-BETA0")
-    rack = InProcessRack(tmp_path_factory.mktemp("thermal"), tle, params={"jobs": {"workload": "none"}})
+    rack = InProcessRack(tmp_path_factory.mktemp("thermal"), SimRig.lockstep(tle), tle,
+                         params={"jobs": {"workload": "none"}})
     for _ in range(STEADY_JOBS):  # long equal jobs on every GPU: nothing starts, stops or preempts
         rack.submit(N_GPUS // STEADY_JOBS, N_GPUS * 3 * ORBIT_S)
     log: dict[str, list] = {"supply_c": [], "valve": [], "sunlit": [], "gpu_w": []}

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from flight.exit_status import EXIT_FAILED, EXIT_OK
 from flight.core.component import Command, CommandError, Dictionary
 from flight.core.config import RunConfig
 from flight.spacelink import keys
 
-EXIT_OK, EXIT_FAILED = 0, 1
 DEFAULT_LINK = RunConfig.link_endpoint
 """The endpoint ``flight run`` serves by default (RunConfig's default)."""
 DEFAULT_TIMEOUT_S = 5.0
@@ -83,7 +83,7 @@ def auth_hint(args: argparse.Namespace) -> str:
 
 def load_dictionary() -> Dictionary:
     """The dictionary the satellite and this ground share."""
-    from flight.executive.supervisor import full_dictionary  # imports every subsystem: only when a command runs
+    from flight.core.dictionary import full_dictionary  # imports every subsystem: only when a command runs
 
     return full_dictionary()
 

@@ -218,7 +218,7 @@ class LinkManager(Subsystem):
                 raise ValueError(f"no station keys in {config.keys_dir or '(no keys directory)'}: create one "
                                  "with `flight keys init`, or fly with --unauthenticated-lab")
         if dictionary is None:
-            from flight.executive.supervisor import full_dictionary  # imports every subsystem, this one included
+            from flight.core.dictionary import full_dictionary  # every subsystem, this one included
 
             dictionary = full_dictionary()
         self.dictionary = dictionary

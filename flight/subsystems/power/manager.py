@@ -585,6 +585,6 @@ class PowerManager(Subsystem):
 def _validate_command(qualified: str, args) -> dict:
     """A watchpoint's telecommand checked against the whole dictionary (imported on first
     use: only adding a ``command`` watchpoint needs every subsystem's declarations)."""
-    from flight.executive.supervisor import full_dictionary
+    from flight.core.dictionary import full_dictionary
 
     return full_dictionary().validate_command(qualified, args)
