@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from flight.spacelink import keys
-from tests.link_harness import Ground, LinkHarness, ServedLink
+from tests.support.link_harness import Ground, LinkHarness, ServedLink
 
 
 def pytest_configure(config):

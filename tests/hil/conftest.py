@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from tests.hil.client import HalClient
-from tests.predicates import running
+from tests.support.hal_client import HalClient
+from tests.support.predicates import running
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from flight.spacelink import keys
 from flight.ground.client import LinkClient
 from flight.spacelink.pus import Verification, function_tc
 from flight.spacelink.sdls import ArsnCounter, StationKey, protect
-from tests.predicates import FlightRun, free_port
+from tests.support.predicates import FlightRun, free_port
 
 pytestmark = pytest.mark.slow
 

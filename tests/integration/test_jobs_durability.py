@@ -35,7 +35,7 @@ from flight.core import bus
 from flight.core.config import RunConfig
 from flight.subsystems.jobs.programs import ProgramRun
 from flight.core.messages import Encoder, decode
-from tests.predicates import FlightRun, free_port
+from tests.support.predicates import FlightRun, free_port
 
 pytestmark = pytest.mark.slow
 KILLS = 4

@@ -20,7 +20,7 @@ from flight.ground.client import LinkClient
 from flight.spacelink.pus import MAX_TC_APP_DATA, build_tc, function_tc, ping_tc
 from flight.spacelink.sdls import ArsnCounter, StationKey, protect
 from flight.subsystems.link.manager import MAX_CONNECTIONS
-from tests.predicates import FlightRun, free_port
+from tests.support.predicates import FlightRun, free_port
 
 pytestmark = pytest.mark.slow
 

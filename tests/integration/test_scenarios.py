@@ -12,7 +12,7 @@ import pytest
 from sim_hw import scenario
 from tests.integration.test_ground import ground, paced_run  # noqa: F401 (a fixture)
 from tests.integration.test_stack import standalone_sim  # noqa: F401 (a fixture)
-from tests.predicates import FlightRun
+from tests.support.predicates import FlightRun
 
 pytestmark = pytest.mark.slow
 SHORT_S = 240

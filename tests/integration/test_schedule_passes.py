@@ -20,7 +20,7 @@ from flight.core.orbit import Orbit
 from flight.core.tle import DEFAULT_TLE_PATH, load_tle
 from sim_hw.ground import GroundNetwork, load_stations
 from sim_hw.params import SimParams
-from tests.predicates import FlightRun
+from tests.support.predicates import FlightRun
 
 pytestmark = pytest.mark.slow
 

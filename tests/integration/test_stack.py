@@ -9,7 +9,7 @@ import time
 import pytest
 
 from flight.core.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle, orbit_period_s
-from tests.predicates import FlightRun, alive, running
+from tests.support.predicates import FlightRun, alive, running
 
 pytestmark = pytest.mark.slow
 SUBSYSTEMS = ["thermal", "power", "jobs", "link"]

@@ -27,7 +27,7 @@ import pytest
 
 from flight.core.messages import decode
 from tests.integration.test_ground import ground
-from tests.predicates import FlightRun, alive, free_port
+from tests.support.predicates import FlightRun, alive, free_port
 
 pytestmark = pytest.mark.slow
 INTERVAL_S = 120.0

@@ -11,7 +11,7 @@ import pytest
 from flight.ground.cli import main as cli
 
 from flight.spacelink import keys
-from tests.link_harness import FRAME_PERIOD_S, JOBS_HK, THERMAL_HK, ServedLink
+from tests.support.link_harness import FRAME_PERIOD_S, JOBS_HK, THERMAL_HK, ServedLink
 
 pytestmark = pytest.mark.usefixtures("ground_keys")
 
@@ -180,7 +180,7 @@ def test_a_missing_station_key_is_a_clear_error_before_connecting(served, capsys
 
 def test_watch_keeps_the_newest_sample_when_a_pass_brings_older_ones_after_it():
     from flight.spacelink.pus import EventReport, HkReport
-    from tests.link_harness import DICT, THERMAL, UTC0
+    from tests.support.link_harness import DICT, THERMAL, UTC0
 
     view = cli._WatchView("127.0.0.1:1", stale_s=30.0)
     view.add(HkReport(THERMAL, {**THERMAL_HK, "setpoint_c": 31.0}, UTC0 + 100))

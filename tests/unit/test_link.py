@@ -19,7 +19,7 @@ from flight.spacelink import pus
 from flight.subsystems.link.packet_stores import STORE_BY_NAME
 from flight.subsystems.link import manager as link_module
 from flight.subsystems.link.manager import MAX_CONNECTIONS, LinkManager
-from tests.link_harness import (BUS, DICT, JOBS, JOBS_HK, THERMAL, THERMAL_HK, UTC0, Ground, LinkHarness,
+from tests.support.link_harness import (BUS, DICT, JOBS, JOBS_HK, THERMAL, THERMAL_HK, UTC0, Ground, LinkHarness,
                                 _expected_hk_data, _kinds, _ping, _setpoint, _verification)
 
 # -- set-up and contact -------------------------------------------------------------------------

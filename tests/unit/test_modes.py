@@ -144,7 +144,7 @@ def test_modes_and_watchpoints_commanded_from_the_ground(tmp_path):
     import subprocess
     import sys
 
-    from tests.predicates import FlightRun, free_port
+    from tests.support.predicates import FlightRun, free_port
 
     link = f"127.0.0.1:{free_port()}"
 

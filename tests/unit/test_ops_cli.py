@@ -7,7 +7,7 @@ import time
 import pytest
 
 from flight.spacelink import keys
-from tests.test_ground_cli import run
+from tests.unit.test_ground_cli import run
 
 pytestmark = pytest.mark.usefixtures("ground_keys")
 
