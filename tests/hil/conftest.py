@@ -2,7 +2,6 @@
 private ipc:// endpoint and stopped afterwards."""
 
 import sys
-import time
 
 import pytest
 
@@ -24,13 +23,6 @@ def hal_endpoint(request, tmp_path_factory):
 @pytest.fixture
 def rig(hal_endpoint):
     client = HalClient(hal_endpoint)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            client.hello()
-            break
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
+    client.await_welcome(timeout_s=15)
     yield client
     client.close()
