@@ -56,8 +56,8 @@ def test_a_fault_injected_and_cleared_from_the_ground(paced_run):  # noqa: F811 
     sent = ground(run, "send", "hal.inject_fault", "fault=gpu_dead", "value=0", "target=5", "duration_s=0",
                   "--link", link)
     assert sent.returncode == 0 and "completed" in sent.stdout, sent.stdout + sent.stderr
-    run.await_telemetry("hal.gpus_online", equals=71)
-    run.await_telemetry("hal.faults_active", equals=1)
+    run.await_telemetry("hal.gpus_online", 71)
+    run.await_telemetry("hal.faults_active", 1)
     assert "FAULT INJECTION: gpu_dead" in run.await_event("hal.fault_injected")
     assert "GPU 5 went offline (0 at >= 92" in run.await_event("hal.gpus_offline")
 
@@ -68,8 +68,8 @@ def test_a_fault_injected_and_cleared_from_the_ground(paced_run):  # noqa: F811 
 
     cleared = ground(run, "send", "hal.clear_fault", "fault=gpu_dead", "target=5", "--link", link)
     assert cleared.returncode == 0, cleared.stdout + cleared.stderr
-    run.await_telemetry("hal.gpus_online", equals=72)
-    run.await_telemetry("hal.faults_active", equals=0)
+    run.await_telemetry("hal.gpus_online", 72)
+    run.await_telemetry("hal.faults_active", 0)
 
 
 def test_a_scenario_fault_reaches_an_external_rig_over_the_hal_protocol(tmp_path, standalone_sim):  # noqa: F811

@@ -19,7 +19,6 @@ import os
 import re
 import signal
 import sqlite3
-import time
 from collections import Counter
 
 import numpy as np
@@ -27,7 +26,7 @@ import pytest
 
 from flight.core.messages import decode
 from tests.integration.test_ground import ground
-from tests.support.predicates import FlightRun, alive, free_port
+from tests.support.predicates import FlightRun, alive, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 INTERVAL_S = 120.0
@@ -59,18 +58,17 @@ def job_id_of(run: FlightRun, work_gpu_s: float) -> int:
     return job_id
 
 
+def checkpoints_of(run: FlightRun, job_id: int) -> int:
+    db = jobs_db(run)
+    try:
+        return db.execute("SELECT COUNT(*) FROM checkpoints WHERE job_id = ?", (job_id,)).fetchone()[0]
+    finally:
+        db.close()
+
+
 def await_checkpoints(run: FlightRun, job_id: int, count: int, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        db = jobs_db(run)
-        try:
-            n = db.execute("SELECT COUNT(*) FROM checkpoints WHERE job_id = ?", (job_id,)).fetchone()[0]
-        finally:
-            db.close()
-        if n >= count:
-            return
-        assert time.monotonic() < deadline, f"job {job_id} made {n} of {count} checkpoints"
-        time.sleep(0.1)
+    wait_until(lambda: checkpoints_of(run, job_id) >= count,
+               lambda: f"job {job_id}: {count} checkpoints, {checkpoints_of(run, job_id)} made", timeout_s, 0.1)
 
 
 def power_loss(run: FlightRun) -> None:
@@ -80,10 +78,7 @@ def power_loss(run: FlightRun) -> None:
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     run.wait(timeout_s=10)
-    deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in pids[1:]):
-        assert time.monotonic() < deadline, "a flight process outlived SIGKILL"
-        time.sleep(0.05)
+    wait_until(lambda: not any(alive(pid) for pid in pids[1:]), "every flight process gone after SIGKILL", 10, 0.05)
 
 
 def completions(run: FlightRun) -> Counter:
@@ -94,7 +89,7 @@ def test_kill_9_of_the_whole_stack_mid_job_loses_nothing_acknowledged_and_comple
     link = f"127.0.0.1:{free_port()}"
     args = ("--duration", "1000000", "--speed", "max", "--contact", "always", "--link", link)
     with FlightRun(tmp_path, *args) as first:
-        first.await_telemetry("link.contact", equals=True)
+        first.await_telemetry("link.contact", True)
         send_submit(first, link, WORK_GPU_S)
         job = job_id_of(first, WORK_GPU_S)
         await_checkpoints(first, job, 2)
@@ -116,13 +111,11 @@ def test_kill_9_of_the_whole_stack_mid_job_loses_nothing_acknowledged_and_comple
     with FlightRun(tmp_path, "--duration", "1000000", "--speed", "max", "--contact", "always",
                    "--link", second_link) as second:
         restored = second.await_event("jobs.job_restored")
-        second.await_telemetry("link.contact", equals=True)
+        second.await_telemetry("link.contact", True)
         send_submit(second, second_link, WORK_GPU_S + 1.0)
         after_restart = job_id_of(second, WORK_GPU_S + 1.0)
-        deadline = time.monotonic() + 90
-        while not {job, after_restart} <= set(completions(second)):
-            assert time.monotonic() < deadline, "the jobs did not complete after the restart"
-            time.sleep(0.2)
+        wait_until(lambda: {job, after_restart} <= set(completions(second)), "both jobs completed after the restart",
+                   90)
         second.interrupt()
         assert second.wait(timeout_s=60) == 130
     assert restored

@@ -1,8 +1,15 @@
-"""Test helpers that read like operations: start a run, wait for telemetry and events.
+"""Test helpers that read like operations: start a run, wait for telemetry and events, with
+composable predicates (in the manner of fprime-gds ``predicates.py``)::
 
     with FlightRun(tmp_path, "--speed", "realtime", "--contact", "always") as run:
-        run.await_telemetry("thermal.setpoint_c", within=(29.9, 30.1))
-        run.await_event("exec.process_restarted")
+        run.await_telemetry("power.battery_soc", within(0.3, 1.0))
+        run.await_telemetry("power.mode", "SAFE")                      # a plain value: equals
+        run.await_events("exec.process_restarted", count=2)
+        run.await_events(event_named("jobs.job_completed", message=r"job 7 completed\b"))
+        wait_until(lambda: not alive(pid), "the process is gone", timeout_s=10)
+
+A predicate is a test on one value that says what it tests (``str(within(0.3, 1.0))`` is
+``within [0.3, 1.0]``, which is what a timeout reports); ``&``, ``|`` and ``~`` combine them.
 
 Telemetry and events are read from the run's own recorder database (SQLite in WAL mode,
 so reading while the run writes is safe).
@@ -12,20 +19,141 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import os
+import re
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+import msgpack
 
 from flight.core.messages import decode
 
 
 DEFAULT_TIMEOUT_S = 60.0
+POLL_INTERVAL_S = 0.2
+
+
+class Predicate:
+    """``test(value) -> bool`` with the words that say what it tests; combine with ``&``, ``|``, ``~``."""
+
+    def __init__(self, test: Callable[[Any], bool], text: str) -> None:
+        self.test, self.text = test, text
+
+    def __call__(self, value: Any) -> bool:
+        return bool(self.test(value))
+
+    def __str__(self) -> str:
+        return self.text
+
+    __repr__ = __str__
+
+    def __and__(self, other: "Predicate") -> "Predicate":
+        return Predicate(lambda v: self(v) and other(v), f"{self} and {other}")
+
+    def __or__(self, other: "Predicate") -> "Predicate":
+        return Predicate(lambda v: self(v) or other(v), f"({self} or {other})")
+
+    def __invert__(self) -> "Predicate":
+        return Predicate(lambda v: not self(v), f"not {self}")
+
+
+def as_predicate(expected: Any) -> Predicate:
+    """``expected`` if it is a predicate, else ``equals(expected)``."""
+    return expected if isinstance(expected, Predicate) else equals(expected)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, numbers.Real)
+
+
+def equals(expected: Any) -> Predicate:
+    return Predicate(lambda v: v == expected, f"equals {expected!r}")
+
+
+def within(lo: float, hi: float) -> Predicate:
+    """``lo <= value <= hi`` (inclusive); never true of a missing value (None)."""
+    return Predicate(lambda v: v is not None and _number(v) and lo <= v <= hi, f"within [{lo:g}, {hi:g}]")
+
+
+def greater_than(bound: float) -> Predicate:
+    return Predicate(lambda v: v is not None and _number(v) and v > bound, f"greater than {bound:g}")
+
+
+def at_least(bound: float) -> Predicate:
+    return Predicate(lambda v: v is not None and _number(v) and v >= bound, f"at least {bound:g}")
+
+
+def less_than(bound: float) -> Predicate:
+    return Predicate(lambda v: v is not None and _number(v) and v < bound, f"less than {bound:g}")
+
+
+def satisfies(test: Callable[[Any], bool], text: str) -> Predicate:
+    """Any other test, with the words that say what it checks."""
+    return Predicate(test, text)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One recorded event: ``name`` is ``component.event``, ``severity`` e.g. ``"MEDIUM"``,
+    ``args`` its typed arguments where the recorder keeps them (else empty)."""
+    name: str
+    severity: str
+    message: str
+    tick: int = 0
+    time_s: float = 0.0
+    args: dict = field(default_factory=dict)
+
+
+def event_named(name: str, severity: str | None = None, message: str | None = None, **args: Any) -> Predicate:
+    """An event called ``name``; if given, of ``severity``, with a message that ``message``
+    (a regular expression) matches from its start, and with each named argument satisfying
+    its predicate (or equal to its plain value)."""
+    arg_tests = {key: as_predicate(value) for key, value in args.items()}
+    pattern = re.compile(message) if message is not None else None
+
+    def test(ev: Event) -> bool:
+        return (ev.name == name and (severity is None or ev.severity == severity)
+                and (pattern is None or pattern.match(ev.message) is not None)
+                and all(key in ev.args and t(ev.args[key]) for key, t in arg_tests.items()))
+
+    words = [f"event {name}"] + ([f"severity {severity}"] if severity else []) + \
+        ([f"message ~ {message!r}"] if message is not None else []) + [f"{k} {t}" for k, t in arg_tests.items()]
+    return Predicate(test, ", ".join(words))
+
+
+def as_event_predicate(event: str | Predicate) -> Predicate:
+    """A predicate on events: ``event`` itself, or ``event_named(event)`` for a plain name."""
+    return event if isinstance(event, Predicate) else event_named(event)
+
+
+def count(n: int | Predicate, item: Predicate | None = None) -> Predicate:
+    """A predicate on a sequence: the number of its items satisfying ``item`` (all items if
+    None) is at least ``n``, or satisfies ``n`` if that is a predicate."""
+    wanted = at_least(n) if isinstance(n, int) else n
+    return Predicate(lambda seq: wanted(sum(1 for x in seq if item is None or item(x))),
+                     f"count {wanted}" + (f" of {item}" if item is not None else ""))
+
+
+def wait_until(condition: Callable[[], Any], what: str | Callable[[], str], timeout_s: float = DEFAULT_TIMEOUT_S,
+               interval_s: float = POLL_INTERVAL_S) -> Any:
+    """Call ``condition`` every ``interval_s`` until it returns something truthy and return
+    that; AssertionError naming ``what`` (or what ``what()`` says then) after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s awaiting {what() if callable(what) else what}")
+        time.sleep(interval_s)
 
 
 def free_port() -> int:
@@ -138,25 +266,27 @@ class FlightRun:
             db.close()
 
     def _poll(self, what: str, probe, timeout_s: float):
-        deadline = time.monotonic() + timeout_s
-        last = None
-        while time.monotonic() < deadline:
+        """``probe(db) -> (found, last_seen)`` until ``found`` is not None; fails at once if the
+        run exits, and after ``timeout_s`` with the last thing seen."""
+        last = [None]
+
+        def attempt():
             if self.proc.poll() is not None:
                 raise AssertionError(f"flight run exited ({self.proc.returncode}) while awaiting {what}")
             db = self._db()
-            if db is not None:
-                try:
-                    found, last = probe(db)
-                except sqlite3.OperationalError as exc:
-                    if "no such table" not in str(exc):  # only the recorder's first instant
-                        raise
-                    found = None
-                finally:
-                    db.close()
-                if found is not None:
-                    return found
-            time.sleep(0.2)
-        raise AssertionError(f"timed out after {timeout_s:g} s awaiting {what}; last seen {last!r}")
+            if db is None:
+                return None
+            try:
+                found, last[0] = probe(db)
+            except sqlite3.OperationalError as exc:
+                if "no such table" not in str(exc):  # only the recorder's first instant
+                    raise
+                return None
+            finally:
+                db.close()
+            return None if found is None else (found,)
+
+        return wait_until(attempt, lambda: f"{what}; last seen {last[0]!r}", timeout_s)[0]
 
     def latest(self, channel: str) -> Any:
         """Latest recorded value of ``component.channel`` (None before the first packet)."""
@@ -164,22 +294,19 @@ class FlightRun:
         rows = self._rows("SELECT body FROM tm WHERE name = ? ORDER BY rowid DESC LIMIT 1", (f"{comp}.hk",))
         return decode(rows[0][0]).data.get(name) if rows else None
 
-    def await_telemetry(self, channel: str, within: tuple[float, float] | None = None, equals: Any = None,
-                        timeout_s: float = DEFAULT_TIMEOUT_S) -> Any:
-        """Wait until ``component.channel`` has a value in ``within`` (or equal to ``equals``)."""
+    def await_telemetry(self, channel: str, expected: Any, timeout_s: float = DEFAULT_TIMEOUT_S) -> Any:
+        """Wait until one of the latest 20 housekeeping values of ``component.channel``
+        satisfies ``expected`` (a predicate, or a plain value it must equal); return that value."""
         comp, _, name = channel.partition(".")
+        wanted = as_predicate(expected)
 
         def probe(db):
             rows = db.execute("SELECT body FROM tm WHERE name = ? ORDER BY rowid DESC LIMIT 20",
                               (f"{comp}.hk",)).fetchall()
             values = [decode(r[0]).data.get(name) for r in rows]
-            for v in values:
-                if (within is not None and v is not None and within[0] <= v <= within[1]) or \
-                   (within is None and v == equals):
-                    return v, values[:1]
-            return None, values[:1]
+            return next((v for v in values if wanted(v)), None), values[:1]
 
-        return self._poll(f"telemetry {channel} {within or equals}", probe, timeout_s)
+        return self._poll(f"telemetry {channel} {wanted}", probe, timeout_s)
 
     def await_next_housekeeping(self, component: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict:
         """Wait for a housekeeping packet of ``component`` recorded after this call; return its
@@ -194,13 +321,66 @@ class FlightRun:
 
         return self._poll(f"housekeeping from {component} after row {seen}", probe, timeout_s)
 
-    def await_event(self, name: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
-        """Wait for an event called ``name``; return its message."""
-        def probe(db):
-            row = db.execute("SELECT message FROM ev WHERE name = ? LIMIT 1", (name,)).fetchone()
-            return (row[0] if row else None), None
+    def await_steady(self, component: str, channels: list[str], timeout_s: float = DEFAULT_TIMEOUT_S) -> dict:
+        """Wait until two successive housekeeping packets of ``component``, both recorded after
+        this call, agree on every one of ``channels`` (the counters have settled); return them."""
+        previous = {key: self.await_next_housekeeping(component, timeout_s).get(key) for key in channels}
 
-        return self._poll(f"event {name}", probe, timeout_s)
+        def settled():
+            nonlocal previous
+            now = {key: self.await_next_housekeeping(component, timeout_s).get(key) for key in channels}
+            previous, same = now, now == previous
+            return now if same else None
 
-    def events(self, name: str) -> list[str]:
-        return [message for (message,) in self._rows("SELECT message FROM ev WHERE name = ?", (name,))]
+        return wait_until(settled, lambda: f"{component} {channels} steady; last {previous!r}", timeout_s, 0)
+
+    def recorded_events(self, event: str | Predicate) -> list[Event]:
+        """Every recorded event satisfying ``event`` (a predicate, or a plain name), in order."""
+        wanted = as_event_predicate(event)
+        db = self._db()
+        if db is None:
+            return []
+        try:
+            cursor = db.execute("SELECT * FROM ev ORDER BY rowid")
+            columns = [d[0] for d in cursor.description]
+            rows = [dict(zip(columns, row)) for row in cursor.fetchall()]
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):  # only the recorder's first instant
+                raise
+            rows = []
+        finally:
+            db.close()
+        events = [Event(r["name"], r["severity"], r["message"], r["tick"], r["time_s"], _event_args(r.get("args")))
+                  for r in rows]
+        return [ev for ev in events if wanted(ev)]
+
+    def await_events(self, event: str | Predicate, count: int = 1, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[Event]:
+        """Wait until at least ``count`` recorded events satisfy ``event`` (a predicate, or a
+        plain name); return all of them."""
+        wanted = as_event_predicate(event)
+        last: list[Event] = []
+
+        def enough():
+            nonlocal last
+            if self.proc.poll() is not None:
+                raise AssertionError(f"flight run exited ({self.proc.returncode}) while awaiting {wanted}")
+            last = self.recorded_events(wanted)
+            return last if len(last) >= count else None
+
+        return wait_until(enough, lambda: f"{count} x {wanted}; {len(last)} seen", timeout_s)
+
+    def await_event(self, event: str | Predicate, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
+        """Wait for an event satisfying ``event`` (a predicate, or a plain name); return its message."""
+        return self.await_events(event, 1, timeout_s)[0].message
+
+    def events(self, event: str | Predicate) -> list[str]:
+        """The messages of every recorded event satisfying ``event`` (a predicate, or a plain name)."""
+        return [ev.message for ev in self.recorded_events(event)]
+
+
+def _event_args(stored: Any) -> dict:
+    """An event's typed arguments as the recorder stores them beside the text (msgpack bytes
+    or JSON text); {} where it stores none."""
+    if stored is None:
+        return {}
+    return msgpack.unpackb(stored) if isinstance(stored, bytes) else json.loads(stored)

@@ -154,14 +154,14 @@ def test_modes_and_watchpoints_commanded_from_the_ground(tmp_path):
         return done.returncode, done.stdout + done.stderr
 
     with FlightRun(tmp_path, "--speed", "10", "--contact", "always", "--link", link, "--duration", "3000") as run:
-        run.await_telemetry("link.contact", equals=True)
+        run.await_telemetry("link.contact", True)
         assert send(run, "exec.set_mode", "mode=SAFE")[0] == 0
-        run.await_telemetry("power.mode", equals="SAFE")
-        run.await_telemetry("power.gpus_parked", equals=72)
+        run.await_telemetry("power.mode", "SAFE")
+        run.await_telemetry("power.gpus_parked", 72)
         assert "NOMINAL -> SAFE: commanded" in run.await_event("exec.mode_changed")
         assert send(run, "exec.set_mode", "mode=NOMINAL")[0] == 0
-        run.await_telemetry("power.mode", equals="NOMINAL")
-        run.await_telemetry("power.gpus_parked", equals=0)
+        run.await_telemetry("power.mode", "NOMINAL")
+        run.await_telemetry("power.gpus_parked", 0)
 
         wp = ["persistence=3", "action=mode", "severity=MEDIUM", "mode=POWER_SAVE", "command=", "command_args={}"]
         code, out = send(run, "power.monitor_add", "parameter=flux_capacitor_w", "low=0", "high=1", *wp)
@@ -169,5 +169,5 @@ def test_modes_and_watchpoints_commanded_from_the_ground(tmp_path):
         code, out = send(run, "power.monitor_add", "parameter=battery_soc", "low=0.999", "high=1", *wp)
         assert code == 0, out
         assert "battery_soc" in run.await_event("power.watchpoint_medium")
-        run.await_telemetry("power.mode", equals="POWER_SAVE")
-        run.await_telemetry("exec.mode", equals="POWER_SAVE")
+        run.await_telemetry("power.mode", "POWER_SAVE")
+        run.await_telemetry("exec.mode", "POWER_SAVE")

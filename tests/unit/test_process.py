@@ -4,7 +4,6 @@ could lose its first tick's events; :meth:`ProcessRunner.await_bus` waits for it
 probe to come back through the proxy first, and keeps what arrived meanwhile."""
 
 import tempfile
-import time
 from pathlib import Path
 
 import zmq
@@ -15,6 +14,7 @@ from flight.core.config import RunConfig
 from flight.core.messages import Encoder, decode
 from flight.core.runtime import ProcessRunner
 from flight.subsystems import subsystem_class
+from tests.support.predicates import wait_until
 
 EVENTS = 200
 
@@ -26,7 +26,13 @@ def test_after_await_bus_every_message_of_a_new_publisher_arrives_and_none_held_
         broker = bus.Broker(ctx, addr)
         recorder = bus.subscriber(ctx, addr, (b"ev/",))
         feeder = bus.publisher(ctx, addr)
-        time.sleep(0.2)  # the old-timers' subscriptions are in place, as in a run under way
+        probe = Encoder("probe")
+
+        def subscribed() -> bool:  # the old-timers' subscriptions are in place, as in a run under way
+            feeder.send_multipart(probe.encode("ev", "probe.ready", {}))
+            return recorder.poll(50) > 0 and any(True for _ in bus.drain(recorder))
+
+        wait_until(subscribed, "the recorder's subscription through the broker", 10, 0)
         runner = ProcessRunner(subsystem_class("thermal"), RunConfig(bus=addr, data_dir=run_dir))
         try:
             feeder.send_multipart(Encoder("hal").encode("ctl", "sync", {"expected": ["thermal"]}))  # may arrive while it waits
