@@ -10,8 +10,6 @@ import sqlite3
 import pytest
 
 from sim_hw import scenario
-from tests.integration.test_ground import ground, paced_run  # noqa: F401 (a fixture)
-from tests.integration.test_stack import standalone_sim  # noqa: F401 (a fixture)
 from tests.support.predicates import FlightRun
 
 pytestmark = pytest.mark.slow
@@ -51,9 +49,9 @@ def test_the_bundled_scenario_flies_and_passes(tmp_path, name):
         assert s["mode"] in scn.expect.mode
 
 
-def test_a_fault_injected_and_cleared_from_the_ground(paced_run):  # noqa: F811 (the imported fixture)
+def test_a_fault_injected_and_cleared_from_the_ground(paced_run):
     run, link = paced_run, paced_run.link
-    sent = ground(run, "send", "hal.inject_fault", "fault=gpu_dead", "value=0", "target=5", "duration_s=0",
+    sent = run.ground("send", "hal.inject_fault", "fault=gpu_dead", "value=0", "target=5", "duration_s=0",
                   "--link", link)
     assert sent.returncode == 0 and "completed" in sent.stdout, sent.stdout + sent.stderr
     run.await_telemetry("hal.gpus_online", 71)
@@ -61,18 +59,18 @@ def test_a_fault_injected_and_cleared_from_the_ground(paced_run):  # noqa: F811 
     assert "FAULT INJECTION: gpu_dead" in run.await_event("hal.fault_injected")
     assert "GPU 5 went offline (0 at >= 92" in run.await_event("hal.gpus_offline")
 
-    refused = ground(run, "send", "hal.inject_fault", "fault=pump_degraded", "value=2", "target=", "duration_s=0",
+    refused = run.ground("send", "hal.inject_fault", "fault=pump_degraded", "value=2", "target=", "duration_s=0",
                      "--link", link)
     assert refused.returncode == 1 and "VALIDATION_ERROR" in refused.stdout and "flow fraction" in refused.stdout
     assert run.events("hal.fault_injected") == [run.await_event("hal.fault_injected")]
 
-    cleared = ground(run, "send", "hal.clear_fault", "fault=gpu_dead", "target=5", "--link", link)
+    cleared = run.ground("send", "hal.clear_fault", "fault=gpu_dead", "target=5", "--link", link)
     assert cleared.returncode == 0, cleared.stdout + cleared.stderr
     run.await_telemetry("hal.gpus_online", 72)
     run.await_telemetry("hal.faults_active", 0)
 
 
-def test_a_scenario_fault_reaches_an_external_rig_over_the_hal_protocol(tmp_path, standalone_sim):  # noqa: F811
+def test_a_scenario_fault_reaches_an_external_rig_over_the_hal_protocol(tmp_path, standalone_sim):
     """Against `flight sim --bind` the fault travels as hal.fault; the telecommand completes
     only when the rig acknowledges it."""
     with FlightRun(tmp_path, "--hal", standalone_sim, "--scenario", "dead-gpu", "--duration", str(SHORT_S)) as run:

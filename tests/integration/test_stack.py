@@ -3,12 +3,11 @@ summary, its recorded telemetry. Each test bounds its own time and leaves no pro
 
 import os
 import signal
-import sys
 
 import pytest
 
 from flight.core.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle, orbit_period_s
-from tests.support.predicates import FlightRun, alive, at_least, running
+from tests.support.predicates import FlightRun, alive, at_least
 
 pytestmark = pytest.mark.slow
 SUBSYSTEMS = ["thermal", "power", "jobs", "link"]
@@ -72,14 +71,6 @@ def test_ctrl_c_stops_every_process_of_the_run(tmp_path):
         assert run.wait(timeout_s=30) == 130
     assert not [name for name, pid in pids.items() if alive(pid)]
     assert run.summary()["end"] == "interrupted"
-
-
-@pytest.fixture
-def standalone_sim(tmp_path):
-    """`flight sim --bind` standing alone, as a hardware-in-the-loop rig stands."""
-    endpoint = f"ipc://{tmp_path}/rig"
-    with running([sys.executable, "-m", "flight.cli", "sim", "--bind", endpoint, "--speed", "max"]):
-        yield endpoint
 
 
 def test_the_stack_flies_against_an_external_hal_and_survives_losing_its_bridge(tmp_path, standalone_sim):

@@ -25,7 +25,6 @@ import numpy as np
 import pytest
 
 from flight.core.messages import decode
-from tests.integration.test_ground import ground
 from tests.support.predicates import FlightRun, alive, free_port, wait_until
 
 pytestmark = pytest.mark.slow
@@ -39,7 +38,7 @@ carry no job id)."""
 
 def send_submit(run: FlightRun, link: str, work_gpu_s: float) -> None:
     """``jobs.submit`` through the space link, as an operator types it; asserts it completed."""
-    sent = ground(run, "send", "jobs.submit", f"gpus_min={GPUS}", f"gpus_max={GPUS}", f"work_gpu_s={work_gpu_s}",
+    sent = run.ground("send", "jobs.submit", f"gpus_min={GPUS}", f"gpus_max={GPUS}", f"work_gpu_s={work_gpu_s}",
                   "priority=9", f"checkpoint_interval_s={INTERVAL_S}", "checkpoint_cost_s=1", "deadline_s=0",
                   "critical=false", "kind=synthetic", "--link", link)
     assert sent.returncode == 0 and "completed" in sent.stdout, sent.stdout + sent.stderr

@@ -39,6 +39,9 @@ from flight.core.messages import decode
 
 DEFAULT_TIMEOUT_S = 60.0
 POLL_INTERVAL_S = 0.2
+PACED = ("--speed", "5")
+"""Paced like ``--speed realtime``, wall-clock driven and not lockstep, but housekeeping comes
+every 2 s instead of 10, so a test does not sit out whole 10-second periods."""
 
 
 class Predicate:
@@ -214,7 +217,12 @@ class FlightRun:
         self.env = {**os.environ, "RACKFLIGHT_KEYS_DIR": str(self.keys)}
         self.summary_path = tmp_path / "summary.json"
         # a port of its own unless the test names one: runs side by side must not collide
-        link = () if "--link" in args else ("--link", f"127.0.0.1:{free_port()}")
+        if "--link" in args:
+            self.link = args[args.index("--link") + 1]
+            link = ()
+        else:
+            self.link = f"127.0.0.1:{free_port()}"
+            link = ("--link", self.link)
         self.argv = [sys.executable, "-m", "flight.cli", "run", "--data", str(self.data), "--no-progress",
                      "--summary-json", str(self.summary_path), *link, *args]
         self.proc: subprocess.Popen | None = None
@@ -242,6 +250,11 @@ class FlightRun:
     def wait(self, timeout_s: float = 120.0) -> int:
         code = self.proc.wait(timeout=timeout_s)
         return code
+
+    def ground(self, *args: str, timeout_s: float = 30) -> subprocess.CompletedProcess:
+        """``flight ground ARGS`` as an operator types it, with this run's keys; output captured."""
+        return subprocess.run([sys.executable, "-m", "flight.cli", "ground", *args], capture_output=True, text=True,
+                              timeout=timeout_s, env=self.env)
 
     def summary(self) -> dict:
         return json.loads(self.summary_path.read_text())
