@@ -5,11 +5,11 @@ composable predicates (in the manner of fprime-gds ``predicates.py``)::
         run.await_telemetry("power.battery_soc", within(0.3, 1.0))
         run.await_telemetry("power.mode", "SAFE")                      # a plain value: equals
         run.await_events("exec.process_restarted", count=2)
-        run.await_events(event_named("jobs.job_completed", message=r"job 7 completed\b"))
+        run.await_events(event_named("jobs.job_completed", message=r"job 7 completed\\b"))
         wait_until(lambda: not alive(pid), "the process is gone", timeout_s=10)
 
 A predicate is a test on one value that says what it tests (``str(within(0.3, 1.0))`` is
-``within [0.3, 1.0]``, which is what a timeout reports); ``&``, ``|`` and ``~`` combine them.
+``within [0.3, 1]``, which is what a timeout reports); ``&``, ``|`` and ``~`` combine them.
 
 Telemetry and events are read from the run's own recorder database (SQLite in WAL mode,
 so reading while the run writes is safe).
