@@ -9,7 +9,7 @@ import pytest
 
 from flight.core.component import STRICT_EVENTS_ENV
 from flight.spacelink import keys
-from tests.link_harness import Ground, LinkHarness, ServedLink
+from tests.support.link_harness import Ground, LinkHarness, ServedLink
 
 
 def pytest_configure(config):

@@ -2,12 +2,11 @@
 private ipc:// endpoint and stopped afterwards."""
 
 import sys
-import time
 
 import pytest
 
-from tests.hil.client import HalClient
-from tests.predicates import running
+from tests.support.hal_client import HalClient
+from tests.support.predicates import running
 
 
 @pytest.fixture(scope="module")
@@ -24,13 +23,6 @@ def hal_endpoint(request, tmp_path_factory):
 @pytest.fixture
 def rig(hal_endpoint):
     client = HalClient(hal_endpoint)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            client.hello()
-            break
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
+    client.await_welcome(timeout_s=15)
     yield client
     client.close()

@@ -17,7 +17,7 @@ from flight.core.tle import load_tle
 from sim_hw.local import SimRig
 from sim_hw.params import SimParams
 from sim_hw.satellite import Satellite
-from tests.predicates import FlightRun, free_port
+from tests.support.predicates import FlightRun, free_port
 
 TLE = load_tle("flight/data/tle-real.txt")[1]
 N = 72

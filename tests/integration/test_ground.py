@@ -9,8 +9,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
@@ -22,55 +20,34 @@ from flight.ground.client import LinkClient
 from flight.spacelink.pus1_verification import Verification
 from flight.spacelink.pus8_functions import function_tc
 from flight.spacelink.sdls import ArsnCounter, StationKey, protect
-from tests.predicates import FlightRun, free_port
+from tests.support.predicates import PACED, FlightRun, at_least, free_port, within
 
 pytestmark = pytest.mark.slow
-
-
-def ground(run: FlightRun, *args: str, timeout_s: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flight.cli", "ground", *args], capture_output=True, text=True,
-                          timeout=timeout_s, env=run.env)
-
-
-PACED = ("--speed", "5")
-"""Paced like ``--speed realtime``, wall-clock driven and not lockstep, but housekeeping comes
-every 2 s instead of 10, so a test does not sit out whole 10-second periods."""
-
-
-@pytest.fixture
-def paced_run(tmp_path):
-    port = free_port()
-    with FlightRun(tmp_path, *PACED, "--contact", "always", "--link", f"127.0.0.1:{port}",
-                   "--duration", "3000") as run:
-        run.link = f"127.0.0.1:{port}"
-        run.await_telemetry("link.contact", equals=True, timeout_s=60)
-        yield run
-    assert f"created the key of ground station 'local' (SPI 1): {run.keys / 'local.key'}" in run.output
 
 
 def test_ping_command_validation_and_garbage_on_the_link(paced_run):
     run, link = paced_run, paced_run.link
 
-    ping = ground(run, "ping", "--link", link, "--timeout", "5")
+    ping = run.ground("ping", "--link", link, "--timeout", "5")
     assert ping.returncode == 0, ping.stdout + ping.stderr
     assert float(re.search(r"([\d.]+) ms round trip", ping.stdout).group(1)) < 2000
 
-    sent = ground(run, "send", "thermal.set_setpoint", "setpoint_c=30", "--link", link)
+    sent = run.ground("send", "thermal.set_setpoint", "setpoint_c=30", "--link", link)
     assert sent.returncode == 0, sent.stdout + sent.stderr
     assert [s for s in ("accepted", "started", "completed") if s in sent.stdout] == ["accepted", "started", "completed"]
-    run.await_telemetry("thermal.setpoint_c", within=(29.99, 30.01))
+    run.await_telemetry("thermal.setpoint_c", within(29.99, 30.01))
 
-    on_ground = ground(run, "send", "thermal.set_setpoint", "setpoint_c=99", "--link", link)
+    on_ground = run.ground("send", "thermal.set_setpoint", "setpoint_c=99", "--link", link)
     assert on_ground.returncode == 1 and "VALIDATION_ERROR" in on_ground.stdout + on_ground.stderr
-    on_board = ground(run, "send", "thermal.set_setpoint", "setpoint_c=99", "--no-check", "--link", link)
+    on_board = run.ground("send", "thermal.set_setpoint", "setpoint_c=99", "--no-check", "--link", link)
     assert on_board.returncode == 1 and "VALIDATION_ERROR" in on_board.stdout
     assert "completed" not in on_board.stdout
 
     pids = run.processes()
     with socket.create_connection(("127.0.0.1", int(link.rpartition(":")[2])), timeout=5) as hostile:
         hostile.sendall(os.urandom(20_000) + b"\x18\x04\xc0\x00\x00\x05" + bytes(range(256)) * 8)
-    run.await_telemetry("link.bytes_discarded", within=(1, float("inf")))
-    assert ground(run, "ping", "--link", link, "--timeout", "5").returncode == 0, "the link still serves"
+    run.await_telemetry("link.bytes_discarded", at_least(1))
+    assert run.ground("ping", "--link", link, "--timeout", "5").returncode == 0, "the link still serves"
     assert run.processes() == pids, "no process died or was restarted"
     assert len(run.events("thermal.setpoint_changed")) == 1, "only the valid command changed anything"
     assert run.await_next_housekeeping("thermal")["setpoint_c"] == 30.0, "the rejected command left it alone"
@@ -117,22 +94,19 @@ def test_replayed_forged_and_unsigned_commands_change_nothing_even_after_a_link_
     }
     with LinkClient(run.link, full_dictionary(), key=None) as client:
         assert _verdict(client, good).stage == "completed"
-        run.await_telemetry("thermal.setpoint_c", within=(30.99, 31.01))
+        run.await_telemetry("thermal.setpoint_c", within(30.99, 31.01))
         for what, packet in [*forged.items(), ("replay", good)]:
             report = _verdict(client, packet)
             assert (report.stage, report.code) == ("acceptance failed", "AUTHENTICATION_ERROR"), what
-    run.await_telemetry("link.tc_auth_failed", equals=len(forged) + 1)
+    run.await_telemetry("link.tc_auth_failed", len(forged) + 1)
     assert len(run.events("link.tc_auth_failed")) == len(forged) + 1
 
     os.kill(run.processes()["link"], signal.SIGKILL)
-    deadline = time.monotonic() + 30
-    while len(run.events("link.authenticated")) < 2:  # each link process says so on its first tick
-        assert time.monotonic() < deadline, "the link was not restarted"
-        time.sleep(0.2)
+    run.await_events("link.authenticated", count=2, timeout_s=30)  # each link process says so on its first tick
     with LinkClient(run.link, full_dictionary(), key=None) as client:
         report = _verdict(client, good)
     assert (report.code, "replayed" in report.message) == ("AUTHENTICATION_ERROR", True)
-    assert ground(run, "ping", "--link", run.link, "--timeout", "5").returncode == 0, "a fresh TC still works"
+    assert run.ground("ping", "--link", run.link, "--timeout", "5").returncode == 0, "a fresh TC still works"
     assert len(run.events("thermal.setpoint_changed")) == 1, "only the one good command changed anything"
     assert run.latest("thermal.setpoint_c") == 31.0
 
@@ -142,8 +116,8 @@ def test_unauthenticated_lab_mode_only_by_its_flag_warns_and_creates_no_key(tmp_
     link = f"127.0.0.1:{port}"
     with FlightRun(tmp_path, *PACED, "--contact", "always", "--link", link, "--duration", "3000",
                    "--unauthenticated-lab") as run:
-        run.await_telemetry("link.contact", equals=True, timeout_s=60)
-        assert ground(run, "ping", "--link", link, "--timeout", "5", "--unauthenticated").returncode == 0
+        run.await_telemetry("link.contact", True, timeout_s=60)
+        assert run.ground("ping", "--link", link, "--timeout", "5", "--unauthenticated").returncode == 0
         assert "UNAUTHENTICATED" in run.await_event("link.lab_mode")
         assert not run.events("link.authenticated")
     assert "WARNING: unauthenticated lab mode" in run.output

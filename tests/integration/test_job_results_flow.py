@@ -10,7 +10,7 @@ import time
 import pytest
 
 from flight.subsystems.link.packet_stores import STORE_BY_NAME, STORE_FILE
-from tests.predicates import FlightRun
+from tests.support.predicates import FlightRun, within
 
 pytestmark = pytest.mark.slow
 DURATION_S = 3000
@@ -28,7 +28,7 @@ def _query(path, sql):
 
 def test_every_job_result_is_stored_once_for_downlink_through_a_link_kill(tmp_path):
     with FlightRun(tmp_path, "--duration", str(DURATION_S), "--contact", "always") as run:
-        run.await_telemetry("jobs.jobs_completed", within=(1, 1e9), timeout_s=120)
+        run.await_telemetry("jobs.jobs_completed", within(1, 1e9), timeout_s=120)
         os.kill(run.processes()["link"], signal.SIGKILL)
         deadline = time.monotonic() + 30
         while not run.events("exec.process_restarted"):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from flight.core.tle import load_tle
-from tests.predicates import FlightRun
+from tests.support.predicates import FlightRun
 from flight.hal.inprocess import InProcessRack
 from sim_hw.local import SimRig
 

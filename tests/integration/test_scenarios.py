@@ -10,9 +10,7 @@ import sqlite3
 import pytest
 
 from flight import scenario
-from tests.integration.test_ground import ground, paced_run  # noqa: F401 (a fixture)
-from tests.integration.test_stack import standalone_sim  # noqa: F401 (a fixture)
-from tests.predicates import FlightRun
+from tests.support.predicates import FlightRun
 
 pytestmark = pytest.mark.slow
 SHORT_S = 240
@@ -51,30 +49,30 @@ def test_the_bundled_scenario_flies_and_passes(tmp_path, name):
         assert s["mode"] in scn.expect.mode
 
 
-def test_a_fault_injected_and_cleared_from_the_ground(paced_run):  # noqa: F811 (the imported fixture)
+def test_a_fault_injected_and_cleared_from_the_ground(paced_run):
     run, link = paced_run, paced_run.link
-    sent = ground(run, "send", "hal.inject_fault", "fault=gpu_dead", "value=0", "target=5", "duration_s=0",
+    sent = run.ground("send", "hal.inject_fault", "fault=gpu_dead", "value=0", "target=5", "duration_s=0",
                   "--link", link)
     assert sent.returncode == 0 and "completed" in sent.stdout, sent.stdout + sent.stderr
-    run.await_telemetry("hal.gpus_online", equals=71)
-    run.await_telemetry("hal.faults_active", equals=1)
+    run.await_telemetry("hal.gpus_online", 71)
+    run.await_telemetry("hal.faults_active", 1)
     assert run.await_event_fields("hal.fault_injected") == {"fault": "gpu_dead", "value": 0.0, "target": "5",
                                                             "duration_s": 0.0}
     offline = run.await_event_fields("hal.gpus_offline")
     assert offline["gpus"] == "5" and offline["shutdowns"] == 0 and offline["online"] == 71
 
-    refused = ground(run, "send", "hal.inject_fault", "fault=pump_degraded", "value=2", "target=", "duration_s=0",
+    refused = run.ground("send", "hal.inject_fault", "fault=pump_degraded", "value=2", "target=", "duration_s=0",
                      "--link", link)
     assert refused.returncode == 1 and "VALIDATION_ERROR" in refused.stdout and "flow fraction" in refused.stdout
     assert run.event_fields("hal.fault_injected") == [run.await_event_fields("hal.fault_injected")]
 
-    cleared = ground(run, "send", "hal.clear_fault", "fault=gpu_dead", "target=5", "--link", link)
+    cleared = run.ground("send", "hal.clear_fault", "fault=gpu_dead", "target=5", "--link", link)
     assert cleared.returncode == 0, cleared.stdout + cleared.stderr
-    run.await_telemetry("hal.gpus_online", equals=72)
-    run.await_telemetry("hal.faults_active", equals=0)
+    run.await_telemetry("hal.gpus_online", 72)
+    run.await_telemetry("hal.faults_active", 0)
 
 
-def test_a_scenario_fault_reaches_an_external_rig_over_the_hal_protocol(tmp_path, standalone_sim):  # noqa: F811
+def test_a_scenario_fault_reaches_an_external_rig_over_the_hal_protocol(tmp_path, standalone_sim):
     """Against `flight sim --bind` the fault travels as hal.fault; the telecommand completes
     only when the rig acknowledges it."""
     with FlightRun(tmp_path, "--hal", standalone_sim, "--scenario", "dead-gpu", "--duration", str(SHORT_S)) as run:

@@ -22,7 +22,7 @@ from flight.core.orbit import Orbit
 from flight.core.tle import DEFAULT_TLE_PATH, load_tle
 from sim_hw.ground import GroundNetwork, load_stations
 from sim_hw.params import SimParams
-from tests.predicates import FlightRun
+from tests.support.predicates import FlightRun
 
 pytestmark = pytest.mark.slow
 
@@ -57,18 +57,18 @@ def test_a_schedule_uploaded_on_one_pass_runs_between_passes_and_reports_on_the_
     flags = ("--tle-name", SATELLITE, "--speed", str(SPEED), "--contact", "passes")
 
     with FlightRun(tmp_path, *flags, "--duration", str(first_end)) as run:
-        run.await_telemetry("link.contact", equals=True, timeout_s=first_start / SPEED + 60)
+        run.await_telemetry("link.contact", True, timeout_s=first_start / SPEED + 60)
         with LinkClient(run.argv[run.argv.index("--link") + 1], dictionary, key=keys.load_key(run.keys)) as ground:
             inner = ground.signed(ground.function("thermal.set_setpoint", {"setpoint_c": SETPOINT_C}))
             stages = [r.stage for r in ground.request(pus11.SCHEDULE_SERVICE, pus11.SCHEDULE_INSERT,
                                                       pus11.insert_data([(release_utc, bytes(inner.pack()))]), 10)]
             assert stages == ["accepted", "started", "completed"]
             assert ground.onboard_utc(5) < release_utc, "uploaded before its time"
-        run.await_telemetry("link.schedule_activities", equals=1, timeout_s=10)
+        run.await_telemetry("link.schedule_activities", 1, timeout_s=10)
 
     with FlightRun(tmp_path, *flags, "--duration", str(second_end)) as run:
         # the recorder appends to the first run's telemetry: await what only this run can show
-        run.await_telemetry("link.tc_released", equals=1, timeout_s=second_start / SPEED + 60)
+        run.await_telemetry("link.tc_released", 1, timeout_s=second_start / SPEED + 60)
         assert run.latest("link.contact") is False, "released without contact"
         verdicts, setpoints = [], []
         with LinkClient(run.argv[run.argv.index("--link") + 1], dictionary, key=keys.load_key(run.keys)) as ground:

@@ -3,13 +3,11 @@ summary, its recorded telemetry. Each test bounds its own time and leaves no pro
 
 import os
 import signal
-import sys
-import time
 
 import pytest
 
 from flight.core.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle, orbit_period_s
-from tests.predicates import FlightRun, alive, running
+from tests.support.predicates import FlightRun, alive, at_least
 
 pytestmark = pytest.mark.slow
 SUBSYSTEMS = ["thermal", "power", "jobs", "link"]
@@ -47,16 +45,13 @@ def test_same_seed_gives_the_same_telemetry_and_another_seed_does_not(tmp_path):
 def kill_each_and_await_restarts(run, victims):
     for n, name in enumerate(victims, 1):
         os.kill(run.processes()[name], signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while len(run.events("exec.process_restarted")) < n:
-            assert time.monotonic() < deadline, f"{name} was not restarted"
-            time.sleep(0.2)
+        run.await_events("exec.process_restarted", count=n, timeout_s=30)
 
 
 def test_every_subsystem_killed_with_sigkill_is_restarted_and_the_run_completes(tmp_path):
     victims = SUBSYSTEMS
     with FlightRun(tmp_path, "--duration", "4000") as run:
-        run.await_telemetry("hal.time_s", within=(100, 1e9))
+        run.await_telemetry("hal.time_s", at_least(100))
         assert FLIGHT_PROCESSES <= set(run.processes()), "ps names every subsystem"
         kill_each_and_await_restarts(run, victims)
         assert run.wait(timeout_s=180) == 0
@@ -69,7 +64,7 @@ def test_every_subsystem_killed_with_sigkill_is_restarted_and_the_run_completes(
 
 def test_ctrl_c_stops_every_process_of_the_run(tmp_path):
     with FlightRun(tmp_path, "--duration", "100000") as run:
-        run.await_telemetry("hal.time_s", within=(50, 1e9))
+        run.await_telemetry("hal.time_s", at_least(50))
         pids = run.processes()
         assert FLIGHT_PROCESSES <= set(pids)
         run.interrupt()
@@ -78,17 +73,9 @@ def test_ctrl_c_stops_every_process_of_the_run(tmp_path):
     assert run.summary()["end"] == "interrupted"
 
 
-@pytest.fixture
-def standalone_sim(tmp_path):
-    """`flight sim --bind` standing alone, as a hardware-in-the-loop rig stands."""
-    endpoint = f"ipc://{tmp_path}/rig"
-    with running([sys.executable, "-m", "flight.cli", "sim", "--bind", endpoint, "--speed", "max"]):
-        yield endpoint
-
-
 def test_the_stack_flies_against_an_external_hal_and_survives_losing_its_bridge(tmp_path, standalone_sim):
     with FlightRun(tmp_path, "--hal", standalone_sim, "--duration", "1500") as run:
-        run.await_telemetry("hal.time_s", within=(100, 1e9))
+        run.await_telemetry("hal.time_s", at_least(100))
         assert {"hal", *SUBSYSTEMS} <= set(run.processes()) and "sim" not in run.processes()
         kill_each_and_await_restarts(run, ["hal"])
         assert run.wait(timeout_s=120) == 0

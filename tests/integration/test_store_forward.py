@@ -23,7 +23,7 @@ from flight.core.config import RunConfig
 from flight.spacelink import keys
 from flight.subsystems.link.packet_stores import STORE_BY_NAME, STORE_FILE
 from flight.subsystems.link.manager import DEFAULT_HK_INTERVAL_S
-from tests.predicates import FlightRun, free_port
+from tests.support.predicates import FlightRun, free_port
 
 pytestmark = pytest.mark.slow
 DURATION_S = float(os.environ.get("RACKFLIGHT_STORE_FORWARD_S", "5000"))

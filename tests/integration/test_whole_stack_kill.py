@@ -18,15 +18,13 @@ loss would. A new ``flight run`` on the same data directory then finishes it. Ch
 import os
 import signal
 import sqlite3
-import time
 from collections import Counter
 
 import numpy as np
 import pytest
 
 from flight.core.messages import decode
-from tests.integration.test_ground import ground
-from tests.predicates import FlightRun, alive, free_port
+from tests.support.predicates import FlightRun, alive, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 INTERVAL_S = 120.0
@@ -39,7 +37,7 @@ carry no job id)."""
 
 def send_submit(run: FlightRun, link: str, work_gpu_s: float) -> None:
     """``jobs.submit`` through the space link, as an operator types it; asserts it completed."""
-    sent = ground(run, "send", "jobs.submit", f"gpus_min={GPUS}", f"gpus_max={GPUS}", f"work_gpu_s={work_gpu_s}",
+    sent = run.ground("send", "jobs.submit", f"gpus_min={GPUS}", f"gpus_max={GPUS}", f"work_gpu_s={work_gpu_s}",
                   "priority=9", f"checkpoint_interval_s={INTERVAL_S}", "checkpoint_cost_s=1", "deadline_s=0",
                   "critical=false", "kind=synthetic", "--link", link)
     assert sent.returncode == 0 and "completed" in sent.stdout, sent.stdout + sent.stderr
@@ -58,18 +56,17 @@ def job_id_of(run: FlightRun, work_gpu_s: float) -> int:
     return job_id
 
 
+def checkpoints_of(run: FlightRun, job_id: int) -> int:
+    db = jobs_db(run)
+    try:
+        return db.execute("SELECT COUNT(*) FROM checkpoints WHERE job_id = ?", (job_id,)).fetchone()[0]
+    finally:
+        db.close()
+
+
 def await_checkpoints(run: FlightRun, job_id: int, count: int, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        db = jobs_db(run)
-        try:
-            n = db.execute("SELECT COUNT(*) FROM checkpoints WHERE job_id = ?", (job_id,)).fetchone()[0]
-        finally:
-            db.close()
-        if n >= count:
-            return
-        assert time.monotonic() < deadline, f"job {job_id} made {n} of {count} checkpoints"
-        time.sleep(0.1)
+    wait_until(lambda: checkpoints_of(run, job_id) >= count,
+               lambda: f"job {job_id}: {count} checkpoints, {checkpoints_of(run, job_id)} made", timeout_s, 0.1)
 
 
 def power_loss(run: FlightRun) -> None:
@@ -79,10 +76,7 @@ def power_loss(run: FlightRun) -> None:
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     run.wait(timeout_s=10)
-    deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in pids[1:]):
-        assert time.monotonic() < deadline, "a flight process outlived SIGKILL"
-        time.sleep(0.05)
+    wait_until(lambda: not any(alive(pid) for pid in pids[1:]), "every flight process gone after SIGKILL", 10, 0.05)
 
 
 def completions(run: FlightRun) -> Counter:
@@ -93,7 +87,7 @@ def test_kill_9_of_the_whole_stack_mid_job_loses_nothing_acknowledged_and_comple
     link = f"127.0.0.1:{free_port()}"
     args = ("--duration", "1000000", "--speed", "max", "--contact", "always", "--link", link)
     with FlightRun(tmp_path, *args) as first:
-        first.await_telemetry("link.contact", equals=True)
+        first.await_telemetry("link.contact", True)
         send_submit(first, link, WORK_GPU_S)
         job = job_id_of(first, WORK_GPU_S)
         await_checkpoints(first, job, 2)
@@ -115,13 +109,11 @@ def test_kill_9_of_the_whole_stack_mid_job_loses_nothing_acknowledged_and_comple
     with FlightRun(tmp_path, "--duration", "1000000", "--speed", "max", "--contact", "always",
                    "--link", second_link) as second:
         restored = second.await_event_fields("jobs.job_restored")
-        second.await_telemetry("link.contact", equals=True)
+        second.await_telemetry("link.contact", True)
         send_submit(second, second_link, WORK_GPU_S + 1.0)
         after_restart = job_id_of(second, WORK_GPU_S + 1.0)
-        deadline = time.monotonic() + 90
-        while not {job, after_restart} <= set(completions(second)):
-            assert time.monotonic() < deadline, "the jobs did not complete after the restart"
-            time.sleep(0.2)
+        wait_until(lambda: {job, after_restart} <= set(completions(second)), "both jobs completed after the restart",
+                   90)
         second.interrupt()
         assert second.wait(timeout_s=60) == 130
     assert restored

@@ -143,7 +143,7 @@ def test_modes_and_watchpoints_commanded_from_the_ground(tmp_path):
     import subprocess
     import sys
 
-    from tests.predicates import FlightRun, free_port
+    from tests.support.predicates import FlightRun, free_port
 
     link = f"127.0.0.1:{free_port()}"
 
@@ -153,14 +153,14 @@ def test_modes_and_watchpoints_commanded_from_the_ground(tmp_path):
         return done.returncode, done.stdout + done.stderr
 
     with FlightRun(tmp_path, "--speed", "10", "--contact", "always", "--link", link, "--duration", "3000") as run:
-        run.await_telemetry("link.contact", equals=True)
+        run.await_telemetry("link.contact", True)
         assert send(run, "exec.set_mode", "mode=SAFE")[0] == 0
-        run.await_telemetry("power.mode", equals="SAFE")
-        run.await_telemetry("power.gpus_parked", equals=72)
+        run.await_telemetry("power.mode", "SAFE")
+        run.await_telemetry("power.gpus_parked", 72)
         assert run.await_event_fields("exec.mode_changed") == {"old": "NOMINAL", "new": "SAFE", "why": "commanded"}
         assert send(run, "exec.set_mode", "mode=NOMINAL")[0] == 0
-        run.await_telemetry("power.mode", equals="NOMINAL")
-        run.await_telemetry("power.gpus_parked", equals=0)
+        run.await_telemetry("power.mode", "NOMINAL")
+        run.await_telemetry("power.gpus_parked", 0)
 
         wp = ["persistence=3", "action=mode", "severity=MEDIUM", "mode=POWER_SAVE", "command=", "command_args={}"]
         code, out = send(run, "power.monitor_add", "parameter=flux_capacitor_w", "low=0", "high=1", *wp)
@@ -168,5 +168,5 @@ def test_modes_and_watchpoints_commanded_from_the_ground(tmp_path):
         code, out = send(run, "power.monitor_add", "parameter=battery_soc", "low=0.999", "high=1", *wp)
         assert code == 0, out
         assert run.await_event_fields("power.watchpoint_medium")["parameter"] == "battery_soc"
-        run.await_telemetry("power.mode", equals="POWER_SAVE")
-        run.await_telemetry("exec.mode", equals="POWER_SAVE")
+        run.await_telemetry("power.mode", "POWER_SAVE")
+        run.await_telemetry("exec.mode", "POWER_SAVE")

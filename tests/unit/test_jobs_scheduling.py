@@ -13,7 +13,7 @@ from flight.subsystems.power.manager import gpus_carried
 from flight.hal.protocol import N_GPUS
 from flight.core.messages import Message
 from flight.core.tle import DEFAULT_TLE_PATH, load_tle
-from tests.test_jobs import GOOD, STEPS, Harness, reference_digest, rows, tick_until  # noqa: F401 (fixture)
+from tests.unit.test_jobs import GOOD, STEPS, Harness, reference_digest, rows, tick_until  # noqa: F401 (fixture)
 
 BETA0_TLE = load_tle(DEFAULT_TLE_PATH.parent / "tle-beta0.txt")[1]
 

@@ -22,7 +22,7 @@ from flight.subsystems.link import state as state_module
 from flight.subsystems.link import uplink as uplink_module
 from flight.subsystems.link.connections import MAX_CONNECTIONS
 from flight.subsystems.link.manager import LinkManager
-from tests.link_harness import (BUS, DICT, JOBS, JOBS_HK, THERMAL, THERMAL_HK, UTC0, Ground, LinkHarness,
+from tests.support.link_harness import (BUS, DICT, JOBS, JOBS_HK, THERMAL, THERMAL_HK, UTC0, Ground, LinkHarness,
                                 _expected_hk_data, _kinds, _ping, _setpoint, _verification)
 
 # -- set-up and contact -------------------------------------------------------------------------

@@ -5,7 +5,6 @@ probe to come back through the proxy first, and keeps what arrived meanwhile. A 
 products travel inside the producer's ``hal.done``."""
 
 import tempfile
-import time
 from pathlib import Path
 
 import zmq
@@ -18,6 +17,7 @@ from flight.core.runtime import ProcessRunner
 from flight.core.tle import DEFAULT_TLE_PATH, load_tle
 from flight.core.dictionary import subsystem_class
 from sim_hw.satellite import Satellite
+from tests.support.predicates import wait_until
 
 EVENTS = 200
 
@@ -29,7 +29,13 @@ def test_after_await_bus_every_message_of_a_new_publisher_arrives_and_none_held_
         broker = bus.Broker(ctx, addr)
         recorder = bus.subscriber(ctx, addr, (b"ev/",))
         feeder = bus.publisher(ctx, addr)
-        time.sleep(0.2)  # the old-timers' subscriptions are in place, as in a run under way
+        probe = Encoder("probe")
+
+        def subscribed() -> bool:  # the old-timers' subscriptions are in place, as in a run under way
+            feeder.send_multipart(probe.encode("ev", "probe.ready", {}))
+            return recorder.poll(50) > 0 and any(True for _ in bus.drain(recorder))
+
+        wait_until(subscribed, "the recorder's subscription through the broker", 10, 0)
         runner = ProcessRunner(subsystem_class("thermal"), RunConfig(bus=addr, data_dir=run_dir))
         try:
             feeder.send_multipart(Encoder("hal").encode("ctl", "sync", {"expected": ["thermal"]}))  # may arrive while it waits
@@ -63,14 +69,20 @@ def test_a_ticks_data_products_travel_inside_its_hal_done_and_reach_their_consum
         try:
             power.bus.await_bus()
             thermal.bus.await_bus()
-            time.sleep(0.2)  # the test's own subscriber's subscription reaches the proxy
+            feeder = bus.publisher(ctx, addr)
+
+            def subscribed():
+                feeder.send_multipart(Encoder("probe").encode("data", "probe.ready", {}))
+                return bridge.poll(50) > 0 and any(True for _ in bus.drain(bridge))
+
+            wait_until(subscribed, "the test's own subscription through the proxy", 10, 0)
             sat = Satellite(load_tle(DEFAULT_TLE_PATH)[1])
             sat.step(1.0)
             frame = Encoder("sim").encode("hw", "hal.frame", sat.frame(), 1, 1.0)[1]
             thermal.handle([(decode(frame), frame)])
             out = []
             while not out and bridge.poll(2000):
-                out += [(topic, body) for topic, body in bus.drain(bridge) if not topic.endswith(b".bus_probe")]
+                out += [(topic, body) for topic, body in bus.drain(bridge) if not topic.endswith(b".bus_probe") and not topic.startswith(b"data/probe.")]
             [(topic, body)] = out  # one message for the tick: no separate data/thermal.headroom
             done = decode(body)
             assert topic == b"hw/hal.done/thermal" and (done.name, done.src, done.tick) == ("hal.done", "thermal", 1)

@@ -2,12 +2,12 @@
 them, against a real link manager on loopback TCP served in a background thread (the
 harness of test_ground_cli); each prints the verification stages as `send` does."""
 
-import time
 
 import pytest
 
 from flight.spacelink import keys
-from tests.test_ground_cli import run
+from tests.support.predicates import wait_until
+from tests.unit.test_ground_cli import run
 
 pytestmark = pytest.mark.usefixtures("ground_keys")
 
@@ -19,10 +19,7 @@ def stages(out: str) -> list[str]:
 
 
 def until(condition, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {WAIT_S:g} s: {what}"
-        time.sleep(0.02)
+    wait_until(condition, what, WAIT_S, 0.02)
 
 
 @pytest.mark.parametrize("sub", [["schedule"], ["schedule", "add"], ["params"], ["params", "set"], ["events"],

@@ -1,5 +1,5 @@
 """Onboard packet stores (flight.subsystems.link.packet_stores) and the link's store-and-forward and TC[15,x]
-over real TCP (tests.link_harness): retention counts, ordering and priority, delivery and
+over real TCP (tests.support.link_harness): retention counts, ordering and priority, delivery and
 acknowledgement, durability across a killed process, and every new TM read with
 spacepackets' own PUS-C readers."""
 
@@ -21,7 +21,7 @@ from flight.core.component import CommandError
 from flight.spacelink import framing, pus15_storage as pus15, services
 from flight.subsystems.link import downlink as downlink_module
 from flight.subsystems.link.packet_stores import ACKED, IN_FLIGHT, PENDING, STORE_BY_NAME, STORE_FILE, PacketStores
-from tests.link_harness import DICT, THERMAL, THERMAL_HK, UTC0, Ground, LinkHarness, _kinds, _verification
+from tests.support.link_harness import DICT, THERMAL, THERMAL_HK, UTC0, Ground, LinkHarness, _kinds, _verification
 
 HK, EVENTS = STORE_BY_NAME["hk"].store_id, STORE_BY_NAME["events"].store_id
 

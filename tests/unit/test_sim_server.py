@@ -12,53 +12,19 @@ import pytest
 import zmq
 
 from flight.hal import protocol as hal
-from flight.core.messages import MAX_BODY_BYTES, Encoder, Message, decode
+from flight.core.messages import Encoder
 from flight.core.tle import load_tle
 from sim_hw.satellite import Satellite
 from sim_hw.server import HalServer, main
+from tests.support.hal_client import HalClient
 
 TLE = load_tle("flight/data/tle-real.txt")[1]
-TIMEOUT_MS = 5000
+TIMEOUT_S = 5.0
 
 
-class Client:
-    """A bare DEALER speaking the HAL protocol, every receive bounded by a timeout."""
-
-    def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
-        self.sock = ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.MAXMSGSIZE, MAX_BODY_BYTES + 1024)
-        self.sock.connect(endpoint)
-        self.poller = zmq.Poller()
-        self.poller.register(self.sock, zmq.POLLIN)
-        self.enc = Encoder("test")
-        self.rejects: list[dict] = []
-
-    def send(self, name: str, data, tick: int = 0) -> None:
-        self.sock.send(self.enc.encode("hw", name, data, tick=tick)[1])
-
-    def recv(self, wanted: str, timeout_ms: int = TIMEOUT_MS) -> Message:
-        deadline = time.monotonic() + timeout_ms / 1000
-        while True:
-            left = int((deadline - time.monotonic()) * 1000)
-            if left <= 0 or not self.poller.poll(left):
-                raise TimeoutError(f"no {wanted}")
-            msg = decode(self.sock.recv())
-            if msg.name == "hal.reject":
-                self.rejects.append(msg.data)
-            if msg.name == wanted:
-                return msg
-
-    def quiet(self, timeout_ms: int = 300) -> bool:
-        """True if nothing arrives within ``timeout_ms``."""
-        return not self.poller.poll(timeout_ms)
-
-    def hello(self) -> dict:
-        self.send("hal.hello", {"version": hal.HAL_VERSION})
-        return self.recv("hal.welcome").data
-
-    def close(self) -> None:
-        self.sock.close(0)
+def client(ctx: zmq.Context, endpoint: str) -> HalClient:
+    """The HAL test client on the test's context, every receive bounded by TIMEOUT_S."""
+    return HalClient(endpoint, timeout_s=TIMEOUT_S, ctx=ctx, name="test")
 
 
 @pytest.fixture
@@ -90,7 +56,7 @@ def lockstep(endpoint):
 
 
 def test_hello_welcome_and_lockstep_round_trip(ctx, endpoint, lockstep):
-    c = Client(ctx, endpoint)
+    c = client(ctx, endpoint)
     w = c.hello()
     assert w["version"] == hal.HAL_VERSION and w["n_gpus"] == hal.N_GPUS and w["n_zones"] == hal.N_ZONES
     assert w["tick_s"] == 1.0 and w["lockstep"] is True and w["epoch_utc"].startswith("2020-05-07")
@@ -98,7 +64,7 @@ def test_hello_welcome_and_lockstep_round_trip(ctx, endpoint, lockstep):
         frame = c.recv("hal.frame")
         assert frame.tick == n and frame.t == float(n) and frame.kind == "hw" and frame.src == "sim"
         assert hal.check_frame(frame.data) == []
-        assert c.quiet(100), "lockstep: no frame before tick_done"
+        assert c.quiet(0.1), "lockstep: no frame before tick_done"
         if n == 2:
             c.send("hal.actuate", {"gpu_power_limit_w": np.full(hal.N_GPUS, 450.0),
                                    "gpu_load_frac": np.ones(hal.N_GPUS)})
@@ -109,7 +75,7 @@ def test_hello_welcome_and_lockstep_round_trip(ctx, endpoint, lockstep):
 
 
 def test_malformed_messages_are_rejected_counted_and_change_nothing(ctx, endpoint, lockstep):
-    c = Client(ctx, endpoint)
+    c = client(ctx, endpoint)
     c.hello()
     first = c.recv("hal.frame")
     bad = [
@@ -142,26 +108,26 @@ def test_malformed_messages_are_rejected_counted_and_change_nothing(ctx, endpoin
 
 
 def test_strangers_are_rejected_and_a_new_hello_takes_over_without_restarting(ctx, endpoint, lockstep):
-    a = Client(ctx, endpoint)
+    a = client(ctx, endpoint)
     a.hello()
     f1 = a.recv("hal.frame")
-    stranger = Client(ctx, endpoint)
+    stranger = client(ctx, endpoint)
     stranger.send("hal.actuate", {"pump_speed_frac": 0.1})
     assert "hal.hello" in stranger.recv("hal.reject").data["reason"]
     stranger.send("hal.hello", {"version": 99})
     stranger.recv("hal.reject")
-    b = Client(ctx, endpoint)
+    b = client(ctx, endpoint)
     b.hello()
     f2 = b.recv("hal.frame")
     assert f2.tick == f1.tick + 1 and f2.data["time_s"] == f1.data["time_s"] + 1.0
     assert f2.data["hal_rejected_count"] == 2
     a.send("hal.tick_done", {"tick": f1.tick})          # the old client is no longer heard
-    assert a.recv("hal.reject") and b.quiet(200)
+    assert a.recv("hal.reject") and b.quiet(0.2)
     b.send("hal.hello", {"version": hal.HAL_VERSION})   # a repeated hello does not step
     b.recv("hal.welcome")
-    assert b.quiet(200)
+    assert b.quiet(0.2)
     b.send("hal.bye", {})
-    assert b.quiet(300), "no frames after bye"
+    assert b.quiet(0.3), "no frames after bye"
     b.hello()
     assert b.recv("hal.frame").tick == f2.tick + 1
     for c in (a, b, stranger):
@@ -171,7 +137,7 @@ def test_strangers_are_rejected_and_a_new_hello_takes_over_without_restarting(ct
 def test_paced_mode_sends_frames_on_the_clock_and_stops_after_the_duration(ctx, endpoint):
     server, thread = serve(endpoint, speed=50.0, duration_s=20.0)  # a frame every 20 ms
     try:
-        c = Client(ctx, endpoint)
+        c = client(ctx, endpoint)
         assert c.hello()["lockstep"] is False
         t0 = time.monotonic()
         ticks = [c.recv("hal.frame").tick for _ in range(20)]   # no tick_done sent at all
@@ -187,7 +153,7 @@ def test_paced_mode_sends_frames_on_the_clock_and_stops_after_the_duration(ctx, 
 
 def test_lockstep_duration_ends_after_the_last_tick_is_done(ctx, endpoint):
     server, thread = serve(endpoint, duration_s=3.0)
-    c = Client(ctx, endpoint)
+    c = client(ctx, endpoint)
     c.hello()
     for n in (1, 2, 3):
         assert c.recv("hal.frame").tick == n
@@ -208,15 +174,8 @@ def test_the_process_serves_and_exits_cleanly_on_sigterm(ctx, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "sim_hw.server", "--bind", endpoint, "--seed", "2",
                              "--speed", "max", "--tick-s", "2"])
     try:
-        c = Client(ctx, endpoint)
-        deadline = time.monotonic() + 20
-        while True:  # the process needs a moment to import and bind
-            try:
-                c.send("hal.hello", {"version": hal.HAL_VERSION})
-                c.recv("hal.welcome", timeout_ms=500)
-                break
-            except TimeoutError:
-                assert time.monotonic() < deadline, "server did not come up"
+        c = client(ctx, endpoint)
+        c.await_welcome(timeout_s=20)  # the process needs a moment to import and bind
         assert c.recv("hal.frame").data["time_s"] == 2.0
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
@@ -229,7 +188,7 @@ def test_the_process_serves_and_exits_cleanly_on_sigterm(ctx, tmp_path):
 
 
 def test_faults_over_the_protocol_are_applied_acknowledged_and_end(ctx, endpoint, lockstep):
-    c = Client(ctx, endpoint)
+    c = client(ctx, endpoint)
     c.hello()
     frame = c.recv("hal.frame")
     c.send("hal.fault", {"id": "a", "action": "inject", "fault": "gpu_dead", "value": 0.0, "target": "4",

@@ -4,6 +4,7 @@ a stand-in dispatcher). The key directory is the test's own (RACKFLIGHT_KEYS_DIR
 
 import argparse
 import socket
+import threading
 import time
 
 import pytest
@@ -12,9 +13,17 @@ from flight.ground.cli import main as cli
 from flight.ground.cli.watch import WatchView
 
 from flight.spacelink import keys
-from tests.link_harness import FRAME_PERIOD_S, JOBS_HK, THERMAL_HK, ServedLink
+from tests.support.link_harness import FRAME_PERIOD_S, JOBS_HK, THERMAL_HK, ServedLink
+from tests.support.predicates import wait_until
 
 pytestmark = pytest.mark.usefixtures("ground_keys")
+
+
+def await_ticks(served, n: int) -> None:
+    """Wait until the served link has ticked ``n`` more times."""
+    until = served.harness.tick + n
+    wait_until(lambda: served.harness.tick >= until, f"{n} ticks of the served link", 10 + n * FRAME_PERIOD_S,
+               FRAME_PERIOD_S / 5)
 
 
 def run(*argv: str, command: str = "ground") -> int:
@@ -91,7 +100,7 @@ def test_a_command_that_fails_on_the_ground_is_not_sent(served, capsys, argv, co
     assert run("send", "--link", served.endpoint, *argv) == 1
     out = capsys.readouterr().out
     assert out.startswith(f"{code}: ") and "caught on the ground: nothing was sent" in out
-    time.sleep(3 * FRAME_PERIOD_S)
+    await_ticks(served, 3)  # the link had three ticks' time to see any packet
     assert served.harness.link.counters.tc_received == 0
 
 
@@ -103,8 +112,9 @@ def test_no_check_lets_the_satellite_refuse_it(served, capsys):
 
 
 def test_send_times_out_without_a_final_verdict(served, capsys):
-    served.call(lambda h: setattr(h, "script", [("accepted", "", "")]))
-    time.sleep(3 * FRAME_PERIOD_S)
+    installed = threading.Event()
+    served.call(lambda h: (setattr(h, "script", [("accepted", "", "")]), installed.set()))
+    assert installed.wait(5), "the link thread took the script"
     assert run("send", "--timeout", "0.5", "--link", served.endpoint, "exec.noop") == 1
     out = capsys.readouterr().out
     assert "accepted" in out and "no final verification of exec.noop within 0.5 s" in out
@@ -174,7 +184,7 @@ def test_a_missing_station_key_is_a_clear_error_before_connecting(served, capsys
     assert run("ping", "--link", served.endpoint, "--station", "nowhere") == 1
     out = capsys.readouterr().out
     assert "no key for station 'nowhere'" in out and "flight keys init" in out
-    time.sleep(3 * FRAME_PERIOD_S)
+    await_ticks(served, 3)  # the link had three ticks' time to see any packet
     assert served.harness.link.counters.tc_received == 0
 
 
@@ -182,7 +192,7 @@ def test_a_missing_station_key_is_a_clear_error_before_connecting(served, capsys
 def test_watch_keeps_the_newest_sample_when_a_pass_brings_older_ones_after_it():
     from flight.spacelink.pus3_housekeeping import HkReport
     from flight.spacelink.pus5_events import EventReport
-    from tests.link_harness import DICT, THERMAL, UTC0
+    from tests.support.link_harness import DICT, THERMAL, UTC0
 
     view = WatchView("127.0.0.1:1", stale_s=30.0)
     view.add(HkReport(THERMAL, {**THERMAL_HK, "setpoint_c": 31.0}, UTC0 + 100))

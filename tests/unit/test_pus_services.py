@@ -18,7 +18,7 @@ from flight.spacelink import framing, pus11_scheduling as pus11, pus17_test as p
 from flight.core.component import CommandError
 from flight.spacelink.sdls import AuthenticationError, StationKey, protect
 from flight.core.parameters import PARAMETERS_FILE, ParameterStore
-from tests.link_harness import DICT, THERMAL, THERMAL_HK, UTC0, Ground, LinkHarness
+from tests.support.link_harness import DICT, THERMAL, THERMAL_HK, UTC0, Ground, LinkHarness
 
 SOURCE = 0x2345
 THERMAL_SID = THERMAL.component_id

@@ -5,7 +5,7 @@ link reaches the ground process's archive, and the raw baseline's reader gets ev
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 import bench_link  # noqa: E402
 
 

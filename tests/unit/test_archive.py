@@ -1,7 +1,7 @@
 """The ground archive (flight.ground.archive): a packet received twice is kept once, events
 filter by severity and time, commands keep their verification stages, and the listener
 archives a pass exactly once across a broken connection (link manager on loopback,
-tests.link_harness)."""
+tests.support.link_harness)."""
 
 import hashlib
 
@@ -11,7 +11,7 @@ from flight.spacelink import framing, pus17_test as pus17, pus8_functions as pus
 from flight.ground.archive import Archive, listen
 from flight.ground.client import LinkClient
 from flight.subsystems.link.packet_stores import ACKED, STORE_BY_NAME
-from tests.link_harness import DICT, THERMAL, THERMAL_HK, UTC0, LinkHarness
+from tests.support.link_harness import DICT, THERMAL, THERMAL_HK, UTC0, LinkHarness
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PRODUCT_DIRS = ("flight", "sim_hw", "tools")
 SIM_MAY_IMPORT = ("flight.core", "flight.hal")
 

@@ -7,7 +7,6 @@ import hashlib
 import itertools
 import signal
 import sqlite3
-import time
 
 import numpy as np
 import pytest
@@ -29,6 +28,7 @@ from flight.subsystems.jobs.store import JobStore
 from flight.core.messages import Encoder, Message, decode
 from flight.executive.recorder import RunStats
 from flight.subsystems.jobs.runner import JobRunner
+from tests.support.predicates import wait_until
 
 GOOD = {"gpus_min": 4, "gpus_max": 8, "work_gpu_s": 1000.0, "priority": 5, "checkpoint_interval_s": 20.0,
         "checkpoint_cost_s": 2.0, "deadline_s": 0.0, "critical": False, "kind": "synthetic"}
@@ -474,22 +474,17 @@ def test_the_housekeeping_packet_encodes_for_the_space_link(tmp_path):
 # -- command jobs: a real program ------------------------------------------------------------
 def finish(run, timeout_s=60.0):
     """Everything ``run`` says until it exits."""
-    said, deadline = [], time.monotonic() + timeout_s
-    while not run.exited:
-        assert time.monotonic() < deadline, f"program still running; said {said[-3:]}"
-        said += run.poll()
-        time.sleep(0.01)
+    said = []
+    wait_until(lambda: said.extend(run.poll()) or run.exited, lambda: f"the program's exit; said {said[-3:]}",
+               timeout_s, 0.01)
     return said
 
 
 def await_word(run, word, timeout_s=30.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for w, value in run.poll():
-            if w == word:
-                return value
-        time.sleep(0.01)
-    raise AssertionError(f"no {word!r} from the program")
+    def said_it():
+        return next(((value,) for w, value in run.poll() if w == word), None)
+
+    return wait_until(said_it, f"{word!r} from the program", timeout_s, 0.01)[0]
 
 
 STEPS = 5000
@@ -524,11 +519,13 @@ def test_a_stopped_program_checkpoints_and_exits_cleanly(tmp_path):
 
 
 def tick_until(h, predicate, timeout_s=60.0):
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
+    def ticked_until() -> bool:
+        if predicate():
+            return True
         h.tick()
-        time.sleep(0.005)
+        return False
+
+    wait_until(ticked_until, "the condition, ticking the runner", timeout_s, 0.005)
 
 
 def test_a_command_job_survives_a_pause_and_a_runner_crash_and_its_output_is_kept(tmp_path, reference_digest):
