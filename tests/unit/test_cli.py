@@ -4,6 +4,7 @@ the dictionary as strict JSON."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +82,7 @@ def test_dictionary_graph_names_every_data_product_and_its_readers():
     for field, owner in d.owners.items():
         assert f'"{owner}" -> "hal" [label="{field}", style=dashed];' in out.stdout
     assert flight("dict", "--graph", "--json").returncode == 2, "one output form at a time"
+    committed = Path(__file__).resolve().parents[2] / "docs" / "wiring.dot"
+    assert committed.read_text() == out.stdout, (
+        "docs/wiring.dot (and the README's picture) lag the declarations: "
+        "flight dict --graph > docs/wiring.dot && dot -Tpng -Gdpi=110 docs/wiring.dot -o docs/wiring.png")
