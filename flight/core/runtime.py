@@ -143,6 +143,20 @@ class BusRuntime:
         the handler's result for the caller to complete, or ``None`` once it has failed."""
         return execute_command(target, msg, self.respond)
 
+    def serve_commands(self, target: Subsystem) -> None:
+        """Take what the command DEALER holds: answers to ``target``'s own commands go to its
+        ``on_response``; commands for it run with their verification stages (:meth:`execute`)
+        and complete with the handler's result; anything else is a decode error."""
+        for msg, _ in self.decoded(self.dealer):
+            if msg.kind == "rsp":
+                target.on_response(msg)
+            elif msg.kind == "cmd" and isinstance(msg.data, dict):
+                result = self.execute(target, msg)
+                if result is not None:
+                    self.respond(msg, "completed", message=str(result))
+            else:
+                self.on_decode_error("command", f"unexpected {msg.kind} message")
+
     def heartbeat(self, now: float) -> bool:
         """Send ``<process>.heartbeat`` when ``heartbeat_s`` has passed since the last; return
         False when the parent has gone (the process should end)."""
@@ -326,15 +340,7 @@ class ProcessRunner:
                 self.subsystem.on_message(Message(msg.src, msg.seq, msg.tick, msg.t, "data", name, data))
 
     def on_commands(self) -> None:
-        for msg, _ in self.bus.decoded(self.bus.dealer):
-            if msg.kind == "rsp":
-                self.subsystem.on_response(msg)
-            elif msg.kind == "cmd" and isinstance(msg.data, dict):
-                result = self.bus.execute(self.subsystem, msg)
-                if result is not None:
-                    self.bus.respond(msg, "completed", message=str(result))
-            else:
-                self.bus.on_decode_error("command", f"unexpected {msg.kind} message")
+        self.bus.serve_commands(self.subsystem)
 
     def run(self) -> None:
         handlers = {self.bus.sub: self.on_bus, self.bus.dealer: self.on_commands}

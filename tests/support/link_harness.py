@@ -8,6 +8,9 @@ import struct
 import threading
 import time
 from collections import deque
+from dataclasses import replace
+from functools import partial
+from typing import NoReturn
 
 import zmq
 from spacepackets.ccsds.spacepacket import PacketId, PacketType, parse_space_packets
@@ -17,10 +20,12 @@ from spacepackets.ecss.pus_17_test import Service17Tm
 from spacepackets.ecss.tc import PusTc
 from spacepackets.ecss.tm import ManagedParams, PusTm
 
-from flight.core.bus import BusAddress
+from flight.core.bus import Broker, BusAddress, drain
 from flight.core.config import RunConfig
 from flight.core.component import CommandError
-from flight.core.dictionary import full_dictionary
+from flight.core.dictionary import full_dictionary, subsystem_class
+from flight.core.runtime import BusRuntime, report_decode_error
+from flight.executive.dispatcher import Dispatcher
 from flight.spacelink import keys
 from flight.spacelink import framing, pus17_test as pus17, pus8_functions as pus8
 from flight.spacelink.sdls import ArsnCounter, protect
@@ -31,6 +36,7 @@ DICT = full_dictionary()
 UTC0 = 1_767_225_600.0
 """Onboard UTC at simulation time 0 (2026-01-01T00:00:00Z)."""
 BUS = BusAddress("inproc://unused-pub", "inproc://unused-sub", "inproc://unused-cmd")
+"""The bus of a LinkManager built outside a harness: its ports are functions, the bus unused."""
 RECEIVE_TIMEOUT_S = 3.0
 THERMAL = DICT.components["thermal"]
 JOBS = DICT.components["jobs"]
@@ -67,75 +73,148 @@ def _bus_message(kind: str, name: str, data, t: float = 0.0, tick: int = 0, src:
     return decode(Encoder(src).encode(kind, name, data, tick, t)[1])
 
 
+TARGETS = ("power", "thermal", "jobs")
+"""The subsystems that answer commands in a harness, each a real instance run as its process
+runtime runs it (the link is the fourth)."""
+SETTLE_TIMEOUT_S = 3.0
+"""How long :meth:`LinkHarness.pump` waits, past its own seconds, for every command to be answered."""
+
+
+def no_executive(name: str, _args: dict) -> NoReturn:
+    """The dispatcher's handler of the executive's own commands in a harness, which runs no
+    executive: every one fails (EXECUTION_ERROR), as it would if the supervisor could not run it."""
+    raise CommandError("EXECUTION_ERROR", f"{name}: no executive runs in the link harness")
+
+
 class LinkHarness:
     """A LinkManager on a free loopback port, run the way its process runtime runs it: the
     TCP server polled, sensor frames and bus messages handed in, its own telemetry and
-    events looped back as the bus proxy does (it subscribes to them), and its commands
-    answered by a stand-in dispatcher (validation against the dictionary, then the owner's
-    stages; the link's own commands really execute). Its one station key is ``self.key``
-    (in ``tmp_path/keys``), unless ``lab`` runs it unauthenticated."""
+    events looped back as the bus proxy does (it subscribes to them).
+
+    Its commands take the real command path: the link's DEALER (its
+    :class:`~flight.core.runtime.BusRuntime`) sends them to the real
+    :class:`~flight.executive.dispatcher.Dispatcher` on the bus's ROUTER (inproc, one ZeroMQ
+    context per harness), which validates them against the dictionary and routes them to
+    their owner: the link itself, or one of :data:`TARGETS`, a real subsystem built on
+    ``tmp_path/targets``; each answers through its own DEALER with the runtime's verification
+    stages (:meth:`~flight.core.runtime.BusRuntime.serve_commands`). What the targets emit
+    reaches the link as the proxy would deliver it (the topics it subscribes to), stamped
+    with the link's clock. ``script`` stands in for dispatcher and owner when a test needs
+    answers the real ones do not give. Its one station key is ``self.key`` (in
+    ``tmp_path/keys``), unless ``lab`` runs it unauthenticated."""
 
     def __init__(self, tmp_path, contact: str = "passes", lab: bool = False) -> None:
         keys_dir = tmp_path / "keys"
         self.key = keys.load_key(keys_dir) if (keys_dir / "local.key").exists() else keys.create_key(keys_dir)
-        self.config = RunConfig(bus=BUS, data_dir=str(tmp_path), contact=contact, link_endpoint="127.0.0.1:0",
+        self._ctx = zmq.Context()
+        address = BusAddress(*(f"inproc://link-harness-{part}" for part in ("pub", "sub", "cmd")))
+        self._broker = Broker(self._ctx, address)
+        self.config = RunConfig(bus=address, data_dir=str(tmp_path), contact=contact, link_endpoint="127.0.0.1:0",
                                 hk_period_ticks=1, keys_dir=str(keys_dir), unauthenticated_lab=lab)
         self.emitted: list[Message] = []
         self.commands: list[tuple[str, str, dict]] = []
         self.script = None
-        """``None`` for the stand-in dispatcher, or a list of (stage, code, message) to answer with."""
+        """``None`` for the real dispatcher, or a list of (stage, code, message) every command
+        is answered with instead (the dispatcher and the owner never see it)."""
+        self._scripted: set[str] = set()
+        self._script_encoder = Encoder("exec")
         self._inbox: deque[Message] = deque()
+        self.dispatcher = Dispatcher(self._broker.router, DICT, "exec", no_executive, self._command_failed)
+        self._link_bus = BusRuntime(self.config, "link", (), self._clock, ctx=self._ctx)
         self.link = LinkManager(self.config, self._emit, self._send_command, dictionary=DICT)
-        self.link.on_start()
-        ((sock, self._on_readable),) = self.link.poll_items()
+        served = [(self.link, self._link_bus)]
+        self.targets = {}
+        """The real subsystems of :data:`TARGETS` by name, as their processes run them."""
+        target_config = replace(self.config, data_dir=str(tmp_path / "targets"))
+        target_config.data_path.mkdir(exist_ok=True)  # as the executive makes a run's directory
+        for name in TARGETS:
+            runtime = BusRuntime(target_config, name, (), self._clock, ctx=self._ctx)
+            self.targets[name] = subsystem_class(name)(target_config, partial(self._publish, name), runtime.command)
+            served.append((self.targets[name], runtime))
+        self._handlers = {self._broker.router: self._on_router}
+        self._commands_poller = zmq.Poller()
+        self._commands_poller.register(self._broker.router, zmq.POLLIN)
+        for subsystem, runtime in served:
+            runtime.on_decode_error = report_decode_error(subsystem)
+            subsystem.on_start()
+            self._handlers[runtime.dealer] = partial(runtime.serve_commands, subsystem)
+            self._commands_poller.register(runtime.dealer, zmq.POLLIN)
+        ((fd, on_readable),) = self.link.poll_items()
+        self._handlers[fd] = on_readable
         self._poller = zmq.Poller()
-        self._poller.register(sock, zmq.POLLIN)
+        for sock in self._handlers:
+            self._poller.register(sock, zmq.POLLIN)
         self.tick = 0
 
     @property
     def port(self) -> int:
         return framing.parse_endpoint(self.link.endpoint)[1]
 
+    def _clock(self) -> tuple[int, float]:
+        return self.link.tick, self.link.time_s
+
     def _emit(self, kind: str, name: str, data) -> None:
-        msg = _bus_message(kind, name, data, self.link.time_s, self.link.tick, "link")
-        self.emitted.append(msg)
-        if kind in ("tm", "ev"):
+        self.emitted.append(self._publish("link", kind, name, data))
+
+    def _publish(self, src: str, kind: str, name: str, data) -> Message:
+        """``data`` published by ``src``, handed to the link when it subscribes to its topic."""
+        msg = _bus_message(kind, name, data, self.link.time_s, self.link.tick, src)
+        if msg.topic.startswith(self.link.SUBSCRIBE):
             self._inbox.append(msg)
+        return msg
+
+    def _command_failed(self, name: str, code: str, message: str) -> None:
+        """What the executive does when a command fails: its ``command_failed`` event."""
+        self._publish("exec", "ev", "exec.command_failed", DICT.components["exec"].event_payload(
+            "command_failed", {"command": name, "code": code, "message": message[:160]}))
 
     def _send_command(self, command_id: str, qualified: str, args: dict) -> None:
         self.commands.append((command_id, qualified, args))
-        for stage, code, message in self.script if self.script is not None else self._dispatch(qualified, args):
-            data = {"id": command_id, "stage": stage, "code": code, "message": message}
-            self._inbox.append(_bus_message("rsp", qualified, data, src="exec"))
+        self._link_bus.command(command_id, qualified, args)
 
-    def _dispatch(self, qualified: str, args: dict) -> list[tuple[str, str, str]]:
-        try:
-            checked = DICT.validate_command(qualified, args)
-        except CommandError as exc:
-            return [("failed", exc.code, exc.message)]
-        stages = [("accepted", "", ""), ("started", "", "")]
-        if not qualified.startswith("link."):
-            return stages + [("completed", "", "done")]
-        try:
-            return stages + [("completed", "", self.link.execute(qualified.partition(".")[2], checked))]
-        except CommandError as exc:
-            return stages + [("failed", exc.code, exc.message)]
+    def _on_router(self) -> None:
+        if self.script is None:
+            self.dispatcher.drain()
+            return
+        for identity, *_, body in drain(self._broker.router):
+            msg = decode(body)
+            command_id = msg.data["id"]
+            for stage, code, message in self.script:
+                data = {"id": command_id, "stage": stage, "code": code, "message": message}
+                self._broker.router.send_multipart([identity, self._script_encoder.encode("rsp", msg.name, data)[1]])
+            self._scripted.add(command_id)
+
+    def _settled(self) -> bool:
+        """Nothing left on the command sockets, and every command the link holds pending is
+        one ``script`` answered (and so never will be further)."""
+        return not self._commands_poller.poll(0) and self._scripted.issuperset(self.link.verification.pending)
 
     def publish(self, kind: str, name: str, data, t: float | None = None) -> None:
         """Another process's telemetry or event, as the bus delivers it."""
         self._inbox.append(_bus_message(kind, name, data, self.link.time_s if t is None else t))
 
     def pump(self, seconds: float = 0.0) -> None:
-        """Serve the socket and deliver queued bus messages, for at least one round."""
+        """Serve the sockets (the link's TCP server, the dispatcher's ROUTER, every DEALER) and
+        deliver queued bus messages, for at least one round and ``seconds``, then until every
+        command has been answered.
+
+        Raises:
+            TimeoutError: commands still unanswered :data:`SETTLE_TIMEOUT_S` after ``seconds``.
+        """
         deadline = time.monotonic() + seconds
         while True:
-            if self._poller.poll(5):
-                self._on_readable()
+            for sock, _ in self._poller.poll(5):
+                self._handlers[sock]()
             while self._inbox:
                 msg = self._inbox.popleft()
                 (self.link.on_response if msg.kind == "rsp" else self.link.on_message)(msg)
-            if time.monotonic() >= deadline:
+            self.dispatcher.expire()
+            now = time.monotonic()
+            if now >= deadline and self._settled():
                 return
+            if now >= deadline + SETTLE_TIMEOUT_S:
+                raise TimeoutError(f"commands unanswered after {SETTLE_TIMEOUT_S} s: "
+                                   f"{sorted(self.link.verification.pending)}")
 
     def frame(self, contact: bool = True, **fields) -> None:
         """Hand the link the sensor frame of the next tick (1 s of onboard time per tick)."""
@@ -155,7 +234,14 @@ class LinkHarness:
         return [m for m in self.emitted if m.kind == "ev" and m.name == f"link.{name}"]
 
     def close(self) -> None:
+        """Stop the link and the targets, close every socket; once (a second call does nothing)."""
+        if self._ctx.closed:
+            return
         self.link.on_stop()
+        for target in self.targets.values():
+            target.on_stop()
+        self._broker.close()
+        self._ctx.destroy(linger=0)
 
 
 class Ground:

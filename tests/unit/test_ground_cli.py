@@ -1,6 +1,6 @@
 """`flight ground ping | send | watch` and `flight keys init` against a real link manager on
-loopback TCP (run in a background thread by the test_link harness, its commands answered by
-a stand-in dispatcher). The key directory is the test's own (RACKFLIGHT_KEYS_DIR)."""
+loopback TCP (run in a background thread by the link harness, its commands answered by the
+real dispatcher and subsystems). The key directory is the test's own (RACKFLIGHT_KEYS_DIR)."""
 
 import argparse
 import socket

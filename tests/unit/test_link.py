@@ -181,6 +181,15 @@ def test_onboard_validation_failure_reaches_the_ground(ground):
     assert "setpoint_c" in report.message
 
 
+def test_a_command_runs_on_its_owner_and_its_event_comes_down(ground, harness):
+    ground.send_tc(_setpoint(31.0))
+    got = ground.collect(lambda g: len(g) >= 5, keep=(1, 5))  # and link.client_connected
+    assert [k for k in _kinds(got) if k[0] == 1] == [(1, 1), (1, 3), (1, 7)]
+    assert [services.decode_tm(DICT, p[-1]).name for p in got if p[2] == THERMAL.component_id] == [
+        "thermal.setpoint_changed"]
+    assert harness.targets["thermal"].setpoint_c == 31.0
+
+
 def _tc(service, subtype, data=b"", apid=framing.TC_APID) -> PusTc:
     return PusTc(service=service, message_subtype=subtype, apid=apid, app_data=data, seq_count=9, source_id=7,
                  ack_flags=framing.ACK_ALL)
