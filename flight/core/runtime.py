@@ -238,7 +238,7 @@ class BusRuntime:
 def product_sources(topics: tuple[bytes, ...]) -> tuple[bytes, ...]:
     """The :func:`~flight.core.messages.tick_output_topic` of each source whose data products
     (``data/<src>.<product>``) ``topics`` take."""
-    return tuple(dict.fromkeys(tick_output_topic(t[len(b"data/"):].split(b".")[0].decode("ascii"))
+    return tuple(dict.fromkeys(tick_output_topic(t[len(b"data/"):].split(b".")[0].decode("ascii"), products=True)
                                for t in topics if t.startswith(b"data/")))
 
 
@@ -263,7 +263,7 @@ class ProcessRunner:
         self.last_tick = 0
         self.products: dict[str, Any] | None = None
         """The data products of the frame being handled (None between frames)."""
-        self.done_topic = tick_output_topic(name)
+        self.done_topics = (tick_output_topic(name), tick_output_topic(name, products=True))
 
     @staticmethod
     def _topics(subscribe: tuple[bytes, ...]) -> tuple[bytes, ...]:
@@ -320,7 +320,7 @@ class ProcessRunner:
         finally:
             products, self.products = self.products, None
         self.bus.emit("hw", "hal.done", {"tick": msg.tick, "actuate": s.actuation, "products": products},
-                      topic=self.done_topic)
+                      topic=self.done_topics[bool(products)])
         s.actuation = {}
         budget = self.config.tick_wall_s
         if budget is not None and time.perf_counter() - started > budget:

@@ -56,7 +56,7 @@ def test_after_await_bus_every_message_of_a_new_publisher_arrives_and_none_held_
 
 def test_a_ticks_data_products_travel_inside_its_hal_done_and_reach_their_consumer_before_the_next_frame():
     """Thermal's headroom for tick 1 goes out inside its ``hal.done`` (one publish for the
-    tick, topic ``hw/hal.done/thermal``); the power manager, subscribed to thermal's tick
+    tick, topic ``hw/hal.done/thermal/products``); the power manager, subscribed to thermal's tick
     output, gets it as the ``data`` message it consumes."""
     with tempfile.TemporaryDirectory(prefix="rf-") as run_dir:
         addr = BusAddress.in_dir(Path(run_dir))
@@ -85,7 +85,7 @@ def test_a_ticks_data_products_travel_inside_its_hal_done_and_reach_their_consum
                 out += [(topic, body) for topic, body in bus.drain(bridge) if not topic.endswith(b".bus_probe") and not topic.startswith(b"data/probe.")]
             [(topic, body)] = out  # one message for the tick: no separate data/thermal.headroom
             done = decode(body)
-            assert topic == b"hw/hal.done/thermal" and (done.name, done.src, done.tick) == ("hal.done", "thermal", 1)
+            assert topic == b"hw/hal.done/thermal/products" and (done.name, done.src, done.tick) == ("hal.done", "thermal", 1)
             assert set(done.data["products"]) == {"thermal.headroom"} and "actuate" in done.data
             got = []
             while not any(m.name == "hal.done" for m, _ in got) and power.bus.sub.poll(2000):
