@@ -26,6 +26,26 @@ from flight.spacelink.framing import ACK_ALL, TC_APID, TIMESTAMP_LEN, TmFramer, 
     unix_from_cds
 from flight.spacelink.codec import Reader, decode_tc_data
 
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """An onboard packet store: ``store_id`` (the u8 that TC[15,x] and TM[15,x] name it by),
+    downlink ``priority`` (1 first)."""
+
+    name: str
+    store_id: int
+    priority: int
+
+
+STORES = (
+    StoreSpec("hk", 1, 3),
+    StoreSpec("events", 2, 1),
+    StoreSpec("results", 3, 4),
+    StoreSpec("verification", 4, 2),
+)
+STORE_BY_NAME = {s.name: s for s in STORES}
+STORE_BY_ID = {s.store_id: s for s in STORES}
+
 STORAGE_SERVICE = PusService.S15_TM_STORAGE
 ENABLE_STORAGE, DISABLE_STORAGE = 1, 2
 RETRIEVE_BY_TIME_RANGE = 9

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from flight.subsystems.link.packet_stores import STORE_BY_NAME, STORE_FILE
+from flight.spacelink.pus15_storage import STORE_BY_NAME
+from flight.subsystems.link.packet_stores import STORE_FILE
 from tests.support.predicates import FlightRun, within
 
 pytestmark = pytest.mark.slow

@@ -21,7 +21,8 @@ import pytest
 
 from flight.core.config import RunConfig
 from flight.spacelink import keys
-from flight.subsystems.link.packet_stores import STORE_BY_NAME, STORE_FILE
+from flight.spacelink.pus15_storage import STORE_BY_NAME
+from flight.subsystems.link.packet_stores import STORE_FILE
 from flight.subsystems.link.manager import DEFAULT_HK_INTERVAL_S
 from tests.support.predicates import FlightRun, free_port
 

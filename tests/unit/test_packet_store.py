@@ -20,7 +20,8 @@ from spacepackets.ecss.tm import PusTm
 from flight.core.component import CommandError
 from flight.spacelink import framing, pus15_storage as pus15, services
 from flight.subsystems.link import downlink as downlink_module
-from flight.subsystems.link.packet_stores import ACKED, IN_FLIGHT, PENDING, STORE_BY_NAME, STORE_FILE, PacketStores
+from flight.spacelink.pus15_storage import STORE_BY_NAME
+from flight.subsystems.link.packet_stores import ACKED, IN_FLIGHT, PENDING, STORE_FILE, PacketStores
 from tests.support.link_harness import DICT, THERMAL, THERMAL_HK, UTC0, Ground, LinkHarness, _kinds, _verification
 
 HK, EVENTS = STORE_BY_NAME["hk"].store_id, STORE_BY_NAME["events"].store_id

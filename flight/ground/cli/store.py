@@ -37,7 +37,7 @@ from flight.spacelink import (
     services,
 )
 from flight.ground.archive import Archive, archive_path, listen
-from flight.subsystems.link.packet_stores import STORE_BY_ID, STORE_BY_NAME
+from flight.spacelink.pus15_storage import STORE_BY_ID, STORE_BY_NAME
 
 DUMP_QUIET_S = 2.0
 """``dump`` stops waiting once no stored packet arrived for this many wall seconds."""

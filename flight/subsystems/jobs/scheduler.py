@@ -3,7 +3,7 @@
 :func:`plan` is a pure function of the jobs and the :class:`Limits` of the moment; the job
 runner (:mod:`flight.subsystems.jobs.runner`) applies its answer. The rules, in order:
 
-1. **Eligibility by mode** (``ctl/mode`` from the executive): ``SAFE`` runs nothing;
+1. **Eligibility by mode** (``ctl/mode`` from the mode manager, the power manager): ``SAFE`` runs nothing;
    ``POWER_SAVE`` runs only critical jobs and jobs of priority >= :data:`HIGH_PRIORITY`;
    ``NOMINAL`` and ``THERMAL_LIMIT`` run everything. A running job that is no longer
    eligible is preempted.

@@ -125,7 +125,7 @@ class LinkManager(Subsystem):
                     "Stored packets back in the backlog: their connections closed unacknowledged."),
             Channel("tm_dropped_retention", "int", "count",
                     "Unacknowledged stored packets dropped by a store's retention limit.", yellow=(0, 0)),
-            Channel("store_errors", "int", "count", "Packet store or job database errors.", yellow=(0, 0)),
+            Channel("store_errors", "int", "count", "Packet store errors.", yellow=(0, 0)),
             Channel("schedule_enabled", "bool", "", "Time-based schedule releases its TCs (TC[11,1]/[11,2])."),
             Channel("schedule_activities", "int", "count", "Time-tagged TCs waiting in the schedule."),
             Channel("tc_released", "int", "count", "Scheduled TCs released at their time."),

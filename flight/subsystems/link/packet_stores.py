@@ -20,7 +20,7 @@ File
     Delivery state lives in ``packets``, a narrow table, and the bytes in ``packet_bytes``,
     so a state change rewrites a few dozen bytes rather than the whole packet.
 
-Stores (:data:`STORES`)
+Stores (:data:`flight.spacelink.pus15_storage.STORES`: their ids are part of the PUS 15 wire format)
     ==============  ==  ========  ====================================================
     name            id  priority  content
     ==============  ==  ========  ====================================================
@@ -61,29 +61,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Hashable, Iterable
 
-from flight.spacelink.pus15_storage import StoreStatusEntry
+from flight.spacelink.pus15_storage import STORE_BY_ID, STORE_BY_NAME, STORES, StoreStatusEntry
 from flight.core.storage import BatchedWrites, insert_rows, open_batched
 
 STORE_FILE = "packet_stores.sqlite"
 
 
-@dataclass(frozen=True)
-class StoreSpec:
-    """A packet store: ``store_id`` (u8 on the wire), downlink ``priority`` (1 first)."""
-
-    name: str
-    store_id: int
-    priority: int
-
-
-STORES = (
-    StoreSpec("hk", 1, 3),
-    StoreSpec("events", 2, 1),
-    StoreSpec("results", 3, 4),
-    StoreSpec("verification", 4, 2),
-)
-STORE_BY_NAME = {s.name: s for s in STORES}
-STORE_BY_ID = {s.store_id: s for s in STORES}
 DOWNLINK_ORDER = tuple(sorted(STORES, key=lambda s: s.priority))
 DEFAULT_CAPACITY = {"hk": 200_000, "events": 50_000, "results": 10_000, "verification": 10_000}
 """Most packets each store keeps (an estimate sized for ~4 days without contact)."""

@@ -29,7 +29,7 @@ from flight.spacelink.pus15_storage import (
     store_status_report,
 )
 from flight.subsystems.link.downlink import Downlink
-from flight.subsystems.link.packet_stores import STORE_BY_ID
+from flight.spacelink.pus15_storage import STORE_BY_ID
 from flight.subsystems.link.routing import TcRoute
 from flight.subsystems.link.state import EventBudget, LinkCounters, LinkState, TcSource
 from flight.subsystems.link.verification import Verification
