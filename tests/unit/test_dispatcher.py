@@ -4,11 +4,11 @@ routing of responses, and what happens to commands pending on a subsystem that r
 import itertools
 
 import pytest
-import zmq
 
 from flight.core.component import Arg, Command, Component, Dictionary
-from flight.executive.dispatcher import MAX_PENDING_PER_TARGET, Dispatcher
+from flight.executive.dispatcher import MAX_PENDING_PER_TARGET
 from flight.core.messages import Encoder, decode
+from tests.support.dispatcher import dispatcher_net, pump
 
 DICT = Dictionary([
     Component("exec", 1, (Command("noop", 1),)),
@@ -18,37 +18,9 @@ DICT = Dictionary([
 _ids = itertools.count()
 
 
-def dispatcher_net(dictionary, local, target):
-    """A dispatcher on a real ROUTER, a ``ground`` DEALER and one for subsystem ``target``
-    (its route made known); yields ``(dispatcher, sockets by name, failures reported)``."""
-    ctx = zmq.Context()
-    router = ctx.socket(zmq.ROUTER)
-    router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-    router.bind("inproc://cmd")
-    failures = []
-    disp = Dispatcher(router, dictionary, "exec", local, lambda *a: failures.append(a))
-    sockets = {}
-    for name in ("ground", target):
-        s = ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.IDENTITY, name.encode())
-        s.setsockopt(zmq.LINGER, 0)
-        s.connect("inproc://cmd")
-        sockets[name] = s
-    sockets[target].send(Encoder(target).encode("rsp", "x", {"id": "hello", "stage": "completed"})[1])
-    pump(disp)
-    yield disp, sockets, failures
-    ctx.destroy(linger=0)
-
-
 @pytest.fixture
 def net():
     yield from dispatcher_net(DICT, lambda name, args: "no-op", "thermal")
-
-
-def pump(disp, rounds=20):
-    for _ in range(rounds):
-        if disp.router.poll(20):
-            disp.drain()
 
 
 def send(sock, name, args, cmd_id=None):

@@ -6,7 +6,7 @@ from flight.subsystems.power.eclipse_forecast import EclipseForecast
 from flight.core.orbit import Orbit
 from flight.core.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle
 from sim_hw.params import SimParams
-from tests.unit.test_sim_orbit import EQUINOX, circular_orbit
+from tests.support.orbits import EQUINOX, circular_orbit
 
 _, TLE = load_tle(DEFAULT_TLE_PATH, DEFAULT_TLE_NAME)
 

@@ -20,7 +20,7 @@ from sim_hw.local import SimRig
 from sim_hw.params import SimParams
 from sim_hw.power import SolarArray
 from sim_hw.satellite import Satellite
-from tests.unit.test_sim_orbit import EQUINOX, circular_orbit
+from tests.support.orbits import EQUINOX, circular_orbit
 
 TLE = load_tle("flight/data/tle-real.txt")[1]
 BETA0 = load_tle("flight/data/tle-beta0.txt", "RACKSAT-BETA0")[1]

@@ -2,17 +2,15 @@
 loopback TCP (run in a background thread by the link harness, its commands answered by the
 real dispatcher and subsystems). The key directory is the test's own (RACKFLIGHT_KEYS_DIR)."""
 
-import argparse
 import socket
 import threading
 import time
 
 import pytest
 
-from flight.ground.cli import main as cli
 from flight.ground.cli.watch import WatchView
-
 from flight.spacelink import keys
+from tests.support.ground_cli import run
 from tests.support.link_harness import FRAME_PERIOD_S, JOBS_HK, THERMAL_HK, ServedLink
 from tests.support.predicates import wait_until
 
@@ -24,15 +22,6 @@ def await_ticks(served, n: int) -> None:
     until = served.harness.tick + n
     wait_until(lambda: served.harness.tick >= until, f"{n} ticks of the served link", 10 + n * FRAME_PERIOD_S,
                FRAME_PERIOD_S / 5)
-
-
-def run(*argv: str, command: str = "ground") -> int:
-    parser = argparse.ArgumentParser(prog="flight")
-    sub = parser.add_subparsers(dest="command", required=True)
-    cli.add_parser(sub)
-    cli.add_keys_parser(sub)
-    args = parser.parse_args([command, *argv])
-    return args.func(args)
 
 
 @pytest.mark.parametrize("sub", [[], ["ping"], ["send"], ["watch"]])

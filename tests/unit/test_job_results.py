@@ -10,7 +10,7 @@ from flight.subsystems.jobs.store import JobResult, JobStore
 from flight.subsystems.link import downlink as downlink_module
 from flight.subsystems.link.packet_stores import STORE_BY_NAME
 from tests.support.link_harness import LinkHarness
-from tests.unit.test_jobs import GOOD, Harness
+from tests.support.jobs import GOOD, Harness
 
 RESULTS = STORE_BY_NAME["results"].store_id
 

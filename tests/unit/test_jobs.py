@@ -6,7 +6,6 @@ without closing anything and building a new one on the same data directory). Hos
 import hashlib
 import itertools
 import signal
-import sqlite3
 
 import numpy as np
 import pytest
@@ -14,24 +13,20 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flight.core.bus import BusAddress
-from flight.core.config import RunConfig
 from flight.core.component import CommandError, Dictionary
 from flight.executive.dispatcher import Dispatcher
 from flight.spacelink.pus3_housekeeping import decode_hk, encode_hk
 from flight.hal.protocol import N_GPUS
 from flight.subsystems.jobs.programs import ProgramRun
-from flight.subsystems.jobs.model import GPU_MAX_CLOCK_MHZ, Job
+from flight.subsystems.jobs.model import Job
 from flight.subsystems.jobs.radiation import FENCE_WINDOW_S, EccMonitor
 from flight.subsystems.jobs.scheduler import Limits, plan
 from flight.subsystems.jobs.store import JobStore
 from flight.core.messages import Encoder, Message, decode
 from flight.executive.recorder import RunStats
 from flight.subsystems.jobs.runner import JobRunner
+from tests.support.jobs import GOOD, STEPS, Harness, finish, rows, tick_until
 from tests.support.predicates import wait_until
-
-GOOD = {"gpus_min": 4, "gpus_max": 8, "work_gpu_s": 1000.0, "priority": 5, "checkpoint_interval_s": 20.0,
-        "checkpoint_cost_s": 2.0, "deadline_s": 0.0, "critical": False, "kind": "synthetic"}
 
 
 def job(job_id=1, **kw):
@@ -163,49 +158,6 @@ def test_a_rack_wide_storm_of_uncorrectable_errors_fences_no_gpu_but_a_lone_fail
 
 
 # -- the subsystem, frame by frame ----------------------------------------------------------
-class Harness:
-    """A JobRunner on ``data_dir`` with its outputs captured; ``tick()`` feeds one frame."""
-
-    def __init__(self, data_dir, workload="none", tle_lines=(), **params):
-        self.config = RunConfig(bus=BusAddress("inproc://p", "inproc://s", "inproc://c"), data_dir=str(data_dir),
-                                hk_period_ticks=10, params={"jobs": {"workload": workload, **params}},
-                                tle_lines=tuple(tle_lines))
-        self.out = []
-        self.runner = JobRunner(self.config, lambda kind, name, data: self.out.append((kind, name, data)))
-        self.runner.on_start()
-        self.clock = np.full(N_GPUS, GPU_MAX_CLOCK_MHZ)
-        self.online = np.ones(N_GPUS, dtype=bool)
-        self.unc = np.zeros(N_GPUS)
-        self.cor = np.zeros(N_GPUS)
-        self.limit_w = np.full(N_GPUS, 1000.0)
-        self.soc = 0.95
-
-    def tick(self, n=1, start=None):
-        r = self.runner
-        for _ in range(n):
-            t = (start if start is not None else r.tick) + 1
-            start = None
-            r.on_frame(t, float(t), {"gpu_clock_mhz": self.clock, "gpu_util": np.ones(N_GPUS),
-                                     "gpu_online": self.online.copy(), "gpu_ecc_corrected": self.cor.copy(),
-                                     "gpu_ecc_uncorrected": self.unc.copy(), "gpu_power_limit_w": self.limit_w.copy(),
-                                     "battery_soc": self.soc, "battery_capacity_j": 160e3 * 3600,
-                                     "bus_load_w": 5300.0})
-
-    def events(self, name):
-        return [d for kind, n, d in self.out if kind == "ev" and n == f"jobs.{name}"]
-
-    def hk(self):
-        return [d for kind, n, d in self.out if kind == "tm"][-1]
-
-
-def rows(path, sql):
-    db = sqlite3.connect(path)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
-
-
 def test_an_acknowledged_submit_is_on_disk_before_the_handler_returns(tmp_path):
     h = Harness(tmp_path)
     assert h.runner.execute("submit", GOOD) == "job 1 queued"
@@ -472,30 +424,11 @@ def test_the_housekeeping_packet_encodes_for_the_space_link(tmp_path):
 
 
 # -- command jobs: a real program ------------------------------------------------------------
-def finish(run, timeout_s=60.0):
-    """Everything ``run`` says until it exits."""
-    said = []
-    wait_until(lambda: said.extend(run.poll()) or run.exited, lambda: f"the program's exit; said {said[-3:]}",
-               timeout_s, 0.01)
-    return said
-
-
 def await_word(run, word, timeout_s=30.0):
     def said_it():
         return next(((value,) for w, value in run.poll() if w == word), None)
 
     return wait_until(said_it, f"{word!r} from the program", timeout_s, 0.01)[0]
-
-
-STEPS = 5000
-
-
-@pytest.fixture(scope="module")
-def reference_digest(tmp_path_factory):
-    """Digest of matmul, STEPS steps, seed 1, never interrupted."""
-    said = finish(ProgramRun("flight.subsystems.jobs.matmul", tmp_path_factory.mktemp("ref") / "1", STEPS, 1))
-    assert said[-1] == ("exit", "0")
-    return dict(said)["done"]
 
 
 def test_a_program_killed_after_a_checkpoint_resumes_to_the_same_result(tmp_path, reference_digest):
@@ -516,16 +449,6 @@ def test_a_stopped_program_checkpoints_and_exits_cleanly(tmp_path):
     run.stop()  # before it is ready: sent once it is
     said = finish(run)
     assert [w for w, _ in said if w != "progress"] == ["checkpoint", "exit"] and said[-1] == ("exit", "0")
-
-
-def tick_until(h, predicate, timeout_s=60.0):
-    def ticked_until() -> bool:
-        if predicate():
-            return True
-        h.tick()
-        return False
-
-    wait_until(ticked_until, "the condition, ticking the runner", timeout_s, 0.005)
 
 
 def test_a_command_job_survives_a_pause_and_a_runner_crash_and_its_output_is_kept(tmp_path, reference_digest):

@@ -13,7 +13,7 @@ from flight.subsystems.power.manager import gpus_carried
 from flight.hal.protocol import N_GPUS
 from flight.core.messages import Message
 from flight.core.tle import DEFAULT_TLE_PATH, load_tle
-from tests.unit.test_jobs import GOOD, STEPS, Harness, reference_digest, rows, tick_until  # noqa: F401 (fixture)
+from tests.support.jobs import GOOD, STEPS, Harness, rows, tick_until
 
 BETA0_TLE = load_tle(DEFAULT_TLE_PATH.parent / "tle-beta0.txt")[1]
 
@@ -185,7 +185,7 @@ def test_jobs_the_battery_will_not_carry_checkpoint_before_the_eclipse_and_resum
 
 
 def test_a_command_job_is_preempted_through_its_checkpoint_contract_and_finishes_with_its_output(
-        tmp_path, reference_digest):  # noqa: F811 (the fixture imported above)
+        tmp_path, reference_digest):
     h = Harness(tmp_path)
     program = submit(h, kind="matmul", gpus_min=70, gpus_max=70, work_gpu_s=float(STEPS), priority=1,
                      checkpoint_interval_s=10.0)

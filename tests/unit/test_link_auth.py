@@ -22,7 +22,7 @@ from flight.spacelink import sdls
 from flight.spacelink.sdls import ArsnCounter, AuthenticationError, ReplayGuard, StationKey, protect, unprotect
 from flight.subsystems.link import connections as connections_module
 from flight.subsystems.link import uplink as uplink_module
-from tests.support.link_harness import DICT, Ground, LinkHarness, _kinds, _ping, _setpoint, _verification
+from tests.support.link_harness import BUS, DICT, Ground, LinkHarness, _kinds, _ping, _setpoint, _verification
 
 KEY = StationKey("local", 1, bytes(range(32)))
 KEYS = {KEY.spi: KEY}
@@ -227,7 +227,6 @@ def test_any_configured_station_key_is_accepted_by_its_spi(tmp_path):
 def test_the_link_refuses_to_start_without_keys_unless_in_lab_mode(tmp_path):
     from flight.core.config import RunConfig
     from flight.subsystems.link.manager import LinkManager
-    from tests.unit.test_link import BUS
 
     config = RunConfig(bus=BUS, data_dir=str(tmp_path), link_endpoint="127.0.0.1:0", keys_dir=str(tmp_path / "k"))
     (tmp_path / "k").mkdir()

@@ -6,7 +6,7 @@ import pytest
 from flight.core.component import Arg, Command, Component, Dictionary
 from flight.core.messages import Encoder, decode
 from flight.executive.dispatcher import Forward
-from tests.unit.test_dispatcher import dispatcher_net, pump
+from tests.support.dispatcher import dispatcher_net, pump
 
 
 def mode_dict() -> Dictionary:

@@ -10,7 +10,7 @@ import pytest
 from flight.core.component import CommandError
 from flight.core.messages import Message
 from flight.subsystems.power.monitor import DEFAULT_WATCHPOINTS, Monitor, Watchpoint
-from tests.unit.test_modes import power_manager, sunlit_frame
+from tests.support.power import power_manager, sunlit_frame
 
 
 def hot_frame(temp_c: float) -> dict:

@@ -6,8 +6,8 @@ harness of test_ground_cli); each prints the verification stages as `send` does.
 import pytest
 
 from flight.spacelink import keys
+from tests.support.ground_cli import run
 from tests.support.predicates import wait_until
-from tests.unit.test_ground_cli import run
 
 pytestmark = pytest.mark.usefixtures("ground_keys")
 

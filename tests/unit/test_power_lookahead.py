@@ -23,7 +23,7 @@ from flight.subsystems.power.manager import (
 from flight.core.tle import load_tle
 from flight.hal.inprocess import InProcessRack
 from sim_hw.local import SimRig
-from tests.unit.test_modes import power_manager, sunlit_frame
+from tests.support.power import power_manager, sunlit_frame
 
 CAPACITY_J = 160 * 3.6e6
 """160 kWh (DESIGN.md)."""

@@ -10,7 +10,7 @@ from flight import cli
 from flight.core.orbit import Orbit
 from flight import scenario
 from sim_hw.params import SimParams
-from tests.unit.test_sim_orbit import eclipse_minutes
+from tests.support.orbits import eclipse_minutes
 
 BUNDLED = ("worst-eclipse", "pump-half-flow", "radiator-quarter-lost", "battery-fifth-lost", "solar-string-lost",
            "sensor-stuck", "seu-storm", "dead-gpu")

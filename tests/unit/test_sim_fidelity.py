@@ -39,7 +39,7 @@ from sim_hw.thermal import (
     absorbed_environment_w_m2,
     earth_view_factor_vertical_plate,
 )
-from tests.unit.test_sim_orbit import EQUINOX, circular_orbit
+from tests.support.orbits import EQUINOX, circular_orbit
 
 P = SimParams()
 R_EARTH_KM = 6378.0
