@@ -1,7 +1,9 @@
 """The bus: one XSUB/XPUB proxy for published traffic and one ROUTER for commands.
 
-Every published message (telemetry, events, HAL frames, heartbeats) passes the one proxy,
-so every subscriber sees one total order; lockstep determinism rests on that. Commands go
+Every published message (telemetry, events, heartbeats, ``ctl``) passes the one proxy, so
+every subscriber sees one total order of them. HAL frames and the participants' answers do
+not: they have their own sockets (:mod:`flight.core.lockstep`), which carry what lockstep
+determinism rests on. Commands go
 DEALER -> ROUTER (never REQ/REP) with ``ROUTER_MANDATORY`` so an unreachable target is an
 error, not a silent drop.
 
@@ -29,16 +31,20 @@ CMD_HWM = 10_000
 @dataclass(frozen=True)
 class BusAddress:
     """Endpoints of one bus: ``pub`` where publishers connect (the proxy's XSUB), ``sub``
-    where subscribers connect (its XPUB), ``cmd`` the command ROUTER."""
+    where subscribers connect (its XPUB), ``cmd`` the command ROUTER; and the HAL bridge's
+    lockstep channel (:mod:`flight.core.lockstep`): ``frames`` its frame PUB, ``done`` its
+    answer PULL (empty where no bridge runs)."""
 
     pub: str
     sub: str
     cmd: str
+    frames: str = ""
+    done: str = ""
 
     @classmethod
     def in_dir(cls, run_dir: Path) -> "BusAddress":
         """ipc:// endpoints inside ``run_dir`` (keep it short: ipc paths are limited to ~100 bytes)."""
-        return cls(f"ipc://{run_dir}/pub", f"ipc://{run_dir}/sub", f"ipc://{run_dir}/cmd")
+        return cls(*(f"ipc://{run_dir}/{name}" for name in ("pub", "sub", "cmd", "frames", "done")))
 
 
 def _common(sock: zmq.Socket) -> zmq.Socket:

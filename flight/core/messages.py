@@ -78,16 +78,6 @@ def topic_for(kind: str, name: str) -> bytes:
     return f"{kind}/{name}".encode("ascii")
 
 
-def tick_output_topic(src: str, products: bool = False) -> bytes:
-    """Topic frame of ``src``'s ``hal.done``: ``b"hw/hal.done/<src>"``, or
-    ``b"hw/hal.done/<src>/products"`` when it carries data products. It carries the tick's
-    actuator settings and data products in one message; the HAL bridge subscribes to every
-    source (prefix ``hw/hal.done``), a consumer of ``src``'s products to the ``products`` topic
-    of that source only, so it never decodes a done that has nothing for it (most products go
-    out on change, not every tick)."""
-    return topic_for("hw", "hal.done") + b"/" + src.encode("ascii") + (b"/products" if products else b"")
-
-
 _DTYPES = tuple(np.dtype(d) for d in _ALLOWED_DTYPES)
 _DTYPE_CODE = {d: i for i, d in enumerate(_DTYPES)}
 

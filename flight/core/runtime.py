@@ -2,7 +2,7 @@
 
 :class:`BusRuntime` is a process's end of the bus (:mod:`flight.core.bus`): it connects the
 publisher, the subscriber and (for a commandable process) the command DEALER; emits
-telemetry, events, data products, ``hal.done`` and control messages stamped with the owner's
+telemetry, events, data products and control messages stamped with the owner's
 clock; sends commands and answers them with their verification stages; decodes what
 arrives and counts what does not decode; heartbeats; and makes sure, before the loop,
 that the proxy has its publisher. Every process uses it: a subsystem
@@ -18,10 +18,11 @@ could lose the first messages of its first tick (a restarted job runner's
 ``job_restored`` events, say). :meth:`BusRuntime.await_bus` publishes a probe only it
 subscribes to until one comes back, and hands back what arrived meanwhile.
 
-The subsystem loop (:class:`ProcessRunner`): poll the bus subscriber, the command DEALER and
-the subsystem's own extra sockets; hand each HAL frame to the subsystem and answer
-``hal.done``; execute commands with their verification stages; heartbeat every
-``heartbeat_s`` of wall time; answer the HAL bridge's ``ctl/sync``. A malformed message is
+The subsystem loop (:class:`ProcessRunner`): poll the bus subscriber, the lockstep channel's
+frames (:mod:`flight.core.lockstep`), the command DEALER and the subsystem's own extra
+sockets; hand each HAL frame to the subsystem and answer ``hal.done``; execute commands
+with their verification stages; heartbeat every ``heartbeat_s`` of wall time; answer the
+HAL bridge's ``ctl/sync``. A malformed message is
 counted and reported, never fatal. The process names itself after the subsystem
 (``ps -e`` shows ``thermal``) and dies with its parent (``PR_SET_PDEATHSIG``, and a
 parent-pid check at each heartbeat).
@@ -39,10 +40,10 @@ from typing import Any, Protocol
 
 import zmq
 
-from flight.core import bus
+from flight.core import bus, lockstep
 from flight.core.config import RunConfig
 from flight.core.component import CommandError
-from flight.core.messages import DecodeError, Encoder, Message, decode, tick_output_topic, topic_for
+from flight.core.messages import DecodeError, Encoder, Message, decode, topic_for
 from flight.core.subsystem import Subsystem
 
 BUS_PROBE_PERIOD_S = 0.02
@@ -111,18 +112,10 @@ class BusRuntime:
         self.decode_errors += 1
 
     # -- out -------------------------------------------------------------------------
-    def emit(self, kind: str, name: str, data: Any, topic: bytes | None = None) -> None:
-        """Publish one message of ``kind`` (``tm``, ``ev``, ``data``, ``hw``, ``ctl``, ``hb``),
-        under ``topic`` instead of ``kind/name`` if given (:func:`~flight.core.messages.tick_output_topic`)."""
+    def emit(self, kind: str, name: str, data: Any) -> None:
+        """Publish one message of ``kind`` (``tm``, ``ev``, ``data``, ``hw``, ``ctl``, ``hb``)."""
         tick, time_s = self.clock()
-        frames = self.encoder.encode(kind, name, data, tick, time_s)
-        if topic is not None:
-            frames[0] = topic
-        self.pub.send_multipart(frames)
-
-    def publish(self, frames: list[bytes]) -> None:
-        """Publish an already encoded ``[topic, body]`` (a rig's frame, relayed unchanged)."""
-        self.pub.send_multipart(frames)
+        self.pub.send_multipart(self.encoder.encode(kind, name, data, tick, time_s))
 
     def _to_dispatcher(self, kind: str, name: str, data: dict) -> None:
         tick, time_s = self.clock()
@@ -235,44 +228,40 @@ class BusRuntime:
                 sock.close(linger_ms)
 
 
-def product_sources(topics: tuple[bytes, ...]) -> tuple[bytes, ...]:
-    """The :func:`~flight.core.messages.tick_output_topic` of each source whose data products
-    (``data/<src>.<product>``) ``topics`` take."""
-    return tuple(dict.fromkeys(tick_output_topic(t[len(b"data/"):].split(b".")[0].decode("ascii"), products=True)
-                               for t in topics if t.startswith(b"data/")))
-
-
 class ProcessRunner:
-    """Drives one :class:`Subsystem` in its own process over a :class:`BusRuntime`.
+    """Drives one :class:`Subsystem` in its own process: the bus through a :class:`BusRuntime`,
+    the HAL bridge's frames through the lockstep channel (:mod:`flight.core.lockstep`).
 
-    A tick's output is one message where the order allows: the data products the subsystem
-    makes while handling frame N travel inside its ``hal.done`` for N (topic
-    :func:`~flight.core.messages.tick_output_topic`), which reaches the bridge and every consumer
-    before frame N+1 as the separate messages did, with one publish and one wake-up fewer per
-    product. Consumers get them as ``data`` messages, as if published alone; a product made
-    outside a frame (a command, a message) is published alone."""
+    What the subsystem tells other subsystems on the lockstep path (its data products and
+    ``ctl`` messages) rides in its next ``hal.done``, and what the others told it arrives
+    relayed inside the frame it is about to handle: it is handed over, in the order made,
+    before :meth:`Subsystem.on_frame`, each as if received alone. ``ctl`` messages also go
+    out on the bus at once, for the executive. The subsystem's other ``SUBSCRIBE`` topics
+    (the link's ``tm/`` and ``ev/``) come from the bus."""
 
     def __init__(self, cls: type[Subsystem], config: RunConfig) -> None:
         self.config = config
         name = cls.COMPONENT.name
-        self.bus = BusRuntime(config, name, (b"hw/hal.frame", b"ctl/sync", *self._topics(cls.SUBSCRIBE)),
-                              self._clock)
+        self.relayed_topics = tuple(t for t in cls.SUBSCRIBE if t.split(b"/")[0].decode() in lockstep.RELAYED_KINDS)
+        """``SUBSCRIBE`` prefixes this subsystem takes from relayed answers, not from the bus."""
+        self.bus = BusRuntime(config, name, self._bus_topics(cls.SUBSCRIBE), self._clock)
+        self.frames, self.answers = lockstep.participant_sockets(self.bus.ctx, config.bus)
         self.subscribed = cls.SUBSCRIBE
         self.subsystem = cls(config, self._emit, self.bus.command, listen=self._listen)
         self.bus.on_decode_error = report_decode_error(self.subsystem)
         self.last_tick = 0
-        self.products: dict[str, Any] | None = None
-        """The data products of the frame being handled (None between frames)."""
-        self.done_topics = (tick_output_topic(name), tick_output_topic(name, products=True))
+        self.outputs: list[tuple[str, str, Any]] = []
+        """Data products and ``ctl`` messages made since the last ``hal.done``."""
+        self.answer_encoder = Encoder(name)
+        """Stamps answers; its own ``seq`` keeps the bus's gap-free (the executive counts gaps)."""
 
-    @staticmethod
-    def _topics(subscribe: tuple[bytes, ...]) -> tuple[bytes, ...]:
-        return (*subscribe, *product_sources(subscribe))
+    def _bus_topics(self, subscribe: tuple[bytes, ...]) -> tuple[bytes, ...]:
+        return tuple(t for t in subscribe if t not in self.relayed_topics)
 
     def _emit(self, kind: str, name: str, data: Any) -> None:
-        if kind == "data" and self.products is not None:
-            self.products[name] = data
-        else:
+        if kind in lockstep.RELAYED_KINDS:
+            self.outputs.append((kind, name, data))
+        if kind != "data":
             self.bus.emit(kind, name, data)
 
     def _clock(self) -> tuple[int, float]:
@@ -283,25 +272,56 @@ class ProcessRunner:
         wanted = self.subsystem.SUBSCRIBE if on else ()
         if wanted != self.subscribed:
             option = zmq.SUBSCRIBE if on else zmq.UNSUBSCRIBE
-            for topic in self._topics(self.subsystem.SUBSCRIBE):
+            for topic in self._bus_topics(self.subsystem.SUBSCRIBE):
                 self.bus.sub.setsockopt(option, topic)
             self.subscribed = wanted
-
 
     def on_bus(self) -> None:
         self.handle(self.bus.decoded(self.bus.sub))
 
     def handle(self, messages: Iterable[tuple[Message, bytes]]) -> None:
-        """Hand each decoded bus message to the subsystem: frames, sync, the rest."""
+        """Hand each decoded bus message to the subsystem."""
         for msg, _ in messages:
+            self.subsystem.on_message(msg)
+
+    def on_lockstep(self) -> None:
+        """Take what the frames channel holds: answer ``ctl/sync``, handle each frame."""
+        for parts in bus.drain(self.frames):
+            try:
+                body, relayed = lockstep.split_frame(parts)
+                msg = decode(body)
+            except DecodeError as exc:
+                self.bus.on_decode_error("frames", str(exc))
+                continue
             if msg.kind == "hw" and msg.name == "hal.frame":
+                self.deliver(relayed)
                 self.on_frame(msg)
-            elif msg.kind == "hw" and msg.name == "hal.done":
-                self.on_products(msg)
             elif msg.kind == "ctl" and msg.name == "sync":
-                self.bus.emit("ctl", "ready", {"name": self.subsystem.name})
+                self.answer("ctl", "ready", {"name": self.subsystem.name})
             else:
-                self.subsystem.on_message(msg)
+                self.bus.on_decode_error("frames", f"unexpected {msg.kind}/{msg.name}")
+
+    def answer(self, kind: str, name: str, data: Any) -> None:
+        """Send ``kind/name`` to the HAL bridge on the answers channel."""
+        tick, time_s = self._clock()
+        self.answers.send(self.answer_encoder.encode(kind, name, data, tick, time_s)[1])
+
+    def deliver(self, relayed: list[tuple[str, bytes]]) -> None:
+        """Hand the outputs of the other participants' answers in ``relayed`` to the
+        subsystem, those on topics it listens to, in order."""
+        for src, body in relayed:
+            if src == self.subsystem.name:
+                continue
+            try:
+                done = decode(body)
+                outputs = lockstep.outputs_of(done)
+            except DecodeError as exc:
+                self.bus.on_decode_error(f"relayed {src}"[:40], str(exc))
+                continue
+            for kind, name, data in outputs:
+                topic = topic_for(kind, name)
+                if any(topic.startswith(prefix) for prefix in self.relayed_topics if prefix in self.subscribed):
+                    self.subsystem.on_message(Message(done.src, done.seq, done.tick, done.t, kind, name, data))
 
     def on_frame(self, msg: Message) -> None:
         if msg.tick <= self.last_tick:
@@ -314,36 +334,20 @@ class ProcessRunner:
             s.event("cycle_slip", missed=missed, tick=msg.tick)
         self.last_tick = msg.tick
         started = time.perf_counter()
-        self.products = {}
-        try:
-            s.on_frame(msg.tick, msg.t, msg.data)
-        finally:
-            products, self.products = self.products, None
-        self.bus.emit("hw", "hal.done", {"tick": msg.tick, "actuate": s.actuation, "products": products},
-                      topic=self.done_topics[bool(products)])
+        s.on_frame(msg.tick, msg.t, msg.data)
+        outputs, self.outputs = self.outputs, []
+        self.answer("hw", "hal.done", lockstep.done_payload(msg.tick, s.actuation, outputs))
         s.actuation = {}
         budget = self.config.tick_wall_s
         if budget is not None and time.perf_counter() - started > budget:
             s.cycle_slips += 1
             s.event("cycle_slip", missed=1, tick=msg.tick)
 
-    def on_products(self, msg: Message) -> None:
-        """Hand the data products inside another process's ``hal.done`` to the subsystem, each
-        as its own ``data`` message, those it subscribes to only."""
-        products = msg.data.get("products") if isinstance(msg.data, dict) else None
-        if not isinstance(products, dict):
-            self.bus.on_decode_error(msg.topic.decode("ascii"), "hal.done without a products map")
-            return
-        for name, data in products.items():
-            topic = topic_for("data", name) if isinstance(name, str) and name.isascii() else b""
-            if topic and any(topic.startswith(prefix) for prefix in self.subscribed):
-                self.subsystem.on_message(Message(msg.src, msg.seq, msg.tick, msg.t, "data", name, data))
-
     def on_commands(self) -> None:
         self.bus.serve_commands(self.subsystem)
 
     def run(self) -> None:
-        handlers = {self.bus.sub: self.on_bus, self.bus.dealer: self.on_commands}
+        handlers = {self.bus.sub: self.on_bus, self.frames: self.on_lockstep, self.bus.dealer: self.on_commands}
         self.subsystem.on_start()
         handlers.update(self.subsystem.poll_items())
         self.handle(self.bus.await_bus())

@@ -2,7 +2,7 @@
 
 :class:`HalBridge` (component ``hal``) checks every sensor frame of a rig (the simulator or a
 hardware-in-the-loop adapter, see :mod:`flight.hal.protocol`) against the protocol, has it
-republished on the bus as ``hw/hal.frame`` and publishes ``hal.hk``: at the housekeeping rate,
+sent to the participants as ``hw/hal.frame`` (:mod:`flight.core.lockstep`) and publishes ``hal.hk``: at the housekeeping rate,
 the latest frame's key values and the run statistics the bridge accumulates from every frame
 (time in eclipse, energy harvested, lowest state of charge, hottest GPU, GPU thermal
 shutdowns). It gathers the subsystems' ``hal.done`` answers (each carrying that subsystem's

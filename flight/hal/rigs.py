@@ -7,8 +7,9 @@
   ``flight run``, :mod:`sim_hw.local`): frames and actuations are calls, which spares a process
   and two hops per tick.
 
-Both run on the process's :class:`~flight.core.runtime.BusRuntime` and share
-:class:`RigRunner`: the start-up sync that makes sure every participant and the executive's
+Both run on the process's :class:`~flight.core.runtime.BusRuntime`, bind the lockstep
+channel (:mod:`flight.core.lockstep`: frames out, the participants' answers in, each frame
+relaying the answers that carry outputs for others) and share :class:`RigRunner`: the start-up sync that makes sure every participant and the executive's
 recorder hear the bus before the first frame, the bridge's own commands (deferred fault
 commands answer when the rig does) and a scenario's timed telecommands
 (:mod:`flight.hal.timed_commands`).
@@ -23,7 +24,7 @@ from typing import Any, Protocol
 
 import zmq
 
-from flight.core import bus
+from flight.core import bus, lockstep
 from flight.core.config import RunConfig
 from flight.core.messages import MAX_BODY_BYTES, DecodeError, Encoder, Message, decode
 from flight.core.runtime import BusRuntime, report_decode_error, serve
@@ -44,13 +45,19 @@ class RigRunner:
 
     def __init__(self, config: RunConfig, process: str, send_rig: Callable[[str, Any], None]) -> None:
         self.config = config
-        self.bus = BusRuntime(config, HalBridge.COMPONENT.name, (b"hw/hal.done", b"ctl/ready", b"ctl/down"),
-                              self._clock, process=process)
+        self.bus = BusRuntime(config, HalBridge.COMPONENT.name, (b"ctl/ready", b"ctl/down"), self._clock,
+                              process=process)
+        self.frames, self.answers = lockstep.bridge_sockets(self.bus.ctx, config.bus)
+        self.relayed: list[tuple[str, bytes]] = []
+        """Answers since the last frame that carry outputs for other participants."""
+        self._order = {name: i for i, name in enumerate(config.participants)}
         self.bridge = HalBridge(config, self.bus.emit, send_rig)
         self.bus.on_decode_error = report_decode_error(self.bridge)
         self.synced = False
         self._expected = set(config.participants) | {"exec"}
         self._next_sync = 0.0
+        self.sync_encoder = Encoder(HalBridge.COMPONENT.name)
+        """Stamps ``ctl/sync`` on the frames channel; its own ``seq`` keeps the bus's gap-free."""
         self.command_id = ""
         """Id of the command being executed (a deferred fault command answers under it)."""
         self.deferred: dict[str, Message] = {}
@@ -68,12 +75,36 @@ class RigRunner:
             self.synced = True
             self.bridge.present = set(self.config.participants)
         elif now >= self._next_sync:
+            # the executive answers on the bus, the participants on the lockstep channel
             self.bus.emit("ctl", "sync", {"expected": sorted(self._expected)})
+            b = self.bridge
+            self.frames.send(self.sync_encoder.encode("ctl", "sync", {"expected": sorted(self._expected)},
+                                                      b.tick, b.time_s)[1])
             self._next_sync = now + SYNC_PERIOD_S
 
     def drain_bus(self) -> None:
         for msg, _ in self.bus.decoded(self.bus.sub):
             self.bridge.on_message(msg)
+
+    def drain_answers(self) -> None:
+        """Take the participants' answers: ``hal.done`` (kept for relay when it carries
+        outputs) and ``ctl/ready``."""
+        for parts in bus.drain(self.answers):
+            try:
+                msg = decode(parts[-1])
+                relay = msg.name == "hal.done" and bool(lockstep.outputs_of(msg))
+            except DecodeError as exc:
+                self.bus.on_decode_error("answers", str(exc))
+                continue
+            if relay:
+                self.relayed.append((msg.src, parts[-1]))
+            self.bridge.on_message(msg)
+
+    def publish_frame(self, body: bytes) -> None:
+        """Send frame ``body`` to the participants with the answers to relay, in participant order."""
+        relayed = sorted(self.relayed, key=lambda answer: self._order.get(answer[0], len(self._order)))
+        self.relayed = []
+        self.frames.send_multipart(lockstep.frame_parts(body, relayed))
 
     def on_commands(self) -> None:
         """Execute the bridge's own commands; follow the timed commands' responses."""
@@ -161,8 +192,7 @@ class BridgeRunner(RigRunner):
                 continue
             if msg.name == "hal.frame":
                 if self.welcomed:
-                    self.bridge.on_rig_frame(msg.tick, msg.t, msg.data,
-                                             lambda body=body: self.bus.publish([b"hw/hal.frame", body]))
+                    self.bridge.on_rig_frame(msg.tick, msg.t, msg.data, lambda body=body: self.publish_frame(body))
             elif msg.name == "hal.welcome" and isinstance(msg.data, dict):
                 self.welcomed = True
                 self.rig_connected(msg.data)
@@ -192,7 +222,8 @@ class BridgeRunner(RigRunner):
 
     def run(self) -> None:
         """Sync, greet the rig, then relay frames and answers until stopped."""
-        handlers = {self.rig: self.drain_rig, self.bus.sub: self.drain_bus, self.bus.dealer: self.on_commands}
+        handlers = {self.rig: self.drain_rig, self.answers: self.drain_answers, self.bus.sub: self.drain_bus,
+                    self.bus.dealer: self.on_commands}
         try:
             self.bus.loop(handlers, self._step)
         finally:
@@ -250,8 +281,8 @@ class LocalRigRunner(RigRunner):
 
     def step(self) -> None:
         tick, time_s, frame = self.rig.step()
-        self.bridge.on_rig_frame(tick, time_s, frame, lambda: self.bus.publish(
-            self.frame_encoder.encode("hw", "hal.frame", frame, tick, time_s)), trusted=True)
+        self.bridge.on_rig_frame(tick, time_s, frame, lambda: self.publish_frame(
+            self.frame_encoder.encode("hw", "hal.frame", frame, tick, time_s)[1]), trusted=True)
         for fault, target in self.rig.take_ended_faults():
             self.bridge.fault_ended(fault, target, "duration passed")
 
@@ -276,7 +307,7 @@ class LocalRigRunner(RigRunner):
         return min(SYNC_PERIOD_S, self.next_frame - time.monotonic())
 
     def run(self) -> None:
-        handlers = {self.bus.sub: self.drain_bus, self.bus.dealer: self.on_commands}
+        handlers = {self.answers: self.drain_answers, self.bus.sub: self.drain_bus, self.bus.dealer: self.on_commands}
         try:
             self.bus.loop(handlers, self._step)
         finally:

@@ -2,14 +2,15 @@
 the proxy's subscriptions reach it, so a process restarted mid-run (frames come at once)
 could lose its first tick's events; :meth:`BusRuntime.await_bus` waits for its own
 probe to come back through the proxy first, and keeps what arrived meanwhile. A tick's data
-products travel inside the producer's ``hal.done``."""
+products travel inside the producer's ``hal.done`` on the lockstep channel, relayed inside
+the next frame."""
 
 import tempfile
 from pathlib import Path
 
 import zmq
 
-from flight.core import bus
+from flight.core import bus, lockstep
 from flight.core.bus import BusAddress
 from flight.core.config import RunConfig
 from flight.core.messages import Encoder, decode
@@ -54,44 +55,53 @@ def test_after_await_bus_every_message_of_a_new_publisher_arrives_and_none_held_
 
 
 
-def test_a_ticks_data_products_travel_inside_its_hal_done_and_reach_their_consumer_before_the_next_frame():
-    """Thermal's headroom for tick 1 goes out inside its ``hal.done`` (one publish for the
-    tick, topic ``hw/hal.done/thermal/products``); the power manager, subscribed to thermal's tick
-    output, gets it as the ``data`` message it consumes."""
+def test_a_ticks_data_products_ride_in_its_hal_done_and_reach_their_consumer_inside_the_next_frame():
+    """Thermal's headroom for tick 1 goes to the bridge inside its ``hal.done`` on the lockstep
+    channel, not on the bus; the bridge relays that answer inside frame 2, and the power
+    manager gets it as the ``data`` message it consumes before it handles frame 2."""
     with tempfile.TemporaryDirectory(prefix="rf-") as run_dir:
         addr = BusAddress.in_dir(Path(run_dir))
         ctx = zmq.Context()
         broker = bus.Broker(ctx, addr)
-        bridge = bus.subscriber(ctx, addr, (b"hw/hal.done", b"data/"))
+        frames, answers = lockstep.bridge_sockets(ctx, addr)
         config = RunConfig(bus=addr, data_dir=run_dir)
         thermal = ProcessRunner(subsystem_class("thermal"), config)
         power = ProcessRunner(subsystem_class("power"), config)
+        encoder = Encoder("sim")
+        ready: set[str] = set()
         try:
-            power.bus.await_bus()
-            thermal.bus.await_bus()
-            feeder = bus.publisher(ctx, addr)
+            def synced() -> bool:  # the handshake of a run: ctl/sync until each answers ctl/ready
+                frames.send(encoder.encode("ctl", "sync", {"expected": ["power", "thermal"]})[1])
+                for runner in (thermal, power):
+                    runner.on_lockstep()
+                while answers.poll(20):
+                    ready.add(decode(answers.recv()).data["name"])
+                return ready == {"power", "thermal"}
 
-            def subscribed():
-                feeder.send_multipart(Encoder("probe").encode("data", "probe.ready", {}))
-                return bridge.poll(50) > 0 and any(True for _ in bus.drain(bridge))
-
-            wait_until(subscribed, "the test's own subscription through the proxy", 10, 0)
+            wait_until(synced, "both participants hear the frames channel", 10, 0)
+            # answers count their own seq: the executive's gap count over the bus stays 0
+            assert thermal.bus.encoder.seq["ctl"] == power.bus.encoder.seq["ctl"] == 0
             sat = Satellite(load_tle(DEFAULT_TLE_PATH)[1])
             sat.step(1.0)
-            frame = Encoder("sim").encode("hw", "hal.frame", sat.frame(), 1, 1.0)[1]
-            thermal.handle([(decode(frame), frame)])
-            out = []
-            while not out and bridge.poll(2000):
-                out += [(topic, body) for topic, body in bus.drain(bridge) if not topic.endswith(b".bus_probe") and not topic.startswith(b"data/probe.")]
-            [(topic, body)] = out  # one message for the tick: no separate data/thermal.headroom
+            frames.send(encoder.encode("hw", "hal.frame", sat.frame(), 1, 1.0)[1])
+            assert thermal.frames.poll(2000)
+            thermal.on_lockstep()
+            assert answers.poll(2000)
+            body = answers.recv()
             done = decode(body)
-            assert topic == b"hw/hal.done/thermal/products" and (done.name, done.src, done.tick) == ("hal.done", "thermal", 1)
-            assert set(done.data["products"]) == {"thermal.headroom"} and "actuate" in done.data
-            got = []
-            while not any(m.name == "hal.done" for m, _ in got) and power.bus.sub.poll(2000):
-                got += list(power.bus.decoded(power.bus.sub))
-            power.handle(got)
-            assert (power.subsystem.cap_w == done.data["products"]["thermal.headroom"]["gpu_headroom_w"]).all()
+            assert (done.name, done.src, done.tick) == ("hal.done", "thermal", 1)
+            [(kind, name, headroom)] = lockstep.outputs_of(done)  # one message for the tick, products inside
+            assert (kind, name) == ("data", "thermal.headroom") and "actuate" in done.data
+            sat.step(1.0)
+            frames.send_multipart(lockstep.frame_parts(encoder.encode("hw", "hal.frame", sat.frame(), 2, 2.0)[1],
+                                                       [("thermal", body)]))
+            assert power.frames.poll(2000)
+            seen = []
+            power.subsystem.on_message = seen.append
+            power.on_lockstep()
+            assert [(m.src, m.kind, m.name, m.tick) for m in seen] == [("thermal", "data", "thermal.headroom", 1)]
+            assert (seen[0].data["gpu_headroom_w"] == headroom["gpu_headroom_w"]).all()
+            assert power.last_tick == 2, "and then the frame itself"
         finally:
             thermal.bus.close()
             power.bus.close()

@@ -23,9 +23,9 @@ Timing
     Results are stored at the link's housekeeping ticks, and only those of earlier ticks
     (``time_s`` before the link's onboard time): the job runner may be publishing this
     tick's right now, and what a lockstep run stores (and counts in telemetry) must not
-    depend on that race. In lockstep a result of tick N arrives before the frame of tick
-    N + 1 (the runner publishes it before its ``hal.done``), so which results a tick stores
-    follows from the ticks alone.
+    depend on that race. In lockstep a result of tick N arrives inside the frame of tick
+    N + 1 (it rides in the runner's ``hal.done``, :mod:`flight.core.lockstep`), so which
+    results a tick stores follows from the ticks alone.
 Bad input
     A product that does not read as a job result raises ValueError (the manager counts it as
     a decode error and reports it); a result that cannot be encoded as TM[140,1] is counted

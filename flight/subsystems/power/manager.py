@@ -27,8 +27,8 @@ Each tick:
 This is the mode manager, the one writer of ``ctl/mode``: modes are decided here, on the
 lockstep path, because only a process that answers every tick can change them on a tick that
 depends on the frames alone (same seed, same modes, same telemetry). A change goes out as
-``ctl/mode`` before this tick's ``hal.done``, so every subscriber has it before the next
-frame. Everyone else orders a mode with the command ``power.set_mode`` (the executive's
+``ctl/mode`` on the bus and inside this tick's ``hal.done``, so every participant has it
+before the next frame (:mod:`flight.core.lockstep`). Everyone else orders a mode with the command ``power.set_mode`` (the executive's
 ``exec.set_mode`` and its SAFE escalation after repeated restarts, a watchpoint's action
 here) and only reads ``ctl/mode``; the executive announces each change (``exec.mode_changed``).
 
@@ -373,7 +373,7 @@ class PowerManager(Subsystem):
             self.monitor.close()
 
     def on_message(self, msg: Message) -> None:
-        # Values from tick N-1: the one proxy orders them before frame N for this process.
+        # Values from tick N-1: relayed inside frame N, handed over before it (flight.core.lockstep).
         if msg.name == "thermal.headroom":
             self.cap_w[:] = msg.data["gpu_headroom_w"]
             self.coolant_setpoint_c = float(msg.data.get("setpoint_c", math.nan))
