@@ -23,6 +23,7 @@ from spacepackets.ecss.defs import PusService
 from flight.core.component import SEVERITIES, CommandError, Dictionary
 from flight.spacelink.framing import TmFramer
 from flight.spacelink.codec import Reader, cut_utf8, decode_tc_data, read_count, u16_list
+from flight.spacelink.layout import Field, Message, Repeat
 
 EVENT_SERVICE = PusService.S5_EVENT
 EVENT_ENABLE, EVENT_DISABLE, EVENT_REPORT_DISABLED, EVENT_DISABLED_REPORT = 5, 6, 7, 8
@@ -32,6 +33,23 @@ EVENT_TCS = {(EVENT_SERVICE, s) for s in (EVENT_ENABLE, EVENT_DISABLE, EVENT_REP
 EVENT_SUBTYPES = {severity: subtype for subtype, severity in enumerate(SEVERITIES, start=1)}
 """TM[5,x] subtype per severity: INFO 1, LOW 2, MEDIUM 3, HIGH 4 (ECSS-E-ST-70-41C 6.5)."""
 SEVERITY_OF_SUBTYPE = {subtype: severity for severity, subtype in EVENT_SUBTYPES.items()}
+
+_EVENT_ID = Field("event_id", "u16", "component_id << 8 | local_id (see Events)")
+_EVENT_IDS = (Field("N", "u16"), Repeat("N", (_EVENT_ID,)))
+_LINK = "link (APID 4)"
+MESSAGES = (
+    *(Message("TM", EVENT_SERVICE, subtype, f"{severity} severity event report",
+              (_EVENT_ID, Field("message", "text16", "the event's format filled with its arguments")),
+              "the component (APID = its id)", "every connection (destination id 0)")
+      for severity, subtype in EVENT_SUBTYPES.items()),
+    Message("TC", EVENT_SERVICE, EVENT_ENABLE, "enable event report generation", _EVENT_IDS, "ground", _LINK,
+            "N >= 1"),
+    Message("TC", EVENT_SERVICE, EVENT_DISABLE, "disable event report generation", _EVENT_IDS, "ground", _LINK,
+            "N >= 1; the event is still recorded on board"),
+    Message("TC", EVENT_SERVICE, EVENT_REPORT_DISABLED, "report the list of disabled events", (), "ground", _LINK),
+    Message("TM", EVENT_SERVICE, EVENT_DISABLED_REPORT, "disabled event list report", _EVENT_IDS, _LINK,
+            "the TC's source id; sent on every connection"),
+)
 
 
 # -- TM[5,1..4] event reports --------------------------------------------------------------------

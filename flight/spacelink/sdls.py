@@ -43,18 +43,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import sqlite3
-import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from spacepackets.ecss.tc import PusTc
 
+from flight.spacelink.layout import Field, fixed_struct
+
 KEY_LEN = 32
 """Station key length in bytes (256 bits)."""
 MAC_LEN = 16
 """Transmitted MAC length in bytes: HMAC-SHA256 truncated to 128 bits."""
-_HEADER = struct.Struct(">HQ")
+SECURITY_HEADER = (Field("spi", "u16", "Security Parameter Index: which station key signed the TC"),
+                   Field("arsn", "u64", "anti-replay sequence number, 1..2**64-1, new per SPI"))
+"""The security header, first in a TC's application data."""
+_HEADER = fixed_struct(SECURITY_HEADER)
 SECURITY_HEADER_LEN = _HEADER.size
 SECURITY_OVERHEAD = SECURITY_HEADER_LEN + MAC_LEN
 """Bytes the security header and trailer add to a TC's application data (26)."""

@@ -234,7 +234,7 @@ class Reporting:
     def _hk_structures(self, source: TcSource, tc: PusTc, sids: list[int]) -> None:
         components = [c for c in self._dictionary.components.values() if c.telemetry
                       and (not sids or c.component_id in sids)]
-        self._verification.complete_locally(source, tc, [
+        self._verification.complete_locally(source, tc, lambda: [
             self._verification.report(tc, pus3.HK_SERVICE, pus3.HK_STRUCTURE_REPORT, pus3.hk_structure_data(
                 c, c.component_id not in self.hk_disabled, self.hk_intervals_s.get(c.component_id, self.interval_s)))
             for c in components])
@@ -263,7 +263,7 @@ class Reporting:
         self._events_set(source, tc, self.events_disabled | set(ids))
 
     def _events_report(self, source: TcSource, tc: PusTc, _: None) -> None:
-        self._verification.complete_locally(source, tc, [self._verification.report(
+        self._verification.complete_locally(source, tc, lambda: [self._verification.report(
             tc, pus5.EVENT_SERVICE, pus5.EVENT_DISABLED_REPORT, pus5.event_list_data(sorted(self.events_disabled)))])
 
 
