@@ -261,7 +261,9 @@ Playback
   TC[15,130]), with the sequence counts it was built with; so are packets re-queued by
   TC[15,9]. A ground tells playback from real time by the count: one at or behind the highest
   count seen on that APID (modulo {framing.SEQ_COUNT_MODULO}) is playback, and fills an earlier
-  gap. The counts start at 0 when the link manager starts.
+  gap. Both counters start at 0 when the link manager starts, so a restart shows as a jump
+  back to 0 (announced by the event `link.authenticated` or `link.lab_mode` of its first tick); a connection's first packet may carry any
+  count.
 
 TC sequence count and source id
 : The ground chooses both; the satellite only echoes them, in the request id
@@ -358,7 +360,8 @@ MAC input
 : {_paragraph(sdls.__doc__, "MAC input")}
 
 Anti-replay
-: {_paragraph(sdls.__doc__, "Anti-replay")}
+: {_paragraph(sdls.__doc__, "Anti-replay")} The window (`REPLAY_WINDOW`) is the last
+  {sdls.REPLAY_WINDOW} accepted ARSNs per SPI.
 
 A TC that fails (no security fields, unknown SPI, MAC mismatch, replayed or stale ARSN) gets
 TM[1,2] AUTHENTICATION_ERROR and nothing of it is executed. The CRC is computed last, over the

@@ -151,6 +151,8 @@ class ScheduleReport:
 
     activities: tuple[ScheduledTc, ...]
     utc_unix_s: float
+    dest_id: int = 0
+    """The source id of the TC it answers (:func:`flight.spacelink.services.decode_tm` sets it)."""
 
 
 def _service_data(tc: PusTc) -> bytes:

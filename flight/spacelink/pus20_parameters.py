@@ -123,6 +123,8 @@ class ParameterReport:
 
     values: dict[str, Any]
     utc_unix_s: float
+    dest_id: int = 0
+    """The source id of the TC it answers (:func:`flight.spacelink.services.decode_tm` sets it)."""
 
 
 def decode_report(dictionary: Dictionary, subtype: int, data: bytes, utc_unix_s: float) -> ParameterReport | None:

@@ -209,6 +209,8 @@ class HkStructureReport:
     interval_s: float
     channels: tuple[str, ...]
     utc_unix_s: float
+    dest_id: int = 0
+    """The source id of the TC it answers (:func:`flight.spacelink.services.decode_tm` sets it)."""
 
 
 # -- ground side -----------------------------------------------------------------------------------

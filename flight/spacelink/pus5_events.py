@@ -125,6 +125,8 @@ class DisabledEventsReport:
 
     events: tuple[str, ...]
     utc_unix_s: float
+    dest_id: int = 0
+    """The source id of the TC it answers (:func:`flight.spacelink.services.decode_tm` sets it)."""
 
 
 # -- ground side -----------------------------------------------------------------------------------

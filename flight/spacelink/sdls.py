@@ -18,7 +18,8 @@ Layout (the TC's PUS-C application data field; all integers big-endian)
 
 MAC input
     Every byte of the packet before the MAC: the CCSDS primary header (APID, sequence
-    count, packet length), the PUS-C secondary header (ack flags, service, subtype, source
+    count, and the packet data length, which already counts the MAC and the 2-byte CRC
+    after it), the PUS-C secondary header (ack flags, service, subtype, source
     id), SPI, ARSN and TC data. The satellite recomputes it over ``spacepackets``' encoding
     of the TC it parsed, so what it acts on is exactly what was signed. The MAC is
     truncated to 16 bytes as FIPS 198-1 section 5 allows (and SDLS's own baseline does for
