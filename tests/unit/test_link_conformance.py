@@ -167,3 +167,27 @@ def test_an_unserved_subtype_and_an_unserved_service_are_refused_with_their_own_
     assert (f"service {service} has no subtype {subtype}" if code == "ILLEGAL_SUBTYPE"
             else f"service type {service} is not served") in s1.failure_notice.data.decode()
     assert harness.commands == []
+
+
+def test_our_ground_client_takes_only_the_answers_addressed_to_it(tmp_path):
+    """Every connection gets every TM, so the client must pick its own by destination id."""
+    from flight.ground.client import LinkClient
+    from flight.spacelink.pus20_parameters import ParameterReport
+    from tests.support.link_harness import ServedLink
+
+    served = ServedLink(tmp_path)
+    try:
+        with LinkClient(served.endpoint, DICT, key=served.harness.key) as a, \
+                LinkClient(served.endpoint, DICT, key=served.harness.key) as b:
+            ask_a = pus20.parameter_ids_data([DICT.parameter_id("thermal.setpoint_c")])
+            ask_b = pus20.parameter_ids_data([DICT.parameter_id("link.hk_interval_s")])
+            answers_a = a.request(20, 1, ask_a, timeout_s=5)
+            first = next(answers_a)  # a's TC is out and being answered
+            got_b = list(b.request(20, 1, ask_b, timeout_s=5))
+            got_a = [first, *answers_a]
+        for got, client, name in ((got_a, a, "thermal.setpoint_c"), (got_b, b, "link.hk_interval_s")):
+            (report,) = [r for r in got if isinstance(r, ParameterReport)]
+            assert set(report.values) == {name} and report.dest_id == client.source_id
+            assert got[-1].stage == "completed"
+    finally:
+        served.close()
