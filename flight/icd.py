@@ -495,16 +495,18 @@ Limits are inclusive yellow (safe) and red (hard) ranges."""]
 def _events(d: Dictionary) -> str:
     rows = []
     for qual, ev in d.events.items():
-        args = "; ".join(f"{a.name}: {a.type}" + (f" {a.units}" if a.units else "") for a in ev.args) or "none"
+        args = "; ".join(f"{a.name}: {a.type} ({codec.VALUE_WIRE[a.type]})" + (f" {a.units}" if a.units else "")
+                         for a in ev.args) or "none"
         rows.append([f"0x{d.event_id(qual):04x}", qual, f"{ev.severity} (TM[5,{pus5.EVENT_SUBTYPES[ev.severity]}])",
                      args, ev.format])
     return f"""## 13. Events (TM[5,x])
 
 An event report (TM[5,1..4], subtype by severity: {", ".join(f"{s} {n}" for s, n in pus5.EVENT_SUBTYPES.items())})
 comes from the APID of the component that raised it and carries the event id (component id
-<< 8 | local id) and the message: the event's format filled with its typed arguments. The
-arguments below are what the format is filled with (on board they are also recorded one by
-one); on the wire they are in the message text.
+<< 8 | local id), the message (the event's format filled with its arguments), then its
+auxiliary data: a u8 count N and the typed arguments below in the order listed, each in its
+wire type (section 9; a str cut to {pus5.MAX_STR_ARG_BYTES} UTF-8 bytes). N is the declared
+count, or 0 when the arguments were malformed on board (the message then says what was wrong).
 
 {_table(["event id", "event", "severity", "arguments", "message format"], rows)}
 """

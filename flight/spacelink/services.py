@@ -58,9 +58,10 @@ class TmEncoder(TmFramer):
         """TM[3,25] (:func:`flight.spacelink.pus3_housekeeping.hk_report`)."""
         return pus3.hk_report(self, component, values, utc_unix_s=utc_unix_s)
 
-    def event_report(self, dictionary: Dictionary, qualified: str, message: str, *, utc_unix_s: float) -> bytes:
+    def event_report(self, dictionary: Dictionary, qualified: str, message: str, *, utc_unix_s: float,
+                     args: Mapping[str, Any] | None = None) -> bytes:
         """TM[5,1..4] (:func:`flight.spacelink.pus5_events.event_report`)."""
-        return pus5.event_report(self, dictionary, qualified, message, utc_unix_s=utc_unix_s)
+        return pus5.event_report(self, dictionary, qualified, message, utc_unix_s=utc_unix_s, args=args)
 
 
 def decode_tm(dictionary: Dictionary, packet: bytes) -> Report:

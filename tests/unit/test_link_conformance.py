@@ -7,6 +7,7 @@ Every packet is read with spacepackets' own readers (``Ground.read``)."""
 
 import importlib.metadata
 import re
+import struct
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from packaging.requirements import Requirement
 from spacepackets.ecss.req_id import RequestId
 
 from flight.spacelink import framing, pus1_verification as pus1, pus17_test as pus17, pus8_functions as pus8
-from flight.spacelink import pus3_housekeeping as pus3, pus20_parameters as pus20
+from flight.spacelink import pus3_housekeeping as pus3, pus20_parameters as pus20, services
 from tests.support.link_harness import DICT, JOBS_HK, THERMAL_HK, Ground, _kinds, _verification
 
 ALL_SERVICES = (1, 3, 5, 11, 15, 17, 20, 140)
@@ -191,3 +192,30 @@ def test_our_ground_client_takes_only_the_answers_addressed_to_it(tmp_path):
             assert got[-1].stage == "completed"
     finally:
         served.close()
+
+
+# -- ICD item: events carry their typed arguments --------------------------------------------------
+def test_an_event_comes_down_with_its_typed_arguments_in_declared_order(ground, harness):
+    ground.send_tc(pus8.function_tc(DICT, "thermal.set_setpoint", {"setpoint_c": 33.0}, seq_count=8,
+                                    source_id=SOURCE_A))
+    got = ground.collect(lambda g: any(i[:3] == (5, 1, DICT.components["thermal"].component_id) for i in g),
+                         keep=(5,))
+    (*_, tm, packet) = next(i for i in got if i[2] == DICT.components["thermal"].component_id)
+    data = tm.source_data
+    event_id, length = struct.unpack(">HH", data[:4])
+    n, old_c, new_c = struct.unpack(">Bdd", data[4 + length:])  # as docs/icd.md lays it out
+    assert (event_id, n, new_c) == (DICT.event_id("thermal.setpoint_changed"), 2, 33.0)
+    report = services.decode_tm(DICT, packet)
+    assert report.args == {"old_c": old_c, "new_c": 33.0} and "33.0" in report.message
+
+
+def test_an_event_with_malformed_arguments_still_comes_down_without_them(ground, harness):
+    harness.publish("ev", "thermal.setpoint_changed", {"severity": "INFO", "message": "coolant setpoint [malformed]",
+                                                       "args": {"old_c": 20.0}, "arg_errors": 1})
+    harness.publish("ev", "link.contact_acquired", {"severity": "INFO", "message": "contact acquired: station x",
+                                                    "args": {"station": "x", "elevation_deg": 1.0}})
+    names = {"thermal.setpoint_changed", "link.contact_acquired"}
+    got = ground.collect(lambda g: names <= {services.decode_tm(DICT, i[-1]).name for i in g}, keep=(5,))
+    reports = {r.name: r for r in (services.decode_tm(DICT, i[-1]) for i in got)}
+    for name in ("thermal.setpoint_changed", "link.contact_acquired"):
+        assert reports[name].args == {} and "contact acquired" in reports["link.contact_acquired"].message

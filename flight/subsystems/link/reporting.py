@@ -6,7 +6,8 @@ TM[3,25]
     the bus, timed at its sampling time, stored in the ``hk`` packet store
     (:mod:`flight.subsystems.link.downlink`); a sample already reported is not reported again.
 TM[5,1..4]
-    Every declared bus event, at once, into the ``events`` store, unless its generation is off.
+    Every declared bus event with its typed arguments, at once, into the ``events`` store,
+    unless its generation is off.
 Service 3
     One housekeeping structure per component (structure id = component id), its channels
     the component's declared telemetry in order. TC[3,5]/[3,6] switch its periodic TM[3,25]
@@ -136,8 +137,10 @@ class Reporting:
                 raise ValueError("not a declared event with a message")
             if self._event_disabled(msg.name):
                 return
+            args = msg.data.get("args")
             packet = self._verification.tm.event_report(self._dictionary, msg.name, message,
-                                                       utc_unix_s=self._state.utc_at(msg.t))
+                                                       utc_unix_s=self._state.utc_at(msg.t),
+                                                       args=args if isinstance(args, dict) else None)
         except ValueError:
             self._counters.tm_errors += 1
             return
