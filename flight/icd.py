@@ -262,8 +262,8 @@ Playback
   TC[15,9]. A ground tells playback from real time by the count: one at or behind the highest
   count seen on that APID (modulo {framing.SEQ_COUNT_MODULO}) is playback, and fills an earlier
   gap. Both counters start at 0 when the link manager starts, so a restart shows as a jump
-  back to 0 (announced by the event `link.authenticated` or `link.lab_mode` of its first tick); a connection's first packet may carry any
-  count.
+  back to 0 (announced by the event `link.authenticated` or `link.lab_mode` of its first
+  tick); a connection's first packet may carry any count.
 
 TC sequence count and source id
 : The ground chooses both; the satellite only echoes them, in the request id

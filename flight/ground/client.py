@@ -154,7 +154,8 @@ class LinkClient:
         while (report := self.receive(deadline - time.monotonic())) is not None:
             if isinstance(report, PingReply) and report.dest_id == self.source_id:
                 return time.monotonic() - started, report
-            if isinstance(report, Verification) and report.request_id == req and not report.ok:
+            if (isinstance(report, Verification) and report.request_id == req and report.dest_id == self.source_id
+                    and not report.ok):
                 raise Rejected(report)
         raise TimeoutError(f"no TM[17,2] within {timeout_s:g} s")
 

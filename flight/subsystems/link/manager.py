@@ -246,7 +246,8 @@ class LinkManager(Subsystem):
         self.schedule_service = ScheduleService(dictionary, self.auth, self.router, self.verification,
                                                 self.state, self.counters, budget, self.event)
         self.parameters = ParameterService(dictionary, self.verification)
-        self.results = JobResults(dictionary.components[RESULT_COMPONENT], tm, self.downlink, self.state, self.counters, budget)
+        self.results = JobResults(dictionary.components[RESULT_COMPONENT], tm, self.downlink, self.state,
+                                  self.counters, budget)
         for service in (FunctionService(dictionary, self.verification, self.state),
                         StoreService(self.downlink, self.verification, self.state, self.counters, budget),
                         self.reporting, self.schedule_service, self.parameters):

@@ -19,10 +19,11 @@ Order of checks per framed TC
     rate limit (``tc_rate_limited``: TM[1,2] RATE_LIMITED while the connection's report
     bucket allows, else only counted in ``tc_rate_limited_unreported``, so a flood cannot
     come back down as a flood of reports; :mod:`~flight.subsystems.link.connections`),
-    contact (dropped, ``tc_dropped_no_contact``), authentication, then the route. Bytes that do not frame as a TC (garbage, bad CRC)
-    cannot be answered (their request id is not trustworthy): they are discarded up to the
-    next plausible header, counted (``tc_rejected``, ``bytes_discarded``) and reported by
-    event; a partial packet left for :data:`STALL_S` without new bytes is discarded.
+    contact (dropped, ``tc_dropped_no_contact``), authentication, then the route. Bytes that
+    do not frame as a TC (garbage, bad CRC) cannot be answered (their request id is not
+    trustworthy): they are discarded up to the next plausible header, counted
+    (``tc_rejected``, ``bytes_discarded``) and reported by event; a partial packet left for
+    :data:`STALL_S` without new bytes is discarded.
 """
 
 from __future__ import annotations
