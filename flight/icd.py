@@ -364,8 +364,13 @@ Anti-replay
   {sdls.REPLAY_WINDOW} accepted ARSNs per SPI.
 
 A TC that fails (no security fields, unknown SPI, MAC mismatch, replayed or stale ARSN) gets
-TM[1,2] AUTHENTICATION_ERROR and nothing of it is executed. The CRC is computed last, over the
-packet with its MAC.
+TM[1,2] AUTHENTICATION_ERROR and nothing of it is executed.
+
+To sign a TC: (1) application data = SPI (u16) ‖ ARSN (u64) ‖ service data ‖ {sdls.MAC_LEN} zero
+bytes; (2) build the whole packet with it (primary header with its final length, secondary
+header, application data, CRC); (3) MAC = the first {sdls.MAC_LEN} bytes of HMAC-SHA256(key, every
+packet byte before the MAC); (4) put the MAC in place of the zero bytes and compute the CRC
+again.
 
 Keys
 : {sdls.KEY_LEN} random bytes per ground station, selected by the SPI.
