@@ -332,6 +332,7 @@ def add_dict_parser(sub) -> None:
 
 
 def cmd_dict(args: argparse.Namespace) -> int:
+    from flight import icd
     from flight.hal import protocol as hal
     from flight.core.dictionary import full_dictionary
 
@@ -345,8 +346,6 @@ def cmd_dict(args: argparse.Namespace) -> int:
         print("flight dict: --out goes with --icd", file=sys.stderr)
         return EXIT_USAGE
     if args.icd:
-        from flight import icd
-
         text = icd.render(d)
         if args.out:
             Path(args.out).write_text(text)
@@ -361,6 +360,7 @@ def cmd_dict(args: argparse.Namespace) -> int:
         out = d.to_json()
         out["hal"] = {"version": hal.HAL_VERSION, "sensors": [field_json(f) for f in hal.SENSOR_FIELDS],
                       "actuators": [field_json(f) for f in hal.ACTUATOR_FIELDS]}
+        out["space_link"] = icd.space_link_json()
         print(json.dumps(out, indent=2, allow_nan=False))
         return EXIT_OK
     for qual, cmd in d.commands.items():

@@ -568,6 +568,20 @@ TC[8,1] `{qualified}` with {", ".join(f"{k}={v!r}" for k, v in args.items()) or 
 """
 
 
+def space_link_json() -> dict[str, object]:
+    """How the dictionary's ids appear on the space link (``flight dict --json``: ``space_link``)."""
+    return {
+        "icd": "docs/icd.md (flight dict --icd)",
+        "tc_apid": framing.TC_APID,
+        "apid": "a component's id is the APID of its TM[3,25], TM[5,x] (and the job runner's TM[140,1])",
+        "structure_id": "a component's id is its TM[3,25] housekeeping structure id",
+        "function_id": "a command's opcode is its TC[8,1] function id",
+        "event_id": "an event's id is the event id of its TM[5,x]",
+        "parameter_id": "a parameter's id is its service 20 parameter id",
+        "failure_codes": {name: number for name, number in pus1.FAILURE_CODE_NUMBERS.items()},
+    }
+
+
 def render(dictionary: Dictionary) -> str:
     """The whole document as markdown."""
     sections = [_intro(), _transport(), _packets(), _time_code(), _apids(dictionary), _counters(),

@@ -2,6 +2,7 @@
 from the declarations now, its layouts are the ones the codecs put on the wire, and it
 declares exactly the TCs the link serves."""
 
+import json
 import struct
 import subprocess
 import sys
@@ -85,3 +86,11 @@ def test_the_worked_examples_are_packets_a_standard_reader_reads():
     signed = [line.strip() for line in text.splitlines() if line.startswith("    18 04 c0 01 00 20")]
     tc = PusTc.unpack(bytes.fromhex(signed[0].replace(" ", "")))  # CRC checked
     assert sdls.unprotect(tc, {icd.EXAMPLE_KEY.spi: icd.EXAMPLE_KEY}).arsn == 1
+
+
+def test_dict_json_says_how_its_ids_appear_on_the_space_link():
+    out = subprocess.run([sys.executable, "-m", "flight.cli", "dict", "--json"], capture_output=True, text=True,
+                         timeout=60)
+    link = json.loads(out.stdout)["space_link"]
+    assert link["tc_apid"] == framing.TC_APID and "TC[8,1] function id" in link["function_id"]
+    assert "APID" in link["apid"] and link["failure_codes"]["ILLEGAL_SUBTYPE"] == 132
