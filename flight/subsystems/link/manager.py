@@ -172,7 +172,7 @@ class LinkManager(Subsystem):
                   "rejected TC[{service},{subtype}] from {peer}: AUTHENTICATION_ERROR {why}",
                   args=(EventArg("service", "int"), EventArg("subtype", "int"), EventArg("peer", "str"),
                         EventArg("why", "str"))),
-            Event("tc_rate_limited", 14, "LOW", "dropped TC[{service},{subtype}] from {peer}: over {rate:g} TC/s",
+            Event("tc_rate_limited", 14, "LOW", "refused TC[{service},{subtype}] from {peer}: over {rate:g} TC/s (RATE_LIMITED)",
                   args=(EventArg("service", "int"), EventArg("subtype", "int"), EventArg("peer", "str"),
                         EventArg("rate", "float", "TC/s"))),
             Event("store_failed", 30, "MEDIUM", "packet store {store}: {why}",
