@@ -5,7 +5,7 @@ dictionary, talk to the satellite from the ground.
     flight sim --bind ENDPOINT ...
     flight run --scenario NAME|FILE [--duration S] ...
     flight scenarios
-    flight dict [--json | --graph]
+    flight dict [--json | --graph | --icd [--out FILE]]
     flight ground ping | send SUBSYSTEM.COMMAND key=value ... | watch
     flight report DATA_DIR [--out DIR]
     flight keys init [--station NAME] [--dir DIR]
@@ -324,10 +324,15 @@ def add_dict_parser(sub) -> None:
     form.add_argument("--json", action="store_true", help="machine-readable JSON")
     form.add_argument("--graph", action="store_true",
                       help="the wiring as a Graphviz DOT digraph (flight dict --graph | dot -Tsvg > wiring.svg)")
+    form.add_argument("--icd", action="store_true",
+                      help="the space link's interface control document as markdown (docs/icd.md: packets, APIDs, "
+                           "every TC and TM layout, failure codes, counters, security), from the declarations")
+    p.add_argument("--out", metavar="FILE", help="with --icd: write it to FILE instead of stdout")
     p.set_defaults(func=cmd_dict)
 
 
 def cmd_dict(args: argparse.Namespace) -> int:
+    from flight import icd
     from flight.hal import protocol as hal
     from flight.core.dictionary import full_dictionary
 
@@ -337,6 +342,17 @@ def cmd_dict(args: argparse.Namespace) -> int:
                 "min": f.lo if math.isfinite(f.lo) else None, "max": f.hi if math.isfinite(f.hi) else None}
 
     d = full_dictionary()
+    if args.out and not args.icd:
+        print("flight dict: --out goes with --icd", file=sys.stderr)
+        return EXIT_USAGE
+    if args.icd:
+        text = icd.render(d)
+        if args.out:
+            Path(args.out).write_text(text)
+            print(f"wrote the interface control document to {args.out} ({len(text.splitlines())} lines)")
+        else:
+            print(text, end="")
+        return EXIT_OK
     if args.graph:
         print(d.wiring_dot(), end="")
         return EXIT_OK
@@ -344,6 +360,7 @@ def cmd_dict(args: argparse.Namespace) -> int:
         out = d.to_json()
         out["hal"] = {"version": hal.HAL_VERSION, "sensors": [field_json(f) for f in hal.SENSOR_FIELDS],
                       "actuators": [field_json(f) for f in hal.ACTUATOR_FIELDS]}
+        out["space_link"] = icd.space_link_json()
         print(json.dumps(out, indent=2, allow_nan=False))
         return EXIT_OK
     for qual, cmd in d.commands.items():

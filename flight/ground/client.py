@@ -154,7 +154,8 @@ class LinkClient:
         while (report := self.receive(deadline - time.monotonic())) is not None:
             if isinstance(report, PingReply) and report.dest_id == self.source_id:
                 return time.monotonic() - started, report
-            if isinstance(report, Verification) and report.request_id == req and not report.ok:
+            if (isinstance(report, Verification) and report.request_id == req and report.dest_id == self.source_id
+                    and not report.ok):
                 raise Rejected(report)
         raise TimeoutError(f"no TM[17,2] within {timeout_s:g} s")
 
@@ -181,7 +182,8 @@ class LinkClient:
                 ack_flags: int = ACK_ALL) -> Iterator[Report]:
         """Send TC[service,subtype] with ``data`` and yield what answers it as it arrives: its
         verification reports and the reports it asks for (TM[3,10], TM[5,8], TM[11,10],
-        TM[20,2], sent only to the asking connection), up to the final verification.
+        TM[15,13], TM[20,2] addressed to this client's source id: every connection gets
+        every TM), up to the final verification.
 
         Raises:
             TimeoutError: no final report within ``timeout_s`` of sending.
@@ -222,7 +224,7 @@ class LinkClient:
                 yield report
                 if report.final:
                     return
-            elif reports and isinstance(report, reports):
+            elif reports and isinstance(report, reports) and report.dest_id == self.source_id:
                 yield report
         raise TimeoutError(f"no final verification of {what} within {timeout_s:g} s")
 

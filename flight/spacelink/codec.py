@@ -17,7 +17,11 @@ from typing import Any, Callable
 import numpy as np
 
 from flight.core.component import CommandError
+from flight.spacelink.layout import WIRE_TYPES
 
+VALUE_WIRE = {"float": "f64", "int": "i64", "bool": "u8", "str": "str8"}
+"""Wire type (:data:`~flight.spacelink.layout.WIRE_TYPES`) of a scalar value by its declared type."""
+_SCALAR = {kind: struct.Struct(">" + WIRE_TYPES[VALUE_WIRE[kind]][0]) for kind in ("float", "int", "bool")}
 MAX_TEXT_BYTES = 1024
 """Event messages and failure data are cut to this many UTF-8 bytes (whole characters)."""
 MAX_LIST = 1024
@@ -67,9 +71,9 @@ def pack_value(kind: str, value: Any) -> bytes:
         if kind == "float":
             if isinstance(value, (str, bytes)):
                 raise TypeError(type(value).__name__)
-            return struct.pack(">d", float(value))
+            return _SCALAR[kind].pack(float(value))
         if kind == "int":
-            return struct.pack(">q", _as_int(value))
+            return _SCALAR[kind].pack(_as_int(value))
         if kind == "bool":
             if isinstance(value, (bool, np.bool_)) or value in (0, 1):
                 return b"\x01" if value else b"\x00"
@@ -91,12 +95,10 @@ def unpack_value(kind: str, reader: Reader) -> Any:
         ValueError: short data, a bool byte other than 0/1 or an unknown type;
             UnicodeDecodeError: a string that is not UTF-8.
     """
-    if kind == "float":
-        return reader.unpack(">d")
-    if kind == "int":
-        return reader.unpack(">q")
+    if kind in ("float", "int"):
+        return _SCALAR[kind].unpack(reader.take(_SCALAR[kind].size))[0]
     if kind == "bool":
-        byte = reader.unpack(">B")
+        byte = _SCALAR[kind].unpack(reader.take(1))[0]
         if byte > 1:
             raise ValueError(f"bool byte {byte} is not 0 or 1")
         return bool(byte)

@@ -28,6 +28,7 @@ from flight.spacelink.pus8_functions import decode_function, is_function
 from flight.spacelink.pus20_parameters import PARAMETER_SERVICE, PARAMETER_SET, parse_set_parameter
 from flight.spacelink.sdls import MAC_LEN, SECURITY_HEADER_LEN
 from flight.spacelink.codec import Reader, decode_tc_data, read_count
+from flight.spacelink.layout import Field, Message, Repeat
 
 SCHEDULE_SERVICE = 11
 (SCHEDULE_ENABLE, SCHEDULE_DISABLE, SCHEDULE_RESET, SCHEDULE_INSERT, SCHEDULE_DELETE, SCHEDULE_DETAIL_REPORT,
@@ -35,6 +36,29 @@ SCHEDULE_SERVICE = 11
 SCHEDULE_TCS = {(SCHEDULE_SERVICE, s) for s in (SCHEDULE_ENABLE, SCHEDULE_DISABLE, SCHEDULE_RESET, SCHEDULE_INSERT,
                                                 SCHEDULE_DELETE, SCHEDULE_REPORT_ALL)}
 """(service, subtype) of every service 11 TC the satellite serves."""
+
+_ACTIVITIES = (Field("N", "u16"), Repeat("N", (
+    Field("release_time", "cds", "UTC at which the TC is released on board"),
+    Field("length", "u16", "bytes of the TC packet that follows"),
+    Field("tc", "packet", "the whole TC packet (headers, signed service data, CRC), as it would be sent alone"))))
+_LINK, _TO_SOURCE = "link (APID 4)", "the TC's source id; sent on every connection"
+MESSAGES = (
+    Message("TC", SCHEDULE_SERVICE, SCHEDULE_ENABLE, "enable the time-based schedule execution function", (),
+            "ground", _LINK),
+    Message("TC", SCHEDULE_SERVICE, SCHEDULE_DISABLE, "disable the time-based schedule execution function", (),
+            "ground", _LINK),
+    Message("TC", SCHEDULE_SERVICE, SCHEDULE_RESET, "reset the time-based schedule (delete every activity)", (),
+            "ground", _LINK),
+    Message("TC", SCHEDULE_SERVICE, SCHEDULE_INSERT, "insert activities into the time-based schedule", _ACTIVITIES,
+            "ground", _LINK, "N >= 1; a TC[11,x] cannot be scheduled"),
+    Message("TC", SCHEDULE_SERVICE, SCHEDULE_DELETE, "delete activities by request id",
+            (Field("N", "u16", ">= 1"), Repeat("N", (Field("request_id", "u32", "of the scheduled TC"),))),
+            "ground", _LINK),
+    Message("TC", SCHEDULE_SERVICE, SCHEDULE_REPORT_ALL, "detail-report all activities", (), "ground", _LINK,
+            "answered by one or more TM[11,10]"),
+    Message("TM", SCHEDULE_SERVICE, SCHEDULE_DETAIL_REPORT, "time-based schedule detail report", _ACTIVITIES,
+            _LINK, _TO_SOURCE, "activities in release order, split over several packets when long"),
+)
 
 
 def insert_data(activities: list[tuple[float, bytes]]) -> bytes:
@@ -127,6 +151,8 @@ class ScheduleReport:
 
     activities: tuple[ScheduledTc, ...]
     utc_unix_s: float
+    dest_id: int = 0
+    """The source id of the TC it answers (:func:`flight.spacelink.services.decode_tm` sets it)."""
 
 
 def _service_data(tc: PusTc) -> bytes:

@@ -15,8 +15,18 @@ from dataclasses import dataclass
 from flight.core.component import Component
 from flight.spacelink.framing import TmFramer
 from flight.spacelink.codec import Reader, cut_utf8, pack_value, unpack_value
+from flight.spacelink.layout import Field, Message
 
 JOB_RESULT_SERVICE, JOB_RESULT_REPORT = 140, 1
+RESULT_COMPONENT = "jobs"
+"""The component whose APID TM[140,1] carries: the job runner."""
+MESSAGES = (
+    Message("TM", JOB_RESULT_SERVICE, JOB_RESULT_REPORT, "job result report (mission)",
+            (Field("job_id", "u32"), Field("outcome", "str8"), Field("work_gpu_s", "f64", "GPU-seconds of work"),
+             Field("done_gpu_s", "f64", "GPU-seconds done"), Field("detail", "text16")),
+            "the job runner (APID = the jobs component id)", "every connection (destination id 0)",
+            "one per finished job, timed at its finish; stored until acknowledged"),
+)
 
 
 @dataclass(frozen=True)

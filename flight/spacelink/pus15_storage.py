@@ -25,6 +25,7 @@ from flight.core.component import CommandError
 from flight.spacelink.framing import ACK_ALL, TC_APID, TIMESTAMP_LEN, TmFramer, build_tc, cds_timestamp, \
     unix_from_cds
 from flight.spacelink.codec import Reader, decode_tc_data
+from flight.spacelink.layout import Field, Message, Repeat, fixed_struct
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,37 @@ the ground has received this connection's first ``u64`` TM packets
 (:mod:`flight.subsystems.link.packet_stores`)."""
 STORAGE_TC_SUBTYPES = (ENABLE_STORAGE, DISABLE_STORAGE, RETRIEVE_BY_TIME_RANGE, DELETE_UP_TO, REPORT_STORE_STATUS,
                        DOWNLINK_ACK)
-_STATUS_ENTRY = struct.Struct(">BBII7s7sIIII")
+STATUS_ENTRY = (
+    Field("store_id", "u8"), Field("enabled", "u8", "1: storage enabled"), Field("count", "u32", "packets held"),
+    Field("unacknowledged", "u32", "packets the ground has not acknowledged"),
+    Field("oldest", "cds", "UTC of the oldest packet (Unix time 0 when empty)"),
+    Field("newest", "cds", "UTC of the newest packet (Unix time 0 when empty)"),
+    Field("dropped", "u32", "unacknowledged packets deleted by retention"),
+    Field("expired", "u32", "acknowledged packets deleted by retention"),
+    Field("deleted", "u32", "packets deleted by TC[15,11]"),
+    Field("not_stored", "u32", "packets not stored while storage was disabled"))
+"""One store's entry in TM[15,13]."""
+_STATUS_ENTRY = fixed_struct(STATUS_ENTRY)
+_STORE_LIST = (Field("N", "u8"), Repeat("N", (Field("store_id", "u8", "see Packet stores"),)))
+_LINK, _TO_SOURCE = "link (APID 4)", "the TC's source id; sent on every connection"
+MESSAGES = (
+    Message("TC", STORAGE_SERVICE, ENABLE_STORAGE, "enable storage in packet stores", _STORE_LIST, "ground", _LINK,
+            "N >= 1"),
+    Message("TC", STORAGE_SERVICE, DISABLE_STORAGE, "disable storage in packet stores", _STORE_LIST, "ground",
+            _LINK, "N >= 1"),
+    Message("TC", STORAGE_SERVICE, RETRIEVE_BY_TIME_RANGE, "retrieve packets by time range",
+            (Field("store_id", "u8"), Field("start", "cds"), Field("end", "cds", "inclusive; not before start")),
+            "ground", _LINK, "queues them for downlink again (as playback)"),
+    Message("TC", STORAGE_SERVICE, DELETE_UP_TO, "delete packets up to a time",
+            (Field("up_to", "cds"), *_STORE_LIST), "ground", _LINK, "N >= 1"),
+    Message("TC", STORAGE_SERVICE, REPORT_STORE_STATUS, "report packet store status", _STORE_LIST, "ground", _LINK,
+            "N = 0: every store"),
+    Message("TM", STORAGE_SERVICE, STORE_STATUS_REPORT, "packet store status report",
+            (Field("N", "u8"), Repeat("N", STATUS_ENTRY)), _LINK, _TO_SOURCE),
+    Message("TC", STORAGE_SERVICE, DOWNLINK_ACK, "downlink acknowledgement (mission)",
+            (Field("received", "u64", "TM packets this connection has received since it opened"),), "ground",
+            _LINK, "makes the connection an archiving one (sent the playback; see Sequence counts)"),
+)
 
 
 def _store_list(store_ids: list[int]) -> bytes:

@@ -11,8 +11,14 @@ from spacepackets.ecss.defs import PusService
 from spacepackets.ecss.tc import PusTc
 
 from flight.spacelink.framing import ACK_NONE, TC_APID, TmFramer, build_tc
+from flight.spacelink.layout import Message
 
 TEST_SERVICE, PING, PING_REPLY = PusService.S17_TEST, 1, 2
+MESSAGES = (
+    Message("TC", TEST_SERVICE, PING, "are-you-alive connection test", (), "ground", "link (APID 4)"),
+    Message("TM", TEST_SERVICE, PING_REPLY, "are-you-alive connection test report", (), "link (APID 4)",
+            "the TC's source id; sent on every connection"),
+)
 
 
 def ping_tc(*, seq_count: int, source_id: int, ack_flags: int = ACK_NONE) -> PusTc:

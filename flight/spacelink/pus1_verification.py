@@ -28,14 +28,18 @@ from spacepackets.ecss.tm import PusTm
 from flight.core.component import FAILURE_CODES
 from flight.spacelink.framing import TC_APID, TmFramer
 from flight.spacelink.codec import cut_utf8
+from flight.spacelink.layout import Field, Message
 
 VERIFICATION_SERVICE = PusService.S1_VERIFICATION
 
-LINK_FAILURE_CODES = ("AUTHENTICATION_ERROR",)
+LINK_FAILURE_CODES = ("AUTHENTICATION_ERROR", "RATE_LIMITED", "ILLEGAL_APID", "ILLEGAL_SERVICE",
+                      "ILLEGAL_SUBTYPE")
 """Failure codes only the link manager reports, in TM[1,2] before a TC becomes an internal
-command (so they are not among the internal dictionary's ``FAILURE_CODES``):
-AUTHENTICATION_ERROR is a TC without a valid security header and MAC, or with a replayed
-sequence number (:mod:`flight.spacelink.sdls`)."""
+command (so they are not among the internal dictionary's ``FAILURE_CODES``). The three
+ILLEGAL_ ones are ECSS-E-ST-70-41C's distinct acceptance checks of a request (5.4.11.2.2,
+reported by TM[1,2] as 6.1.4.3 says): the APID is not an application process that takes
+TCs, the service type is not one it serves, the subtype is not one it serves of a service
+type it does serve."""
 FAILURE_CODE_NUMBERS = {
     "INVALID_OPCODE": 1,
     "VALIDATION_ERROR": 2,
@@ -43,16 +47,58 @@ FAILURE_CODE_NUMBERS = {
     "EXECUTION_ERROR": 4,
     "BUSY": 5,
     "AUTHENTICATION_ERROR": 128,
+    "RATE_LIMITED": 129,
+    "ILLEGAL_APID": 130,
+    "ILLEGAL_SERVICE": 131,
+    "ILLEGAL_SUBTYPE": 132,
 }
 """Failure code of TM[1,2/4/6/8] (1 byte) for each dictionary failure code (from 1) and each
 link failure code (from 128, so the two lists can grow apart). Part of the wire format:
 never renumber, only add."""
+FAILURE_CODE_MEANINGS = {
+    "INVALID_OPCODE": "no such command: a TC[8,1] function id that no component declares, or a TC that "
+                      "cannot be scheduled",
+    "VALIDATION_ERROR": "a value outside its declared range or choices, or an id (structure, event, parameter, "
+                        "packet store, request) that does not exist",
+    "FORMAT_ERROR": "application data that does not decode: too short, trailing bytes, a bad count, a value "
+                    "not of its type",
+    "EXECUTION_ERROR": "accepted, then failed on board (the owner's error, a storage error, or no final answer "
+                       "in time)",
+    "BUSY": "too many telecommands in flight; send it again later",
+    "AUTHENTICATION_ERROR": "no valid security header and MAC, an unknown SPI, or a replayed or stale ARSN; "
+                            "nothing of the TC was executed",
+    "RATE_LIMITED": "over the connection's telecommand rate; nothing of the TC was executed",
+    "ILLEGAL_APID": "the TC's APID is not the one application process that takes telecommands",
+    "ILLEGAL_SERVICE": "a service type the satellite does not serve",
+    "ILLEGAL_SUBTYPE": "a subtype the satellite does not serve, of a service type it serves",
+}
+"""What each failure code means (the failure data adds the particulars)."""
 FAILURE_CODE_NAMES = {number: name for name, number in FAILURE_CODE_NUMBERS.items()}
-if set(FAILURE_CODE_NUMBERS) != set(FAILURE_CODES) | set(LINK_FAILURE_CODES):
-    raise ImportError("FAILURE_CODE_NUMBERS must number every flight.core.component.FAILURE_CODES entry "
-                      "and every LINK_FAILURE_CODES entry")
+if not set(FAILURE_CODE_NUMBERS) == set(FAILURE_CODE_MEANINGS) == set(FAILURE_CODES) | set(LINK_FAILURE_CODES):
+    raise ImportError("FAILURE_CODE_NUMBERS and FAILURE_CODE_MEANINGS must cover every "
+                      "flight.core.component.FAILURE_CODES entry and every LINK_FAILURE_CODES entry")
 
 _VERIF_PARAMS = ManagedParamsVerification(bytes_step_id=1, bytes_err_code=1)
+
+_REQUEST_ID = Field("request_id", "u32", "the TC's packet id (first 2 bytes of its primary header) and packet "
+                                         "sequence control (next 2 bytes)")
+_STEP = Field("step", "u8", "progress step, counted from 1 per TC")
+_FAILURE = (Field("failure_code", "u8", "see Failure codes"), Field("failure_data", "text", "why, in words"))
+_FROM = "link (APID 4)"
+_TO = "the TC's source id; sent on every connection"
+MESSAGES = tuple(
+    Message("TM", VERIFICATION_SERVICE, subtype, name, fields, _FROM, _TO)
+    for subtype, name, fields in (
+        (1, "successful acceptance verification report", (_REQUEST_ID,)),
+        (2, "failed acceptance verification report", (_REQUEST_ID, *_FAILURE)),
+        (3, "successful start of execution verification report", (_REQUEST_ID,)),
+        (4, "failed start of execution verification report", (_REQUEST_ID, *_FAILURE)),
+        (5, "successful progress of execution verification report", (_REQUEST_ID, _STEP)),
+        (6, "failed progress of execution verification report", (_REQUEST_ID, _STEP, *_FAILURE)),
+        (7, "successful completion of execution verification report", (_REQUEST_ID,)),
+        (8, "failed completion of execution verification report", (_REQUEST_ID, *_FAILURE)),
+    ))
+"""TM[1,1..8] (ECSS-E-ST-70-41C 6.1)."""
 
 
 def verification_report(framer: TmFramer, subtype: int, tc: PusTc, *, utc_unix_s: float, code: str | None = None,

@@ -21,11 +21,27 @@ from typing import Any
 
 from flight.core.component import CommandError, Dictionary, Parameter
 from flight.spacelink.codec import Reader, decode_tc_data, pack_value, read_count, u16_list, unpack_value
+from flight.spacelink.layout import Field, Message, Repeat
 
 PARAMETER_SERVICE = 20
 PARAMETER_REPORT_VALUES, PARAMETER_VALUE_REPORT, PARAMETER_SET = 1, 2, 3
 PARAMETER_TCS = {(PARAMETER_SERVICE, PARAMETER_REPORT_VALUES), (PARAMETER_SERVICE, PARAMETER_SET)}
 """(service, subtype) of every service 20 TC the satellite serves."""
+
+_PARAMETER_ID = Field("parameter_id", "u16", "component_id << 8 | local_id (see Parameters)")
+_VALUE = Field("value", "value", "in the parameter's declared type")
+_LINK = "link (APID 4)"
+MESSAGES = (
+    Message("TC", PARAMETER_SERVICE, PARAMETER_REPORT_VALUES, "report parameter values",
+            (Field("N", "u16", ">= 1"), Repeat("N", (_PARAMETER_ID,))), "ground", _LINK),
+    Message("TM", PARAMETER_SERVICE, PARAMETER_VALUE_REPORT, "parameter value report",
+            (Field("N", "u16"), Repeat("N", (_PARAMETER_ID, _VALUE))), _LINK,
+            "the TC's source id; sent on every connection"),
+    Message("TC", PARAMETER_SERVICE, PARAMETER_SET, "set parameter values",
+            (Field("N", "u16", "= 1: one parameter per TC"), _PARAMETER_ID, _VALUE), "ground",
+            "link (APID 4), which sends it on board to the parameter's owner",
+            "verified like a TC[8,1]"),
+)
 
 
 def parameter_value(par: Parameter, value: Any) -> bytes:
@@ -107,6 +123,8 @@ class ParameterReport:
 
     values: dict[str, Any]
     utc_unix_s: float
+    dest_id: int = 0
+    """The source id of the TC it answers (:func:`flight.spacelink.services.decode_tm` sets it)."""
 
 
 def decode_report(dictionary: Dictionary, subtype: int, data: bytes, utc_unix_s: float) -> ParameterReport | None:

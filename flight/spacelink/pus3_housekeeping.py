@@ -35,6 +35,7 @@ from flight.spacelink.codec import (
     unpack_array,
     unpack_value,
 )
+from flight.spacelink.layout import Field, Message, Repeat, fixed_struct
 
 HK_SERVICE = 3
 HK_ENABLE, HK_DISABLE, HK_REPORT_STRUCTURES, HK_STRUCTURE_REPORT = 5, 6, 9, 10
@@ -44,6 +45,34 @@ HK_TCS = {(HK_SERVICE, s) for s in (HK_ENABLE, HK_DISABLE, HK_REPORT_STRUCTURES,
 
 MIN_INTERVAL_MS, MAX_INTERVAL_MS = 1_000, 3_600_000
 """Housekeeping collection interval limits (1 s .. 1 h), as ``link.set_hk_interval``."""
+
+_SID = Field("structure_id", "u16", "the component id (see Housekeeping structures)")
+_SIDS = (Field("N", "u16"), Repeat("N", (_SID,)))
+_INTERVAL = Field("interval_ms", "u32", f"collection interval, ms ({MIN_INTERVAL_MS}..{MAX_INTERVAL_MS})")
+STRUCTURE_HEADER = (_SID, Field("periodic", "u8", "1: periodic generation on, 0: off"), _INTERVAL)
+"""TM[3,10]'s fixed part."""
+INTERVAL_ENTRY = (_SID, _INTERVAL)
+"""One entry of TC[3,31]."""
+_STRUCTURE_HEADER, _INTERVAL_ENTRY = fixed_struct(STRUCTURE_HEADER), fixed_struct(INTERVAL_ENTRY)
+_LINK, _TO_SOURCE = "link (APID 4)", "the TC's source id; sent on every connection"
+MESSAGES = (
+    Message("TM", HK_SERVICE, HK_PARAMETER_REPORT, "housekeeping parameter report",
+            (_SID, Field("channels", "channel", "every channel of the structure, in its order")),
+            "the component (APID = its id)", "every connection (destination id 0)",
+            "periodic, every collection interval, timed at the sampling time"),
+    Message("TC", HK_SERVICE, HK_ENABLE, "enable periodic housekeeping reports", _SIDS, "ground", _LINK,
+            "N >= 1"),
+    Message("TC", HK_SERVICE, HK_DISABLE, "disable periodic housekeeping reports", _SIDS, "ground", _LINK,
+            "N >= 1"),
+    Message("TC", HK_SERVICE, HK_REPORT_STRUCTURES, "report housekeeping structures", _SIDS, "ground", _LINK,
+            "N = 0: every structure; answered by one TM[3,10] per structure"),
+    Message("TM", HK_SERVICE, HK_STRUCTURE_REPORT, "housekeeping structure report",
+            (*STRUCTURE_HEADER, Field("N", "u16"),
+             Repeat("N", (Field("channel_id", "u16", "component_id << 8 | position in the structure (from 1)"),))),
+            _LINK, _TO_SOURCE),
+    Message("TC", HK_SERVICE, HK_MODIFY_INTERVAL, "modify collection intervals",
+            (Field("N", "u16", ">= 1, no structure twice"), Repeat("N", INTERVAL_ENTRY)), "ground", _LINK),
+)
 
 
 # -- TM[3,25] parameter report -----------------------------------------------------------------
@@ -117,7 +146,7 @@ def interval_data(intervals_s: dict[int, float]) -> bytes:
     """Data of TC[3,31]: collection interval in seconds per structure id (sent in ms)."""
     out = struct.pack(">H", len(intervals_s))
     for sid, interval_s in intervals_s.items():
-        out += struct.pack(">HI", sid, round(interval_s * 1000))
+        out += _INTERVAL_ENTRY.pack(sid, round(interval_s * 1000))
     return out
 
 
@@ -142,7 +171,7 @@ def parse_intervals(dictionary: Dictionary, data: bytes) -> dict[int, float]:
             VALIDATION_ERROR for an unknown structure or an interval outside 1 s .. 1 h.
     """
     pairs = decode_tc_data(HK_SERVICE, HK_MODIFY_INTERVAL, lambda r: [
-        struct.unpack(">HI", r.take(6)) for _ in range(read_count(r, "intervals"))], data)
+        _INTERVAL_ENTRY.unpack(r.take(_INTERVAL_ENTRY.size)) for _ in range(read_count(r, "intervals"))], data)
     if len({sid for sid, _ in pairs}) != len(pairs):
         raise CommandError("FORMAT_ERROR", "TC[3,31]: a structure id is repeated")
     _known_sids(dictionary, [sid for sid, _ in pairs])
@@ -168,7 +197,7 @@ def channel_id(component: Component, index: int) -> int:
 def hk_structure_data(component: Component, enabled: bool, interval_s: float) -> bytes:
     """Source data of TM[3,10] for ``component``'s housekeeping structure."""
     ids = [channel_id(component, i) for i in range(len(component.telemetry))]
-    return struct.pack(">HBI", component.component_id, int(enabled), round(interval_s * 1000)) + u16_list(ids)
+    return _STRUCTURE_HEADER.pack(component.component_id, int(enabled), round(interval_s * 1000)) + u16_list(ids)
 
 
 @dataclass(frozen=True)
@@ -180,6 +209,8 @@ class HkStructureReport:
     interval_s: float
     channels: tuple[str, ...]
     utc_unix_s: float
+    dest_id: int = 0
+    """The source id of the TC it answers (:func:`flight.spacelink.services.decode_tm` sets it)."""
 
 
 # -- ground side -----------------------------------------------------------------------------------
@@ -196,7 +227,7 @@ def decode_report(dictionary: Dictionary, subtype: int, data: bytes,
     if subtype != HK_STRUCTURE_REPORT:
         return None
     reader = Reader(bytes(data))
-    sid, enabled, interval_ms = struct.unpack(">HBI", reader.take(7))
+    sid, enabled, interval_ms = _STRUCTURE_HEADER.unpack(reader.take(_STRUCTURE_HEADER.size))
     component = _component_of_sid(dictionary, sid)
     ids = [reader.unpack(">H") for _ in range(reader.unpack(">H"))]
     reader.end()

@@ -18,8 +18,16 @@ from spacepackets.ecss.tc import PusTc
 from flight.core.component import CommandError, Dictionary
 from flight.spacelink.framing import ACK_ALL, MAX_TC_APP_DATA, build_tc
 from flight.spacelink.codec import Reader, pack_value, unpack_value
+from flight.spacelink.layout import Field, Message
 
 FUNCTION_SERVICE, PERFORM_FUNCTION = PusService.S8_FUNC_CMD, 1
+MESSAGES = (
+    Message("TC", FUNCTION_SERVICE, PERFORM_FUNCTION, "perform a function",
+            (Field("function_id", "u16", "the command's opcode: component_id << 8 | local_id (see Commands)"),
+             Field("arguments", "value", "each declared argument in declared order, in its type's encoding; "
+                                         "no N, no argument ids")),
+            "ground", "link (APID 4), which sends it on board to the command's owner"),
+)
 
 
 def encode_function(dictionary: Dictionary, qualified: str, args: Mapping[str, Any]) -> bytes:

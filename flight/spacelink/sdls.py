@@ -18,7 +18,8 @@ Layout (the TC's PUS-C application data field; all integers big-endian)
 
 MAC input
     Every byte of the packet before the MAC: the CCSDS primary header (APID, sequence
-    count, packet length), the PUS-C secondary header (ack flags, service, subtype, source
+    count, and the packet data length, which already counts the MAC and the 2-byte CRC
+    after it), the PUS-C secondary header (ack flags, service, subtype, source
     id), SPI, ARSN and TC data. The satellite recomputes it over ``spacepackets``' encoding
     of the TC it parsed, so what it acts on is exactly what was signed. The MAC is
     truncated to 16 bytes as FIPS 198-1 section 5 allows (and SDLS's own baseline does for
@@ -43,18 +44,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import sqlite3
-import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from spacepackets.ecss.tc import PusTc
 
+from flight.spacelink.layout import Field, fixed_struct
+
 KEY_LEN = 32
 """Station key length in bytes (256 bits)."""
 MAC_LEN = 16
 """Transmitted MAC length in bytes: HMAC-SHA256 truncated to 128 bits."""
-_HEADER = struct.Struct(">HQ")
+SECURITY_HEADER = (Field("spi", "u16", "Security Parameter Index: which station key signed the TC"),
+                   Field("arsn", "u64", "anti-replay sequence number, 1..2**64-1, new per SPI"))
+"""The security header, first in a TC's application data."""
+_HEADER = fixed_struct(SECURITY_HEADER)
 SECURITY_HEADER_LEN = _HEADER.size
 SECURITY_OVERHEAD = SECURITY_HEADER_LEN + MAC_LEN
 """Bytes the security header and trailer add to a TC's application data (26)."""

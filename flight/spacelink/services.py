@@ -10,6 +10,7 @@ around them are :mod:`flight.spacelink.framing`'s.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping, Union
 
 from spacepackets.ecss.tc import PusTc
@@ -35,6 +36,8 @@ Report = Union[pus17.PingReply, pus1.Verification, pus3.HkReport, pus3.HkStructu
                pus5.DisabledEventsReport, pus11.ScheduleReport, pus15.StoreStatusReport, pus20.ParameterReport,
                pus140.JobResultReport]
 """Every report :func:`decode_tm` returns."""
+_ANSWERS = (pus3.HkStructureReport, pus5.DisabledEventsReport, pus11.ScheduleReport, pus20.ParameterReport)
+"""Reports answering one TC whose service module reads no header: their destination id is set here."""
 
 
 class TmEncoder(TmFramer):
@@ -55,9 +58,10 @@ class TmEncoder(TmFramer):
         """TM[3,25] (:func:`flight.spacelink.pus3_housekeeping.hk_report`)."""
         return pus3.hk_report(self, component, values, utc_unix_s=utc_unix_s)
 
-    def event_report(self, dictionary: Dictionary, qualified: str, message: str, *, utc_unix_s: float) -> bytes:
+    def event_report(self, dictionary: Dictionary, qualified: str, message: str, *, utc_unix_s: float,
+                     args: Mapping[str, Any] | None = None) -> bytes:
         """TM[5,1..4] (:func:`flight.spacelink.pus5_events.event_report`)."""
-        return pus5.event_report(self, dictionary, qualified, message, utc_unix_s=utc_unix_s)
+        return pus5.event_report(self, dictionary, qualified, message, utc_unix_s=utc_unix_s, args=args)
 
 
 def decode_tm(dictionary: Dictionary, packet: bytes) -> Report:
@@ -92,4 +96,6 @@ def decode_tm(dictionary: Dictionary, packet: bytes) -> Report:
         raise TmDecodeError(f"{type(exc).__name__}: {exc}") from None
     if report is None:
         raise TmDecodeError(f"unexpected TM[{service},{subtype}]")
+    if isinstance(report, _ANSWERS):
+        report = dataclasses.replace(report, dest_id=tm.pus_tm_sec_header.dest_id)
     return report

@@ -236,14 +236,24 @@ def test_the_link_refuses_to_start_without_keys_unless_in_lab_mode(tmp_path):
     LinkManager(config, lambda *a: None, dictionary=DICT)
 
 
-def test_a_flood_on_one_connection_is_rate_limited_and_counted(ground, harness):
-    n = int(connections_module.TC_BURST) + 30
-    ground.send(b"".join(bytes(ground.signed(_ping(seq=i)).pack()) for i in range(n)))
+def test_a_flood_on_one_connection_is_rate_limited_reported_within_bounds_and_counted(ground, harness):
+    """Issue 12 defect 4: a TC over the rate got no report at all, so a verificator waited forever."""
+    burst, reports = int(connections_module.TC_BURST), int(connections_module.RATE_LIMIT_REPORT_BURST)
+    n = burst + reports + 10
+    sent = [ground.signed(_ping(seq=i)) for i in range(n)]
+    ground.send(b"".join(bytes(tc.pack()) for tc in sent))
     got = ground.collect(seconds=1.0)
-    assert int(connections_module.TC_BURST) <= len(got) < n
+    answered = [item for item in got if item[:2] == (17, 2)]
+    refused = [_verification(item) for item in got if item[:2] == (1, 2)]
+    assert len(answered) >= burst and len(answered) + len(refused) == len(got)
+    assert {r.error_code.val for r in refused} == {pus1.FAILURE_CODE_NUMBERS["RATE_LIMITED"]}
+    refused_ids = {r.tc_req_id.as_u32() for r in refused}
+    assert refused_ids <= {framing.request_id(tc) for tc in sent[burst:]}  # the ones over the rate
+    assert reports <= len(refused) <= reports + 1  # the report bucket's burst (+ a refill), then only counted
     harness.frame()
     hk = harness.hk()
-    assert hk["tc_rate_limited"] == n - len(got) and hk["tc_received"] == n
+    assert hk["tc_rate_limited"] == n - len(answered) and hk["tc_received"] == n
+    assert hk["tc_rate_limited_unreported"] == n - len(answered) - len(refused)
     assert harness.events("tc_rate_limited")
     other = Ground(harness)  # the limit is per connection
     other.send_tc(_ping())

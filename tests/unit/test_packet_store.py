@@ -384,7 +384,7 @@ def test_enable_disable_delete_and_retrieve_by_command(ground, harness, monkeypa
     (pus15.ENABLE_STORAGE, b"\x00", "FORMAT_ERROR"),                # empty list
     (pus15.RETRIEVE_BY_TIME_RANGE, b"\x01\x00", "FORMAT_ERROR"),    # short
     (pus15.DOWNLINK_ACK, b"\x00" * 9, "FORMAT_ERROR"),              # trailing byte
-    (77, b"", "INVALID_OPCODE"),
+    (77, b"", "ILLEGAL_SUBTYPE"),
 ])
 def test_malformed_storage_tcs_are_refused_and_change_nothing(ground, harness, subtype, data, code):
     def state():  # the refusal's own event is stored, so the events store is left out

@@ -339,7 +339,7 @@ def test_event_reports_use_the_subtype_of_their_severity(severity):
     packet = services.TmEncoder().event_report(DICT, qualified, "wörds " * 400, utc_unix_s=UTC)
     tm = _tm(packet)
     assert (tm.service, tm.message_subtype, tm.apid) == (5, pus5.EVENT_SUBTYPES[severity], PROBE.component_id)
-    event_id, message = pus5.decode_event(tm.source_data)
+    event_id, message, _ = pus5.decode_event(DICT, tm.source_data)
     assert event_id == DICT.event_id(qualified)
     assert len(message.encode()) <= codec.MAX_TEXT_BYTES and ("wörds " * 400).startswith(message)
     report = services.decode_tm(DICT, packet)

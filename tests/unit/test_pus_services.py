@@ -304,7 +304,7 @@ HOSTILE = {
     "3,31 zero interval": (lambda o: o.tc(3, 31, struct.pack(">HHI", 1, THERMAL_SID, 0)), "VALIDATION_ERROR"),
     "3,31 cut short": (lambda o: o.tc(3, 31, struct.pack(">HH", 1, THERMAL_SID)), "FORMAT_ERROR"),
     "3,31 count lies": (lambda o: o.tc(3, 31, struct.pack(">HHI", 0xFFFF, THERMAL_SID, 5000)), "FORMAT_ERROR"),
-    "3,2 not served": (lambda o: o.tc(3, 2), "INVALID_OPCODE"),
+    "3,2 not served": (lambda o: o.tc(3, 2), "ILLEGAL_SUBTYPE"),
     "5,6 unknown event": (lambda o: o.tc(5, 6, struct.pack(">HH", 1, 0x7F7F)), "VALIDATION_ERROR"),
     "5,5 empty list": (lambda o: o.tc(5, 5, struct.pack(">H", 0)), "FORMAT_ERROR"),
     "5,7 with data": (lambda o: o.tc(5, 7, b"\x00"), "FORMAT_ERROR"),

@@ -5,7 +5,10 @@ Bounds: :data:`MAX_CONNECTIONS` clients (more are refused and counted); one part
 connection of at most :data:`RX_BUFFER_BYTES` (``TcStreamParser``: overflow drops the
 connection); each connection may send :data:`TC_RATE_PER_S` TCs per wall second with bursts
 of :data:`TC_BURST` (its :class:`TokenBucket`, which the uplink checks before any
-authentication work).
+authentication work). A TC over the rate gets TM[1,2] RATE_LIMITED as long as the
+connection's second bucket allows (:data:`RATE_LIMIT_REPORTS_PER_S`, bursts of
+:data:`RATE_LIMIT_REPORT_BURST`); past that a flood is only counted, so that it cannot come
+back down as a flood of reports.
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ RX_BUFFER_BYTES = 4 * MAX_TC_LEN
 TC_RATE_PER_S = 10.0
 TC_BURST = 20.0
 """Per-connection TC token bucket: sustained TCs per wall second, and the burst allowed."""
+RATE_LIMIT_REPORTS_PER_S = TC_RATE_PER_S
+RATE_LIMIT_REPORT_BURST = TC_BURST
+"""Per-connection bucket of TM[1,2] RATE_LIMITED reports: a ground sending up to twice the
+TC rate hears about every TC it sent too many; a flood past that is counted
+(``tc_rate_limited_unreported``) and not answered."""
 
 
 @dataclass
@@ -51,6 +59,9 @@ class Connection:
     last_rx: float
     """Wall (monotonic) s of its latest bytes."""
     bucket: TokenBucket
+    """TCs it may send."""
+    report_bucket: TokenBucket
+    """RATE_LIMITED reports it may be answered with."""
     tm_count: int = 0
     """TM packets written to this connection so far (what TC[15,130] acknowledges)."""
     archiving: bool = False
@@ -95,7 +106,8 @@ class Connections:
             self.server.close(identity)
             return None
         conn = Connection(identity, peer, TcStreamParser(RX_BUFFER_BYTES), now,
-                          TokenBucket(TC_RATE_PER_S, TC_BURST, TC_BURST, now))
+                          TokenBucket(TC_RATE_PER_S, TC_BURST, TC_BURST, now),
+                          TokenBucket(RATE_LIMIT_REPORTS_PER_S, RATE_LIMIT_REPORT_BURST, RATE_LIMIT_REPORT_BURST, now))
         self.table[identity] = conn
         return conn
 

@@ -1,12 +1,20 @@
 """The link's downlink: real-time TM, store and forward from the packet stores
 (:mod:`flight.subsystems.link.packet_stores`), and the backlog within the pass's data rate.
 
+One downlink
+    Every TM goes to every open connection, in the order it was built: each connection is a
+    copy of the one downlink, as every ground station in view receives the same RF stream.
+    So each APID's packet sequence count (CCSDS 133.0-B-2 4.1.3.4.2) runs without gaps on
+    every connection, and a gap is a packet that connection did not get (sent while it was
+    not open or not in contact, dropped for its full send buffer, or held on board for
+    playback) rather than one addressed to someone else. Whom a report is for is its PUS-C
+    destination id (the TC's source id; 0 for housekeeping, events and job results), and
+    which TC it answers its request id; a ground ignores the reports that are not its own.
 Real time
-    A TM that is not kept in a packet store (verification, ping, TC answers) goes to the
-    connection that sent the TC, or to every connection once it is gone, so a verdict on an
-    accepted command is never lost while anyone is listening; reports about a TC released
-    from the onboard schedule are stored in the ``verification`` store for the ground.
-    Without contact such TM is not sent (``tm_dropped_no_contact``).
+    A TM that is not kept in a packet store (verification, ping, TC answers) is sent at
+    once; reports about a TC released from the onboard schedule are stored in the
+    ``verification`` store for the ground. Without contact such TM is not sent
+    (``tm_dropped_no_contact``).
 Store and forward
     Every TM[3,25], TM[5,x] and TM[140,1] is stored in its packet store whether or not there
     is contact, and in contact sent at once (to every connection). On each tick in contact
@@ -109,11 +117,10 @@ class Downlink:
             self.send(identity, [packet])
 
     def reply(self, identity: bytes, packet: bytes) -> None:
-        """A report about a TC from ``identity`` (see the module)."""
+        """A report about a TC from ``identity``: stored for a TC of the onboard schedule, else
+        sent to every connection (see the module)."""
         if identity == ONBOARD:
             self.store("verification", [(packet, self._state.time_s, self._state.utc_now())])
-        elif identity in self.connections.table:
-            self.send(identity, [packet])
         else:
             self.broadcast(packet)
 

@@ -41,7 +41,8 @@ class FunctionService:
 
     def _ping(self, source: TcSource, tc: PusTc, _: None) -> None:
         verification = self._verification
-        verification.complete_locally(source, tc, [verification.tm.ping_reply(tc, utc_unix_s=self._state.utc_now())])
+        verification.complete_locally(source, tc, lambda: [verification.tm.ping_reply(
+            tc, utc_unix_s=self._state.utc_now())])
 
     def _function(self, source: TcSource, tc: PusTc, command: tuple[str, dict[str, Any]]) -> None:
         self._verification.dispatch(source, tc, *command)

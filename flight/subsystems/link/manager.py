@@ -64,6 +64,7 @@ from flight.core.messages import Message
 from flight.core.subsystem import Emit, SendCommand, Subsystem
 from flight.spacelink.keys import load_all
 from flight.spacelink.framing import LINK_COMPONENT_ID, is_loopback, parse_endpoint
+from flight.spacelink.pus140_results import RESULT_COMPONENT
 from flight.spacelink.services import TmEncoder
 from flight.subsystems.link import connections
 from flight.subsystems.link.connections import Connections
@@ -117,7 +118,7 @@ class LinkManager(Subsystem):
             Channel("tc_auth_failed", "int", "count",
                     "Telecommands rejected for a missing or wrong MAC, unknown key or replayed sequence number.",
                     yellow=(0, 0)),
-            Channel("tc_rate_limited", "int", "count", "Telecommands dropped over a connection's rate limit.",
+            Channel("tc_rate_limited", "int", "count", "Telecommands over a connection's rate limit (not executed).",
                     yellow=(0, 0)),
             Channel("tm_backlog_sent", "int", "count", "Stored packets sent from the backlog (after real time)."),
             Channel("tm_acknowledged", "int", "count", "Stored packets the ground acknowledged (TC[15,130])."),
@@ -132,6 +133,9 @@ class LinkManager(Subsystem):
             Channel("hk_structures_disabled", "int", "count", "Housekeeping structures with TM[3,25] off."),
             Channel("events_disabled", "int", "count", "Event ids with TM[5,x] generation off."),
             Channel("events_filtered", "int", "count", "Events not reported: their TM[5,x] generation is off."),
+            Channel("tc_rate_limited_unreported", "int", "count",
+                    "Telecommands over the rate limit not even answered by TM[1,2] RATE_LIMITED: a flood.",
+                    yellow=(0, 0)),
         ),
         events=(
             Event("lab_mode", 1, "HIGH",
@@ -168,7 +172,8 @@ class LinkManager(Subsystem):
                   "rejected TC[{service},{subtype}] from {peer}: AUTHENTICATION_ERROR {why}",
                   args=(EventArg("service", "int"), EventArg("subtype", "int"), EventArg("peer", "str"),
                         EventArg("why", "str"))),
-            Event("tc_rate_limited", 14, "LOW", "dropped TC[{service},{subtype}] from {peer}: over {rate:g} TC/s",
+            Event("tc_rate_limited", 14, "LOW",
+                  "refused TC[{service},{subtype}] from {peer}: over {rate:g} TC/s (RATE_LIMITED)",
                   args=(EventArg("service", "int"), EventArg("subtype", "int"), EventArg("peer", "str"),
                         EventArg("rate", "float", "TC/s"))),
             Event("store_failed", 30, "MEDIUM", "packet store {store}: {why}",
@@ -236,13 +241,14 @@ class LinkManager(Subsystem):
         self.verification = Verification(tm, self.state, self.counters, budget, self.downlink.reply, self.command)
         self.router = Router(self.verification.reject)
         self.uplink = Uplink(self.connections, self.state, self.counters, budget, self.auth, self.router,
-                             self.verification.reject)
+                             self.verification.reject, self.verification.acceptance_failure)
         self.reporting = Reporting(dictionary, self.verification, self.downlink, self.state, self.counters, budget,
                                    DEFAULT_HK_INTERVAL_S)
         self.schedule_service = ScheduleService(dictionary, self.auth, self.router, self.verification,
                                                 self.state, self.counters, budget, self.event)
         self.parameters = ParameterService(dictionary, self.verification)
-        self.results = JobResults(dictionary.components["jobs"], tm, self.downlink, self.state, self.counters, budget)
+        self.results = JobResults(dictionary.components[RESULT_COMPONENT], tm, self.downlink, self.state,
+                                  self.counters, budget)
         for service in (FunctionService(dictionary, self.verification, self.state),
                         StoreService(self.downlink, self.verification, self.state, self.counters, budget),
                         self.reporting, self.schedule_service, self.parameters):
@@ -344,6 +350,7 @@ class LinkManager(Subsystem):
             schedule_activities=len(schedule) if schedule is not None else 0,
             tc_released=c.tc_released, hk_structures_disabled=len(reporting.hk_disabled),
             events_disabled=len(reporting.events_disabled), events_filtered=c.events_filtered,
+            tc_rate_limited_unreported=c.tc_rate_limited_unreported,
         )
 
     # -- bus inputs --------------------------------------------------------------------

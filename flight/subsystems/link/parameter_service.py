@@ -60,7 +60,7 @@ class ParameterService:
             return
         values = {n: stored.get(n, self._dictionary.parameters[n].default) for n in names}
         data = pus20.parameter_report_data(self._dictionary, values)
-        self._verification.complete_locally(source, tc, [self._verification.report(
+        self._verification.complete_locally(source, tc, lambda: [self._verification.report(
             tc, pus20.PARAMETER_SERVICE, pus20.PARAMETER_VALUE_REPORT, data)])
 
     def _set(self, source: TcSource, tc: PusTc, name_value: tuple[str, Any]) -> None:

@@ -6,7 +6,8 @@ TM[3,25]
     the bus, timed at its sampling time, stored in the ``hk`` packet store
     (:mod:`flight.subsystems.link.downlink`); a sample already reported is not reported again.
 TM[5,1..4]
-    Every declared bus event, at once, into the ``events`` store, unless its generation is off.
+    Every declared bus event with its typed arguments, at once, into the ``events`` store,
+    unless its generation is off.
 Service 3
     One housekeeping structure per component (structure id = component id), its channels
     the component's declared telemetry in order. TC[3,5]/[3,6] switch its periodic TM[3,25]
@@ -136,8 +137,10 @@ class Reporting:
                 raise ValueError("not a declared event with a message")
             if self._event_disabled(msg.name):
                 return
+            args = msg.data.get("args")
             packet = self._verification.tm.event_report(self._dictionary, msg.name, message,
-                                                       utc_unix_s=self._state.utc_at(msg.t))
+                                                       utc_unix_s=self._state.utc_at(msg.t),
+                                                       args=args if isinstance(args, dict) else None)
         except ValueError:
             self._counters.tm_errors += 1
             return
@@ -234,7 +237,7 @@ class Reporting:
     def _hk_structures(self, source: TcSource, tc: PusTc, sids: list[int]) -> None:
         components = [c for c in self._dictionary.components.values() if c.telemetry
                       and (not sids or c.component_id in sids)]
-        self._verification.complete_locally(source, tc, [
+        self._verification.complete_locally(source, tc, lambda: [
             self._verification.report(tc, pus3.HK_SERVICE, pus3.HK_STRUCTURE_REPORT, pus3.hk_structure_data(
                 c, c.component_id not in self.hk_disabled, self.hk_intervals_s.get(c.component_id, self.interval_s)))
             for c in components])
@@ -263,7 +266,7 @@ class Reporting:
         self._events_set(source, tc, self.events_disabled | set(ids))
 
     def _events_report(self, source: TcSource, tc: PusTc, _: None) -> None:
-        self._verification.complete_locally(source, tc, [self._verification.report(
+        self._verification.complete_locally(source, tc, lambda: [self._verification.report(
             tc, pus5.EVENT_SERVICE, pus5.EVENT_DISABLED_REPORT, pus5.event_list_data(sorted(self.events_disabled)))])
 
 

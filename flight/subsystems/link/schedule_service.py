@@ -186,5 +186,5 @@ class ScheduleService:
 
     def _report(self, source: TcSource, tc: PusTc, _: None) -> None:
         chunks = pus11.schedule_report_data([(a.release_utc_s, a.tc) for a in self.schedule.activities()])
-        self._verification.complete_locally(source, tc, [
+        self._verification.complete_locally(source, tc, lambda: [
             self._verification.report(tc, pus11.SCHEDULE_SERVICE, pus11.SCHEDULE_DETAIL_REPORT, chunk) for chunk in chunks])

@@ -45,6 +45,7 @@ class LinkCounters:
     store_errors: int = 0
     tc_released: int = 0
     events_filtered: int = 0
+    tc_rate_limited_unreported: int = 0
 
 
 class LinkState:

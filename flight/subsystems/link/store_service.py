@@ -22,8 +22,10 @@ from flight.spacelink.pus15_storage import (
     DISABLE_STORAGE,
     DOWNLINK_ACK,
     ENABLE_STORAGE,
+    REPORT_STORE_STATUS,
     RETRIEVE_BY_TIME_RANGE,
     STORAGE_SERVICE,
+    STORAGE_TC_SUBTYPES,
     StorageRequest,
     decode_storage_tc,
     store_status_report,
@@ -46,8 +48,8 @@ class StoreService:
         self._counters = counters
         self._event = budget
 
-    def routes(self) -> dict[int, TcRoute]:
-        return {STORAGE_SERVICE: TcRoute(self.parse, self.serve)}
+    def routes(self) -> dict[tuple[int, int], TcRoute]:
+        return {(STORAGE_SERVICE, subtype): TcRoute(self.parse, self.serve) for subtype in STORAGE_TC_SUBTYPES}
 
     @staticmethod
     def parse(tc: PusTc, data: bytes) -> StorageRequest:
@@ -65,7 +67,7 @@ class StoreService:
     def serve(self, source: TcSource, tc: PusTc, request: StorageRequest) -> None:
         stores = self._downlink.stores
         names = ", ".join(STORE_BY_ID[i].name for i in request.store_ids)
-        reports: list[bytes] = []
+        entries = []
         try:
             if request.subtype == DOWNLINK_ACK:
                 conn = self._downlink.connections.table.get(source.identity)
@@ -85,10 +87,12 @@ class StoreService:
             else:
                 wanted = set(request.store_ids or STORE_BY_ID)
                 entries = [st for st in stores.status() if st.store_id in wanted]
-                reports.append(store_status_report(self._verification.tm, entries, dest_id=tc.source_id,
-                                                   utc_unix_s=self._state.utc_now()))
         except sqlite3.Error as exc:
             self._counters.store_errors += 1
             self._verification.reject(source, tc, "EXECUTION_ERROR", f"packet store: {exc}")
             return
-        self._verification.complete_locally(source, tc, reports)
+        if request.subtype != REPORT_STORE_STATUS:
+            self._verification.complete_locally(source, tc)
+            return
+        self._verification.complete_locally(source, tc, lambda: [store_status_report(
+            self._verification.tm, entries, dest_id=tc.source_id, utc_unix_s=self._state.utc_now())])

@@ -12,16 +12,18 @@ Authentication
     A TC that fails (no security fields, unknown SPI, MAC mismatch, replayed or stale
     ARSN) gets TM[1,2] AUTHENTICATION_ERROR with the reason, is counted (``tc_rejected``
     and ``tc_auth_failed``), reported by a MEDIUM event, and nothing of it is executed,
-    not even a ping. The verdict goes only to the connection that sent it. With
+    not even a ping. The verdict goes down like every TM (to every connection). With
     ``config.unauthenticated_lab`` TCs carry no security fields and are not checked.
 
 Order of checks per framed TC
-    rate limit (dropped unanswered, ``tc_rate_limited``: a reply per flooded TC would let
-    the flood out again as downlink), contact (dropped, ``tc_dropped_no_contact``),
-    authentication, then the route. Bytes that do not frame as a TC (garbage, bad CRC)
-    cannot be answered (their request id is not trustworthy): they are discarded up to the
-    next plausible header, counted (``tc_rejected``, ``bytes_discarded``) and reported by
-    event; a partial packet left for :data:`STALL_S` without new bytes is discarded.
+    rate limit (``tc_rate_limited``: TM[1,2] RATE_LIMITED while the connection's report
+    bucket allows, else only counted in ``tc_rate_limited_unreported``, so a flood cannot
+    come back down as a flood of reports; :mod:`~flight.subsystems.link.connections`),
+    contact (dropped, ``tc_dropped_no_contact``), authentication, then the route. Bytes that
+    do not frame as a TC (garbage, bad CRC) cannot be answered (their request id is not
+    trustworthy): they are discarded up to the next plausible header, counted
+    (``tc_rejected``, ``bytes_discarded``) and reported by event; a partial packet left for
+    :data:`STALL_S` without new bytes is discarded.
 """
 
 from __future__ import annotations
@@ -106,10 +108,11 @@ class Authenticator:
 
 class Uplink:
     """Serves the ground connections' events and bytes (:meth:`service`) up to
-    ``router.route`` for each TC that passes; refusals go through ``reject``."""
+    ``router.route`` for each TC that passes; refusals go through ``reject``, TCs over the
+    rate through ``rate_limited`` (TM[1,2] only: they are counted here)."""
 
     def __init__(self, connections: Connections, state: LinkState, counters: LinkCounters, budget: EventBudget,
-                 auth: Authenticator, router: Router, reject: Reject) -> None:
+                 auth: Authenticator, router: Router, reject: Reject, rate_limited: Reject) -> None:
         self.connections = connections
         self._state = state
         self._counters = counters
@@ -117,6 +120,7 @@ class Uplink:
         self._auth = auth
         self._router = router
         self._reject = reject
+        self._rate_limited = rate_limited
 
     def service(self) -> None:
         """Connections opened and closed, uplink bytes, held-back downlink written."""
@@ -162,10 +166,16 @@ class Uplink:
 
     def _on_tc(self, conn: Connection, tc: PusTc) -> None:
         self._counters.tc_received += 1
-        if not conn.bucket.take(time.monotonic()):
+        now = time.monotonic()
+        if not conn.bucket.take(now):
             self._counters.tc_rate_limited += 1
             self._event("tc_rate_limited", peer=conn.peer, service=tc.service, subtype=tc.message_subtype,
                         rate=conns.TC_RATE_PER_S)
+            if conn.report_bucket.take(now):
+                self._rate_limited(conn, tc, "RATE_LIMITED", f"over {conns.TC_RATE_PER_S:g} TCs/s "
+                                                             f"(bursts of {conns.TC_BURST:g}) on this connection")
+            else:
+                self._counters.tc_rate_limited_unreported += 1
             return
         if not self._state.contact:
             self._counters.tc_dropped_no_contact += 1

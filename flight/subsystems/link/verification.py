@@ -3,16 +3,26 @@
 A TC[8,1] (or a TC[20,3], which becomes the owner's ``set_parameter``) is sent on board as an
 internal command through the dispatcher (:meth:`Verification.dispatch`); its responses become
 TM[1,1]/[1,2] acceptance, TM[1,3]/[1,4] start, TM[1,5] progress and TM[1,7]/[1,8] completion
-(:meth:`Verification.on_response`). Acceptance and completion success are always sent; start
-and progress success only when the TC's ack flags ask; failures always (ECSS-E-ST-70-41C
-6.1.3). At most :data:`MAX_PENDING` are in flight (more: BUSY); one without a final answer
-within :data:`PENDING_TIMEOUT_S` fails with EXECUTION_ERROR. A TC the link serves itself is
-verified by its ack flags (:meth:`Verification.complete_locally`); a refused one gets TM[1,2]
-with its code (:meth:`Verification.reject`).
+(:meth:`Verification.on_response`). At most :data:`MAX_PENDING` are in flight (more: BUSY);
+one without a final answer within :data:`PENDING_TIMEOUT_S` fails with EXECUTION_ERROR. A TC
+the link serves itself is verified the same way (:meth:`Verification.complete_locally`); a
+refused one gets TM[1,2] with its code (:meth:`Verification.reject`).
+
+Ack flags
+    Every TC, whoever serves it, gets a success report of a stage only when its ack flags
+    ask for it: acceptance (TM[1,1]) with 0b1000, start (TM[1,3]) with 0b0100, progress
+    (TM[1,5]) with 0b0010, completion (TM[1,7]) with 0b0001 (ECSS-E-ST-70-41C 7.4.4.1, TC
+    packet secondary header, and 6.1.3: the acknowledgement flags select the successful
+    verification reports). Failure reports (TM[1,2/4/6/8]) are sent whatever the flags say
+    (6.1.3), so a TC with flags 0000 that succeeds is answered by its service's reports
+    alone, or not at all.
+Order
+    Each report is built (and so takes its sequence count) when it is sent: a TC's
+    acceptance report goes before its service's reports, and those before its completion,
+    in count order as on the wire.
 
 Reports go through ``reply(identity, packet)`` (:meth:`flight.subsystems.link.downlink.Downlink.reply`):
-to the connection that sent the TC, to every connection once it is gone, into the
-verification packet store for a TC of the onboard schedule.
+to every connection, or into the verification packet store for a TC of the onboard schedule.
 """
 
 from __future__ import annotations
@@ -103,7 +113,8 @@ class Verification:
             return
         if not p.accepted:
             p.accepted = True
-            self._verify(p, Verif.TM_ACCEPTANCE_SUCCESS)
+            if p.tc.pus_tc_sec_header.ack_flags & ACK_ACCEPTANCE:
+                self._verify(p, Verif.TM_ACCEPTANCE_SUCCESS)
         if stage == "started" and not p.started:
             p.started = True
             if p.tc.pus_tc_sec_header.ack_flags & ACK_START:
@@ -114,7 +125,8 @@ class Verification:
                 self._verify(p, Verif.TM_STEP_SUCCESS, step=p.steps)
         elif stage == "completed":
             del self.pending[command_id]
-            self._verify(p, Verif.TM_COMPLETION_SUCCESS)
+            if p.tc.pus_tc_sec_header.ack_flags & ACK_COMPLETION:
+                self._verify(p, Verif.TM_COMPLETION_SUCCESS)
 
     def expire(self, now: float) -> None:
         """Fail every TC in flight longer than :data:`PENDING_TIMEOUT_S` (wall ``now``)."""
@@ -132,11 +144,15 @@ class Verification:
         self._reply(p.identity, self.tm.verification(subtype, p.tc, utc_unix_s=self._state.utc_now(), **fields))
 
     # -- TCs served by the link itself ---------------------------------------------------
+    def acceptance_failure(self, source: TcSource, tc: PusTc, code: str, why: str) -> None:
+        """TM[1,2] with failure ``code`` and ``why``, and nothing else."""
+        self._reply(source.identity, self.tm.verification(Verif.TM_ACCEPTANCE_FAILURE, tc, code=code, message=why,
+                                                          utc_unix_s=self._state.utc_now()))
+
     def reject(self, source: TcSource, tc: PusTc, code: str, why: str) -> None:
         """TM[1,2] with failure ``code`` and ``why``; counted and reported by event."""
         self._counters.tc_rejected += 1
-        self._reply(source.identity, self.tm.verification(Verif.TM_ACCEPTANCE_FAILURE, tc, code=code, message=why,
-                                                          utc_unix_s=self._state.utc_now()))
+        self.acceptance_failure(source, tc, code, why)
         if code == "AUTHENTICATION_ERROR":
             self._counters.tc_auth_failed += 1
             self._event("tc_auth_failed", peer=source.peer, service=tc.service, subtype=tc.message_subtype,
@@ -145,16 +161,17 @@ class Verification:
             self._event("tc_rejected", peer=source.peer, service=tc.service, subtype=tc.message_subtype,
                         code=code, why=why[:160])
 
-    def complete_locally(self, source: TcSource, tc: PusTc, reports: list[bytes]) -> None:
+    def complete_locally(self, source: TcSource, tc: PusTc, reports: Callable[[], list[bytes]] = list) -> None:
         """Serve a TC the link answers itself: acceptance and start success as its ack flags
-        ask, its ``reports``, then completion success as asked."""
+        ask, then the packets ``reports()`` builds, then completion success as asked; each
+        built as it is sent, so their sequence counts are in send order."""
         self._counters.tc_accepted += 1
         utc = self._state.utc_now()
         flags = tc.pus_tc_sec_header.ack_flags
         for flag, subtype in ((ACK_ACCEPTANCE, Verif.TM_ACCEPTANCE_SUCCESS), (ACK_START, Verif.TM_START_SUCCESS)):
             if flags & flag:
                 self._reply(source.identity, self.tm.verification(subtype, tc, utc_unix_s=utc))
-        for report in reports:
+        for report in reports():
             self._reply(source.identity, report)
         if flags & ACK_COMPLETION:
             self._reply(source.identity, self.tm.verification(Verif.TM_COMPLETION_SUCCESS, tc, utc_unix_s=utc))
@@ -170,7 +187,7 @@ class Verification:
         except sqlite3.Error as exc:
             self.reject(source, tc, "EXECUTION_ERROR", f"cannot store {what}: {exc}")
         else:
-            self.complete_locally(source, tc, [])
+            self.complete_locally(source, tc)
             return True
         return False
 
