@@ -5,6 +5,7 @@ counters at the end."""
 from __future__ import annotations
 
 import argparse
+import signal
 import sqlite3
 import time
 from typing import Any
@@ -78,6 +79,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     print(f"gateway on {gateway.endpoint} -> link {args.link}, {signer}, archive {archive.path}; Ctrl-C stops",
           flush=True)
     started = last_status = time.monotonic()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a service manager's stop ends it as Ctrl-C does
     try:
         while True:
             for line in gateway.step(0.1):
