@@ -138,7 +138,9 @@ class Gateway:
         self.counters = GatewayCounters()
         self._key = key
         self._dictionary = dictionary
-        self._archive = archive
+        self.archive = archive
+        """Where every TM and forwarded TC is kept (``None``: nowhere); used only from the
+        thread that steps the gateway, as SQLite requires."""
         self._connect_timeout_s = connect_timeout_s
         self._framer = TmFramer()
         self._selector = selectors.DefaultSelector()
@@ -199,13 +201,13 @@ class Gateway:
         for client in list(self.clients.values()):
             if client.parser.buffered and now - client.last_rx > STALL_S:
                 self._take(client, client.parser.flush_stalled(), lines)
-        if self._archive is not None and now - self._committed >= COMMIT_INTERVAL_S:
+        if self.archive is not None and now - self._committed >= COMMIT_INTERVAL_S:
             # the archive commits as packets arrive; this keeps the last ones of a burst from waiting
             self._committed = now
             try:
-                self._archive.commit()
+                self.archive.commit()
             except sqlite3.Error as exc:
-                lines.append(f"ground archive {self._archive.path}: {exc}")
+                lines.append(f"ground archive {self.archive.path}: {exc}")
         return lines
 
     def close(self) -> None:
@@ -228,8 +230,8 @@ class Gateway:
             self._backoff_s = min(RECONNECT_MAX_S, self._backoff_s * 2)
             return
         link.on_packet = self._relay
-        if self._archive is not None:
-            link.on_sent = self._archive.command_sent
+        if self.archive is not None:
+            link.on_sent = self.archive.command_sent
         self.link = link
         self._backoff_s = RECONNECT_MIN_S
         self._selector.register(link.sock, selectors.EVENT_READ, "link")
@@ -258,8 +260,8 @@ class Gateway:
     def _relay(self, packet: bytes, _report: object) -> None:
         self.counters.tm_relayed += 1
         self._last_tm = time.monotonic()
-        if self._archive is not None:
-            self._archive.add(packet)
+        if self.archive is not None:
+            self.archive.add(packet)
         self._broadcast(packet)
 
     # -- clients --------------------------------------------------------------------------
