@@ -43,8 +43,10 @@ Garbage
     A client whose bytes do not frame as PUS-C TCs (not a TC header, bad CRC, a length over
     :data:`~flight.spacelink.framing.MAX_TC_LEN`, a packet left incomplete for
     :data:`STALL_S`) is disconnected and counted; nothing of it is forwarded and the other
-    clients go on. A client that stops reading is cut off once :data:`CLIENT_BUFFER_BYTES`
-    of TM wait for it.
+    clients go on. A client that stops reading is cut off once
+    :data:`~flight.subsystems.link.stream_server.SEND_BUFFER_BYTES` of TM wait for it (the
+    client side is the link's own non-blocking TCP server,
+    :class:`~flight.subsystems.link.stream_server.StreamServer`).
 
 Link
     The gateway connects to the satellite's link at start and again after every loss (a pass
@@ -55,7 +57,6 @@ Link
 from __future__ import annotations
 
 import selectors
-import socket
 import sqlite3
 import time
 from dataclasses import dataclass, field, fields
@@ -68,20 +69,18 @@ from flight.ground.client import LinkClient
 from flight.spacelink.framing import MAX_TC_APP_DATA, Rejection, TcStreamParser, TmFramer, parse_endpoint
 from flight.spacelink.pus1_verification import verification_report
 from flight.spacelink.sdls import StationKey
+from flight.subsystems.link.stream_server import Sent, StreamServer
 
 GATEWAY_APID = 0x7F0
 """APID of the TM[1,2] the gateway sends itself (2032): outside the satellite's component
 APIDs (1..127) and below the idle-packet APID 0x7FF (CCSDS 133.0-B-2 4.1.3.3.4)."""
 MAX_CLIENTS = 8
-CLIENT_BUFFER_BYTES = 16 * 2**20
-"""TM bytes kept for one client that the kernel has not taken; past it the client is cut off."""
 CONTACT_QUIET_S = 10.0
 """Wall seconds without TM after which the satellite counts as not heard (out of contact):
 in contact the link sends housekeeping every few seconds."""
 STALL_S = 2.0
 """Wall seconds a client's partial packet may wait for the rest before it counts as garbage."""
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.5, 8.0
-RECV_BYTES = 65536
 NOT_HEARD = "gateway: satellite not heard (no contact or no link), TC not forwarded"
 
 
@@ -111,11 +110,10 @@ class GatewayCounters:
 
 @dataclass
 class Client:
-    sock: socket.socket
+    identity: bytes
     peer: str
     parser: TcStreamParser = field(default_factory=TcStreamParser)
     last_rx: float = 0.0
-    out: bytearray = field(default_factory=bytearray)
     tcs: int = 0
 
 
@@ -143,18 +141,12 @@ class Gateway:
         thread that steps the gateway, as SQLite requires."""
         self._connect_timeout_s = connect_timeout_s
         self._framer = TmFramer()
-        self._selector = selectors.DefaultSelector()
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        self._listener = socket.socket(family, kind, proto)
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(address)
-        self._listener.listen(16)
-        self._listener.setblocking(False)
-        self._selector.register(self._listener, selectors.EVENT_READ, None)
-        bound = self._listener.getsockname()
-        self.endpoint = f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}"
+        self._server = StreamServer(host, port)
+        self.endpoint = self._server.endpoint
         """``HOST:PORT`` actually bound."""
-        self.clients: dict[socket.socket, Client] = {}
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._server, selectors.EVENT_READ, "clients")
+        self.clients: dict[bytes, Client] = {}
         self.link: LinkClient | None = None
         self._next_try = 0.0
         self._backoff_s = RECONNECT_MIN_S
@@ -184,19 +176,10 @@ class Gateway:
         now = time.monotonic()
         if self.link is None and now >= self._next_try:
             self._connect_link(lines)
-        for key, mask in self._selector.select(timeout_s):
-            if key.data is None:
-                self._accept(lines)
-            elif key.data == "link":
-                self._read_link(lines)
-            else:
-                client = key.data
-                if client.sock not in self.clients:
-                    continue  # dropped earlier in this round
-                if mask & selectors.EVENT_WRITE:
-                    self._flush(client, lines)
-                if mask & selectors.EVENT_READ and client.sock in self.clients:
-                    self._read_client(client, lines)
+        ready = {key.data for key, _ in self._selector.select(timeout_s)}
+        if "link" in ready:
+            self._read_link(lines)
+        self._serve_clients(lines)  # also writes what waits for a client whose socket takes it now
         now = time.monotonic()
         for client in list(self.clients.values()):
             if client.parser.buffered and now - client.last_rx > STALL_S:
@@ -212,12 +195,10 @@ class Gateway:
 
     def close(self) -> None:
         """Close every connection and the listener (the archive is the caller's)."""
-        for client in list(self.clients.values()):
-            self._drop(client)
         self._close_link()
-        self._selector.unregister(self._listener)
-        self._listener.close()
         self._selector.close()
+        self._server.close_all()
+        self.clients.clear()
 
     # -- link -----------------------------------------------------------------------------
     def _connect_link(self, lines: list[str]) -> None:
@@ -265,46 +246,29 @@ class Gateway:
         self._broadcast(packet)
 
     # -- clients --------------------------------------------------------------------------
-    def _accept(self, lines: list[str]) -> None:
-        while True:
-            try:
-                sock, address = self._listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:  # reset before it was taken, or out of descriptors
-                return
-            peer = f"{address[0]}:{address[1]}"
-            if len(self.clients) >= MAX_CLIENTS:
-                sock.close()
-                self.counters.clients_refused += 1
-                lines.append(f"refused {peer}: {MAX_CLIENTS} clients already connected")
-                continue
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            client = Client(sock, peer, last_rx=time.monotonic())
-            self.clients[sock] = client
-            self._selector.register(sock, selectors.EVENT_READ, client)
-            self.counters.clients_accepted += 1
-            lines.append(f"client {peer} connected ({len(self.clients)} now)")
+    def _serve_clients(self, lines: list[str]) -> None:
+        for kind, identity, payload in self._server.service():
+            if kind == "connected":
+                if len(self.clients) >= MAX_CLIENTS:
+                    self._server.close(identity)
+                    self.counters.clients_refused += 1
+                    lines.append(f"refused {payload}: {MAX_CLIENTS} clients already connected")
+                    continue
+                self.clients[identity] = Client(identity, payload, last_rx=time.monotonic())
+                self.counters.clients_accepted += 1
+                lines.append(f"client {payload} connected ({len(self.clients)} now)")
+            elif kind == "closed":
+                client = self.clients.pop(identity, None)
+                if client is not None:
+                    lines.append(f"client {client.peer} disconnected after {client.tcs} TC(s) "
+                                 f"({len(self.clients)} now)")
+            elif (client := self.clients.get(identity)) is not None:  # else: bytes of one cut off just now
+                client.last_rx = time.monotonic()
+                self._take(client, client.parser.feed(payload), lines)
 
     def _drop(self, client: Client) -> None:
-        if self.clients.pop(client.sock, None) is not None:
-            self._selector.unregister(client.sock)
-            client.sock.close()
-
-    def _read_client(self, client: Client, lines: list[str]) -> None:
-        try:
-            data = client.sock.recv(RECV_BYTES)
-        except BlockingIOError:
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._drop(client)
-            lines.append(f"client {client.peer} disconnected after {client.tcs} TC(s) ({len(self.clients)} now)")
-            return
-        client.last_rx = time.monotonic()
-        self._take(client, client.parser.feed(data), lines)
+        if self.clients.pop(client.identity, None) is not None:
+            self._server.close(client.identity)
 
     def _take(self, client: Client, items: list[PusTc | Rejection], lines: list[str]) -> None:
         for item in items:
@@ -340,36 +304,11 @@ class Gateway:
         self._broadcast(verification_report(self._framer, 2, tc, utc_unix_s=time.time(), code=code,
                                             message=message, apid=GATEWAY_APID))
 
-    # -- writing to clients ---------------------------------------------------------------
     def _broadcast(self, packet: bytes) -> None:
         for client in list(self.clients.values()):
-            if client.out:  # earlier bytes still wait: these go after them
-                if len(client.out) + len(packet) > CLIENT_BUFFER_BYTES:
-                    self.counters.clients_slow += 1
-                    self._drop(client)
-                    continue
-                client.out += packet
-                continue
-            try:
-                written = client.sock.send(packet)
-            except BlockingIOError:
-                written = 0
-            except OSError:
+            sent = self._server.send(client.identity, packet)
+            if sent is Sent.FULL:  # it stopped reading: cut off rather than hold the satellite's TM for it
+                self.counters.clients_slow += 1
                 self._drop(client)
-                continue
-            if written < len(packet):
-                client.out += packet[written:]
-                self._selector.modify(client.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, client)
-
-    def _flush(self, client: Client, lines: list[str]) -> None:
-        try:
-            written = client.sock.send(client.out)
-        except BlockingIOError:
-            return
-        except OSError:
-            self._drop(client)
-            lines.append(f"client {client.peer} gone while sending")
-            return
-        del client.out[:written]
-        if not client.out:
-            self._selector.modify(client.sock, selectors.EVENT_READ, client)
+            elif sent is Sent.GONE:
+                self.clients.pop(client.identity, None)

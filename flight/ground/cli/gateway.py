@@ -6,11 +6,19 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sqlite3
 import time
 from typing import Any
 
-from flight.ground.cli.common import EXIT_FAILED, EXIT_OK, FMT, load_dictionary, para, print_table, signing_key
+from flight.ground.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    FMT,
+    load_dictionary,
+    open_archive,
+    para,
+    print_table,
+    signing_key,
+)
 from flight.spacelink.framing import is_loopback, parse_endpoint
 
 STATUS_INTERVAL_S = 60.0
@@ -52,7 +60,6 @@ def exposure_warning(host: str) -> str | None:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    from flight.ground.archive import Archive, archive_path
     from flight.ground.gateway import Gateway
 
     try:
@@ -62,10 +69,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         print(f"cannot start the gateway: {exc}")
         return EXIT_FAILED
     dictionary = load_dictionary()
-    try:
-        archive = Archive(archive_path(args.archive), dictionary)
-    except (OSError, sqlite3.Error) as exc:
-        print(f"cannot open the ground archive {archive_path(args.archive)}: {exc}")
+    archive = open_archive(args, dictionary)
+    if archive is None:
         return EXIT_FAILED
     try:
         gateway = Gateway(args.listen, args.link, key, dictionary, archive, connect_timeout_s=args.timeout)
