@@ -207,7 +207,9 @@ class Gateway:
                               connect_timeout_s=self._connect_timeout_s)
         except OSError as exc:
             self._next_try = time.monotonic() + self._backoff_s
-            lines.append(f"link {self.link_endpoint} not reachable ({exc}); next try in {self._backoff_s:g} s")
+            if self._backoff_s == RECONNECT_MIN_S:  # the first failure says so; the retries go on quietly
+                lines.append(f"link {self.link_endpoint} not reachable ({exc}); trying again every "
+                             f"{RECONNECT_MIN_S:g} s doubling up to {RECONNECT_MAX_S:g} s")
             self._backoff_s = min(RECONNECT_MAX_S, self._backoff_s * 2)
             return
         link.on_packet = self._relay
