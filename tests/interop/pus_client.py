@@ -32,8 +32,8 @@ id`` then ``setpoint_c`` f64, valid 15..45 degC."""
 SETPOINT_CHANGED = 0x0301
 """Event id of thermal.setpoint_changed (TM[5,1], INFO)."""
 FAILURE_CODES = {1: "INVALID_OPCODE", 2: "VALIDATION_ERROR", 3: "FORMAT_ERROR", 4: "EXECUTION_ERROR",
-                 5: "BUSY", 128: "AUTHENTICATION_ERROR", 129: "RATE_LIMITED", 130: "ILLEGAL_APID", 131: "ILLEGAL_SERVICE",
-                 132: "ILLEGAL_SUBTYPE"}
+                 5: "BUSY", 128: "AUTHENTICATION_ERROR", 129: "RATE_LIMITED", 130: "ILLEGAL_APID",
+                 131: "ILLEGAL_SERVICE", 132: "ILLEGAL_SUBTYPE"}
 """TM[1,2/4/6/8] failure code (1 byte after the request id), then the message as UTF-8."""
 SEQ_COUNT_MODULO = 1 << 14
 

@@ -1,6 +1,7 @@
 """The ground gateway against the served link on loopback (a plain TC signed and answered, a
-garbage client cut off while another goes on, a refusal of its own while the satellite is
-not heard, the warning for a non-loopback listen), and the operator habits of the ground
+garbage or oversize client cut off while another goes on, refusals of its own while the
+satellite is not heard or the data is too large to sign, reconnecting when the satellite
+comes back, the warning for a non-loopback listen), and the operator habits of the ground
 CLI: connection options before the verb, ``watch`` showing UTC as a date and time and
 limits as marks."""
 
@@ -12,19 +13,19 @@ import threading
 import pytest
 from rich.console import Console
 from spacepackets.ccsds import SpacePacketHeader
-from spacepackets.ecss import CCSDS_HEADER_LEN, PusTm
+from spacepackets.ecss import CCSDS_HEADER_LEN, PusTc, PusTm
 
 from flight.ground.archive import Archive
 from flight.ground.cli.gateway import exposure_warning
 from flight.ground.cli.watch import WatchView
 from flight.ground.client import LinkClient
 from flight.ground.gateway import GATEWAY_APID, Gateway
-from flight.spacelink.framing import TIMESTAMP_LEN
+from flight.spacelink.framing import MAX_TC_APP_DATA, TC_APID, TIMESTAMP_LEN
 from flight.spacelink.pus17_test import ping_tc
 from flight.spacelink.pus1_verification import FAILURE_CODE_NUMBERS
 from flight.spacelink.pus3_housekeeping import HkReport
 from tests.support.ground_cli import run
-from tests.support.link_harness import DICT, UTC0
+from tests.support.link_harness import DICT, UTC0, ServedLink
 from tests.support.predicates import free_port, wait_until
 
 pytestmark = pytest.mark.usefixtures("ground_keys")
@@ -95,15 +96,19 @@ def test_a_client_sending_garbage_is_cut_off_while_another_goes_on(gateway):
     assert any("not a PUS-C TC" in line for line in gateway.lines)
 
 
-def read_tm(sock: socket.socket, timeout_s: float) -> PusTm:
-    """One TM from a plain CCSDS stream."""
+def read_tm(sock: socket.socket, timeout_s: float, wanted=lambda tm: True) -> PusTm:
+    """The first TM for which ``wanted(tm)`` from a plain CCSDS stream (packets before it are skipped)."""
     sock.settimeout(timeout_s)
     buf = b""
-    while len(buf) < CCSDS_HEADER_LEN or len(buf) < SpacePacketHeader.unpack(buf[:CCSDS_HEADER_LEN]).packet_len:
-        chunk = sock.recv(4096)
-        assert chunk, "the gateway closed the connection"
-        buf += chunk
-    return PusTm.unpack(buf, TIMESTAMP_LEN)
+    while True:
+        while len(buf) < CCSDS_HEADER_LEN or len(buf) < SpacePacketHeader.unpack(buf[:CCSDS_HEADER_LEN]).packet_len:
+            chunk = sock.recv(4096)
+            assert chunk, "the gateway closed the connection"
+            buf += chunk
+        length = SpacePacketHeader.unpack(buf[:CCSDS_HEADER_LEN]).packet_len
+        tm, buf = PusTm.unpack(buf[:length], TIMESTAMP_LEN), buf[length:]
+        if wanted(tm):
+            return tm
 
 
 def test_while_the_satellite_is_not_heard_the_gateway_refuses_with_its_own_report(ground_keys):
@@ -154,3 +159,37 @@ def test_watch_shows_utc_as_a_date_and_marks_channels_past_their_limits():
     assert "RED" in rows["hal.battery_soc"], "below its red low limit 0.3"
     assert "yellow" in rows["hal.battery_temp_c"] and "RED" not in rows["hal.battery_temp_c"]
     assert "RED" not in rows["hal.coolant_supply_temp_c"] and "yellow" not in rows["hal.coolant_supply_temp_c"]
+
+
+def test_an_oversize_packet_cuts_its_client_off_and_data_too_large_to_sign_is_refused(gateway):
+    with socket.create_connection(("127.0.0.1", gateway.port)) as client:
+        # a TC whose data would pass the link's limit once the 26 security bytes are added
+        tc = PusTc(service=17, message_subtype=1, apid=TC_APID, app_data=bytes(MAX_TC_APP_DATA + 1), seq_count=9,
+                   source_id=0x0B0B)
+        client.sendall(tc.pack())
+        tm = read_tm(client, 5, lambda t: t.service == 1)
+        assert (tm.apid, tm.message_subtype) == (GATEWAY_APID, 2)
+        assert tm.source_data[4] == FAILURE_CODE_NUMBERS["FORMAT_ERROR"] and b"exceed 4096" in tm.source_data
+        # a TC header announcing 65,536 bytes: not a packet this link takes
+        client.sendall(bytes([0x18, 0x04, 0xC0, 0x00, 0xFF, 0xFF]) + bytes(64))
+        wait_until(lambda: gateway.gateway.counters.clients_garbage == 1, "the client cut off", 5)
+    assert gateway.gateway.counters.tc_forwarded == 0
+
+
+def test_the_gateway_reconnects_by_itself_when_the_satellite_comes_back(served, tmp_path):
+    running = Running(served.endpoint, served.harness.key)
+    try:
+        wait_until(running.gateway.heard, "the gateway to hear the satellite", 10)
+        served.close()  # the satellite goes away (a restart; the pass ends)
+        wait_until(lambda: not running.gateway.heard(), "the gateway to notice", 10)
+        again = ServedLink(tmp_path)  # it comes back, same data and keys (on a port of its own here)
+        try:
+            running.gateway.link_endpoint = again.endpoint
+            wait_until(running.gateway.heard, "the gateway to hear the satellite again", 15)
+            with LinkClient(running.gateway.endpoint, DICT, key=None) as client:
+                assert client.ping(5) < 5
+            assert running.gateway.counters.link_connects == 2 and running.gateway.counters.link_losses == 1
+        finally:
+            again.close()
+    finally:
+        running.close()
