@@ -35,7 +35,7 @@ verificator = PusVerificator()
 tcs = [PusTc(17, 1, apid=TC_APID, seq_count=1, source_id=SOURCE_ID),
        PusTc(8, 1, apid=TC_APID, app_data=struct.pack(">Hd", SET_SETPOINT, setpoint_c), seq_count=2,
              source_id=SOURCE_ID)]
-time.sleep(0.5)  # the gateway forwards once it has heard the satellite
+time.sleep(0.5)  # tmtccmd's TCP thread connects
 for tc in tcs:
     verificator.add_tc(tc)
     com.send(tc.pack())

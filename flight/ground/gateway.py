@@ -28,13 +28,18 @@ Telemetry
     downlink acknowledgements (TC[15,130]): it is relayed real-time telemetry; the stored
     backlog of the passes goes to ``flight ground listen`` beside it.
 
-Contact: refuse, not hold
-    The satellite drops TCs silently outside contact. The gateway counts the satellite as
-    heard while its connection is up and a TM came within :data:`CONTACT_QUIET_S`; a TC
-    arriving otherwise is not forwarded (and not queued: a command held for the next pass
-    would run at a time nobody chose). The gateway answers it itself with a TM[1,2]
-    acceptance failure, code BUSY, failure data starting ``gateway:``. A plain TC whose data
-    would not fit once signed gets TM[1,2] FORMAT_ERROR the same way. These local reports
+Contact: a probe, then forward or refuse (never hold for a pass)
+    The satellite drops TCs silently outside contact. The gateway counts it as heard while
+    its connection is up and a TM came within :data:`CONTACT_QUIET_S`, and forwards at once.
+    A TC arriving while the link is connected but quiet (housekeeping may come only every
+    ``link.hk_interval_s``) waits while the gateway sends its own TC[17,1] (ack flags 0000,
+    its own source id): any TM within :data:`PROBE_TIMEOUT_S` and the waiting TCs go, in
+    order; none and they are refused. A TC arriving with no connection to the link is
+    refused at once. Refused means not forwarded and not queued (a command held for the next
+    pass would run at a time nobody chose): the gateway answers it itself with a TM[1,2]
+    acceptance failure, code BUSY, failure data starting ``gateway:``. At most
+    :data:`MAX_WAITING` TCs wait for a probe (more are refused). A plain TC whose data would
+    not fit once signed gets TM[1,2] FORMAT_ERROR the same way. These local reports
     come from :data:`GATEWAY_APID`, with that APID's own sequence count, and go to every
     client (their destination id is the TC's source id), so the satellite's APIDs stay
     gap-free and every client sees the gateway APID gap-free too.
@@ -66,7 +71,8 @@ from spacepackets.ecss.tc import PusTc
 from flight.core.component import Dictionary
 from flight.ground.archive import COMMIT_INTERVAL_S, Archive
 from flight.ground.client import LinkClient
-from flight.spacelink.framing import MAX_TC_APP_DATA, Rejection, TcStreamParser, TmFramer, parse_endpoint
+from flight.spacelink.framing import ACK_NONE, MAX_TC_APP_DATA, Rejection, TcStreamParser, TmFramer, parse_endpoint
+from flight.spacelink.pus17_test import PING, TEST_SERVICE
 from flight.spacelink.pus1_verification import verification_report
 from flight.spacelink.sdls import StationKey
 from flight.subsystems.link.stream_server import Sent, StreamServer
@@ -75,13 +81,17 @@ GATEWAY_APID = 0x7F0
 """APID of the TM[1,2] the gateway sends itself (2032): outside the satellite's component
 APIDs (1..127) and below the idle-packet APID 0x7FF (CCSDS 133.0-B-2 4.1.3.3.4)."""
 MAX_CLIENTS = 8
-CONTACT_QUIET_S = 10.0
-"""Wall seconds without TM after which the satellite counts as not heard (out of contact):
-in contact the link sends housekeeping every few seconds."""
+CONTACT_QUIET_S = 5.0
+"""Wall seconds after the last TM during which the satellite counts as heard (in contact)."""
+PROBE_TIMEOUT_S = 5.0
+"""Wall seconds a probe TC[17,1] waits for any TM before the TCs waiting on it are refused:
+in contact the link answers within a tick."""
+MAX_WAITING = 64
 STALL_S = 2.0
 """Wall seconds a client's partial packet may wait for the rest before it counts as garbage."""
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.5, 8.0
-NOT_HEARD = "gateway: satellite not heard (no contact or no link), TC not forwarded"
+NO_LINK = "gateway: no connection to the satellite's link, TC not forwarded"
+NOT_HEARD = f"gateway: satellite did not answer a probe within {PROBE_TIMEOUT_S:g} s (no contact), TC not forwarded"
 
 
 @dataclass
@@ -99,6 +109,8 @@ class GatewayCounters:
     tc_forwarded: int = 0
     tc_refused: int = 0
     """TCs answered by the gateway itself with TM[1,2] (not heard, too large, send failed)."""
+    probes: int = 0
+    """TC[17,1] the gateway sent to learn whether the satellite is in contact."""
     tm_relayed: int = 0
     """TM packets received from the satellite (each goes to every client)."""
     link_connects: int = 0
@@ -152,6 +164,9 @@ class Gateway:
         self._backoff_s = RECONNECT_MIN_S
         self._last_tm = -float("inf")
         self._committed = time.monotonic()
+        self._waiting: list[PusTc] = []
+        """TCs that arrived while the link was quiet, waiting on the probe."""
+        self._probe_deadline: float | None = None
 
     # -- state ----------------------------------------------------------------------------
     def heard(self, now: float | None = None) -> bool:
@@ -180,6 +195,7 @@ class Gateway:
         if "link" in ready:
             self._read_link(lines)
         self._serve_clients(lines)  # also writes what waits for a client whose socket takes it now
+        self._settle_waiting(lines)
         now = time.monotonic()
         for client in list(self.clients.values()):
             if client.parser.buffered and now - client.last_rx > STALL_S:
@@ -289,16 +305,48 @@ class Gateway:
             self._refuse(tc, "FORMAT_ERROR", f"gateway: {len(tc.app_data)} bytes of application data exceed "
                                              f"{MAX_TC_APP_DATA}, TC not forwarded")
             return
-        if not self.heard():
-            self._refuse(tc, "BUSY", NOT_HEARD)
-            return
+        if self.link is None:
+            self._refuse(tc, "BUSY", NO_LINK)
+        elif self.heard():
+            self._send(tc, lines)
+        elif len(self._waiting) >= MAX_WAITING:
+            self._refuse(tc, "BUSY", f"gateway: {MAX_WAITING} TCs already wait for the satellite to answer, "
+                                     "TC not forwarded")
+        else:
+            self._waiting.append(tc)
+            if self._probe_deadline is None:
+                self._probe_deadline = time.monotonic() + PROBE_TIMEOUT_S
+                self.counters.probes += 1
+                self._send(self.link.tc(TEST_SERVICE, PING, ack_flags=ACK_NONE), lines, probe=True)
+
+    def _send(self, tc: PusTc, lines: list[str], probe: bool = False) -> None:
         try:
             self.link.send(tc)
         except OSError as exc:
-            self._refuse(tc, "BUSY", f"gateway: sending to the satellite failed ({exc}), TC not forwarded")
+            if not probe:
+                self._refuse(tc, "BUSY", f"gateway: sending to the satellite failed ({exc}), TC not forwarded")
             self._lost_link(str(exc), lines)
             return
-        self.counters.tc_forwarded += 1
+        if not probe:
+            self.counters.tc_forwarded += 1
+
+    def _settle_waiting(self, lines: list[str]) -> None:
+        """Forward the TCs waiting on a probe once the satellite is heard; refuse them when
+        it did not answer in time or the link is gone."""
+        if not self._waiting:
+            self._probe_deadline = None
+            return
+        if self.heard():
+            waiting, self._waiting, self._probe_deadline = self._waiting, [], None
+            for tc in waiting:
+                if self.link is None:
+                    self._refuse(tc, "BUSY", NO_LINK)
+                else:
+                    self._send(tc, lines)
+        elif self.link is None or time.monotonic() >= self._probe_deadline:
+            waiting, self._waiting, self._probe_deadline = self._waiting, [], None
+            for tc in waiting:
+                self._refuse(tc, "BUSY", NO_LINK if self.link is None else NOT_HEARD)
 
     def _refuse(self, tc: PusTc, code: str, message: str) -> None:
         """TM[1,2] from the gateway itself about ``tc``, to every client."""

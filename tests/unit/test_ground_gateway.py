@@ -9,6 +9,7 @@ import io
 import os
 import socket
 import threading
+import time
 
 import pytest
 from rich.console import Console
@@ -19,7 +20,7 @@ from flight.ground.archive import Archive
 from flight.ground.cli.gateway import exposure_warning
 from flight.ground.cli.watch import WatchView
 from flight.ground.client import LinkClient
-from flight.ground.gateway import GATEWAY_APID, Gateway
+from flight.ground.gateway import GATEWAY_APID, PROBE_TIMEOUT_S, Gateway
 from flight.spacelink.framing import MAX_TC_APP_DATA, TC_APID, TIMESTAMP_LEN
 from flight.spacelink.pus17_test import ping_tc
 from flight.spacelink.pus1_verification import FAILURE_CODE_NUMBERS
@@ -111,7 +112,7 @@ def read_tm(sock: socket.socket, timeout_s: float, wanted=lambda tm: True) -> Pu
             return tm
 
 
-def test_while_the_satellite_is_not_heard_the_gateway_refuses_with_its_own_report(ground_keys):
+def test_without_a_link_the_gateway_refuses_with_its_own_report(ground_keys):
     from flight.spacelink import keys
 
     key = keys.create_key(ground_keys)
@@ -125,9 +126,31 @@ def test_while_the_satellite_is_not_heard_the_gateway_refuses_with_its_own_repor
         running.close()
     assert (tm.apid, tm.service, tm.message_subtype, tm.pus_tm_sec_header.dest_id) == (GATEWAY_APID, 1, 2, 0x4242)
     assert tm.source_data[:4] == tc.pack()[:4], "about the TC's request id"
-    assert tm.source_data[4] == FAILURE_CODE_NUMBERS["BUSY"] and b"gateway: satellite not heard" in tm.source_data
+    assert tm.source_data[4] == FAILURE_CODE_NUMBERS["BUSY"] and b"gateway: no connection" in tm.source_data
     assert running.gateway.counters.tc_refused == 1 and running.gateway.counters.link_connects == 0
     assert any("not reachable" in line for line in running.lines)
+
+
+def test_out_of_contact_a_tc_waits_for_a_probe_and_is_refused_when_none_comes(tmp_path):
+    quiet = ServedLink(tmp_path, contact=False)  # connected, but the satellite is not in view
+    running = Running(quiet.endpoint, quiet.harness.key)
+    try:
+        wait_until(lambda: running.gateway.link is not None, "the gateway to connect", 10)
+        with socket.create_connection(("127.0.0.1", running.port)) as client:
+            tc = ping_tc(seq_count=3, source_id=0x5151)
+            started = time.monotonic()
+            client.sendall(tc.pack())
+            tm = read_tm(client, 10, lambda t: t.service == 1)
+            waited_s = time.monotonic() - started
+    finally:
+        running.close()
+        quiet.close()
+    assert (tm.apid, tm.message_subtype, tm.source_data[4]) == (GATEWAY_APID, 2, FAILURE_CODE_NUMBERS["BUSY"])
+    assert b"did not answer a probe" in tm.source_data
+    assert PROBE_TIMEOUT_S <= waited_s < PROBE_TIMEOUT_S + 3
+    counters = running.gateway.counters
+    assert (counters.probes, counters.tc_forwarded, counters.tc_refused) == (1, 0, 1)
+    assert quiet.harness.link.counters.tc_dropped_no_contact == 1, "only the probe went up, and was dropped"
 
 
 def test_a_listen_address_off_loopback_says_what_it_exposes():

@@ -36,8 +36,9 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, signing: argparse.Argu
             "as the link itself frames them; the gateway adds the security header and MAC with the "
             "station key and a fresh anti-replay sequence number and forwards them to the satellite "
             "at --link. Every TM from the satellite goes to every connected tool and into the ground "
-            "archive. While the satellite is not heard (no contact, link down) a TC is refused, not "
-            "held: the tool gets a TM[1,2] BUSY from APID 2032 (the gateway). A tool that sends "
+            "archive. A TC is never held for a later pass: with no connection to the link, or when "
+            "the satellite does not answer the gateway's own TC[17,1] probe within 5 s (no contact), "
+            "the tool gets a TM[1,2] BUSY from APID 2032 (the gateway). A tool that sends "
             "bytes that are not PUS-C TCs is disconnected; the others go on. The gateway reconnects "
             "to the link by itself across passes and restarts; Ctrl-C stops it and prints its "
             "counters. The packet layouts are in docs/icd.md."),
