@@ -131,6 +131,15 @@ def test_without_a_link_the_gateway_refuses_with_its_own_report(ground_keys):
     assert any("not reachable" in line for line in running.lines)
 
 
+def test_on_a_quiet_link_a_tc_waits_for_a_probe_and_goes_when_the_satellite_answers(gateway, served):
+    served.call(lambda h: h.link.cmd_set_hk_interval(3600.0))  # housekeeping once an hour: a quiet link
+    wait_until(lambda: not gateway.gateway.heard(), "the link to fall quiet", 15)
+    with LinkClient(gateway.gateway.endpoint, DICT, key=None) as client:
+        assert client.ping(5 + PROBE_TIMEOUT_S) < PROBE_TIMEOUT_S
+    counters = gateway.gateway.counters
+    assert (counters.probes, counters.tc_forwarded, counters.tc_refused) == (1, 1, 0)
+
+
 def test_out_of_contact_a_tc_waits_for_a_probe_and_is_refused_when_none_comes(tmp_path):
     quiet = ServedLink(tmp_path, contact=False)  # connected, but the satellite is not in view
     running = Running(quiet.endpoint, quiet.harness.key)
