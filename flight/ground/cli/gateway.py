@@ -96,9 +96,10 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        final = gateway.status()  # as it was when stopped, before closing disconnects everything
         gateway.close()
         archive.close()
-    print(f"gateway stopped after {time.monotonic() - started:.0f} s: {gateway.status()}")
+    print(f"gateway stopped after {time.monotonic() - started:.0f} s: {final}")
     print_table("gateway counters", ["counter", "value"],
                 [[name, str(value)] for name, value in gateway.counters.as_dict().items()])
     return EXIT_OK
