@@ -225,3 +225,13 @@ def test_the_gateway_reconnects_by_itself_when_the_satellite_comes_back(served, 
             again.close()
     finally:
         running.close()
+
+
+def test_the_gateway_command_explains_itself_and_refuses_a_bad_listen_address(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        run("gateway", "--help")
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "flight ground gateway --listen 127.0.0.1:52100" in out and "docs/icd.md" in out
+    assert run("gateway", "--listen", "no-port-here") == 1
+    assert "cannot start the gateway: --listen 'no-port-here': link endpoint must be HOST:PORT" in capsys.readouterr().out

@@ -65,6 +65,10 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
     try:
         host, _ = parse_endpoint(args.listen)
+    except ValueError as exc:
+        print(f"cannot start the gateway: --listen {args.listen!r}: {exc}")
+        return EXIT_FAILED
+    try:
         key = signing_key(args)
     except (OSError, ValueError) as exc:
         print(f"cannot start the gateway: {exc}")
