@@ -234,4 +234,5 @@ def test_the_gateway_command_explains_itself_and_refuses_a_bad_listen_address(ca
     out = capsys.readouterr().out
     assert "flight ground gateway --listen 127.0.0.1:52100" in out and "docs/icd.md" in out
     assert run("gateway", "--listen", "no-port-here") == 1
-    assert "cannot start the gateway: --listen 'no-port-here': link endpoint must be HOST:PORT" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "cannot start the gateway: --listen 'no-port-here': link endpoint must be HOST:PORT" in out
