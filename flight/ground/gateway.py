@@ -131,7 +131,8 @@ class Client:
 
 class Gateway:
     """Listens on ``listen`` (``HOST:PORT``, port 0: any free one, see :attr:`endpoint`) for
-    PUS tools and relays to the satellite's link at ``link``, signing with ``key``; keeps
+    PUS tools and relays to the satellite's link at ``link``, signing with ``key`` (``None``:
+    unsigned, for a satellite in unauthenticated lab mode); keeps
     every TM in ``archive`` (``None``: not archived). ``dictionary`` frames and decodes the
     satellite's TM. Call :meth:`step` in a loop, then :meth:`close`.
 
@@ -140,7 +141,7 @@ class Gateway:
         OSError: ``listen`` cannot be bound.
     """
 
-    def __init__(self, listen: str, link: str, key: StationKey, dictionary: Dictionary,
+    def __init__(self, listen: str, link: str, key: StationKey | None, dictionary: Dictionary,
                  archive: Archive | None = None, connect_timeout_s: float = 5.0) -> None:
         host, port = parse_endpoint(listen)
         parse_endpoint(link)
