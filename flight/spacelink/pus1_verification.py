@@ -102,9 +102,10 @@ MESSAGES = tuple(
 
 
 def verification_report(framer: TmFramer, subtype: int, tc: PusTc, *, utc_unix_s: float, code: str | None = None,
-                        message: str = "", step: int | None = None) -> bytes:
-    """TM[1,subtype] about ``tc``: success (odd subtypes) or failure with dictionary failure
-    ``code`` and ``message`` (even subtypes); ``step`` (u8) for the step reports 5 and 6.
+                        message: str = "", step: int | None = None, apid: int = TC_APID) -> bytes:
+    """TM[1,subtype] about ``tc`` from ``apid``: success (odd subtypes) or failure with
+    dictionary failure ``code`` and ``message`` (even subtypes); ``step`` (u8) for the step
+    reports 5 and 6.
 
     Raises:
         KeyError: an unknown failure code.
@@ -117,7 +118,7 @@ def verification_report(framer: TmFramer, subtype: int, tc: PusTc, *, utc_unix_s
                                 None if step is None else PacketFieldEnum.with_byte_size(1, step & 0xFF),
                                 notice)
     params.verify_against_message_subtype(VerifSubtype(subtype))
-    return framer.packet(TC_APID, VERIFICATION_SERVICE, subtype, bytes(params.pack()),
+    return framer.packet(apid, VERIFICATION_SERVICE, subtype, bytes(params.pack()),
                          utc_unix_s=utc_unix_s, dest_id=tc.source_id)
 
 

@@ -88,6 +88,18 @@ def load_dictionary() -> Dictionary:
     return full_dictionary()
 
 
+def open_archive(args: argparse.Namespace, dictionary: Dictionary):
+    """The ground archive ``args`` name (``--archive``, else the default); ``None`` after
+    printing why it cannot be opened."""
+    from flight.ground.archive import Archive, archive_path
+
+    try:
+        return Archive(archive_path(args.archive), dictionary)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"cannot open the ground archive {archive_path(args.archive)}: {exc}")
+        return None
+
+
 def connect(args: argparse.Namespace, dictionary: Dictionary, *, sign: bool):
     """A LinkClient, signing with the key ``args`` name when ``sign``; ``None`` after
     printing why there is none."""
@@ -98,12 +110,8 @@ def connect(args: argparse.Namespace, dictionary: Dictionary, *, sign: bool):
     except (OSError, ValueError) as exc:
         print(f"cannot sign telecommands: {exc}")
         return None
-    from flight.ground.archive import Archive, archive_path
-
-    try:
-        archive = Archive(archive_path(args.archive), dictionary)
-    except (OSError, sqlite3.Error) as exc:
-        print(f"cannot open the ground archive {archive_path(args.archive)}: {exc}")
+    archive = open_archive(args, dictionary)
+    if archive is None:
         return None
     try:
         client = LinkClient(args.link, dictionary, key=key, connect_timeout_s=args.timeout)

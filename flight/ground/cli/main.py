@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from flight.core.component import CommandError
-from flight.ground.cli import ops, store, watch
+from flight.ground.cli import gateway, ops, store, watch
 from flight.ground.cli.common import (
     DEFAULT_LINK,
     DEFAULT_TIMEOUT_S,
@@ -40,35 +40,52 @@ from flight.ground.cli.common import (
 from flight.spacelink import keys
 
 
-def add_parser(subparsers: Any) -> None:
-    """Register ``ground`` and its sub-commands on an argparse ``subparsers`` object."""
+def connection_options(defaults: bool) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The option parents every connecting sub-command shares: ``common`` (``--link``,
+    ``--timeout``, ``--archive``) and ``signing`` (``--station``, ``--key``, ``--keys``,
+    ``--unauthenticated``). With ``defaults`` they carry their defaults (for ``flight ground``
+    itself, before the verb); without, an option not given leaves no value, so one given
+    before the verb stands unless the verb repeats it (``flight ground --link H:P ping``, as
+    git and kubectl take global options)."""
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--link", default=DEFAULT_LINK, metavar="HOST:PORT",
+    common.add_argument("--link", default=default(DEFAULT_LINK), metavar="HOST:PORT",
                         help=f"where the satellite's link manager listens (default {DEFAULT_LINK})")
-    common.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT_S, metavar="S",
+    common.add_argument("--timeout", type=positive_float, default=default(DEFAULT_TIMEOUT_S), metavar="S",
                         help=f"seconds to wait for the link and its answers (default {DEFAULT_TIMEOUT_S:g})")
-    common.add_argument("--archive", metavar="PATH",
+    common.add_argument("--archive", default=default(None), metavar="PATH",
                         help="ground archive that keeps every packet received and TC sent (default "
                              "$RACKFLIGHT_ARCHIVE or ~/.local/share/rackflight/ground-archive.sqlite)")
     signing = argparse.ArgumentParser(add_help=False)
-    signing.add_argument("--station", default=keys.LOCAL_STATION, metavar="NAME",
+    signing.add_argument("--station", default=default(keys.LOCAL_STATION), metavar="NAME",
                          help=f"sign as this ground station (default {keys.LOCAL_STATION!r}, whose key "
                               "`flight run` creates)")
-    signing.add_argument("--key", metavar="FILE", help="sign with this key file instead of --station's")
-    signing.add_argument("--keys", metavar="DIR",
+    signing.add_argument("--key", default=default(None), metavar="FILE",
+                         help="sign with this key file instead of --station's")
+    signing.add_argument("--keys", default=default(None), metavar="DIR",
                          help=f"key directory (default ${keys.ENV_VAR} or ~/.config/rackflight/keys)")
-    signing.add_argument("--unauthenticated", action="store_true",
+    signing.add_argument("--unauthenticated", action="store_true", default=default(False),
                          help="send unsigned TCs (only a run with --unauthenticated-lab takes them)")
+    return common, signing
 
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``ground`` and its sub-commands on an argparse ``subparsers`` object."""
+    common, signing = connection_options(defaults=False)
     ground = subparsers.add_parser(
-        "ground", help="talk to the satellite over the space link (CCSDS/PUS-C over TCP)", formatter_class=FMT,
+        "ground", parents=list(connection_options(defaults=True)), formatter_class=FMT,
+        help="talk to the satellite over the space link (CCSDS/PUS-C over TCP)",
         description=para(
             "Ground operator commands. They connect to the link manager over TCP and speak CCSDS "
             "Space Packets carrying ECSS PUS-C, like any PUS ground tool. The link is up only "
             "during contact (run with --contact always in the lab). Every telecommand is signed "
             "(HMAC-SHA256 and a sequence number, as CCSDS SDLS) with a ground-station key; a TC the "
-            "satellite cannot authenticate is refused with AUTHENTICATION_ERROR."),
+            "satellite cannot authenticate is refused with AUTHENTICATION_ERROR. The connection options "
+            "go before the sub-command or after it."),
         epilog="examples:\n  flight run --speed realtime --contact always &\n  flight ground ping\n"
+               "  flight ground --link 127.0.0.1:52001 --timeout 2 ping\n"
                "  flight ground send thermal.set_setpoint setpoint_c=30\n  flight ground watch")
     sub = ground.add_subparsers(dest="ground_command", required=True, metavar="COMMAND")
 
@@ -117,6 +134,7 @@ def add_parser(subparsers: Any) -> None:
     events = ops.add_parsers(sub, common, signing)
     store.add_event_listing(events)
     store.add_parsers(sub, common, signing)
+    gateway.add_parser(sub, common, signing)
 
 
 def add_keys_parser(subparsers: Any) -> None:

@@ -4,6 +4,7 @@ units, limit colours and ages, and the latest events (TM[5,x])."""
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections import deque
 from typing import Any
@@ -15,6 +16,11 @@ from flight.spacelink.pus5_events import EventReport
 WATCH_EVENTS = 12
 """Most recent events shown under the housekeeping table."""
 LIMIT_STYLE = {"red": "bold red", "yellow": "yellow", "ok": ""}
+LIMIT_MARK = {"red": "RED", "yellow": "yellow", "ok": ""}
+"""The limit column's text, so a value past its limits shows without colour too (piped, logged)."""
+UTC_SUFFIX = "utc_unix_s"
+"""A channel named ``..utc_unix_s`` holds a UTC instant as Unix seconds: shown as ISO 8601
+date and time (:func:`~flight.ground.cli.common.utc_text`), units ``UTC``."""
 
 
 def _cell(channel, value: Any) -> tuple[str, str]:
@@ -31,6 +37,8 @@ def _cell(channel, value: Any) -> tuple[str, str]:
                 f"max {max(value):.4g}", state)
     if isinstance(value, bool):
         return ("true" if value else "false"), "ok"
+    if channel.name.endswith(UTC_SUFFIX) and isinstance(value, (int, float)) and math.isfinite(value):
+        return utc_text(value), channel.limit_state(value)
     if isinstance(value, (int, float)):
         text = f"{value:.6g}" if isinstance(value, float) else str(value)
         return text, channel.limit_state(value)
@@ -70,7 +78,8 @@ class WatchView:
         onboard = utc_text(self.onboard_utc) if self.onboard_utc else "-"
         table = Table(title=f"housekeeping from {self.endpoint} — onboard {onboard} UTC, last packet {quiet}",
                       title_justify="left")
-        for col, justify in (("channel", "left"), ("value", "right"), ("units", "left"), ("age s", "right")):
+        for col, justify in (("channel", "left"), ("value", "right"), ("units", "left"), ("limit", "left"),
+                             ("age s", "right")):
             table.add_column(col, justify=justify)
         for name in sorted(self.hk):
             report = self.hk[name]
@@ -78,7 +87,9 @@ class WatchView:
             for ch in report.component.telemetry:
                 text, state = _cell(ch, report.values[ch.name])
                 style = "dim" if age > self.stale_s else LIMIT_STYLE[state]
-                table.add_row(f"{name}.{ch.name}", Text(text, style=LIMIT_STYLE[state]), ch.units,
+                table.add_row(f"{name}.{ch.name}", Text(text, style=LIMIT_STYLE[state]),
+                              "UTC" if ch.name.endswith(UTC_SUFFIX) else ch.units,
+                              Text(LIMIT_MARK[state], style=LIMIT_STYLE[state]),
                               f"{age:.0f} stale" if age > self.stale_s else f"{age:.0f}", style=style)
         severity_style = {"INFO": "", "LOW": "cyan", "MEDIUM": "yellow", "HIGH": "bold red"}
         events = Table(title="events", title_justify="left", show_header=False)
