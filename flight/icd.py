@@ -229,6 +229,11 @@ component they describe; job results that of the job runner. No TM uses APID 0 o
 APID 0x7ff.
 
 {_table(["APID", "hex", "component", "takes", "sends", "what it is"], rows)}
+
+APID {framing.GATEWAY_APID} (0x{framing.GATEWAY_APID:03x}) is not on board: the ground gateway (`flight ground
+gateway`, README "Using your own ground tools") sends from it the TM[1,2] acceptance failures about TCs it
+refuses itself (code BUSY when the satellite is not heard, FORMAT_ERROR when a TC would not
+fit once signed; failure data starting `gateway:`), with that APID's own sequence count.
 """
 
 

@@ -71,15 +71,12 @@ from spacepackets.ecss.tc import PusTc
 from flight.core.component import Dictionary
 from flight.ground.archive import COMMIT_INTERVAL_S, Archive
 from flight.ground.client import LinkClient
-from flight.spacelink.framing import ACK_NONE, MAX_TC_APP_DATA, Rejection, TcStreamParser, TmFramer, parse_endpoint
+from flight.spacelink.framing import ACK_NONE, GATEWAY_APID, MAX_TC_APP_DATA, Rejection, TcStreamParser, TmFramer, parse_endpoint
 from flight.spacelink.pus17_test import PING, TEST_SERVICE
 from flight.spacelink.pus1_verification import verification_report
 from flight.spacelink.sdls import StationKey
 from flight.subsystems.link.stream_server import Sent, StreamServer
 
-GATEWAY_APID = 0x7F0
-"""APID of the TM[1,2] the gateway sends itself (2032): outside the satellite's component
-APIDs (1..127) and below the idle-packet APID 0x7FF (CCSDS 133.0-B-2 4.1.3.3.4)."""
 MAX_CLIENTS = 8
 CONTACT_QUIET_S = 5.0
 """Wall seconds after the last TM during which the satellite counts as heard (in contact)."""

@@ -65,6 +65,10 @@ LINK_COMPONENT_ID = 4
 """The link manager's dictionary component id."""
 TC_APID = LINK_COMPONENT_ID
 """The one APID every telecommand is addressed to; verification and ping TM come from it."""
+GATEWAY_APID = 0x7F0
+"""APID of the TM[1,2] a ground gateway (:mod:`flight.ground.gateway`) sends itself about a TC
+it refuses (2032): outside the satellite's component APIDs (1..127) and below the idle-packet
+APID 0x7FF (CCSDS 133.0-B-2 4.1.3.3.4)."""
 
 ACK_ACCEPTANCE, ACK_START, ACK_PROGRESS, ACK_COMPLETION = 0b1000, 0b0100, 0b0010, 0b0001
 """PUS-C TC acknowledgement flags (the 4 low bits of the TC secondary header's first byte):
