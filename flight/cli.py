@@ -8,6 +8,7 @@ dictionary, talk to the satellite from the ground.
     flight dict [--json | --graph]
     flight ground ping | send SUBSYSTEM.COMMAND key=value ... | watch
     flight report DATA_DIR [--out DIR]
+    flight campaign run FILE [--workers N | --scheduler tcp://HOST:PORT] [--out DIR] | report DIR | replay DIR CASE
     flight keys init [--station NAME] [--dir DIR]
 """
 
@@ -159,7 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                        parent_pid=os.getpid(), keys_dir=str(keys_dir),
                        unauthenticated_lab=args.unauthenticated_lab, tle_lines=(line1, line2))
     if scn is not None:
-        config.params.update(sim=scn.start, jobs=scn.load, hal={"schedule": scn.schedule()})
+        config.params.update(scn.run_params())
     sim = None if args.hal else executive.sim_options(args.tle, name, args.seed)
     console.print(f"flying [bold]{name}[/] for {duration_s:,.0f} s ({duration_s / period_s:.2f} orbits of "
                   f"{period_s:,.0f} s), speed {args.speed}, seed {args.seed}, contact {args.contact}; data in {data_dir}")
@@ -388,8 +389,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_dict_parser(sub)
     add_scenarios_parser(sub)
     from flight import report
+    from flight.campaign import cli as campaign_cli
 
     report.add_parser(sub)
+    campaign_cli.add_parser(sub)
     from flight.ground.cli import main as ground_cli
 
     ground_cli.add_parser(sub)

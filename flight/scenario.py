@@ -152,6 +152,11 @@ class Scenario:
         """The timed telecommands as ``config.params["hal"]["schedule"]`` entries."""
         return [{"at_s": c.at_s, "command": c.command, "args": c.args} for c in self.commands]
 
+    def run_params(self) -> dict[str, Any]:
+        """The run's ``config.params``: the simulator's start conditions, the job runner's
+        load and the timed telecommands (the HAL bridge's schedule)."""
+        return {"sim": self.start, "jobs": self.load, "hal": {"schedule": self.schedule()}}
+
     def check(self, summary: dict[str, Any], events: set[str]) -> list[Check]:
         """Check ``[expect]`` against a finished run: its summary (``flight run``'s keys) and
         the names of the events that occurred. The run must also have completed."""
@@ -186,11 +191,13 @@ def _fmt(value: Any) -> str:
 # --- reading -----------------------------------------------------------------------------------
 
 
-class _Reader:
-    """Typed access to one table of the file, with errors that name the key."""
+class TableReader:
+    """Typed access to one table of a TOML file, with errors (``error``, default
+    :class:`ScenarioError`) that name the file and the key."""
 
-    def __init__(self, path: Path, where: str, table: Any, allowed: set[str]) -> None:
-        self.path, self.where = path, where
+    def __init__(self, path: Path, where: str, table: Any, allowed: set[str],
+                 error: type[ValueError] = ScenarioError) -> None:
+        self.path, self.where, self.error = path, where, error
         if not isinstance(table, dict):
             self.fail("", "must be a table")
         unknown = sorted(set(table) - allowed)
@@ -200,7 +207,7 @@ class _Reader:
 
     def fail(self, key: str, why: str) -> None:
         dotted = ".".join(k for k in (self.where, key) if k)
-        raise ScenarioError(f"{self.path}: {dotted or 'file'}: {why}")
+        raise self.error(f"{self.path}: {dotted or 'file'}: {why}")
 
     def number(self, key: str, default: float | None = None, lo: float = -math.inf, hi: float = math.inf,
                integer: bool = False) -> float | None:
@@ -232,12 +239,12 @@ class _Reader:
         if key not in self.table:
             self.fail(key, "missing")
 
-    def array_of_tables(self, key: str, allowed: set[str], required: tuple[str, ...]) -> list[_Reader]:
+    def array_of_tables(self, key: str, allowed: set[str], required: tuple[str, ...]) -> list[TableReader]:
         """Readers of the ``[[key]]`` tables, each checked for unknown and missing keys."""
         tables = self.table.get(key, [])
         if not isinstance(tables, list):
             self.fail(key, f"must be an array of tables ([[{key}]])")
-        readers = [_Reader(self.path, f"{key}[{i}]", t, allowed) for i, t in enumerate(tables)]
+        readers = [TableReader(self.path, f"{key}[{i}]", t, allowed, self.error) for i, t in enumerate(tables)]
         for r in readers:
             for k in required:
                 r.required(k)
@@ -276,8 +283,8 @@ def load(name_or_path: str | Path) -> Scenario:
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{path}: cannot read: {exc}") from None
     dictionary = full_dictionary()
-    top = _Reader(path, "", raw, _TOP)
-    run = _Reader(path, "run", raw.get("run", {}), _RUN)
+    top = TableReader(path, "", raw, _TOP)
+    run = TableReader(path, "run", raw.get("run", {}), _RUN)
     if "duration_s" in run.table and "orbits" in run.table:
         run.fail("orbits", "give duration_s or orbits, not both")
     tle_text = run.text("tle", "tle-real.txt")
@@ -289,7 +296,7 @@ def load(name_or_path: str | Path) -> Scenario:
 
     start = _check_start(path, raw.get("start", {}), tle_lines)
 
-    load_ = _Reader(path, "load", raw.get("load", {}), {"workload"})
+    load_ = TableReader(path, "load", raw.get("load", {}), {"workload"})
     workload = load_.text("workload", "saturate")
     if workload not in WORKLOADS:
         load_.fail("workload", f"{workload!r} is not one of {list(WORKLOADS)}")
@@ -313,7 +320,7 @@ def load(name_or_path: str | Path) -> Scenario:
         commands.append(TimedCommand(at_s, name, checked))
     commands.sort(key=lambda c: c.at_s)
 
-    ex = _Reader(path, "expect", raw.get("expect", {}), _EXPECT)
+    ex = TableReader(path, "expect", raw.get("expect", {}), _EXPECT)
     for key in ("mode", "modes_entered"):
         for m in ex.strings(key):
             if m not in MODES:
