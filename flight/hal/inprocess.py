@@ -12,8 +12,9 @@ does:
 2. the rig steps; the bridge takes frame N (its statistics, ``hal.hk`` when due) and the
    timed faults that ended;
 3. every subsystem handles frame N; its actuator settings go to the bridge as its
-   ``hal.done`` would (:meth:`flight.hal.bridge.HalBridge.on_message`: the same ownership
-   rule and merge), and the bridge applies them to the rig once every participant is done;
+   ``hal.done`` would (:meth:`flight.hal.bridge.HalBridge.merge_actuation`: the same
+   ownership rule and merge), and the bridge closes the tick once every participant is done
+   (:meth:`~flight.hal.bridge.HalBridge.finish_tick`: the merged actuation to the rig);
 4. the data products, ``ctl`` messages, telemetry and events of tick N reach their
    subscribers (``SUBSCRIBE``: ``ctl/mode`` for the job runner, every ``tm/`` and ``ev/``
    for the link) before frame N+1, in the order each source emitted them.
@@ -54,7 +55,7 @@ from flight.core.bus import BusAddress
 from flight.core.component import CommandError
 from flight.core.config import SUBSYSTEMS, RunConfig
 from flight.core.dictionary import full_dictionary, subsystem_class
-from flight.core.messages import Encoder, Message
+from flight.core.messages import Encoder, Message, topic_for
 from flight.core.runtime import execute_command
 from flight.core.subsystem import Subsystem
 from flight.hal.bridge import HalBridge
@@ -191,10 +192,15 @@ class InProcessRack:
         self.hal.on_rig_frame(tick, time_s, frame, _publish_nothing, trusted=True)
         for fault, target in self.rig.take_ended_faults():
             self.hal.fault_ended(fault, target, "duration passed")
+        hal = self.hal
         for s in self.subsystems:
             s.on_frame(tick, time_s, frame)
-            actuation, s.actuation = s.actuation, {}
-            self.hal.on_message(Message(s.name, 0, tick, time_s, "hw", "hal.done", {"tick": tick, "actuate": actuation}))
+            if s.actuation:
+                hal.merge_actuation(s.name, s.actuation)
+                s.actuation = {}
+        # every participant has answered: as the bridge's last hal.done closes the tick
+        hal.waiting.clear()
+        hal.finish_tick()
         self._deliver()
 
     def _deliver(self) -> None:
@@ -202,9 +208,9 @@ class InProcessRack:
         while self._queue:
             queue, self._queue = self._queue, []
             for msg in queue:
-                topic = msg.topic
+                topic = topic_for(msg.kind, msg.name)
                 for s, prefixes in self._subscribers:
-                    if s.name != msg.src and topic.startswith(prefixes):
+                    if topic.startswith(prefixes) and s.name != msg.src:
                         s.on_message(msg)
 
     def _issue_timed(self) -> None:
