@@ -251,6 +251,20 @@ class TableReader:
         return readers
 
 
+def read_toml(path: Path, error: type[ValueError] = ScenarioError) -> dict[str, Any]:
+    """The TOML document in ``path``.
+
+    Raises:
+        error: the file cannot be read or is not valid TOML (the line and column given).
+    """
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot read: {exc}") from None
+
+
 def resolve(name_or_path: str | Path) -> Path:
     """The file of a bundled scenario name (``worst-eclipse``) or a path.
 
@@ -276,12 +290,7 @@ def load(name_or_path: str | Path) -> Scenario:
             or mode (the key is given); also when the element set cannot be used.
     """
     path = resolve(name_or_path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc}") from None
+    raw = read_toml(path)
     dictionary = full_dictionary()
     top = TableReader(path, "", raw, _TOP)
     run = TableReader(path, "run", raw.get("run", {}), _RUN)

@@ -69,6 +69,16 @@ def add_parser(subparsers: Any) -> None:
     rp.set_defaults(func=cmd_replay)
 
 
+def missing_extra(*modules: str) -> str | None:
+    """A line saying how to install the ``campaign`` extra when one of ``modules`` is missing, else None."""
+    import importlib.util
+
+    absent = [m for m in modules if importlib.util.find_spec(m) is None]
+    if absent:
+        return f"{', '.join(absent)} not installed: pip install -e '.[campaign]' (Dask, pyarrow, pandas)"
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -76,6 +86,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flight.campaign import runner, spec
 
     console = Console(stderr=True)
+    missing = missing_extra("distributed", "pandas", "pyarrow")
+    if missing:
+        console.print(f"[red]error:[/] {missing}", markup=False)
+        return EXIT_FAILED
     try:
         campaign = spec.load(args.file)
     except spec.CampaignError as exc:
@@ -131,6 +145,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from flight.campaign.report import worst_cases, write_report
 
     console = Console()
+    missing = missing_extra("pandas", "pyarrow")
+    if missing:
+        console.print(f"[red]error:[/] {missing}", markup=False)
+        return EXIT_FAILED
     try:
         report = write_report(args.dir, args.out or args.dir / "report")
     except (FileNotFoundError, OSError) as exc:

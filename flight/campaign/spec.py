@@ -60,7 +60,6 @@ from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-import tomllib
 
 from flight import scenario
 from flight.core.dictionary import full_dictionary
@@ -216,12 +215,7 @@ def load(path: Path | str) -> CampaignSpec:
             the parameter's (the message names the key).
     """
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise CampaignError(f"{path}: not valid TOML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CampaignError(f"{path}: cannot read: {exc}") from None
+    raw = scenario.read_toml(path, CampaignError)
     top = scenario.TableReader(path, "", raw, _TOP, CampaignError)
     camp = scenario.TableReader(path, "campaign", raw.get("campaign", {}), _CAMPAIGN, CampaignError)
     for key in ("cases", "master_seed", "scenarios"):
