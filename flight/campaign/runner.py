@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,8 +130,9 @@ def _fly(spec: CampaignSpec, out: Path, cases: list[Case], workers: int | None, 
     client = client_for(workers, scheduler)
     futures = []
     try:
+        run_id = uuid.uuid4().hex[:8]  # a shared scheduler may hold another run of the same campaign
         futures = client.map(fly_case, cases, limits=spec.limits, pure=False,
-                             key=[f"{spec.name}-{c.name}-{spec.master_seed}" for c in cases])
+                             key=[f"{spec.name}-{c.name}-{run_id}" for c in cases])
         by_key = {f.key: c for f, c in zip(futures, cases)}
         for future in as_completed(futures, loop=client.loop):
             case = by_key[future.key]
