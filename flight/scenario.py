@@ -176,15 +176,16 @@ class Scenario:
             if limit is not None:
                 value = summary.get(key)
                 ok = isinstance(value, (int, float)) and (value > limit if above else value < limit)
-                out.append(Check(f"{key} {'>' if above else '<'} {limit:g}", ok, _fmt(value)))
+                out.append(Check(f"{key} {'>' if above else '<'} {limit:g}", ok, format_value(value)))
         if e.gpu_shutdowns_max is not None:
             value = summary.get("gpu_shutdowns")
             ok = isinstance(value, int) and value <= e.gpu_shutdowns_max
-            out.append(Check(f"gpu_shutdowns <= {e.gpu_shutdowns_max}", ok, _fmt(value)))
+            out.append(Check(f"gpu_shutdowns <= {e.gpu_shutdowns_max}", ok, format_value(value)))
         return out
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A measured value as a check shows it: 4 significant digits for a float."""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 

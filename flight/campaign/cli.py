@@ -160,12 +160,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from flight.campaign.runner import read_table
 
     table = Table(title="worst cases")
-    for column in ("case", "scenario", "SOC min", "margin", "GPU max °C", "goodput", "passed"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("why", overflow="ellipsis", no_wrap=True, max_width=60)
+    for column in ("case", "SOC min", "margin", "GPU °C", "goodput", "passed"):
+        table.add_column(column, no_wrap=True, min_width=len(column) + 1)
+    table.add_column("why", overflow="fold", ratio=1)
     for _, r in worst_cases(read_table(args.dir)).iterrows():
         why = "raised: " + r["error"].strip().splitlines()[-1] if r["error"] else r["failed_checks"]
-        table.add_row(str(int(r["case"])), r["scenario"], f"{r['battery_soc_min']:.3f}",
+        table.add_row(str(int(r["case"])), f"{r['battery_soc_min']:.3f}",
                       f"{r['energy_margin_frac']:.3f}", f"{r['gpu_temp_max_c']:.1f}", f"{r['goodput_frac']:.3f}",
                       "yes" if r["passed"] else "[red]no[/]", why[:80])
     console.print(table)

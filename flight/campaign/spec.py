@@ -139,7 +139,7 @@ class Limits:
             value = outcome.get(metric)
             ok = isinstance(value, (int, float)) and math.isfinite(value) and {
                 ">": value > limit, "<": value < limit, "<=": value <= limit, ">=": value >= limit}[sense]
-            out.append(scenario.Check(f"{metric} {sense} {limit:g}", ok, str(value)))
+            out.append(scenario.Check(f"{metric} {sense} {limit:g}", ok, scenario.format_value(value)))
         return out
 
 

@@ -131,14 +131,15 @@ class InProcessRack:
         self._queue: list[Message] = []
         self._encoders: dict[str, Encoder] = {}
         self.dictionary = full_dictionary()
-        self.hal = HalBridge(self.config, self._emitter("hal"), self._to_rig)
+        self._owners: dict[str, Subsystem] = {}
+        """Every component by name: the owner of its commands, and the clock of what it emits."""
+        self.hal = self._owners["hal"] = HalBridge(self.config, self._emitter("hal"), self._to_rig)
         self.hal.energy_balance_error = rig.energy_balance_error
         self.hal.send_fault = rig.fault
         self.subsystems: list[Subsystem] = []
         for name in (n for n in SUBSYSTEMS if n in self.config.participants):
-            self.subsystems.append(subsystem_class(name)(self.config, self._emitter(name)))
-        self._owners: dict[str, Subsystem] = {s.name: s for s in self.subsystems}
-        self._owners["hal"] = self.hal
+            self._owners[name] = subsystem_class(name)(self.config, self._emitter(name))
+            self.subsystems.append(self._owners[name])
         self._subscribers = [(s, s.SUBSCRIBE) for s in self.subsystems if s.SUBSCRIBE]
         self.timed = TimedCommands(self.config.params.get("hal", {}).get("schedule", []))
         for s in self.subsystems:
@@ -150,12 +151,10 @@ class InProcessRack:
     # -- ports ---------------------------------------------------------------------------
     def _emitter(self, src: str):
         encoder = self._encoders.setdefault(src, Encoder(src))
-        owner: list[Any] = []  # the component, once built: its clock stamps what it emits
 
         def emit(kind: str, name: str, data: Any) -> None:
-            if not owner:
-                owner.append(self.hal if src == "hal" else next(s for s in self.subsystems if s.name == src))
-            tick, t = owner[0].tick, owner[0].time_s
+            component = self._owners[src]
+            tick, t = component.tick, component.time_s
             body = b""
             if kind == "tm":
                 body = encoder.encode(kind, name, data, tick, t)[1]
@@ -165,8 +164,7 @@ class InProcessRack:
             msg = Message(src, 0, tick, t, kind, name, data)
             if kind in ("tm", "ev", "ctl") and self.observe is not None and tick <= (self.config.last_tick or tick):
                 self.observe(msg, body)
-            if kind != "hb":
-                self._queue.append(msg)
+            self._queue.append(msg)
         return emit
 
     def _to_rig(self, name: str, data: Any) -> None:
