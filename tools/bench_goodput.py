@@ -64,7 +64,7 @@ How this differs from ``flight run``: it flies :class:`flight.hal.inprocess.InPr
 the simulator, the thermal controller, the power manager (with its mode machine, so
 ``ctl/mode`` reaches the job runner) and the job runner are the real classes, stepped in
 one process in lockstep order (data products and ``ctl`` messages of tick N delivered
-before frame N+1), with the link and without the bus, the executive or the recorder; submissions are
+before frame N+1) without the bus, the executive, the link or the recorder; submissions are
 handed to the runner's command handler directly, and the job store lives in a temporary
 directory. A day takes well under a minute per flight where the full stack takes ~150 s.
 """

@@ -3,8 +3,9 @@
 :class:`InProcessRack` steps a :class:`~flight.hal.rigs.LocalRig` (the simulator's is
 ``sim_hw.local.SimRig``; :func:`simulator_rig` builds it by module name, as the executive
 starts the simulator, so flight does not import it), the real HAL bridge and the real power
-manager, thermal controller, job runner and link manager exactly as a lockstep ``flight run``
-does:
+manager, thermal controller, job runner and link manager (those of ``config.participants``;
+a rack built without a config leaves the link out, :data:`WITHOUT_LINK`) exactly as a
+lockstep ``flight run`` does:
 
 1. the scenario's timed telecommands due by the time of the last frame are executed, each
    on its owner (the bridge for ``hal.*``), before the next frame (the bridge holds the
@@ -66,6 +67,10 @@ SIMULATOR_RIG = "sim_hw.local"
 """The simulator's module whose ``lockstep_rig(config)`` builds its :class:`LocalRig` for a run."""
 _NO_BUS = BusAddress("inproc://none-pub", "inproc://none-sub", "inproc://none-cmd")
 
+WITHOUT_LINK = ("power", "thermal", "jobs")
+"""What a rack built without a ``config`` flies (long tests and tools): no ground link, so
+nothing to authenticate and no transmitter switched with the passes."""
+
 Observe = Callable[[Message, bytes], None]
 """``observe(msg, body)``: a telemetry packet (``body``: its encoded bus message), an event or
 a ``ctl`` message (``body``: ``b""``)."""
@@ -105,7 +110,7 @@ class InProcessRack:
         params: per-subsystem parameters (``RunConfig.params``), e.g. ``{"jobs": {"workload":
             "none"}}``, and ``params["hal"]["schedule"]``, the timed telecommands; ignored with ``config``.
         config: the whole run configuration (:func:`in_process_config`); its ``participants``
-            are the subsystems flown (default all four).
+            are the subsystems flown. Without it, :data:`WITHOUT_LINK`.
         observe: gets every telemetry packet, event and ``ctl`` message of the ticks up to
             ``config.last_tick`` (all of them when it is 0).
         on_command_failed: told of each timed telecommand that failed.
@@ -118,7 +123,8 @@ class InProcessRack:
                  seed: int = 0, params: dict | None = None, *, config: RunConfig | None = None,
                  observe: Observe | None = None, on_command_failed: CommandFailed | None = None) -> None:
         tick_s = float(rig.welcome["tick_s"])
-        self.config = config or in_process_config(data_dir, tle_lines, seed, params, tick_s=tick_s)
+        self.config = config or in_process_config(data_dir, tle_lines, seed, params, tick_s=tick_s,
+                                                  participants=WITHOUT_LINK)
         self.config.tick_s = tick_s
         self.rig = rig
         self.observe = observe
