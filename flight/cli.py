@@ -8,6 +8,7 @@ dictionary, talk to the satellite from the ground.
     flight dict [--json | --graph | --icd [--out FILE]]
     flight ground ping | send SUBSYSTEM.COMMAND key=value ... | watch
     flight report DATA_DIR [--out DIR]
+    flight campaign run FILE [--workers N | --scheduler tcp://HOST:PORT] [--out DIR] | report DIR | replay DIR CASE
     flight keys init [--station NAME] [--dir DIR]
 """
 
@@ -28,6 +29,7 @@ from flight.core.bus import BusAddress
 from flight.core.config import RunConfig
 from flight.core.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle, orbit_period_s
 
+LINK_DEFAULT = "127.0.0.1:52001"
 SIMULATOR_SERVER = "sim_hw.server"
 """``flight sim`` becomes this module's process (``python -m``): its own parser and --help."""
 
@@ -87,8 +89,8 @@ def add_run_parser(sub) -> None:
     p.add_argument("--data", metavar="DIR", help="run data directory (default rackflight-runs/<time>)")
     p.add_argument("--contact", choices=("passes", "always"), default="passes",
                    help="ground link up only during station passes (default) or always (lab)")
-    p.add_argument("--link", type=_host_port, default="127.0.0.1:52001", metavar="HOST:PORT",
-                   help="where the link manager listens for the ground (default 127.0.0.1:52001)")
+    p.add_argument("--link", type=_host_port, default=LINK_DEFAULT, metavar="HOST:PORT",
+                   help=f"where the link manager listens for the ground (default {LINK_DEFAULT})")
     p.add_argument("--keys", metavar="DIR",
                    help="ground-station keys the link accepts telecommands from (default $RACKFLIGHT_KEYS_DIR "
                         "or ~/.config/rackflight/keys; a local station key is created there if it has none)")
@@ -100,6 +102,11 @@ def add_run_parser(sub) -> None:
                    help="fly a scenario (flight scenarios lists the bundled ones): its element set, seed, length, "
                         "start conditions, load, timed faults and commands; --duration/--orbits/--seed given here "
                         "override its own. Its [expect] is checked at the end: PASS, or FAIL and exit status 1")
+    p.add_argument("--in-process", action="store_true",
+                   help="fly the same components in lockstep in this one process, with no bus and no child "
+                        "processes (flight/hal/inprocess.py): several times faster, the same summary and "
+                        "telemetry_sha256; lockstep only, no ground station can connect (the link listens on "
+                        "any free port unless --link is given)")
     p.add_argument("--summary-json", metavar="PATH", help="also write the run summary as JSON here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (also off when not a terminal)")
     p.set_defaults(func=cmd_run)
@@ -109,8 +116,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from flight.executive import supervisor as executive
+    from flight.executive.inprocess import InProcessRun
 
     console = Console(stderr=True)
+    if args.in_process and (args.hal or args.speed != "max"):
+        console.print("[red]error:[/] --in-process flies the simulator in lockstep: no --hal, no --speed but max")
+        return EXIT_USAGE
     scn = None
     if args.scenario:
         from flight import scenario
@@ -143,19 +154,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     data_dir = Path(args.data or f"rackflight-runs/{stamp}-seed{args.seed}").resolve()
     run_dir = executive.short_run_dir()
+    link = args.link if args.link != LINK_DEFAULT or not args.in_process else "127.0.0.1:0"
     config = RunConfig(bus=BusAddress.in_dir(run_dir), data_dir=str(data_dir), tick_s=args.tick_s, speed=speed,
-                       seed=args.seed, contact=args.contact, link_endpoint=args.link, hal_endpoint=args.hal or "",
+                       seed=args.seed, contact=args.contact, link_endpoint=link, hal_endpoint=args.hal or "",
                        parent_pid=os.getpid(), keys_dir=str(keys_dir),
                        unauthenticated_lab=args.unauthenticated_lab, tle_lines=(line1, line2))
     if scn is not None:
-        config.params.update(sim=scn.start, jobs=scn.load, hal={"schedule": scn.schedule()})
+        config.params.update(scn.run_params())
     sim = None if args.hal else executive.sim_options(args.tle, name, args.seed)
     console.print(f"flying [bold]{name}[/] for {duration_s:,.0f} s ({duration_s / period_s:.2f} orbits of "
                   f"{period_s:,.0f} s), speed {args.speed}, seed {args.seed}, contact {args.contact}; data in {data_dir}")
     signal.signal(signal.SIGTERM, _interrupt)
     with _progress(console, duration_s, disable=args.no_progress or not console.is_terminal) as update:
-        exe = executive.Executive(config, duration_s, sim, on_progress=update)
         try:
+            if args.in_process:
+                exe = InProcessRun(config, duration_s, on_progress=update)
+            else:
+                exe = executive.Executive(config, duration_s, sim, on_progress=update)
             summary = exe.run()
         finally:
             executive.remove_run_dir(run_dir)
@@ -163,7 +178,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary, indent=2))
     _print_summary(console, summary)
-    if exe.interrupted:
+    if summary["end"] == "interrupted":
         return EXIT_INTERRUPTED
     if scn is not None:
         return _check_scenario(console, scn, summary, data_dir)
@@ -391,8 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_dict_parser(sub)
     add_scenarios_parser(sub)
     from flight import report
+    from flight.campaign import cli as campaign_cli
 
     report.add_parser(sub)
+    campaign_cli.add_parser(sub)
     from flight.ground.cli import main as ground_cli
 
     ground_cli.add_parser(sub)

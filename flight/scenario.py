@@ -152,6 +152,11 @@ class Scenario:
         """The timed telecommands as ``config.params["hal"]["schedule"]`` entries."""
         return [{"at_s": c.at_s, "command": c.command, "args": c.args} for c in self.commands]
 
+    def run_params(self) -> dict[str, Any]:
+        """The run's ``config.params``: the simulator's start conditions, the job runner's
+        load and the timed telecommands (the HAL bridge's schedule)."""
+        return {"sim": self.start, "jobs": self.load, "hal": {"schedule": self.schedule()}}
+
     def check(self, summary: dict[str, Any], events: set[str]) -> list[Check]:
         """Check ``[expect]`` against a finished run: its summary (``flight run``'s keys) and
         the names of the events that occurred. The run must also have completed."""
@@ -171,26 +176,29 @@ class Scenario:
             if limit is not None:
                 value = summary.get(key)
                 ok = isinstance(value, (int, float)) and (value > limit if above else value < limit)
-                out.append(Check(f"{key} {'>' if above else '<'} {limit:g}", ok, _fmt(value)))
+                out.append(Check(f"{key} {'>' if above else '<'} {limit:g}", ok, format_value(value)))
         if e.gpu_shutdowns_max is not None:
             value = summary.get("gpu_shutdowns")
             ok = isinstance(value, int) and value <= e.gpu_shutdowns_max
-            out.append(Check(f"gpu_shutdowns <= {e.gpu_shutdowns_max}", ok, _fmt(value)))
+            out.append(Check(f"gpu_shutdowns <= {e.gpu_shutdowns_max}", ok, format_value(value)))
         return out
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A measured value as a check shows it: 4 significant digits for a float."""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 # --- reading -----------------------------------------------------------------------------------
 
 
-class _Reader:
-    """Typed access to one table of the file, with errors that name the key."""
+class TableReader:
+    """Typed access to one table of a TOML file, with errors (``error``, default
+    :class:`ScenarioError`) that name the file and the key."""
 
-    def __init__(self, path: Path, where: str, table: Any, allowed: set[str]) -> None:
-        self.path, self.where = path, where
+    def __init__(self, path: Path, where: str, table: Any, allowed: set[str],
+                 error: type[ValueError] = ScenarioError) -> None:
+        self.path, self.where, self.error = path, where, error
         if not isinstance(table, dict):
             self.fail("", "must be a table")
         unknown = sorted(set(table) - allowed)
@@ -200,7 +208,7 @@ class _Reader:
 
     def fail(self, key: str, why: str) -> None:
         dotted = ".".join(k for k in (self.where, key) if k)
-        raise ScenarioError(f"{self.path}: {dotted or 'file'}: {why}")
+        raise self.error(f"{self.path}: {dotted or 'file'}: {why}")
 
     def number(self, key: str, default: float | None = None, lo: float = -math.inf, hi: float = math.inf,
                integer: bool = False) -> float | None:
@@ -232,16 +240,30 @@ class _Reader:
         if key not in self.table:
             self.fail(key, "missing")
 
-    def array_of_tables(self, key: str, allowed: set[str], required: tuple[str, ...]) -> list[_Reader]:
+    def array_of_tables(self, key: str, allowed: set[str], required: tuple[str, ...]) -> list[TableReader]:
         """Readers of the ``[[key]]`` tables, each checked for unknown and missing keys."""
         tables = self.table.get(key, [])
         if not isinstance(tables, list):
             self.fail(key, f"must be an array of tables ([[{key}]])")
-        readers = [_Reader(self.path, f"{key}[{i}]", t, allowed) for i, t in enumerate(tables)]
+        readers = [TableReader(self.path, f"{key}[{i}]", t, allowed, self.error) for i, t in enumerate(tables)]
         for r in readers:
             for k in required:
                 r.required(k)
         return readers
+
+
+def read_toml(path: Path, error: type[ValueError] = ScenarioError) -> dict[str, Any]:
+    """The TOML document in ``path``.
+
+    Raises:
+        error: the file cannot be read or is not valid TOML (the line and column given).
+    """
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot read: {exc}") from None
 
 
 def resolve(name_or_path: str | Path) -> Path:
@@ -269,15 +291,10 @@ def load(name_or_path: str | Path) -> Scenario:
             or mode (the key is given); also when the element set cannot be used.
     """
     path = resolve(name_or_path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{path}: not valid TOML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc}") from None
+    raw = read_toml(path)
     dictionary = full_dictionary()
-    top = _Reader(path, "", raw, _TOP)
-    run = _Reader(path, "run", raw.get("run", {}), _RUN)
+    top = TableReader(path, "", raw, _TOP)
+    run = TableReader(path, "run", raw.get("run", {}), _RUN)
     if "duration_s" in run.table and "orbits" in run.table:
         run.fail("orbits", "give duration_s or orbits, not both")
     tle_text = run.text("tle", "tle-real.txt")
@@ -289,7 +306,7 @@ def load(name_or_path: str | Path) -> Scenario:
 
     start = _check_start(path, raw.get("start", {}), tle_lines)
 
-    load_ = _Reader(path, "load", raw.get("load", {}), {"workload"})
+    load_ = TableReader(path, "load", raw.get("load", {}), {"workload"})
     workload = load_.text("workload", "saturate")
     if workload not in WORKLOADS:
         load_.fail("workload", f"{workload!r} is not one of {list(WORKLOADS)}")
@@ -313,7 +330,7 @@ def load(name_or_path: str | Path) -> Scenario:
         commands.append(TimedCommand(at_s, name, checked))
     commands.sort(key=lambda c: c.at_s)
 
-    ex = _Reader(path, "expect", raw.get("expect", {}), _EXPECT)
+    ex = TableReader(path, "expect", raw.get("expect", {}), _EXPECT)
     for key in ("mode", "modes_entered"):
         for m in ex.strings(key):
             if m not in MODES:

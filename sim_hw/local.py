@@ -104,6 +104,18 @@ class SimRig:
         return self.sat.hal_rejected_count
 
 
+def lockstep_rig(config: RunConfig) -> SimRig:
+    """The simulated satellite of an in-process run (``flight.hal.inprocess.simulator_rig``):
+    ``config``'s element set, tick, seed (memory upsets) and ``params["sim"]`` (start conditions).
+
+    Raises:
+        TypeError, ValueError: ``params["sim"]`` is not a set of :class:`SimParams` the
+            simulator accepts.
+    """
+    params = SimParams(**config.params.get("sim", {}))
+    return SimRig.lockstep(tuple(config.tle_lines), config.tick_s, config.seed, params)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sim_hw.local",
                                  description="The simulated satellite in the HAL bridge's process (flight run).")

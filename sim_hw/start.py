@@ -17,6 +17,18 @@ from sim_hw.satellite import Satellite
 SETTABLE = {f.name for f in fields(SimParams)}
 
 
+def numeric_parameters() -> dict[str, tuple[str, bool]]:
+    """The parameters a ``[start]`` table (or a campaign's dispersion) may set to a number:
+    name -> (unit as :class:`SimParams` declares it, whether it is an integer)."""
+    defaults = SimParams()
+    out = {}
+    for f in fields(SimParams):
+        value = getattr(defaults, f.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[f.name] = (f.metadata["unit"], isinstance(value, int))
+    return out
+
+
 class StartError(ValueError):
     """A ``[start]`` table the simulator cannot fly: ``key`` (``""`` for the table as a whole)
     and why."""

@@ -11,8 +11,8 @@ The database is ``<data dir>/telemetry.sqlite`` (WAL):
   ``SELECT json_extract(args, '$.fault') FROM ev WHERE name = 'hal.fault_injected'``, or with
   :func:`event_args`. A database recorded before ``args`` existed gains the column (NULL).
 
-``telemetry_sha256`` hashes the flight telemetry (every source but the executive, whose
-packets follow the wall clock) in simulation order — by tick, then source, then name —
+``telemetry_sha256`` hashes the flight telemetry (every source but those of
+:data:`UNHASHED_SOURCES`) in simulation order — by tick, then source, then name —
 so two lockstep runs with the same inputs give the same hash however the proxy happened to
 interleave publishers within a tick. The bodies themselves are deterministic in lockstep:
 ``seq`` counts per source and kind, and a subsystem's telemetry follows its frames only.
@@ -38,7 +38,12 @@ CREATE TABLE IF NOT EXISTS ev (tick INTEGER, time_s REAL, src TEXT, name TEXT, s
                                args TEXT);
 CREATE INDEX IF NOT EXISTS tm_tick ON tm(tick);
 """
-UNHASHED_SOURCES = ("exec",)
+UNHASHED_SOURCES = ("exec", "link")
+"""Sources whose telemetry ``telemetry_sha256`` leaves out: the executive's packets follow the
+wall clock, and the link's count what it was fed, the executive's packets and events among
+them (and nothing of the executive's in an in-process run, :mod:`flight.hal.inprocess`). What
+the link does to the others (its transmitter setting, its acknowledgements of job results)
+shows in their telemetry, which is hashed."""
 
 
 class Recorder:
