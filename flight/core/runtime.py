@@ -252,6 +252,8 @@ class ProcessRunner:
     product. Consumers get them as ``data`` messages, as if published alone; a product made
     outside a frame (a command, a message) is published alone."""
 
+    exit_status = 0
+
     def __init__(self, cls: type[Subsystem], config: RunConfig) -> None:
         self.config = config
         name = cls.COMPONENT.name
@@ -385,6 +387,8 @@ class Runner(Protocol):
 
     config: RunConfig
     bus: BusRuntime
+    exit_status: int
+    """The process's exit status once :meth:`run` has returned (0: a normal stop)."""
 
     def run(self) -> None:
         """Run until ``bus.stop()``; close the sockets before returning."""
@@ -393,13 +397,13 @@ class Runner(Protocol):
 def serve(name: str, build: Callable[[], Runner]) -> int:
     """Every flight process's ``main``: name the process ``name``, build its runner, ignore
     SIGINT (the executive owns shutdown), stop on SIGTERM, run (profiled on request:
-    :func:`run_profiled`). Returns the exit status, 0."""
+    :func:`run_profiled`). Returns the runner's exit status."""
     name_process(name)
     runner = build()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: runner.bus.stop())
     run_profiled(runner.run, runner.config, name)
-    return 0
+    return runner.exit_status
 
 
 def run_profiled(run: Callable[[], None], config: RunConfig, name: str) -> None:

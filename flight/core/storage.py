@@ -6,13 +6,46 @@
   :meth:`BatchedWrites.commit` calls is one transaction, committed when it matters (the end of a
   tick, before an acknowledgement), for the onboard packet stores
   (:mod:`flight.subsystems.link.packet_stores`) and the ground archive (:mod:`flight.ground.archive`).
+
+Small state files that are rewritten whole (the simulator's state, the mission's onboard-clock
+record) are replaced atomically with :func:`write_atomic`.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import tempfile
 from pathlib import Path
 from typing import Any, Sequence
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically and durably (temp file, fsync, rename, fsync
+    of the directory).
+
+    Raises:
+        OSError: not written (``path`` is unchanged).
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass  # already renamed or never created
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
 
 BUSY_TIMEOUT_S = 5.0
 """How long a write waits for another process's write to the same file."""

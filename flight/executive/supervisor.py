@@ -40,6 +40,7 @@ from flight.core.component import Arg, Channel, Command, CommandError, Component
 from flight.core.messages import SeqTracker
 from flight.core.runtime import BusRuntime
 from flight.executive.dispatcher import Dispatcher, Forward
+from flight.hal.onboard_clock import REFUSED_EXIT
 from flight.subsystems.power.modes import MODES
 from flight.executive.recorder import Recorder, RunStats
 
@@ -138,7 +139,7 @@ class Executive:
         self.end_seen_at: float | None = None
         self.children: dict[str, Child] = {}
         self.seq = SeqTracker()
-        self.stats = RunStats(self.last_tick)
+        self.stats = RunStats(self.last_tick, config.tick_s)
         self.dictionary = full_dictionary()
         self.started = time.monotonic()
 
@@ -255,6 +256,9 @@ class Executive:
     def _died(self, child: Child, code: int, now: float) -> None:
         pid = child.proc.pid
         child.proc = None
+        if child.name in ("sim", "hal") and code == REFUSED_EXIT:
+            self.stop_reason = "onboard time went backwards (event hal.clock_backwards)"
+            return
         if not child.restartable:
             self.event("hal_lost", code=code)
             self.stop_reason = f"{child.name} exited with {code}"
