@@ -59,7 +59,7 @@ def set_parameter_command(parameters: tuple[Parameter, ...]) -> Command:
     return Command("set_parameter", SET_PARAMETER_ID, (
         Arg("name", "str", choices=tuple(p.name for p in parameters), doc="Parameter (unqualified)."),
         Arg("value", "float", doc="New value: a number in the parameter's range; 0/1 for a bool."),
-    ), doc="Set a parameter (PUS TC[20,3]); validated against its declaration and persisted.")
+    ), doc="Set a parameter (PUS TC[20,3]); validated against its declaration and persisted.", idempotent=True)
 
 
 class Subsystem:

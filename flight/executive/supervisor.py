@@ -57,7 +57,7 @@ END_GRACE_S = 5.0
 COMPONENT = Component(
     "exec", 1, doc="Executive: supervisor, bus broker, command dispatcher, mode and health.",
     commands=(
-        Command("noop", 1, doc="Do nothing; proves the command path end to end."),
+        Command("noop", 1, doc="Do nothing; proves the command path end to end.", idempotent=True),
         Command("restart", 2, (Arg("subsystem", "str", choices=SUBSYSTEMS + ("hal",),
                                    doc="Process to restart."),), doc="Restart one flight process."),
         Command("set_mode", 3, (Arg("mode", "str", choices=MODES, doc="Mode to enter."),),

@@ -42,6 +42,7 @@ FAILURE_CODE_NUMBERS = {
     "FORMAT_ERROR": 3,
     "EXECUTION_ERROR": 4,
     "BUSY": 5,
+    "INTERRUPTED": 6,
     "AUTHENTICATION_ERROR": 128,
 }
 """Failure code of TM[1,2/4/6/8] (1 byte) for each dictionary failure code (from 1) and each
