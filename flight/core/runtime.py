@@ -349,6 +349,7 @@ class ProcessRunner:
         self.subsystem.on_start()
         handlers.update(self.subsystem.poll_items())
         self.handle(self.bus.await_bus())
+        self.subsystem.report_moved_aside()  # stores opened by on_start, now that the bus carries the events
         try:
             self.bus.loop(handlers, lambda _now: self.config.heartbeat_s)
         finally:

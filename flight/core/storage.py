@@ -7,6 +7,12 @@
   tick, before an acknowledgement), for the onboard packet stores
   (:mod:`flight.subsystems.link.packet_stores`) and the ground archive (:mod:`flight.ground.archive`).
 
+Every SQLite file is opened with :func:`connect_checked`: a file found damaged at start (not a
+database, or failing ``PRAGMA quick_check``, SQLite's own test for corruption) is moved aside,
+renamed ``<name>.corrupt-<UTC time>`` with its ``-wal`` and ``-shm``, a fresh one is created in
+its place and the move is noted in :data:`moved_aside` for the process to announce (event
+``store_moved_aside``, :mod:`flight.core.subsystem`): never a traceback, never a silent reset.
+
 Small state files that are rewritten whole (the simulator's state, the mission's onboard-clock
 record) are replaced atomically with :func:`write_atomic`.
 """
@@ -15,7 +21,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -49,6 +58,75 @@ def write_atomic(path: Path, text: str) -> None:
 
 BUSY_TIMEOUT_S = 5.0
 """How long a write waits for another process's write to the same file."""
+QUICK_CHECK_MAX_BYTES = 256 * 2**20
+"""Files up to this size get ``PRAGMA quick_check`` at open (about a second for 256 MiB); a
+larger one (a packet store after days without contact) only has its header and schema read, so
+that a process starts well within the executive's heartbeat timeout. Damage deeper in a large
+file surfaces as an ``sqlite3.DatabaseError`` of the write that meets it, which every store
+reports by event."""
+
+
+@dataclass(frozen=True)
+class MovedAside:
+    """A damaged SQLite file moved aside at open: ``path`` (a fresh file is there now),
+    ``moved_to`` (the damaged one) and ``why`` (SQLite's words)."""
+
+    path: Path
+    moved_to: Path
+    why: str
+
+
+moved_aside: list[MovedAside] = []
+"""Files this process moved aside and has not announced yet (:func:`take_moved_aside`)."""
+
+
+def take_moved_aside() -> list[MovedAside]:
+    """The files moved aside since the last call (and forget them)."""
+    taken = moved_aside[:]
+    moved_aside.clear()
+    return taken
+
+
+def _damage(db: sqlite3.Connection, size_bytes: int) -> str:
+    """Why ``db`` is damaged (empty when it reads as sound)."""
+    try:
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        if size_bytes <= QUICK_CHECK_MAX_BYTES:
+            problems = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
+            if problems != ["ok"]:
+                return "; ".join(problems)
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    return ""
+
+
+def connect_checked(path: Path, **connect_args: Any) -> sqlite3.Connection:
+    """``sqlite3.connect(path, **connect_args)`` to a sound database: a damaged file at ``path``
+    is moved aside (see the module) and a fresh one opened instead. The move is printed to
+    stderr (the process's log) and noted in :data:`moved_aside`.
+
+    Raises:
+        sqlite3.Error: the file cannot be opened or created. OSError: a damaged file cannot be
+            moved aside.
+    """
+    path = Path(path)
+    db = sqlite3.connect(str(path), **connect_args)
+    size = path.stat().st_size if path.exists() else 0
+    why = _damage(db, size) if size else ""
+    if not why:
+        return db
+    db.close()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    moved_to = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            side.rename(moved_to.with_name(moved_to.name + suffix))
+    path.rename(moved_to)
+    moved_aside.append(MovedAside(path, moved_to, why))
+    print(f"storage: {path} is damaged ({why}): moved aside to {moved_to.name}; a fresh one is created",
+          file=sys.stderr, flush=True)
+    return sqlite3.connect(str(path), **connect_args)
 
 
 def open_durable(path: Path) -> sqlite3.Connection:
@@ -61,7 +139,7 @@ def open_durable(path: Path) -> sqlite3.Connection:
         sqlite3.Error: the file cannot be opened or created. OSError: nor its directory.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+    db = connect_checked(path, isolation_level=None, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     return db
@@ -108,7 +186,7 @@ def open_batched(path: Path, **connect_args: Any) -> sqlite3.Connection:
     Raises:
         sqlite3.Error: the file cannot be opened or created.
     """
-    db = sqlite3.connect(path, isolation_level=None, **connect_args)
+    db = connect_checked(path, isolation_level=None, **connect_args)
     db.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # before WAL mode, which fixes the page size of a new file
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from flight.core.component import SEVERITIES
 from flight.core.messages import Message
+from flight.core.storage import connect_checked
 from flight.hal.onboard_clock import iso_utc
 from flight.subsystems.power.modes import MODES
 
@@ -47,7 +48,7 @@ class Recorder:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db = connect_checked(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)

@@ -39,6 +39,7 @@ from flight.core.dictionary import full_dictionary
 from flight.core.component import Arg, Channel, Command, CommandError, Component, Event, EventArg
 from flight.core.messages import SeqTracker
 from flight.core.runtime import BusRuntime
+from flight.core.storage import take_moved_aside
 from flight.executive.dispatcher import Dispatcher, Forward
 from flight.hal.onboard_clock import REFUSED_EXIT
 from flight.subsystems.power.modes import MODES
@@ -90,6 +91,10 @@ COMPONENT = Component(
               args=(EventArg("code", "int"),)),
         Event("run_completed", 8, "INFO", "run completed at tick {tick}",
               args=(EventArg("tick", "int"),)),
+        Event("store_moved_aside", 9, "HIGH",
+              "{file} was damaged ({why}): moved aside to {moved_to}, a fresh one was created; what it held is "
+              "lost to this run",
+              args=(EventArg("file", "str"), EventArg("moved_to", "str"), EventArg("why", "str"))),
     ),
 )
 
@@ -312,6 +317,8 @@ class Executive:
         """Fly the run to its end, Ctrl-C or a fatal loss; return the summary."""
         self._open_bus()
         self.event("run_started", data_dir=str(self.data_dir))
+        for moved in take_moved_aside():
+            self.event("store_moved_aside", file=str(moved.path), moved_to=moved.moved_to.name, why=moved.why[:160])
         self.children = {c.name: c for c in self._children()}
         for child in self.children.values():
             self._spawn(child)

@@ -42,13 +42,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import sqlite3
 import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from spacepackets.ecss.tc import PusTc
+
+from flight.core.storage import connect_checked
 
 KEY_LEN = 32
 """Station key length in bytes (256 bits)."""
@@ -169,7 +170,7 @@ class ReplayGuard:
 
     def __init__(self, path: Path) -> None:
         # one thread at a time uses a guard, though not always the one that opened it
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db = connect_checked(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA synchronous=FULL")  # committed means on disk: survives power loss
         self._db.execute("CREATE TABLE IF NOT EXISTS arsn (spi INTEGER PRIMARY KEY, highest TEXT NOT NULL)")
         # TEXT: SQLite integers are signed 64-bit, an ARSN is unsigned
