@@ -169,9 +169,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             summary = exe.run()
         finally:
             executive.remove_run_dir(run_dir)
-    (data_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    if args.summary_json:
-        Path(args.summary_json).write_text(json.dumps(summary, indent=2))
+    for path in (data_dir / "summary.json", *([Path(args.summary_json)] if args.summary_json else [])):
+        try:
+            path.write_text(json.dumps(summary, indent=2))
+        except OSError as exc:  # a full disk: the summary is still printed below
+            console.print(f"[red]error:[/] cannot write {path}: {exc}", markup=True)
     _print_summary(console, summary)
     if exe.interrupted:
         return EXIT_INTERRUPTED
@@ -337,6 +339,7 @@ def _print_summary(console, summary: dict) -> None:
         ("commands executed", str(summary["commands_executed"])),
         ("events", ", ".join(f"{k} {v}" for k, v in summary["events"].items())),
         ("cycle slips", str(summary["cycle_slips"])),
+        ("telemetry rows dropped", str(summary["telemetry_rows_dropped"])),
         ("restarts", str(summary["restarts"])),
         ("mode", summary["mode"]),
         ("time in mode", ", ".join(f"{m} {t:,.0f} s" for m, t in summary["mode_time_s"].items() if t)),

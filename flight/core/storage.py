@@ -129,11 +129,26 @@ def connect_checked(path: Path, **connect_args: Any) -> sqlite3.Connection:
     return sqlite3.connect(str(path), **connect_args)
 
 
+RESERVE_PAGES = 256
+"""Free pages (1 MiB at SQLite's 4 KiB) a durable store keeps allocated, in its file and in its
+write-ahead log, so that what it acknowledges can still be written when the disk is full:
+:func:`open_durable` tops them up at open."""
+WAL_AUTOCHECKPOINT_PAGES = RESERVE_PAGES // 4
+"""A durable store's WAL is checkpointed (and then rewritten from its start, within the space it
+already has) every this many pages, well inside what :data:`RESERVE_PAGES` gave it."""
+
+
 def open_durable(path: Path) -> sqlite3.Connection:
     """The SQLite file at ``path`` (created with its directory if missing) in autocommit mode
     (``with conn:`` or single statements commit), WAL journal so readers in other processes
     never block the writer, ``synchronous=FULL`` so a commit survives power loss. Usable from
     one thread at a time, not necessarily the one that opened it.
+
+    A full disk: the file keeps :data:`RESERVE_PAGES` free pages and its WAL as much room
+    (written once at open when short of it), so the small writes of a durable store (a TC in
+    flight, a schedule change, a parameter) land in space the file already has while the disk has
+    none to give: commanding goes on while the telemetry stores, which grow, report their
+    failures (after the cFS critical data store, preallocated at start).
 
     Raises:
         sqlite3.Error: the file cannot be opened or created. OSError: nor its directory.
@@ -142,7 +157,25 @@ def open_durable(path: Path) -> sqlite3.Connection:
     db = connect_checked(path, isolation_level=None, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
+    db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
+    _reserve(db)
     return db
+
+
+def _reserve(db: sqlite3.Connection) -> None:
+    """Top the free pages of ``db`` up to :data:`RESERVE_PAGES`: a blob written and deleted in one
+    transaction leaves its pages on the free list and its frames' room in the WAL."""
+    free = db.execute("PRAGMA freelist_count").fetchone()[0]
+    if free >= RESERVE_PAGES:
+        return
+    page = db.execute("PRAGMA page_size").fetchone()[0]
+    try:
+        with db:
+            db.execute("CREATE TABLE IF NOT EXISTS storage_reserve (b BLOB)")
+            db.execute("INSERT INTO storage_reserve VALUES (zeroblob(?))", ((RESERVE_PAGES - free) * page,))
+            db.execute("DELETE FROM storage_reserve")
+    except sqlite3.Error:
+        pass  # a disk already full: the store opens without its reserve, and its writes fail as they come
 
 PAGE_SIZE = 16384
 """Page size (bytes) of a file :func:`open_batched` creates. Both writers append rows that
@@ -211,12 +244,29 @@ class BatchedWrites:
             self._in_tx = True
 
     def commit(self) -> None:
-        """Make everything written or batched since the last commit durable."""
-        self._flush()
-        if self._in_tx:
-            self._before_commit()
-            self.db.execute("COMMIT")
+        """Make everything written or batched since the last commit durable.
+
+        Raises:
+            sqlite3.Error: not written (a full disk, an I/O error): the transaction is rolled back
+                whole, the subclass forgets it (:meth:`_rolled_back`), and the next write begins
+                afresh.
+        """
+        try:
+            self._flush()
+            if self._in_tx:
+                self._before_commit()
+                self.db.execute("COMMIT")
+                self._in_tx = False
+        except sqlite3.Error:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             self._in_tx = False
+            self._rolled_back()
+            raise
+
+    def _rolled_back(self) -> None:
+        """A commit failed and its transaction was rolled back: bring what the subclass keeps in
+        memory back in step with the file (nothing here)."""
 
     def _flush(self) -> None:
         """Write the rows batched in memory (none here)."""

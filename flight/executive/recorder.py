@@ -41,10 +41,17 @@ CREATE TABLE IF NOT EXISTS ev (tick INTEGER, time_s REAL, src TEXT, name TEXT, s
 CREATE INDEX IF NOT EXISTS tm_tick ON tm(tick);
 """
 UNHASHED_SOURCES = ("exec",)
+MAX_HELD_ROWS = 200_000
+"""Rows the recorder holds in memory while it cannot write (a full disk): about 20 simulated
+minutes at full speed, ~60 MB. Beyond it the oldest telemetry rows are dropped (counted in
+:attr:`Recorder.rows_dropped`); events are kept."""
 
 
 class Recorder:
-    """Appends telemetry and events to the run database; commits in batches."""
+    """Appends telemetry and events to the run database; commits in batches. A batch that cannot
+    be written (a full disk, an I/O error) stays held in memory and is retried at the next
+    :meth:`flush`: :attr:`failing` says why meanwhile, :attr:`held` how many rows wait, and
+    :attr:`rows_dropped` counts what went beyond :data:`MAX_HELD_ROWS`."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -58,6 +65,9 @@ class Recorder:
         self._ev: list[tuple] = []
         self.rows_before = self.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM tm").fetchone()[0]
         """Telemetry rows of earlier runs on this data directory (a resumed mission): not this run's."""
+        self.failing = ""
+        """Why the last flush could not write (empty when it could)."""
+        self.rows_dropped = 0
 
     def record(self, msg: Message, body: bytes) -> None:
         """Keep ``msg`` (telemetry or event); ``body`` is its encoded form as received."""
@@ -67,12 +77,33 @@ class Recorder:
             self._ev.append((msg.tick, msg.t, msg.src, msg.name, str(msg.data.get("severity")),
                              str(msg.data.get("message")), args_json(msg.data.get("args"))))
 
-    def flush(self) -> None:
-        if self._tm or self._ev:
-            with self.db:
-                self.db.executemany("INSERT INTO tm VALUES (?,?,?,?,?)", self._tm)
-                self.db.executemany("INSERT INTO ev VALUES (?,?,?,?,?,?,?)", self._ev)
-            self._tm, self._ev = [], []
+    @property
+    def held(self) -> int:
+        """Rows recorded and not yet written."""
+        return len(self._tm) + len(self._ev)
+
+    def flush(self) -> bool:
+        """Write what is held in one transaction; whether everything is written. On a storage
+        error nothing of it is written: the rows stay held (see the class) for the next flush."""
+        if not (self._tm or self._ev):
+            return True
+        try:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT INTO tm VALUES (?,?,?,?,?)", self._tm)
+            self.db.executemany("INSERT INTO ev VALUES (?,?,?,?,?,?,?)", self._ev)
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            self.failing = str(exc) or type(exc).__name__
+            excess = min(len(self._tm), self.held - MAX_HELD_ROWS)
+            if excess > 0:
+                del self._tm[:excess]
+                self.rows_dropped += excess
+            return False
+        self._tm, self._ev = [], []
+        self.failing = ""
+        return True
 
     def telemetry_sha256(self, last_tick: int) -> str:
         """SHA-256 over ``tick|src|name|body`` of this run's ticks 1..``last_tick`` in simulation order."""
@@ -89,7 +120,10 @@ class Recorder:
         return h.hexdigest()
 
     def close(self) -> None:
-        self.flush()
+        """Write what is held (what cannot be is counted dropped) and close the file."""
+        if not self.flush():
+            self.rows_dropped += self.held
+            self._tm, self._ev = [], []
         self.db.close()
 
 

@@ -49,7 +49,7 @@ from pathlib import Path
 
 from spacepackets.ecss.tc import PusTc
 
-from flight.core.storage import connect_checked
+from flight.core.storage import open_durable
 
 KEY_LEN = 32
 """Station key length in bytes (256 bits)."""
@@ -170,8 +170,7 @@ class ReplayGuard:
 
     def __init__(self, path: Path) -> None:
         # one thread at a time uses a guard, though not always the one that opened it
-        self._db = connect_checked(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA synchronous=FULL")  # committed means on disk: survives power loss
+        self._db = open_durable(path)  # committed means on disk: survives power loss (and a full disk)
         self._db.execute("CREATE TABLE IF NOT EXISTS arsn (spi INTEGER PRIMARY KEY, highest TEXT NOT NULL)")
         # TEXT: SQLite integers are signed 64-bit, an ARSN is unsigned
         self._floor = {int(spi): int(highest) for spi, highest in self._db.execute("SELECT spi, highest FROM arsn")}

@@ -39,7 +39,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from flight.core.storage import connect_checked
+from flight.core.storage import open_durable
 from flight.subsystems.jobs.model import FINAL_STATES, Job
 
 _SCHEMA = """
@@ -108,9 +108,7 @@ class JobStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.db = connect_checked(path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
+        self.db = open_durable(path)
         self.db.executescript(_SCHEMA)
         self._depth = 0
         self.unacknowledged: set[int] = {job_id for (job_id,) in self.db.execute(
