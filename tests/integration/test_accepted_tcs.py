@@ -59,10 +59,21 @@ def send(client: LinkClient, qualified: str, args: dict) -> int:
     return req
 
 
-def final_report(client: LinkClient, req: int, timeout_s: float = 60) -> Verification:
-    return wait_until(lambda: next((r for r in iter(lambda: client.receive(0.5), None)
-                                    if isinstance(r, Verification) and r.request_id == req and r.final), None),
-                      "the final verification report", timeout_s)
+def final_reports(client: LinkClient, *reqs: int, timeout_s: float = 60) -> dict[int, Verification]:
+    """The final verification report of each TC ``reqs`` names, in whatever order they come."""
+    finals: dict[int, Verification] = {}
+
+    def all_in():
+        while (r := client.receive(0.5)) is not None:
+            if isinstance(r, Verification) and r.request_id in reqs and r.final:
+                finals[r.request_id] = r
+        return set(finals) == set(reqs)
+    wait_until(all_in, lambda: f"final verification reports of {set(reqs) - set(finals)}", timeout_s)
+    return finals
+
+
+def final_report(client: LinkClient, req: int) -> Verification:
+    return final_reports(client, req)[req]
 
 
 def pid_of(run: FlightRun, name: str) -> int:
@@ -122,7 +133,7 @@ def test_after_the_whole_flight_computer_is_killed_each_accepted_tc_gets_its_fin
         client.close()
     with FlightRun(tmp_path, *RUN) as run:
         client = connect(run)
-        reports = {req: final_report(client, req) for req in (submit, setpoint)}
+        reports = final_reports(client, submit, setpoint)
         assert (reports[submit].subtype, reports[submit].code) == (8, "INTERRUPTED"), reports
         assert reports[setpoint].subtype == 7, reports
         run.await_telemetry("thermal.setpoint_c", 31.5)
