@@ -103,7 +103,7 @@ def command(client: LinkClient, qualified: str, args: dict) -> Verification:
 
 def test_a_full_disk_degrades_storage_with_events_commanding_works_and_it_recovers(small_disk):
     with FlightRun(small_disk, "--unauthenticated-lab", "--contact", "always", "--speed", "10",
-                   "--duration", "400") as run:
+                   "--duration", "250") as run:
         def attempt():
             try:
                 c = LinkClient(run.link, full_dictionary(), key=None, connect_timeout_s=1.0)
