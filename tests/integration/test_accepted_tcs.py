@@ -47,15 +47,22 @@ def connect(run: FlightRun) -> LinkClient:
     client = wait_until(attempt, "the link accepting connections", 60)
     wait_until(in_contact, "the link in contact (a ping answered)", 60)
     client.acknowledge()
+    # every subsystem flying (its housekeeping recorded): a TC to one not yet connected is refused
+    mark = run._rows("SELECT COALESCE(MAX(rowid), 0) FROM tm WHERE name = 'link.hk'", ())[0][0]
+    wait_until(lambda: run._rows("SELECT COUNT(DISTINCT name) FROM tm WHERE rowid > ? AND name IN "
+                                 "('power.hk', 'thermal.hk', 'jobs.hk', 'link.hk')", (mark,))[0][0] == 4,
+               "housekeeping of every subsystem", 60)
     return client
 
 
 def send(client: LinkClient, qualified: str, args: dict) -> int:
     """Send the TC and wait for its TM[1,1]; its request id."""
     req = client.send(client.function(qualified, args))
-    wait_until(lambda: next((r for r in iter(lambda: client.receive(0.5), None)
-                             if isinstance(r, Verification) and r.request_id == req and r.subtype == 1), None),
-               f"TM[1,1] of {qualified}", 30)
+    first = wait_until(lambda: next((r for r in iter(lambda: client.receive(0.5), None)
+                                     if isinstance(r, Verification) and r.request_id == req
+                                     and (r.subtype == 1 or r.final)), None),
+                       f"TM[1,1] of {qualified}", 30)
+    assert first.subtype == 1, first
     return req
 
 

@@ -4,15 +4,19 @@ DESIGN.md: an accepted command "completes, fails with a reason, or is still list
 after a crash and restart". Before a TC[8,1] (or TC[20,3]) goes on board as an internal
 command, and so before its TM[1,1] can leave, :class:`PendingStore` records it in
 ``<data dir>/pending_tcs.sqlite`` (:data:`PENDING_FILE`, WAL, ``synchronous=FULL``:
-:func:`flight.core.storage.open_durable`); its final report (TM[1,7] or a failure) removes it.
+:func:`flight.core.storage.open_durable`); its final report (TM[1,7] or a failure) is kept with it before it leaves, and then removes it.
 A TC that cannot be recorded is refused (TM[1,2] EXECUTION_ERROR) and never executed.
 
-Table ``pending(command_id TEXT PRIMARY KEY, tc BLOB, qualified TEXT, args TEXT, exec_pid INTEGER)``:
-the internal command id, the TC as uplinked, the internal command and its arguments (JSON),
-and the process id of the executive that was dispatching it.
+Table ``pending(command_id TEXT PRIMARY KEY, tc BLOB, qualified TEXT, args TEXT, exec_pid INTEGER,
+final BLOB)``: the internal command id, the TC as uplinked, the internal command and its
+arguments (JSON), the process id of the executive that was dispatching it, and its final report
+once decided (NULL before).
 
-After a restart of the link, the rows left are the TCs whose final report never left
+After a restart of the link, the rows left are the TCs whose final report may not have left
 (:meth:`flight.subsystems.link.verification.Verification.recover`):
+
+* one whose final report was decided is sent that same report again (same bytes: the ground
+  archive keeps it once, a ground sees one verdict);
 
 * a command declared ``idempotent`` (:class:`flight.core.component.Command`) is executed again,
   and its final report is the new execution's;
@@ -24,8 +28,8 @@ After a restart of the link, the rows left are the TCs whose final report never 
 
 These final reports go to the ``verification`` packet store (store and forward): the
 connection that sent the TC died with the link, so they reach the ground on the next contact.
-A crash between a final report and its removal here reports that TC once more after the restart
-(at least once: never lost).
+A crash between a final report and its removal here sends that report once more after the
+restart: the same packet, never a second verdict.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class StoredTc:
     qualified: str
     args: dict[str, Any]
     exec_pid: int
+    final: bytes | None = None
 
 
 class PendingStore:
@@ -66,7 +71,7 @@ class PendingStore:
         self.path = path
         self._db = open_durable(path)
         self._db.execute("CREATE TABLE IF NOT EXISTS pending (command_id TEXT PRIMARY KEY, tc BLOB NOT NULL, "
-                         "qualified TEXT NOT NULL, args TEXT NOT NULL, exec_pid INTEGER NOT NULL)")
+                         "qualified TEXT NOT NULL, args TEXT NOT NULL, exec_pid INTEGER NOT NULL, final BLOB)")
 
     def add(self, row: StoredTc) -> None:
         """Record one TC, durably, before it goes on board.
@@ -74,8 +79,8 @@ class PendingStore:
         Raises:
             sqlite3.Error: not recorded (a full disk, a damaged file): the TC must be refused.
         """
-        self._db.execute("INSERT OR REPLACE INTO pending VALUES (?, ?, ?, ?, ?)",
-                         (row.command_id, row.tc, row.qualified, json.dumps(row.args), row.exec_pid))
+        self._db.execute("INSERT OR REPLACE INTO pending VALUES (?, ?, ?, ?, ?, ?)",
+                         (row.command_id, row.tc, row.qualified, json.dumps(row.args), row.exec_pid, row.final))
 
     def renamed(self, old_id: str, new_id: str, exec_pid: int) -> None:
         """The TC recorded as ``old_id`` is executed again as ``new_id`` under the executive ``exec_pid``.
@@ -85,6 +90,14 @@ class PendingStore:
         """
         self._db.execute("UPDATE pending SET command_id = ?, exec_pid = ? WHERE command_id = ?",
                          (new_id, exec_pid, old_id))
+
+    def finished(self, command_id: str, report: bytes) -> None:
+        """Keep the final report of the TC before it leaves (see the module).
+
+        Raises:
+            sqlite3.Error: not kept (a restart before the removal would decide it again).
+        """
+        self._db.execute("UPDATE pending SET final = ? WHERE command_id = ?", (report, command_id))
 
     def remove(self, command_id: str) -> None:
         """Its final report has left.
@@ -96,8 +109,9 @@ class PendingStore:
 
     def load(self) -> list[StoredTc]:
         """Every TC recorded and not final, oldest first."""
-        return [StoredTc(cid, bytes(tc), qualified, json.loads(args), pid) for cid, tc, qualified, args, pid in
-                self._db.execute("SELECT command_id, tc, qualified, args, exec_pid FROM pending ORDER BY rowid")]
+        return [StoredTc(cid, bytes(tc), qualified, json.loads(args), pid, None if final is None else bytes(final))
+                for cid, tc, qualified, args, pid, final in
+                self._db.execute("SELECT command_id, tc, qualified, args, exec_pid, final FROM pending ORDER BY rowid")]
 
     def close(self) -> None:
         self._db.close()

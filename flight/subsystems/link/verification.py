@@ -127,6 +127,10 @@ class Verification:
         if self.store is None:
             return
         for row in self.store.load():
+            if row.final is not None:  # decided before the restart: the same report again
+                self._reply(ONBOARD, row.final)
+                self._forget(row.command_id)
+                continue
             try:
                 tc = PusTc.unpack(row.tc)
             except ValueError as exc:  # only a damaged file holds one; nothing to report it to
@@ -181,8 +185,7 @@ class Verification:
                 self._verify(p, Verif.TM_STEP_SUCCESS, step=p.steps)
         elif stage == "completed":
             del self.pending[command_id]
-            self._verify(p, Verif.TM_COMPLETION_SUCCESS)
-            self._forget(command_id)
+            self._verify_final(command_id, p, Verif.TM_COMPLETION_SUCCESS)
 
     def expire(self, now: float) -> None:
         """Fail every TC in flight longer than :data:`PENDING_TIMEOUT_S` (wall ``now``); one
@@ -202,11 +205,20 @@ class Verification:
         subtype = (Verif.TM_ACCEPTANCE_FAILURE if not p.accepted
                    else Verif.TM_START_FAILURE if not p.started and code != "INTERRUPTED"
                    else Verif.TM_COMPLETION_FAILURE)
-        self._verify(p, subtype, code=code, message=message)
-        self._forget(command_id)
+        self._verify_final(command_id, p, subtype, code=code, message=message)
 
     def _verify(self, p: PendingTc, subtype: int, **fields: Any) -> None:
         self._reply(p.identity, self.tm.verification(subtype, p.tc, utc_unix_s=self._state.utc_now(), **fields))
+
+    def _verify_final(self, command_id: str, p: PendingTc, subtype: int, **fields: Any) -> None:
+        """The final report: kept with the TC's record before it leaves, so a restart before the
+        record is removed sends these same bytes again (which the ground archive keeps once)
+        rather than a second verdict."""
+        packet = self.tm.verification(subtype, p.tc, utc_unix_s=self._state.utc_now(), **fields)
+        if self.store is not None:
+            self._stored(lambda: self.store.finished(command_id, packet))
+        self._reply(p.identity, packet)
+        self._forget(command_id)
 
     # -- TCs served by the link itself ---------------------------------------------------
     def reject(self, source: TcSource, tc: PusTc, code: str, why: str) -> None:
