@@ -86,7 +86,13 @@ def add_run_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=None,
                    help="random seed of the simulator and workload (default 0, or the scenario's)")
     p.add_argument("--tick-s", type=_positive(float), default=1.0, metavar="S", help="base tick (default 1 s)")
-    p.add_argument("--data", metavar="DIR", help="run data directory (default rackflight-runs/<time>)")
+    p.add_argument("--data", metavar="DIR",
+                   help="data directory of the mission (default rackflight-runs/<time>). A directory that "
+                        "already holds a mission is resumed: a reboot of the flight computer, not a new mission "
+                        "(onboard time, battery, temperatures, faults, jobs, schedule and stores carry on). It "
+                        "must be given the same TLE and scenario it was started with, else the run is refused")
+    p.add_argument("--fresh", action="store_true",
+                   help="start a new mission in --data DIR: whatever it holds is moved into DIR/superseded-<time>/")
     p.add_argument("--contact", choices=("passes", "always"), default="passes",
                    help="ground link up only during station passes (default) or always (lab)")
     p.add_argument("--link", type=_host_port, default=LINK_DEFAULT, metavar="HOST:PORT",
@@ -153,6 +159,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     speed = None if args.speed == "max" else 1.0 if args.speed == "realtime" else float(args.speed)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     data_dir = Path(args.data or f"rackflight-runs/{stamp}-seed{args.seed}").resolve()
+    why = _prepare_mission(data_dir, (line1, line2), scn.name if scn is not None else "", args.fresh, stamp)
+    if why:
+        console.print(f"[red]error:[/] {why}", soft_wrap=True, markup=False)
+        return EXIT_USAGE
     run_dir = executive.short_run_dir()
     link = args.link if args.link != LINK_DEFAULT or not args.in_process else "127.0.0.1:0"
     config = RunConfig(bus=BusAddress.in_dir(run_dir), data_dir=str(data_dir), tick_s=args.tick_s, speed=speed,
@@ -174,15 +184,47 @@ def cmd_run(args: argparse.Namespace) -> int:
             summary = exe.run()
         finally:
             executive.remove_run_dir(run_dir)
-    (data_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    if args.summary_json:
-        Path(args.summary_json).write_text(json.dumps(summary, indent=2))
+    for path in (data_dir / "summary.json", *([Path(args.summary_json)] if args.summary_json else [])):
+        try:
+            path.write_text(json.dumps(summary, indent=2))
+        except OSError as exc:  # a full disk: the summary is still printed below
+            console.print(f"[red]error:[/] cannot write {path}: {exc}", markup=True)
     _print_summary(console, summary)
     if summary["end"] == "interrupted":
         return EXIT_INTERRUPTED
     if scn is not None:
         return _check_scenario(console, scn, summary, data_dir)
     return EXIT_OK if summary["end"] == "completed" else EXIT_FAILED
+
+
+def _prepare_mission(data_dir: Path, tle: tuple[str, str], scenario: str, fresh: bool, stamp: str) -> str:
+    """Make ``data_dir`` ready to fly: a new mission is recorded (:mod:`flight.hal.onboard_clock`),
+    an existing one of the same TLE and scenario is resumed, ``fresh`` moves what the directory
+    holds aside first. Returns why the run is refused (empty when it is not)."""
+    from flight.hal import onboard_clock
+
+    try:
+        mission = onboard_clock.read_mission(data_dir)
+    except onboard_clock.MissionError as exc:
+        return f"cannot read the mission record: {exc}; repair it, or start anew with --fresh"
+    try:
+        if fresh and data_dir.is_dir() and any(data_dir.iterdir()):
+            aside = data_dir / f"superseded-{stamp}"
+            aside.mkdir()
+            for entry in data_dir.iterdir():
+                if entry != aside and not entry.name.startswith("superseded-"):
+                    entry.rename(aside / entry.name)
+            mission = None
+        if mission is not None:
+            differs = mission.differs(tle, scenario)
+            return (f"{data_dir} holds another mission: {differs}. Give the TLE and scenario it was started with "
+                    "to resume it, or --fresh to start a new one there") if differs else ""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        onboard_clock.write_mission(data_dir, onboard_clock.Mission(
+            tle, scenario, started_utc=datetime.now(timezone.utc).isoformat()))
+    except OSError as exc:
+        return f"cannot prepare the data directory {data_dir}: {exc}"
+    return ""
 
 
 def _check_scenario(console, scn, summary: dict, data_dir: Path) -> int:
@@ -293,6 +335,7 @@ def _print_summary(console, summary: dict) -> None:
     table.add_column("value", justify="right")
     rows = [
         ("simulated time", f"{summary['sim_time_s']:,.0f} s"),
+        ("onboard UTC", f"{summary['utc_start'] or '-'} .. {summary['utc_end'] or '-'}"),
         ("wall time", f"{summary['wall_time_s']:,.1f} s"),
         ("eclipse time", f"{summary['eclipse_time_s']:,.0f} s"),
         ("energy harvested", f"{summary['energy_harvested_j'] / 3.6e9:,.2f} MWh"),
@@ -311,6 +354,7 @@ def _print_summary(console, summary: dict) -> None:
         ("commands executed", str(summary["commands_executed"])),
         ("events", ", ".join(f"{k} {v}" for k, v in summary["events"].items())),
         ("cycle slips", str(summary["cycle_slips"])),
+        ("telemetry rows dropped", str(summary["telemetry_rows_dropped"])),
         ("restarts", str(summary["restarts"])),
         ("mode", summary["mode"]),
         ("time in mode", ", ".join(f"{m} {t:,.0f} s" for m, t in summary["mode_time_s"].items() if t)),

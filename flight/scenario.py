@@ -44,6 +44,11 @@ Every key is checked when the file is read: an unknown key, a value of the wrong
 out of range, an unknown fault, command or event raises :class:`ScenarioError` naming the
 file and the key (TOML syntax errors: the line and column), and nothing runs.
 
+Flown again on the data directory of the same scenario, a run resumes that mission (a
+reboot, :mod:`flight.hal.onboard_clock`): the simulator's saved state rules over ``[start]``,
+commands timed before the moment it resumed are not sent again, and ``[expect]`` judges this
+run's summary. Another scenario on that directory is refused (``flight run --fresh``).
+
 The ``[start]`` table is the simulator's: it checks it itself (``sim_hw.start``), reached by
 module name (:data:`SIMULATOR_START`) as the executive starts the simulator, so flight does
 not import the simulator's code. Everything else here is about the run (its element set,

@@ -156,6 +156,35 @@ class FaultInjector:
         elif name == "link_outage":
             sat.link_outage = on
 
+    def state(self) -> dict[str, Any]:
+        """What a reboot keeps (:mod:`sim_hw.persist`), JSON-ready: each active fault with its
+        end (``end_s``, simulated s since the epoch; ``None`` until cleared), the frozen reading of
+        each stuck sensor, the sigma of each noisy one, the energy of isolated battery cells and
+        the noise generator's state. The physical effects themselves live in the parts' state."""
+        return {
+            "active": [{**f.as_dict(), "end_s": None if math.isinf(end) else end} for f, end in self.active.values()],
+            "stuck": [[name, index, reading] for (name, index), reading in self._stuck.items()],
+            "noisy": [[name, index, sigma] for (name, index), sigma in self._noisy.items()],
+            "isolated_j": self._isolated_j,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back :meth:`state` (effects not re-applied: the parts carry them).
+
+        Raises:
+            KeyError, TypeError, ValueError: a malformed state.
+        """
+        active = {}
+        for f in state["active"]:
+            fault = Fault(f["fault"], float(f["value"]), f["target"], float(f["duration_s"]))
+            active[fault.key] = (fault, math.inf if f["end_s"] is None else float(f["end_s"]))
+        self.active = active
+        self._stuck = {(n, i): float(r) for n, i, r in state["stuck"]}
+        self._noisy = {(n, i): float(s) for n, i, s in state["noisy"]}
+        self._isolated_j = float(state["isolated_j"])
+        self.rng.bit_generator.state = state["rng"]
+
     def apply_to_frame(self, frame: dict[str, Any]) -> None:
         """Replace stuck readings and add noise to noisy ones, in place (ranges kept)."""
         for key, sigma in self._noisy.items():

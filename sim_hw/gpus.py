@@ -48,6 +48,10 @@ class GpuRack:
         shutdown: thermal-shutdown latch; slowdown: hardware-slowdown latch.
     """
 
+    STATE_ATTRS = ("limit_w", "load", "power_w", "clock_mhz", "util", "throttle", "throughput", "online",
+                   "shutdown", "slowdown", "dead", "_total_w", "_mean_throughput", "_cool_valid")
+    """What a reboot keeps (:mod:`sim_hw.persist`)."""
+
     def __init__(self, params: SimParams, n: int = hal.N_GPUS) -> None:
         p = self._p = params
         self.n = n

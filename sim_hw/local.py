@@ -14,6 +14,9 @@
 
 Run as ``python -m sim_hw.local CONFIG_JSON [--tle PATH] [--sat NAME] [--seed N]``; the
 simulator's parameter overrides (a scenario's start conditions) come in ``config.params["sim"]``.
+The satellite resumes the state saved in the data directory (:mod:`sim_hw.persist`) when there
+is one (a reboot of the flight computer: the start conditions and the seed then no longer
+apply), and saves it each simulated minute and at the end.
 """
 
 from __future__ import annotations
@@ -27,9 +30,9 @@ from flight.core.runtime import serve
 from flight.core.tle import DEFAULT_TLE_PATH, load_tle
 from flight.hal import protocol as hal
 from flight.hal.rigs import LocalRigRunner
+from sim_hw import persist
 from sim_hw.params import SimParams
 from sim_hw.satellite import Satellite
-
 
 
 class SimRig:
@@ -39,17 +42,25 @@ class SimRig:
         satellite: the simulation (stepped only through this object).
         tick_s: simulated seconds per tick, > 0.
         speed: ``None`` for lockstep, else the pace as a multiple of real time.
+        saver: saves the satellite's state (:class:`sim_hw.persist.StateSaver`); ``None``: nothing
+            is saved (a test rig).
+        resumed: the satellite was restored from a saved state (the welcome says so).
     """
 
     name = "sim"
 
-    def __init__(self, satellite: Satellite, tick_s: float, speed: float | None) -> None:
+    def __init__(self, satellite: Satellite, tick_s: float, speed: float | None,
+                 saver: persist.StateSaver | None = None, resumed: bool = False) -> None:
         self.sat = satellite
         self.tick_s = tick_s
         self.tick = 0
+        self.saver = saver
+        self.saved_utc_s: float | None = None
         self.welcome = {
             "version": hal.HAL_VERSION, "n_gpus": hal.N_GPUS, "n_zones": hal.N_ZONES, "tick_s": tick_s,
             "lockstep": speed is None, "speed": speed, "epoch_utc": satellite.epoch_utc.isoformat(),
+            "clock": {"time_s": satellite.time_s, "utc_unix_s": satellite.utc_unix_s, "resumed": resumed,
+                      "battery_soc": satellite.power.battery.soc},
         }
 
     @classmethod
@@ -64,7 +75,18 @@ class SimRig:
         state at ``time_s = N * tick_s``."""
         self.sat.step(self.tick_s)
         self.tick += 1
+        if self.saver is not None and self.sat.time_s >= self.saver.next_save_s:
+            self._save()
         return self.tick, self.sat.time_s, self.sat.frame()
+
+    def _save(self) -> None:
+        if self.saver.save():
+            self.saved_utc_s = self.sat.utc_unix_s
+
+    def close(self) -> None:
+        """Save the satellite's state (the end of the run, or the process stopping)."""
+        if self.saver is not None:
+            self._save()
 
     def actuate(self, fields: Any) -> str | None:
         """Apply an ``hal.actuate`` payload from the next step; return why it was rejected
@@ -128,11 +150,20 @@ def main(argv: list[str] | None = None) -> int:
 
     def build() -> LocalRigRunner:
         _, tle = load_tle(args.tle, args.sat)
-        params = SimParams(**config.params.get("sim", {}))
-        return LocalRigRunner(config, SimRig(Satellite(tle, seed=args.seed, params=params), config.tick_s,
-                                             config.speed))
+        sat = Satellite(tle, seed=args.seed, params=SimParams(**config.params.get("sim", {})))
+        path = config.data_path / persist.STATE_FILE
+        state = persist.load(path)
+        if state is not None:
+            persist.restore(sat, state, tle)
+        saver = persist.StateSaver(sat, path, args.seed, tle)
+        return LocalRigRunner(config, SimRig(sat, config.tick_s, config.speed, saver, resumed=state is not None))
 
-    return serve("sim", build)
+    try:
+        return serve("sim", build)
+    except persist.StateError as exc:
+        print(f"sim: cannot resume the satellite saved in {config.data_path}: {exc}. "
+              "flight run --fresh starts a new mission.", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

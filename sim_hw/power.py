@@ -91,6 +91,9 @@ class SolarArray:
         strings_lost: strings open-circuit, in [0, ``array_strings``].
     """
 
+    STATE_ATTRS = ("temp_c", "power_w", "strings_lost")
+    """What a reboot keeps (:mod:`sim_hw.persist`)."""
+
     def __init__(self, params: SimParams, view_factor: float) -> None:
         p = self._p = params
         self.temp_c = p.array_initial_temp_c
@@ -157,6 +160,9 @@ class Battery:
         temp_c: cell temperature, °C.
         voltage_v, current_a: terminal voltage and current of the last step (+ charging).
     """
+
+    STATE_ATTRS = ("capacity_j", "energy_j", "temp_c", "voltage_v", "current_a")
+    """What a reboot keeps (:mod:`sim_hw.persist`)."""
 
     def __init__(self, params: SimParams) -> None:
         p = self._p = params
@@ -240,6 +246,10 @@ class PowerSystem:
         shunt_w: power shunted in the last step, W.
         battery_loss_w: power dissipated in the battery in the last step, W.
     """
+
+    STATE_ATTRS = ("_e0", "it_powered", "bus_powered", "shunt_w", "battery_loss_w")
+    """What a reboot keeps besides its parts (:mod:`sim_hw.persist`); ``_e0`` is the battery energy
+    the ledger's stored term counts from."""
 
     def __init__(self, params: SimParams, view_factor: float) -> None:
         self._p = params

@@ -39,6 +39,9 @@ class RadiationEnvironment:
             raise it to model a solar particle event).
     """
 
+    STATE_ATTRS = ("corrected", "uncorrected", "rate_factor", "rng_state")
+    """What a reboot keeps (:mod:`sim_hw.persist`)."""
+
     def __init__(self, params: SimParams, rng: np.random.Generator, n: int = hal.N_GPUS) -> None:
         self._p = params
         self._rng = rng
@@ -46,6 +49,15 @@ class RadiationEnvironment:
         self.corrected = np.zeros(n)
         self.uncorrected = np.zeros(n)
         self.rate_factor = 1.0
+
+    @property
+    def rng_state(self) -> dict:
+        """The upset generator's bit-generator state (a JSON-ready dict)."""
+        return self._rng.bit_generator.state
+
+    @rng_state.setter
+    def rng_state(self, state: dict) -> None:
+        self._rng.bit_generator.state = state
 
     def step(self, dt: float, latitude_deg: float, longitude_deg: float, online: np.ndarray) -> None:
         """Draw the upsets of ``dt`` seconds and add them to the online GPUs' counters."""

@@ -88,6 +88,11 @@ class Satellite:
             fault injection).
     """
 
+    STATE_ATTRS = ("time_s", "hal_rejected_count", "rack_tripped", "link_outage", "_pump_cmd", "_valve_cmd",
+                   "heater_on", "transmitter_on", "laser_on")
+    """What a reboot keeps of the satellite itself besides its parts (:mod:`sim_hw.persist`):
+    its clock, latches and the actuator commands it holds."""
+
     def __init__(self, tle_lines: tuple[str, str], seed: int = 0, params: SimParams | None = None,
                  start_utc: datetime | None = None) -> None:
         self.params = p = params or SimParams()
@@ -120,6 +125,21 @@ class Satellite:
         self._ground = self.ground.best(self._env.r_ecef_km)
         self.gpus.operate(self.thermal.t_die)
         self._bus_w = self._bus_demand_w()
+
+    @property
+    def utc_unix_s(self) -> float:
+        """Onboard UTC now (Unix seconds): the run epoch plus :attr:`time_s`."""
+        return self._env.utc_unix_s
+
+    def resync(self) -> None:
+        """Recompute what follows from :attr:`time_s` (orbit position, ground visibility) after
+        the state was put back by :func:`sim_hw.persist.restore`.
+
+        Raises:
+            flight.core.orbit.OrbitError: SGP4 cannot propagate to that time.
+        """
+        self._env = self.orbit.at(self.time_s)
+        self._ground = self.ground.best(self._env.r_ecef_km)
 
     # --- commands ------------------------------------------------------------------------
 

@@ -80,6 +80,10 @@ class CoolantLoop:
         radiated_w: net heat the panels radiated in the last step, W.
     """
 
+    STATE_ATTRS = ("t_die", "t_plate", "t_supply", "t_return", "t_panel", "t_zone_out", "pump_speed", "valve",
+                   "radiated_w", "flow_capacity_frac", "radiating_frac", "_eps_sigma_a")
+    """What a reboot keeps (:mod:`sim_hw.persist`); cached coefficients are recomputed."""
+
     def __init__(self, params: SimParams, n_gpus: int = hal.N_GPUS, n_zones: int = hal.N_ZONES) -> None:
         p = self._p = params
         t0 = p.initial_coolant_temp_c

@@ -30,7 +30,9 @@ SEVERITIES = ("INFO", "LOW", "MEDIUM", "HIGH")
 
 STAGES = ("accepted", "started", "progress", "completed", "failed")
 FINAL_STAGES = frozenset({"completed", "failed"})
-FAILURE_CODES = ("INVALID_OPCODE", "VALIDATION_ERROR", "FORMAT_ERROR", "EXECUTION_ERROR", "BUSY")
+FAILURE_CODES = ("INVALID_OPCODE", "VALIDATION_ERROR", "FORMAT_ERROR", "EXECUTION_ERROR", "BUSY", "INTERRUPTED")
+"""INTERRUPTED: the command was accepted but a restart (its owner's, the link's, the whole flight
+computer's) came before its final answer; it may or may not have taken effect."""
 
 _ARG_TYPES = {"float": float, "int": int, "bool": bool, "str": str}
 MAX_STR_ARG = 256
@@ -117,12 +119,16 @@ class Arg:
 
 @dataclass(frozen=True)
 class Command:
-    """A command a subsystem accepts. ``local_id`` (1..255) makes the link opcode."""
+    """A command a subsystem accepts. ``local_id`` (1..255) makes the link opcode.
+    ``idempotent``: running it twice with the same arguments leaves the same state as once (a
+    setting, a query), so a TC of it accepted before a restart is executed again after it
+    (:mod:`flight.subsystems.link.pending`); any other is reported INTERRUPTED instead."""
 
     name: str
     local_id: int
     args: tuple[Arg, ...] = ()
     doc: str = ""
+    idempotent: bool = False
 
     def validate(self, args: Any) -> dict[str, Any]:
         """Check a full argument map; return it with values converted.
@@ -519,7 +525,7 @@ class Dictionary:
                 "doc": comp.doc,
                 "commands": [
                     {"name": f"{comp.name}.{c.name}", "opcode": comp.component_id << 8 | c.local_id,
-                     "doc": c.doc,
+                     "doc": c.doc, "idempotent": c.idempotent,
                      "args": [{"name": a.name, "type": a.type, "units": a.units, "min": a.lo, "max": a.hi,
                                "choices": list(a.choices) if a.choices else None, "doc": a.doc} for a in c.args]}
                     for c in comp.commands

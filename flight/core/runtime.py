@@ -239,6 +239,8 @@ class ProcessRunner:
     out on the bus at once, for the executive. The subsystem's other ``SUBSCRIBE`` topics
     (the link's ``tm/`` and ``ev/``) come from the bus."""
 
+    exit_status = 0
+
     def __init__(self, cls: type[Subsystem], config: RunConfig) -> None:
         self.config = config
         name = cls.COMPONENT.name
@@ -351,6 +353,7 @@ class ProcessRunner:
         self.subsystem.on_start()
         handlers.update(self.subsystem.poll_items())
         self.handle(self.bus.await_bus())
+        self.subsystem.report_moved_aside()  # stores opened by on_start, now that the bus carries the events
         try:
             self.bus.loop(handlers, lambda _now: self.config.heartbeat_s)
         finally:
@@ -389,6 +392,8 @@ class Runner(Protocol):
 
     config: RunConfig
     bus: BusRuntime
+    exit_status: int
+    """The process's exit status once :meth:`run` has returned (0: a normal stop)."""
 
     def run(self) -> None:
         """Run until ``bus.stop()``; close the sockets before returning."""
@@ -397,13 +402,13 @@ class Runner(Protocol):
 def serve(name: str, build: Callable[[], Runner]) -> int:
     """Every flight process's ``main``: name the process ``name``, build its runner, ignore
     SIGINT (the executive owns shutdown), stop on SIGTERM, run (profiled on request:
-    :func:`run_profiled`). Returns the exit status, 0."""
+    :func:`run_profiled`). Returns the runner's exit status."""
     name_process(name)
     runner = build()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: runner.bus.stop())
     run_profiled(runner.run, runner.config, name)
-    return 0
+    return runner.exit_status
 
 
 def run_profiled(run: Callable[[], None], config: RunConfig, name: str) -> None:

@@ -27,6 +27,7 @@ from typing import Any, Callable
 from flight.core.config import RunConfig
 from flight.core.component import Arg, Channel, Command, CommandError, Component, Event, EventArg, Parameter
 from flight.core.messages import Message
+from flight.core.storage import moved_aside, take_moved_aside
 
 Emit = Callable[[str, str, Any], None]
 """``emit(kind, name, data)``: a subsystem's publish port."""
@@ -48,6 +49,10 @@ FRAMEWORK_EVENTS = (
           args=(EventArg("command", "str"), EventArg("why", "str"))),
     Event("parameter_store_failed", 253, "MEDIUM", "cannot persist parameters {names}: {why}",
           args=(EventArg("names", "str"), EventArg("why", "str"))),
+    Event("store_moved_aside", 254, "HIGH",
+          "{file} was damaged ({why}): moved aside to {moved_to}, a fresh one was created; what it held is lost "
+          "to this run",
+          args=(EventArg("file", "str"), EventArg("moved_to", "str"), EventArg("why", "str"))),
 )
 SET_PARAMETER_ID = 250
 """Local id of the framework command ``set_parameter`` of every component with parameters."""
@@ -59,7 +64,7 @@ def set_parameter_command(parameters: tuple[Parameter, ...]) -> Command:
     return Command("set_parameter", SET_PARAMETER_ID, (
         Arg("name", "str", choices=tuple(p.name for p in parameters), doc="Parameter (unqualified)."),
         Arg("value", "float", doc="New value: a number in the parameter's range; 0/1 for a bool."),
-    ), doc="Set a parameter (PUS TC[20,3]); validated against its declaration and persisted.")
+    ), doc="Set a parameter (PUS TC[20,3]); validated against its declaration and persisted.", idempotent=True)
 
 
 class Subsystem:
@@ -160,6 +165,8 @@ class Subsystem:
         self.tick, self.time_s = tick, time_s
         if self._persisted is None:
             self.load_parameters()
+        if moved_aside:
+            self.report_moved_aside()
         for divisor, group in self._rate_groups:
             if tick % divisor == 0:
                 group(frame)
@@ -179,6 +186,11 @@ class Subsystem:
     def poll_items(self) -> list[tuple[Any, Callable[[], None]]]:
         """Extra sockets or file descriptors to poll, each with its ready-to-read handler."""
         return []
+
+    def report_moved_aside(self) -> None:
+        """Announce each damaged store this process moved aside at open (:mod:`flight.core.storage`)."""
+        for moved in take_moved_aside():
+            self.event("store_moved_aside", file=str(moved.path), moved_to=moved.moved_to.name, why=moved.why[:160])
 
     def on_stop(self) -> None:
         """Called once when the process shuts down: close what :meth:`on_start` opened."""

@@ -5,7 +5,7 @@ Verification (PUS service 1, F Prime response codes): the dispatcher answers ``a
 or ``failed`` (INVALID_OPCODE, FORMAT_ERROR, VALIDATION_ERROR, BUSY, EXECUTION_ERROR when
 the owner is unreachable); the owner answers ``started`` then ``completed`` or ``failed``.
 A command once accepted stays in :attr:`Dispatcher.pending` until it completes, fails, its
-owner restarts (failed: EXECUTION_ERROR) or :data:`COMMAND_TIMEOUT_S` passes.
+owner restarts (failed: INTERRUPTED) or :data:`COMMAND_TIMEOUT_S` passes.
 
 A command of the owner's own may hand itself on (:class:`Forward`): ``exec.set_mode`` becomes
 ``power.set_mode``, the mode manager's, and completes when that does. The owner issues
@@ -178,7 +178,7 @@ class Dispatcher:
         for command_id, p in list(self.pending.items()):
             if p.target == target:
                 del self.pending[command_id]
-                self._reply(p.origin, command_id, p.name, "failed", "EXECUTION_ERROR", why)
+                self._reply(p.origin, command_id, p.name, "failed", "INTERRUPTED", why)
 
     def expire(self) -> None:
         now = time.monotonic()

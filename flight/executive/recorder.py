@@ -30,6 +30,8 @@ from pathlib import Path
 
 from flight.core.component import SEVERITIES
 from flight.core.messages import Message
+from flight.core.storage import connect_checked
+from flight.hal.onboard_clock import iso_utc
 from flight.subsystems.power.modes import MODES
 
 _SCHEMA = """
@@ -44,14 +46,21 @@ wall clock, and the link's count what it was fed, the executive's packets and ev
 them (and nothing of the executive's in an in-process run, :mod:`flight.hal.inprocess`). What
 the link does to the others (its transmitter setting, its acknowledgements of job results)
 shows in their telemetry, which is hashed."""
+MAX_HELD_ROWS = 200_000
+"""Rows the recorder holds in memory while it cannot write (a full disk): about 20 simulated
+minutes at full speed, ~60 MB. Beyond it the oldest telemetry rows are dropped (counted in
+:attr:`Recorder.rows_dropped`); events are kept."""
 
 
 class Recorder:
-    """Appends telemetry and events to the run database; commits in batches."""
+    """Appends telemetry and events to the run database; commits in batches. A batch that cannot
+    be written (a full disk, an I/O error) stays held in memory and is retried at the next
+    :meth:`flush`: :attr:`failing` says why meanwhile, :attr:`held` how many rows wait, and
+    :attr:`rows_dropped` counts what went beyond :data:`MAX_HELD_ROWS`."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db = connect_checked(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
@@ -59,6 +68,11 @@ class Recorder:
             self.db.execute("ALTER TABLE ev ADD COLUMN args TEXT")
         self._tm: list[tuple] = []
         self._ev: list[tuple] = []
+        self.rows_before = self.db.execute("SELECT COALESCE(MAX(rowid), 0) FROM tm").fetchone()[0]
+        """Telemetry rows of earlier runs on this data directory (a resumed mission): not this run's."""
+        self.failing = ""
+        """Why the last flush could not write (empty when it could)."""
+        self.rows_dropped = 0
 
     def record(self, msg: Message, body: bytes) -> None:
         """Keep ``msg`` (telemetry or event); ``body`` is its encoded form as received."""
@@ -68,21 +82,42 @@ class Recorder:
             self._ev.append((msg.tick, msg.t, msg.src, msg.name, str(msg.data.get("severity")),
                              str(msg.data.get("message")), args_json(msg.data.get("args"))))
 
-    def flush(self) -> None:
-        if self._tm or self._ev:
-            with self.db:
-                self.db.executemany("INSERT INTO tm VALUES (?,?,?,?,?)", self._tm)
-                self.db.executemany("INSERT INTO ev VALUES (?,?,?,?,?,?,?)", self._ev)
-            self._tm, self._ev = [], []
+    @property
+    def held(self) -> int:
+        """Rows recorded and not yet written."""
+        return len(self._tm) + len(self._ev)
+
+    def flush(self) -> bool:
+        """Write what is held in one transaction; whether everything is written. On a storage
+        error nothing of it is written: the rows stay held (see the class) for the next flush."""
+        if not (self._tm or self._ev):
+            return True
+        try:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT INTO tm VALUES (?,?,?,?,?)", self._tm)
+            self.db.executemany("INSERT INTO ev VALUES (?,?,?,?,?,?,?)", self._ev)
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            self.failing = str(exc) or type(exc).__name__
+            excess = min(len(self._tm), self.held - MAX_HELD_ROWS)
+            if excess > 0:
+                del self._tm[:excess]
+                self.rows_dropped += excess
+            return False
+        self._tm, self._ev = [], []
+        self.failing = ""
+        return True
 
     def telemetry_sha256(self, last_tick: int) -> str:
-        """SHA-256 over ``tick|src|name|body`` of ticks 1..``last_tick`` in simulation order."""
+        """SHA-256 over ``tick|src|name|body`` of this run's ticks 1..``last_tick`` in simulation order."""
         self.flush()
         h = hashlib.sha256()
         rows = self.db.execute(
-            f"SELECT tick, src, name, body FROM tm WHERE tick BETWEEN 1 AND ? "
+            f"SELECT tick, src, name, body FROM tm WHERE tick BETWEEN 1 AND ? AND rowid > ? "
             f"AND src NOT IN ({','.join('?' * len(UNHASHED_SOURCES))}) ORDER BY tick, src, name, rowid",
-            (last_tick, *UNHASHED_SOURCES),
+            (last_tick, self.rows_before, *UNHASHED_SOURCES),
         )
         for tick, src, name, body in rows:
             h.update(f"{tick}|{src}|{name}|".encode())
@@ -90,7 +125,10 @@ class Recorder:
         return h.hexdigest()
 
     def close(self) -> None:
-        self.flush()
+        """Write what is held (what cannot be is counted dropped) and close the file."""
+        if not self.flush():
+            self.rows_dropped += self.held
+            self._tm, self._ev = [], []
         self.db.close()
 
 
@@ -149,10 +187,21 @@ class RunStats:
     ``work_useful_gpu_s``, from its first to its last value), ``gpu_work_lost_s`` the rest
     less what was still unsaved at the end: work thrown away by rollbacks, crashes,
     cancellations and failures. ``event_arg_errors`` counts the problems of events emitted with
-    arguments that do not match their declaration (a software fault; 0 in a healthy run)."""
+    arguments that do not match their declaration (a software fault; 0 in a healthy run).
+
+    Onboard time: ``sim_time_s`` is the time flown by this run (a reboot resumes the mission
+    clock, :mod:`flight.hal.onboard_clock`); ``utc_start``/``utc_end`` the onboard UTC at the
+    start (the resumed time of ``hal.rebooted``, else the first ``hal.hk`` less its ticks of
+    ``tick_s``) and at the last ``hal.hk``; ``mission_time_s`` the onboard time since the run
+    epoch at the end."""
 
     last_tick: int
+    tick_s: float = 1.0
     sim_time_s: float = 0.0
+    time_start_s: float | None = None
+    utc_start_s: float | None = None
+    utc_end_s: float | None = None
+    mission_time_s: float = 0.0
     battery_soc_min: float = math.inf
     gpu_temp_max_c: float = -math.inf
     energy_balance_error: float = math.nan
@@ -176,13 +225,22 @@ class RunStats:
             self.events[msg.data.get("severity", "INFO")] += 1
             if isinstance(n := msg.data.get("arg_errors"), int):
                 self.event_arg_errors += n
+            if msg.name == "hal.rebooted" and isinstance(args := msg.data.get("args"), dict):
+                self.time_start_s, self.utc_start_s = args.get("time_s"), args.get("utc_unix_s")
         if msg.kind != "tm" or not isinstance(msg.data, dict):
             return
         d = msg.data
         if "cycle_slips" in d:
             self.slips.feed(msg.src, d["cycle_slips"])
         if msg.name == "hal.hk":
-            self.sim_time_s = d["time_s"]
+            if self.time_start_s is None:
+                self.time_start_s = d["time_s"] - msg.tick * self.tick_s
+            if isinstance(utc := d.get("utc_unix_s"), float):
+                if self.utc_start_s is None:
+                    self.utc_start_s = utc - msg.tick * self.tick_s
+                self.utc_end_s = utc
+            self.mission_time_s = d["time_s"]
+            self.sim_time_s = d["time_s"] - self.time_start_s
             self.eclipse.feed(msg.src, d["eclipse_time_s"])
             self.harvested.feed(msg.src, d["energy_harvested_j"])
             self.battery_soc_min = min(self.battery_soc_min, d["battery_soc_low"])
@@ -218,4 +276,7 @@ class RunStats:
             "events": {sev: self.events.get(sev, 0) for sev in SEVERITIES},
             "event_arg_errors": self.event_arg_errors,
             "cycle_slips": int(self.slips.total),
+            "utc_start": None if self.utc_start_s is None else iso_utc(self.utc_start_s),
+            "utc_end": None if self.utc_end_s is None else iso_utc(self.utc_end_s),
+            "mission_time_s": self.mission_time_s,
         }

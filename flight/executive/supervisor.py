@@ -39,9 +39,11 @@ from flight.core.dictionary import full_dictionary
 from flight.core.component import Arg, Channel, Command, CommandError, Component, Event, EventArg
 from flight.core.messages import SeqTracker
 from flight.core.runtime import BusRuntime
+from flight.core.storage import take_moved_aside
 from flight.executive.dispatcher import Dispatcher, Forward
+from flight.hal.onboard_clock import REFUSED_EXIT
 from flight.subsystems.power.modes import MODES
-from flight.executive.recorder import Recorder, RunStats
+from flight.executive.recorder import MAX_HELD_ROWS, Recorder, RunStats
 
 HEARTBEAT_TIMEOUT_S = 10.0
 """Generous: a child on a loaded 2-core machine can take seconds just to import numpy."""
@@ -56,7 +58,7 @@ END_GRACE_S = 5.0
 COMPONENT = Component(
     "exec", 1, doc="Executive: supervisor, bus broker, command dispatcher, mode and health.",
     commands=(
-        Command("noop", 1, doc="Do nothing; proves the command path end to end."),
+        Command("noop", 1, doc="Do nothing; proves the command path end to end.", idempotent=True),
         Command("restart", 2, (Arg("subsystem", "str", choices=SUBSYSTEMS + ("hal",),
                                    doc="Process to restart."),), doc="Restart one flight process."),
         Command("set_mode", 3, (Arg("mode", "str", choices=MODES, doc="Mode to enter."),),
@@ -70,6 +72,11 @@ COMPONENT = Component(
         Channel("bus_gaps", "int", "count", "Bus messages known lost (seq gaps)."),
         Channel("decode_errors", "int", "count", "Malformed bus messages the executive rejected."),
         Channel("uptime_s", "float", "s", "Wall seconds since the executive started."),
+        Channel("recording_held", "int", "count",
+                "Telemetry and event rows waiting in memory because telemetry.sqlite cannot be written.",
+                yellow=(0, 0)),
+        Channel("recording_dropped", "int", "count",
+                "Rows the recorder dropped this run: held beyond its limit while it could not write.", yellow=(0, 0)),
     ),
     events=(
         Event("run_started", 1, "INFO", "run started: data in {data_dir}",
@@ -89,6 +96,17 @@ COMPONENT = Component(
               args=(EventArg("code", "int"),)),
         Event("run_completed", 8, "INFO", "run completed at tick {tick}",
               args=(EventArg("tick", "int"),)),
+        Event("recording_failed", 10, "MEDIUM",
+              "cannot write telemetry.sqlite ({why}): holding the recording in memory ({held} rows), "
+              "the oldest dropped beyond {limit}; commanding and the link go on",
+              args=(EventArg("why", "str"), EventArg("held", "int", "count"), EventArg("limit", "int", "count"))),
+        Event("recording_recovered", 11, "INFO",
+              "telemetry.sqlite written again: {written} held rows stored, {dropped} dropped this run",
+              args=(EventArg("written", "int", "count"), EventArg("dropped", "int", "count"))),
+        Event("store_moved_aside", 9, "HIGH",
+              "{file} was damaged ({why}): moved aside to {moved_to}, a fresh one was created; what it held is "
+              "lost to this run",
+              args=(EventArg("file", "str"), EventArg("moved_to", "str"), EventArg("why", "str"))),
     ),
 )
 
@@ -131,6 +149,7 @@ class Executive:
         """``(mode, why)`` the executive ordered, until the mode manager announces a change."""
         self.restarts = 0
         self.decode_errors = 0
+        self.recording_failed = False
         self.stop_reason = ""
         self.interrupted = False
         self.finished: set[str] = set()
@@ -138,7 +157,7 @@ class Executive:
         self.end_seen_at: float | None = None
         self.children: dict[str, Child] = {}
         self.seq = SeqTracker()
-        self.stats = RunStats(self.last_tick)
+        self.stats = RunStats(self.last_tick, config.tick_s)
         self.dictionary = full_dictionary()
         self.started = time.monotonic()
 
@@ -185,7 +204,8 @@ class Executive:
         data = {"mode": self.mode, "restarts": self.restarts, "commands_pending": len(self.dispatcher.pending),
                 "commands_executed": self.dispatcher.executed, "bus_gaps": self.seq.gaps,
                 "decode_errors": self.decode_errors + self.dispatcher.rejected_messages,
-                "uptime_s": time.monotonic() - self.started}
+                "uptime_s": time.monotonic() - self.started, "recording_held": self.recorder.held,
+                "recording_dropped": self.recorder.rows_dropped}
         self.bus.emit("tm", "exec.hk", data)
 
     def order_mode(self, mode: str, why: str) -> None:
@@ -255,6 +275,9 @@ class Executive:
     def _died(self, child: Child, code: int, now: float) -> None:
         pid = child.proc.pid
         child.proc = None
+        if child.name in ("sim", "hal") and code == REFUSED_EXIT:
+            self.stop_reason = "onboard time went backwards (event hal.clock_backwards)"
+            return
         if not child.restartable:
             self.event("hal_lost", code=code)
             self.stop_reason = f"{child.name} exited with {code}"
@@ -268,6 +291,17 @@ class Executive:
         self.dispatcher.fail_target(child.name, f"{child.name} restarted while the command was pending")
         if len(child.restart_times) > SAFE_RESTARTS:
             self.order_mode("SAFE", f"{child.name} restarted {len(child.restart_times)} times in {SAFE_WINDOW_S:g} s")
+
+    def flush_recording(self) -> None:
+        """Write the recording; announce when it starts failing (a full disk) and when it recovers."""
+        held = self.recorder.held
+        written = self.recorder.flush()
+        if not written and not self.recording_failed:
+            self.recording_failed = True
+            self.event("recording_failed", why=self.recorder.failing[:160], held=self.recorder.held, limit=MAX_HELD_ROWS)
+        elif written and self.recording_failed:
+            self.recording_failed = False
+            self.event("recording_recovered", written=held, dropped=self.recorder.rows_dropped)
 
     # -- the bus -----------------------------------------------------------------------
     def drain_bus(self) -> bool:
@@ -308,6 +342,8 @@ class Executive:
         """Fly the run to its end, Ctrl-C or a fatal loss; return the summary."""
         self._open_bus()
         self.event("run_started", data_dir=str(self.data_dir))
+        for moved in take_moved_aside():
+            self.event("store_moved_aside", file=str(moved.path), moved_to=moved.moved_to.name, why=moved.why[:160])
         self.children = {c.name: c for c in self._children()}
         for child in self.children.values():
             self._spawn(child)
@@ -331,7 +367,7 @@ class Executive:
                     next_slow = now + 0.25
                     self.supervise()
                     self.dispatcher.expire()
-                    self.recorder.flush()
+                    self.flush_recording()
                     self.housekeeping()
                     self.on_progress(self.stats.sim_time_s)
                     if self.stats.sim_time_s == 0 and now - self.started > FIRST_FRAME_TIMEOUT_S:
@@ -372,6 +408,7 @@ class Executive:
             commands_executed=self.dispatcher.executed,
             restarts=self.restarts,
             telemetry_sha256=self.recorder.telemetry_sha256(self.last_tick),
+            telemetry_rows_dropped=self.recorder.rows_dropped + self.recorder.held,
             bus_gaps=self.seq.gaps,
             mode=self.mode,
             end=self.stop_reason,

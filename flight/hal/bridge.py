@@ -24,6 +24,10 @@ rig: a call for the simulator in this process, the ``hal.fault`` protocol messag
 behind an endpoint, which completes the command when the rig answers ``hal.fault_ack`` (a
 real rig may refuse).
 
+Onboard time never goes backwards: a frame whose UTC is before the previous frame's, or before
+what the mission has already flown on this data directory (:mod:`flight.hal.onboard_clock`), is
+refused with the event ``clock_backwards`` and the bridge stops (:attr:`HalBridge.refused`).
+
 The bridge never touches a socket: the transports that drive it (a rig behind a HAL
 endpoint, the simulator in the same process) are :mod:`flight.hal.rigs`; a scenario's
 timed telecommands are :mod:`flight.hal.timed_commands`.
@@ -45,6 +49,7 @@ from flight.core.config import RunConfig
 from flight.core.messages import Message
 from flight.core.subsystem import Subsystem
 from flight.hal import faults
+from flight.hal.onboard_clock import OnboardClock, iso_utc
 from flight.hal import protocol as hal
 from flight.core.dictionary import all_subsystem_classes
 
@@ -149,6 +154,15 @@ class HalBridge(Subsystem):
             Event("actuation_refused", 12, "MEDIUM",
                   "{component} set actuator {field}, which it does not own: refused (reported once per pair)",
                   args=(EventArg("component", "str"), EventArg("field", "str"))),
+            Event("rebooted", 13, "MEDIUM",
+                  "flight computer rebooted: onboard time resumes at {utc} (mission time {time_s:.0f} s), "
+                  "battery SOC {battery_soc:.4f}",
+                  args=(EventArg("utc", "str"), EventArg("utc_unix_s", "float", "s"), EventArg("time_s", "float", "s"),
+                        EventArg("battery_soc", "float"))),
+            Event("clock_backwards", 14, "HIGH",
+                  "onboard time went backwards: the rig says {utc}, this mission has already flown to {floor_utc}; "
+                  "refusing to run on (flight run --fresh starts a new mission)",
+                  args=(EventArg("utc", "str"), EventArg("floor_utc", "str"))),
         ),
     )
 
@@ -179,6 +193,10 @@ class HalBridge(Subsystem):
         """Hands a checked ``hal.fault`` payload to the rig; returns the completion message,
         or :data:`DEFERRED` when the rig answers later; raises ``ValueError`` if refused."""
         self.faults_active: set[tuple[str, str]] = set()
+        self.clock = OnboardClock(None)
+        """Refuses frames whose onboard time went backwards (:mod:`flight.hal.onboard_clock`)."""
+        self.refused = False
+        """Set once onboard time went backwards: the transport ends the process (``REFUSED_EXIT``)."""
 
     def accumulate(self, frame: dict[str, Any]) -> None:
         """Fold one frame into the run statistics (every frame, not just the published ones)."""
@@ -278,6 +296,10 @@ class HalBridge(Subsystem):
             self.finish_tick(late=True)
         problems = [] if trusted else hal.check_frame(frame)
         self.tick, self.time_s = tick, time_s
+        if not problems and self.clock.went_back(frame["utc_unix_s"]):
+            self.refused = True
+            self.event("clock_backwards", utc=iso_utc(frame["utc_unix_s"]), floor_utc=iso_utc(self.clock.latest_s))
+            return
         if problems:
             self.frames_rejected += 1
             self.event("frame_rejected", tick=tick, why="; ".join(problems)[:200])

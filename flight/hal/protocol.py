@@ -21,6 +21,11 @@ Sequence::
     rig -> flight   hal.fault_ended {"fault", "target"} : a timed fault's duration has passed
 
 ``speed`` in the welcome is ``None`` in lockstep, else the pace as a multiple of real time.
+A rig may add ``"clock": {"time_s", "utc_unix_s", "resumed", "battery_soc"}``: its onboard
+time (s since the run epoch) and UTC when it started serving, whether it resumed a saved state
+(a reboot of the flight computer, :mod:`sim_hw.persist`; the bridge then announces
+``hal.rebooted``) and the battery's state of charge then. Whatever the rig says, the flight
+side refuses to run on when onboard UTC goes backwards (:mod:`flight.hal.onboard_clock`).
 
 Lockstep (simulation, ``--speed max``): the rig sends frame N+1 only after ``tick_done``
 for N. Paced (``realtime`` or a speed factor, and every real rig): frames follow the wall

@@ -17,6 +17,7 @@ commands answer when the rig does) and a scenario's timed telecommands
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from flight.core.messages import MAX_BODY_BYTES, DecodeError, Encoder, Message, 
 from flight.core.runtime import BusRuntime, report_decode_error, serve
 from flight.hal import protocol as hal
 from flight.hal.bridge import DEFERRED, HalBridge
+from flight.hal.onboard_clock import REFUSED_EXIT, OnboardClock, iso_utc
 from flight.hal.timed_commands import TimedCommands
 
 SYNC_PERIOD_S = 0.1
@@ -43,7 +45,8 @@ class RigRunner:
     """What both transports share. ``process`` names the OS process in heartbeats;
     ``send_rig(name, data)`` is the bridge's port to the rig."""
 
-    def __init__(self, config: RunConfig, process: str, send_rig: Callable[[str, Any], None]) -> None:
+    def __init__(self, config: RunConfig, process: str, send_rig: Callable[[str, Any], None],
+                 clock_autosave: bool) -> None:
         self.config = config
         self.bus = BusRuntime(config, HalBridge.COMPONENT.name, (b"ctl/ready", b"ctl/down"), self._clock,
                               process=process)
@@ -53,6 +56,7 @@ class RigRunner:
         self._order = {name: i for i, name in enumerate(config.participants)}
         self.bridge = HalBridge(config, self.bus.emit, send_rig)
         self.bus.on_decode_error = report_decode_error(self.bridge)
+        self.bridge.clock = OnboardClock(config.data_path if config.data_dir else None, clock_autosave)
         self.synced = False
         self._expected = set(config.participants) | {"exec"}
         self._next_sync = 0.0
@@ -131,16 +135,36 @@ class RigRunner:
         """Send the timed commands due by the bridge's time; whether any is still pending."""
         return self.timed.issue_due(self.bridge.time_s, self.bus.command)
 
+    @property
+    def exit_status(self) -> int:
+        """The process's exit status: :data:`~flight.hal.onboard_clock.REFUSED_EXIT` once onboard
+        time went backwards, else 0."""
+        return REFUSED_EXIT if self.bridge.refused else 0
+
+    def check_refused(self) -> bool:
+        """Stop the loop once the bridge refused to run on; whether it did."""
+        if self.bridge.refused:
+            self.bus.stop()
+        return self.bridge.refused
+
     def rig_connected(self, welcome: dict) -> None:
         self.bridge.event("rig_connected", version=welcome.get("version"), n_gpus=welcome.get("n_gpus"),
                           tick_s=welcome.get("tick_s"), lockstep=welcome.get("lockstep"))
+        clock = welcome.get("clock")
+        if isinstance(clock, dict) and clock.get("resumed"):
+            # a reboot: the mission goes on from the rig's saved state, and a scenario's commands
+            # timed before it were the previous run's to send
+            time_s, utc = float(clock.get("time_s", 0.0)), float(clock.get("utc_unix_s", math.nan))
+            self.timed.skip_through(time_s)
+            self.bridge.event("rebooted", utc=iso_utc(utc) if math.isfinite(utc) else "?", utc_unix_s=utc,
+                              time_s=time_s, battery_soc=float(clock.get("battery_soc", math.nan)))
 
 
 class BridgeRunner(RigRunner):
     """The bridge process for a rig behind a HAL endpoint (``flight run --hal``)."""
 
     def __init__(self, config: RunConfig) -> None:
-        super().__init__(config, "hal", self._send_rig)
+        super().__init__(config, "hal", self._send_rig, clock_autosave=True)
         self.rig = self.bus.ctx.socket(zmq.DEALER)
         self.rig.setsockopt(zmq.LINGER, 100)
         self.rig.setsockopt(zmq.MAXMSGSIZE, MAX_BODY_BYTES + 1024)
@@ -211,6 +235,8 @@ class BridgeRunner(RigRunner):
                 self.welcomed = False
 
     def _step(self, now: float) -> float:
+        if self.check_refused():
+            return 0.0
         self.bridge.check_deadline()
         self.sync(now)
         if self.synced and not self.welcomed and now >= self.next_hello:
@@ -229,6 +255,8 @@ class BridgeRunner(RigRunner):
         finally:
             if self.welcomed:
                 self._send_rig("hal.bye", {})
+            if not self.bridge.refused:
+                self.bridge.clock.save(self.bridge.clock.latest_s)
             self.bus.close(linger_ms=100)
 
 
@@ -259,13 +287,20 @@ class LocalRig(Protocol):
     def take_ended_faults(self) -> list[tuple[str, str]]:
         """``(fault, target)`` of the timed faults that ended since the last call."""
 
+    saved_utc_s: float | None
+    """Onboard UTC (Unix s) of the state the rig last saved durably and would resume from
+    after a reboot; ``None`` for a rig that saves none."""
+
+    def close(self) -> None:
+        """Save what the rig resumes from (the run ends or the process stops)."""
+
 
 class LocalRigRunner(RigRunner):
     """The bridge driving a :class:`LocalRig`: in lockstep it steps the rig as soon as every
     participant has finished the tick; paced, on the wall clock."""
 
     def __init__(self, config: RunConfig, rig: LocalRig) -> None:
-        super().__init__(config, rig.name, self._send_rig)
+        super().__init__(config, rig.name, self._send_rig, clock_autosave=False)
         self.rig = rig
         self.frame_encoder = Encoder(rig.name)
         self.bridge.energy_balance_error = rig.energy_balance_error
@@ -285,8 +320,18 @@ class LocalRigRunner(RigRunner):
             self.frame_encoder.encode("hw", "hal.frame", frame, tick, time_s)[1]), trusted=True)
         for fault, target in self.rig.take_ended_faults():
             self.bridge.fault_ended(fault, target, "duration passed")
+        self._record_saved()
+
+    def _record_saved(self) -> None:
+        # the floor follows what the simulator has saved, never ahead of it: after a crash it
+        # resumes from that state, which must not count as going backwards
+        saved = self.rig.saved_utc_s
+        if saved is not None and saved > self.bridge.clock.saved_s and not self.bridge.refused:
+            self.bridge.clock.save(saved)
 
     def _step(self, now: float) -> float:
+        if self.check_refused():
+            return 0.0
         self.bridge.check_deadline()
         was_synced = self.synced
         self.sync(now)
@@ -295,6 +340,8 @@ class LocalRigRunner(RigRunner):
         if not was_synced:
             self.rig_connected(self.rig.welcome)
             self.next_frame = now
+        if self.config.last_tick and self.bridge.tick >= self.config.last_tick:
+            return SYNC_PERIOD_S  # the run's end: the state the rig saves is the one the run ended in
         period = self.config.tick_wall_s
         if period is None:
             if not self.bridge.waiting and not self.issue_timed():
@@ -311,6 +358,9 @@ class LocalRigRunner(RigRunner):
         try:
             self.bus.loop(handlers, self._step)
         finally:
+            if not self.bridge.refused:
+                self.rig.close()
+                self._record_saved()
             self.bus.close(linger_ms=100)
 
 

@@ -3,7 +3,9 @@
 ``config.params["hal"]["schedule"]`` (written from a scenario file, :mod:`flight.scenario`)
 lists ``{"at_s", "command", "args"}`` entries. They go out through the dispatcher like any
 ground command once the bridge's time reaches ``at_s``; in lockstep the next tick waits until
-each has completed or failed, so a scenario run stays reproducible.
+each has completed or failed, so a scenario run stays reproducible. Times are onboard time
+since the run epoch: a run that resumes a mission after a reboot goes on with the commands
+timed after the moment it resumed (:meth:`TimedCommands.skip_through`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ class TimedCommands:
             self.pending[command_id] = (at_s, name)
             send(command_id, name, args)
         return bool(self.pending)
+
+    def skip_through(self, time_s: float) -> None:
+        """Never send the commands timed at or before ``time_s`` (simulated s): the run resumed
+        there after a reboot, and they were the previous run's to send."""
+        while self.next < len(self.entries) and self.entries[self.next][0] <= time_s:
+            self.next += 1
 
     def on_response(self, data: dict) -> tuple[float, str] | None:
         """Follow one command response (``{"id", "stage", ...}``); return ``(at_s, name)`` of

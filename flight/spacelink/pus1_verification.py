@@ -46,6 +46,7 @@ FAILURE_CODE_NUMBERS = {
     "FORMAT_ERROR": 3,
     "EXECUTION_ERROR": 4,
     "BUSY": 5,
+    "INTERRUPTED": 6,
     "AUTHENTICATION_ERROR": 128,
     "RATE_LIMITED": 129,
     "ILLEGAL_APID": 130,
@@ -65,6 +66,8 @@ FAILURE_CODE_MEANINGS = {
     "EXECUTION_ERROR": "accepted, then failed on board (the owner's error, a storage error, or no final answer "
                        "in time)",
     "BUSY": "too many telecommands in flight; send it again later",
+    "INTERRUPTED": "accepted, then a restart (of its owner, the link or the flight computer) came before its "
+                   "final answer: it may have taken effect; check before sending it again",
     "AUTHENTICATION_ERROR": "no valid security header and MAC, an unknown SPI, or a replayed or stale ARSN; "
                             "nothing of the TC was executed",
     "RATE_LIMITED": "over the connection's telecommand rate; nothing of the TC was executed",

@@ -43,13 +43,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from spacepackets.ecss.tc import PusTc
 
+from flight.core.storage import open_durable
 from flight.spacelink.layout import Field, fixed_struct
 
 KEY_LEN = 32
@@ -174,8 +174,7 @@ class ReplayGuard:
 
     def __init__(self, path: Path) -> None:
         # one thread at a time uses a guard, though not always the one that opened it
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA synchronous=FULL")  # committed means on disk: survives power loss
+        self._db = open_durable(path)  # committed means on disk: survives power loss (and a full disk)
         self._db.execute("CREATE TABLE IF NOT EXISTS arsn (spi INTEGER PRIMARY KEY, highest TEXT NOT NULL)")
         # TEXT: SQLite integers are signed 64-bit, an ARSN is unsigned
         self._floor = {int(spi): int(highest) for spi, highest in self._db.execute("SELECT spi, highest FROM arsn")}

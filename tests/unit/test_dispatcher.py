@@ -93,7 +93,7 @@ def test_a_restart_fails_pending_commands_instead_of_losing_them(net):
     pump(disp, 3)
     assert stages(s["ground"], 1) == [("accepted", "")]
     disp.fail_target("thermal", "thermal restarted")
-    assert stages(s["ground"], 1) == [("failed", "EXECUTION_ERROR")] and not disp.pending
+    assert stages(s["ground"], 1) == [("failed", "INTERRUPTED")] and not disp.pending
 
 
 def test_garbage_on_the_command_socket_is_counted_not_fatal(net):

@@ -133,7 +133,7 @@ class JobRunner(Subsystem):
             Command("pause", 3, (JOB_ID,),
                     doc="Hold a job; a running one first completes a checkpoint, then leaves its GPUs."),
             Command("resume", 4, (JOB_ID,), doc="Queue a paused job again."),
-            Command("list", 5, doc="List the unfinished jobs (also as event jobs.queue)."),
+            Command("list", 5, doc="List the unfinished jobs (also as event jobs.queue).", idempotent=True),
             Command("unfence", 6, (Arg("gpu", "int", "", 0, N_GPUS - 1, doc="GPU index."),),
                     doc="Let work land on a fenced GPU again; its error window starts afresh."),
             Command("inject_sdc", 7, (JOB_ID, Arg("replica", "int", "", 0, 1, doc="Replica to corrupt.")),

@@ -35,11 +35,11 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from flight.core.storage import open_durable
 from flight.subsystems.jobs.model import FINAL_STATES, Job
 
 _SCHEMA = """
@@ -108,9 +108,7 @@ class JobStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.db = sqlite3.connect(path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
+        self.db = open_durable(path)
         self.db.executescript(_SCHEMA)
         self._depth = 0
         self.unacknowledged: set[int] = {job_id for (job_id,) in self.db.execute(

@@ -19,6 +19,7 @@ parts, each built here with the parts it uses:
 :mod:`~flight.subsystems.link.uplink`                  TC framing, rate limit, contact, authentication
 :mod:`~flight.subsystems.link.routing`                 (service, subtype) → the service that serves it
 :mod:`~flight.subsystems.link.verification`            TCs in flight, PUS service 1 reports
+:mod:`~flight.subsystems.link.pending`                 TCs in flight, durable across restarts
 :mod:`~flight.subsystems.link.downlink`                real time, store and forward, backlog budget
 :mod:`~flight.subsystems.link.function_service`        TC[17,1] ping, TC[8,1] functions
 :mod:`~flight.subsystems.link.store_service`           PUS 15 over the packet stores
@@ -78,6 +79,7 @@ from flight.subsystems.link.schedule_service import ScheduleService
 from flight.subsystems.link.state import EventBudget, LinkCounters, LinkState
 from flight.subsystems.link.store_service import StoreService
 from flight.subsystems.link.uplink import Authenticator, Uplink
+from flight.subsystems.link.pending import PENDING_FILE, PendingStore
 from flight.subsystems.link.verification import Verification
 
 DEFAULT_HK_INTERVAL_S = 10.0
@@ -90,7 +92,7 @@ class LinkManager(Subsystem):
         commands=(
             Command("set_hk_interval", 1, (Arg("interval_s", "float", "s", 1.0, 3600.0,
                                                doc="Onboard seconds between housekeeping downlinks."),),
-                    doc="Change how often each component's housekeeping is downlinked (TM[3,25])."),
+                    doc="Change how often each component's housekeeping is downlinked (TM[3,25]).", idempotent=True),
         ),
         telemetry=(
             Channel("contact", "bool", "", "Link up: ground station in view (or lab mode 'always')."),
@@ -254,6 +256,7 @@ class LinkManager(Subsystem):
                         self.reporting, self.schedule_service, self.parameters):
             self.router.add(service.routes())
         self._first_tick = True
+        self._recovered = False
 
     @property
     def hk_interval_s(self) -> float:
@@ -279,6 +282,8 @@ class LinkManager(Subsystem):
         self.schedule_service.open(data)
         self.reporting.open(data)
         self.parameters.open(data)
+        self.verification.open(PendingStore(data / PENDING_FILE), self.config.parent_pid,
+                               lambda qualified: getattr(self.dictionary.commands.get(qualified), "idempotent", False))
         self.connections.start()
 
     def poll_items(self) -> list[tuple[Any, Callable[[], None]]]:
@@ -286,7 +291,8 @@ class LinkManager(Subsystem):
 
     def on_stop(self) -> None:
         self.connections.close_all()
-        for part in (self.auth, self.schedule_service, self.reporting, self.parameters, self.downlink):
+        for part in (self.auth, self.schedule_service, self.reporting, self.parameters, self.verification,
+                     self.downlink):
             part.close()
 
     # -- rate group --------------------------------------------------------------------
@@ -305,6 +311,9 @@ class LinkManager(Subsystem):
         self.state.set_utc(float(frame["utc_unix_s"]))
         self._update_contact(frame)
         now = time.monotonic()
+        if not self._recovered:
+            self._recovered = True  # once the clock and the stores are up: TCs in flight before a restart
+            self.verification.recover(now)
         self.verification.expire(now)
         self.uplink.flush_stalled(now)
         self.downlink.new_tick(float(frame["downlink_rate_bps"]))

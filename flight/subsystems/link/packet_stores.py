@@ -164,6 +164,17 @@ class PacketStores(BatchedWrites):
         """Connections holding each in-flight packet unacknowledged."""
         self._sent: dict[Hashable, deque[tuple[int, int, int]]] = {}
 
+    def _rolled_back(self) -> None:
+        # the packets and marks of the lost transaction are gone; sequence ids stay unique (the
+        # counters in memory go on and are written with the next commit)
+        self._new.clear()
+        self._marks.clear()
+        self._seq_dirty.update(self.next_seq)
+        for store_id in self.counts:
+            self.counts[store_id], self.pending_counts[store_id] = self.db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(state = ?), 0) FROM packets WHERE store_id = ?",
+                (PENDING, store_id)).fetchone()
+
     def _before_commit(self) -> None:
         self.db.executemany("UPDATE stores SET next_seq = ? WHERE store_id = ?",
                             [(self.next_seq[i], i) for i in self._seq_dirty])

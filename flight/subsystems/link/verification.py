@@ -21,6 +21,10 @@ Order
     acceptance report goes before its service's reports, and those before its completion,
     in count order as on the wire.
 
+Durability: a TC sent on board is recorded in the pending-TC store first and removed once its
+final report has left; after a restart :meth:`Verification.recover` gives each one left its
+final report (:mod:`flight.subsystems.link.pending`).
+
 Reports go through ``reply(identity, packet)`` (:meth:`flight.subsystems.link.downlink.Downlink.reply`):
 to every connection, or into the verification packet store for a TC of the onboard schedule.
 """
@@ -41,7 +45,8 @@ from flight.core.component import CommandError
 from flight.spacelink.framing import ACK_ACCEPTANCE, ACK_COMPLETION, ACK_PROGRESS, ACK_START, TC_APID
 from flight.spacelink.pus1_verification import FAILURE_CODE_NUMBERS
 from flight.spacelink.services import TmEncoder
-from flight.subsystems.link.state import EventBudget, LinkCounters, LinkState, TcSource
+from flight.subsystems.link.pending import RECOVERED_TIMEOUT_S, PendingStore, StoredTc
+from flight.subsystems.link.state import ONBOARD, EventBudget, LinkCounters, LinkState, TcSource
 
 MAX_PENDING = 64
 PENDING_TIMEOUT_S = 60.0
@@ -61,9 +66,12 @@ class PendingTc:
     qualified: str
     since: float
     """Wall (monotonic) s it was sent on board."""
+    args: dict[str, Any]
     accepted: bool = False
     started: bool = False
     steps: int = 0
+    recovered: bool = False
+    """Found in the pending-TC store after a restart (:meth:`Verification.recover`)."""
 
 
 class Verification:
@@ -81,6 +89,20 @@ class Verification:
         self.pending: dict[str, PendingTc] = {}
         self._id_prefix = f"link-{os.getpid()}-"
         self._serial = 0
+        self.store: PendingStore | None = None
+        """The durable record of TCs in flight (:meth:`open`); ``None``: in memory only."""
+        self._exec_pid = 0
+        self._idempotent: Callable[[str], bool] = lambda _qualified: False
+
+    def open(self, store: PendingStore, exec_pid: int, idempotent: Callable[[str], bool]) -> None:
+        """Record TCs in flight in ``store``; ``exec_pid`` is the executive dispatching them,
+        ``idempotent(qualified)`` whether a command may run again after a restart."""
+        self.store, self._exec_pid, self._idempotent = store, exec_pid, idempotent
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
 
     # -- TCs sent on board ---------------------------------------------------------------
     def dispatch(self, source: TcSource, tc: PusTc, qualified: str, args: dict[str, Any]) -> None:
@@ -88,16 +110,65 @@ class Verification:
         if len(self.pending) >= MAX_PENDING:
             self.reject(source, tc, "BUSY", f"{MAX_PENDING} telecommands already in flight")
             return
-        self._serial += 1
-        command_id = f"{self._id_prefix}{self._serial}"
-        self.pending[command_id] = PendingTc(tc, source.identity, qualified, time.monotonic())
+        command_id = self._new_id()
+        try:
+            if self.store is not None:
+                self.store.add(StoredTc(command_id, tc.pack(), qualified, args, self._exec_pid))
+        except sqlite3.Error as exc:
+            self.reject(source, tc, "EXECUTION_ERROR", f"cannot record the TC durably, not executed: {exc}")
+            return
+        self.pending[command_id] = PendingTc(tc, source.identity, qualified, time.monotonic(), args)
         try:
             self._send_command(command_id, qualified, args)
         except zmq.ZMQError as exc:
             del self.pending[command_id]
+            self._forget(command_id)
             self.reject(source, tc, "EXECUTION_ERROR", f"dispatcher unreachable: {exc}")
             return
         self._counters.tc_accepted += 1
+
+    def _new_id(self) -> str:
+        self._serial += 1
+        return f"{self._id_prefix}{self._serial}"
+
+    def recover(self, now: float) -> None:
+        """Give every TC the store holds from before a restart its final report (the rules of
+        :mod:`flight.subsystems.link.pending`); ``now`` is wall (monotonic) s."""
+        if self.store is None:
+            return
+        for row in self.store.load():
+            if row.final is not None:  # decided before the restart: the same report again
+                self._reply(ONBOARD, row.final)
+                self._forget(row.command_id)
+                continue
+            try:
+                tc = PusTc.unpack(row.tc)
+            except ValueError as exc:  # only a damaged file holds one; nothing to report it to
+                self._forget(row.command_id)
+                self._event("store_failed", store="pending TCs", why=f"unreadable TC dropped: {exc}"[:160])
+                continue
+            p = PendingTc(tc, ONBOARD, row.qualified, now, row.args, accepted=True, started=True, recovered=True)
+            if self._idempotent(row.qualified):
+                command_id = self._new_id()
+                self._stored(lambda: self.store.renamed(row.command_id, command_id, self._exec_pid))
+                self.pending[command_id] = p
+                self._send_command(command_id, row.qualified, row.args)
+            else:
+                self.pending[row.command_id] = p
+                if row.exec_pid != self._exec_pid:
+                    self._final_failure(row.command_id, p, "INTERRUPTED",
+                                        "the flight computer restarted before the command completed")
+
+    def _forget(self, command_id: str) -> None:
+        if self.store is not None:
+            self._stored(lambda: self.store.remove(command_id))
+
+    def _stored(self, change: Callable[[], None]) -> None:
+        try:
+            change()
+        except sqlite3.Error as exc:
+            self._counters.store_errors += 1
+            self._event("store_failed", store="pending TCs", why=str(exc)[:160])
 
     def on_response(self, data: dict) -> None:
         """A dispatcher response ``{"id", "stage", "code", "message"}``; others' are ignored."""
@@ -126,22 +197,42 @@ class Verification:
         elif stage == "completed":
             del self.pending[command_id]
             if p.tc.pus_tc_sec_header.ack_flags & ACK_COMPLETION:
-                self._verify(p, Verif.TM_COMPLETION_SUCCESS)
+                self._verify_final(command_id, p, Verif.TM_COMPLETION_SUCCESS)
+            else:
+                self._forget(command_id)
 
     def expire(self, now: float) -> None:
-        """Fail every TC in flight longer than :data:`PENDING_TIMEOUT_S` (wall ``now``)."""
+        """Fail every TC in flight longer than :data:`PENDING_TIMEOUT_S` (wall ``now``); one
+        recovered after a restart of the link, after :data:`~flight.subsystems.link.pending.RECOVERED_TIMEOUT_S`,
+        with INTERRUPTED (its answer, if any, came while the link was down)."""
         for command_id, p in list(self.pending.items()):
-            if now - p.since > PENDING_TIMEOUT_S:
+            if p.recovered and now - p.since > RECOVERED_TIMEOUT_S:
+                self._final_failure(command_id, p, "INTERRUPTED",
+                                    "the link restarted while the command was in flight and its final answer "
+                                    "never came: it may have taken effect")
+            elif now - p.since > PENDING_TIMEOUT_S:
                 self._final_failure(command_id, p, "EXECUTION_ERROR", f"no answer within {PENDING_TIMEOUT_S:g} s")
 
     def _final_failure(self, command_id: str, p: PendingTc, code: str, message: str) -> None:
         del self.pending[command_id]
+        # an accepted TC a restart interrupted ends with TM[1,8]: whether it had started is unknown
         subtype = (Verif.TM_ACCEPTANCE_FAILURE if not p.accepted
-                   else Verif.TM_START_FAILURE if not p.started else Verif.TM_COMPLETION_FAILURE)
-        self._verify(p, subtype, code=code, message=message)
+                   else Verif.TM_START_FAILURE if not p.started and code != "INTERRUPTED"
+                   else Verif.TM_COMPLETION_FAILURE)
+        self._verify_final(command_id, p, subtype, code=code, message=message)
 
     def _verify(self, p: PendingTc, subtype: int, **fields: Any) -> None:
         self._reply(p.identity, self.tm.verification(subtype, p.tc, utc_unix_s=self._state.utc_now(), **fields))
+
+    def _verify_final(self, command_id: str, p: PendingTc, subtype: int, **fields: Any) -> None:
+        """The final report: kept with the TC's record before it leaves, so a restart before the
+        record is removed sends these same bytes again (which the ground archive keeps once)
+        rather than a second verdict."""
+        packet = self.tm.verification(subtype, p.tc, utc_unix_s=self._state.utc_now(), **fields)
+        if self.store is not None:
+            self._stored(lambda: self.store.finished(command_id, packet))
+        self._reply(p.identity, packet)
+        self._forget(command_id)
 
     # -- TCs served by the link itself ---------------------------------------------------
     def acceptance_failure(self, source: TcSource, tc: PusTc, code: str, why: str) -> None:

@@ -254,12 +254,13 @@ class PowerManager(Subsystem):
         commands=(
             Command("set_soc_floor", 1, (Arg("soc_floor", "float", "", 0.40, 0.90,
                                              doc="Lowest planned state of charge (0.40 = contingency DoD)."),),
-                    doc="Change the state-of-charge floor the discharge allowance protects."),
+                    doc="Change the state-of-charge floor the discharge allowance protects.", idempotent=True),
             Command("monitor_add", 2, _monitor_args(), doc="Add a watchpoint to the monitoring table."),
             Command("monitor_delete", 3, _WP_ID, doc="Delete a watchpoint."),
             Command("monitor_enable", 4, _WP_ID, doc="Enable a watchpoint."),
             Command("monitor_disable", 5, _WP_ID, doc="Disable a watchpoint."),
-            Command("monitor_list", 6, doc="List the monitoring table (JSON, one watchpoint per line)."),
+            Command("monitor_list", 6, doc="List the monitoring table (JSON, one watchpoint per line).",
+                    idempotent=True),
             Command("set_mode", 7, (
                 Arg("mode", "str", choices=MODES, doc="Mode to enter."),
                 Arg("why", "str", doc="Reason, carried into ctl/mode and exec.mode_changed."),

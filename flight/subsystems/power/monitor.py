@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from flight.core.component import SEVERITIES, CommandError
+from flight.core.storage import connect_checked
 from flight.hal.protocol import SENSOR_FIELDS
 from flight.subsystems.power.modes import MODES
 
@@ -118,7 +119,8 @@ class Monitor:
 
     def __init__(self, path: Path | None,
                  validate_command: Callable[[str, Any], dict] | None = None) -> None:
-        self.db = sqlite3.connect(":memory:" if path is None else path, isolation_level=None)
+        self.db = (sqlite3.connect(":memory:", isolation_level=None) if path is None
+                   else connect_checked(path, isolation_level=None))
         self.db.executescript(_SCHEMA)
         self.validate_command = validate_command
         if self.db.execute("SELECT value FROM meta WHERE key='seeded'").fetchone() is None:

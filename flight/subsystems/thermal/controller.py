@@ -80,16 +80,16 @@ class ThermalController(Subsystem):
         commands=(
             Command("set_setpoint", 1, (Arg("setpoint_c", "float", "degC", 15.0, 45.0,
                                             doc="Coolant supply temperature to hold."),),
-                    doc="Change the coolant supply temperature setpoint."),
+                    doc="Change the coolant supply temperature setpoint.", idempotent=True),
             Command("set_gpu_target", 2, (Arg("target_c", "float", "degC", 60.0, 87.0,
                                               doc="GPU temperature the headroom and pump aim at."),),
-                    doc="Change the GPU temperature target (below the 89 °C hardware slowdown)."),
+                    doc="Change the GPU temperature target (below the 89 °C hardware slowdown).", idempotent=True),
             Command("set_gains", 3, (
                 Arg("loop", "str", choices=("valves", "pump"), doc="Loop family."),
                 Arg("kp", "float", "1/K", 0.0, 2.0, doc="Proportional gain."),
                 Arg("ki", "float", "1/(K*s)", 0.0, 0.1, doc="Integral gain."),
                 Arg("kd", "float", "s/K", 0.0, 20.0, doc="Derivative gain."),
-            ), doc="Retune a loop family; the integrator is kept."),
+            ), doc="Retune a loop family; the integrator is kept.", idempotent=True),
         ),
         telemetry=(
             Channel("setpoint_c", "float", "degC", "Coolant supply setpoint."),
