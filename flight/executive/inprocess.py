@@ -111,6 +111,7 @@ class InProcessRun:
             commands_executed=self.rack.commands_executed,
             restarts=0,
             telemetry_sha256=self.recorder.telemetry_sha256(self.last_tick),
+            telemetry_rows_dropped=self.recorder.rows_dropped + self.recorder.held,
             bus_gaps=0,
             mode=self.mode,
             end=end,
