@@ -14,17 +14,19 @@ Measured side by side in one run, so the ratio holds on a noisy shared machine:
   one run can be a third slower than the next.
 * ``tick_overhead_ratio`` = ``full_stack_tick_ms`` / ``in_process_tick_ms`` (target <= 3), the
   two measured alternately in this run over the same ticks (one orbit of the default element
-  set, seed 0, default workload):
+  set, seed 0, default workload), each as (median one-orbit wall time - median wall time of a
+  :data:`SHORT_RUN_S` run) / the ticks between, so start-up and shutdown are taken out:
 
-  - ``full_stack_tick_ms``: the lockstep ``flight run`` per tick, start-up and shutdown taken
-    out: (median one-orbit wall time - median wall time of a :data:`SHORT_RUN_S` run) / the
-    ticks between. It includes every process: the simulator and the HAL bridge in one, power,
-    thermal, jobs and link each in its own, the executive's proxy, recorder and supervisor,
-    and every bus hop between them.
-  - ``in_process_tick_ms``: :class:`flight.hal.inprocess.InProcessRack` flying as many ticks in
-    this process: the same simulator step and the same power, thermal and job runner code with
-    their data products delivered between ticks; no link, no bridge housekeeping, no recorder,
-    no bus.
+  - ``full_stack_tick_ms``: ``flight run``: the simulator and the HAL bridge in one process,
+    power, thermal, jobs and link each in its own, the executive's proxy, recorder and
+    supervisor, and every bus and lockstep hop between them;
+  - ``in_process_tick_ms``: ``flight run --in-process`` (:mod:`flight.executive.inprocess`):
+    the same components (link and recorder included) in the same lockstep order in one
+    process, no bus. ``same_telemetry`` says both runs recorded the same
+    ``telemetry_sha256``, i.e. did the same work;
+  - ``rack_tick_ms``: for reference, :class:`flight.hal.inprocess.InProcessRack` alone flying
+    as many ticks: the simulator step and the power, thermal and job runner code, without the
+    link, the bridge's housekeeping and the recorder.
 
 The publisher runs in its own process in both cases, as in flight.
 
@@ -127,14 +129,15 @@ def measure(kind: str, n: int) -> float:
     return (got - 1) / elapsed if got > 1 else 0.0
 
 
-def run_wall_s(*length: str) -> float:
-    """Wall seconds of one lockstep ``flight run`` of ``length`` (``--orbits N`` or ``--duration S``)."""
+def run_summary(*args: str) -> dict:
+    """The summary of one lockstep ``flight run`` with ``args`` (a length: ``--orbits N`` or
+    ``--duration S``; ``--in-process``)."""
     with tempfile.TemporaryDirectory(prefix="rf-orbit-") as tmp:
         summary = Path(tmp) / "s.json"
-        subprocess.run([sys.executable, "-m", "flight.cli", "run", *length, "--speed", "max", "--no-progress",
+        subprocess.run([sys.executable, "-m", "flight.cli", "run", *args, "--speed", "max", "--no-progress",
                         "--data", str(Path(tmp) / "run"), "--summary-json", str(summary)],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return json.loads(summary.read_text())["wall_time_s"]
+        return json.loads(summary.read_text())
 
 
 def in_process_wall_s(ticks: int) -> float:
@@ -151,18 +154,27 @@ def in_process_wall_s(ticks: int) -> float:
 
 
 def tick_overhead(runs: int) -> dict:
-    """One-orbit runs, short runs and in-process flights, alternated; their figures."""
+    """One-orbit and short runs of the full stack and in process, and in-process rack
+    flights, alternated; their figures."""
     ticks = round(orbit_period_s(*load_tle(DEFAULT_TLE_PATH, DEFAULT_TLE_NAME)[1]))
-    orbit, short, inproc = [], [], []
+    walls: dict[str, list[float]] = {"orbit": [], "short": [], "inproc_orbit": [], "inproc_short": [], "rack": []}
+    hashes = set()
     for _ in range(runs):
-        orbit.append(round(run_wall_s("--orbits", "1"), 2))
-        short.append(round(run_wall_s("--duration", f"{SHORT_RUN_S:g}"), 2))
-        inproc.append(in_process_wall_s(ticks))
-    full_ms = (statistics.median(orbit) - statistics.median(short)) / (ticks - SHORT_RUN_S) * 1e3
-    inproc_ms = statistics.median(inproc) / ticks * 1e3
-    return {"orbit_wall_s": statistics.median(orbit), "orbit_runs_wall_s": orbit,
-            "short_run_wall_s": statistics.median(short), "full_stack_tick_ms": round(full_ms, 3),
-            "in_process_tick_ms": round(inproc_ms, 3), "tick_overhead_ratio": round(full_ms / inproc_ms, 2)}
+        for key, mode in (("orbit", ()), ("inproc_orbit", ("--in-process",))):
+            summary = run_summary("--orbits", "1", *mode)
+            walls[key].append(round(summary["wall_time_s"], 2))
+            hashes.add(summary["telemetry_sha256"])
+        walls["short"].append(round(run_summary("--duration", f"{SHORT_RUN_S:g}")["wall_time_s"], 2))
+        walls["inproc_short"].append(round(run_summary("--duration", f"{SHORT_RUN_S:g}", "--in-process")["wall_time_s"], 3))
+        walls["rack"].append(in_process_wall_s(ticks))
+    med = {key: statistics.median(values) for key, values in walls.items()}
+    full_ms = (med["orbit"] - med["short"]) / (ticks - SHORT_RUN_S) * 1e3
+    inproc_ms = (med["inproc_orbit"] - med["inproc_short"]) / (ticks - SHORT_RUN_S) * 1e3
+    return {"orbit_wall_s": med["orbit"], "orbit_runs_wall_s": walls["orbit"],
+            "short_run_wall_s": med["short"], "in_process_orbit_wall_s": med["inproc_orbit"],
+            "full_stack_tick_ms": round(full_ms, 3), "in_process_tick_ms": round(inproc_ms, 3),
+            "rack_tick_ms": round(med["rack"] / ticks * 1e3, 3), "same_telemetry": len(hashes) == 1,
+            "tick_overhead_ratio": round(full_ms / inproc_ms, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
