@@ -40,12 +40,13 @@ from flight.spacelink import (
     pus17_test as pus17,
     pus20_parameters as pus20,
     pus140_results as pus140,
+    pus141_keys as pus141,
     sdls,
 )
 from flight.spacelink.layout import WIRE_TYPES, Field, Message, Repeat
 from flight.subsystems.link import connections, downlink, uplink, verification
 
-SERVICE_MODULES = (pus1, pus3, pus5, pus8, pus11, pus15, pus17, pus20, pus140)
+SERVICE_MODULES = (pus1, pus3, pus5, pus8, pus11, pus15, pus17, pus20, pus140, pus141)
 """Every PUS service module, each with its ``MESSAGES``."""
 EXAMPLE_UTC = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
 EXAMPLE_KEY = sdls.StationKey("example", 1, bytes(range(sdls.KEY_LEN)))
