@@ -295,6 +295,14 @@ def _paragraph(doc: str, heading: str) -> str:
     return _ROLE.sub(r"`\1`", " ".join(body).replace("``", "`")).strip()
 
 
+def _bullets(doc: str, heading: str) -> str:
+    """The ``* `` bullet list under ``heading`` in a docstring, as a Markdown list."""
+    items: list[str] = []
+    for line in _paragraph(doc, heading).split(" * "):
+        items.append("* " + line.removeprefix("* ").strip())
+    return "\n".join(items)
+
+
 def _verification() -> str:
     rows = [[pus1.FAILURE_CODE_NUMBERS[code], code, "link" if code in pus1.LINK_FAILURE_CODES else "link or owner",
              pus1.FAILURE_CODE_MEANINGS[code]] for code in pus1.FAILURE_CODE_NUMBERS]
@@ -370,7 +378,14 @@ Anti-replay
   {sdls.REPLAY_WINDOW} accepted ARSNs per SPI.
 
 A TC that fails (no security fields, unknown SPI, MAC mismatch, replayed or stale ARSN) gets
-TM[1,2] AUTHENTICATION_ERROR and nothing of it is executed.
+TM[1,2] AUTHENTICATION_ERROR and nothing of it is executed. Only a key that is active in the
+onboard key store authenticates: a TC whose MAC checks under a pre-active or deactivated
+(revoked) key gets TM[1,2] KEY_NOT_ACTIVE (code {pus1.FAILURE_CODE_NUMBERS["KEY_NOT_ACTIVE"]}), its ARSN is
+not admitted, and nothing of it is executed. Keys are uploaded (wrapped under a key-encryption
+key), verified, activated, deactivated and listed by service {pus141.KEY_SERVICE} (section 10), in the
+manner of the key management of the SDLS Extended Procedures (CCSDS 355.1-B-1):
+
+{_bullets(pus141.__doc__, "What is taken from CCSDS 355.1-B-1, and what differs")}
 
 To sign a TC: (1) application data = SPI (u16) ‖ ARSN (u64) ‖ service data ‖ {sdls.MAC_LEN} zero
 bytes; (2) build the whole packet with it (primary header with its final length, secondary

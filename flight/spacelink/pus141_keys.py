@@ -36,8 +36,8 @@ What is taken from CCSDS 355.1-B-1, and what differs
       One key per TC, so each TC's verification speaks for one key. The TC itself is
       authenticated like every TC, so only a holder of an active station key can upload.
     * Key verification is the procedure's challenge and response: the satellite answers a
-      16-byte challenge (annex D's size) with ``HMAC-SHA256(key, VERIFY_LABEL ‖ spi u16 ‖
-      challenge)`` cut to 16 bytes (the key is an HMAC key, so it MACs where the baseline
+      16-byte challenge (annex D's size) with ``HMAC-SHA256(key, "rackflight key verification"
+      ‖ 0x00 ‖ spi u16 ‖ challenge)`` cut to 16 bytes (the key is an HMAC key, so it MACs where the baseline
       encrypts); the label keeps a response from ever being a TC's MAC. Pre-active and active
       keys can be verified, so a key is checked before it is activated.
     * Inventory answers for an inclusive SPI range, as the procedure does, listing only the

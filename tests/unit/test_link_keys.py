@@ -300,3 +300,50 @@ def test_a_scheduled_tc_signed_with_a_key_revoked_before_its_release_is_refused(
     assert released.data["args"]["request_id"] == framing.request_id(inner)
     assert [e.data["args"]["why"] for e in harness.events("tc_key_not_active")] == [
         "signed with the key of SPI 1 (local), which is deactivated (revoked): it may be compromised"]
+
+
+# -- the ground CLI, as an operator types it --------------------------------------------------------
+@pytest.mark.parametrize("sub", [["keys"], ["keys", "upload"], ["keys", "verify"], ["keys", "activate"],
+                                 ["keys", "deactivate"], ["keys", "list"]])
+def test_help_explains_each_keys_command_with_an_example(capsys, sub):
+    from tests.support.ground_cli import run
+
+    with pytest.raises(SystemExit) as exit_:
+        run(*sub, "--help")
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: flight ground " + " ".join(sub) in out and "example" in out
+
+
+@pytest.fixture
+def served_with_kek(tmp_path, ground_keys):
+    from tests.support.link_harness import ServedLink
+
+    keys.create_kek(ground_keys)  # as `flight run` does when the key directory has none
+    served = ServedLink(tmp_path)
+    yield served
+    served.close()
+
+
+def test_a_rotation_by_the_ground_cli_as_the_readme_shows_it(served_with_kek, capsys):
+    from tests.support.ground_cli import run
+
+    link = f"--link={served_with_kek.endpoint}"
+    assert run("init", "--station", "local-2", command="keys") == 0
+    assert run("keys", "upload", link, "local-2") == 0
+    assert "completed" in capsys.readouterr().out
+    assert run("keys", "verify", link, "2") == 0
+    assert "verified: the satellite holds the key of SPI 2 (local-2)" in capsys.readouterr().out
+    assert run("keys", "activate", link, "2") == 0
+    assert run("keys", "deactivate", link, "1", "--station", "local-2") == 0
+    capsys.readouterr()
+    assert run("keys", "list", link, "--station", "local-2") == 0
+    listed = capsys.readouterr().out
+    assert "DEACTIVATED" in listed and "ACTIVE" in listed and "local-2" in listed
+    assert run("ping", link) == 1  # signed with the revoked key of station 'local'
+    assert "KEY_NOT_ACTIVE" in capsys.readouterr().out
+    assert run("ping", link, "--station", "local-2") == 0
+    assert run("keys", "deactivate", link, "2", "--station", "local-2") == 1  # the last active key
+    assert "only active key" in capsys.readouterr().out
+    assert run("keys", "verify", link, "1", "--station", "local-2") == 1
+    assert "deactivated" in capsys.readouterr().out
