@@ -74,6 +74,8 @@ def test_the_key_store_keeps_its_states_across_reopening_and_refuses_illegal_tra
     first = StationKey("local", 1, bytes(32))
     store = KeyStore(tmp_path / KEYS_FILE)
     assert store.seed({1: first}) and not store.seed({9: StationKey("late", 9, bytes(32))})
+    assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.glob(KEYS_FILE + "*")} == {
+        KEYS_FILE: 0o600, KEYS_FILE + "-wal": 0o600, KEYS_FILE + "-shm": 0o600}
     store.add(NEW)
     with pytest.raises(CommandError, match="already holds a key"):
         store.add(StationKey("again", 2, bytes(32)))

@@ -2,7 +2,8 @@
 (:class:`~flight.spacelink.pus141_keys.KeyState`), in :data:`KEYS_FILE` of the run data
 directory.
 
-Durable and atomic: each change is one SQLite transaction on a durable file
+Private: the file (mode 0600, with its ``-wal`` and ``-shm``, which SQLite creates with the
+file's mode) holds key material, like a key file. Durable and atomic: each change is one SQLite transaction on a durable file
 (:func:`flight.core.storage.open_durable`: committed means on disk, with room kept for a
 full disk), made before the TC that asked for it completes, and the in-memory copy changes
 only once it is committed. So a key deactivated before a reboot (a new ``flight run`` on the
@@ -24,6 +25,7 @@ Rules (the transitions of CCSDS 355.1-B-1's key management)
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +61,12 @@ class KeyStore:
     """
 
     def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # key material: as private as a key file
         self._db = open_durable(path)
+        for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if file.exists():  # a fresh file after a damaged one was moved aside, or one from before
+                file.chmod(0o600)
         self._db.execute("CREATE TABLE IF NOT EXISTS keys (spi INTEGER PRIMARY KEY, name TEXT NOT NULL, "
                          "key BLOB NOT NULL, state INTEGER NOT NULL)")
         self._keys = {int(spi): StoredKey(StationKey(name, int(spi), bytes(key)), KeyState(state))
