@@ -70,6 +70,30 @@ def test_malformed_key_tc_data_is_refused_with_its_code(subtype, data, code):
     assert exc.value.code == code
 
 
+def test_any_key_tc_data_parses_or_is_refused_with_a_failure_code_and_nothing_else(tmp_path):
+    """Hostile data of every key TC, parsed as the link parses it (KEK lookup, unwrap, store
+    lookup included): a request or a CommandError, never another exception, and no change."""
+    from flight.subsystems.link.key_service import KeyService
+    from flight.subsystems.link.uplink import Authenticator
+
+    auth = Authenticator({1: StationKey("local", 1, bytes(32))}, False, {KEK.kek_id: KEK})
+    auth.open(tmp_path)
+    routes = KeyService(auth, None, None).routes()
+
+    @given(st.sampled_from(sorted(pus141.KEY_TCS)), st.binary(max_size=80))
+    def parse(tc_type, data):
+        try:
+            routes[tc_type].parse(None, data)
+        except CommandError as exc:
+            assert exc.code in ("FORMAT_ERROR", "VALIDATION_ERROR")
+
+    try:
+        parse()
+        assert auth.store.inventory(1, 0xFFFF) == [KeyEntry(1, KeyState.ACTIVE, "local")]
+    finally:
+        auth.close()
+
+
 def test_the_key_store_keeps_its_states_across_reopening_and_refuses_illegal_transitions(tmp_path):
     first = StationKey("local", 1, bytes(32))
     store = KeyStore(tmp_path / KEYS_FILE)

@@ -66,11 +66,6 @@ class Authenticator:
         self.store: KeyStore | None = None
         self._replay: ReplayGuard | None = None
 
-    @property
-    def keys(self) -> dict[int, StationKey]:
-        """Every key of the store, any state, by SPI (the key files' before :meth:`open`)."""
-        return self.store.material if self.store is not None else self.file_keys
-
     def open(self, data_path: Path) -> None:
         """Open the key store (seeded on the mission's first run) and the replay state in
         ``data_path`` (not in lab mode).
@@ -90,7 +85,7 @@ class Authenticator:
         self._replay = self.store = None
 
     def _check(self, tc: PusTc) -> Authenticated:
-        auth = unprotect(tc, self.keys)
+        auth = unprotect(tc, self.store.material)  # any state: a revoked key's own MAC is told from a forgery
         self.store.check_active(auth.spi)
         return auth
 
