@@ -109,13 +109,21 @@ def load_all(directory: Path) -> dict[int, StationKey]:
         OSError: the directory or a key file cannot be read.
         ValueError: a bad key file, or two keys with one SPI.
     """
-    keys: dict[int, StationKey] = {}
-    for path in sorted(directory.glob(f"*{SUFFIX}")):
-        key = read_key(path)
-        if key.spi in keys:
-            raise ValueError(f"{path} and the key of station {keys[key.spi].station!r} share SPI {key.spi}")
-        keys[key.spi] = key
-    return keys
+    return _load_every(directory, SUFFIX, read_key, lambda k: (k.spi, f"the key of station {k.station!r}", "SPI"))
+
+
+def _load_every(directory: Path, suffix: str, read: Callable[[Path], T],
+                ident: Callable[[T], tuple[int, str, str]]) -> dict[int, T]:
+    """Every ``*suffix`` file of ``directory`` read by ``read``, by the number ``ident`` gives
+    (with what to call the item and its number in the error of a number found twice)."""
+    found: dict[int, T] = {}
+    for path in sorted(directory.glob(f"*{suffix}")):
+        item = read(path)
+        number, _, kind = ident(item)
+        if number in found:
+            raise ValueError(f"{path} and {ident(found[number])[1]} share {kind} {number}")
+        found[number] = item
+    return found
 
 
 def load_key(directory: Path, station: str = LOCAL_STATION) -> StationKey:
@@ -202,13 +210,8 @@ def load_keks(directory: Path) -> dict[int, Kek]:
     Raises:
         OSError: a file cannot be read. ValueError: a bad file, or two with one id.
     """
-    keks: dict[int, Kek] = {}
-    for path in sorted(directory.glob(f"*{KEK_SUFFIX}")):
-        kek = read_kek(path)
-        if kek.kek_id in keks:
-            raise ValueError(f"{path} and the key-encryption key {keks[kek.kek_id].name!r} share id {kek.kek_id}")
-        keks[kek.kek_id] = kek
-    return keks
+    return _load_every(directory, KEK_SUFFIX, read_kek,
+                       lambda k: (k.kek_id, f"the key-encryption key {k.name!r}", "id"))
 
 
 def load_kek(directory: Path, name: str = LOCAL_KEK) -> Kek:
