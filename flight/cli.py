@@ -98,8 +98,10 @@ def add_run_parser(sub) -> None:
     p.add_argument("--link", type=_host_port, default=LINK_DEFAULT, metavar="HOST:PORT",
                    help=f"where the link manager listens for the ground (default {LINK_DEFAULT})")
     p.add_argument("--keys", metavar="DIR",
-                   help="ground-station keys the link accepts telecommands from (default $RACKFLIGHT_KEYS_DIR "
-                        "or ~/.config/rackflight/keys; a local station key is created there if it has none)")
+                   help="ground-station keys, taken into the onboard key store on a mission's first run, and "
+                        "the key-encryption keys that unwrap keys uploaded later (default $RACKFLIGHT_KEYS_DIR or "
+                        "~/.config/rackflight/keys; a local station key and 'master' key-encryption key are "
+                        "created there if it has none)")
     p.add_argument("--unauthenticated-lab", action="store_true",
                    help="lab only: accept telecommands without authentication (the link binds loopback only)")
     p.add_argument("--hal", metavar="ENDPOINT",
