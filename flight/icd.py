@@ -297,10 +297,7 @@ def _paragraph(doc: str, heading: str) -> str:
 
 def _bullets(doc: str, heading: str) -> str:
     """The ``* `` bullet list under ``heading`` in a docstring, as a Markdown list."""
-    items: list[str] = []
-    for line in _paragraph(doc, heading).split(" * "):
-        items.append("* " + line.removeprefix("* ").strip())
-    return "\n".join(items)
+    return "\n".join("* " + item.removeprefix("* ").strip() for item in _paragraph(doc, heading).split(" * "))
 
 
 def _verification() -> str:

@@ -49,7 +49,8 @@ SUFFIX = ".key"
 KEK_SUFFIX = ".kek"
 LOCAL_KEK = "master"
 """The key-encryption key ``flight run`` creates when it finds none, and ``flight ground keys upload`` wraps with."""
-_STATION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+STATION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""A station (or key-encryption key) name."""
 
 
 def keys_dir(explicit: str | os.PathLike | None = None) -> Path:
@@ -69,7 +70,7 @@ def key_path(directory: Path, station: str, suffix: str = SUFFIX) -> Path:
     Raises:
         ValueError: a name that is not 1..64 letters, digits, ``-`` or ``_``.
     """
-    if not _STATION_NAME.fullmatch(station):
+    if not STATION_NAME.fullmatch(station):
         raise ValueError(f"station name must be 1..64 letters, digits, '-' or '_', got {station!r}")
     return directory / f"{station}{suffix}"
 

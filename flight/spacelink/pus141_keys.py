@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
@@ -58,7 +57,7 @@ from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
 
 from flight.core.component import CommandError
 from flight.spacelink.codec import Reader, decode_tc_data, pack_value, unpack_value
-from flight.spacelink.keys import Kek
+from flight.spacelink.keys import STATION_NAME, Kek
 from flight.spacelink.layout import Field, Message, Repeat, fixed_struct
 from flight.spacelink.sdls import KEY_LEN, MAC_LEN, MAX_SPI, StationKey
 
@@ -74,8 +73,6 @@ WRAPPED_LEN = 48
 VERIFY_LABEL = b"rackflight key verification\x00"
 MAX_KEYS = 200
 """Keys the onboard store holds, every state counted (their inventory fits one TM)."""
-NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-"""A key's name: a station name (:mod:`flight.spacelink.keys`)."""
 
 
 class KeyState(IntEnum):
@@ -153,7 +150,7 @@ def otar_data(kek: Kek, key: StationKey) -> bytes:
     Raises:
         ValueError: a station name that is not a key name.
     """
-    if not NAME.fullmatch(key.station):
+    if not STATION_NAME.fullmatch(key.station):
         raise ValueError(f"key name must be 1..64 letters, digits, '-' or '_', got {key.station!r}")
     return _OTAR_HEAD.pack(kek.kek_id, wrap_key(kek, key)) + pack_value("str", key.station)
 
@@ -206,7 +203,7 @@ def parse_otar(data: bytes) -> Otar:
         return Otar(kek_id, wrapped, unpack_value("str", r))
 
     otar = decode_tc_data(KEY_SERVICE, OTAR, read, data)
-    if not NAME.fullmatch(otar.name):
+    if not STATION_NAME.fullmatch(otar.name):
         raise CommandError("VALIDATION_ERROR", f"key name must be 1..64 letters, digits, '-' or '_', "
                                                f"got {otar.name[:80]!r}")
     return otar

@@ -42,7 +42,7 @@ def test_a_wrapped_key_unwraps_only_under_its_kek_and_unaltered():
 
 
 @given(st.lists(st.tuples(st.integers(1, 0xFFFF), st.sampled_from(list(KeyState)),
-                          st.from_regex(pus141.NAME, fullmatch=True)), max_size=pus141.MAX_KEYS))
+                          st.from_regex(keys.STATION_NAME, fullmatch=True)), max_size=pus141.MAX_KEYS))
 def test_an_inventory_reply_round_trips_and_fits_one_packet(entries):
     data = pus141.inventory_reply_data([KeyEntry(*e) for e in entries])
     assert len(data) <= framing.MAX_TM_SOURCE_DATA
