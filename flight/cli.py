@@ -9,7 +9,7 @@ dictionary, talk to the satellite from the ground.
     flight ground ping | send SUBSYSTEM.COMMAND key=value ... | watch
     flight report DATA_DIR [--out DIR]
     flight campaign run FILE [--workers N | --scheduler tcp://HOST:PORT] [--out DIR] | report DIR | replay DIR CASE
-    flight keys init [--station NAME] [--dir DIR]
+    flight keys init [--station NAME] [--dir DIR] | init-kek [--name NAME] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -98,8 +98,10 @@ def add_run_parser(sub) -> None:
     p.add_argument("--link", type=_host_port, default=LINK_DEFAULT, metavar="HOST:PORT",
                    help=f"where the link manager listens for the ground (default {LINK_DEFAULT})")
     p.add_argument("--keys", metavar="DIR",
-                   help="ground-station keys the link accepts telecommands from (default $RACKFLIGHT_KEYS_DIR "
-                        "or ~/.config/rackflight/keys; a local station key is created there if it has none)")
+                   help="ground-station keys, taken into the onboard key store on a mission's first run, and "
+                        "the key-encryption keys that unwrap keys uploaded later (default $RACKFLIGHT_KEYS_DIR or "
+                        "~/.config/rackflight/keys; a local station key and 'master' key-encryption key are "
+                        "created there if it has none)")
     p.add_argument("--unauthenticated-lab", action="store_true",
                    help="lab only: accept telecommands without authentication (the link binds loopback only)")
     p.add_argument("--hal", metavar="ENDPOINT",
@@ -270,8 +272,9 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def _prepare_keys(console, args: argparse.Namespace) -> Path | None:
-    """The resolved key directory, after creating the local station key when it holds none
-    (one line says where) or warning about lab mode; ``None`` after an error."""
+    """The resolved key directory, after creating the local station key and key-encryption
+    key when it holds none (one line each says where) or warning about lab mode; ``None``
+    after an error."""
     from flight.spacelink import keys
 
     directory = keys.keys_dir(args.keys).resolve()
@@ -281,12 +284,16 @@ def _prepare_keys(console, args: argparse.Namespace) -> Path | None:
         return directory
     try:
         created = keys.ensure_local_key(directory)
+        kek = keys.ensure_local_kek(directory)
     except (OSError, ValueError) as exc:
         console.print(f"[red]error:[/] cannot create a ground station key in {directory}: {exc}")
         return None
     if created is not None:
         console.print(f"created the key of ground station {created.station!r} (SPI {created.spi}): "
                       f"{keys.key_path(directory, created.station)}", soft_wrap=True)  # a path to copy, unbroken
+    if kek is not None:
+        console.print(f"created the key-encryption key {kek.name!r} (id {kek.kek_id}) that wraps uploaded keys: "
+                      f"{keys.key_path(directory, kek.name, keys.KEK_SUFFIX)}", soft_wrap=True)
     return directory
 
 

@@ -40,12 +40,13 @@ from flight.spacelink import (
     pus17_test as pus17,
     pus20_parameters as pus20,
     pus140_results as pus140,
+    pus141_keys as pus141,
     sdls,
 )
 from flight.spacelink.layout import WIRE_TYPES, Field, Message, Repeat
 from flight.subsystems.link import connections, downlink, uplink, verification
 
-SERVICE_MODULES = (pus1, pus3, pus5, pus8, pus11, pus15, pus17, pus20, pus140)
+SERVICE_MODULES = (pus1, pus3, pus5, pus8, pus11, pus15, pus17, pus20, pus140, pus141)
 """Every PUS service module, each with its ``MESSAGES``."""
 EXAMPLE_UTC = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
 EXAMPLE_KEY = sdls.StationKey("example", 1, bytes(range(sdls.KEY_LEN)))
@@ -294,6 +295,11 @@ def _paragraph(doc: str, heading: str) -> str:
     return _ROLE.sub(r"`\1`", " ".join(body).replace("``", "`")).strip()
 
 
+def _bullets(doc: str, heading: str) -> str:
+    """The ``* `` bullet list under ``heading`` in a docstring, as a Markdown list."""
+    return "\n".join("* " + item.removeprefix("* ").strip() for item in _paragraph(doc, heading).split(" * "))
+
+
 def _verification() -> str:
     rows = [[pus1.FAILURE_CODE_NUMBERS[code], code, "link" if code in pus1.LINK_FAILURE_CODES else "link or owner",
              pus1.FAILURE_CODE_MEANINGS[code]] for code in pus1.FAILURE_CODE_NUMBERS]
@@ -369,7 +375,14 @@ Anti-replay
   {sdls.REPLAY_WINDOW} accepted ARSNs per SPI.
 
 A TC that fails (no security fields, unknown SPI, MAC mismatch, replayed or stale ARSN) gets
-TM[1,2] AUTHENTICATION_ERROR and nothing of it is executed.
+TM[1,2] AUTHENTICATION_ERROR and nothing of it is executed. Only a key that is active in the
+onboard key store authenticates: a TC whose MAC checks under a pre-active or deactivated
+(revoked) key gets TM[1,2] KEY_NOT_ACTIVE (code {pus1.FAILURE_CODE_NUMBERS["KEY_NOT_ACTIVE"]}), its ARSN is
+not admitted, and nothing of it is executed. Keys are uploaded (wrapped under a key-encryption
+key), verified, activated, deactivated and listed by service {pus141.KEY_SERVICE} (section 10), in the
+manner of the key management of the SDLS Extended Procedures (CCSDS 355.1-B-1):
+
+{_bullets(pus141.__doc__, "What is taken from CCSDS 355.1-B-1, and what differs")}
 
 To sign a TC: (1) application data = SPI (u16) ‖ ARSN (u64) ‖ service data ‖ {sdls.MAC_LEN} zero
 bytes; (2) build the whole packet with it (primary header with its final length, secondary

@@ -182,7 +182,7 @@ class LinkClient:
                 ack_flags: int = ACK_ALL) -> Iterator[Report]:
         """Send TC[service,subtype] with ``data`` and yield what answers it as it arrives: its
         verification reports and the reports it asks for (TM[3,10], TM[5,8], TM[11,10],
-        TM[15,13], TM[20,2] addressed to this client's source id: every connection gets
+        TM[15,13], TM[20,2], TM[141,132], TM[141,135] addressed to this client's source id: every connection gets
         every TM), up to the final verification.
 
         Raises:
@@ -190,13 +190,15 @@ class LinkClient:
             ConnectionError: the link closed the connection.
         """
         from flight.spacelink.pus11_scheduling import ScheduleReport
+        from flight.spacelink.pus141_keys import KeyInventoryReport, KeyVerificationReport
         from flight.spacelink.pus20_parameters import ParameterReport
         from flight.spacelink.pus3_housekeeping import HkStructureReport
         from flight.spacelink.pus5_events import DisabledEventsReport
 
         req = self.send(self.tc(service, subtype, data, ack_flags))
         yield from self._answers(req, timeout_s, f"TC[{service},{subtype}]", (
-            HkStructureReport, DisabledEventsReport, ScheduleReport, ParameterReport, StoreStatusReport))
+            HkStructureReport, DisabledEventsReport, ScheduleReport, ParameterReport, StoreStatusReport,
+            KeyVerificationReport, KeyInventoryReport))
 
     def command(self, qualified: str, args: Mapping[str, Any], timeout_s: float,
                 ack_flags: int = ACK_ALL) -> Iterator[Verification]:

@@ -27,6 +27,8 @@ WIRE_TYPES: dict[str, tuple[str | None, str]] = {
     "value": (None, "a typed value in its declared type's encoding (see Value encoding)"),
     "channel": (None, "a housekeeping channel in its declared encoding (see Value encoding)"),
     "packet": (None, "a whole TC packet, as many bytes as the length field before it says"),
+    "bytes16": ("16s", "16 opaque bytes"),
+    "bytes48": ("48s", "48 opaque bytes"),
 }
 """Wire types of the fields: ``struct`` code (``None``: variable size) and meaning."""
 

@@ -33,7 +33,7 @@ from flight.spacelink.layout import Field, Message
 VERIFICATION_SERVICE = PusService.S1_VERIFICATION
 
 LINK_FAILURE_CODES = ("AUTHENTICATION_ERROR", "RATE_LIMITED", "ILLEGAL_APID", "ILLEGAL_SERVICE",
-                      "ILLEGAL_SUBTYPE")
+                      "ILLEGAL_SUBTYPE", "KEY_NOT_ACTIVE")
 """Failure codes only the link manager reports, in TM[1,2] before a TC becomes an internal
 command (so they are not among the internal dictionary's ``FAILURE_CODES``). The three
 ILLEGAL_ ones are ECSS-E-ST-70-41C's distinct acceptance checks of a request (5.4.11.2.2,
@@ -52,6 +52,7 @@ FAILURE_CODE_NUMBERS = {
     "ILLEGAL_APID": 130,
     "ILLEGAL_SERVICE": 131,
     "ILLEGAL_SUBTYPE": 132,
+    "KEY_NOT_ACTIVE": 133,
 }
 """Failure code of TM[1,2/4/6/8] (1 byte) for each dictionary failure code (from 1) and each
 link failure code (from 128, so the two lists can grow apart). Part of the wire format:
@@ -74,6 +75,8 @@ FAILURE_CODE_MEANINGS = {
     "ILLEGAL_APID": "the TC's APID is not the one application process that takes telecommands",
     "ILLEGAL_SERVICE": "a service type the satellite does not serve",
     "ILLEGAL_SUBTYPE": "a subtype the satellite does not serve, of a service type it serves",
+    "KEY_NOT_ACTIVE": "correctly signed, with a key that is not active on board: deactivated (revoked, so it may "
+                      "be compromised) or pre-active (uploaded, not yet activated); nothing of the TC was executed",
 }
 """What each failure code means (the failure data adds the particulars)."""
 FAILURE_CODE_NAMES = {number: name for name, number in FAILURE_CODE_NUMBERS.items()}

@@ -74,6 +74,9 @@ class AuthenticationError(ValueError):
     """A TC that fails authentication; ``str()`` says why (missing security fields,
     unknown SPI, MAC mismatch, replayed or stale ARSN)."""
 
+    code = "AUTHENTICATION_ERROR"
+    """The failure code of the TM[1,2] that refuses the TC (a subclass may be more precise)."""
+
 
 @dataclass(frozen=True)
 class StationKey:

@@ -4,7 +4,7 @@
 
 Each service's TCs, TMs and data fields are in its own module: ``pus1_verification``,
 ``pus3_housekeeping``, ``pus5_events``, ``pus8_functions``, ``pus11_scheduling``,
-``pus15_storage``, ``pus17_test``, ``pus20_parameters``, ``pus140_results``; the packets
+``pus15_storage``, ``pus17_test``, ``pus20_parameters``, ``pus140_results``, ``pus141_keys``; the packets
 around them are :mod:`flight.spacelink.framing`'s.
 """
 
@@ -26,6 +26,7 @@ from flight.spacelink import (
     pus17_test as pus17,
     pus20_parameters as pus20,
     pus140_results as pus140,
+    pus141_keys as pus141,
 )
 from flight.spacelink.framing import TIMESTAMP_LEN, TmDecodeError, TmFramer, unix_from_cds
 
@@ -34,9 +35,10 @@ OPS_TCS = pus3.HK_TCS | pus5.EVENT_TCS | pus11.SCHEDULE_TCS | pus20.PARAMETER_TC
 
 Report = Union[pus17.PingReply, pus1.Verification, pus3.HkReport, pus3.HkStructureReport, pus5.EventReport,
                pus5.DisabledEventsReport, pus11.ScheduleReport, pus15.StoreStatusReport, pus20.ParameterReport,
-               pus140.JobResultReport]
+               pus140.JobResultReport, pus141.KeyVerificationReport, pus141.KeyInventoryReport]
 """Every report :func:`decode_tm` returns."""
-_ANSWERS = (pus3.HkStructureReport, pus5.DisabledEventsReport, pus11.ScheduleReport, pus20.ParameterReport)
+_ANSWERS = (pus3.HkStructureReport, pus5.DisabledEventsReport, pus11.ScheduleReport, pus20.ParameterReport,
+            pus141.KeyVerificationReport, pus141.KeyInventoryReport)
 """Reports answering one TC whose service module reads no header: their destination id is set here."""
 
 
@@ -92,6 +94,8 @@ def decode_tm(dictionary: Dictionary, packet: bytes) -> Report:
             report = pus20.decode_report(dictionary, subtype, data, utc)
         elif service == pus140.JOB_RESULT_SERVICE:
             report = pus140.decode_report(subtype, data, utc)
+        elif service == pus141.KEY_SERVICE:
+            report = pus141.decode_report(subtype, data, utc)
     except (ValueError, InvalidTmCrc16Error) as exc:  # BytesTooShortError is a ValueError
         raise TmDecodeError(f"{type(exc).__name__}: {exc}") from None
     if report is None:

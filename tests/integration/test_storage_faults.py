@@ -26,7 +26,7 @@ from tests.support.predicates import FlightRun, wait_until
 
 pytestmark = pytest.mark.slow
 STORES = ("telemetry.sqlite", "jobs.sqlite", "packet_stores.sqlite", "schedule.sqlite", "parameters.sqlite",
-          "link_settings.sqlite", "link_replay.sqlite", "monitor.sqlite", "pending_tcs.sqlite")
+          "link_settings.sqlite", "link_replay.sqlite", "link_keys.sqlite", "monitor.sqlite", "pending_tcs.sqlite")
 """Every SQLite file a run keeps in its data directory."""
 
 

@@ -82,3 +82,26 @@ def test_the_local_key_is_created_only_where_there_is_none(tmp_path):
     keys.create_key(tmp_path / "deployed", "svalbard")
     assert keys.ensure_local_key(tmp_path / "deployed") is None  # a deployment's own keys are enough
     assert not keys.key_path(tmp_path / "deployed", keys.LOCAL_STATION).exists()
+
+
+def test_key_encryption_keys_are_private_files_with_increasing_ids_never_overwritten(tmp_path):
+    first = keys.create_kek(tmp_path / "k")
+    second = keys.create_kek(tmp_path / "k", "backup")
+    assert (first.name, first.kek_id, second.kek_id) == (keys.LOCAL_KEK, 1, 2)
+    path = keys.key_path(tmp_path / "k", "backup", keys.KEK_SUFFIX)
+    assert path.name == "backup.kek" and path.stat().st_mode & 0o777 == 0o600
+    assert keys.load_keks(tmp_path / "k") == {1: first, 2: second}
+    assert keys.load_kek(tmp_path / "k", "backup") == second and second.key.hex() not in repr(second)
+    with pytest.raises(FileExistsError):
+        keys.create_kek(tmp_path / "k", "backup")
+    assert keys.load_all(tmp_path / "k") == {}  # station keys and key-encryption keys stay apart
+    path.chmod(0o644)
+    with pytest.raises(ValueError, match="readable by others"):
+        keys.load_keks(tmp_path / "k")
+
+
+def test_flight_run_creates_a_key_encryption_key_only_where_there_is_none(tmp_path):
+    assert keys.ensure_local_kek(tmp_path / "fresh").kek_id == 1
+    assert keys.ensure_local_kek(tmp_path / "fresh") is None
+    keys.create_kek(tmp_path / "deployed", "mission")
+    assert keys.ensure_local_kek(tmp_path / "deployed") is None

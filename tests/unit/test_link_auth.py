@@ -214,7 +214,7 @@ def test_a_restarted_link_manager_still_refuses_the_replay(tmp_path):
 def test_any_configured_station_key_is_accepted_by_its_spi(tmp_path):
     kiruna = keys.create_key(tmp_path / "keys", "kiruna")
     harness = LinkHarness(tmp_path)  # adds the local key: two stations
-    assert set(harness.link.auth.keys) == {kiruna.spi, harness.key.spi}
+    assert set(harness.link.auth.store.material) == {kiruna.spi, harness.key.spi}
     harness.frame()
     ground = Ground(harness)
     for key in (kiruna, harness.key):

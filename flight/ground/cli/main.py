@@ -3,14 +3,17 @@
     flight ground ping                                       TC[17,1] -> TM[17,2], round trip
     flight ground send thermal.set_setpoint setpoint_c=30    TC[8,1] -> TM[1,x] stages
     flight ground watch                                      TM[3,25] table + TM[5,x] events
+    flight ground keys upload|verify|activate|deactivate|list  the onboard key store (TC[141,x])
     flight keys init [--station NAME] [--dir DIR]            a new ground-station key
+    flight keys init-kek [--name NAME] [--dir DIR]           a new key-encryption key
 
 ``ping`` and ``send`` sign every TC with a station key (:mod:`flight.spacelink.keys`, default
 the local station's, the one ``flight run`` creates). Each sub-command's ``func`` takes the
 parsed arguments and returns the exit code.
 
-This module builds the ``ground`` and ``keys`` parsers and holds ``ping``, ``send`` and
-``keys init``; the operations services' commands are in :mod:`flight.ground.cli.ops`, the
+This module builds the ``ground`` and ``keys`` parsers and holds ``ping``, ``send``, ``keys
+init`` and ``keys init-kek``; the operations services' commands are in
+:mod:`flight.ground.cli.ops`, the key store's in :mod:`flight.ground.cli.keys`, the
 stored-data commands in :mod:`flight.ground.cli.store`, ``watch`` in
 :mod:`flight.ground.cli.watch`, and what they share in :mod:`flight.ground.cli.common`.
 """
@@ -22,7 +25,7 @@ import time
 from typing import Any
 
 from flight.core.component import CommandError
-from flight.ground.cli import gateway, ops, store, watch
+from flight.ground.cli import gateway, keys as key_cli, ops, store, watch
 from flight.ground.cli.common import (
     DEFAULT_LINK,
     DEFAULT_TIMEOUT_S,
@@ -135,6 +138,7 @@ def add_parser(subparsers: Any) -> None:
     store.add_event_listing(events)
     store.add_parsers(sub, common, signing)
     gateway.add_parser(sub, common, signing)
+    key_cli.add_parser(sub, common, signing)
 
 
 def add_keys_parser(subparsers: Any) -> None:
@@ -144,36 +148,58 @@ def add_keys_parser(subparsers: Any) -> None:
         description=para(
             "Manage the ground-station keys telecommands are signed with (HMAC-SHA256, CCSDS SDLS "
             f"manner). Keys live in one directory: --dir, else ${keys.ENV_VAR}, else "
-            "$XDG_CONFIG_HOME/rackflight/keys (~/.config/rackflight/keys). `flight run` accepts a TC "
-            "signed with any key there; `flight ground` signs with one."),
-        epilog="examples:\n  flight keys init\n  flight keys init --station svalbard --dir /etc/rackflight/keys")
+            "$XDG_CONFIG_HOME/rackflight/keys (~/.config/rackflight/keys). The first `flight run` of a "
+            "mission takes every key there into its onboard key store, active; after that keys change "
+            "on board only by telecommand (`flight ground keys`), wrapped under a key-encryption key "
+            "(*.kek, also there). `flight ground` signs with one key."),
+        epilog="examples:\n  flight keys init\n  flight keys init --station svalbard --dir /etc/rackflight/keys\n"
+               "  flight keys init-kek --name backup")
     sub = keys_parser.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
-    init = sub.add_parser(
-        "init", formatter_class=FMT, help="create a random 256-bit key for a ground station",
-        description=para(
-            "Create a random 256-bit key for ground station NAME, in a file of mode 0600 with the "
-            "next free Security Parameter Index (SPI), and print where. An existing key is never "
-            "overwritten (exit 1)."),
-        epilog="example:\n  flight keys init --station svalbard --dir ./keys")
-    init.add_argument("--station", default=keys.LOCAL_STATION, metavar="NAME",
-                      help=f"ground station name: letters, digits, - and _ (default {keys.LOCAL_STATION!r})")
-    init.add_argument("--dir", metavar="DIR", help=f"key directory (default ${keys.ENV_VAR} or "
-                                                   "~/.config/rackflight/keys)")
-    init.set_defaults(func=cmd_keys_init)
+    for verb, what, detail, option, default, example, func in (
+            ("init", "a random 256-bit key for a ground station",
+             "Create a random 256-bit key for ground station NAME, in a file of mode 0600 with the next free "
+             "Security Parameter Index (SPI), and print where.", "--station", keys.LOCAL_STATION,
+             "flight keys init --station svalbard --dir ./keys", cmd_keys_init),
+            ("init-kek", "a random 256-bit key-encryption key",
+             "Create a random 256-bit AES key-encryption key NAME (the master key of SDLS OTAR) in a file "
+             "NAME.kek of mode 0600 with the next free id, and print where. The satellite loads every *.kek "
+             "of its key directory at start and unwraps keys uploaded by `flight ground keys upload --kek "
+             "NAME` with it; `flight run` creates 'master' when there is none.", "--name", keys.LOCAL_KEK,
+             "flight keys init-kek --name backup --dir ./keys", cmd_keys_init_kek)):
+        parser = sub.add_parser(verb, formatter_class=FMT, help=f"create {what}",
+                                description=para(f"{detail} An existing one is never overwritten (exit 1)."),
+                                epilog=f"example:\n  {example}")
+        parser.add_argument(option, default=default, metavar="NAME",
+                            help=f"its name: letters, digits, - and _ (default {default!r})")
+        parser.add_argument("--dir", metavar="DIR", help=f"key directory (default ${keys.ENV_VAR} or "
+                                                         "~/.config/rackflight/keys)")
+        parser.set_defaults(func=func)
+
+
+def _create(directory_arg: str | None, name: str, suffix: str, what: str, ident: str) -> int:
+    """Create the key file ``name + suffix`` (``what``: "key" or "key-encryption key") and
+    print where, with its ``ident`` ("SPI" or "id"); exit 1 if it exists or cannot be made."""
+    directory = keys.keys_dir(directory_arg)
+    try:
+        path = keys.key_path(directory, name, suffix)
+        created = keys.create_key(directory, name) if suffix == keys.SUFFIX else keys.create_kek(directory, name)
+    except FileExistsError:
+        print(f"{name!r} already has a {what}: {path} (kept)")
+        return EXIT_FAILED
+    except (OSError, ValueError) as exc:
+        print(f"cannot create a {what} for {name!r} in {directory}: {exc}")
+        return EXIT_FAILED
+    number = created.spi if suffix == keys.SUFFIX else created.kek_id
+    print(f"created the {what} of {name!r} ({ident} {number}): {path}")
+    return EXIT_OK
 
 
 def cmd_keys_init(args: argparse.Namespace) -> int:
-    directory = keys.keys_dir(args.dir)
-    try:
-        key = keys.create_key(directory, args.station)
-    except FileExistsError:
-        print(f"station {args.station!r} already has a key: {keys.key_path(directory, args.station)} (kept)")
-        return EXIT_FAILED
-    except (OSError, ValueError) as exc:
-        print(f"cannot create a key for {args.station!r} in {directory}: {exc}")
-        return EXIT_FAILED
-    print(f"created the key of ground station {key.station!r} (SPI {key.spi}): {keys.key_path(directory, key.station)}")
-    return EXIT_OK
+    return _create(args.dir, args.station, keys.SUFFIX, "key", "SPI")
+
+
+def cmd_keys_init_kek(args: argparse.Namespace) -> int:
+    return _create(args.dir, args.name, keys.KEK_SUFFIX, "key-encryption key", "id")
 
 
 def cmd_ping(args: argparse.Namespace) -> int:

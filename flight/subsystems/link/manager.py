@@ -17,6 +17,8 @@ parts, each built here with the parts it uses:
 :mod:`~flight.subsystems.link.state`                   counters, onboard clock and contact, event budget
 :mod:`~flight.subsystems.link.connections`             TCP server, open connections, per-connection bounds
 :mod:`~flight.subsystems.link.uplink`                  TC framing, rate limit, contact, authentication
+:mod:`~flight.subsystems.link.key_store`               station keys and their states, durable
+:mod:`~flight.subsystems.link.key_service`             service 141, key management by TC
 :mod:`~flight.subsystems.link.routing`                 (service, subtype) → the service that serves it
 :mod:`~flight.subsystems.link.verification`            TCs in flight, PUS service 1 reports
 :mod:`~flight.subsystems.link.pending`                 TCs in flight, durable across restarts
@@ -63,7 +65,7 @@ from flight.core.component import (
 from flight.core.config import RunConfig
 from flight.core.messages import Message
 from flight.core.subsystem import Emit, SendCommand, Subsystem
-from flight.spacelink.keys import load_all
+from flight.spacelink.keys import load_all, load_keks
 from flight.spacelink.framing import LINK_COMPONENT_ID, is_loopback, parse_endpoint
 from flight.spacelink.pus140_results import RESULT_COMPONENT
 from flight.spacelink.services import TmEncoder
@@ -71,6 +73,7 @@ from flight.subsystems.link import connections
 from flight.subsystems.link.connections import Connections
 from flight.subsystems.link.downlink import Downlink
 from flight.subsystems.link.function_service import FunctionService
+from flight.subsystems.link.key_service import KeyService
 from flight.subsystems.link.job_results import JobResults
 from flight.subsystems.link.parameter_service import ParameterService
 from flight.subsystems.link.reporting import Reporting
@@ -138,6 +141,10 @@ class LinkManager(Subsystem):
             Channel("tc_rate_limited_unreported", "int", "count",
                     "Telecommands over the rate limit not even answered by TM[1,2] RATE_LIMITED: a flood.",
                     yellow=(0, 0)),
+            Channel("tc_key_not_active", "int", "count",
+                    "Telecommands correctly signed with a key not active (deactivated or pre-active): refused.",
+                    yellow=(0, 0)),
+            Channel("keys_active", "int", "count", "Station keys active in the onboard key store."),
         ),
         events=(
             Event("lab_mode", 1, "HIGH",
@@ -178,6 +185,18 @@ class LinkManager(Subsystem):
                   "refused TC[{service},{subtype}] from {peer}: over {rate:g} TC/s (RATE_LIMITED)",
                   args=(EventArg("service", "int"), EventArg("subtype", "int"), EventArg("peer", "str"),
                         EventArg("rate", "float", "TC/s"))),
+            Event("key_changed", 50, "MEDIUM",
+                  "key SPI {spi} ({station}) is now {state} (TC[{service},{subtype}] from {peer})",
+                  args=(EventArg("spi", "int"), EventArg("station", "str"), EventArg("state", "str"),
+                        EventArg("service", "int"), EventArg("subtype", "int"), EventArg("peer", "str"))),
+            Event("tc_key_not_active", 51, "HIGH",
+                  "refused TC[{service},{subtype}] from {peer}: KEY_NOT_ACTIVE {why}",
+                  args=(EventArg("service", "int"), EventArg("subtype", "int"), EventArg("peer", "str"),
+                        EventArg("why", "str"))),
+            Event("key_file_not_on_board", 52, "INFO",
+                  "key file of station {station} (SPI {spi}) is not in the onboard key store: only its first run "
+                  "takes key files; upload it by TC[141,1] (flight ground keys upload {station})",
+                  args=(EventArg("station", "str"), EventArg("spi", "int"))),
             Event("store_failed", 30, "MEDIUM", "packet store {store}: {why}",
                   args=(EventArg("store", "str"), EventArg("why", "str"))),
             Event("storage_changed", 31, "INFO", "{what} for packet store(s) {stores}",
@@ -218,12 +237,13 @@ class LinkManager(Subsystem):
             raise ValueError(
                 f"link endpoint {config.link_endpoint} is not loopback: the downlink is neither authenticated "
                 "nor encrypted, so the link binds only 127.0.0.1, ::1 or localhost")
-        keys = {}
+        keys, keks = {}, {}
         if not config.unauthenticated_lab:
             keys = load_all(Path(config.keys_dir)) if config.keys_dir else {}
             if not keys:
                 raise ValueError(f"no station keys in {config.keys_dir or '(no keys directory)'}: create one "
                                  "with `flight keys init`, or fly with --unauthenticated-lab")
+            keks = load_keks(Path(config.keys_dir))
         if dictionary is None:
             from flight.core.dictionary import full_dictionary  # every subsystem, this one included
 
@@ -234,7 +254,7 @@ class LinkManager(Subsystem):
         self.state = LinkState(always)
         budget = EventBudget(self.event, self.counters)
         self.budget = budget
-        self.auth = Authenticator(keys, config.unauthenticated_lab)
+        self.auth = Authenticator(keys, config.unauthenticated_lab, keks)
         tm = TmEncoder()
         # a closed connection's unacknowledged packets go back to the downlink's backlog
         self.connections = Connections(host, port, self.counters, lambda identity: self.downlink.connection_closed(
@@ -255,6 +275,8 @@ class LinkManager(Subsystem):
                         StoreService(self.downlink, self.verification, self.state, self.counters, budget),
                         self.reporting, self.schedule_service, self.parameters):
             self.router.add(service.routes())
+        if not config.unauthenticated_lab:  # no keys to manage
+            self.router.add(KeyService(self.auth, self.verification, self.event).routes())
         self._first_tick = True
         self._recovered = False
 
@@ -306,8 +328,12 @@ class LinkManager(Subsystem):
             if self.auth.lab:
                 self.event("lab_mode", endpoint=self.endpoint)
             else:
-                self.event("authenticated", endpoint=self.endpoint, count=len(self.auth.keys),
-                           stations=", ".join(f"{k.station} (SPI {k.spi})" for k in self.auth.keys.values()))
+                active = self.auth.store.active()
+                self.event("authenticated", endpoint=self.endpoint, count=len(active),
+                           stations=", ".join(f"{k.station} (SPI {k.spi})" for k in active))
+                for key in self.auth.file_keys.values():
+                    if self.auth.store.get(key.spi) is None:
+                        self.event("key_file_not_on_board", station=key.station, spi=key.spi)
         self.state.set_utc(float(frame["utc_unix_s"]))
         self._update_contact(frame)
         now = time.monotonic()
@@ -359,7 +385,8 @@ class LinkManager(Subsystem):
             schedule_activities=len(schedule) if schedule is not None else 0,
             tc_released=c.tc_released, hk_structures_disabled=len(reporting.hk_disabled),
             events_disabled=len(reporting.events_disabled), events_filtered=c.events_filtered,
-            tc_rate_limited_unreported=c.tc_rate_limited_unreported,
+            tc_rate_limited_unreported=c.tc_rate_limited_unreported, tc_key_not_active=c.tc_key_not_active,
+            keys_active=len(self.auth.store.active()) if self.auth.store is not None else 0,
         )
 
     # -- bus inputs --------------------------------------------------------------------

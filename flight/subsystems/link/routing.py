@@ -77,6 +77,6 @@ class Router:
             self._reject(source, tc, exc.code, exc.message)
             return
         except AuthenticationError as exc:
-            self._reject(source, tc, "AUTHENTICATION_ERROR", str(exc))
+            self._reject(source, tc, exc.code, str(exc))
             return
         route.act(source, tc, request)

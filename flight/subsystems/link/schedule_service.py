@@ -7,8 +7,9 @@ scheduled again), and checked as far as it can be without acting: its service, i
 TC[8,1]'s or TC[20,3]'s arguments against the dictionary, a release time after onboard now.
 Nested scheduling (an embedded TC[11,x]) is refused. At its release time (onboard UTC) the
 activity is removed from the schedule, its MAC is checked again against the station keys
-loaded now, and it runs through the normal route (:class:`~flight.subsystems.link.routing.Router`)
-with or without contact, its verification reports (as its own ack flags ask) kept in the
+and their states of now (a TC signed with a key deactivated since is refused with
+KEY_NOT_ACTIVE), and it runs through the normal route
+(:class:`~flight.subsystems.link.routing.Router`) with or without contact, its verification reports (as its own ack flags ask) kept in the
 ``verification`` packet store for the next pass. TC[11,1]/[11,2] enable/disable releasing,
 TC[11,3] deletes every activity, TC[11,5] deletes by request id, TC[11,16] answers with
 TM[11,10]. An activity whose time passed while the link was down, or while the schedule was
@@ -112,8 +113,8 @@ class ScheduleService:
                     late_s=now_utc - activity.release_utc_s)
         try:
             data = self._auth.data(tc)
-        except AuthenticationError as exc:  # its key was removed since it was inserted
-            self._verification.reject(self._onboard, tc, "AUTHENTICATION_ERROR", str(exc))
+        except AuthenticationError as exc:  # its key was deactivated since it was inserted
+            self._verification.reject(self._onboard, tc, exc.code, str(exc))
             return
         self._router.route(self._onboard, tc, data)
 
@@ -148,7 +149,7 @@ class ScheduleService:
             try:
                 inner = self._auth.data(tc)
             except AuthenticationError as exc:
-                raise AuthenticationError(f"scheduled TC: {exc}") from None
+                raise type(exc)(f"scheduled TC: {exc}") from None
             try:
                 self._check_embedded(tc, inner)
             except CommandError as exc:
@@ -162,7 +163,7 @@ class ScheduleService:
         try:
             self._auth.admit([inner for _, inner in timed])
         except AuthenticationError as exc:
-            self._verification.reject(source, tc, "AUTHENTICATION_ERROR", f"scheduled TC: {exc}")
+            self._verification.reject(source, tc, exc.code, f"scheduled TC: {exc}")
             return
         except sqlite3.Error as exc:
             self._verification.reject(source, tc, "EXECUTION_ERROR", f"cannot store the sequence number: {exc}")

@@ -38,6 +38,7 @@ class LinkCounters:
     buffer_overflows: int = 0
     events_suppressed: int = 0
     tc_auth_failed: int = 0
+    tc_key_not_active: int = 0
     tc_rate_limited: int = 0
     tm_backlog_sent: int = 0
     tm_acknowledged: int = 0

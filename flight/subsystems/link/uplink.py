@@ -5,15 +5,20 @@ limit, contact, SDLS-style authentication and replay protection, then routing
 Authentication
     Every TC must carry the SDLS-style security header and MAC of :mod:`flight.spacelink.sdls`
     (HMAC-SHA256 with a per-ground-station key chosen by its SPI, CCSDS 355.0-B-2 manner)
-    and a sequence number (ARSN) it has not accepted before. The station keys are every
-    ``*.key`` in ``config.keys_dir`` (:mod:`flight.spacelink.keys`), loaded at start; the
-    highest ARSN accepted per SPI is stored in :data:`REPLAY_STATE_FILE` in the run data
-    directory before the TC is acted on, so a restarted link still refuses old numbers.
-    A TC that fails (no security fields, unknown SPI, MAC mismatch, replayed or stale
-    ARSN) gets TM[1,2] AUTHENTICATION_ERROR with the reason, is counted (``tc_rejected``
-    and ``tc_auth_failed``), reported by a MEDIUM event, and nothing of it is executed,
-    not even a ping. The verdict goes down like every TM (to every connection). With
-    ``config.unauthenticated_lab`` TCs carry no security fields and are not checked.
+    and a sequence number (ARSN) it has not accepted before. The station keys and their
+    states are the onboard key store's (:mod:`~flight.subsystems.link.key_store`, seeded on
+    the mission's first run with every ``*.key`` in ``config.keys_dir``, then changed by
+    service 141); only an active key authenticates. The highest ARSN accepted per SPI is
+    stored in :data:`REPLAY_STATE_FILE` in the run data directory before the TC is acted
+    on, so a restarted link still refuses old numbers. A TC that fails (no security fields,
+    unknown SPI, MAC mismatch, replayed or stale ARSN) gets TM[1,2] AUTHENTICATION_ERROR
+    with the reason; one whose MAC checks under a key that is not active (pre-active, or
+    deactivated: revoked) gets TM[1,2] KEY_NOT_ACTIVE. Either is counted (``tc_rejected``
+    and ``tc_auth_failed``, the second also ``tc_key_not_active``), reported by an event
+    (MEDIUM; HIGH for a key not active), and nothing of it is executed, not even a ping,
+    nor is its sequence number admitted. The verdict goes down like every TM (to every
+    connection). With ``config.unauthenticated_lab`` TCs carry no security fields and are
+    not checked.
 
 Order of checks per framed TC
     rate limit (``tc_rate_limited``: TM[1,2] RATE_LIMITED while the connection's report
@@ -35,9 +40,11 @@ from pathlib import Path
 from spacepackets.ecss.tc import PusTc
 
 from flight.spacelink.framing import OVERFLOW, Rejection
-from flight.spacelink.sdls import AuthenticationError, ReplayGuard, StationKey, unprotect
+from flight.spacelink.keys import Kek
+from flight.spacelink.sdls import Authenticated, AuthenticationError, ReplayGuard, StationKey, unprotect
 from flight.subsystems.link import connections as conns
 from flight.subsystems.link.connections import Connection, Connections
+from flight.subsystems.link.key_store import KEYS_FILE, KeyStore
 from flight.subsystems.link.routing import Reject, Router
 from flight.subsystems.link.state import EventBudget, LinkCounters, LinkState
 
@@ -48,49 +55,63 @@ REPLAY_STATE_FILE = "link_replay.sqlite"
 
 
 class Authenticator:
-    """The station ``keys`` (by SPI) and the replay guard; in ``lab`` mode nothing is checked."""
+    """The onboard key store (seeded with the key files' ``keys``, by SPI), the
+    key-encryption keys ``keks`` (by id) that unwrap uploaded keys, and the replay guard;
+    in ``lab`` mode nothing is checked."""
 
-    def __init__(self, keys: dict[int, StationKey], lab: bool) -> None:
-        self.keys = keys
+    def __init__(self, keys: dict[int, StationKey], lab: bool, keks: dict[int, Kek] | None = None) -> None:
+        self.file_keys = keys
+        self.keks = keks or {}
         self.lab = lab
+        self.store: KeyStore | None = None
         self._replay: ReplayGuard | None = None
 
     def open(self, data_path: Path) -> None:
-        """Open the replay state in ``data_path`` (not in lab mode).
+        """Open the key store (seeded on the mission's first run) and the replay state in
+        ``data_path`` (not in lab mode).
 
         Raises:
-            sqlite3.Error: it cannot be opened.
+            sqlite3.Error: either cannot be opened, or the store cannot be seeded.
         """
         if not self.lab:
+            self.store = KeyStore(data_path / KEYS_FILE)
+            self.store.seed(self.file_keys)
             self._replay = ReplayGuard(data_path / REPLAY_STATE_FILE)
 
     def close(self) -> None:
-        if self._replay is not None:
-            self._replay.close()
-            self._replay = None
+        for part in (self._replay, self.store):
+            if part is not None:
+                part.close()
+        self._replay = self.store = None
+
+    def _check(self, tc: PusTc) -> Authenticated:
+        auth = unprotect(tc, self.store.material)  # any state: a revoked key's own MAC is told from a forgery
+        self.store.check_active(auth.spi)
+        return auth
 
     def data(self, tc: PusTc) -> bytes:
         """The service data of ``tc`` once its MAC checks (the application data as it is in
         lab mode); its sequence number is not admitted.
 
         Raises:
-            AuthenticationError: no security fields, an unknown SPI or a MAC mismatch.
+            AuthenticationError: no security fields, an unknown SPI or a MAC mismatch;
+                :class:`~flight.subsystems.link.key_store.KeyNotActive`: a key not active.
         """
-        return bytes(tc.app_data) if self.lab else unprotect(tc, self.keys).data
+        return bytes(tc.app_data) if self.lab else self._check(tc).data
 
     def admit(self, tcs: list[PusTc]) -> None:
         """Check each TC's MAC and admit its sequence number, stored before this returns
         (nothing in lab mode).
 
         Raises:
-            AuthenticationError: a bad MAC or key, or a replayed or stale sequence number
-                (the earlier ones stay admitted).
+            AuthenticationError: a bad MAC or key, a key not active, or a replayed or stale
+                sequence number (the earlier ones stay admitted).
             sqlite3.Error: the sequence number cannot be stored, so it is not admitted.
         """
         if self.lab:
             return
         for tc in tcs:
-            auth = unprotect(tc, self.keys)
+            auth = self._check(tc)
             self._replay.admit(auth.spi, auth.arsn)
 
     def accept(self, tc: PusTc) -> bytes:
@@ -101,7 +122,7 @@ class Authenticator:
         """
         if self.lab:
             return bytes(tc.app_data)
-        auth = unprotect(tc, self.keys)
+        auth = self._check(tc)
         self._replay.admit(auth.spi, auth.arsn)
         return auth.data
 
@@ -184,7 +205,7 @@ class Uplink:
         try:
             data = self._auth.accept(tc)
         except AuthenticationError as exc:
-            self._reject(conn, tc, "AUTHENTICATION_ERROR", str(exc))
+            self._reject(conn, tc, exc.code, str(exc))
             return
         except sqlite3.Error as exc:  # not stored, so not admitted: acting on it would reopen replay
             self._reject(conn, tc, "EXECUTION_ERROR", f"cannot store the sequence number: {exc}")

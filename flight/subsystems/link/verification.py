@@ -248,6 +248,11 @@ class Verification:
             self._counters.tc_auth_failed += 1
             self._event("tc_auth_failed", peer=source.peer, service=tc.service, subtype=tc.message_subtype,
                         why=why[:160])
+        elif code == "KEY_NOT_ACTIVE":
+            self._counters.tc_auth_failed += 1
+            self._counters.tc_key_not_active += 1
+            self._event("tc_key_not_active", peer=source.peer, service=tc.service, subtype=tc.message_subtype,
+                        why=why[:160])
         else:
             self._event("tc_rejected", peer=source.peer, service=tc.service, subtype=tc.message_subtype,
                         code=code, why=why[:160])
