@@ -499,7 +499,7 @@ def _channel_rows(c: Component) -> list[list]:
 
 
 def _housekeeping(d: Dictionary) -> str:
-    parts = [f"""## 12. Housekeeping structures (TM[3,25])
+    parts = ["""## 12. Housekeeping structures (TM[3,25])
 
 One structure per component with telemetry; its structure id is the component id, and its
 parameters are the component's channels in the order below (TM[3,25]: u16 structure id at
