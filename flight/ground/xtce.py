@@ -1,0 +1,378 @@
+"""The mission database for Yamcs, in XTCE 1.2, generated from the dictionary with
+``yamcs-pymdb`` (``flight ground xtce``).
+
+Everything comes from the declarations that also drive the satellite and the ICD
+(``docs/icd.md``), so the database cannot drift from what flies:
+
+Headers
+    The CCSDS primary header (CCSDS 133.0-B-2 4.1.3) is pymdb's own
+    (:func:`yamcs.pymdb.ccsds.add_ccsds_header`). The PUS-C secondary headers are modelled here
+    after ECSS-E-ST-70-41C 7.4.3.1 (TM: version, time reference status, service, subtype,
+    message type counter, destination id, the 7-byte CDS time code of CCSDS 301.0-B-4 3.3) and
+    7.4.4.1 (TC: version, ack flags, service, subtype, source id).
+
+Telemetry (``/rackflight/<component>/...``)
+    One container per TM[3,25] structure (the component's housekeeping, in declared order),
+    each channel a typed parameter with its units; an array channel (72 per-GPU values) is its
+    u16 count and an array parameter of that many elements; yellow and red limits become
+    WARNING and CRITICAL alarm ranges (the inclusive in-limits ranges). TM[5,1..4] events share
+    the parameters :data:`EVENT_ID` (an enumeration named after the dictionary's events),
+    the message and the argument count; each event with arguments has a container of its
+    typed arguments under ``/rackflight/<component>/events``.
+
+Commands
+    Every TC[8,1] command (``/rackflight/<component>/<command>``) with typed, range-checked,
+    unit-bearing arguments (a ``str`` argument with choices lists them in its description: the
+    wire carries a string, so the owner checks the choice), and TC[17,1]
+    (``/rackflight/pus/are_you_alive``). Every command asks for all four reports (ack flags
+    0b1111) and is verified by TM[1,1]/[1,2] (acceptance), TM[1,3]/[1,4] (start) and
+    TM[1,7]/[1,8] (completion), matched by request id (the APID and sequence count the command
+    was sent with) by Yamcs' ``org.yamcs.pus.Pus1Verifier``; a failure report's code is the
+    stage's failure message.
+
+Names follow XTCE's NameType (no ``.``): ``power.battery_soc`` is ``/rackflight/power/battery_soc``.
+"""
+
+from __future__ import annotations
+
+from datetime import timezone
+
+from yamcs import pymdb as Y
+from yamcs.pymdb import ccsds, checks
+from yamcs.pymdb.xtce import XTCEGenerator
+
+from flight.core.component import Arg, Channel, Component, Dictionary, EventArg
+from flight.spacelink.framing import ACK_ALL, CDS_EPOCH, CDS_P_FIELD, TC_APID
+from flight.spacelink.pus17_test import PING, TEST_SERVICE
+from flight.spacelink.pus1_verification import FAILURE_CODE_MEANINGS, FAILURE_CODE_NUMBERS, VERIFICATION_SERVICE
+from flight.spacelink.pus3_housekeeping import HK_PARAMETER_REPORT, HK_SERVICE
+from flight.spacelink.pus5_events import EVENT_SERVICE, EVENT_SUBTYPES, MAX_STR_ARG_BYTES
+from flight.spacelink.pus8_functions import FUNCTION_SERVICE, PERFORM_FUNCTION
+
+ROOT = "rackflight"
+PUS = "pus"
+EVENT_ID = f"/{ROOT}/{PUS}/event_id"
+"""The enumerated parameter naming a TM[5,x] report's event (Yamcs' PusEventDecoder reads it)."""
+EVENT_MESSAGE = "event_message"
+"""Short name of the parameter holding a TM[5,x] report's message (the event templates use it)."""
+ROOT_CONTAINER = f"/{ROOT}/{PUS}/ccsds_space_packet"
+"""Every TM packet (pymdb's CCSDS primary header container): where Yamcs starts decoding."""
+SOURCE_ID = 0x5943
+"""PUS source id of the TCs Yamcs sends ("YC"): the satellite's reports about them carry it as
+their destination id."""
+ACCEPT_TIMEOUT_S = 10.0
+"""Seconds to TM[1,1]: the gateway may first probe a quiet link (5 s) before forwarding."""
+START_TIMEOUT_S = 15.0
+COMPLETE_TIMEOUT_S = 70.0
+"""Seconds to TM[1,7]: the link fails a TC sent on board without a final answer after 60 s."""
+
+_int64 = Y.IntegerEncoding(bits=64, scheme=Y.IntegerEncodingScheme.TWOS_COMPLEMENT)
+_str8 = Y.StringEncoding(length_bits=8, max_bits=8 * MAX_STR_ARG_BYTES, charset=Y.Charset.UTF_8, termination=None)
+_text16 = Y.StringEncoding(length_bits=16, max_bits=8 * 1024, charset=Y.Charset.UTF_8, termination=None)
+_ARRAY_ELEMENT = {"float": (Y.FloatDataType, {"bits": 64, "encoding": Y.float64_t}),
+                  "int": (Y.IntegerDataType, {"signed": True, "bits": 32, "encoding": Y.int32_t}),
+                  "bool": (Y.BooleanDataType, {"encoding": Y.uint8_t})}
+"""Element types of an array channel (:data:`flight.spacelink.codec.ARRAY_ELEMENTS`)."""
+
+
+class MissionDatabase:
+    """The whole mission as a pymdb :class:`~yamcs.pymdb.System` (:attr:`system`), built from
+    ``dictionary``; :meth:`xtce` writes it. :attr:`event_templates` are the message templates
+    of Yamcs' ``org.yamcs.pus.PusEventDecoder``, one per declared event."""
+
+    def __init__(self, dictionary: Dictionary) -> None:
+        self.dictionary = dictionary
+        self.system = Y.System(ROOT, short_description="rackflight: a 72-GPU compute satellite "
+                                                        "(generated by flight ground xtce)")
+        self.pus = Y.Subsystem(self.system, PUS, short_description="CCSDS Space Packet and PUS-C headers, "
+                                                                    "services 1, 5 and 17")
+        self._headers()
+        self._verification()
+        self._events_common()
+        self._tc_base()
+        ping = Y.Command(self.pus, "are_you_alive", base=self.tc, short_description="TC[17,1] are-you-alive "
+                         "connection test; answered by TM[17,2]",
+                         assignments={"pus_service": int(TEST_SERVICE), "pus_subtype": PING}, entries=[])
+        self._verify(ping)
+        for comp in dictionary.components.values():
+            sub = Y.Subsystem(self.system, comp.name, short_description=comp.doc or None)
+            if comp.telemetry:
+                self._housekeeping(sub, comp)
+            if any(ev.args for ev in comp.events):
+                self._event_args(sub, comp)
+            for cmd in comp.commands:
+                self._command(sub, comp, cmd)
+        self.event_templates = [{"eventId": qual, "template": "{" + EVENT_MESSAGE + "}"}
+                                for qual in dictionary.events]
+
+    # -- headers ----------------------------------------------------------------------------
+    def _headers(self) -> None:
+        self.ccsds = ccsds.add_ccsds_header(self.pus)
+        u8 = {"signed": False, "bits": 8, "encoding": Y.uint8_t}
+        self.service = Y.IntegerParameter(self.pus, "pus_service", **u8, short_description="PUS service type")
+        self.subtype = Y.IntegerParameter(self.pus, "pus_subtype", **u8, short_description="PUS message subtype")
+        self.tm = Y.Container(
+            self.pus, "pus_tm", base=self.ccsds.tm_container, abstract=True,
+            condition=Y.AndExpression(Y.EqExpression(self.ccsds.tm_type, "TM"),
+                                      Y.EqExpression(self.ccsds.tm_secondary_header, "Present")),
+            short_description="PUS-C TM packet secondary header (ECSS-E-ST-70-41C 7.4.3.1)",
+            entries=[
+                Y.ParameterEntry(Y.IntegerParameter(self.pus, "pus_version", signed=False, bits=8,
+                                                    encoding=Y.uint4_t, short_description="2: PUS-C")),
+                Y.ParameterEntry(Y.IntegerParameter(self.pus, "time_reference_status", signed=False, bits=8,
+                                                    encoding=Y.uint4_t)),
+                Y.ParameterEntry(self.service),
+                Y.ParameterEntry(self.subtype),
+                Y.ParameterEntry(Y.IntegerParameter(self.pus, "message_type_counter", signed=False, bits=16,
+                                                    encoding=Y.uint16_t)),
+                Y.ParameterEntry(Y.IntegerParameter(self.pus, "destination_id", signed=False, bits=16,
+                                                    encoding=Y.uint16_t,
+                                                    short_description="the TC's source id in reports about a "
+                                                                      "TC; 0 for every ground")),
+                *self._cds_entries(),
+            ])
+
+    def _cds_entries(self) -> list:
+        """The 7-byte CDS time code (CCSDS 301.0-B-4 3.3; docs/icd.md section 3): P-field, then
+        the day since 1958-01-01 and the millisecond of that day, read as one time."""
+        pfield = Y.IntegerParameter(self.pus, "cds_pfield", signed=False, bits=8, encoding=Y.uint8_t,
+                                    short_description=f"CDS P-field, {CDS_P_FIELD:#04x}")
+        # in the root system: pymdb writes an OffsetFrom reference relative to the root
+        day = Y.AbsoluteTimeParameter(self.system, "cds_day", reference=CDS_EPOCH.replace(tzinfo=timezone.utc),
+                                      encoding=Y.IntegerTimeEncoding(bits=16, scale=86400),
+                                      short_description="CDS T-field day: days since 1958-01-01 (UTC)")
+        time = Y.AbsoluteTimeParameter(self.system, "packet_time", reference=day,
+                                       encoding=Y.IntegerTimeEncoding(bits=32, scale=0.001),
+                                       short_description="onboard UTC at which the content was produced")
+        return [Y.ParameterEntry(pfield), Y.ParameterEntry(day), Y.ParameterEntry(time)]
+
+    def _tm_of(self, name: str, service: int, subtypes: tuple[int, ...], entries: list, doc: str,
+               base=None) -> Y.Container:
+        cond = [Y.EqExpression(self.service, int(service))]
+        if len(subtypes) == 1:
+            cond.append(Y.EqExpression(self.subtype, subtypes[0]))
+        else:
+            cond += [Y.GteExpression(self.subtype, min(subtypes)), Y.LteExpression(self.subtype, max(subtypes))]
+        return Y.Container(self.pus, name, base=base or self.tm, condition=Y.AndExpression(*cond),
+                           entries=entries, short_description=doc)
+
+    # -- service 1 --------------------------------------------------------------------------
+    def _verification(self) -> None:
+        """TM[1,x]: the request id split as the TC's primary header (APID and sequence count
+        are what the verifiers match), then the step and failure code where the subtype has them."""
+        def uint(name: str, bits: int, doc: str = "") -> Y.IntegerParameter:
+            return Y.IntegerParameter(self.pus, name, signed=False, bits=max(8, bits),
+                                      encoding=Y.IntegerEncoding(bits=bits), short_description=doc or None)
+
+        self.request_apid = uint("request_apid", 11, "APID of the TC this report is about")
+        self.request_seq = uint("request_seq_count", 14, "sequence count of the TC this report is about")
+        request = [Y.ParameterEntry(uint("request_version", 3)), Y.ParameterEntry(uint("request_type", 1)),
+                   Y.ParameterEntry(uint("request_secondary_header", 1)), Y.ParameterEntry(self.request_apid),
+                   Y.ParameterEntry(uint("request_seq_flags", 2)), Y.ParameterEntry(self.request_seq)]
+        report = self._tm_of("verification_report", VERIFICATION_SERVICE, (1, 8), request,
+                             "TM[1,1..8] request verification (ECSS-E-ST-70-41C 6.1)")
+        self.failure_code = Y.EnumeratedParameter(
+            self.pus, "failure_code", encoding=Y.uint8_t,
+            choices=[(FAILURE_CODE_NUMBERS[name], name, FAILURE_CODE_MEANINGS[name])
+                     for name in sorted(FAILURE_CODE_NUMBERS, key=FAILURE_CODE_NUMBERS.get)],
+            short_description="failure code of TM[1,2/4/6/8] (docs/icd.md section 6)")
+        step = Y.IntegerParameter(self.pus, "progress_step", signed=False, bits=8, encoding=Y.uint8_t)
+        for subtype, name in ((2, "acceptance_failure"), (4, "start_failure"), (8, "completion_failure")):
+            self._tm_of(name, VERIFICATION_SERVICE, (subtype,), [Y.ParameterEntry(self.failure_code)],
+                        f"TM[1,{subtype}]", base=report)
+        self._tm_of("progress", VERIFICATION_SERVICE, (5,), [Y.ParameterEntry(step)], "TM[1,5]", base=report)
+        self._tm_of("progress_failure", VERIFICATION_SERVICE, (6,),
+                    [Y.ParameterEntry(step), Y.ParameterEntry(self.failure_code)], "TM[1,6]", base=report)
+        self._tm_of("are_you_alive_report", TEST_SERVICE, (PING + 1,), [], "TM[17,2] are-you-alive report")
+
+    def _verify(self, command: Y.Command) -> None:
+        """Acceptance, start and completion verifiers of ``command`` from TM[1,1..8]."""
+        def check(stage: int) -> Y.AlgorithmCheck:
+            return Y.AlgorithmCheck(Y.UnnamedJavaAlgorithm(
+                f'org.yamcs.pus.Pus1Verifier({{stage: {stage}, template: "{{code}}"}})',
+                inputs=[Y.InputParameter("/yamcs/cmd/arg/ccsds_apid", name="sentApid"),
+                        Y.InputParameter("/yamcs/cmdHist/ccsds-seqcount", name="sentSeqCount"),
+                        Y.InputParameter(self.request_apid, name="rcvdApid"),
+                        Y.InputParameter(self.request_seq, name="rcvdSeqCount"),
+                        Y.InputParameter(self.subtype, name="reportSubType"),
+                        Y.InputParameter(self.failure_code, name="code")]))
+
+        command.accepted_verifier = Y.AcceptedVerifier(check(1), timeout=ACCEPT_TIMEOUT_S, name="Acceptance")
+        command.execution_verifiers = [Y.ExecutionVerifier(check(3), timeout=START_TIMEOUT_S, name="Start")]
+        command.complete_verifiers = [Y.CompleteVerifier(check(7), timeout=COMPLETE_TIMEOUT_S, name="Completion")]
+
+    # -- service 3 --------------------------------------------------------------------------
+    def _housekeeping(self, sub: Y.Subsystem, comp: Component) -> None:
+        if not hasattr(self, "hk"):
+            self.structure_id = Y.IntegerParameter(self.pus, "structure_id", signed=False, bits=16,
+                                                   encoding=Y.uint16_t,
+                                                   short_description="TM[3,25] structure id: the component id")
+            self.hk = self._tm_of("housekeeping", HK_SERVICE, (HK_PARAMETER_REPORT,), [Y.ParameterEntry(self.structure_id)],
+                                  "TM[3,25] housekeeping parameter report")
+        entries = []
+        for ch in comp.telemetry:
+            entries += self._channel(sub, ch)
+        Y.Container(sub, "housekeeping", base=self.hk, hint_partition=True,
+                    condition=Y.EqExpression(self.structure_id, comp.component_id), entries=entries,
+                    short_description=f"TM[3,25] structure {comp.component_id}: {comp.name}")
+
+    def _channel(self, sub: Y.Subsystem, ch: Channel) -> list:
+        doc = ch.doc or None
+        units = ch.units or None
+        if ch.size:
+            count = Y.IntegerParameter(sub, f"{ch.name}_count", signed=False, bits=16, encoding=Y.uint16_t,
+                                       short_description=f"number of values of {ch.name} ({ch.size})")
+            cls, kwargs = _ARRAY_ELEMENT[ch.type]
+            element = cls(units=units, **kwargs) if ch.type != "bool" else cls(**kwargs)
+            array = Y.ArrayParameter(sub, ch.name, data_type=element, length=Y.ParameterValue(count),
+                                     short_description=doc)
+            return [Y.ParameterEntry(count), Y.ParameterEntry(array)]
+        alarm = _alarm(ch)
+        if ch.type == "float":
+            param = Y.FloatParameter(sub, ch.name, bits=64, encoding=Y.float64_t, units=units, alarm=alarm,
+                                     short_description=doc)
+        elif ch.type == "int":
+            param = Y.IntegerParameter(sub, ch.name, signed=True, bits=64, encoding=_int64, units=units,
+                                       alarm=alarm, short_description=doc)
+        elif ch.type == "bool":
+            param = Y.BooleanParameter(sub, ch.name, encoding=Y.uint8_t, short_description=doc)
+        else:
+            param = Y.StringParameter(sub, ch.name, encoding=_str8, short_description=doc)
+        return [Y.ParameterEntry(param)]
+
+    # -- service 5 --------------------------------------------------------------------------
+    def _events_common(self) -> None:
+        choices = [(eid, qual, self.dictionary.events[qual].doc or None)
+                   for eid, qual in sorted(self.dictionary.event_ids.items())]
+        self.event_id = Y.EnumeratedParameter(self.pus, "event_id", encoding=Y.uint16_t,
+                                              choices=[c if c[2] else c[:2] for c in choices],
+                                              short_description="component_id << 8 | local_id")
+        self.event_nargs = Y.IntegerParameter(self.pus, "event_argument_count", signed=False, bits=8,
+                                              encoding=Y.uint8_t,
+                                              short_description="declared count, or 0 when they were malformed")
+        self.event = self._tm_of(
+            "event_report", EVENT_SERVICE, tuple(EVENT_SUBTYPES.values()),
+            [Y.ParameterEntry(self.event_id),
+             Y.ParameterEntry(Y.StringParameter(self.pus, EVENT_MESSAGE, encoding=_text16,
+                                                short_description="the event's format filled with its arguments")),
+             Y.ParameterEntry(self.event_nargs)],
+            "TM[5,1..4] event report: INFO, LOW, MEDIUM, HIGH")
+
+    def _event_args(self, sub: Y.Subsystem, comp: Component) -> None:
+        events = Y.Subsystem(sub, "events", short_description=f"arguments of {comp.name}'s events")
+        for ev in comp.events:
+            if not ev.args:
+                continue
+            entries = [Y.ParameterEntry(_value_parameter(events, f"{ev.name}__{a.name}", a)) for a in ev.args]
+            Y.Container(events, ev.name, base=self.event, entries=entries, short_description=ev.doc or None,
+                        condition=Y.AndExpression(Y.EqExpression(self.event_id, f"{comp.name}.{ev.name}"),
+                                                  Y.EqExpression(self.event_nargs, len(ev.args))))
+
+    # -- telecommands -----------------------------------------------------------------------
+    def _tc_base(self) -> None:
+        tc = Y.Command(
+            self.pus, "pus_tc", abstract=True, base=self.ccsds.tc_command,
+            assignments={"ccsds_secondary_header": "Present", "ccsds_apid": TC_APID},
+            short_description="PUS-C TC packet secondary header (ECSS-E-ST-70-41C 7.4.4.1), to the link (APID 4)",
+            arguments=[Y.IntegerArgument("pus_service", signed=False, bits=8, encoding=Y.uint8_t),
+                       Y.IntegerArgument("pus_subtype", signed=False, bits=8, encoding=Y.uint8_t),
+                       Y.IntegerArgument("pus_source_id", signed=False, bits=16, encoding=Y.uint16_t,
+                                         default=SOURCE_ID, minimum=0, maximum=0xFFFF)])
+        tc.entries = [Y.FixedValueEntry("02", "pus_version", bits=4),
+                      Y.FixedValueEntry(f"{ACK_ALL:02x}", "pus_ack_flags", bits=4,
+                                        short_description="all four success reports asked for"),
+                      *[Y.ArgumentEntry(a) for a in tc.arguments]]
+        self.tc = tc
+
+    def _command(self, sub: Y.Subsystem, comp: Component, cmd) -> None:
+        opcode = comp.component_id << 8 | cmd.local_id
+        args = [_argument(a) for a in cmd.args]
+        command = Y.Command(
+            sub, cmd.name, base=self.tc, arguments=args,
+            assignments={"pus_service": int(FUNCTION_SERVICE), "pus_subtype": PERFORM_FUNCTION},
+            short_description=cmd.doc or None, aliases={"rackflight": f"{comp.name}.{cmd.name}"},
+            entries=[Y.FixedValueEntry(f"{opcode:04x}", "function_id", bits=16), *[Y.ArgumentEntry(a) for a in args]])
+        self._verify(command)
+
+    # -- output -----------------------------------------------------------------------------
+    def xtce(self) -> str:
+        """The database as XTCE 1.2."""
+        return _Generator(self.system, version="1.2", indent="  ",
+                          top_comment="\nGenerated by `flight ground xtce` from the rackflight dictionary "
+                                      "(yamcs-pymdb); do not edit by hand.\n").to_xtce()
+
+    def problems(self) -> list[str]:
+        """What pymdb's own checks (:mod:`yamcs.pymdb.checks`) find, as the lines they print;
+        empty when the database passes. (Its little-endian check is for little-endian
+        missions; ours is big-endian, as CCSDS and PUS are.)"""
+        import contextlib
+        import io
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            ok = checks.check_complete_verifiers(self.system) & checks.check_float_encoding(self.system)
+        lines = out.getvalue().splitlines()
+        return lines if lines or ok else ["pymdb checks failed"]
+
+
+class _Generator(XTCEGenerator):
+    """pymdb's XTCE writer, naming each verifier's algorithm after its command and stage:
+    pymdb names them all ``Unnamed``, and Yamcs runs one algorithm per name and space system,
+    so a second command's verifier would find the name taken ("already active")."""
+
+    def add_verifier(self, parent, command, verifier) -> None:
+        self._verifier_of = f"{command.name}__{verifier.name}"
+        super().add_verifier(parent, command, verifier)
+
+    def add_input_only_algorithm(self, parent, system, tag, algorithm) -> None:
+        super().add_input_only_algorithm(parent, system, tag, algorithm)
+        parent.findall(tag)[-1].attrib["name"] = self._verifier_of
+
+
+def _alarm(ch: Channel) -> Y.ThresholdAlarm | None:
+    """Yellow limits as WARNING, red as CRITICAL: each the inclusive range of values in limits."""
+    if not ch.yellow and not ch.red:
+        return None
+    kwargs = {}
+    if ch.yellow:
+        kwargs.update(warning_low=ch.yellow[0], warning_high=ch.yellow[1])
+    if ch.red:
+        kwargs.update(critical_low=ch.red[0], critical_high=ch.red[1])
+    return Y.ThresholdAlarm(**kwargs)
+
+
+def _value_parameter(system: Y.System, name: str, arg: EventArg):
+    """A parameter of an event argument, in its value encoding (docs/icd.md section 9)."""
+    units, doc = arg.units or None, arg.doc or None
+    if arg.type == "float":
+        return Y.FloatParameter(system, name, bits=64, encoding=Y.float64_t, units=units, short_description=doc)
+    if arg.type == "int":
+        return Y.IntegerParameter(system, name, signed=True, bits=64, encoding=_int64, units=units,
+                                  short_description=doc)
+    if arg.type == "bool":
+        return Y.BooleanParameter(system, name, encoding=Y.uint8_t, short_description=doc)
+    return Y.StringParameter(system, name, encoding=_str8, short_description=doc)
+
+
+def _argument(arg: Arg):
+    """A command argument in its value encoding, with its range and units."""
+    units = arg.units or None
+    doc = arg.doc or None
+    if arg.type == "float":
+        return Y.FloatArgument(arg.name, 64, encoding=Y.float64_t, minimum=arg.lo, maximum=arg.hi, units=units,
+                               short_description=doc)
+    if arg.type == "int":
+        return Y.IntegerArgument(arg.name, signed=True, bits=64, encoding=_int64,
+                                 minimum=None if arg.lo is None else int(arg.lo),
+                                 maximum=None if arg.hi is None else int(arg.hi), units=units, short_description=doc)
+    if arg.type == "bool":
+        return Y.BooleanArgument(arg.name, encoding=Y.uint8_t, short_description=doc)
+    if arg.choices is not None:
+        doc = f"one of: {', '.join(repr(c) for c in arg.choices)}" + (f". {doc}" if doc else "")
+    return Y.StringArgument(arg.name, max_length=MAX_STR_ARG_BYTES, encoding=_str8, short_description=doc)
+
+
+def mission_xtce(dictionary: Dictionary) -> str:
+    """XTCE 1.2 of the whole mission (see the module docstring)."""
+    return MissionDatabase(dictionary).xtce()
+
