@@ -16,8 +16,8 @@ Telemetry (``/rackflight/<component>/...``)
     each channel a typed parameter with its units; an array channel (72 per-GPU values) is its
     u16 count and an array parameter of that many elements; yellow and red limits become
     WARNING and CRITICAL alarm ranges (the inclusive in-limits ranges). TM[5,1..4] events share
-    the parameters :data:`EVENT_ID` (an enumeration named after the dictionary's events),
-    the message and the argument count; each event with arguments has a container of its
+    the parameters ``/rackflight/pus/event_id`` (an enumeration named after the dictionary's
+    events), the message and the argument count; each event with arguments has a container of its
     typed arguments under ``/rackflight/<component>/events``.
 
 Commands
@@ -51,10 +51,6 @@ from flight.spacelink.pus8_functions import FUNCTION_SERVICE, PERFORM_FUNCTION
 
 ROOT = "rackflight"
 PUS = "pus"
-EVENT_ID = f"/{ROOT}/{PUS}/event_id"
-"""The enumerated parameter naming a TM[5,x] report's event (Yamcs' PusEventDecoder reads it)."""
-EVENT_MESSAGE = "event_message"
-"""Short name of the parameter holding a TM[5,x] report's message (the event templates use it)."""
 ROOT_CONTAINER = f"/{ROOT}/{PUS}/ccsds_space_packet"
 """Every TM packet (pymdb's CCSDS primary header container): where Yamcs starts decoding."""
 SOURCE_ID = 0x5943
@@ -77,8 +73,7 @@ _ARRAY_ELEMENT = {"float": (Y.FloatDataType, {"bits": 64, "encoding": Y.float64_
 
 class MissionDatabase:
     """The whole mission as a pymdb :class:`~yamcs.pymdb.System` (:attr:`system`), built from
-    ``dictionary``; :meth:`xtce` writes it. :attr:`event_templates` are the message templates
-    of Yamcs' ``org.yamcs.pus.PusEventDecoder``, one per declared event."""
+    ``dictionary``; :meth:`xtce` writes it."""
 
     def __init__(self, dictionary: Dictionary) -> None:
         self.dictionary = dictionary
@@ -102,8 +97,6 @@ class MissionDatabase:
                 self._event_args(sub, comp)
             for cmd in comp.commands:
                 self._command(sub, comp, cmd)
-        self.event_templates = [{"eventId": qual, "template": "{" + EVENT_MESSAGE + "}"}
-                                for qual in dictionary.events]
 
     # -- headers ----------------------------------------------------------------------------
     def _headers(self) -> None:
@@ -253,7 +246,7 @@ class MissionDatabase:
         self.event = self._tm_of(
             "event_report", EVENT_SERVICE, tuple(EVENT_SUBTYPES.values()),
             [Y.ParameterEntry(self.event_id),
-             Y.ParameterEntry(Y.StringParameter(self.pus, EVENT_MESSAGE, encoding=_text16,
+             Y.ParameterEntry(Y.StringParameter(self.pus, "event_message", encoding=_text16,
                                                 short_description="the event's format filled with its arguments")),
              Y.ParameterEntry(self.event_nargs)],
             "TM[5,1..4] event report: INFO, LOW, MEDIUM, HIGH")

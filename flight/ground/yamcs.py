@@ -9,14 +9,20 @@ connected to it, with its mission database generated from the dictionary
 What it brings up, in ``--data DIR``:
 
 * ``etc/``: written afresh at every start: ``yamcs.yaml`` (the HTTP server on ``--http``),
-  ``yamcs.rackflight.yaml`` (the instance: archive services, Yamcs' ``PusEventDecoder`` turning
-  TM[5,x] into events with their severity, one TCP TM/TC data link to the gateway),
-  ``processor.yaml``, ``mdb/rackflight.xml`` (the XTCE) and ``events.json``.
+  ``yamcs.rackflight.yaml`` (the instance: archive services, :data:`EVENT_DECODER` turning
+  TM[5,x] into events with their component and severity, one TCP TM/TC data link to the
+  gateway), ``processor.yaml``, ``mdb/rackflight.xml`` (the XTCE) and ``events.txt`` (event id,
+  component and name of every event).
 * ``yamcs-data/``: Yamcs' archive (packets, parameters, events, command history, alarms), kept
   across starts.
-* ``plugin/``: :data:`PREPROCESSOR`, compiled from ``flight/data/yamcs`` by the Janino compiler
-  Yamcs ships (from Nashorn, also shipped), so a Java runtime without a JDK suffices.
+* ``plugin/``: :data:`PREPROCESSOR` and :data:`EVENT_DECODER`, compiled from ``flight/data/yamcs``
+  by the Janino compiler Yamcs ships (from Nashorn, also shipped), so a Java runtime without a
+  JDK suffices.
 * ``gateway.log``, ``yamcs.log``, ``ground-archive.sqlite`` (the gateway's archive).
+
+Yamcs' mission time is the satellite's onboard UTC, set from each packet's time code
+(``updateSimulationTime``): a simulated run flies its scenario's epoch, so "the last hour" in
+the web UI is the last onboard hour, and it stands still while the satellite is not heard.
 
 The data link: TM framed by the Space Packet length field (CCSDS 133.0-B-2), checked by the
 PUS-C packet error control (CRC-16/CCITT-FALSE, Yamcs' ``CRC-16-CCIIT``: polynomial 0x1021,
@@ -57,6 +63,9 @@ INSTALL = "pip install 'rackflight[yamcs]'"
 """What brings the Python side (the Yamcs jars and yamcs-pymdb)."""
 PREPROCESSOR = "org.rackflight.yamcs.CdsPusPacketPreprocessor"
 """Yamcs' PUS packet preprocessor with a CDS time decoder (``flight/data/yamcs``)."""
+EVENT_DECODER = "org.rackflight.yamcs.PusEventDecoder"
+"""The service making Yamcs events of TM[5,1..4] (``flight/data/yamcs``)."""
+JAVA_SOURCES = ("CdsPusPacketPreprocessor.java", "PusEventDecoder.java")
 SOURCES = Path(__file__).resolve().parent.parent / "data" / "yamcs"
 JVM_OPTIONS = ("-Xmx768m", "-XX:+UseSerialGC")
 """Heap bound and the collector with the smallest footprint: mission control for one satellite
@@ -131,15 +140,15 @@ def yamcs_jars() -> list[Path]:
     return jars
 
 
-def compile_preprocessor(java: str, jars: list[Path], out_dir: Path) -> Path:
-    """Compile :data:`PREPROCESSOR` into ``out_dir`` (once per source: a ``.sha256`` stamp
-    keeps it) and return the class directory to put on Yamcs' classpath.
+def compile_plugin(java: str, jars: list[Path], out_dir: Path) -> Path:
+    """Compile :data:`JAVA_SOURCES` into ``out_dir`` (once per source: a ``.sha256`` stamp
+    keeps them) and return the class directory to put on Yamcs' classpath.
 
     Raises:
         YamcsUnavailable: the compiler failed (its output says why).
     """
-    source = SOURCES / "CdsPusPacketPreprocessor.java"
-    digest = hashlib.sha256(source.read_bytes() + (SOURCES / "janino_compile.js").read_bytes()).hexdigest()
+    sources = [SOURCES / name for name in JAVA_SOURCES]
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in [*sources, SOURCES / "janino_compile.js"])).hexdigest()
     classes = out_dir / digest[:16]
     stamp = classes / ".sha256"
     if stamp.exists() and stamp.read_text() == digest:
@@ -148,10 +157,12 @@ def compile_preprocessor(java: str, jars: list[Path], out_dir: Path) -> Path:
     classes.mkdir(parents=True)
     classpath = os.pathsep.join(map(str, jars))
     proc = subprocess.run([java, "-cp", classpath, "org.openjdk.nashorn.tools.Shell",
-                           str(SOURCES / "janino_compile.js"), "--", str(source), str(classes), classpath],
+                           str(SOURCES / "janino_compile.js"), "--", os.pathsep.join(map(str, sources)), str(classes),
+                           classpath],
                           capture_output=True, text=True, timeout=120)
     if proc.returncode != 0 or not (classes / "org" / "rackflight" / "yamcs").is_dir():
-        raise YamcsUnavailable(f"compiling {source.name} failed: {(proc.stdout + proc.stderr).strip()[-2000:]}")
+        raise YamcsUnavailable(f"compiling {', '.join(JAVA_SOURCES)} failed: "
+                               f"{(proc.stdout + proc.stderr).strip()[-2000:]}")
     stamp.write_text(digest)
     return classes
 
@@ -169,7 +180,7 @@ def instance_config(etc: Path, gateway: str) -> dict:
     link to the gateway at ``gateway`` (``HOST:PORT``)."""
     host, port = parse_endpoint(gateway)
     crc = {"errorDetection": {"type": "CRC-16-CCIIT", "initialValue": 0xFFFF}}
-    from flight.ground.xtce import EVENT_ID, ROOT_CONTAINER
+    from flight.ground.xtce import ROOT_CONTAINER
 
     return {
         "services": [
@@ -181,8 +192,7 @@ def instance_config(etc: Path, gateway: str) -> dict:
             {"class": "org.yamcs.ProcessorCreatorService", "args": {"name": "realtime", "type": "realtime"}},
             {"class": "org.yamcs.archive.CommandHistoryRecorder"},
             {"class": "org.yamcs.parameterarchive.ParameterArchive", "args": {"realtimeFiller": {"enabled": True}}},
-            {"class": "org.yamcs.pus.PusEventDecoder",
-             "args": {"eventIdParameter": EVENT_ID, "eventTemplateFile": str(etc / "events.json")}},
+            {"class": EVENT_DECODER, "args": {"eventFile": str(etc / "events.txt")}},
         ],
         "dataLinks": [{
             "name": "satellite", "class": "org.yamcs.tctm.TcpTcTmDataLink", "host": host, "port": port,
@@ -192,7 +202,10 @@ def instance_config(etc: Path, gateway: str) -> dict:
                                       "lengthAdjustment": 7, "initialBytesToStrip": 0},
             "packetPreprocessorClassName": PREPROCESSOR, "packetPreprocessorArgs": crc,
             "commandPostprocessorClassName": "org.yamcs.pus.PusCommandPostprocessor", "commandPostprocessorArgs": crc,
+            "updateSimulationTime": True,
         }],
+        # mission time is the satellite's onboard UTC, as the latest packet's time code says
+        "timeService": {"class": "org.yamcs.time.SimulationTimeService"},
         "mdb": [{"type": "xtce", "args": {"file": str(etc / "mdb" / f"{INSTANCE}.xml")}}],
         "streamConfig": {
             "tm": [{"name": "tm_realtime", "processor": "realtime", "rootContainer": ROOT_CONTAINER},
@@ -234,10 +247,10 @@ def write_etc(etc: Path, dictionary, gateway: str, http: str, secret: str) -> No
     ``yamcs.yaml`` holds ``secret``, so it is readable by its owner only."""
     from flight.ground.xtce import MissionDatabase
 
-    db = MissionDatabase(dictionary)
     (etc / "mdb").mkdir(parents=True, exist_ok=True)
-    (etc / "mdb" / f"{INSTANCE}.xml").write_text(db.xtce(), encoding="utf-8")
-    (etc / "events.json").write_text(json.dumps(db.event_templates, indent=1), encoding="utf-8")
+    (etc / "mdb" / f"{INSTANCE}.xml").write_text(MissionDatabase(dictionary).xtce(), encoding="utf-8")
+    (etc / "events.txt").write_text("".join(f"{eid} {qual.partition('.')[0]} {qual}\n"
+                                            for eid, qual in sorted(dictionary.event_ids.items())), encoding="utf-8")
     server = etc / "yamcs.yaml"
     server.unlink(missing_ok=True)
     fd = os.open(server, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -295,7 +308,7 @@ class MissionControl:
         java = find_java()
         jars = yamcs_jars()
         self.data.mkdir(parents=True, exist_ok=True)
-        classes = compile_preprocessor(java, jars, self.data / "plugin")
+        classes = compile_plugin(java, jars, self.data / "plugin")
         try:
             self._start_gateway(say)
             etc = self.data / "etc"

@@ -10,12 +10,14 @@ Yamcs is a Java server that takes tens of seconds to start: one run, one Yamcs f
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -151,7 +153,7 @@ def test_a_command_completes_with_its_verification_stages_and_its_event_arrives(
         return next((e for e in body.get("events", []) if e["type"] == "thermal.setpoint_changed"), None)
 
     event = wait_until(changed, "the event thermal.setpoint_changed", timeout_s=30)
-    assert event["severity"] == "INFO" and "30.0" in event["message"]
+    assert event["severity"] == "INFO" and event["source"] == "thermal" and "30.0" in event["message"]
 
 
 def test_a_failing_command_shows_its_failure_code(mission):
@@ -172,20 +174,139 @@ def test_an_argument_out_of_its_range_is_refused_and_nothing_is_sent(mission):
     assert len(after.get("commands", [])) == len(before.get("commands", []))
 
 
-def test_a_fault_past_a_red_limit_raises_an_alarm_and_high_events_arrive_critical(mission):
+def test_a_fault_past_a_red_limit_raises_a_critical_alarm(mission):
     _, control = mission
     attrs = final(control, command(control, "hal/inject_fault", fault="sensor_noisy", value=100.0,
                                    target="coolant_supply_temp_c", duration_s=0.0))
     assert attrs["CommandComplete_Status"] == "OK", attrs
 
-    def alarm():
+    def critical():
+        """The alarm on it once CRITICAL: a first reading may fall between the yellow and red limits."""
         _, body = control.api("processors/rackflight/realtime/alarms")
-        return next((a for a in body.get("alarms", [])
-                     if a.get("id", {}).get("name") == "coolant_supply_temp_c"
-                     and a["id"].get("namespace") == "/rackflight/hal"), None)
+        return next((a for a in body.get("alarms", []) if a.get("id", {}).get("name") == "coolant_supply_temp_c"
+                     and a["id"].get("namespace") == "/rackflight/hal" and a.get("severity") == "CRITICAL"), None)
 
-    found = wait_until(alarm, "an alarm on /rackflight/hal/coolant_supply_temp_c", timeout_s=60)
-    assert found["severity"] == "CRITICAL", found
+    wait_until(critical, "a CRITICAL alarm on /rackflight/hal/coolant_supply_temp_c", timeout_s=90)
+
+
+# -- the web UI, in real headless Chromium ------------------------------------------------------
+INSTANCE_QUERY = "?c=rackflight__realtime"
+ARTIFACTS = Path(os.environ.get("RACKFLIGHT_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
+"""Where the browser tests leave their screenshots (CI keeps the directory)."""
+
+
+def chromium() -> str | None:
+    """A Chromium to drive: ``$RACKFLIGHT_CHROMIUM`` or Debian's ``chromium`` (Playwright's own
+    browser download needs the internet)."""
+    return os.environ.get("RACKFLIGHT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def browser(mission):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra has it)")
+    if (executable := chromium()) is None:
+        pytest.skip("no Chromium to drive: apt-get install chromium (or set RACKFLIGHT_CHROMIUM)")
+    with sync_api.sync_playwright() as playwright:
+        # root (CI) cannot use Chromium's user-namespace sandbox
+        args = ["--no-sandbox"] if os.geteuid() == 0 else []
+        launched = playwright.chromium.launch(executable_path=executable, args=args, timeout=60_000)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser, mission, request):
+    """A page on the printed URL; a screenshot of it goes to ``test-artifacts/yamcs/<test>.png``."""
+    _, control = mission
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, base_url=f"http://{control.http}")
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        yield page
+    finally:
+        (ARTIFACTS / "yamcs").mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "yamcs" / f"{request.node.name}.png"))
+        context.close()
+
+
+def commands_sent(control) -> int:
+    _, body = control.api("archive/rackflight/commands?limit=500")
+    return len(body.get("commands", []))
+
+
+def test_browser_the_parameter_page_shows_battery_soc_updating(page):
+    page.goto(f"/telemetry/parameters/rackflight/power/battery_soc/-/summary{INSTANCE_QUERY}")
+    gentime = page.locator("dt", has_text="Generation time").locator("xpath=following-sibling::dd[1]")
+    first = wait_until(lambda: (t := gentime.first.inner_text().strip()) and t != "-" and t,
+                       "a value of battery_soc on the page", timeout_s=60)
+    assert first.startswith("20"), first
+    wait_until(lambda: gentime.first.inner_text().strip() != first, "the page to show the next value", timeout_s=60)
+    assert page.get_by_text("State of charge.").count() == 1
+
+
+def test_browser_a_command_from_the_form_completes_with_its_verification_stages(page, mission):
+    _, control = mission
+    page.goto(f"/commanding/send/rackflight/thermal/set_setpoint{INSTANCE_QUERY}")
+    page.get_by_text("[15, 45]").wait_for()
+    page.locator("form input").first.fill("30")
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_url("**/-/report/**")
+    for stage in ("Verifier_Acceptance", "Verifier_Start", "Verifier_Completion"):
+        row = page.locator("tr", has_text=stage)
+        row.wait_for()
+        wait_until(lambda: "OK" in row.inner_text(), f"{stage} OK on the report", timeout_s=90)
+    page.get_by_text("SUCCESS").first.wait_for()
+    page.goto(f"/commanding/history{INSTANCE_QUERY}")
+    latest = page.locator("tr", has_text="/rackflight/thermal/set_setpoint").first
+    latest.wait_for()
+    assert "SUCCESS" in latest.inner_text()
+
+
+def test_browser_the_form_refuses_an_argument_out_of_range_and_sends_nothing(page, mission):
+    _, control = mission
+    before = commands_sent(control)
+    page.goto(f"/commanding/send/rackflight/thermal/set_setpoint{INSTANCE_QUERY}")
+    page.get_by_text("[15, 45]").wait_for()
+    page.locator("form input").first.fill("500")
+    send = page.get_by_role("button", name="Send")
+    wait_until(lambda: not send.is_enabled(), "Send to be disabled for setpoint_c=500", timeout_s=10)
+    page.locator("form input").first.press("Enter")
+    assert commands_sent(control) == before
+
+
+def test_browser_a_fault_past_a_red_limit_shows_on_the_alarms_page(page, mission):
+    _, control = mission
+    attrs = final(control, command(control, "hal/inject_fault", fault="sensor_noisy", value=100.0,
+                                   target="coolant_supply_temp_c", duration_s=0.0))
+    assert attrs["CommandComplete_Status"] == "OK", attrs
+    page.goto(f"/alarms{INSTANCE_QUERY}")
+    row = page.locator("tr", has_text="/rackflight/hal/coolant_supply_temp_c")
+    row.first.wait_for(timeout=60_000)
+
+
+def test_browser_an_onboard_event_shows_on_the_events_page_with_its_severity(page, mission):
+    _, control = mission
+    attrs = final(control, command(control, "thermal/set_setpoint", setpoint_c=31))
+    assert attrs["CommandComplete_Status"] == "OK", attrs
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout  # installed: the page fixture checked
+
+    row = page.locator("tr", has_text="-> 31.0").first  # thermal.setpoint_changed: "coolant setpoint 30.0 -> 31.0 °C"
+
+    def listed():
+        """The page's query (the last onboard hour) lists it: a fresh query each time."""
+        page.goto(f"/events{INSTANCE_QUERY}")
+        try:
+            row.wait_for(timeout=10_000)
+        except PlaywrightTimeout:
+            return False
+        return True
+
+    wait_until(listed, "the event on the events page", timeout_s=90, interval_s=1)
+    assert "thermal.setpoint_changed" in row.inner_text()
+    severity = row.locator(".cdk-column-severity svg").get_attribute("class")
+    assert "info" in severity.split(), severity
 
 
 def test_ctrl_c_leaves_no_process(mission):
