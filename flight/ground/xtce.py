@@ -35,7 +35,8 @@ Names follow XTCE's NameType (no ``.``): ``power.battery_soc`` is ``/rackflight/
 
 from __future__ import annotations
 
-from datetime import timezone
+import contextlib
+import io
 
 from yamcs import pymdb as Y
 from yamcs.pymdb import ccsds, checks
@@ -43,7 +44,8 @@ from yamcs.pymdb.xtce import XTCEGenerator
 
 from flight.core.component import Arg, Channel, Component, Dictionary, EventArg
 from flight.spacelink.framing import ACK_ALL, CDS_EPOCH, CDS_P_FIELD, TC_APID
-from flight.spacelink.pus17_test import PING, TEST_SERVICE
+from flight.spacelink.codec import MAX_TEXT_BYTES
+from flight.spacelink.pus17_test import PING, PING_REPLY, TEST_SERVICE
 from flight.spacelink.pus1_verification import FAILURE_CODE_MEANINGS, FAILURE_CODE_NUMBERS, VERIFICATION_SERVICE
 from flight.spacelink.pus3_housekeeping import HK_PARAMETER_REPORT, HK_SERVICE
 from flight.spacelink.pus5_events import EVENT_SERVICE, EVENT_SUBTYPES, MAX_STR_ARG_BYTES
@@ -64,7 +66,7 @@ COMPLETE_TIMEOUT_S = 70.0
 
 _int64 = Y.IntegerEncoding(bits=64, scheme=Y.IntegerEncodingScheme.TWOS_COMPLEMENT)
 _str8 = Y.StringEncoding(length_bits=8, max_bits=8 * MAX_STR_ARG_BYTES, charset=Y.Charset.UTF_8, termination=None)
-_text16 = Y.StringEncoding(length_bits=16, max_bits=8 * 1024, charset=Y.Charset.UTF_8, termination=None)
+_text16 = Y.StringEncoding(length_bits=16, max_bits=8 * MAX_TEXT_BYTES, charset=Y.Charset.UTF_8, termination=None)
 _ARRAY_ELEMENT = {"float": (Y.FloatDataType, {"bits": 64, "encoding": Y.float64_t}),
                   "int": (Y.IntegerDataType, {"signed": True, "bits": 32, "encoding": Y.int32_t}),
                   "bool": (Y.BooleanDataType, {"encoding": Y.uint8_t})}
@@ -82,6 +84,10 @@ class MissionDatabase:
         self.pus = Y.Subsystem(self.system, PUS, short_description="CCSDS Space Packet and PUS-C headers, "
                                                                     "services 1, 5 and 17")
         self._headers()
+        self.structure_id = Y.IntegerParameter(self.pus, "structure_id", signed=False, bits=16, encoding=Y.uint16_t,
+                                               short_description="TM[3,25] structure id: the component id")
+        self.hk = self._tm_of("housekeeping", HK_SERVICE, (HK_PARAMETER_REPORT,), [Y.ParameterEntry(self.structure_id)],
+                              "TM[3,25] housekeeping parameter report")
         self._verification()
         self._events_common()
         self._tc_base()
@@ -131,7 +137,7 @@ class MissionDatabase:
         pfield = Y.IntegerParameter(self.pus, "cds_pfield", signed=False, bits=8, encoding=Y.uint8_t,
                                     short_description=f"CDS P-field, {CDS_P_FIELD:#04x}")
         # in the root system: pymdb writes an OffsetFrom reference relative to the root
-        day = Y.AbsoluteTimeParameter(self.system, "cds_day", reference=CDS_EPOCH.replace(tzinfo=timezone.utc),
+        day = Y.AbsoluteTimeParameter(self.system, "cds_day", reference=CDS_EPOCH,
                                       encoding=Y.IntegerTimeEncoding(bits=16, scale=86400),
                                       short_description="CDS T-field day: days since 1958-01-01 (UTC)")
         time = Y.AbsoluteTimeParameter(self.system, "packet_time", reference=day,
@@ -176,7 +182,7 @@ class MissionDatabase:
         self._tm_of("progress", VERIFICATION_SERVICE, (5,), [Y.ParameterEntry(step)], "TM[1,5]", base=report)
         self._tm_of("progress_failure", VERIFICATION_SERVICE, (6,),
                     [Y.ParameterEntry(step), Y.ParameterEntry(self.failure_code)], "TM[1,6]", base=report)
-        self._tm_of("are_you_alive_report", TEST_SERVICE, (PING + 1,), [], "TM[17,2] are-you-alive report")
+        self._tm_of("are_you_alive_report", TEST_SERVICE, (PING_REPLY,), [], "TM[17,2] are-you-alive report")
 
     def _verify(self, command: Y.Command) -> None:
         """Acceptance, start and completion verifiers of ``command`` from TM[1,1..8]."""
@@ -196,12 +202,6 @@ class MissionDatabase:
 
     # -- service 3 --------------------------------------------------------------------------
     def _housekeeping(self, sub: Y.Subsystem, comp: Component) -> None:
-        if not hasattr(self, "hk"):
-            self.structure_id = Y.IntegerParameter(self.pus, "structure_id", signed=False, bits=16,
-                                                   encoding=Y.uint16_t,
-                                                   short_description="TM[3,25] structure id: the component id")
-            self.hk = self._tm_of("housekeeping", HK_SERVICE, (HK_PARAMETER_REPORT,), [Y.ParameterEntry(self.structure_id)],
-                                  "TM[3,25] housekeeping parameter report")
         entries = []
         for ch in comp.telemetry:
             entries += self._channel(sub, ch)
@@ -298,9 +298,6 @@ class MissionDatabase:
         """What pymdb's own checks (:mod:`yamcs.pymdb.checks`) find, as the lines they print;
         empty when the database passes. (Its little-endian check is for little-endian
         missions; ours is big-endian, as CCSDS and PUS are.)"""
-        import contextlib
-        import io
-
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             ok = checks.check_complete_verifiers(self.system) & checks.check_float_encoding(self.system)

@@ -12,8 +12,9 @@ from typing import Any
 
 from flight.ground.cli.common import EXIT_FAILED, EXIT_OK, FMT, load_dictionary, para
 
-MISSING = ("needs the yamcs extra ({what} is not installed): pip install 'rackflight[yamcs]' "
-           "(from a checkout: pip install -e '.[yamcs]'); Yamcs also needs Java 17 or later")
+MISSING = ("needs the yamcs extra, yamcs-pymdb and fprime-yamcs-bundle (cannot import {what}): "
+           "pip install 'rackflight[yamcs]' (from a checkout: pip install -e '.[yamcs]'); "
+           "Yamcs also needs Java 17 or later")
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser, signing: argparse.ArgumentParser) -> None:
