@@ -44,7 +44,8 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, signing: argparse.Arg
     y.add_argument("--http", default="127.0.0.1:8090", metavar="HOST:PORT",
                    help="where Yamcs serves its web UI and API (default 127.0.0.1:8090)")
     y.add_argument("--data", metavar="DIR",
-                   help="Yamcs' configuration, archive and logs (default ~/.local/share/rackflight/yamcs)")
+                   help="Yamcs' configuration, archive and logs, and the gateway's archive unless --archive "
+                        "says otherwise (default ~/.local/share/rackflight/yamcs)")
     y.set_defaults(func=cmd_yamcs)
 
 
