@@ -45,6 +45,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -71,7 +72,7 @@ JVM_OPTIONS = ("-Xmx768m", "-XX:+UseSerialGC")
 """Heap bound and the collector with the smallest footprint: mission control for one satellite
 on a small ground machine, beside the satellite's own processes in the lab."""
 READY_TIMEOUT_S = 180.0
-"""Wall seconds Yamcs may take to come up (the JVM, RocksDB, the MDB of ~700 parameters)."""
+"""Wall seconds Yamcs may take to come up (the JVM, RocksDB, the MDB of ~430 parameters)."""
 STOP_TIMEOUT_S = 30.0
 GATEWAY_TIMEOUT_S = 30.0
 
@@ -303,8 +304,16 @@ class MissionControl:
     def start(self, dictionary, *, say=print) -> None:
         """Raises:
             YamcsUnavailable: Java or the Yamcs jars are missing, the plugin does not compile.
-            RuntimeError: the gateway or Yamcs did not come up (their logs say why); nothing is left running.
+            RuntimeError: ``http`` is taken, or the gateway or Yamcs did not come up (their logs say
+                why); nothing is left running.
         """
+        host, port = parse_endpoint(self.http)
+        try:
+            socket.create_connection((host, port), timeout=2).close()
+        except OSError:
+            pass  # nothing there: Yamcs can have it
+        else:  # else its RUNNING might be another server's
+            raise RuntimeError(f"--http {self.http} is taken by another server: choose another port")
         java = find_java()
         jars = yamcs_jars()
         self.data.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@ the Yamcs configuration it writes (the data link to the gateway, the PUS pre/pos
 with our CRC and time code, events, mission time from the packets)."""
 
 import json
+import socket
 import subprocess
 import sys
 
@@ -65,3 +66,13 @@ def test_the_instance_links_to_the_gateway_with_our_crc_time_code_and_events(tmp
     assert (tmp_path / "mdb" / "rackflight.xml").read_text().count("<SpaceSystem") >= 7
     for name in yamcs.JAVA_SOURCES:
         assert (yamcs.SOURCES / name).is_file()
+
+
+def test_an_http_port_already_taken_is_refused_before_anything_starts(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        control = yamcs.MissionControl(tmp_path / "data", http=f"127.0.0.1:{taken.getsockname()[1]}")
+        with pytest.raises(RuntimeError, match="is taken by another server"):
+            control.start(None)
+    assert control.gateway is None and control.yamcs is None and not (tmp_path / "data").exists()
