@@ -283,6 +283,7 @@ def test_browser_the_form_refuses_an_argument_out_of_range_and_sends_nothing(pag
     send = page.get_by_role("button", name="Send")
     wait_until(lambda: not send.is_enabled(), "Send to be disabled for setpoint_c=500", timeout_s=10)
     page.locator("form input").first.press("Enter")
+    assert "/-/report/" not in page.url, "the form went on to a report"
     assert commands_sent(control) == before
 
 
