@@ -64,9 +64,18 @@ def name_process(name: str) -> None:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     except (OSError, AttributeError):
         pass  # not Linux: the parent-pid check in the loop still ends orphans
+    die_with_parent()
+
+
+def die_with_parent() -> None:
+    """Have the kernel send this process SIGTERM when its parent dies (Linux ``PR_SET_PDEATHSIG``;
+    elsewhere nothing). Also a ``preexec_fn`` for a child of another program (it survives exec)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 class BusRuntime:

@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from flight.core.component import CommandError
-from flight.ground.cli import gateway, keys as key_cli, ops, store, watch
+from flight.ground.cli import gateway, keys as key_cli, ops, store, watch, yamcs
 from flight.ground.cli.common import (
     DEFAULT_LINK,
     DEFAULT_TIMEOUT_S,
@@ -139,6 +139,7 @@ def add_parser(subparsers: Any) -> None:
     store.add_parsers(sub, common, signing)
     gateway.add_parser(sub, common, signing)
     key_cli.add_parser(sub, common, signing)
+    yamcs.add_parsers(sub, common, signing)
 
 
 def add_keys_parser(subparsers: Any) -> None:
