@@ -20,7 +20,7 @@ import sys
 import pytest
 
 from flight.core.config import RunConfig
-from flight.spacelink import keys
+from flight.spacelink import keys, tm_sdls
 from flight.spacelink.pus15_storage import STORE_BY_NAME
 from flight.subsystems.link.packet_stores import STORE_FILE
 from flight.subsystems.link.manager import DEFAULT_HK_INTERVAL_S
@@ -56,6 +56,7 @@ def _passes(run: FlightRun) -> list[tuple[float, float]]:
 def test_every_stored_packet_reaches_the_archive_once_or_is_counted_dropped(tmp_path, ground_archive):
     port = free_port()
     keys.create_key(tmp_path / "keys")  # the listener signs with it from the start; the run finds it there
+    tm_sdls.ensure_tm_key(tmp_path / "keys")  # and verifies with this one
     with FlightRun(tmp_path, "--duration", f"{DURATION_S:g}", "--link", f"127.0.0.1:{port}") as run:
         listener = subprocess.Popen(
             [sys.executable, "-m", "flight.cli", "ground", "listen", "--link", f"127.0.0.1:{port}", "--archive",

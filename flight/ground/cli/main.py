@@ -36,8 +36,9 @@ from flight.ground.cli.common import (
     parse_arguments,
     positive_float,
     positive_int,
+    unread_hint,
 )
-from flight.spacelink import keys
+from flight.spacelink import keys, tm_sdls
 
 
 def connection_options(defaults: bool) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
@@ -145,8 +146,10 @@ def add_keys_parser(subparsers: Any) -> None:
             "Manage the ground-station keys telecommands are signed with (HMAC-SHA256, CCSDS SDLS "
             f"manner). Keys live in one directory: --dir, else ${keys.ENV_VAR}, else "
             "$XDG_CONFIG_HOME/rackflight/keys (~/.config/rackflight/keys). `flight run` accepts a TC "
-            "signed with any key there; `flight ground` signs with one."),
-        epilog="examples:\n  flight keys init\n  flight keys init --station svalbard --dir /etc/rackflight/keys")
+            "signed with any key there; `flight ground` signs with one. The telemetry key, in its "
+            f"subdirectory {tm_sdls.TM_KEYS_SUBDIR}/, seals every TM (`flight ground` verifies with it)."),
+        epilog="examples:\n  flight keys init\n  flight keys init --station svalbard --dir /etc/rackflight/keys\n"
+               "  flight keys init --telemetry")
     sub = keys_parser.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
     init = sub.add_parser(
         "init", formatter_class=FMT, help="create a random 256-bit key for a ground station",
@@ -159,11 +162,17 @@ def add_keys_parser(subparsers: Any) -> None:
                       help=f"ground station name: letters, digits, - and _ (default {keys.LOCAL_STATION!r})")
     init.add_argument("--dir", metavar="DIR", help=f"key directory (default ${keys.ENV_VAR} or "
                                                    "~/.config/rackflight/keys)")
+    init.add_argument("--telemetry", action="store_true",
+                      help=f"create the telemetry key instead (DIR/{tm_sdls.TM_KEYS_SUBDIR}/"
+                           f"{tm_sdls.TM_KEY_NAME}{keys.SUFFIX}): the satellite seals every TM with it, "
+                           "the ground verifies with it; copy it to every ground that reads TM")
     init.set_defaults(func=cmd_keys_init)
 
 
 def cmd_keys_init(args: argparse.Namespace) -> int:
     directory = keys.keys_dir(args.dir)
+    if args.telemetry:
+        directory, args.station = tm_sdls.tm_keys_dir(directory), tm_sdls.TM_KEY_NAME
     try:
         key = keys.create_key(directory, args.station)
     except FileExistsError:
@@ -172,7 +181,8 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"cannot create a key for {args.station!r} in {directory}: {exc}")
         return EXIT_FAILED
-    print(f"created the key of ground station {key.station!r} (SPI {key.spi}): {keys.key_path(directory, key.station)}")
+    what = "the telemetry key" if args.telemetry else f"the key of ground station {key.station!r}"
+    print(f"created {what} (SPI {key.spi}): {keys.key_path(directory, key.station)}")
     return EXIT_OK
 
 
@@ -191,7 +201,7 @@ def cmd_ping(args: argparse.Namespace) -> int:
                 print(auth_hint(args))
             return EXIT_FAILED
         except (TimeoutError, ConnectionError) as exc:
-            print(f"no answer from {args.link}: {exc}")
+            print(f"no answer from {args.link}: {exc}{unread_hint(args, client)}")
             return EXIT_FAILED
     print(f"TM[17,2] from {args.link}: {rtt_s * 1e3:.1f} ms round trip")
     return EXIT_OK
@@ -227,7 +237,7 @@ def cmd_send(args: argparse.Namespace) -> int:
             print(f"{exc.code}: {exc.message}\ncaught on the ground: nothing was sent")
             return EXIT_FAILED
         except (TimeoutError, ConnectionError) as exc:
-            print(f"{'':11s}  {exc}")
+            print(f"{'':11s}  {exc}{unread_hint(args, client)}")
             return EXIT_FAILED
     if final is not None and final.code == "AUTHENTICATION_ERROR":
         print(auth_hint(args))
