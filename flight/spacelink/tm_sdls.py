@@ -8,11 +8,13 @@ telemetry key of its own, distinct from the station keys that sign telecommands
 
 Layout (the TM's PUS-C source data field; all integers big-endian)
     ==============  =======  ==============================================================
-    SPI             u16      Security Parameter Index of the telemetry key (355.0-B-2 3.2.2)
-    SN              u64      sequence number, one per TM, never reused (355.0-B-2 3.2.4)
+    SPI             u16      Security Parameter Index of the telemetry key (355.0-B-2
+                             Security Header, SPI field)
+    SN              u64      sequence number, one per TM, never reused (355.0-B-2 Security
+                             Header, Sequence Number field)
     source data     n bytes  the service's own source data (may be empty)
     MAC             16 B     HMAC-SHA256 (FIPS 198-1) truncated to its leftmost 128 bits
-                             (355.0-B-2 3.3.2)
+                             (355.0-B-2 Security Trailer, MAC field)
     ==============  =======  ==============================================================
 
     SDLS puts the header and trailer around a frame's data field; this link carries Space
