@@ -33,11 +33,13 @@ pytestmark = pytest.mark.usefixtures("ground_keys")
 
 
 class Running:
-    """A gateway to ``link`` signing with ``key``, stepped in its own thread (which opens
-    the archive at ``archive``, if given, as SQLite wants) until :meth:`close`."""
+    """A gateway to ``link`` signing with ``key`` and verifying TM with ``tm_keys``, stepped
+    in its own thread (which opens the archive at ``archive``, if given, as SQLite wants)
+    until :meth:`close`."""
 
-    def __init__(self, link: str, key, archive=None) -> None:
-        self.gateway = Gateway("127.0.0.1:0", link, key, DICT)
+    def __init__(self, link: str, key, archive=None, tm_keys=None) -> None:
+        self.tm_keys = tm_keys
+        self.gateway = Gateway("127.0.0.1:0", link, key, DICT, tm_keys=tm_keys)
         self.archive: Archive | None = None
         self.lines: list[str] = []
         self._stop = threading.Event()
@@ -50,7 +52,7 @@ class Running:
 
     def _loop(self, archive_path) -> None:
         if archive_path is not None:
-            self.archive = Archive(archive_path, DICT)
+            self.archive = Archive(archive_path, DICT, self.tm_keys)
             self.gateway.archive = self.archive
         while not self._stop.is_set():
             self.lines += self.gateway.step(0.02)
@@ -65,7 +67,8 @@ class Running:
 
 @pytest.fixture
 def gateway(served, tmp_path):
-    running = Running(served.endpoint, served.harness.key, tmp_path / "gateway-archive.sqlite")
+    running = Running(served.endpoint, served.harness.key, tmp_path / "gateway-archive.sqlite",
+                      served.harness.tm_keys)
     wait_until(running.gateway.heard, "the gateway to hear the satellite", 10)
     yield running
     running.close()
@@ -209,7 +212,7 @@ def test_an_oversize_packet_cuts_its_client_off_and_data_too_large_to_sign_is_re
 
 
 def test_the_gateway_reconnects_by_itself_when_the_satellite_comes_back(served, tmp_path):
-    running = Running(served.endpoint, served.harness.key)
+    running = Running(served.endpoint, served.harness.key, tm_keys=served.harness.tm_keys)
     try:
         wait_until(running.gateway.heard, "the gateway to hear the satellite", 10)
         served.close()  # the satellite goes away (a restart; the pass ends)
