@@ -93,11 +93,20 @@ class Verification:
         """The durable record of TCs in flight (:meth:`open`); ``None``: in memory only."""
         self._exec_pid = 0
         self._idempotent: Callable[[str], bool] = lambda _qualified: False
+        self._left: list[StoredTc] = []
+        """What the store held when opened: the TCs of processes before this one (:meth:`recover`)."""
 
     def open(self, store: PendingStore, exec_pid: int, idempotent: Callable[[str], bool]) -> None:
         """Record TCs in flight in ``store``; ``exec_pid`` is the executive dispatching them,
-        ``idempotent(qualified)`` whether a command may run again after a restart."""
+        ``idempotent(qualified)`` whether a command may run again after a restart.
+
+        Raises:
+            sqlite3.Error: the store cannot be read.
+        """
         self.store, self._exec_pid, self._idempotent = store, exec_pid, idempotent
+        # read now, before any TC of this process is recorded: in ``always`` contact TCs are taken
+        # before the first frame, and recovering one of those would run it a second time
+        self._left = store.load()
 
     def close(self) -> None:
         if self.store is not None:
@@ -132,11 +141,13 @@ class Verification:
         return f"{self._id_prefix}{self._serial}"
 
     def recover(self, now: float) -> None:
-        """Give every TC the store holds from before a restart its final report (the rules of
+        """Give every TC the store held from before a restart (when :meth:`open` read it; not
+        those this process has taken since) its final report (the rules of
         :mod:`flight.subsystems.link.pending`); ``now`` is wall (monotonic) s."""
         if self.store is None:
             return
-        for row in self.store.load():
+        left, self._left = self._left, []
+        for row in left:
             if row.final is not None:  # decided before the restart: the same report again
                 self._reply(ONBOARD, row.final)
                 self._forget(row.command_id)
