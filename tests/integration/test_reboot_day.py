@@ -7,7 +7,8 @@ submissions (TC[11,4]) and archives every TM it receives in a real ground archiv
 Checked at the end:
 
 * onboard time never went backwards: each reboot resumes at a later UTC than the one before
-  (``hal.rebooted``), none was refused (``hal.clock_backwards``);
+  (``hal.rebooted``), none was refused (``hal.clock_backwards``), and every TM archived is
+  stamped within the mission's onboard time (none with the host's clock);
 * every TC that got TM[1,1] has exactly one final report (TM[1,7] or TM[1,8]), whichever run
   sent it (reports of TCs in flight at a kill, and of scheduled TCs, come from the verification
   packet store). A report that a kill caught between leaving and its record's removal comes again
@@ -19,7 +20,7 @@ Checked at the end:
   earlier), none lost, and none the satellite refused ran;
 * no acknowledged job is lost (every submit that completed is in ``jobs.sqlite``) or completed
   twice (``jobs.job_completed`` once per job at most, one TM[140,1] per job in the archive), and
-  every job ``jobs.sqlite`` has finished has its TM[140,1] archived;
+  every job ``jobs.sqlite`` has finished has its TM[140,1] archived or still on board;
 * every TM packet the packet stores hold at the end is in the ground archive, or still waiting
   on board (stored in the run's last moments), and none the ground acknowledged is missing;
   none was delivered twice as two different packets (the same report built again after a
@@ -39,6 +40,7 @@ import signal
 import sqlite3
 import time
 from collections import Counter, defaultdict
+from datetime import datetime
 
 import pytest
 from spacepackets.ccsds.spacepacket import CCSDS_HEADER_LEN
@@ -48,6 +50,8 @@ from flight.ground.archive import Archive
 from flight.ground.client import LinkClient
 from flight.spacelink import pus11_scheduling as pus11
 from flight.spacelink.framing import request_id
+from flight.spacelink.services import decode_tm
+from flight.spacelink.pus140_results import JobResultReport
 from flight.spacelink.pus1_verification import Verification
 from flight.spacelink.pus3_housekeeping import HkReport
 from flight.subsystems.link.packet_stores import KEY_SHIFT, PENDING, IN_FLIGHT, ACKED
@@ -235,7 +239,8 @@ def test_reboots_at_random_instants_lose_nothing_acknowledged(tmp_path):
                 # the backlog: every packet stored (and committed) so far reaches the archive
                 wait_until(lambda: (ground.take(0.5), not {hashlib.sha256(p).digest() for _, p in stored_packets(data)[0]}
                                     - archived(archive_path))[1], "the stored backlog archived", 120)
-                assert run.wait(timeout_s=600) == 0, run.output
+                wait_until(lambda: ground.take(0.5) or run.proc.poll() is not None, "the day's end", 600)
+                assert run.wait(timeout_s=60) == 0, run.output
             ground.take(0.2)
             ground.close()
 
@@ -251,6 +256,7 @@ def test_reboots_at_random_instants_lose_nothing_acknowledged(tmp_path):
     assert len(rebooted) == REBOOTS and rebooted_utc == sorted(rebooted_utc) and backwards == 0
     epoch_utc = rebooted[0]["utc_unix_s"] - rebooted[0]["time_s"]
     rewind_s = [max(0.0, seen - r) for seen, r in zip(ground.latest_by_run, rebooted_utc)]
+    utc_end = datetime.fromisoformat(json.loads((data / "summary.json").read_text())["utc_end"]).timestamp()
 
     # every accepted TC: one final report
     assert ground.accepted, "no TC was accepted"
@@ -273,10 +279,15 @@ def test_reboots_at_random_instants_lose_nothing_acknowledged(tmp_path):
     adb = sqlite3.connect(f"file:{archive_path}?mode=ro", uri=True)
     results = Counter(job_id for (job_id,) in adb.execute("SELECT job_id FROM results"))
     packets = [bytes(p) for (p,) in adb.execute("SELECT packet FROM packets")]
+    stamped = [utc for (utc,) in adb.execute("SELECT utc_unix_s FROM packets")]
     resent = dict(adb.execute("SELECT name, value FROM counters"))
     adb.close()
     assert all(count == 1 for count in results.values()), {j: c for j, c in results.items() if c > 1}
-    assert finished <= set(results), finished - set(results)
+    stored, dropped = stored_packets(data)
+    in_archive = {hashlib.sha256(p).digest() for p in packets}
+    on_board = [p for state, p in stored if state in (PENDING, IN_FLIGHT) and hashlib.sha256(p).digest() not in in_archive]
+    results_on_board = {r.job_id for r in (decode_tm(DICT, p) for p in on_board) if isinstance(r, JobResultReport)}
+    assert finished <= set(results) | results_on_board, finished - set(results) - results_on_board
 
     # time-tagged commands: each taken one ran once, at its time
     released = {e["request_id"]: e["late_s"] for e in releases}
@@ -296,11 +307,12 @@ def test_reboots_at_random_instants_lose_nothing_acknowledged(tmp_path):
     untaken = {marker for r, (marker, _) in ground.scheduled.items() if r not in taken}
     assert not untaken & set(by_marker), untaken & set(by_marker)
 
+    # every TM stamped with onboard time, none with another clock's (a reboot's first moments)
+    off_clock = [utc for utc in stamped if not epoch_utc - 1e-3 <= utc <= utc_end]  # CDS: milliseconds
+    assert not off_clock, f"{len(off_clock)} TM stamped outside the mission's time, e.g. {off_clock[:3]}"
+
     # stored TM: delivered exactly once, or still on board, or counted dropped
-    stored, dropped = stored_packets(data)
-    in_archive = {hashlib.sha256(p).digest() for p in packets}
     acked_lost = [p for state, p in stored if state == ACKED and hashlib.sha256(p).digest() not in in_archive]
-    on_board = [p for state, p in stored if state in (PENDING, IN_FLIGHT) and hashlib.sha256(p).digest() not in in_archive]
     assert not acked_lost, f"{len(acked_lost)} stored packets acknowledged and not in the archive"
     keys = Counter(content_key(p) for p in packets)
     delivered_twice = [k for k, c in keys.items() if c > 1]

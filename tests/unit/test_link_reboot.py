@@ -1,7 +1,20 @@
 """Defects the reboot test (tests/integration/test_reboot_day.py) found in the link, each pinned
 here at the unit level: the link driven directly (:class:`tests.support.link_harness.LinkHarness`)."""
 
-from tests.support.link_harness import Ground, LinkHarness, _setpoint
+import contextlib
+import sqlite3
+import time
+
+from spacepackets.ccsds.time import CdsShortTimestamp
+
+from flight.hal.onboard_clock import Mission, write_mission
+from flight.spacelink import framing, pus11_scheduling as pus11
+from flight.subsystems.jobs.store import JobResult
+from flight.subsystems.link import downlink as downlink_module
+from flight.subsystems.link.downlink import STORE_COMMIT_INTERVAL_S
+from flight.subsystems.link.packet_stores import KEY_SHIFT, STORE_BY_NAME, STORE_FILE
+from flight.subsystems.link.pending import PENDING_FILE
+from tests.support.link_harness import UTC0, Ground, LinkHarness, _setpoint
 from tests.support.predicates import wait_until
 
 
@@ -21,6 +34,82 @@ def test_a_tc_taken_before_the_first_frame_is_not_recovered_as_a_previous_runs(t
         assert [(q, a) for _, q, a in harness.commands] == [("thermal.set_setpoint", {"setpoint_c": 30.0})]
         assert list(harness.link.verification.pending) == [harness.commands[0][0]]
         assert not harness.link.verification.pending[harness.commands[0][0]].recovered
+        ground.close()
+    finally:
+        harness.close()
+
+
+def _durable_finals(tmp_path) -> list[bytes]:
+    """The final verification reports a crash now would leave on board: kept with their TC's
+    record in the pending store, or committed in the verification packet store."""
+    kept = _rows(tmp_path / PENDING_FILE, "SELECT final FROM pending WHERE final IS NOT NULL")
+    stored = _rows(tmp_path / STORE_FILE, "SELECT packet FROM packet_bytes WHERE key >> ? = ?",
+                   KEY_SHIFT, STORE_BY_NAME["verification"].store_id)
+    return [bytes(f) for (f,) in kept] + [bytes(p) for (p,) in stored if (p[7], p[8]) == (1, 7)]
+
+
+def _rows(path, sql: str, *args) -> list[tuple]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return db.execute(sql, args).fetchall()
+
+
+def test_a_scheduled_tcs_final_report_is_durable_from_the_moment_its_record_goes(tmp_path):
+    # the report of a TC released from the schedule goes into the verification packet store,
+    # which commits at most every STORE_COMMIT_INTERVAL_S; its TC's record in the pending store
+    # must stay until then, or a crash in between loses the report (and no restart knows of it)
+    harness = LinkHarness(tmp_path, contact="always", lab=True)
+    try:
+        ground = Ground(harness)
+        harness.frame()
+        inner = _setpoint(31.0, seq=5)
+        ground.send_tc(framing.build_tc(pus11.SCHEDULE_SERVICE, pus11.SCHEDULE_INSERT,
+                                        pus11.insert_data([(UTC0 + 3, bytes(inner.pack()))]),
+                                        seq_count=6, source_id=0x1234))
+        wait_until(lambda: harness.pump(0.01) or len(harness.link.schedule_service.schedule), "the TC scheduled", 2, 0)
+        harness.frame()
+        harness.frame()  # released, executed, completed: its TM[1,7] stored
+        assert [q for _, q, _ in harness.commands] == ["thermal.set_setpoint"]
+        assert not harness.link.verification.pending
+        assert _durable_finals(tmp_path), "the final report is neither kept with its TC nor committed"
+        time.sleep(STORE_COMMIT_INTERVAL_S)
+        harness.frame()  # the stores commit: the record goes
+        assert _rows(tmp_path / PENDING_FILE, "SELECT COUNT(*) FROM pending") == [(0,)]
+        assert len(_durable_finals(tmp_path)) == 1
+        ground.close()
+    finally:
+        harness.close()
+
+
+def test_a_job_result_reaches_the_ground_only_once_its_storing_is_durable(tmp_path, monkeypatch):
+    # in contact a TM[140,1] is sent as it is stored; had a crash then lost the store's open
+    # transaction, the runner (not acknowledged) would offer the result again and the link build
+    # it anew, with other counters: the ground would archive two different packets for one job
+    harness = LinkHarness(tmp_path, contact="always", lab=True)
+    try:
+        harness.link.cmd_set_hk_interval(1.0)
+        harness.frame()
+        ground = Ground(harness)
+        monkeypatch.setattr(downlink_module, "STORE_COMMIT_INTERVAL_S", 1e9)  # no commit at the tick's end
+        harness.publish("data", "jobs.result", JobResult(7, "completed", 0.5, 10.0, 10.0, "sha256 ab12").as_product())
+        harness.pump()
+        harness.frame()
+        assert ground.collect(lambda got: got, seconds=1, keep=(140,)), "the result is sent in contact"
+        assert _rows(tmp_path / STORE_FILE, "SELECT job_id FROM results_stored") == [(7,)], \
+            "sent before a crash could no longer lose it"
+        ground.close()
+    finally:
+        harness.close()
+
+
+def test_before_its_first_frame_after_a_reboot_the_link_stamps_tm_where_onboard_time_resumes(tmp_path):
+    # the host clock (years from a simulated mission's time) stood in before the first frame: a
+    # reboot's first TM went forward in time, and the next ones back
+    write_mission(tmp_path, Mission(("1 x", "2 x"), utc_floor_s=UTC0))
+    harness = LinkHarness(tmp_path, contact="always", lab=True)
+    try:
+        ground = Ground(harness)  # its ``client_connected`` event is sent before any frame
+        ((_, _, _, tm, _),) = ground.collect(lambda got: got, seconds=2, keep=(5,))
+        assert CdsShortTimestamp.unpack(tm.timestamp).as_unix_seconds() == UTC0
         ground.close()
     finally:
         harness.close()

@@ -63,6 +63,7 @@ from flight.core.component import (
 from flight.core.config import RunConfig
 from flight.core.messages import Message
 from flight.core.subsystem import Emit, SendCommand, Subsystem
+from flight.hal.onboard_clock import MissionError, read_mission
 from flight.spacelink.keys import load_all
 from flight.spacelink.framing import LINK_COMPONENT_ID, is_loopback, parse_endpoint
 from flight.spacelink.pus140_results import RESULT_COMPONENT
@@ -276,6 +277,11 @@ class LinkManager(Subsystem):
     def on_start(self) -> None:
         data = self.config.data_path
         data.mkdir(parents=True, exist_ok=True)
+        try:
+            mission = read_mission(data)
+        except MissionError:
+            mission = None  # the run refuses a malformed record before it starts the link
+        self.state.utc_floor_s = mission.utc_floor_s if mission is not None else None
         self.downlink.open(data)
         self.results.open()
         self.auth.open(data)
@@ -291,9 +297,12 @@ class LinkManager(Subsystem):
 
     def on_stop(self) -> None:
         self.connections.close_all()
-        for part in (self.auth, self.schedule_service, self.reporting, self.parameters, self.verification,
-                     self.downlink):
-            part.close()
+        try:
+            self.downlink.close()  # commits the stores: the final reports stored in them are durable there
+            self.verification.committed()
+        finally:
+            for part in (self.auth, self.schedule_service, self.reporting, self.parameters, self.verification):
+                part.close()
 
     # -- rate group --------------------------------------------------------------------
     def step(self, frame: dict[str, Any]) -> None:
@@ -325,6 +334,7 @@ class LinkManager(Subsystem):
             self.downlink.backlog()
         if self.downlink.commit():
             self.results.committed()
+            self.verification.committed()
         acknowledged = self.results.acknowledgements()
         if acknowledged:
             self.publish_data("result_ack", job_ids=acknowledged)

@@ -95,6 +95,9 @@ class Verification:
         self._idempotent: Callable[[str], bool] = lambda _qualified: False
         self._left: list[StoredTc] = []
         """What the store held when opened: the TCs of processes before this one (:meth:`recover`)."""
+        self._stored_finals: list[str] = []
+        """TCs whose final report went into the verification packet store and is not committed
+        there yet: their records stay until :meth:`committed`."""
 
     def open(self, store: PendingStore, exec_pid: int, idempotent: Callable[[str], bool]) -> None:
         """Record TCs in flight in ``store``; ``exec_pid`` is the executive dispatching them,
@@ -150,7 +153,7 @@ class Verification:
         for row in left:
             if row.final is not None:  # decided before the restart: the same report again
                 self._reply(ONBOARD, row.final)
-                self._forget(row.command_id)
+                self._stored_finals.append(row.command_id)
                 continue
             try:
                 tc = PusTc.unpack(row.tc)
@@ -173,6 +176,13 @@ class Verification:
     def _forget(self, command_id: str) -> None:
         if self.store is not None:
             self._stored(lambda: self.store.remove(command_id))
+
+    def committed(self) -> None:
+        """The packet stores committed: the final reports stored since are durable there, so
+        their TCs' records go."""
+        for command_id in self._stored_finals:
+            self._forget(command_id)
+        self._stored_finals.clear()
 
     def _stored(self, change: Callable[[], None]) -> None:
         try:
@@ -238,12 +248,17 @@ class Verification:
     def _verify_final(self, command_id: str, p: PendingTc, subtype: int, **fields: Any) -> None:
         """The final report: kept with the TC's record before it leaves, so a restart before the
         record is removed sends these same bytes again (which the ground archive keeps once)
-        rather than a second verdict."""
+        rather than a second verdict. One that goes into the verification packet store (a TC
+        of the schedule, or recovered) leaves only once that store commits: the record stays
+        until then (:meth:`committed`), or a crash before the commit would lose the report."""
         packet = self.tm.verification(subtype, p.tc, utc_unix_s=self._state.utc_now(), **fields)
         if self.store is not None:
             self._stored(lambda: self.store.finished(command_id, packet))
         self._reply(p.identity, packet)
-        self._forget(command_id)
+        if p.identity == ONBOARD:
+            self._stored_finals.append(command_id)
+        else:
+            self._forget(command_id)
 
     # -- TCs served by the link itself ---------------------------------------------------
     def acceptance_failure(self, source: TcSource, tc: PusTc, code: str, why: str) -> None:
