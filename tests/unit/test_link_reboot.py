@@ -5,16 +5,18 @@ import contextlib
 import sqlite3
 import time
 
+import pytest
+
 from spacepackets.ccsds.time import CdsShortTimestamp
 
 from flight.hal.onboard_clock import Mission, write_mission
-from flight.spacelink import framing, pus11_scheduling as pus11
+from flight.spacelink import framing, pus11_scheduling as pus11, pus8_functions as pus8
 from flight.subsystems.jobs.store import JobResult
 from flight.subsystems.link import downlink as downlink_module
 from flight.subsystems.link.downlink import STORE_COMMIT_INTERVAL_S
 from flight.subsystems.link.packet_stores import KEY_SHIFT, STORE_BY_NAME, STORE_FILE
 from flight.subsystems.link.pending import PENDING_FILE
-from tests.support.link_harness import UTC0, Ground, LinkHarness, _setpoint
+from tests.support.link_harness import DICT, UTC0, Ground, LinkHarness, _setpoint
 from tests.support.predicates import wait_until
 
 
@@ -49,7 +51,7 @@ def _durable_finals(tmp_path) -> list[bytes]:
 
 
 def _rows(path, sql: str, *args) -> list[tuple]:
-    with contextlib.closing(sqlite3.connect(path)) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
         return db.execute(sql, args).fetchall()
 
 
@@ -113,3 +115,71 @@ def test_before_its_first_frame_after_a_reboot_the_link_stamps_tm_where_onboard_
         ground.close()
     finally:
         harness.close()
+
+
+class Killed(Exception):
+    """The flight computer loses power here."""
+
+
+SUBMIT = {"gpus_min": 1, "gpus_max": 1, "work_gpu_s": 10.0, "priority": 5, "checkpoint_interval_s": 60.0,
+          "checkpoint_cost_s": 1.0, "deadline_s": 0.0, "critical": False, "kind": "synthetic"}
+
+
+def _kill(*_args) -> None:
+    raise Killed
+
+
+def _scheduled_submit_killed_at_its_release(tmp_path, method: str) -> list[str]:
+    """A link that takes a scheduled ``jobs.submit`` and loses power at its release, in its
+    verification's ``method`` (``dispatch``: before the pending-TC store records it;
+    ``_send_command``: just after); its files are left as a power loss leaves them. The
+    commands it sent on board."""
+    first = LinkHarness(tmp_path, contact="always", lab=True)
+    first.frame()
+    ground = Ground(first)
+    inner = pus8.function_tc(DICT, "jobs.submit", SUBMIT, seq_count=5, source_id=0x1234)
+    ground.send_tc(framing.build_tc(pus11.SCHEDULE_SERVICE, pus11.SCHEDULE_INSERT,
+                                    pus11.insert_data([(UTC0 + 3, bytes(inner.pack()))]), seq_count=6, source_id=0x1234))
+    wait_until(lambda: first.pump(0.01) or len(first.link.schedule_service.schedule), "the TC scheduled", 2, 0)
+    first.script = []  # a command sent on board stays in flight
+    first.frame()
+    setattr(first.link.verification, method, _kill)
+    with pytest.raises(Killed):
+        first.frame()  # UTC0 + 3: the release
+    ground.close()
+    first.link.connections.close_all()
+    first.link.downlink.stores.db.close()  # its open transaction is lost
+    first._broker.close()
+    first._ctx.destroy(linger=0)
+    return [q for _, q, _ in first.commands]
+
+
+def test_a_scheduled_tc_killed_before_it_is_recorded_is_released_after_the_reboot(tmp_path):
+    # the schedule deleted a released TC before the pending-TC store had recorded it: a power
+    # loss in between lost it, with no report
+    assert _scheduled_submit_killed_at_its_release(tmp_path, "dispatch") == []
+    second = LinkHarness(tmp_path, contact="always", lab=True)
+    try:
+        for _ in range(3):  # the harness's clock starts again at UTC0: on to the release time
+            second.frame()
+        assert [q for _, q, _ in second.commands] == ["jobs.submit"]
+        assert len(second.link.schedule_service.schedule) == 0
+    finally:
+        second.close()
+
+
+def test_a_scheduled_tc_killed_after_it_is_recorded_is_not_released_again(tmp_path):
+    # recorded, not yet deleted from the schedule: the reboot's recovery answers for it (a
+    # non-idempotent command: INTERRUPTED), and the schedule must not send it on board again
+    assert _scheduled_submit_killed_at_its_release(tmp_path, "_send_command") == []
+    assert _rows(tmp_path / PENDING_FILE, "SELECT qualified FROM pending") == [("jobs.submit",)]
+    _rows(tmp_path / PENDING_FILE, "UPDATE pending SET exec_pid = -1")  # the executive rebooted too
+    second = LinkHarness(tmp_path, contact="always", lab=True)
+    try:
+        for _ in range(4):
+            second.frame()
+        assert second.commands == []
+        assert len(second.link.schedule_service.schedule) == 0
+        assert not second.link.verification.pending, "failed INTERRUPTED"
+    finally:
+        second.close()

@@ -285,11 +285,11 @@ class LinkManager(Subsystem):
         self.downlink.open(data)
         self.results.open()
         self.auth.open(data)
-        self.schedule_service.open(data)
-        self.reporting.open(data)
-        self.parameters.open(data)
         self.verification.open(PendingStore(data / PENDING_FILE), self.config.parent_pid,
                                lambda qualified: getattr(self.dictionary.commands.get(qualified), "idempotent", False))
+        self.schedule_service.open(data, self.verification.recorded_tcs())
+        self.reporting.open(data)
+        self.parameters.open(data)
         self.connections.start()
 
     def poll_items(self) -> list[tuple[Any, Callable[[], None]]]:

@@ -143,6 +143,10 @@ class Verification:
         self._serial += 1
         return f"{self._id_prefix}{self._serial}"
 
+    def recorded_tcs(self) -> set[bytes]:
+        """The TC packets the store held from before a restart (see :meth:`open`)."""
+        return {row.tc for row in self._left}
+
     def recover(self, now: float) -> None:
         """Give every TC the store held from before a restart (when :meth:`open` read it; not
         those this process has taken since) its final report (the rules of
