@@ -9,14 +9,18 @@ import pytest
 
 from spacepackets.ccsds.time import CdsShortTimestamp
 
+from flight.core.config import RunConfig
+from flight.core.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle
 from flight.hal.onboard_clock import Mission, write_mission
 from flight.spacelink import framing, pus11_scheduling as pus11, pus8_functions as pus8
 from flight.subsystems.jobs.store import JobResult
 from flight.subsystems.link import downlink as downlink_module
 from flight.subsystems.link.downlink import STORE_COMMIT_INTERVAL_S
+from flight.subsystems.link.manager import LinkManager
 from flight.subsystems.link.packet_stores import KEY_SHIFT, STORE_BY_NAME, STORE_FILE
 from flight.subsystems.link.pending import PENDING_FILE
-from tests.support.link_harness import DICT, UTC0, Ground, LinkHarness, _setpoint
+from sim_hw.satellite import Satellite
+from tests.support.link_harness import BUS, DICT, UTC0, Ground, LinkHarness, _setpoint
 from tests.support.predicates import wait_until
 
 
@@ -183,3 +187,17 @@ def test_a_scheduled_tc_killed_after_it_is_recorded_is_not_released_again(tmp_pa
         assert not second.link.verification.pending, "failed INTERRUPTED"
     finally:
         second.close()
+
+
+def test_before_its_first_frame_a_new_simulated_mission_is_at_the_simulators_start(tmp_path):
+    # without a mission floor (a new mission) the run starts where the simulator does, at the
+    # element-set epoch, not at the host's time
+    _, tle = load_tle(DEFAULT_TLE_PATH, DEFAULT_TLE_NAME)
+    config = RunConfig(bus=BUS, data_dir=str(tmp_path), contact="always", link_endpoint="127.0.0.1:0",
+                       unauthenticated_lab=True, tle_lines=tle)
+    link = LinkManager(config, lambda *a: None, dictionary=DICT)
+    link.on_start()
+    try:
+        assert link.state.utc_now() == pytest.approx(Satellite(tle).utc_unix_s, abs=1e-3)  # TM time: ms
+    finally:
+        link.on_stop()

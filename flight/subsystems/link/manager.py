@@ -62,6 +62,7 @@ from flight.core.component import (
 )
 from flight.core.config import RunConfig
 from flight.core.messages import Message
+from flight.core.orbit import WGS84, Orbit
 from flight.core.subsystem import Emit, SendCommand, Subsystem
 from flight.hal.onboard_clock import MissionError, read_mission
 from flight.spacelink.keys import load_all
@@ -277,11 +278,7 @@ class LinkManager(Subsystem):
     def on_start(self) -> None:
         data = self.config.data_path
         data.mkdir(parents=True, exist_ok=True)
-        try:
-            mission = read_mission(data)
-        except MissionError:
-            mission = None  # the run refuses a malformed record before it starts the link
-        self.state.utc_floor_s = mission.utc_floor_s if mission is not None else None
+        self.state.utc_start_s = self._utc_start_s(data)
         self.downlink.open(data)
         self.results.open()
         self.auth.open(data)
@@ -291,6 +288,20 @@ class LinkManager(Subsystem):
         self.reporting.open(data)
         self.parameters.open(data)
         self.connections.start()
+
+    def _utc_start_s(self, data: Path) -> float | None:
+        """Onboard UTC where this run starts, before its first frame says (see
+        :attr:`LinkState.utc_start_s`): the mission's floor after a reboot, else the element-set
+        epoch of a new mission on the simulator (its run epoch), else unknown."""
+        try:
+            mission = read_mission(data)
+        except MissionError:
+            mission = None  # the run refuses a malformed record before it starts the link
+        if mission is not None and mission.utc_floor_s is not None:
+            return mission.utc_floor_s
+        if not self.config.hal_endpoint and len(self.config.tle_lines) == 2:
+            return Orbit.from_tle(*self.config.tle_lines, WGS84()).epoch_utc.timestamp()
+        return None
 
     def poll_items(self) -> list[tuple[Any, Callable[[], None]]]:
         return [(self.connections.fileno(), self.uplink.service)]  # a poller answers a plain descriptor by its number
