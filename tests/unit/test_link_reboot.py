@@ -201,3 +201,27 @@ def test_before_its_first_frame_a_new_simulated_mission_is_at_the_simulators_sta
         assert link.state.utc_now() == pytest.approx(Satellite(tle).utc_unix_s, abs=1e-3)  # TM time: ms
     finally:
         link.on_stop()
+
+
+def test_a_reboot_s_tc_ids_do_not_reuse_those_a_previous_boot_left(tmp_path):
+    # ids were ``link-<pid>-<serial>``: a flight computer boots the same way each time, so its link
+    # gets the same pid, and a TC taken before the first frame (``always`` contact) replaced the
+    # record of the previous boot's TC of that id, which recovery then answered for in its place
+    first = LinkHarness(tmp_path, contact="always", lab=True)
+    first.script = []  # in flight when the power goes
+    ground = Ground(first)
+    ground.send_tc(pus8.function_tc(DICT, "jobs.submit", SUBMIT, seq_count=1, source_id=0x1234))
+    wait_until(lambda: first.pump(0.01) or first.commands, "the TC sent on board", 2, 0)
+    ground.close()
+    first.close()
+    second = LinkHarness(tmp_path, contact="always", lab=True)  # this process: the same pid
+    try:
+        second.script = []
+        ground = Ground(second)
+        ground.send_tc(pus8.function_tc(DICT, "jobs.submit", SUBMIT, seq_count=2, source_id=0x1234))
+        wait_until(lambda: second.pump(0.01) or second.commands, "the TC sent on board", 2, 0)
+        assert second.commands[0][0] != first.commands[0][0]
+        assert _rows(tmp_path / PENDING_FILE, "SELECT COUNT(*) FROM pending") == [(2,)]
+        ground.close()
+    finally:
+        second.close()

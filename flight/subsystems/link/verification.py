@@ -32,6 +32,7 @@ to every connection, or into the verification packet store for a TC of the onboa
 from __future__ import annotations
 
 import os
+import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -87,7 +88,9 @@ class Verification:
         self._reply = reply
         self._send_command = send_command
         self.pending: dict[str, PendingTc] = {}
-        self._id_prefix = f"link-{os.getpid()}-"
+        # a random part: a flight computer boots the same way each time, so its link may get the
+        # same pid, and an id of the previous boot's may still be in the pending-TC store
+        self._id_prefix = f"link-{os.getpid()}-{secrets.token_hex(4)}-"
         self._serial = 0
         self.store: PendingStore | None = None
         """The durable record of TCs in flight (:meth:`open`); ``None``: in memory only."""
