@@ -16,16 +16,17 @@ Checked at the end:
   archive keeps once: reports are told apart by their content (verdict and onboard time);
 * every time-tagged command the satellite took (its TC[11,4] completed) ran exactly once (one
   job with its marker in ``jobs.sqlite``, one final report, one ``link.tc_released``), at its
-  onboard time (released within :data:`RELEASE_LATE_S` after it; accepted and executed no
-  earlier), none lost, and none the satellite refused ran;
+  onboard time (released within :data:`RELEASE_LATE_S` after it; accepted no earlier, executed
+  no earlier than the job runner's previous tick), none lost, and none the satellite refused ran;
 * no acknowledged job is lost (every submit that completed is in ``jobs.sqlite``) or completed
   twice (``jobs.job_completed`` once per job at most, one TM[140,1] per job in the archive), and
   every job ``jobs.sqlite`` has finished has its TM[140,1] archived or still on board;
 * every TM packet the packet stores hold at the end is in the ground archive, or still waiting
   on board (stored in the run's last moments), and none the ground acknowledged is missing;
   none was delivered twice as two different packets (the same report built again after a
-  reboot, which the archive, keeping packets by their bytes, would keep twice); retention
-  dropped none (``dropped`` is counted and printed);
+  reboot, which the archive, keeping packets by their bytes, would keep twice), and no
+  housekeeping sample (APID, structure, onboard time) comes twice; retention dropped none
+  (``dropped`` is counted and printed);
 * the coolant setpoint is the one last set (``parameters.sqlite``).
 
 Its length is ``RACKFLIGHT_REBOOT_DAY_S`` simulated seconds (default 7,200) with
@@ -71,6 +72,9 @@ in the run that scheduled them, some after one or more reboots."""
 RELEASE_LATE_S = 1.0
 """Most onboard seconds a scheduled command may be released after its time (``link.tc_released``,
 where the recorder kept it): the link releases at its first tick at or after it."""
+TICK_S = 1.0
+"""A tick: the job runner stamps a job with the time of the last frame it took, which may be one
+tick behind the link's, which released it."""
 GROUND_JOB_S, SCHEDULED_JOB_S = 480.0, 100.0
 """Work (GPU s) of a job the ground submits and of one it schedules; the thousandths are a
 marker that names the job (``round(work_gpu_s * 1000)``)."""
@@ -87,6 +91,13 @@ def content_key(packet: bytes) -> bytes:
     (message counter at bytes 3-4 of it)."""
     sec = CCSDS_HEADER_LEN
     return packet[:2] + packet[4:sec + 3] + packet[sec + 5:-2]
+
+
+def hk_sample(packet: bytes) -> tuple[int, bytes, bytes]:
+    """What names a TM[3,25] sample: its APID, its structure id (the first two bytes of the source
+    data) and its time code."""
+    time_at = CCSDS_HEADER_LEN + 7
+    return int.from_bytes(packet[:2], "big") & 0x7FF, packet[time_at + 7:time_at + 9], packet[time_at:time_at + 7]
 
 
 class Ground:
@@ -299,7 +310,8 @@ def test_reboots_at_random_instants_lose_nothing_acknowledged(tmp_path):
     late_s = {r: released[ground.inner[r][1]] for r in taken if ground.inner[r][1] in released}
     wrong_time = {r: (release, ground.accepted.get(ground.inner[r]), runs[r][0][1] + epoch_utc, late_s.get(r))
                   for r, (_, release) in taken.items() if runs[r]
-                  and not (release <= ground.accepted.get(ground.inner[r], -1) and release <= runs[r][0][1] + epoch_utc
+                  and not (release <= ground.accepted.get(ground.inner[r], -1)
+                           and release - TICK_S <= runs[r][0][1] + epoch_utc
                            and 0 <= late_s.get(r, 0) <= RELEASE_LATE_S)}
     assert taken, "no command was scheduled"
     assert not ran_twice and not lost and not wrong_time, (ran_twice, lost, wrong_time)
@@ -310,6 +322,11 @@ def test_reboots_at_random_instants_lose_nothing_acknowledged(tmp_path):
     # every TM stamped with onboard time, none with another clock's (a reboot's first moments)
     off_clock = [utc for utc in stamped if not epoch_utc - 1e-3 <= utc <= utc_end]  # CDS: milliseconds
     assert not off_clock, f"{len(off_clock)} TM stamped outside the mission's time, e.g. {off_clock[:3]}"
+
+    # ...and none sampled twice: housekeeping of one structure once per onboard time (a clock that
+    # went back after a reboot would sample the same times again)
+    hk_twice = [k for k, c in Counter(hk_sample(p) for p in packets if p[7] == 3).items() if c > 1]
+    assert not hk_twice, f"{len(hk_twice)} housekeeping samples (APID, SID, UTC) archived twice, e.g. {hk_twice[:3]}"
 
     # stored TM: delivered exactly once, or still on board, or counted dropped
     acked_lost = [p for state, p in stored if state == ACKED and hashlib.sha256(p).digest() not in in_archive]

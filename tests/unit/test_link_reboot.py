@@ -1,5 +1,6 @@
-"""Defects the reboot test (tests/integration/test_reboot_day.py) found in the link, each pinned
-here at the unit level: the link driven directly (:class:`tests.support.link_harness.LinkHarness`)."""
+"""Defects the reboot test (tests/integration/test_reboot_day.py) found in the link and the
+executive, each pinned here at the unit level: the link driven directly
+(:class:`tests.support.link_harness.LinkHarness`)."""
 
 import contextlib
 import sqlite3
@@ -10,7 +11,12 @@ import pytest
 from spacepackets.ccsds.time import CdsShortTimestamp
 
 from flight.core.config import RunConfig
+from flight.core.messages import Encoder, decode
 from flight.core.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle
+from flight.executive.dispatcher import Dispatcher
+from flight.executive.recorder import Recorder
+from flight.executive.supervisor import Executive
+from flight.hal.bridge import HalBridge
 from flight.hal.onboard_clock import Mission, write_mission
 from flight.spacelink import framing, pus11_scheduling as pus11, pus8_functions as pus8
 from flight.subsystems.jobs.store import JobResult
@@ -225,3 +231,50 @@ def test_a_reboot_s_tc_ids_do_not_reuse_those_a_previous_boot_left(tmp_path):
         ground.close()
     finally:
         second.close()
+
+
+REBOOTED = {"utc": "", "utc_unix_s": UTC0 + 5000.0, "time_s": 5000.0, "battery_soc": 0.8}
+"""The arguments of ``hal.rebooted``: onboard time resumes at mission time 5000 s."""
+
+
+def test_after_a_reboot_the_executive_publishes_at_mission_time_not_at_the_time_it_has_flown(tmp_path):
+    # the link stamps the executive's housekeeping and events with the UTC of their time: the
+    # time this run had flown put them back at the mission's start after every reboot
+    executive = Executive(RunConfig(bus=BUS, data_dir=str(tmp_path)), 600.0, [])
+    for msg in (Encoder("hal").encode("ev", "hal.rebooted", HalBridge.COMPONENT.event_payload("rebooted", REBOOTED),
+                                      0, 5000.0),
+                Encoder("hal").encode("tm", "hal.hk", {"time_s": 5010.0, "utc_unix_s": UTC0 + 5010.0,
+                                                       "eclipse_time_s": 0.0, "energy_harvested_j": 0.0,
+                                                       "battery_soc_low": 0.8, "gpu_temp_peak_c": 60.0}, 10, 5010.0)):
+        executive.stats.observe(decode(msg[1]))
+    assert executive._clock() == (10, 5010.0)
+
+
+def test_after_a_reboot_the_executive_samples_nothing_before_it_knows_onboard_time(tmp_path):
+    # its first housekeeping of a reboot went out at mission time 0 (the mission's start), before
+    # the rig said where onboard time resumes
+    write_mission(tmp_path, Mission(("1 x", "2 x"), utc_floor_s=UTC0 + 5000.0))
+    executive = Executive(RunConfig(bus=BUS, data_dir=str(tmp_path)), 600.0, [])
+    executive.bus = Emitted()
+    executive.recorder = Recorder(tmp_path / "telemetry.sqlite")
+    executive.dispatcher = Dispatcher(None, DICT, "exec", lambda *a: "", lambda *a: None)
+    try:
+        executive.housekeeping()
+        assert executive.bus.sent == []
+        executive.stats.observe(decode(Encoder("hal").encode(
+            "ev", "hal.rebooted", HalBridge.COMPONENT.event_payload("rebooted", REBOOTED), 0, 5000.0)[1]))
+        executive.housekeeping()
+        assert [(kind, name) for kind, name, _ in executive.bus.sent] == [("tm", "exec.hk")]
+        assert executive._clock()[1] == 5000.0
+    finally:
+        executive.recorder.close()
+
+
+class Emitted:
+    """The executive's bus, as far as housekeeping uses it: what it emits."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, dict]] = []
+
+    def emit(self, kind: str, name: str, data: dict) -> None:
+        self.sent.append((kind, name, data))
