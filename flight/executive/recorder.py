@@ -258,6 +258,12 @@ class RunStats:
             for mode, seconds in zip(MODES, d["mode_time_s"]):
                 self.mode_time[mode].feed(msg.src, float(seconds))
 
+    @property
+    def onboard_time_s(self) -> float:
+        """The latest onboard time since the run epoch recorded (s): where this run started (a
+        reboot resumes the mission) plus what it has flown; 0 before anything says."""
+        return (self.time_start_s or 0.0) + self.sim_time_s
+
     def summary(self) -> dict:
         return {
             "sim_time_s": self.sim_time_s,

@@ -41,7 +41,7 @@ from flight.core.messages import SeqTracker
 from flight.core.runtime import BusRuntime
 from flight.core.storage import take_moved_aside
 from flight.executive.dispatcher import Dispatcher, Forward
-from flight.hal.onboard_clock import REFUSED_EXIT
+from flight.hal.onboard_clock import REFUSED_EXIT, MissionError, read_mission
 from flight.subsystems.power.modes import MODES
 from flight.executive.recorder import MAX_HELD_ROWS, Recorder, RunStats
 
@@ -158,6 +158,13 @@ class Executive:
         self.children: dict[str, Child] = {}
         self.seq = SeqTracker()
         self.stats = RunStats(self.last_tick, config.tick_s)
+        try:
+            mission = read_mission(self.data_dir)
+        except MissionError:
+            mission = None  # the run refuses a malformed record before it starts an executive
+        self.rebooting = mission is not None and mission.utc_floor_s is not None
+        """The mission flew before (a reboot): onboard time is where the rig resumes it, unknown
+        until ``hal.rebooted`` says."""
         self.dictionary = full_dictionary()
         self.started = time.monotonic()
 
@@ -191,8 +198,11 @@ class Executive:
 
     # -- outputs ---------------------------------------------------------------------
     def _clock(self) -> tuple[int, float]:
-        """The executive's time: the latest simulated time recorded, and its tick."""
-        return int(round(self.stats.sim_time_s / self.config.tick_s)), self.stats.sim_time_s
+        """The executive's time: the latest onboard (mission) time recorded, and this run's tick.
+        Mission time, not the time this run has flown: the link stamps what the executive
+        publishes with the UTC of its time (:meth:`flight.subsystems.link.state.LinkState.utc_at`),
+        so after a reboot the run's own time would put its housekeeping back at the mission's start."""
+        return int(round(self.stats.sim_time_s / self.config.tick_s)), self.stats.onboard_time_s
 
     def _decode_error(self, _where: str, _why: str) -> None:
         self.decode_errors += 1
@@ -201,6 +211,8 @@ class Executive:
         self.bus.emit("ev", f"exec.{event}", COMPONENT.event_payload(event, args))
 
     def housekeeping(self) -> None:
+        if self.rebooting and self.stats.time_start_s is None:
+            return  # a sample now would carry the mission's start as its time (:meth:`_clock`)
         data = {"mode": self.mode, "restarts": self.restarts, "commands_pending": len(self.dispatcher.pending),
                 "commands_executed": self.dispatcher.executed, "bus_gaps": self.seq.gaps,
                 "decode_errors": self.decode_errors + self.dispatcher.rejected_messages,

@@ -31,7 +31,7 @@ Commits
     What a tick stores is committed at the end of the tick once :data:`STORE_COMMIT_INTERVAL_S`
     of wall time has passed since the last commit (every tick at real-time speed; a group of
     ticks when the simulation runs faster); a store change commanded by TC[15,x] is committed
-    before its completion is reported. A crash loses at most that interval of stored
+    before its completion is reported, and a job result before it is sent (:meth:`Downlink.store_result`). A crash loses at most that interval of stored
     telemetry, never a store change the ground was told was done; a packet sent before the
     crash and stored again after it is the same bytes, which the ground archive keeps once.
     Acknowledgements are committed with the telemetry: one lost to a crash only sends its
@@ -143,11 +143,17 @@ class Downlink:
 
     def store_result(self, job_id: int, item: StoreItem) -> bool:
         """Keep a job's TM[140,1] in the results store, marked stored for ``job_id`` in the
-        same transaction, and in contact send it; whether it was stored (a store error is
-        counted and reported)."""
+        same transaction, committed at once, and in contact send it; whether it was stored (a
+        store error is counted and reported, and nothing is sent).
+
+        Committed before it can leave: a crash that lost the transaction after the packet was
+        sent would have the job runner offer the result again (unacknowledged) and the link
+        build it anew, with other counters, which the ground archive would keep as a second
+        result of the job. A result per job makes this commit rare."""
         packet, time_s, utc = item
         try:
             seq = self.stores.add_result(job_id, packet, time_s, utc)
+            self.stores.commit()
         except sqlite3.Error as exc:
             self._store_failed("results", str(exc))
             return False

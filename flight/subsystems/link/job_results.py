@@ -11,7 +11,9 @@ Durability (each result downlinked exactly once, through restarts of either proc
       down or restarting reaches it within one housekeeping period of its return;
     * the link stores the TM[140,1] and marks the job id stored
       (:meth:`~flight.subsystems.link.packet_stores.PacketStores.add_result`) in one packet
-      store transaction, and acknowledges only job ids whose transaction has committed; a
+      store transaction, committed before the packet is sent
+      (:meth:`~flight.subsystems.link.downlink.Downlink.store_result`: one result, one packet,
+      whatever crashes), and acknowledges only job ids whose transaction has committed; a
       result offered again after it was stored is not stored again, only acknowledged
       again (the acknowledgement itself may have been lost);
     * the runner records acknowledgements durably and stops offering those results.

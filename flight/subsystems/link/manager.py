@@ -64,7 +64,9 @@ from flight.core.component import (
 )
 from flight.core.config import RunConfig
 from flight.core.messages import Message
+from flight.core.orbit import WGS84, Orbit
 from flight.core.subsystem import Emit, SendCommand, Subsystem
+from flight.hal.onboard_clock import MissionError, read_mission
 from flight.spacelink.keys import load_all, load_keks
 from flight.spacelink.framing import LINK_COMPONENT_ID, is_loopback, parse_endpoint
 from flight.spacelink.pus140_results import RESULT_COMPONENT
@@ -308,26 +310,44 @@ class LinkManager(Subsystem):
         data.mkdir(parents=True, exist_ok=True)
         if self.tm_sealer is not None:
             self.tm_sealer.open(data)
+        self.state.utc_start_s = self._utc_start_s(data)
         self.downlink.open(data)
         self.results.open()
         self.auth.open(data)
-        self.schedule_service.open(data)
-        self.reporting.open(data)
-        self.parameters.open(data)
         self.verification.open(PendingStore(data / PENDING_FILE), self.config.parent_pid,
                                lambda qualified: getattr(self.dictionary.commands.get(qualified), "idempotent", False))
+        self.schedule_service.open(data, self.verification.recorded_tcs())
+        self.reporting.open(data)
+        self.parameters.open(data)
         self.connections.start()
+
+    def _utc_start_s(self, data: Path) -> float | None:
+        """Onboard UTC where this run starts, before its first frame says (see
+        :attr:`LinkState.utc_start_s`): the mission's floor after a reboot, else the element-set
+        epoch of a new mission on the simulator (its run epoch), else unknown."""
+        try:
+            mission = read_mission(data)
+        except MissionError:
+            mission = None  # the run refuses a malformed record before it starts the link
+        if mission is not None and mission.utc_floor_s is not None:
+            return mission.utc_floor_s
+        if not self.config.hal_endpoint and len(self.config.tle_lines) == 2:
+            return Orbit.from_tle(*self.config.tle_lines, WGS84()).epoch_utc.timestamp()
+        return None
 
     def poll_items(self) -> list[tuple[Any, Callable[[], None]]]:
         return [(self.connections.fileno(), self.uplink.service)]  # a poller answers a plain descriptor by its number
 
     def on_stop(self) -> None:
         self.connections.close_all()
-        for part in (self.auth, self.schedule_service, self.reporting, self.parameters, self.verification,
-                     self.downlink):
-            part.close()
-        if self.tm_sealer is not None:
-            self.tm_sealer.close()
+        try:
+            self.downlink.close()  # commits the stores: the final reports stored in them are durable there
+            self.verification.committed()
+        finally:
+            for part in (self.auth, self.schedule_service, self.reporting, self.parameters, self.verification):
+                part.close()
+            if self.tm_sealer is not None:
+                self.tm_sealer.close()
 
     # -- rate group --------------------------------------------------------------------
     def step(self, frame: dict[str, Any]) -> None:
@@ -363,6 +383,7 @@ class LinkManager(Subsystem):
             self.downlink.backlog()
         if self.downlink.commit():
             self.results.committed()
+            self.verification.committed()
         acknowledged = self.results.acknowledgements()
         if acknowledged:
             self.publish_data("result_ack", job_ids=acknowledged)

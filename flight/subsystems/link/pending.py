@@ -4,7 +4,8 @@ DESIGN.md: an accepted command "completes, fails with a reason, or is still list
 after a crash and restart". Before a TC[8,1] (or TC[20,3]) goes on board as an internal
 command, and so before its TM[1,1] can leave, :class:`PendingStore` records it in
 ``<data dir>/pending_tcs.sqlite`` (:data:`PENDING_FILE`, WAL, ``synchronous=FULL``:
-:func:`flight.core.storage.open_durable`); its final report (TM[1,7] or a failure) is kept with it before it leaves, and then removes it.
+:func:`flight.core.storage.open_durable`); its final report (TM[1,7] or a failure) is kept with it before it leaves, and then removes it
+(a report that goes into the verification packet store, once that store has committed it).
 A TC that cannot be recorded is refused (TM[1,2] EXECUTION_ERROR) and never executed.
 
 Table ``pending(command_id TEXT PRIMARY KEY, tc BLOB, qualified TEXT, args TEXT, exec_pid INTEGER,

@@ -4,9 +4,13 @@ until their release time, durable across restarts.
 ``<data dir>/schedule.sqlite`` (WAL, ``synchronous=FULL``): table ``activity`` (request id
 of the embedded TC, release time as onboard UTC Unix seconds, the embedded TC packet exactly
 as uplinked, still signed) and table ``state`` (whether the schedule's execution function
-is enabled). Every change is committed before it is acknowledged, and a released activity
-is deleted (committed) before it is executed: a crash between the two loses that one
-activity rather than executing it twice (commands are at most once).
+is enabled). Every change is committed before it is acknowledged. A released activity the
+link serves itself is deleted (committed) before it is executed: a crash between the two
+loses that one activity rather than executing it twice (at most once). One sent on board
+(TC[8,1], TC[20,3]) is deleted only once the pending-TC store has recorded it
+(:mod:`flight.subsystems.link.pending`), which then answers for it: a crash before the record
+releases it again after the restart, one after it finds it recorded
+(:meth:`ScheduleStore.drop_recorded`), so it runs exactly once.
 
 The store keeps a sorted copy of the release times in memory, so asking whether anything
 is due costs one comparison per tick and no SQL.
@@ -17,6 +21,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from flight.core.storage import open_durable
 
@@ -124,9 +129,10 @@ class ScheduleStore:
     def next_release_utc_s(self) -> float | None:
         return self._activities[0].release_utc_s if self._activities else None
 
-    def pop_due(self, now_utc_s: float) -> list[Activity]:
+    def pop_due(self, now_utc_s: float, keep_stored: Callable[[Activity], bool] = lambda _: False) -> list[Activity]:
         """Remove and return (durably) the activities released at or before ``now_utc_s``,
-        earliest first; nothing while the schedule is disabled.
+        earliest first; nothing while the schedule is disabled. Those ``keep_stored`` names are
+        removed from memory only: their rows stay until :meth:`released`.
 
         Raises:
             sqlite3.Error: not stored (nothing is removed or returned).
@@ -134,8 +140,30 @@ class ScheduleStore:
         if not self.enabled or not self._activities or self._activities[0].release_utc_s > now_utc_s:
             return []
         due = self._activities[:bisect.bisect_right([a.release_utc_s for a in self._activities], now_utc_s)]
-        self._remove({a.request_id for a in due})
+        self._remove({a.request_id for a in due if not keep_stored(a)})
+        taken = {a.request_id for a in due}
+        self._activities = [a for a in self._activities if a.request_id not in taken]
         return due
+
+    def released(self, request_ids: list[int]) -> None:
+        """Delete the rows of activities :meth:`pop_due` kept stored, now that they are
+        recorded elsewhere.
+
+        Raises:
+            sqlite3.Error: not deleted (a restart finds them recorded: :meth:`drop_recorded`).
+        """
+        self._remove(set(request_ids))
+
+    def drop_recorded(self, recorded: set[bytes]) -> int:
+        """Delete the activities whose TC packet is in ``recorded`` (the pending-TC store's:
+        released and recorded before a crash, not yet deleted here); return how many.
+
+        Raises:
+            sqlite3.Error: not deleted.
+        """
+        ids = {a.request_id for a in self._activities if a.tc in recorded}
+        self._remove(ids)
+        return len(ids)
 
     def _remove(self, request_ids: set[int]) -> None:
         if not request_ids:

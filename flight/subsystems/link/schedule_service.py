@@ -29,6 +29,7 @@ from flight.core.component import CommandError, Dictionary
 from flight.spacelink import codec, pus11_scheduling as pus11
 from flight.spacelink.framing import TC_APID, request_id
 from flight.spacelink.pus17_test import is_ping
+from flight.spacelink.pus20_parameters import PARAMETER_SERVICE, PARAMETER_SET
 from flight.spacelink.pus8_functions import decode_function, is_function
 from flight.spacelink.sdls import AuthenticationError
 from flight.subsystems.link.reporting import parse_empty
@@ -52,6 +53,13 @@ def _schedule_change(change: Callable[[], Any]) -> Callable[[], None]:
     return run
 
 
+def _sent_on_board(activity: Activity) -> bool:
+    """Whether the activity's TC goes on board through the pending-TC store (TC[8,1], TC[20,3]),
+    which then answers for it across a crash (:mod:`flight.subsystems.link.schedule`)."""
+    tc = PusTc.unpack(activity.tc)
+    return is_function(tc) or (tc.service, tc.message_subtype) == (PARAMETER_SERVICE, PARAMETER_SET)
+
+
 class ScheduleService:
     """Service 11 (see the module). ``event`` publishes an event outside the per-tick budget
     (each release is reported); released TCs go through ``router``."""
@@ -69,11 +77,16 @@ class ScheduleService:
         self.schedule: ScheduleStore | None = None
         self._onboard = OnboardSource()
 
-    def open(self, data_path: Path) -> None:
-        """Raises:
-            sqlite3.Error: the schedule file cannot be opened or read.
+    def open(self, data_path: Path, recorded: set[bytes]) -> None:
+        """Open the schedule in ``data_path``; ``recorded`` are the TC packets the pending-TC
+        store holds from before a restart: an activity among them was released and recorded
+        before a crash kept it from being deleted here (its record answers for it), so it goes.
+
+        Raises:
+            sqlite3.Error: the schedule file cannot be opened, read or changed.
         """
         self.schedule = ScheduleStore(data_path / SCHEDULE_FILE)
+        self.schedule.drop_recorded(recorded)
 
     def close(self) -> None:
         if self.schedule is not None:
@@ -99,12 +112,17 @@ class ScheduleService:
         if nxt is None or nxt > now_utc or not self.schedule.enabled:
             return
         try:
-            due = self.schedule.pop_due(now_utc)
+            due = self.schedule.pop_due(now_utc, keep_stored=_sent_on_board)
         except sqlite3.Error as exc:
             self._budgeted("schedule_failed", why=f"cannot release: {str(exc)[:140]}")
             return
         for activity in due:
             self._release(activity, now_utc)
+            if _sent_on_board(activity):  # recorded in the pending-TC store by now (or refused)
+                try:
+                    self.schedule.released([activity.request_id])
+                except sqlite3.Error as exc:  # the next start finds it recorded
+                    self._budgeted("schedule_failed", why=f"cannot delete a released TC: {str(exc)[:120]}")
 
     def _release(self, activity: Activity, now_utc: float) -> None:
         tc = PusTc.unpack(activity.tc)

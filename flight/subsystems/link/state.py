@@ -59,6 +59,10 @@ class LinkState:
         self.time_s = 0.0
         self.contact = always_in_contact
         self._utc_offset_s: float | None = None
+        self.utc_start_s: float | None = None
+        """Onboard UTC (Unix s) before the first frame: where the satellite resumes after a
+        reboot (the mission record's floor, :mod:`flight.hal.onboard_clock`) or, in a new
+        simulated mission, starts (the element-set epoch); ``None`` when unknown."""
 
     def set_utc(self, utc_unix_s: float) -> None:
         """The frame's UTC (Unix s) at onboard time ``time_s``."""
@@ -66,8 +70,12 @@ class LinkState:
 
     def utc_at(self, time_s: float) -> float:
         """Onboard UTC (Unix s) at simulation time ``time_s``."""
-        # before the first frame onboard UTC is unknown; the host clock stands in for an RTC
-        return time.time() if self._utc_offset_s is None else time_s + self._utc_offset_s
+        if self._utc_offset_s is not None:
+            return time_s + self._utc_offset_s
+        # before the first frame: where onboard time resumes or starts, not the host's clock (years
+        # from a simulated mission's, so TM would go back in time at the first frame); the host
+        # clock stands in for an RTC only where neither is known (a new mission on an external rig)
+        return time.time() if self.utc_start_s is None else self.utc_start_s
 
     def utc_now(self) -> float:
         return self.utc_at(self.time_s)

@@ -32,6 +32,7 @@ to every connection, or into the verification packet store for a TC of the onboa
 from __future__ import annotations
 
 import os
+import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -87,17 +88,31 @@ class Verification:
         self._reply = reply
         self._send_command = send_command
         self.pending: dict[str, PendingTc] = {}
-        self._id_prefix = f"link-{os.getpid()}-"
+        # a random part: a flight computer boots the same way each time, so its link may get the
+        # same pid, and an id of the previous boot's may still be in the pending-TC store
+        self._id_prefix = f"link-{os.getpid()}-{secrets.token_hex(4)}-"
         self._serial = 0
         self.store: PendingStore | None = None
         """The durable record of TCs in flight (:meth:`open`); ``None``: in memory only."""
         self._exec_pid = 0
         self._idempotent: Callable[[str], bool] = lambda _qualified: False
+        self._left: list[StoredTc] = []
+        """What the store held when opened: the TCs of processes before this one (:meth:`recover`)."""
+        self._stored_finals: list[str] = []
+        """TCs whose final report went into the verification packet store and is not committed
+        there yet: their records stay until :meth:`committed`."""
 
     def open(self, store: PendingStore, exec_pid: int, idempotent: Callable[[str], bool]) -> None:
         """Record TCs in flight in ``store``; ``exec_pid`` is the executive dispatching them,
-        ``idempotent(qualified)`` whether a command may run again after a restart."""
+        ``idempotent(qualified)`` whether a command may run again after a restart.
+
+        Raises:
+            sqlite3.Error: the store cannot be read.
+        """
         self.store, self._exec_pid, self._idempotent = store, exec_pid, idempotent
+        # read now, before any TC of this process is recorded: in ``always`` contact TCs are taken
+        # before the first frame, and recovering one of those would run it a second time
+        self._left = store.load()
 
     def close(self) -> None:
         if self.store is not None:
@@ -131,15 +146,21 @@ class Verification:
         self._serial += 1
         return f"{self._id_prefix}{self._serial}"
 
+    def recorded_tcs(self) -> set[bytes]:
+        """The TC packets the store held from before a restart (see :meth:`open`)."""
+        return {row.tc for row in self._left}
+
     def recover(self, now: float) -> None:
-        """Give every TC the store holds from before a restart its final report (the rules of
+        """Give every TC the store held from before a restart (when :meth:`open` read it; not
+        those this process has taken since) its final report (the rules of
         :mod:`flight.subsystems.link.pending`); ``now`` is wall (monotonic) s."""
         if self.store is None:
             return
-        for row in self.store.load():
+        left, self._left = self._left, []
+        for row in left:
             if row.final is not None:  # decided before the restart: the same report again
                 self._reply(ONBOARD, row.final)
-                self._forget(row.command_id)
+                self._stored_finals.append(row.command_id)
                 continue
             try:
                 tc = PusTc.unpack(row.tc)
@@ -162,6 +183,13 @@ class Verification:
     def _forget(self, command_id: str) -> None:
         if self.store is not None:
             self._stored(lambda: self.store.remove(command_id))
+
+    def committed(self) -> None:
+        """The packet stores committed: the final reports stored since are durable there, so
+        their TCs' records go."""
+        for command_id in self._stored_finals:
+            self._forget(command_id)
+        self._stored_finals.clear()
 
     def _stored(self, change: Callable[[], None]) -> None:
         try:
@@ -227,12 +255,17 @@ class Verification:
     def _verify_final(self, command_id: str, p: PendingTc, subtype: int, **fields: Any) -> None:
         """The final report: kept with the TC's record before it leaves, so a restart before the
         record is removed sends these same bytes again (which the ground archive keeps once)
-        rather than a second verdict."""
+        rather than a second verdict. One that goes into the verification packet store (a TC
+        of the schedule, or recovered) leaves only once that store commits: the record stays
+        until then (:meth:`committed`), or a crash before the commit would lose the report."""
         packet = self.tm.verification(subtype, p.tc, utc_unix_s=self._state.utc_now(), **fields)
         if self.store is not None:
             self._stored(lambda: self.store.finished(command_id, packet))
         self._reply(p.identity, packet)
-        self._forget(command_id)
+        if p.identity == ONBOARD:
+            self._stored_finals.append(command_id)
+        else:
+            self._forget(command_id)
 
     # -- TCs served by the link itself ---------------------------------------------------
     def acceptance_failure(self, source: TcSource, tc: PusTc, code: str, why: str) -> None:
