@@ -272,21 +272,22 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def _prepare_keys(console, args: argparse.Namespace) -> Path | None:
-    """The resolved key directory, after creating the local station key and key-encryption
-    key when it holds none (one line each says where) or warning about lab mode; ``None``
-    after an error."""
-    from flight.spacelink import keys
+    """The resolved key directory, after creating the local station key, the key-encryption
+    key and the telemetry key when it holds none (one line each says where) or warning about
+    lab mode; ``None`` after an error."""
+    from flight.spacelink import keys, tm_sdls
 
     directory = keys.keys_dir(args.keys).resolve()
     if args.unauthenticated_lab:
         console.print(f"[bold red]WARNING: unauthenticated lab mode[/]: anyone who can reach {args.link} can "
-                      "command this satellite (loopback only)")
+                      "command this satellite, and its telemetry is not sealed (loopback only)")
         return directory
     try:
         created = keys.ensure_local_key(directory)
         kek = keys.ensure_local_kek(directory)
+        created_tm = tm_sdls.ensure_tm_key(directory)
     except (OSError, ValueError) as exc:
-        console.print(f"[red]error:[/] cannot create a ground station key in {directory}: {exc}")
+        console.print(f"[red]error:[/] cannot create a key in {directory}: {exc}")
         return None
     if created is not None:
         console.print(f"created the key of ground station {created.station!r} (SPI {created.spi}): "
@@ -294,6 +295,9 @@ def _prepare_keys(console, args: argparse.Namespace) -> Path | None:
     if kek is not None:
         console.print(f"created the key-encryption key {kek.name!r} (id {kek.kek_id}) that wraps uploaded keys: "
                       f"{keys.key_path(directory, kek.name, keys.KEK_SUFFIX)}", soft_wrap=True)
+    if created_tm is not None:
+        console.print(f"created the telemetry key (SPI {created_tm.spi}) every TM is sealed with: "
+                      f"{keys.key_path(tm_sdls.tm_keys_dir(directory), created_tm.station)}", soft_wrap=True)
     return directory
 
 

@@ -7,7 +7,7 @@ message tables (``MESSAGES`` of :mod:`flight.spacelink.pus1_verification` ...
 :mod:`flight.spacelink.pus140_results`, :mod:`flight.spacelink.layout`), the framing and
 time code (:mod:`flight.spacelink.framing`), the value codec (:mod:`flight.spacelink.codec`),
 the failure codes (:mod:`flight.spacelink.pus1_verification`), the security fields and key
-files (:mod:`flight.spacelink.sdls`, :mod:`flight.spacelink.keys`) and the link's bounds
+files (:mod:`flight.spacelink.sdls`, :mod:`flight.spacelink.tm_sdls`, :mod:`flight.spacelink.keys`) and the link's bounds
 (:mod:`flight.subsystems.link.connections`, :mod:`~flight.subsystems.link.verification`,
 :mod:`~flight.subsystems.link.uplink`). The prose says how those fit together; every number
 in it is read from the code. The worked examples are packets built by the same code.
@@ -42,6 +42,7 @@ from flight.spacelink import (
     pus140_results as pus140,
     pus141_keys as pus141,
     sdls,
+    tm_sdls,
 )
 from flight.spacelink.layout import WIRE_TYPES, Field, Message, Repeat
 from flight.subsystems.link import connections, downlink, uplink, verification
@@ -161,16 +162,18 @@ TM secondary header ({tm_sec} bytes, ECSS-E-ST-70-41C 7.4.3.1):
 
 {tm}
 
-After the secondary header: the TC's application data (section 8 wraps it in the security
-header and MAC) or the TM's source data, then the packet error control.
+After the secondary header: the TC's application data or the TM's source data (section 8
+wraps both in a security header and MAC, each direction under its own keys), then the packet
+error control.
 
 Packet error control: {framing.CRC_NAME.replace("/", " / ")}, 2 bytes, last in every TC and TM.
 {_docstring_of(framing, "CRC_NAME")}
 
 Sizes: a TC is {framing.MIN_TC_LEN}..{framing.MAX_TC_LEN} bytes in all (service data at most
 {framing.MAX_TC_APP_DATA} bytes, plus {sdls.SECURITY_OVERHEAD} bytes of security fields);
-longer ones are discarded unread. A TM's source data is at most {framing.MAX_TM_SOURCE_DATA}
-bytes ({framing.MAX_TM_LEN} bytes in all).
+longer ones are discarded unread. A TM's service source data is at most
+{framing.MAX_TM_SOURCE_DATA} bytes, plus {tm_sdls.SECURITY_OVERHEAD} bytes of security fields
+({framing.MAX_TM_LEN} bytes in all).
 """
 
 
@@ -362,6 +365,15 @@ def _security() -> str:
     ])
     tc = sdls.protect(pus17.ping_tc(seq_count=1, source_id=EXAMPLE_SOURCE_ID, ack_flags=framing.ACK_ALL),
                       EXAMPLE_KEY, 1)
+    tm_header = _table(["offset", "field", "type", "bytes", "meaning"], [
+        *_layout_rows(tm_sdls.SECURITY_HEADER),
+        [tm_sdls.SECURITY_HEADER_LEN, "source data", "", "n", "the TM's own source data (section 10), may be empty"],
+        [f"{tm_sdls.SECURITY_HEADER_LEN}+n", "MAC", "", sdls.MAC_LEN,
+         f"HMAC-SHA256 (FIPS 198-1) truncated to its leftmost {sdls.MAC_LEN * 8} bits"],
+    ])
+    reply = pus17.ping_reply(framing.TmFramer(), pus17.ping_tc(seq_count=1, source_id=EXAMPLE_SOURCE_ID,
+                                                                ack_flags=framing.ACK_ALL),
+                             utc_unix_s=EXAMPLE_UTC.timestamp())
     return f"""## 8. Security header and trailer (authentication)
 
 Unless the satellite flies in its unauthenticated lab mode, every TC's application
@@ -402,6 +414,43 @@ Example: TC[17,1] with all four ack flags, sequence count 1, source id 0x{EXAMPL
 signed with SPI {EXAMPLE_KEY.spi}, ARSN 1 and the example key 00 01 02 … 1f:
 
     {bytes(tc.pack()).hex(" ")}
+
+### Telemetry
+
+Unless the satellite flies in its unauthenticated lab mode, every TM's source data is the
+TM security header, the service's source data, then the MAC trailer, under the telemetry key
+(CCSDS 355.0-B-2 authentication-only service applied to TM, as CCSDS 132.0-B-3 section 6
+places it around a TM frame's data; {tm_sdls.SECURITY_OVERHEAD} bytes in all). The headers
+stay where every PUS tool reads them: APID, sequence count, service, subtype, counters, time.
+
+{tm_header}
+
+MAC input
+: {_paragraph(tm_sdls.__doc__, "MAC input")}
+
+Sequence number
+: {_paragraph(tm_sdls.__doc__, "Sequence number")} A block (`SN_BLOCK`) is {tm_sdls.SN_BLOCK} numbers.
+
+On the ground
+: {_paragraph(tm_sdls.__doc__, "On the ground (:class:`SequenceWindow`, per connection and per SPI)")}
+
+Ground gateway and archive
+: The gateway (`flight ground gateway`) verifies every TM and relays a genuine one to its
+  clients with the security fields stripped: the same headers, the packet data length less
+  {tm_sdls.SECURITY_OVERHEAD}, the service's source data, a new CRC, exactly what a lab-mode
+  satellite sends, so a plain PUS-C tool reads it with no SDLS support; a forged or altered
+  one goes to no client. The ground archive checks the MAC again, keeps a genuine TM
+  stripped the same way, and keeps a failed one apart (table `forged`, counter `forged`),
+  never among the genuine packets; the ground tools print a warning with its APID and
+  sequence count.
+
+Keys
+: {sdls.KEY_LEN} random bytes, distinct from every station key.
+  {_paragraph(tm_sdls.__doc__, "Keys")}
+
+Example: the TM[17,2] of section 15 sealed with SPI {EXAMPLE_KEY.spi}, SN 1 and the example key:
+
+    {tm_sdls.seal_packet(reply, EXAMPLE_KEY, 1).hex(" ")}
 """
 
 
@@ -439,7 +488,9 @@ def _services() -> str:
 
 Offsets count from the first byte of the service data: in a TC, packet byte
 {tc_data + sdls.SECURITY_HEADER_LEN} (after the security header; byte {tc_data} in lab mode),
-with the MAC and CRC after it; in a TM, packet byte {tm_data}, with the CRC after it. An offset
+with the MAC and CRC after it; in a TM, packet byte {tm_data + tm_sdls.SECURITY_HEADER_LEN} (after
+the TM security header; byte {tm_data} in lab mode and as the ground gateway relays it), with
+the MAC and CRC after it. An offset
 `…` follows a field of variable size; `+n` counts from the start of a repeated entry.
 A message with no fields carries no data (any data is a FORMAT_ERROR).
 

@@ -8,8 +8,9 @@ archive, against raw ``spacepackets`` encode + socket send, in the same run.
   tick in contact: encoded as TM[3,25], stored in its packet store (SQLite), sent over TCP
   (:mod:`flight.subsystems.link.stream_server`) to a ground station in its own process, as in
   operations (``flight ground listen`` on the station's computer): a
-  :class:`~flight.ground.client.LinkClient` that frames, CRC-checks and keeps each packet
-  in an :class:`~flight.ground.archive.Archive` (SQLite), acknowledging with a signed
+  :class:`~flight.ground.client.LinkClient` that frames, verifies (the telemetry MAC,
+  :mod:`flight.spacelink.tm_sdls`), CRC-checks and keeps each packet in an
+  :class:`~flight.ground.archive.Archive` (SQLite, which checks the MAC again), acknowledging with a signed
   TC[15,130] every 0.5 s. Timed from the first packet handed to the link until the ground
   has archived and committed the last.
 * ``raw_pkts_per_s``: the same source data built into the same TM[3,25] with spacepackets'
@@ -50,7 +51,7 @@ from spacepackets.ecss.tm import PusTm
 from flight.core.bus import BusAddress
 from flight.core.config import RunConfig
 from flight.core.dictionary import full_dictionary
-from flight.spacelink import keys
+from flight.spacelink import keys, tm_sdls
 from flight.ground.archive import Archive
 from flight.ground.client import LinkClient
 from flight.spacelink.framing import cds_timestamp
@@ -98,8 +99,9 @@ def _ground(endpoint: str, keys_dir: str, archive_path: str, expected: int, pipe
     acknowledging every :data:`ACK_INTERVAL_S`; sends its CPU seconds, then the number of
     housekeeping packets in the archive."""
     dictionary = full_dictionary()
-    archive = Archive(Path(archive_path), dictionary)
-    client = LinkClient(endpoint, dictionary, key=keys.load_key(Path(keys_dir)))
+    tm_keys = tm_sdls.verifying_keys(Path(keys_dir))
+    archive = Archive(Path(archive_path), dictionary, tm_keys)
+    client = LinkClient(endpoint, dictionary, key=keys.load_key(Path(keys_dir)), tm_keys=tm_keys)
     client.keep_in(archive)
     client.acknowledge()
     pipe.send("ready")
@@ -126,6 +128,7 @@ def bench_link(ticks: int, workdir: Path) -> Side:
     dictionary = full_dictionary()
     components = [c for c in dictionary.components.values() if c.name != "link"]
     keys.create_key(workdir / "keys")
+    tm_sdls.ensure_tm_key(workdir / "keys")
     config = RunConfig(bus=BusAddress("inproc://a", "inproc://b", "inproc://c"), data_dir=str(workdir / "run"),
                        contact="always", link_endpoint="127.0.0.1:0",
                        keys_dir=str(workdir / "keys"))

@@ -16,12 +16,22 @@ Exactly once
     (``duplicates``) and not kept. Two different packets with the same bytes would need the
     same APID, counters and millisecond time code.
 
+Authenticated telemetry
+    An archive given the telemetry keys (:mod:`flight.spacelink.tm_sdls`) checks every TM's
+    MAC itself, whoever hands it the packet. A genuine one is kept as plain PUS: its security
+    fields are checked, then stripped (:func:`flight.spacelink.tm_sdls.strip`), so every
+    reader sees the packets a third-party PUS tool would. A forged or altered one (or an
+    unsealed one, when keys are given) is never kept as genuine: it goes, raw and with the
+    reason, to the table ``forged`` only, and is counted (``forged``); ``dump``, ``events`` and
+    ``history`` never read it. Without keys (lab mode) packets are kept as they come.
+
 Tables
-    ``packets`` (every TM: time, APID, service, subtype, store, raw bytes), ``hk`` (channel
+    ``packets`` (every genuine TM: time, APID, service, subtype, store, bytes), ``hk`` (channel
     values as JSON, for packets a caller decoded; the listener keeps housekeeping raw only,
     which is what lets it keep up with a pass), ``events``, ``verification`` (TM[1,x] stages by request id),
     ``results`` (TM[140,1]), ``commands`` (TCs sent: request id, source id, name, arguments),
-    ``counters``.
+    ``forged`` (TM that failed verification: received time, APID and sequence count as the
+    header claims, why, raw bytes), ``counters``.
 """
 
 from __future__ import annotations
@@ -48,6 +58,8 @@ from flight.spacelink.pus3_housekeeping import HkReport
 from flight.spacelink.pus5_events import EventReport
 from flight.spacelink.pus8_functions import decode_function, is_function
 from flight.spacelink.services import Report, decode_tm
+from flight.spacelink.sdls import StationKey
+from flight.spacelink.tm_sdls import TmAuthenticationError, TmVerifier, describe, strip
 from flight.core.storage import BatchedWrites, insert_rows, open_batched
 
 ENV_VAR = "RACKFLIGHT_ARCHIVE"
@@ -82,6 +94,8 @@ CREATE TABLE IF NOT EXISTS commands (id INTEGER PRIMARY KEY, request_id INTEGER 
     sent_unix_s REAL NOT NULL, service INTEGER NOT NULL, subtype INTEGER NOT NULL, name TEXT NOT NULL,
     args TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS forged (id INTEGER PRIMARY KEY, received_unix_s REAL NOT NULL, apid INTEGER,
+    seq_count INTEGER, why TEXT NOT NULL, packet BLOB NOT NULL);
 """
 _TIME_AT = CCSDS_HEADER_LEN + PusTmSecondaryHeader.MIN_LEN
 """Offset of a PUS-C TM's time code: after the primary header and the secondary header's
@@ -114,20 +128,22 @@ class CommandHistory:
 
 
 class Archive(BatchedWrites):
-    """The archive at ``path`` (created with its directory if missing). One writer at a time.
+    """The archive at ``path`` (created with its directory if missing), verifying TM with the
+    telemetry keys ``tm_keys`` by SPI (``None``: lab mode, kept as they come). One writer at a time.
 
     Raises:
         sqlite3.Error: the file cannot be opened or is not an archive.
     """
 
-    def __init__(self, path: Path, dictionary: Dictionary) -> None:
+    def __init__(self, path: Path, dictionary: Dictionary, tm_keys: dict[int, StationKey] | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.dictionary = dictionary
+        self.verifier = None if tm_keys is None else TmVerifier(tm_keys)
         self.db = open_batched(path, timeout=10)
         self.db.executescript(_SCHEMA)
         self.counters = {name: value for name, value in self.db.execute("SELECT name, value FROM counters")}
-        for name in ("received", "duplicates", "undecodable"):
+        for name in ("received", "duplicates", "undecodable", "forged"):
             self.counters.setdefault(name, 0)
         self._committed = time.monotonic()
         self._raw_hk: list[tuple] = []
@@ -159,13 +175,21 @@ class Archive(BatchedWrites):
     # -- writing ---------------------------------------------------------------------------
     def add(self, packet: bytes, report: Report | None = None) -> bool:
         """Keep a received TM packet and what it decoded to, if the caller decoded it; return
-        whether it was new (``False``: a duplicate, counted). Without a report the archive
+        whether it was new (``False``: a duplicate, counted; or forged: kept apart, counted,
+        see the module). With keys the packet is verified and stripped first. Without a report the archive
         checks the CRC and reads the header itself, and decodes everything but housekeeping,
         which is kept raw (``dump`` decodes it when asked) and written with the next batch
         (duplicates among it are counted then, and it returns ``True``). Commits at least
         every :data:`COMMIT_INTERVAL_S` while packets arrive."""
         if time.monotonic() - self._committed > COMMIT_INTERVAL_S:
             self.commit()
+        if self.verifier is not None:
+            try:
+                self.verifier.verify(packet)
+            except TmAuthenticationError as exc:
+                self.add_forged(packet, f"{describe(packet)}: {exc}")
+                return False
+            packet = strip(packet)
         self._begin()
         self.counters["received"] += 1
         apid = service = subtype = utc = None
@@ -214,6 +238,24 @@ class Archive(BatchedWrites):
                             (row, report.job_id, report.outcome, utc, report.work_gpu_s, report.done_gpu_s,
                              report.detail))
         return True
+
+    def add_forged(self, packet: bytes, why: str) -> None:
+        """Keep a TM that failed verification apart from the genuine ones (table ``forged``,
+        counter ``forged``), with ``why``; the APID and sequence count are what its header
+        claims, when it has one."""
+        if time.monotonic() - self._committed > COMMIT_INTERVAL_S:
+            self.commit()
+        self._begin()
+        self.counters["forged"] += 1
+        apid = seq = None
+        if len(packet) >= CCSDS_HEADER_LEN:
+            apid, seq = (packet[0] & 0x07) << 8 | packet[1], (packet[2] & 0x3F) << 8 | packet[3]
+        self.db.execute("INSERT INTO forged (received_unix_s, apid, seq_count, why, packet) VALUES (?, ?, ?, ?, ?)",
+                        (time.time(), apid, seq, why[:400], packet))
+
+    def forged(self) -> list[tuple[float, int | None, int | None, str]]:
+        """``(received_unix_s, apid, seq_count, why)`` of every TM kept as forged, oldest first."""
+        return self.db.execute("SELECT received_unix_s, apid, seq_count, why FROM forged ORDER BY id").fetchall()
 
     def command_sent(self, tc: PusTc, request_id: int) -> None:
         """Record a TC as sent (``tc`` before signing: its own application data)."""
@@ -322,7 +364,8 @@ def listen(connect: Callable[[], Any], archive: Archive, *, stop: Callable[[], b
     :data:`ACK_INTERVAL_S` and on stopping (commit first, :class:`DownlinkAcknowledger`);
     connect again :data:`RECONNECT_S` after the link went away or could not be reached, until
     ``stop()``. ``connect()`` returns a :class:`~flight.ground.client.LinkClient`. Yields a line
-    for each connection change.
+    for each connection change and a warning for each TM that fails verification
+    (:func:`forged_warning`).
     """
     while not stop():
         try:
@@ -332,6 +375,8 @@ def listen(connect: Callable[[], Any], archive: Archive, *, stop: Callable[[], b
             _pause(RECONNECT_S, stop)
             continue
         client.on_packet = _archiver(archive, on_report)
+        forged: list[str] = []
+        client.on_forged = lambda packet, why: (archive.add_forged(packet, why), forged.append(why))
         yield f"connected to {client.endpoint}"
         try:
             with client:
@@ -339,6 +384,8 @@ def listen(connect: Callable[[], Any], archive: Archive, *, stop: Callable[[], b
                 acks.start()  # marks this connection as archiving, so the backlog comes here
                 while not stop():
                     client.read(0.1)
+                    while forged:
+                        yield forged_warning(forged.pop(0))
                     acks.due()
                 while client.read(0.05):
                     pass  # what is on its way when stopping is archived too
@@ -347,6 +394,12 @@ def listen(connect: Callable[[], Any], archive: Archive, *, stop: Callable[[], b
             archive.commit()
             yield f"link went away: {exc}"
             _pause(RECONNECT_S, stop)
+
+
+def forged_warning(why: str) -> str:
+    """The line a ground tool prints about a TM that failed verification (``why`` names its
+    APID, sequence count and SN, :func:`flight.spacelink.tm_sdls.describe`)."""
+    return f"WARNING: forged or altered TM refused, not archived as genuine ({why})"
 
 
 def _archiver(archive: Archive, on_report: Callable[[Report | None], None] | None) -> Callable:

@@ -1,7 +1,8 @@
 """Ground side of the space link: one TCP connection to the link manager, speaking the
 CCSDS/PUS-C packets of :mod:`flight.spacelink.framing` and the PUS service modules beside it.
 
-    with LinkClient("127.0.0.1:52001", full_dictionary(), key=load_key(keys_dir())) as link:
+    with LinkClient("127.0.0.1:52001", full_dictionary(), key=load_key(keys_dir()),
+                    tm_keys=verifying_keys(keys_dir())) as link:
         rtt_s = link.ping(timeout_s=5)
         for report in link.command("thermal.set_setpoint", {"setpoint_c": 30.0}, timeout_s=10):
             print(report.stage, report.code or "")
@@ -12,6 +13,14 @@ TM[17,2] it provokes) and a random first sequence count, so several clients on o
 can tell their answers apart. Every TC is signed with the station ``key`` and a fresh
 sequence number (:mod:`flight.spacelink.sdls`); ``key=None`` sends unsigned TCs, which only a
 link in unauthenticated lab mode takes.
+
+Every TM is checked with the telemetry keys ``tm_keys`` (:mod:`flight.spacelink.tm_sdls`):
+a forged or altered one (MAC, SPI or shape wrong) is counted (:attr:`LinkClient.tm_forged`),
+handed to :attr:`LinkClient.on_forged` (the archive keeps it apart, the ground CLI warns with
+its APID and counts) and never decoded or delivered; a verified one is delivered as plain
+PUS (its security fields stripped), once: a repeat of a sequence number already seen is
+counted (:attr:`LinkClient.tm_repeated`) and not delivered again. ``tm_keys=None`` (lab mode)
+takes TM as it comes.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from flight.spacelink.pus17_test import PingReply, ping_tc
 from flight.spacelink.pus1_verification import Verification
 from flight.spacelink.pus8_functions import function_tc
 from flight.spacelink.services import Report, decode_tm
+from flight.spacelink.tm_sdls import LATE, REPEAT, SequenceWindow, TmAuthenticationError, TmVerifier, describe, strip
 
 RECV_BYTES = 65536
 MAX_RX_BUFFER = 4 * MAX_TM_LEN
@@ -60,7 +70,8 @@ class Rejected(Exception):
 
 class LinkClient:
     """A connection to the link manager at ``endpoint`` (``HOST:PORT``), signing its TCs
-    with ``key`` (``None``: unsigned, for a link in unauthenticated lab mode).
+    with ``key`` (``None``: unsigned, for a link in unauthenticated lab mode) and verifying
+    its TM with the telemetry keys ``tm_keys`` by SPI (``None``: not verified, lab mode).
 
     Raises:
         ValueError: a malformed endpoint.
@@ -69,7 +80,7 @@ class LinkClient:
     """
 
     def __init__(self, endpoint: str, dictionary: Dictionary, *, key: StationKey | None,
-                 connect_timeout_s: float = 5.0) -> None:
+                 tm_keys: Mapping[int, StationKey] | None = None, connect_timeout_s: float = 5.0) -> None:
         host, port = parse_endpoint(endpoint)
         self.endpoint = endpoint
         self.dictionary = dictionary
@@ -86,9 +97,21 @@ class LinkClient:
         """Packets or bytes received that did not decode as TM this ground knows."""
         self.tm_received = 0
         """TM packets framed on this connection (what :meth:`acknowledge` reports)."""
+        self.verifier = None if tm_keys is None else TmVerifier(dict(tm_keys))
+        self.window = SequenceWindow()
+        self.tm_forged = 0
+        """TM that failed verification: forged, altered, or not sealed at all."""
+        self.tm_late = 0
+        """Verified TM numbered below one already seen: playback or reordering."""
+        self.tm_repeated = 0
+        """Verified TM whose sequence number was seen before: re-sent or replayed, not delivered again."""
         self.on_packet: Callable[[bytes, Report | None], None] | None = None
-        """Called with every framed packet and its report (``None``: not decoded, or
+        """Called with every framed packet that is genuine (verified, or any in lab mode), as
+        received (security fields included), and its report (``None``: not decoded, or
         undecodable) as it arrives, e.g. :meth:`flight.ground.archive.Archive.add`."""
+        self.on_forged: Callable[[bytes, str], None] | None = None
+        """Called with every packet that failed verification and why, e.g.
+        :meth:`flight.ground.archive.Archive.add_forged`."""
         self.on_sent: Callable[[PusTc, int], None] | None = None
         """Called with every TC (before signing) and its request id once sent, e.g.
         :meth:`flight.ground.archive.Archive.command_sent`; not with downlink acknowledgements
@@ -112,6 +135,7 @@ class LinkClient:
         this client."""
         self.archive = archive
         self.on_packet = archive.add
+        self.on_forged = archive.add_forged
         self.on_sent = archive.command_sent
 
     # -- sending -----------------------------------------------------------------------
@@ -275,10 +299,25 @@ class LinkClient:
             self._buf.clear()
         for packet in packets:
             self.tm_received += 1
-            report = None
-            if queue:  # only :meth:`receive` needs every packet decoded here
+            plain, deliver = packet, queue
+            if self.verifier is not None:
                 try:
-                    report = decode_tm(self.dictionary, packet)
+                    verified = self.verifier.verify(packet)
+                except TmAuthenticationError as exc:
+                    self.tm_forged += 1
+                    if self.on_forged is not None:
+                        self.on_forged(packet, f"{describe(packet)}: {exc}")
+                    continue
+                seen = self.window.admit(verified.spi, verified.sn)
+                self.tm_late += seen == LATE
+                self.tm_repeated += seen == REPEAT
+                deliver = queue and seen != REPEAT
+                if deliver:
+                    plain = strip(packet)
+            report = None
+            if deliver:  # only :meth:`receive` needs every packet decoded here
+                try:
+                    report = decode_tm(self.dictionary, plain)
                 except TmDecodeError:
                     self.undecodable += 1
                 else:

@@ -2,7 +2,7 @@
 (``flight ground gateway``).
 
     tool ──plain PUS-C TC──▶ gateway ──TC + security header + MAC──▶ satellite link
-    tool ◀──────TM───────── gateway ◀──────────────TM──────────────── satellite link
+    tool ◀──plain PUS-C TM── gateway ◀──TM + security header + MAC─── satellite link
                                └──▶ ground archive   (--playback: ──TC[15,130]──▶ link)
 
 Client side
@@ -23,12 +23,17 @@ Signing
     rate limit therefore applies to all clients together.
 
 Telemetry
-    Every TM packet from the satellite goes to every connected client, in the order it came,
-    and into the ground archive (:mod:`flight.ground.archive`, which keeps each packet once).
-    By default that is real-time telemetry only: the gateway sends no downlink
-    acknowledgements (TC[15,130]), and the stored backlog of the passes (PUS 15 packet stores,
-    :mod:`flight.subsystems.link.downlink`) goes to an archiving connection beside it
-    (``flight ground listen``).
+    Every TM packet from the satellite is verified with the telemetry keys
+    (:mod:`flight.spacelink.tm_sdls`, by the gateway's :class:`~flight.ground.client.LinkClient`):
+    a genuine one goes, its security fields stripped (plain PUS-C, as a lab-mode satellite
+    sends, with its own headers, counters and time), to every connected client, in the order
+    it came, and into the ground archive (:mod:`flight.ground.archive`, which checks it
+    again and keeps each packet once). A forged or altered one goes to no client: it is counted
+    (``tm_forged``), kept apart in the archive and reported by a warning line naming its APID
+    and sequence count. By default that is real-time telemetry only: the gateway sends no
+    downlink acknowledgements (TC[15,130]), and the stored backlog of the passes (PUS 15
+    packet stores, :mod:`flight.subsystems.link.downlink`) goes to an archiving connection
+    beside it (``flight ground listen``).
 
 Playback (``playback=True``, ``--playback``; ``flight ground yamcs`` turns it on)
     The gateway's connection to the link becomes an archiving one: once the satellite is heard
@@ -38,10 +43,10 @@ Playback (``playback=True``, ``--playback``; ``flight ground yamcs`` turns it on
     most every :data:`~flight.ground.archive.ACK_INTERVAL_S`, and once more on closing). The
     link then sends it the stored backlog, housekeeping and events recorded while nobody was
     listening, each packet with the CDS time it was sampled at, interleaved with real-time
-    TM; the gateway relays and archives them like any TM. A ground tool tells them apart by
-    the packet time (Yamcs' archive files them by it). Off by default: every archiving
-    connection is sent the backlog, so beside a ``flight ground listen`` the packets come
-    down twice, and an acknowledged packet counts as delivered on board.
+    TM; the gateway verifies, relays and archives them like any TM. A ground tool tells them
+    apart by the packet time (Yamcs' archive files them by it). Off by default: every
+    archiving connection is sent the backlog, so beside a ``flight ground listen`` the packets
+    come down twice, and an acknowledged packet counts as delivered on board.
 
 Contact: a probe, then forward or refuse (never hold for a pass)
     The satellite drops TCs silently outside contact. The gateway counts it as heard while
@@ -84,12 +89,13 @@ from dataclasses import dataclass, field, fields
 from spacepackets.ecss.tc import PusTc
 
 from flight.core.component import Dictionary
-from flight.ground.archive import COMMIT_INTERVAL_S, Archive, DownlinkAcknowledger
+from flight.ground.archive import COMMIT_INTERVAL_S, Archive, DownlinkAcknowledger, forged_warning
 from flight.ground.client import LinkClient
 from flight.spacelink.framing import ACK_NONE, GATEWAY_APID, MAX_TC_APP_DATA, Rejection, TcStreamParser, TmFramer, parse_endpoint
 from flight.spacelink.pus17_test import PING, TEST_SERVICE
 from flight.spacelink.pus1_verification import verification_report
 from flight.spacelink.sdls import StationKey
+from flight.spacelink.tm_sdls import strip
 from flight.subsystems.link.stream_server import Sent, StreamServer
 
 MAX_CLIENTS = 8
@@ -124,7 +130,9 @@ class GatewayCounters:
     probes: int = 0
     """TC[17,1] the gateway sent to learn whether the satellite is in contact."""
     tm_relayed: int = 0
-    """TM packets received from the satellite (each goes to every client)."""
+    """Genuine TM packets received from the satellite (each goes to every client)."""
+    tm_forged: int = 0
+    """TM packets that failed verification: relayed to nobody."""
     playbacks: int = 0
     """Link connections made archiving (playback: the stored backlog asked for)."""
     link_connects: int = 0
@@ -145,8 +153,9 @@ class Client:
 
 class Gateway:
     """Listens on ``listen`` (``HOST:PORT``, port 0: any free one, see :attr:`endpoint`) for
-    PUS tools and relays to the satellite's link at ``link``, signing with ``key`` (``None``:
-    unsigned, for a satellite in unauthenticated lab mode); keeps
+    PUS tools and relays to the satellite's link at ``link``, signing with ``key`` and
+    verifying TM with the telemetry keys ``tm_keys`` (both ``None``: unsigned and unverified,
+    for a satellite in unauthenticated lab mode); keeps
     every TM in ``archive`` (``None``: not archived). ``dictionary`` frames and decodes the
     satellite's TM. ``playback``: acknowledge what arrives, so the stored backlog comes too
     (module docstring, Playback). Call :meth:`step` in a loop, then :meth:`close`.
@@ -157,12 +166,14 @@ class Gateway:
     """
 
     def __init__(self, listen: str, link: str, key: StationKey | None, dictionary: Dictionary,
-                 archive: Archive | None = None, connect_timeout_s: float = 5.0, playback: bool = False) -> None:
+                 archive: Archive | None = None, connect_timeout_s: float = 5.0,
+                 tm_keys: dict[int, StationKey] | None = None, playback: bool = False) -> None:
         host, port = parse_endpoint(listen)
         parse_endpoint(link)
         self.link_endpoint = link
         self.counters = GatewayCounters()
         self._key = key
+        self._tm_keys = tm_keys
         self._dictionary = dictionary
         self.archive = archive
         """Where every TM and forwarded TC is kept (``None``: nowhere); used only from the
@@ -183,6 +194,8 @@ class Gateway:
         self._waiting: list[PusTc] = []
         """TCs that arrived while the link was quiet, waiting on the probe."""
         self._probe_deadline: float | None = None
+        self._notes: list[str] = []
+        """Lines from the link's callbacks, returned by the next :meth:`step`."""
         self.playback = playback
         self._acks: DownlinkAcknowledger | None = None
         """The link connection's acknowledgements once it is archiving (playback only)."""
@@ -200,7 +213,7 @@ class Gateway:
         link = "heard" if self.heard() else "connected, not heard" if self.link else "not connected"
         return (f"link {self.link_endpoint} {link}; {len(self.clients)} client(s); TC forwarded {c.tc_forwarded}, "
                 f"refused {c.tc_refused}; TM relayed {c.tm_relayed}; garbage {c.garbage_bytes} B from "
-                f"{c.clients_garbage} client(s)")
+                f"{c.clients_garbage} client(s); TM forged or altered {c.tm_forged}")
 
     # -- running --------------------------------------------------------------------------
     def step(self, timeout_s: float) -> list[str]:
@@ -213,6 +226,8 @@ class Gateway:
         ready = {key.data for key, _ in self._selector.select(timeout_s)}
         if "link" in ready:
             self._read_link(lines)
+            lines += self._notes
+            self._notes.clear()
         self._serve_clients(lines)  # also writes what waits for a client whose socket takes it now
         self._settle_waiting(lines)
         if self.playback:
@@ -247,7 +262,7 @@ class Gateway:
     # -- link -----------------------------------------------------------------------------
     def _connect_link(self, lines: list[str]) -> None:
         try:
-            link = LinkClient(self.link_endpoint, self._dictionary, key=self._key,
+            link = LinkClient(self.link_endpoint, self._dictionary, key=self._key, tm_keys=self._tm_keys,
                               connect_timeout_s=self._connect_timeout_s)
         except OSError as exc:
             self._next_try = time.monotonic() + self._backoff_s
@@ -257,6 +272,7 @@ class Gateway:
             self._backoff_s = min(RECONNECT_MAX_S, self._backoff_s * 2)
             return
         link.on_packet = self._relay
+        link.on_forged = self._forged
         if self.archive is not None:
             link.on_sent = self.archive.command_sent
         self.link = link
@@ -303,11 +319,19 @@ class Gateway:
             self._lost_link(str(exc), lines)
 
     def _relay(self, packet: bytes, _report: object) -> None:
+        """A genuine TM (verified by the link client): archived, and relayed as plain PUS-C."""
         self.counters.tm_relayed += 1
         self._last_tm = time.monotonic()
         if self.archive is not None:
             self.archive.add(packet)
-        self._broadcast(packet)
+        self._broadcast(packet if self._tm_keys is None else strip(packet))
+
+    def _forged(self, packet: bytes, why: str) -> None:
+        """A TM that failed verification: counted, archived apart, reported, relayed to nobody."""
+        self.counters.tm_forged += 1
+        if self.archive is not None:
+            self.archive.add_forged(packet, why)
+        self._notes.append(forged_warning(why))
 
     # -- clients --------------------------------------------------------------------------
     def _serve_clients(self, lines: list[str]) -> None:

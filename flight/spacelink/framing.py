@@ -26,7 +26,9 @@ Time field
 Authentication
     Every TC's application data is wrapped in an SDLS-style security header (SPI, sequence
     number) and MAC trailer (:mod:`flight.spacelink.sdls`) unless the link runs in its
-    unauthenticated lab mode; the services' data fields sit between the two.
+    unauthenticated lab mode; the services' data fields sit between the two. Every TM's
+    source data is wrapped the same way under the telemetry key
+    (:mod:`flight.spacelink.tm_sdls`), sealed by the :class:`TmFramer` that builds it.
 
 Services
     One module per PUS service holds its TCs and TMs together: ``pus1_verification``,
@@ -60,6 +62,7 @@ from spacepackets.ecss.tm import PusTm, PusTmSecondaryHeader
 
 from flight.core.component import Dictionary
 from flight.spacelink.sdls import SECURITY_OVERHEAD
+from flight.spacelink.tm_sdls import SECURITY_OVERHEAD as TM_SECURITY_OVERHEAD, TmSealer
 
 LINK_COMPONENT_ID = 4
 """The link manager's dictionary component id."""
@@ -94,7 +97,9 @@ MAX_TC_LEN = MIN_TC_LEN + SECURITY_OVERHEAD + MAX_TC_APP_DATA
 MAX_TM_SOURCE_DATA = 16384
 """Largest TM source data sent (bytes): room for ~28 per-GPU float arrays in one HK report
 (twice as many int arrays, eight times as many bool arrays)."""
-MAX_TM_LEN = CCSDS_HEADER_LEN + PusTmSecondaryHeader.MIN_LEN + TIMESTAMP_LEN + MAX_TM_SOURCE_DATA + 2
+MAX_TM_LEN = (CCSDS_HEADER_LEN + PusTmSecondaryHeader.MIN_LEN + TIMESTAMP_LEN + TM_SECURITY_OVERHEAD
+              + MAX_TM_SOURCE_DATA + 2)
+"""Largest TM packet (bytes), security fields included."""
 SEQ_COUNT_MODULO = 1 << 14
 
 
@@ -305,10 +310,13 @@ class TmFramer:
         loss of a report addressed to it from reports addressed to others.
 
     A packet's counters are taken when it is built: a caller builds its packets in the
-    order it sends them.
+    order it sends them. With a ``sealer`` (:class:`flight.spacelink.tm_sdls.TmSealer`) every
+    packet carries the telemetry security header and MAC; without one (lab mode, the ground
+    gateway's own reports) it is plain PUS-C.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sealer: TmSealer | None = None) -> None:
+        self.sealer = sealer
         self._seq: dict[int, int] = {}
         self._msg: dict[tuple[int, int, int, int], int] = {}
         self._time_code: tuple[float, bytes] | None = None
@@ -325,14 +333,19 @@ class TmFramer:
             raise ValueError(f"{len(source_data)} bytes of source data exceed {MAX_TM_SOURCE_DATA}")
         if self._time_code is None or self._time_code[0] != utc_unix_s:
             self._time_code = (utc_unix_s, cds_timestamp(utc_unix_s))
+        if self.sealer is not None:  # first: a packet that cannot be sealed takes no count
+            source_data = self.sealer.wrap(source_data)
         seq = self._seq.get(apid, 0)
         self._seq[apid] = (seq + 1) % SEQ_COUNT_MODULO
         key = (apid, dest_id, service, subtype)
         counter = self._msg.get(key, 0)
         self._msg[key] = (counter + 1) & 0xFFFF
-        return bytes(PusTm(service=service, message_subtype=subtype, timestamp=self._time_code[1],
-                           source_data=source_data, apid=apid, seq_count=seq, message_counter=counter,
-                           destination_id=dest_id).pack())
+        packet = PusTm(service=service, message_subtype=subtype, timestamp=self._time_code[1],
+                       source_data=source_data, apid=apid, seq_count=seq, message_counter=counter,
+                       destination_id=dest_id).pack()
+        if self.sealer is not None:
+            self.sealer.seal(packet)
+        return bytes(packet)
 
 
 # -- TM parsing (ground side) ------------------------------------------------------------------

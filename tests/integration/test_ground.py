@@ -92,7 +92,7 @@ def test_replayed_forged_and_unsigned_commands_change_nothing_even_after_a_link_
         "flipped data bit": _with_crc(bytes(wrong_value)),
         "unknown SPI": bytes(protect(_setpoint(42.0, 5), StationKey("x", key.spi + 1, key.key), arsn.next()).pack()),
     }
-    with LinkClient(run.link, full_dictionary(), key=None) as client:
+    with LinkClient(run.link, full_dictionary(), key=None, tm_keys=run.tm_keys) as client:
         assert _verdict(client, good).stage == "completed"
         run.await_telemetry("thermal.setpoint_c", within(30.99, 31.01))
         for what, packet in [*forged.items(), ("replay", good)]:
@@ -103,7 +103,7 @@ def test_replayed_forged_and_unsigned_commands_change_nothing_even_after_a_link_
 
     os.kill(run.processes()["link"], signal.SIGKILL)
     run.await_events("link.authenticated", count=2, timeout_s=30)  # each link process says so on its first tick
-    with LinkClient(run.link, full_dictionary(), key=None) as client:
+    with LinkClient(run.link, full_dictionary(), key=None, tm_keys=run.tm_keys) as client:
         report = _verdict(client, good)
     assert (report.code, "replayed" in report.message) == ("AUTHENTICATION_ERROR", True)
     assert run.ground("ping", "--link", run.link, "--timeout", "5").returncode == 0, "a fresh TC still works"

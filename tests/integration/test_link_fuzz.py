@@ -110,7 +110,7 @@ def test_ten_thousand_hostile_packets_kill_nothing_grow_nothing_and_execute_noth
     with FlightRun(tmp_path, "--speed", "5", "--contact", "always", "--link", link, "--duration", "3000") as run:
         run.await_telemetry("link.contact", True)
         key = keys.load_key(run.keys)
-        with LinkClient(link, full_dictionary(), key=key) as client:
+        with LinkClient(link, full_dictionary(), key=key, tm_keys=run.tm_keys) as client:
             assert [r.stage for r in client.command("thermal.set_setpoint", {"setpoint_c": 31.0}, 10)][-1] == \
                 "completed"
             replayable = bytes(protect(function_tc(full_dictionary(), "thermal.set_setpoint", {"setpoint_c": 39.0},
@@ -153,7 +153,7 @@ def test_ten_thousand_hostile_packets_kill_nothing_grow_nothing_and_execute_noth
         assert run.latest("link.connections_refused") == 0, "one connection at a time is never refused"
         assert len(run.events("thermal.setpoint_changed")) == 2
         assert run.latest("thermal.setpoint_c") == 39.0
-        with LinkClient(link, full_dictionary(), key=key) as client:
+        with LinkClient(link, full_dictionary(), key=key, tm_keys=run.tm_keys) as client:
             assert client.ping(10) < 5, "the link still serves"
         assert fuzz_s < 30 and received
     assert os.path.exists(run.data / "link_replay.sqlite")

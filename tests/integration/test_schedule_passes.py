@@ -58,7 +58,8 @@ def test_a_schedule_uploaded_on_one_pass_runs_between_passes_and_reports_on_the_
 
     with FlightRun(tmp_path, *flags, "--duration", str(first_end)) as run:
         run.await_telemetry("link.contact", True, timeout_s=first_start / SPEED + 60)
-        with LinkClient(run.argv[run.argv.index("--link") + 1], dictionary, key=keys.load_key(run.keys)) as ground:
+        with LinkClient(run.argv[run.argv.index("--link") + 1], dictionary, key=keys.load_key(run.keys),
+                        tm_keys=run.tm_keys) as ground:
             inner = ground.signed(ground.function("thermal.set_setpoint", {"setpoint_c": SETPOINT_C}))
             stages = [r.stage for r in ground.request(pus11.SCHEDULE_SERVICE, pus11.SCHEDULE_INSERT,
                                                       pus11.insert_data([(release_utc, bytes(inner.pack()))]), 10)]
@@ -71,7 +72,8 @@ def test_a_schedule_uploaded_on_one_pass_runs_between_passes_and_reports_on_the_
         run.await_telemetry("link.tc_released", 1, timeout_s=second_start / SPEED + 60)
         assert run.latest("link.contact") is False, "released without contact"
         verdicts, setpoints = [], []
-        with LinkClient(run.argv[run.argv.index("--link") + 1], dictionary, key=keys.load_key(run.keys)) as ground:
+        with LinkClient(run.argv[run.argv.index("--link") + 1], dictionary, key=keys.load_key(run.keys),
+                        tm_keys=run.tm_keys) as ground:
             # nothing comes down before the next pass; its first real-time packet says it began
             assert ground.receive((second_start - first_end) / SPEED + 30) is not None
             ground.acknowledge()  # an archiving ground (TC[15,130]), as `flight ground listen`: sent the backlog

@@ -20,7 +20,7 @@ import sys
 import pytest
 
 from flight.core.config import RunConfig
-from flight.spacelink import keys
+from flight.spacelink import keys, tm_sdls
 from flight.spacelink.pus15_storage import STORE_BY_NAME
 from flight.subsystems.link.packet_stores import STORE_FILE
 from flight.subsystems.link.manager import DEFAULT_HK_INTERVAL_S
@@ -56,6 +56,7 @@ def _passes(run: FlightRun) -> list[tuple[float, float]]:
 def test_every_stored_packet_reaches_the_archive_once_or_is_counted_dropped(tmp_path, ground_archive):
     port = free_port()
     keys.create_key(tmp_path / "keys")  # the listener signs with it from the start; the run finds it there
+    tm_sdls.ensure_tm_key(tmp_path / "keys")  # and verifies with this one
     with FlightRun(tmp_path, "--duration", f"{DURATION_S:g}", "--link", f"127.0.0.1:{port}") as run:
         listener = subprocess.Popen(
             [sys.executable, "-m", "flight.cli", "ground", "listen", "--link", f"127.0.0.1:{port}", "--archive",
@@ -81,10 +82,14 @@ def test_every_stored_packet_reaches_the_archive_once_or_is_counted_dropped(tmp_
     archive = sqlite3.connect(ground_archive)
     archived = [bytes(p) for (p,) in archive.execute("SELECT packet FROM packets WHERE store IN ('hk', 'events')")]
     duplicates = archive.execute("SELECT value FROM counters WHERE name = 'duplicates'").fetchone()[0]
+    forged = archive.execute("SELECT value FROM counters WHERE name = 'forged'").fetchone()[0]
     archive.close()
 
     digests = [hashlib.sha256(p).digest() for p in archived]
+    assert forged == 0, "every stored packet played back verifies with the telemetry key"
     assert len(digests) == len(set(digests))  # exactly once: no packet archived twice
+    # the archive keeps each TM verified and stripped of its security fields: compare it so
+    stored = [(t, tm_sdls.strip(p)) for t, p in stored]
     onboard_digests = {hashlib.sha256(p).digest() for _, p in stored}
     assert set(digests) <= onboard_digests  # nothing archived that was not stored on board
     due = {hashlib.sha256(p).digest() for t, p in stored if t < last_pass_end - STORE_LAG_S}

@@ -36,6 +36,9 @@ FAILURE_CODES = {1: "INVALID_OPCODE", 2: "VALIDATION_ERROR", 3: "FORMAT_ERROR", 
                  131: "ILLEGAL_SERVICE", 132: "ILLEGAL_SUBTYPE"}
 """TM[1,2/4/6/8] failure code (1 byte after the request id), then the message as UTF-8."""
 SEQ_COUNT_MODULO = 1 << 14
+TM_SECURITY_HEADER_LEN, TM_MAC_LEN = 10, 16
+"""Section 8, Telemetry: straight from the satellite (not through the gateway, which strips
+them) a TM's source data is SPI (u16) and SN (u64), the service's data, then a 16-byte MAC."""
 
 
 @dataclass
@@ -64,9 +67,12 @@ class Tm:
 
 
 class PusClient:
-    """One TCP connection to ``host:port``; every TM received is kept in :attr:`received`."""
+    """One TCP connection to ``host:port``; every TM received is kept in :attr:`received`.
+    ``sealed_tm``: the TM carries the security fields (a connection straight to the
+    satellite); this client has no telemetry key, so it skips them unchecked."""
 
-    def __init__(self, host: str, port: int, source_id: int) -> None:
+    def __init__(self, host: str, port: int, source_id: int, sealed_tm: bool = False) -> None:
+        self.sealed_tm = sealed_tm
         self.sock = socket.create_connection((host, port), timeout=5)
         self.sock.setblocking(False)
         self.source_id = source_id
@@ -105,8 +111,11 @@ class PusClient:
             raw = bytes(self.buf[:total])
             del self.buf[:total]
             tm = PusTm.unpack(raw, TIME_FIELD_LEN)  # checks the CRC
+            data = bytes(tm.source_data)
+            if self.sealed_tm:
+                data = data[TM_SECURITY_HEADER_LEN:-TM_MAC_LEN]
             new.append(Tm(tm.apid, tm.seq_count, tm.service, tm.message_subtype, tm.pus_tm_sec_header.dest_id,
-                          bytes(tm.source_data), raw))
+                          data, raw))
         self.received += new
         self.unread += new
         return new

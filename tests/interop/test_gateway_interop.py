@@ -139,7 +139,7 @@ def test_a_client_sending_garbage_is_cut_off_while_another_goes_on(stack):
 def test_tcs_straight_to_the_satellite_without_a_signature_are_refused(stack):
     run, _, _ = stack
     host, port = run.link.rsplit(":", 1)
-    direct = PusClient(host, int(port), source_id=0x4444)
+    direct = PusClient(host, int(port), source_id=0x4444, sealed_tm=True)
     try:
         unsigned = direct.send(direct.tc(*PING))
         (verdict,) = direct.verification(unsigned, 10)

@@ -26,7 +26,7 @@ from flight.core.component import CommandError
 from flight.core.dictionary import full_dictionary, subsystem_class
 from flight.core.runtime import BusRuntime, report_decode_error
 from flight.executive.dispatcher import Dispatcher
-from flight.spacelink import keys
+from flight.spacelink import keys, tm_sdls
 from flight.spacelink import framing, pus17_test as pus17, pus8_functions as pus8
 from flight.spacelink.sdls import ArsnCounter, protect
 from flight.core.messages import Encoder, Message, decode
@@ -100,12 +100,16 @@ class LinkHarness:
     stages (:meth:`~flight.core.runtime.BusRuntime.serve_commands`). What the targets emit
     reaches the link as the proxy would deliver it (the topics it subscribes to), stamped
     with the link's clock. ``script`` stands in for dispatcher and owner when a test needs
-    answers the real ones do not give. Its one station key is ``self.key`` (in
-    ``tmp_path/keys``), unless ``lab`` runs it unauthenticated."""
+    answers the real ones do not give. Its one station key is ``self.key`` and its
+    telemetry keys ``self.tm_keys`` (in ``tmp_path/keys``), unless ``lab`` runs it
+    unauthenticated."""
 
     def __init__(self, tmp_path, contact: str = "passes", lab: bool = False) -> None:
         keys_dir = tmp_path / "keys"
         self.key = keys.load_key(keys_dir) if (keys_dir / "local.key").exists() else keys.create_key(keys_dir)
+        tm_sdls.ensure_tm_key(keys_dir)
+        self.tm_keys = None if lab else tm_sdls.verifying_keys(keys_dir)
+        """The telemetry keys by SPI, for a ground's LinkClient (``None`` in lab mode)."""
         self._ctx = zmq.Context()
         address = BusAddress(*(f"inproc://link-harness-{part}" for part in ("pub", "sub", "cmd")))
         self._broker = Broker(self._ctx, address)
@@ -247,7 +251,7 @@ class LinkHarness:
 class Ground:
     """A plain TCP client of the link that frames TM with spacepackets' parser and checks
     every packet with spacepackets' readers; it signs TCs with the harness's station key
-    (or not, for a lab-mode link)."""
+    and checks the seal of every TM, then strips it (or neither, for a lab-mode link)."""
 
     PACKET_IDS = [PacketId(PacketType.TM, True, c.component_id) for c in DICT.components.values()]
 
@@ -285,7 +289,12 @@ class Ground:
         result = parse_space_packets(bytes(self._buf), self.PACKET_IDS)
         del self._buf[:result.scanned_bytes]
         assert not result.skipped_ranges, "the link sent bytes that are not a TM packet"
-        return [bytes(p) for p in result.tm_list]
+        if self.harness.tm_keys is None:
+            return [bytes(p) for p in result.tm_list]
+        verifier = tm_sdls.TmVerifier(self.harness.tm_keys)
+        for p in result.tm_list:
+            verifier.verify(bytes(p))  # raises for a TM the link did not seal
+        return [tm_sdls.strip(bytes(p)) for p in result.tm_list]
 
     def read(self, packet: bytes) -> tuple[int, int, int, PusTm]:
         """(service, subtype, apid, tm) after spacepackets' checks of ``packet``."""

@@ -250,6 +250,13 @@ class FlightRun:
         code = self.proc.wait(timeout=timeout_s)
         return code
 
+    @property
+    def tm_keys(self) -> dict:
+        """The run's telemetry keys by SPI (created by ``flight run`` with its station key), for a LinkClient."""
+        from flight.spacelink import tm_sdls
+
+        return tm_sdls.verifying_keys(self.keys)
+
     def ground(self, *args: str, timeout_s: float = 30) -> subprocess.CompletedProcess:
         """``flight ground ARGS`` as an operator types it, with this run's keys; output captured."""
         return subprocess.run([sys.executable, "-m", "flight.cli", "ground", *args], capture_output=True, text=True,

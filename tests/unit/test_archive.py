@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from flight.spacelink import framing, pus17_test as pus17, pus8_functions as pus8, services
+from flight.spacelink import framing, pus17_test as pus17, pus8_functions as pus8, services, tm_sdls
 from flight.ground.archive import Archive, listen
 from flight.ground.client import LinkClient
 from flight.subsystems.link.packet_stores import ACKED, STORE_BY_NAME
@@ -86,8 +86,9 @@ def test_history_joins_each_command_with_its_stages(archive):
     assert (second.name, second.stages) == ("TC[17,1]", [])
 
 
-def test_listener_archives_a_pass_exactly_once_across_a_broken_connection(tmp_path, archive):
+def test_listener_archives_a_pass_exactly_once_across_a_broken_connection(tmp_path, ground_archive):
     h = LinkHarness(tmp_path)
+    archive = Archive(ground_archive, DICT, h.tm_keys)
     try:
         h.link.cmd_set_hk_interval(1.0)
         h.frame(contact=False)
@@ -108,20 +109,23 @@ def test_listener_archives_a_pass_exactly_once_across_a_broken_connection(tmp_pa
             h.frame(contact=True)
             return False
 
-        lines = list(listen(lambda: LinkClient(h.link.endpoint, DICT, key=h.key), archive, stop=stop))
+        lines = list(listen(lambda: LinkClient(h.link.endpoint, DICT, key=h.key, tm_keys=h.tm_keys), archive, stop=stop))
         assert lines[0].startswith("connected") and any("went away" in line for line in lines)
         h.pump(0.2)  # the final acknowledgement
         h.link.downlink.stores.commit()
         stored = h.link.downlink.stores.db.execute("SELECT store_id, seq, state, packet FROM packets JOIN packet_bytes "
                                           "ON packet_bytes.key = (store_id << 40) | seq").fetchall()
-        waiting = [services.decode_tm(DICT, p) for *_, state, p in stored if state != ACKED]
+        waiting = [services.decode_tm(DICT, tm_sdls.strip(p)) for *_, state, p in stored if state != ACKED]
         assert [r.name for r in waiting] == ["link.client_disconnected"]  # the listener's own goodbye, for next time
-        digests = {hashlib.sha256(p).digest() for *_, state, p in stored if state == ACKED}
+        # kept verified and stripped of the security fields: as plain PUS
+        digests = {hashlib.sha256(tm_sdls.strip(p)).digest() for *_, state, p in stored if state == ACKED}
         archived = {d for (d,) in archive.db.execute("SELECT digest FROM packets")}
         assert digests <= archived  # every stored packet is in the archive, and only once (digest is UNIQUE)
         events = archive.events(min_severity="INFO")
         assert sorted(m for _, _, name, m in events if name == "thermal.setpoint_changed") == sorted(
             f"coolant setpoint change {n}" for n in range(50))
         assert h.link.downlink.stores.counts[STORE_BY_NAME["events"].store_id] >= 50
+        assert archive.counters["forged"] == 0
     finally:
+        archive.close()
         h.close()

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from flight.ground.cli.watch import WatchView
-from flight.spacelink import keys
+from flight.spacelink import keys, tm_sdls
 from tests.support.ground_cli import run
 from tests.support.link_harness import FRAME_PERIOD_S, JOBS_HK, THERMAL_HK, ServedLink
 from tests.support.predicates import wait_until
@@ -54,6 +54,7 @@ def test_ping_out_of_contact_times_out(tmp_path, capsys):
 
 def test_ping_without_a_link_fails_cleanly(ground_keys, capsys):
     keys.create_key(ground_keys)
+    tm_sdls.ensure_tm_key(ground_keys)  # a ground provisioned with both keys, and no link to reach
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -166,7 +167,9 @@ def test_a_foreign_key_is_refused_and_shown_as_an_authentication_failure(served,
 def test_unsigned_tcs_are_refused(served, capsys):
     assert run("ping", "--link", served.endpoint, "--timeout", "3", "--unauthenticated") == 1
     out = capsys.readouterr().out
-    assert "AUTHENTICATION_ERROR: no security header" in out and "the TC was unsigned" in out
+    # the refusal (TM[1,2]) comes sealed: a ground that takes TM unsealed cannot read it, and says so
+    assert "no TM[17,2]" in out and "drop --unauthenticated" in out
+    assert served.harness.link.counters.tc_auth_failed == 1
 
 
 def test_a_missing_station_key_is_a_clear_error_before_connecting(served, capsys):

@@ -36,11 +36,13 @@ pytestmark = pytest.mark.usefixtures("ground_keys")
 
 
 class Running:
-    """A gateway to ``link`` signing with ``key``, stepped in its own thread (which opens
-    the archive at ``archive``, if given, as SQLite wants) until :meth:`close`."""
+    """A gateway to ``link`` signing with ``key`` and verifying TM with ``tm_keys``, stepped
+    in its own thread (which opens the archive at ``archive``, if given, as SQLite wants)
+    until :meth:`close`."""
 
-    def __init__(self, link: str, key, archive=None, playback: bool = False) -> None:
-        self.gateway = Gateway("127.0.0.1:0", link, key, DICT, playback=playback)
+    def __init__(self, link: str, key, archive=None, tm_keys=None, playback: bool = False) -> None:
+        self.tm_keys = tm_keys
+        self.gateway = Gateway("127.0.0.1:0", link, key, DICT, tm_keys=tm_keys, playback=playback)
         self.archive: Archive | None = None
         self.lines: list[str] = []
         self._stop = threading.Event()
@@ -53,7 +55,7 @@ class Running:
 
     def _loop(self, archive_path) -> None:
         if archive_path is not None:
-            self.archive = Archive(archive_path, DICT)
+            self.archive = Archive(archive_path, DICT, self.tm_keys)
             self.gateway.archive = self.archive
         while not self._stop.is_set():
             self.lines += self.gateway.step(0.02)
@@ -68,7 +70,8 @@ class Running:
 
 @pytest.fixture
 def gateway(served, tmp_path):
-    running = Running(served.endpoint, served.harness.key, tmp_path / "gateway-archive.sqlite")
+    running = Running(served.endpoint, served.harness.key, tmp_path / "gateway-archive.sqlite",
+                      served.harness.tm_keys)
     wait_until(running.gateway.heard, "the gateway to hear the satellite", 10)
     yield running
     running.close()
@@ -212,7 +215,7 @@ def test_an_oversize_packet_cuts_its_client_off_and_data_too_large_to_sign_is_re
 
 
 def test_the_gateway_reconnects_by_itself_when_the_satellite_comes_back(served, tmp_path):
-    running = Running(served.endpoint, served.harness.key)
+    running = Running(served.endpoint, served.harness.key, tm_keys=served.harness.tm_keys)
     try:
         wait_until(running.gateway.heard, "the gateway to hear the satellite", 10)
         served.close()  # the satellite goes away (a restart; the pass ends)
@@ -237,7 +240,8 @@ def _through_gateway(served, tmp_path, playback: bool) -> tuple[list[str], Gatew
     """The thermal events a tool behind a gateway (``playback`` or not, archiving in
     ``archive-<playback>.sqlite``) receives until it has seen five link housekeeping reports
     (the link sends its backlog in the same ticks, after their real-time TM), and the gateway."""
-    running = Running(served.endpoint, served.harness.key, tmp_path / f"archive-{playback}.sqlite", playback)
+    running = Running(served.endpoint, served.harness.key, tmp_path / f"archive-{playback}.sqlite",
+                      served.harness.tm_keys, playback)
     try:
         wait_until(running.gateway.heard, "the gateway to hear the satellite", 10)
         events, hk = [], 0
@@ -274,7 +278,7 @@ def test_the_stored_backlog_reaches_the_tools_only_with_playback(served, tmp_pat
     received, gateway = _through_gateway(served, tmp_path, playback=True)
     assert [m for m in received if m in STORED] == STORED
     assert gateway.counters.playbacks == 1
-    with Archive(tmp_path / "archive-True.sqlite", DICT) as archive:
+    with Archive(tmp_path / "archive-True.sqlite", DICT, served.harness.tm_keys) as archive:
         kept = [m for _, _, name, m in archive.events(min_severity="INFO") if name == "thermal.setpoint_changed"]
         acks_as_commands = archive.db.execute("SELECT COUNT(*) FROM commands WHERE service = ?",
                                               (STORAGE_SERVICE,)).fetchone()[0]

@@ -178,8 +178,8 @@ def test_our_ground_client_takes_only_the_answers_addressed_to_it(tmp_path):
 
     served = ServedLink(tmp_path)
     try:
-        with LinkClient(served.endpoint, DICT, key=served.harness.key) as a, \
-                LinkClient(served.endpoint, DICT, key=served.harness.key) as b:
+        with LinkClient(served.endpoint, DICT, key=served.harness.key, tm_keys=served.harness.tm_keys) as a, \
+                LinkClient(served.endpoint, DICT, key=served.harness.key, tm_keys=served.harness.tm_keys) as b:
             ask_a = pus20.parameter_ids_data([DICT.parameter_id("thermal.setpoint_c")])
             ask_b = pus20.parameter_ids_data([DICT.parameter_id("link.hk_interval_s")])
             answers_a = a.request(20, 1, ask_a, timeout_s=5)

@@ -73,6 +73,48 @@ def signing_key(args: argparse.Namespace) -> keys.StationKey | None:
             "local station's), run `flight keys init`, or pass --key FILE") from None
 
 
+def telemetry_keys(args: argparse.Namespace) -> dict[int, keys.StationKey] | None:
+    """The telemetry keys ``args`` verify TM with (``<keys>/tm/``, :mod:`flight.spacelink.tm_sdls`);
+    ``None`` for --unauthenticated (a lab-mode satellite seals nothing).
+
+    Raises:
+        OSError, ValueError: there are none, or a key file is unreadable or not a key (the
+            message says how to get one).
+    """
+    from flight.spacelink import tm_sdls
+
+    if args.unauthenticated:
+        return None
+    directory = keys.keys_dir(args.keys)
+    found = tm_sdls.verifying_keys(directory)
+    if not found:
+        raise FileNotFoundError(
+            f"no telemetry key in {tm_sdls.tm_keys_dir(directory)}: start `flight run` once (it creates it), "
+            "run `flight keys init --telemetry`, or copy the satellite's key file there")
+    return found
+
+
+def forged_warner(archived: Callable[[bytes, str], None] | None) -> Callable[[bytes, str], None]:
+    """A :attr:`~flight.ground.client.LinkClient.on_forged` that prints a warning (APID,
+    sequence count, why) to stderr and then calls ``archived``."""
+    from flight.ground.archive import forged_warning
+
+    def warn(packet: bytes, why: str) -> None:
+        print(forged_warning(why), file=sys.stderr, flush=True)
+        if archived is not None:
+            archived(packet, why)
+    return warn
+
+
+def unread_hint(args: argparse.Namespace, client) -> str:
+    """After a wait that timed out: why the answer may have been there unread (TM sealed by a
+    satellite that is not in lab mode, read by a ground told --unauthenticated); "" if none."""
+    if not (args.unauthenticated and client.undecodable):
+        return ""
+    return (f"\n{client.undecodable} TM could not be read: with --unauthenticated the ground takes TM unsealed "
+            "(a lab-mode satellite, or the gateway); this satellite seals its TM, so drop --unauthenticated")
+
+
 def auth_hint(args: argparse.Namespace) -> str:
     """What to check when the satellite refused a TC with AUTHENTICATION_ERROR."""
     if args.unauthenticated:
@@ -88,21 +130,23 @@ def load_dictionary() -> Dictionary:
     return full_dictionary()
 
 
-def open_archive(args: argparse.Namespace, dictionary: Dictionary):
-    """The ground archive ``args`` name (``--archive``, else the default); ``None`` after
-    printing why it cannot be opened."""
+def open_archive(args: argparse.Namespace, dictionary: Dictionary,
+                 tm_keys: dict[int, keys.StationKey] | None = None):
+    """The ground archive ``args`` name (``--archive``, else the default), verifying TM with
+    ``tm_keys`` (``None``: lab mode); ``None`` after printing why it cannot be opened."""
     from flight.ground.archive import Archive, archive_path
 
     try:
-        return Archive(archive_path(args.archive), dictionary)
+        return Archive(archive_path(args.archive), dictionary, tm_keys)
     except (OSError, sqlite3.Error) as exc:
         print(f"cannot open the ground archive {archive_path(args.archive)}: {exc}")
         return None
 
 
 def connect(args: argparse.Namespace, dictionary: Dictionary, *, sign: bool):
-    """A LinkClient, signing with the key ``args`` name when ``sign``; ``None`` after
-    printing why there is none."""
+    """A LinkClient, signing with the key ``args`` name when ``sign`` and verifying TM with
+    the telemetry keys (a forged or altered TM is archived apart and warned about on
+    stderr); ``None`` after printing why there is none."""
     from flight.ground.client import LinkClient
 
     try:
@@ -110,16 +154,22 @@ def connect(args: argparse.Namespace, dictionary: Dictionary, *, sign: bool):
     except (OSError, ValueError) as exc:
         print(f"cannot sign telecommands: {exc}")
         return None
-    archive = open_archive(args, dictionary)
+    try:
+        tm_keys = telemetry_keys(args)
+    except (OSError, ValueError) as exc:
+        print(f"cannot verify telemetry: {exc}")
+        return None
+    archive = open_archive(args, dictionary, tm_keys)
     if archive is None:
         return None
     try:
-        client = LinkClient(args.link, dictionary, key=key, connect_timeout_s=args.timeout)
+        client = LinkClient(args.link, dictionary, key=key, tm_keys=tm_keys, connect_timeout_s=args.timeout)
     except (OSError, ValueError) as exc:
         archive.close()
         print(f"cannot reach the link at {args.link}: {exc}")
         return None
     client.keep_in(archive)
+    client.on_forged = forged_warner(client.on_forged)
     return client
 
 
@@ -172,7 +222,7 @@ def run_tc(args: argparse.Namespace, dictionary: Dictionary, service: int, subty
                 print(auth_hint(args))
             return EXIT_FAILED, reports
         except (TimeoutError, ConnectionError) as exc:
-            print(f"{'':11s}  {exc}")
+            print(f"{'':11s}  {exc}{unread_hint(args, client)}")
             return EXIT_FAILED, reports
     if final is not None and final.code == "AUTHENTICATION_ERROR":
         print(auth_hint(args))

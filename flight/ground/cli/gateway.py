@@ -18,6 +18,7 @@ from flight.ground.cli.common import (
     para,
     print_table,
     signing_key,
+    telemetry_keys,
 )
 from flight.spacelink.framing import is_loopback, parse_endpoint
 
@@ -81,23 +82,26 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     try:
         key = signing_key(args)
+        tm_keys = telemetry_keys(args)
     except (OSError, ValueError) as exc:
         print(f"cannot start the gateway: {exc}")
         return EXIT_FAILED
     dictionary = load_dictionary()
-    archive = open_archive(args, dictionary)
+    archive = open_archive(args, dictionary, tm_keys)
     if archive is None:
         return EXIT_FAILED
     try:
         gateway = Gateway(args.listen, args.link, key, dictionary, archive, connect_timeout_s=args.timeout,
-                          playback=args.playback)
+                          tm_keys=tm_keys, playback=args.playback)
     except (OSError, ValueError) as exc:
         archive.close()
         print(f"cannot listen on {args.listen}: {exc}")
         return EXIT_FAILED
     if (warning := exposure_warning(host)) is not None:
         print(warning)
-    signer = "unsigned (lab)" if key is None else f"signing as station {key.station!r} (SPI {key.spi})"
+    signer = ("unsigned (lab)" if key is None else f"signing as station {key.station!r} (SPI {key.spi})"
+              + ("" if tm_keys is None else f", TM verified (SPI {', '.join(map(str, sorted(tm_keys)))}), "
+                                            "relayed as plain PUS-C"))
     tm = "real-time TM and the stored backlog (playback)" if args.playback else "real-time TM"
     print(f"gateway on {gateway.endpoint} -> link {args.link}, {signer}, {tm}, archive {archive.path}; Ctrl-C stops",
           flush=True)

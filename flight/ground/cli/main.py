@@ -21,6 +21,7 @@ stored-data commands in :mod:`flight.ground.cli.store`, ``watch`` in
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Any
 
@@ -39,8 +40,9 @@ from flight.ground.cli.common import (
     parse_arguments,
     positive_float,
     positive_int,
+    unread_hint,
 )
-from flight.spacelink import keys
+from flight.spacelink import keys, tm_sdls
 
 
 def connection_options(defaults: bool) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
@@ -152,9 +154,10 @@ def add_keys_parser(subparsers: Any) -> None:
             "$XDG_CONFIG_HOME/rackflight/keys (~/.config/rackflight/keys). The first `flight run` of a "
             "mission takes every key there into its onboard key store, active; after that keys change "
             "on board only by telecommand (`flight ground keys`), wrapped under a key-encryption key "
-            "(*.kek, also there). `flight ground` signs with one key."),
+            "(*.kek, also there). `flight ground` signs with one key. The telemetry key, in its "
+            f"subdirectory {tm_sdls.TM_KEYS_SUBDIR}/, seals every TM (`flight ground` verifies with it)."),
         epilog="examples:\n  flight keys init\n  flight keys init --station svalbard --dir /etc/rackflight/keys\n"
-               "  flight keys init-kek --name backup")
+               "  flight keys init-kek --name backup\n  flight keys init --telemetry")
     sub = keys_parser.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
     for verb, what, detail, option, default, example, func in (
             ("init", "a random 256-bit key for a ground station",
@@ -175,9 +178,14 @@ def add_keys_parser(subparsers: Any) -> None:
         parser.add_argument("--dir", metavar="DIR", help=f"key directory (default ${keys.ENV_VAR} or "
                                                          "~/.config/rackflight/keys)")
         parser.set_defaults(func=func)
+        if verb == "init":
+            parser.add_argument("--telemetry", action="store_true",
+                                help=f"create the telemetry key instead (DIR/{tm_sdls.TM_KEYS_SUBDIR}/"
+                                     f"{tm_sdls.TM_KEY_NAME}{keys.SUFFIX}): the satellite seals every TM with it, "
+                                     "the ground verifies with it; copy it to every ground that reads TM")
 
 
-def _create(directory_arg: str | None, name: str, suffix: str, what: str, ident: str) -> int:
+def _create(directory_arg: str | os.PathLike | None, name: str, suffix: str, what: str, ident: str) -> int:
     """Create the key file ``name + suffix`` (``what``: "key" or "key-encryption key") and
     print where, with its ``ident`` ("SPI" or "id"); exit 1 if it exists or cannot be made."""
     directory = keys.keys_dir(directory_arg)
@@ -196,6 +204,9 @@ def _create(directory_arg: str | None, name: str, suffix: str, what: str, ident:
 
 
 def cmd_keys_init(args: argparse.Namespace) -> int:
+    if args.telemetry:
+        return _create(tm_sdls.tm_keys_dir(keys.keys_dir(args.dir)), tm_sdls.TM_KEY_NAME, keys.SUFFIX,
+                       "telemetry key", "SPI")
     return _create(args.dir, args.station, keys.SUFFIX, "key", "SPI")
 
 
@@ -218,7 +229,7 @@ def cmd_ping(args: argparse.Namespace) -> int:
                 print(auth_hint(args))
             return EXIT_FAILED
         except (TimeoutError, ConnectionError) as exc:
-            print(f"no answer from {args.link}: {exc}")
+            print(f"no answer from {args.link}: {exc}{unread_hint(args, client)}")
             return EXIT_FAILED
     print(f"TM[17,2] from {args.link}: {rtt_s * 1e3:.1f} ms round trip")
     return EXIT_OK
@@ -254,7 +265,7 @@ def cmd_send(args: argparse.Namespace) -> int:
             print(f"{exc.code}: {exc.message}\ncaught on the ground: nothing was sent")
             return EXIT_FAILED
         except (TimeoutError, ConnectionError) as exc:
-            print(f"{'':11s}  {exc}")
+            print(f"{'':11s}  {exc}{unread_hint(args, client)}")
             return EXIT_FAILED
     if final is not None and final.code == "AUTHENTICATION_ERROR":
         print(auth_hint(args))

@@ -25,6 +25,7 @@ from flight.ground.cli.common import (
     print_table,
     run_tc,
     signing_key,
+    telemetry_keys,
     utc_text,
 )
 from flight.spacelink import (
@@ -140,8 +141,8 @@ def add_event_listing(events: argparse.ArgumentParser) -> None:
     events.set_defaults(func=cmd_events)
 
 
-def _archive(args: argparse.Namespace, dictionary) -> Archive:
-    return Archive(archive_path(getattr(args, "archive", None)), dictionary)
+def _archive(args: argparse.Namespace, dictionary, tm_keys=None) -> Archive:
+    return Archive(archive_path(getattr(args, "archive", None)), dictionary, tm_keys)
 
 
 def _utc(utc_unix_s: float | None) -> str:
@@ -153,17 +154,19 @@ def cmd_listen(args: argparse.Namespace) -> int:
     dictionary = load_dictionary()
     try:
         key = signing_key(args)
+        tm_keys = telemetry_keys(args)
     except (OSError, ValueError) as exc:
-        print(f"cannot sign acknowledgements: {exc}")
+        print(f"cannot listen: {exc}")
         return EXIT_FAILED
     from flight.ground.client import LinkClient
 
     deadline = math.inf if args.duration is None else time.monotonic() + args.duration
-    with _archive(args, dictionary) as archive:
+    with _archive(args, dictionary, tm_keys) as archive:
         print(f"archiving to {archive.path}")
         before = dict(archive.counters)
         try:
-            for line in listen(lambda: LinkClient(args.link, dictionary, key=key, connect_timeout_s=args.timeout),
+            for line in listen(lambda: LinkClient(args.link, dictionary, key=key, tm_keys=tm_keys,
+                                                  connect_timeout_s=args.timeout),
                                archive, stop=lambda: time.monotonic() >= deadline):
                 print(f"{utc_text(time.time())}  {line}", flush=True)
         except KeyboardInterrupt:
@@ -171,7 +174,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
         archive.commit()
         got = {k: archive.counters[k] - before.get(k, 0) for k in archive.counters}
     print(f"received {got['received']} packet(s): {got['received'] - got['duplicates']} new, "
-          f"{got['duplicates']} duplicate(s), {got['undecodable']} undecodable")
+          f"{got['duplicates']} duplicate(s), {got['undecodable']} undecodable; "
+          f"{got['forged']} forged or altered (refused, kept apart)")
     return EXIT_OK
 
 

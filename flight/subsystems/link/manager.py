@@ -1,8 +1,8 @@
 """Link manager: the only process that talks to the ground.
 
 It serves the space link on ``config.link_endpoint`` (``HOST:PORT``, loopback only: telemetry
-is neither authenticated nor encrypted and goes to every connection, so exposing the port
-needs SDLS on the downlink as well) as a TCP server polled by the process runtime through
+is authenticated (:mod:`flight.spacelink.tm_sdls`) but not encrypted and goes to every
+connection, so exposing the port needs SDLS encryption on the downlink as well) as a TCP server polled by the process runtime through
 :meth:`LinkManager.poll_items`. The wire format is a stream of CCSDS Space Packets carrying
 ECSS PUS-C (CCSDS 133.0-B-2, ECSS-E-ST-70-41C), built and parsed only in
 the service modules of :mod:`flight.spacelink` (framing, codec, pus1 ... pus140), where data
@@ -33,7 +33,7 @@ parts, each built here with the parts it uses:
 
 Lab mode
     With ``config.unauthenticated_lab`` (``flight run --unauthenticated-lab``) TCs carry
-    no security fields and are not checked; the link says so with a HIGH event
+    no security fields and are not checked, and TM is not sealed; the link says so with a HIGH event
     (``link.lab_mode``) on its first tick.
 Contact
     The link is up while the latest sensor frame says ``ground_contact`` (or always with
@@ -69,6 +69,7 @@ from flight.spacelink.keys import load_all, load_keks
 from flight.spacelink.framing import LINK_COMPONENT_ID, is_loopback, parse_endpoint
 from flight.spacelink.pus140_results import RESULT_COMPONENT
 from flight.spacelink.services import TmEncoder
+from flight.spacelink.tm_sdls import TmSealer, signing_key, tm_keys_dir
 from flight.subsystems.link import connections
 from flight.subsystems.link.connections import Connections
 from flight.subsystems.link.downlink import Downlink
@@ -227,23 +228,30 @@ class LinkManager(Subsystem):
 
         Raises:
             ValueError: a link endpoint that is not ``HOST:PORT`` on a loopback host; without
-                ``config.unauthenticated_lab``, no station key or a bad key file in
-                ``config.keys_dir``.
+                ``config.unauthenticated_lab``, no station key, no telemetry key or a bad key
+                file in ``config.keys_dir``.
             OSError: the key directory or a key file cannot be read.
         """
         super().__init__(config, emit, send_command, **ports)
         host, port = parse_endpoint(config.link_endpoint)
         if not is_loopback(host):
             raise ValueError(
-                f"link endpoint {config.link_endpoint} is not loopback: the downlink is neither authenticated "
-                "nor encrypted, so the link binds only 127.0.0.1, ::1 or localhost")
+                f"link endpoint {config.link_endpoint} is not loopback: the downlink is not encrypted, "
+                "so the link binds only 127.0.0.1, ::1 or localhost")
         keys, keks = {}, {}
+        self.tm_sealer: TmSealer | None = None
+        """Seals every TM with the telemetry key; ``None`` in lab mode."""
         if not config.unauthenticated_lab:
             keys = load_all(Path(config.keys_dir)) if config.keys_dir else {}
             if not keys:
                 raise ValueError(f"no station keys in {config.keys_dir or '(no keys directory)'}: create one "
                                  "with `flight keys init`, or fly with --unauthenticated-lab")
             keks = load_keks(Path(config.keys_dir))
+            try:
+                self.tm_sealer = TmSealer(signing_key(Path(config.keys_dir)))
+            except FileNotFoundError:
+                raise ValueError(f"no telemetry key in {tm_keys_dir(Path(config.keys_dir))}: create it with "
+                                 "`flight keys init --telemetry`, or fly with --unauthenticated-lab") from None
         if dictionary is None:
             from flight.core.dictionary import full_dictionary  # every subsystem, this one included
 
@@ -255,7 +263,7 @@ class LinkManager(Subsystem):
         budget = EventBudget(self.event, self.counters)
         self.budget = budget
         self.auth = Authenticator(keys, config.unauthenticated_lab, keks)
-        tm = TmEncoder()
+        tm = TmEncoder(self.tm_sealer)
         # a closed connection's unacknowledged packets go back to the downlink's backlog
         self.connections = Connections(host, port, self.counters, lambda identity: self.downlink.connection_closed(
             identity))
@@ -298,6 +306,8 @@ class LinkManager(Subsystem):
     def on_start(self) -> None:
         data = self.config.data_path
         data.mkdir(parents=True, exist_ok=True)
+        if self.tm_sealer is not None:
+            self.tm_sealer.open(data)
         self.downlink.open(data)
         self.results.open()
         self.auth.open(data)
@@ -316,6 +326,8 @@ class LinkManager(Subsystem):
         for part in (self.auth, self.schedule_service, self.reporting, self.parameters, self.verification,
                      self.downlink):
             part.close()
+        if self.tm_sealer is not None:
+            self.tm_sealer.close()
 
     # -- rate group --------------------------------------------------------------------
     def step(self, frame: dict[str, Any]) -> None:
