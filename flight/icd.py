@@ -237,7 +237,10 @@ APID 0x7ff.
 APID {framing.GATEWAY_APID} (0x{framing.GATEWAY_APID:03x}) is not on board: the ground gateway (`flight ground
 gateway`, README "Using your own ground tools") sends from it the TM[1,2] acceptance failures about TCs it
 refuses itself (code BUSY when the satellite is not heard, FORMAT_ERROR when a TC would not
-fit once signed; failure data starting `gateway:`), with that APID's own sequence count.
+fit once signed; failure data starting `gateway:`), with that APID's own sequence count. The
+gateway's own connection to the link is not archiving unless it runs with `--playback` (as under
+`flight ground yamcs`): then it sends the TC[15,130] acknowledgements itself, and the tools behind
+it receive the playback too (see Playback), interleaved with real-time TM.
 """
 
 

@@ -315,13 +315,57 @@ class Archive(BatchedWrites):
         return out
 
 
+class DownlinkAcknowledger:
+    """Makes ``client``'s connection an *archiving* one and keeps it acknowledged
+    (TC[15,130], :mod:`flight.spacelink.pus15_storage`): :meth:`start` sends the first
+    acknowledgement (received 0), which asks the link for the stored backlog
+    (:mod:`flight.subsystems.link.downlink`); :meth:`due` acknowledges what arrived since, at
+    most every :data:`ACK_INTERVAL_S`; :meth:`finish` acknowledges the rest. ``archive`` (or
+    ``None``: nothing to keep first) is committed before every acknowledgement, so a packet the
+    satellite counts as delivered is on disk here. One per connection; used by the listener
+    and by the gateway's ``--playback``.
+
+    Each method raises OSError when the connection is broken.
+    """
+
+    def __init__(self, client: Any, archive: Archive | None) -> None:
+        self.client = client
+        self.archive = archive
+        self._acked = 0
+        self._last_ack = -math.inf
+
+    def start(self) -> None:
+        """Acknowledge received 0: the connection asks for the backlog from now on."""
+        self._acknowledge()
+
+    def due(self) -> None:
+        """Acknowledge what arrived since the last time, if :data:`ACK_INTERVAL_S` has passed."""
+        if self.client.tm_received != self._acked and time.monotonic() - self._last_ack >= ACK_INTERVAL_S:
+            self._acknowledge()
+
+    def finish(self) -> None:
+        """Commit, and acknowledge what arrived since the last time (before closing)."""
+        if self.archive is not None:
+            self.archive.commit()
+        if self.client.tm_received != self._acked:
+            self._acknowledge()
+
+    def _acknowledge(self) -> None:
+        if self.archive is not None:
+            self.archive.commit()
+        self._acked = self.client.tm_received
+        self.client.acknowledge()
+        self._last_ack = time.monotonic()
+
+
 def listen(connect: Callable[[], Any], archive: Archive, *, stop: Callable[[], bool],
            on_report: Callable[[Report | None], None] | None = None) -> Iterator[str]:
     """Stay connected to the link and archive everything it sends, acknowledging each
-    :data:`ACK_INTERVAL_S` and on stopping (commit first); connect again :data:`RECONNECT_S` after the link
-    went away or could not be reached, until ``stop()``. ``connect()`` returns a
-    :class:`~flight.ground.client.LinkClient`. Yields a line for each connection change and a
-    warning for each TM that fails verification (:func:`forged_warning`).
+    :data:`ACK_INTERVAL_S` and on stopping (commit first, :class:`DownlinkAcknowledger`);
+    connect again :data:`RECONNECT_S` after the link went away or could not be reached, until
+    ``stop()``. ``connect()`` returns a :class:`~flight.ground.client.LinkClient`. Yields a line
+    for each connection change and a warning for each TM that fails verification
+    (:func:`forged_warning`).
     """
     while not stop():
         try:
@@ -336,23 +380,16 @@ def listen(connect: Callable[[], Any], archive: Archive, *, stop: Callable[[], b
         yield f"connected to {client.endpoint}"
         try:
             with client:
-                client.acknowledge()  # received 0: marks this connection as archiving, so the backlog comes here
-                last_ack = time.monotonic()
-                acked = 0
+                acks = DownlinkAcknowledger(client, archive)
+                acks.start()  # marks this connection as archiving, so the backlog comes here
                 while not stop():
                     client.read(0.1)
                     while forged:
                         yield forged_warning(forged.pop(0))
-                    if client.tm_received != acked and time.monotonic() - last_ack >= ACK_INTERVAL_S:
-                        archive.commit()
-                        acked = client.tm_received
-                        client.acknowledge()
-                        last_ack = time.monotonic()
+                    acks.due()
                 while client.read(0.05):
                     pass  # what is on its way when stopping is archived too
-                archive.commit()
-                if client.tm_received != acked:
-                    client.acknowledge()
+                acks.finish()
         except (ConnectionError, OSError) as exc:
             archive.commit()
             yield f"link went away: {exc}"

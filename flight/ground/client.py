@@ -114,7 +114,8 @@ class LinkClient:
         :meth:`flight.ground.archive.Archive.add_forged`."""
         self.on_sent: Callable[[PusTc, int], None] | None = None
         """Called with every TC (before signing) and its request id once sent, e.g.
-        :meth:`flight.ground.archive.Archive.command_sent`."""
+        :meth:`flight.ground.archive.Archive.command_sent`; not with downlink acknowledgements
+        (:meth:`acknowledge`), which are the link's bookkeeping, not commands."""
         self.archive: Archive | None = None
 
     def __enter__(self) -> "LinkClient":
@@ -328,9 +329,11 @@ class LinkClient:
         """Tell the link how many TM packets this connection has received (TC[15,130]), so
         it stops holding the stored ones among them for re-sending (:mod:`flight.subsystems.link.packet_stores`);
         the first one also asks for the stored backlog. Only failures are reported back.
+        Not passed to :attr:`on_sent` (an archiving connection sends one every half second).
 
         Raises:
             OSError: the connection is broken.
         """
-        self.send(storage_tc(DOWNLINK_ACK, received=self.tm_received, seq_count=self._next_seq(),
-                             source_id=self.source_id, ack_flags=ACK_NONE))
+        tc = storage_tc(DOWNLINK_ACK, received=self.tm_received, seq_count=self._next_seq(), source_id=self.source_id,
+                        ack_flags=ACK_NONE)
+        self.sock.sendall(self.signed(tc).pack())

@@ -3,7 +3,7 @@
 
     tool ──plain PUS-C TC──▶ gateway ──TC + security header + MAC──▶ satellite link
     tool ◀──plain PUS-C TM── gateway ◀──TM + security header + MAC─── satellite link
-                               └──▶ ground archive
+                               └──▶ ground archive   (--playback: ──TC[15,130]──▶ link)
 
 Client side
     A TCP server (loopback unless told otherwise) speaking the link's own transport: a byte
@@ -28,10 +28,25 @@ Telemetry
     a genuine one goes, its security fields stripped (plain PUS-C, as a lab-mode satellite
     sends, with its own headers, counters and time), to every connected client, in the order
     it came, and into the ground archive (:mod:`flight.ground.archive`, which checks it
-    again). A forged or altered one goes to no client: it is counted (``tm_forged``), kept
-    apart in the archive and reported by a warning line naming its APID and sequence count. The gateway does not send
-    downlink acknowledgements (TC[15,130]): it is relayed real-time telemetry; the stored
-    backlog of the passes goes to ``flight ground listen`` beside it.
+    again and keeps each packet once). A forged or altered one goes to no client: it is counted
+    (``tm_forged``), kept apart in the archive and reported by a warning line naming its APID
+    and sequence count. By default that is real-time telemetry only: the gateway sends no
+    downlink acknowledgements (TC[15,130]), and the stored backlog of the passes (PUS 15
+    packet stores, :mod:`flight.subsystems.link.downlink`) goes to an archiving connection
+    beside it (``flight ground listen``).
+
+Playback (``playback=True``, ``--playback``; ``flight ground yamcs`` turns it on)
+    The gateway's connection to the link becomes an archiving one: once the satellite is heard
+    and at least one client is connected (so the backlog reaches a tool, not only the archive),
+    it acknowledges what it received the way ``flight ground listen`` does
+    (:class:`~flight.ground.archive.DownlinkAcknowledger`: the archive committed first, at
+    most every :data:`~flight.ground.archive.ACK_INTERVAL_S`, and once more on closing). The
+    link then sends it the stored backlog, housekeeping and events recorded while nobody was
+    listening, each packet with the CDS time it was sampled at, interleaved with real-time
+    TM; the gateway verifies, relays and archives them like any TM. A ground tool tells them
+    apart by the packet time (Yamcs' archive files them by it). Off by default: every
+    archiving connection is sent the backlog, so beside a ``flight ground listen`` the packets
+    come down twice, and an acknowledged packet counts as delivered on board.
 
 Contact: a probe, then forward or refuse (never hold for a pass)
     The satellite drops TCs silently outside contact. The gateway counts it as heard while
@@ -74,7 +89,7 @@ from dataclasses import dataclass, field, fields
 from spacepackets.ecss.tc import PusTc
 
 from flight.core.component import Dictionary
-from flight.ground.archive import COMMIT_INTERVAL_S, Archive, forged_warning
+from flight.ground.archive import COMMIT_INTERVAL_S, Archive, DownlinkAcknowledger, forged_warning
 from flight.ground.client import LinkClient
 from flight.spacelink.framing import ACK_NONE, GATEWAY_APID, MAX_TC_APP_DATA, Rejection, TcStreamParser, TmFramer, parse_endpoint
 from flight.spacelink.pus17_test import PING, TEST_SERVICE
@@ -118,6 +133,8 @@ class GatewayCounters:
     """Genuine TM packets received from the satellite (each goes to every client)."""
     tm_forged: int = 0
     """TM packets that failed verification: relayed to nobody."""
+    playbacks: int = 0
+    """Link connections made archiving (playback: the stored backlog asked for)."""
     link_connects: int = 0
     link_losses: int = 0
 
@@ -140,7 +157,8 @@ class Gateway:
     verifying TM with the telemetry keys ``tm_keys`` (both ``None``: unsigned and unverified,
     for a satellite in unauthenticated lab mode); keeps
     every TM in ``archive`` (``None``: not archived). ``dictionary`` frames and decodes the
-    satellite's TM. Call :meth:`step` in a loop, then :meth:`close`.
+    satellite's TM. ``playback``: acknowledge what arrives, so the stored backlog comes too
+    (module docstring, Playback). Call :meth:`step` in a loop, then :meth:`close`.
 
     Raises:
         ValueError: a malformed endpoint.
@@ -149,7 +167,7 @@ class Gateway:
 
     def __init__(self, listen: str, link: str, key: StationKey | None, dictionary: Dictionary,
                  archive: Archive | None = None, connect_timeout_s: float = 5.0,
-                 tm_keys: dict[int, StationKey] | None = None) -> None:
+                 tm_keys: dict[int, StationKey] | None = None, playback: bool = False) -> None:
         host, port = parse_endpoint(listen)
         parse_endpoint(link)
         self.link_endpoint = link
@@ -178,6 +196,9 @@ class Gateway:
         self._probe_deadline: float | None = None
         self._notes: list[str] = []
         """Lines from the link's callbacks, returned by the next :meth:`step`."""
+        self.playback = playback
+        self._acks: DownlinkAcknowledger | None = None
+        """The link connection's acknowledgements once it is archiving (playback only)."""
 
     # -- state ----------------------------------------------------------------------------
     def heard(self, now: float | None = None) -> bool:
@@ -209,6 +230,8 @@ class Gateway:
             self._notes.clear()
         self._serve_clients(lines)  # also writes what waits for a client whose socket takes it now
         self._settle_waiting(lines)
+        if self.playback:
+            self._acknowledge(lines)
         now = time.monotonic()
         for client in list(self.clients.values()):
             if client.parser.buffered and now - client.last_rx > STALL_S:
@@ -223,7 +246,14 @@ class Gateway:
         return lines
 
     def close(self) -> None:
-        """Close every connection and the listener (the archive is the caller's)."""
+        """Close every connection and the listener (the archive is the caller's); with
+        playback, acknowledge what arrived first (what is not acknowledged stays on board for
+        the next archiving connection, so this only saves sending it again)."""
+        if self._acks is not None:
+            try:
+                self._acks.finish()
+            except (OSError, sqlite3.Error):
+                pass  # closing anyway: the satellite sends the unacknowledged packets again, the archive keeps them once
         self._close_link()
         self._selector.close()
         self._server.close_all()
@@ -252,6 +282,7 @@ class Gateway:
         lines.append(f"connected to the link at {self.link_endpoint}")
 
     def _close_link(self) -> None:
+        self._acks = None  # a new connection starts real-time only, until it acknowledges in turn
         if self.link is not None:
             self._selector.unregister(self.link.sock)
             self.link.close()
@@ -263,6 +294,23 @@ class Gateway:
         self._last_tm = -float("inf")
         self._next_try = time.monotonic() + self._backoff_s
         lines.append(f"link {self.link_endpoint} lost ({why}); next try in {self._backoff_s:g} s")
+
+    def _acknowledge(self, lines: list[str]) -> None:
+        """Playback: make the link connection archiving once the satellite is heard and a
+        client is connected, then acknowledge what arrived as it becomes due."""
+        try:
+            if self._acks is None:
+                if self.heard() and self.clients:
+                    self._acks = DownlinkAcknowledger(self.link, self.archive)
+                    self._acks.start()
+                    self.counters.playbacks += 1
+                    lines.append("playback: asked the link for the stored backlog (TC[15,130])")
+            else:
+                self._acks.due()
+        except OSError as exc:
+            self._lost_link(str(exc), lines)
+        except sqlite3.Error as exc:  # not acknowledged: the satellite keeps those packets for the next try
+            lines.append(f"ground archive {self.archive.path}: {exc}")
 
     def _read_link(self, lines: list[str]) -> None:
         try:

@@ -5,6 +5,7 @@ connected to it, with its mission database generated from the dictionary
 
     Yamcs ──plain PUS-C TC──▶ gateway ──signed TC──▶ satellite link
     Yamcs ◀──────TM───────── gateway ◀─────TM─────── satellite link
+                             (--playback: real-time TM and the stored backlog)
 
 What it brings up, in ``--data DIR``:
 
@@ -27,7 +28,8 @@ the web UI is the last onboard hour, and it stands still while the satellite is 
 The data link: TM framed by the Space Packet length field (CCSDS 133.0-B-2), checked by the
 PUS-C packet error control (CRC-16/CCITT-FALSE, Yamcs' ``CRC-16-CCIIT``: polynomial 0x1021,
 initial value 0xFFFF) and time-stamped by its CDS time field (:data:`PREPROCESSOR`), so
-housekeeping played back after a pass lands at the time it was sampled; TCs get their length,
+housekeeping played back after a pass (the gateway runs with ``--playback``, so the
+satellite's stored backlog comes through it) lands at the time it was sampled; TCs get their length,
 sequence count and CRC from Yamcs' ``PusCommandPostprocessor``, whose sequence count the
 verifiers match against TM[1,x] request ids.
 

@@ -1,7 +1,8 @@
 """The ground gateway against the served link on loopback (a plain TC signed and answered, a
 garbage or oversize client cut off while another goes on, refusals of its own while the
 satellite is not heard or the data is too large to sign, reconnecting when the satellite
-comes back, the warning for a non-loopback listen), and the operator habits of the ground
+comes back, the stored backlog relayed only with playback, the warning for a non-loopback
+listen), and the operator habits of the ground
 CLI: connection options before the verb, ``watch`` showing UTC as a date and time and
 limits as marks."""
 
@@ -23,8 +24,10 @@ from flight.ground.client import LinkClient
 from flight.ground.gateway import GATEWAY_APID, PROBE_TIMEOUT_S, Gateway
 from flight.spacelink.framing import MAX_TC_APP_DATA, TC_APID, TIMESTAMP_LEN
 from flight.spacelink.pus17_test import ping_tc
+from flight.spacelink.pus15_storage import STORAGE_SERVICE, STORE_BY_NAME
 from flight.spacelink.pus1_verification import FAILURE_CODE_NUMBERS
 from flight.spacelink.pus3_housekeeping import HkReport
+from flight.spacelink.pus5_events import EventReport
 from tests.support.ground_cli import run
 from tests.support.link_harness import DICT, UTC0, ServedLink
 from tests.support.predicates import free_port, wait_until
@@ -37,9 +40,9 @@ class Running:
     in its own thread (which opens the archive at ``archive``, if given, as SQLite wants)
     until :meth:`close`."""
 
-    def __init__(self, link: str, key, archive=None, tm_keys=None) -> None:
+    def __init__(self, link: str, key, archive=None, tm_keys=None, playback: bool = False) -> None:
         self.tm_keys = tm_keys
-        self.gateway = Gateway("127.0.0.1:0", link, key, DICT, tm_keys=tm_keys)
+        self.gateway = Gateway("127.0.0.1:0", link, key, DICT, tm_keys=tm_keys, playback=playback)
         self.archive: Archive | None = None
         self.lines: list[str] = []
         self._stop = threading.Event()
@@ -230,12 +233,68 @@ def test_the_gateway_reconnects_by_itself_when_the_satellite_comes_back(served, 
         running.close()
 
 
+STORED = [f"stored before any ground {n}" for n in range(3)]
+
+
+def _through_gateway(served, tmp_path, playback: bool) -> tuple[list[str], Gateway]:
+    """The thermal events a tool behind a gateway (``playback`` or not, archiving in
+    ``archive-<playback>.sqlite``) receives until it has seen five link housekeeping reports
+    (the link sends its backlog in the same ticks, after their real-time TM), and the gateway."""
+    running = Running(served.endpoint, served.harness.key, tmp_path / f"archive-{playback}.sqlite",
+                      served.harness.tm_keys, playback)
+    try:
+        wait_until(running.gateway.heard, "the gateway to hear the satellite", 10)
+        events, hk = [], 0
+        link_id = DICT.components["link"].component_id
+        with LinkClient(running.gateway.endpoint, DICT, key=None) as tool:
+            deadline = time.monotonic() + 20
+            while hk < 5 and time.monotonic() < deadline:
+                report = tool.receive(deadline - time.monotonic())
+                if isinstance(report, EventReport) and report.name == "thermal.setpoint_changed":
+                    events.append(report.message)
+                elif isinstance(report, HkReport) and report.component.component_id == link_id:
+                    hk += 1
+        assert hk == 5, "link housekeeping through the gateway"
+        return events, running.gateway
+    finally:
+        running.close()
+
+
+def test_the_stored_backlog_reaches_the_tools_only_with_playback(served, tmp_path):
+    events = STORE_BY_NAME["events"].store_id
+
+    def record(harness) -> None:  # no ground connected: these wait on board for an archiving one
+        for message in STORED:
+            harness.publish("ev", "thermal.setpoint_changed", {"severity": "INFO", "message": message, "args": {}})
+
+    served.call(record)
+    wait_until(lambda: served.harness.link.downlink.stores.pending_counts[events] >= len(STORED),
+               "the events stored on board", 10)
+
+    received, gateway = _through_gateway(served, tmp_path, playback=False)
+    assert [m for m in received if m in STORED] == [] and gateway.counters.playbacks == 0
+    assert served.harness.link.downlink.stores.pending_counts[events] >= len(STORED)  # still waiting on board
+
+    received, gateway = _through_gateway(served, tmp_path, playback=True)
+    assert [m for m in received if m in STORED] == STORED
+    assert gateway.counters.playbacks == 1
+    with Archive(tmp_path / "archive-True.sqlite", DICT, served.harness.tm_keys) as archive:
+        kept = [m for _, _, name, m in archive.events(min_severity="INFO") if name == "thermal.setpoint_changed"]
+        acks_as_commands = archive.db.execute("SELECT COUNT(*) FROM commands WHERE service = ?",
+                                              (STORAGE_SERVICE,)).fetchone()[0]
+    assert kept == STORED  # archived once each
+    assert acks_as_commands == 0  # the acknowledgements are the link's bookkeeping, not commands in the history
+    wait_until(lambda: served.harness.hk().get("tm_acknowledged", 0) >= len(STORED),
+               "the satellite to count them acknowledged", 10)
+
+
 def test_the_gateway_command_explains_itself_and_refuses_a_bad_listen_address(capsys):
     with pytest.raises(SystemExit) as exit_:
         run("gateway", "--help")
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert "flight ground gateway --listen 127.0.0.1:52100" in out and "docs/icd.md" in out
+    assert "--playback" in out and "stored backlog" in out
     assert run("gateway", "--listen", "no-port-here") == 1
     out = capsys.readouterr().out
     assert "cannot start the gateway: --listen 'no-port-here': link endpoint must be HOST:PORT" in out

@@ -37,7 +37,13 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, signing: argparse.Argu
             "as the link itself frames them; the gateway adds the security header and MAC with the "
             "station key and a fresh anti-replay sequence number and forwards them to the satellite "
             "at --link. Every TM from the satellite goes to every connected tool and into the ground "
-            "archive. A TC is never held for a later pass: with no connection to the link, or when "
+            "archive (each packet once). With --playback the gateway also acknowledges what it "
+            "received (TC[15,130], as `flight ground listen` does), so the satellite sends it the "
+            "stored backlog of the passes too, housekeeping and events recorded while nobody listened, "
+            "each with its onboard time; it asks once a tool is connected, and relays and archives "
+            "those packets like any TM (`flight ground yamcs` turns this on). Without it the "
+            "gateway relays real-time TM only and the backlog waits on board for an archiving ground "
+            "such as `flight ground listen`. A TC is never held for a later pass: with no connection to the link, or when "
             "the satellite does not answer the gateway's own TC[17,1] probe within 5 s (no contact), "
             "the tool gets a TM[1,2] BUSY from APID 2032 (the gateway). A tool that sends "
             "bytes that are not PUS-C TCs is disconnected; the others go on. The gateway reconnects "
@@ -45,10 +51,15 @@ def add_parser(sub: Any, common: argparse.ArgumentParser, signing: argparse.Argu
             "counters. The packet layouts are in docs/icd.md."),
         epilog="examples:\n  flight ground gateway --listen 127.0.0.1:52100\n"
                "  flight ground gateway --listen 127.0.0.1:52100 --link 127.0.0.1:52001 --station svalbard\n"
+               "  flight ground gateway --listen 127.0.0.1:52100 --playback   # the stored backlog too\n"
                "  flight ground --link 10.0.0.5:52001 gateway --listen 127.0.0.1:52100 --key ./svalbard.key")
     p.add_argument("--listen", required=True, metavar="HOST:PORT",
                    help="where ground tools connect (loopback unless you mean to expose the station key's "
                         "authority to the network: see the warning it prints)")
+    p.add_argument("--playback", action="store_true",
+                   help="acknowledge what arrives (TC[15,130]) so the stored backlog of the passes comes through "
+                        "the gateway too, once a tool is connected (default: real-time TM only; do not use it "
+                        "beside `flight ground listen`, or the backlog comes down to both)")
     p.set_defaults(func=cmd_gateway)
 
 
@@ -81,7 +92,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     try:
         gateway = Gateway(args.listen, args.link, key, dictionary, archive, connect_timeout_s=args.timeout,
-                          tm_keys=tm_keys)
+                          tm_keys=tm_keys, playback=args.playback)
     except (OSError, ValueError) as exc:
         archive.close()
         print(f"cannot listen on {args.listen}: {exc}")
@@ -91,7 +102,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     signer = ("unsigned (lab)" if key is None else f"signing as station {key.station!r} (SPI {key.spi})"
               + ("" if tm_keys is None else f", TM verified (SPI {', '.join(map(str, sorted(tm_keys)))}), "
                                             "relayed as plain PUS-C"))
-    print(f"gateway on {gateway.endpoint} -> link {args.link}, {signer}, archive {archive.path}; Ctrl-C stops",
+    tm = "real-time TM and the stored backlog (playback)" if args.playback else "real-time TM"
+    print(f"gateway on {gateway.endpoint} -> link {args.link}, {signer}, {tm}, archive {archive.path}; Ctrl-C stops",
           flush=True)
     started = last_status = time.monotonic()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # a service manager's stop ends it as Ctrl-C does

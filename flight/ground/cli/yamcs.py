@@ -35,9 +35,11 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser, signing: argparse.Arg
         help="Yamcs mission control in the browser, connected to the satellite through the gateway",
         description=para(
             "Generate the XTCE and a Yamcs instance, start the ground gateway (`flight ground gateway`: "
-            "it signs Yamcs' TCs with the station key) and a Yamcs 5.12 server connected to it, and print "
+            "it signs Yamcs' TCs with the station key, and with --playback brings the stored backlog of the "
+            "passes as well as real-time TM) and a Yamcs 5.12 server connected to it, and print "
             "the web UI's URL: live parameters with limits, events, commands with verification stages, "
-            "alarms, the archive (kept in --data across starts). Ctrl-C stops both. Needs the yamcs "
+            "alarms, the archive (kept in --data across starts; housekeeping recorded on board while nobody "
+            "listened is filed at its onboard time). Ctrl-C stops both. Needs the yamcs "
             "extra and Java 17 or later."),
         epilog="examples:\n  flight run --speed realtime --contact always &\n  flight ground yamcs\n"
                "  flight ground yamcs --link 127.0.0.1:52001 --http 127.0.0.1:8090 --data ./yamcs-data")
@@ -64,8 +66,9 @@ def cmd_xtce(args: argparse.Namespace) -> int:
 
 
 def gateway_options(args: argparse.Namespace, data: Path) -> list[str]:
-    """``flight ground gateway``'s options from ours: the link, the signing key, the archive."""
-    out = ["--link", args.link, "--timeout", str(args.timeout),
+    """``flight ground gateway``'s options from ours: the link, the signing key, the archive;
+    always ``--playback``, so Yamcs gets the stored backlog too, filed by its packet time."""
+    out = ["--link", args.link, "--timeout", str(args.timeout), "--playback",
            "--archive", args.archive or str(data / "ground-archive.sqlite")]
     for option in ("station", "key", "keys"):
         if getattr(args, option, None):
