@@ -180,8 +180,8 @@ def test_yamcs_loads_the_database_and_the_link_without_warnings(mission):
     assert "XTCE file parsing finished" in log and "Link established" in log
     # Yamcs' console log colours WARNING yellow and SEVERE red. Its realtime parameter archive
     # filler warns when a packet is older than what it has seen (played-back backlog after real
-    # time, or an onboard event stamped by the host clock before the first frame): about arrival
-    # order, not our definitions; the TM archive files those packets by their time all the same
+    # time): about arrival order, not our definitions; the TM archive files those packets by
+    # their time all the same
     out_of_order = re.compile(r"RealtimeArchiveFiller.*(Time jumped in the past|Dropping old data)")
     problems = [line for line in log.splitlines() if ("\x1b[0;33m" in line or "\x1b[0;31m" in line)
                 and not out_of_order.search(line)]
