@@ -33,10 +33,14 @@ MAC input
     CRC is checked as well. Comparison is constant-time.
 
 Sequence number
-    Onboard, one counter per telemetry key: +1 for every TM built, starting at 1
-    (:class:`SnCounter`). It survives restarts: numbers are reserved in blocks
-    (:data:`SN_BLOCK`) stored durably (SQLite) before the first of them is used, so a restart
-    (or a crash) skips to the next block and never reuses a number. A packet kept in a packet
+    Onboard, one counter per telemetry key: +1 for every TM built (:class:`SnCounter`). It
+    survives restarts: numbers are reserved in blocks (:data:`SN_BLOCK`) stored durably
+    (SQLite) before the first of them is used, so a restart (or a crash) skips to the next
+    block and never reuses a number. A key with no reservation yet (a new mission, or a
+    reservation file found damaged, moved aside and started afresh) starts just above the
+    host clock in nanoseconds since 1970, so even a lost file does not bring old numbers
+    back: a restart reserves at most 2**20 numbers and takes far more than 2**20 ns, and
+    fewer than 10**9 TM go out a second (the clock stays below 2**64 until the year 2554). A packet kept in a packet
     store keeps the number it was built with, so store-and-forward playback verifies as it
     was built, and arrives with a number below those already seen.
 
@@ -67,7 +71,9 @@ from __future__ import annotations
 import hmac
 import sqlite3
 import struct
+import time
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,13 +132,16 @@ def _set_crc(packet: bytearray) -> None:
 
 class SnCounter:
     """The onboard sequence numbers of one telemetry key (see the module), reserved in
-    blocks in the SQLite file at ``path``.
+    blocks in the SQLite file at ``path``; a key with no reservation starts above
+    ``clock_ns()`` (default the host clock, ns since 1970).
 
     Raises:
         sqlite3.Error: the file cannot be opened or read.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, clock_ns: Callable[[], int] = time.time_ns) -> None:
+        self._clock_ns = clock_ns
+        """Where a key with no reservation starts (see the module: Sequence number)."""
         self._db = open_durable(path)
         self._db.execute("CREATE TABLE IF NOT EXISTS sn (spi INTEGER PRIMARY KEY, reserved TEXT NOT NULL)")
         # TEXT: SQLite integers are signed 64-bit, a sequence number is unsigned
@@ -147,8 +156,10 @@ class SnCounter:
                 not built, and counted as a TM error by its builder), or every number of the
                 key is used (it must be replaced).
         """
-        n = self._next.get(spi, self._reserved.get(spi, 0) + 1)
-        if n > self._reserved.get(spi, 0):
+        if spi not in self._reserved:
+            self._reserved[spi] = self._clock_ns()  # nothing reserved: nothing at or below it handed out
+        n = self._next.get(spi, self._reserved[spi] + 1)
+        if n > self._reserved[spi]:
             top = n + SN_BLOCK - 1
             if top > MAX_SN:
                 raise SealError(f"telemetry key SPI {spi} has used every sequence number")
@@ -177,13 +188,14 @@ class TmSealer:
         self.key = key
         self._counter: SnCounter | None = None
 
-    def open(self, data_path: Path) -> None:
-        """Open the sequence-number reservation in ``data_path`` (:data:`SN_FILE`).
+    def open(self, data_path: Path, clock_ns: Callable[[], int] = time.time_ns) -> None:
+        """Open the sequence-number reservation in ``data_path`` (:data:`SN_FILE`);
+        ``clock_ns`` as :class:`SnCounter`'s.
 
         Raises:
             sqlite3.Error: the file cannot be opened or read.
         """
-        self._counter = SnCounter(data_path / SN_FILE)
+        self._counter = SnCounter(data_path / SN_FILE, clock_ns)
 
     def close(self) -> None:
         if self._counter is not None:

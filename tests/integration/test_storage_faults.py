@@ -26,7 +26,8 @@ from tests.support.predicates import FlightRun, wait_until
 
 pytestmark = pytest.mark.slow
 STORES = ("telemetry.sqlite", "jobs.sqlite", "packet_stores.sqlite", "schedule.sqlite", "parameters.sqlite",
-          "link_settings.sqlite", "link_replay.sqlite", "link_keys.sqlite", "monitor.sqlite", "pending_tcs.sqlite")
+          "link_settings.sqlite", "link_replay.sqlite", "link_keys.sqlite", "monitor.sqlite", "pending_tcs.sqlite",
+          "tm_security.sqlite")
 """Every SQLite file a run keeps in its data directory."""
 
 

@@ -29,7 +29,7 @@ OTHER = StationKey("telemetry", 1, os.urandom(32))
 @pytest.fixture
 def sealer(tmp_path):
     s = tm_sdls.TmSealer(KEY)
-    s.open(tmp_path)
+    s.open(tmp_path, clock_ns=lambda: 0)  # numbers from 1, as the tests read them
     yield s
     s.close()
 
@@ -95,17 +95,32 @@ def test_the_ground_tells_new_late_and_repeated_sequence_numbers_apart():
 
 def test_onboard_sequence_numbers_never_repeat_across_restarts_and_crashes(tmp_path, monkeypatch):
     monkeypatch.setattr(tm_sdls, "SN_BLOCK", 64)  # blocks small enough to use one up here
-    first = tm_sdls.SnCounter(tmp_path / tm_sdls.SN_FILE)
+    clock = lambda: 0  # noqa: E731  the numbers of a new key start right above it
+    first = tm_sdls.SnCounter(tmp_path / tm_sdls.SN_FILE, clock)
     a = [first.next(1) for _ in range(3)]
     first.close()
-    second = tm_sdls.SnCounter(tmp_path / tm_sdls.SN_FILE)  # a restart
+    second = tm_sdls.SnCounter(tmp_path / tm_sdls.SN_FILE, clock)  # a restart
     b = [second.next(1) for _ in range(tm_sdls.SN_BLOCK + 1)]  # into a second block, then a crash: no close
-    third = tm_sdls.SnCounter(tmp_path / tm_sdls.SN_FILE)
+    third = tm_sdls.SnCounter(tmp_path / tm_sdls.SN_FILE, clock)
     c = third.next(1)
     third.close()
     second.close()
     assert a == [1, 2, 3] and b[0] == tm_sdls.SN_BLOCK + 1
     assert c > b[-1] and len(set(a + b + [c])) == len(a + b) + 1
+
+
+def test_a_reservation_file_lost_to_damage_does_not_bring_old_sequence_numbers_back(tmp_path):
+    """A damaged store is moved aside and started afresh (flight.core.storage): the host
+    clock in ns, where a key with no reservation starts, is past every number handed out."""
+    path = tmp_path / tm_sdls.SN_FILE
+    before = tm_sdls.SnCounter(path)
+    used = [before.next(1) for _ in range(5)]
+    before.close()
+    for leftover in tmp_path.glob(tm_sdls.SN_FILE + "*"):
+        leftover.unlink()
+    after = tm_sdls.SnCounter(path)
+    assert after.next(1) > max(used)
+    after.close()
 
 
 def test_a_tm_that_cannot_be_numbered_is_not_built_and_takes_no_count(tmp_path):
