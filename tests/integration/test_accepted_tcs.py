@@ -137,8 +137,7 @@ def test_after_the_whole_flight_computer_is_killed_each_accepted_tc_gets_its_fin
         os.kill(thermal, signal.SIGSTOP)
         submit = send(client, "jobs.submit", SUBMIT)
         setpoint = send(client, "thermal.set_setpoint", {"setpoint_c": 31.5})
-        os.killpg(run.proc.pid, signal.SIGKILL)  # power loss: every process at once
-        run.proc.wait()
+        run.power_loss()  # every process at once, the two held ones too
         client.close()
     with FlightRun(tmp_path, *RUN) as run:
         client = connect(run)

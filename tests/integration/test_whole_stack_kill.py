@@ -15,7 +15,6 @@ loss would. A new ``flight run`` on the same data directory then finishes it. Ch
 * a job submitted through the link to the second run completes too.
 """
 
-import os
 import signal
 import sqlite3
 from collections import Counter
@@ -24,7 +23,7 @@ import numpy as np
 import pytest
 
 from flight.core.messages import decode
-from tests.support.predicates import FlightRun, alive, free_port, wait_until
+from tests.support.predicates import FlightRun, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 INTERVAL_S = 120.0
@@ -69,16 +68,6 @@ def await_checkpoints(run: FlightRun, job_id: int, count: int, timeout_s: float 
                lambda: f"job {job_id}: {count} checkpoints, {checkpoints_of(run, job_id)} made", timeout_s, 0.1)
 
 
-def power_loss(run: FlightRun) -> None:
-    """SIGKILL the executive and every child at once (each child leads its own process
-    group, so one killpg would not reach them); wait until none is left."""
-    pids = [run.proc.pid, *run.processes().values()]
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-    run.wait(timeout_s=10)
-    wait_until(lambda: not any(alive(pid) for pid in pids[1:]), "every flight process gone after SIGKILL", 10, 0.05)
-
-
 def completions(run: FlightRun) -> Counter:
     return Counter(f["job_id"] for f in run.event_fields("jobs.job_completed"))
 
@@ -91,7 +80,7 @@ def test_kill_9_of_the_whole_stack_mid_job_loses_nothing_acknowledged_and_comple
         send_submit(first, link, WORK_GPU_S)
         job = job_id_of(first, WORK_GPU_S)
         await_checkpoints(first, job, 2)
-        power_loss(first)
+        first.power_loss()
     assert first.proc.returncode == -signal.SIGKILL
 
     db = jobs_db(first)

@@ -268,6 +268,15 @@ class FlightRun:
     def processes(self) -> dict[str, int]:
         return children_of(self.proc.pid)
 
+    def power_loss(self) -> None:
+        """SIGKILL the executive and every child at once, stopped ones too (each child leads
+        its own process group, so one killpg would not reach them); wait until none is left."""
+        pids = [self.proc.pid, *self.processes().values()]
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        self.wait(timeout_s=10)
+        wait_until(lambda: not any(alive(pid) for pid in pids[1:]), "every flight process gone after SIGKILL", 10, 0.05)
+
     def _db(self) -> sqlite3.Connection | None:
         path = self.data / "telemetry.sqlite"
         if not path.exists():
