@@ -55,7 +55,6 @@ class SimRig:
         self.tick_s = tick_s
         self.tick = 0
         self.saver = saver
-        self.saved_utc_s: float | None = None
         self.welcome = {
             "version": hal.HAL_VERSION, "n_gpus": hal.N_GPUS, "n_zones": hal.N_ZONES, "tick_s": tick_s,
             "lockstep": speed is None, "speed": speed, "epoch_utc": satellite.epoch_utc.isoformat(),
@@ -75,18 +74,30 @@ class SimRig:
         state at ``time_s = N * tick_s``."""
         self.sat.step(self.tick_s)
         self.tick += 1
-        if self.saver is not None and self.sat.time_s >= self.saver.next_save_s:
-            self._save()
         return self.tick, self.sat.time_s, self.sat.frame()
 
-    def _save(self) -> None:
-        if self.saver.save():
-            self.saved_utc_s = self.sat.utc_unix_s
+    def between_ticks(self) -> None:
+        """Have the state saved when a save is due (written in the background:
+        :meth:`sim_hw.persist.StateSaver.save_behind`) and look the orbit ahead
+        (:meth:`Satellite.look_ahead`): neither changes the frame just stepped nor the next,
+        so the bridge calls this once the frame is out, while flight handles it."""
+        if self.saver is not None and self.sat.time_s >= self.saver.next_save_s:
+            self.saver.save_behind()
+        self.sat.look_ahead(self.tick_s)
+
+    @property
+    def saved_utc_s(self) -> float | None:
+        """Onboard UTC (Unix s) of the latest state saved durably, which a reboot resumes
+        from; ``None`` before the first save (or with no saver)."""
+        if self.saver is None:
+            return None
+        self.saver.collect()
+        return self.saver.saved_utc_s
 
     def close(self) -> None:
         """Save the satellite's state (the end of the run, or the process stopping)."""
         if self.saver is not None:
-            self._save()
+            self.saver.save()
 
     def actuate(self, fields: Any) -> str | None:
         """Apply an ``hal.actuate`` payload from the next step; return why it was rejected

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from flight.core.storage import write_atomic
+from flight.core.storage import WriteBehind, write_atomic
 
 STATE_FILE = "sim_state.json"
 VERSION = 1
@@ -123,24 +123,52 @@ def load(path: Path) -> dict[str, Any] | None:
 
 
 class StateSaver:
-    """Saves a satellite's state to ``path`` (:meth:`save`); the rig calls it once
-    :attr:`next_save_s` (each :data:`SAVE_PERIOD_S` of simulated time) has come, and at the end. A save that fails (disk full, read-only
-    directory) is counted in :attr:`failures` and retried at the next period; the simulation
-    goes on."""
+    """Saves a satellite's state to ``path``: the rig calls :meth:`save_behind` once
+    :attr:`next_save_s` (each :data:`SAVE_PERIOD_S` of simulated time) has come, and
+    :meth:`save` at the end. A save that fails (disk full, read-only directory) is counted in
+    :attr:`failures` and retried at the next period; the simulation goes on."""
 
     def __init__(self, sat: Any, path: Path, seed: int, tle_lines: tuple[str, str]) -> None:
         self.sat, self.path, self.seed, self.tle_lines = sat, path, seed, tle_lines
         self.next_save_s = sat.time_s + SAVE_PERIOD_S
         self.failures = 0
         self.last_error = ""
+        self.saved_utc_s: float | None = None
+        """Onboard UTC (Unix s) of the latest state known to be on disk (:meth:`collect`)."""
+        self.writer = WriteBehind("sim state")
+
+    def save_behind(self) -> None:
+        """Take the state now and have it written on the writer's thread
+        (:class:`flight.core.storage.WriteBehind`): the lockstep loop does not wait for the
+        disk. :meth:`collect` learns when it is there."""
+        self.next_save_s = self.sat.time_s + SAVE_PERIOD_S
+        self.writer.write(self.path, json.dumps(snapshot(self.sat, self.seed, self.tle_lines)), self.sat.utc_unix_s)
+
+    def collect(self) -> None:
+        """Take in the background writes finished since the last call: :attr:`saved_utc_s`
+        follows those on disk, :attr:`failures` counts the others."""
+        self._count(self.writer.done())
+
+    def flush(self) -> None:
+        """Wait until every write :meth:`save_behind` asked for has finished, and take them in."""
+        self._count(self.writer.drain())
 
     def save(self) -> bool:
-        """Write the state now; whether it was written."""
+        """Write the state now, after what is still being written; whether it was written."""
+        self.flush()
         self.next_save_s = self.sat.time_s + SAVE_PERIOD_S
         try:
             write_atomic(self.path, json.dumps(snapshot(self.sat, self.seed, self.tle_lines)))
         except OSError as exc:
-            self.failures += 1
-            self.last_error = str(exc)
+            self._count([(None, exc)])
             return False
+        self.saved_utc_s = self.sat.utc_unix_s
         return True
+
+    def _count(self, done: list[tuple[Any, OSError | None]]) -> None:
+        for utc_unix_s, error in done:
+            if error is None:
+                self.saved_utc_s = utc_unix_s
+            else:
+                self.failures += 1
+                self.last_error = str(error)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from flight.hal import protocol as hal
-from flight.core.orbit import Orbit
+from flight.core.orbit import Orbit, OrbitError
 from sim_hw.faults import Fault, FaultInjector
 from sim_hw.gpus import GpuRack
 from sim_hw.ground import GroundNetwork, load_stations
@@ -123,6 +123,8 @@ class Satellite:
         self.laser_on = False
         self._pending: dict[str, Any] = {}
         self._ground = self.ground.best(self._env.r_ecef_km)
+        self._ahead: tuple[float, Any, tuple[int, float, bool]] | None = None
+        """``(time_s, orbit state, ground visibility)`` of the next step, from :meth:`look_ahead`."""
         self.gpus.operate(self.thermal.t_die)
         self._bus_w = self._bus_demand_w()
 
@@ -225,11 +227,27 @@ class Satellite:
         self.radiation.step(dt_s, env.latitude_deg, env.longitude_deg, self.gpus.online)
 
         self.time_s += dt_s
-        self._env = env = self.orbit.at(self.time_s)
-        self._ground = self.ground.best(env.r_ecef_km)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == self.time_s:
+            _, self._env, self._ground = ahead
+        else:
+            self._env = env = self.orbit.at(self.time_s)
+            self._ground = self.ground.best(env.r_ecef_km)
         self.gpus.protect(self.thermal.t_die, powered=pw.it_powered)
         if self.faults.active:
             self.faults.expire()
+
+    def look_ahead(self, dt_s: float) -> None:
+        """Work out now the orbit state and ground-station visibility :meth:`step` ``(dt_s)``
+        will reach: they depend on time alone, so a rig can do it while flight handles the
+        frame (:meth:`sim_hw.local.SimRig.between_ticks`), off the lockstep path. An SGP4
+        error is left for :meth:`step` to raise."""
+        t_s = self.time_s + dt_s
+        try:
+            env = self.orbit.at(t_s)
+        except OrbitError:
+            return
+        self._ahead = (t_s, env, self.ground.best(env.r_ecef_km))
 
     # --- faults --------------------------------------------------------------------------
 

@@ -308,6 +308,7 @@ class HalServer:
         """Step the physics one tick and send the new frame to the client."""
         _, _, frame = self.rig.step()
         if self._client is None:
+            self.rig.between_ticks()
             return
         client = self._client
         for fault, target in self.rig.take_ended_faults():
@@ -318,6 +319,7 @@ class HalServer:
             # Even a frame lost to a full queue waits for its tick_done: lockstep never runs
             # ahead of a client that does not read.
             self._awaiting = self.tick
+        self.rig.between_ticks()
 
 
 def _speed(text: str) -> float | None:

@@ -196,6 +196,7 @@ class InProcessRack:
         self.hal.on_rig_frame(tick, time_s, frame, _publish_nothing, trusted=True)
         for fault, target in self.rig.take_ended_faults():
             self.hal.fault_ended(fault, target, "duration passed")
+        self.rig.between_ticks()
         hal = self.hal
         for s in self.subsystems:
             s.on_frame(tick, time_s, frame)

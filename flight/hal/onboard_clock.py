@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from flight.core.storage import write_atomic
+from flight.core.storage import WriteBehind, write_atomic
 
 MISSION_FILE = "mission.json"
 SAVE_PERIOD_S = 60.0
@@ -92,7 +92,11 @@ def write_mission(data_dir: Path, mission: Mission) -> None:
     Raises:
         OSError: not written (the previous record stays).
     """
-    write_atomic(data_dir / MISSION_FILE, json.dumps(asdict(mission), indent=1))
+    write_atomic(data_dir / MISSION_FILE, _text(mission))
+
+
+def _text(mission: Mission) -> str:
+    return json.dumps(asdict(mission), indent=1)
 
 
 class OnboardClock:
@@ -115,6 +119,8 @@ class OnboardClock:
         self.autosave = autosave and self.mission is not None
         self.saved_s = self.latest_s
         self.save_failures = 0
+        self.writer = WriteBehind("mission record")
+        """Writes the record off the lockstep loop; :meth:`close` waits for it."""
 
     def went_back(self, utc_unix_s: float) -> bool:
         """Whether a frame at ``utc_unix_s`` is before the latest onboard time (refuse it);
@@ -127,13 +133,19 @@ class OnboardClock:
         return False
 
     def save(self, utc_unix_s: float) -> None:
-        """Record ``utc_unix_s`` as the floor (never lowering it); a failed write is counted and
-        retried at the next save."""
+        """Record ``utc_unix_s`` as the floor (never lowering it), written in the background
+        (:class:`flight.core.storage.WriteBehind`); a failed write is counted and retried at
+        the next save."""
+        self._count(self.writer.done())
         if self.mission is None or utc_unix_s <= (self.mission.utc_floor_s or -math.inf):
             return
         self.saved_s = utc_unix_s
         self.mission.utc_floor_s = utc_unix_s
-        try:
-            write_mission(self.data_dir, self.mission)
-        except OSError:
-            self.save_failures += 1
+        self.writer.write(self.data_dir / MISSION_FILE, _text(self.mission))
+
+    def close(self) -> None:
+        """Wait until the floor last saved is on disk (the end of the run)."""
+        self._count(self.writer.drain())
+
+    def _count(self, done: list) -> None:
+        self.save_failures += sum(error is not None for _, error in done)

@@ -257,6 +257,7 @@ class BridgeRunner(RigRunner):
                 self._send_rig("hal.bye", {})
             if not self.bridge.refused:
                 self.bridge.clock.save(self.bridge.clock.latest_s)
+            self.bridge.clock.close()
             self.bus.close(linger_ms=100)
 
 
@@ -269,6 +270,10 @@ class LocalRig(Protocol):
 
     def step(self) -> tuple[int, float, dict]:
         """Advance one tick; return ``(tick, time_s, sensor frame)``."""
+
+    def between_ticks(self) -> None:
+        """Work that changes no frame (saving state, say), done once the last frame is out:
+        in lockstep it then overlaps flight's handling of that frame."""
 
     def actuate(self, fields: Any) -> str | None:
         """Apply an ``hal.actuate`` payload; return why it was rejected, or None."""
@@ -320,6 +325,7 @@ class LocalRigRunner(RigRunner):
             self.frame_encoder.encode("hw", "hal.frame", frame, tick, time_s)[1]), trusted=True)
         for fault, target in self.rig.take_ended_faults():
             self.bridge.fault_ended(fault, target, "duration passed")
+        self.rig.between_ticks()
         self._record_saved()
 
     def _record_saved(self) -> None:
@@ -361,6 +367,7 @@ class LocalRigRunner(RigRunner):
             if not self.bridge.refused:
                 self.rig.close()
                 self._record_saved()
+            self.bridge.clock.close()
             self.bus.close(linger_ms=100)
 
 

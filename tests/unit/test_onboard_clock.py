@@ -38,11 +38,14 @@ def test_the_clock_refuses_time_before_the_floor_and_saves_the_floor_each_minute
     assert clock.went_back(1029.0)  # backwards within the run too
     assert oc.read_mission(tmp_path).utc_floor_s == 1000.0
     assert not clock.went_back(1060.0)
+    clock.close()  # the record is written on the clock's own thread
     assert oc.read_mission(tmp_path).utc_floor_s == 1060.0
     clock.save(900.0)  # never lowered
+    clock.close()
     assert oc.read_mission(tmp_path).utc_floor_s == 1060.0
     unsaved = oc.OnboardClock(tmp_path, autosave=False)
     assert not unsaved.went_back(2000.0)
+    unsaved.close()
     assert oc.read_mission(tmp_path).utc_floor_s == 1060.0
 
 

@@ -75,13 +75,21 @@ def test_the_rig_saves_each_simulated_minute_and_at_close_and_its_welcome_says_i
     sat = Satellite(TLE)
     rig = SimRig(sat, 1.0, None, persist.StateSaver(sat, path, 0, TLE))
     assert rig.welcome["clock"]["resumed"] is False
-    for _ in range(59):
+
+    def tick() -> None:  # as the bridge does: the frame out, then the work between ticks
         rig.step()
+        rig.between_ticks()
+
+    for _ in range(59):
+        tick()
     assert not path.exists() and rig.saved_utc_s is None
     rig.step()
+    assert not path.exists(), "the save waits until the frame is out"
+    rig.between_ticks()
+    rig.saver.flush()  # written on the saver's thread
     assert json.loads(path.read_text())["time_s"] == 60.0 and rig.saved_utc_s == sat.utc_unix_s
     for _ in range(15):
-        rig.step()
+        tick()
     rig.close()
     assert json.loads(path.read_text())["time_s"] == 75.0
 
@@ -119,3 +127,11 @@ def test_a_save_that_cannot_be_written_is_counted_and_leaves_the_previous_state(
     assert not saver.save() and saver.failures == 1
     assert path.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == [persist.STATE_FILE]  # no temporary file left
+    saved = saver.saved_utc_s
+    saver.save_behind()  # in the background: counted once taken in, nothing taken as saved
+    saver.flush()
+    assert saver.failures == 2 and saver.saved_utc_s == saved
+    saver.path = path
+    saver.save_behind()
+    saver.flush()
+    assert saver.failures == 2 and saver.saved_utc_s == sat.utc_unix_s and path.read_text() != before
