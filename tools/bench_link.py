@@ -160,6 +160,7 @@ def bench_link(ticks: int, workdir: Path) -> Side:
             link.on_message(msg)
         link.on_frame(tick, float(tick), frames[tick - 1])
         link.actuation = {}
+        link.run_after_done()
         if sock in dict(poller.poll(0)):
             on_readable()  # acknowledgements
     cpu_s = time.process_time() - cpu_started

@@ -375,6 +375,7 @@ class ProcessRunner:
             outputs, self.outputs = self.outputs, []
             self.answer("hw", "hal.done", lockstep.done_payload(msg.tick, s.actuation, outputs))
             s.actuation = {}
+            s.run_after_done()
         finally:
             self.bus.release()
         budget = self.config.tick_wall_s

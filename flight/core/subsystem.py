@@ -173,6 +173,35 @@ class Subsystem:
         if self.config.housekeeping_due(tick):
             self.housekeeping()
 
+    def after_done(self) -> None:
+        """Work of the tick no other component waits for (the link's housekeeping downlink):
+        it runs once the tick's ``hal.done`` has gone, so the simulator steps meanwhile; in
+        process, once the tick has closed. It may send telemetry and events; not actuate, nor
+        publish data products or ``ctl`` messages, which would reach the others a tick later
+        than in process (:meth:`run_after_done` refuses them)."""
+
+    def run_after_done(self) -> None:
+        """Run :meth:`after_done`, refusing what it may not do.
+
+        Raises:
+            RuntimeError: it actuated, or published a data product or a ``ctl`` message (a
+                programming error: do that in a rate group).
+        """
+        emit = self._emit
+
+        def late_emit(kind: str, name: str, data: Any) -> None:
+            if kind in ("data", "ctl"):
+                raise RuntimeError(f"{self.name}.after_done published {kind}/{name}: do it in a rate group")
+            emit(kind, name, data)
+
+        self._emit = late_emit
+        try:
+            self.after_done()
+        finally:
+            self._emit = emit
+        if self.actuation:
+            raise RuntimeError(f"{self.name}.after_done set actuators {sorted(self.actuation)}: do it in a rate group")
+
     def housekeeping(self) -> None:
         """Publish the housekeeping packet (:meth:`telemetry`). Housekeeping has its own
         slower rate: every packet is recorded, and downlinked in contact."""

@@ -206,6 +206,8 @@ class InProcessRack:
         # every participant has answered: as the bridge's last hal.done closes the tick
         hal.waiting.clear()
         hal.finish_tick()
+        for s in self.subsystems:
+            s.run_after_done()
         self._deliver()
 
     def _deliver(self) -> None:

@@ -229,6 +229,7 @@ class LinkHarness:
         self.link.on_frame(self.tick, float(self.tick), _bus_message("hw", "hal.frame", frame).data)
         self._emit("hw", "hal.done", {"tick": self.tick, "actuate": self.link.actuation})  # as the runtime does
         self.link.actuation = {}
+        self.link.run_after_done()
         self.pump()
 
     def hk(self) -> dict:

@@ -376,17 +376,24 @@ class LinkManager(Subsystem):
         self.uplink.flush_stalled(now)
         self.downlink.new_tick(float(frame["downlink_rate_bps"]))
         self.schedule_service.release_due()
-        if self.reporting.due():
-            self.reporting.downlink_hk()
-            self.results.store_due()
-        if self.state.contact:
-            self.downlink.backlog()
         if self.downlink.commit():
             self.results.committed()
             self.verification.committed()
         acknowledged = self.results.acknowledgements()
         if acknowledged:
             self.publish_data("result_ack", job_ids=acknowledged)
+
+    def after_done(self) -> None:
+        """The tick's downlink, which nobody on board waits for: housekeeping reports and
+        job results when reporting is due, then the backlog in contact, within the tick's
+        budget. What it stores is committed with the next tick's commit (at most
+        :data:`~flight.subsystems.link.downlink.STORE_COMMIT_INTERVAL_S` later), and a result
+        is acknowledged to the job runner once committed, as before."""
+        if self.reporting.due():
+            self.reporting.downlink_hk()
+            self.results.store_due()
+        if self.state.contact:
+            self.downlink.backlog()
 
     def _update_contact(self, frame: dict[str, Any]) -> None:
         contact = bool(frame["ground_contact"]) or self.config.contact == "always"
