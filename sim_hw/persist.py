@@ -141,8 +141,7 @@ class StateSaver:
         """Take the state now and have it written on the writer's thread
         (:class:`flight.core.storage.WriteBehind`): the lockstep loop does not wait for the
         disk. :meth:`collect` learns when it is there."""
-        self.next_save_s = self.sat.time_s + SAVE_PERIOD_S
-        self.writer.write(self.path, json.dumps(snapshot(self.sat, self.seed, self.tle_lines)), self.sat.utc_unix_s)
+        self.writer.write(self.path, self._take(), self.sat.utc_unix_s)
 
     def collect(self) -> None:
         """Take in the background writes finished since the last call: :attr:`saved_utc_s`
@@ -156,14 +155,18 @@ class StateSaver:
     def save(self) -> bool:
         """Write the state now, after what is still being written; whether it was written."""
         self.flush()
-        self.next_save_s = self.sat.time_s + SAVE_PERIOD_S
         try:
-            write_atomic(self.path, json.dumps(snapshot(self.sat, self.seed, self.tle_lines)))
+            write_atomic(self.path, self._take())
         except OSError as exc:
             self._count([(None, exc)])
             return False
         self.saved_utc_s = self.sat.utc_unix_s
         return True
+
+    def _take(self) -> str:
+        """The state now, as the file's text; the next periodic save is due a period later."""
+        self.next_save_s = self.sat.time_s + SAVE_PERIOD_S
+        return json.dumps(snapshot(self.sat, self.seed, self.tle_lines))
 
     def _count(self, done: list[tuple[Any, OSError | None]]) -> None:
         for utc_unix_s, error in done:

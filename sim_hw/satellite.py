@@ -231,8 +231,7 @@ class Satellite:
         if ahead is not None and ahead[0] == self.time_s:
             _, self._env, self._ground = ahead
         else:
-            self._env = env = self.orbit.at(self.time_s)
-            self._ground = self.ground.best(env.r_ecef_km)
+            self.resync()
         self.gpus.protect(self.thermal.t_die, powered=pw.it_powered)
         if self.faults.active:
             self.faults.expire()

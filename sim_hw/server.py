@@ -307,18 +307,16 @@ class HalServer:
     def _advance(self) -> None:
         """Step the physics one tick and send the new frame to the client."""
         _, _, frame = self.rig.step()
-        if self._client is None:
-            self.rig.between_ticks()
-            return
         client = self._client
-        for fault, target in self.rig.take_ended_faults():
-            self._send(client, "hal.fault_ended", {"fault": fault, "target": target})
-        if not self._send(client, "hal.frame", frame):
-            self.frames_dropped += 1
-        if self.speed is None and self._client == client:
-            # Even a frame lost to a full queue waits for its tick_done: lockstep never runs
-            # ahead of a client that does not read.
-            self._awaiting = self.tick
+        if client is not None:
+            for fault, target in self.rig.take_ended_faults():
+                self._send(client, "hal.fault_ended", {"fault": fault, "target": target})
+            if not self._send(client, "hal.frame", frame):
+                self.frames_dropped += 1
+            if self.speed is None and self._client == client:
+                # Even a frame lost to a full queue waits for its tick_done: lockstep never runs
+                # ahead of a client that does not read.
+                self._awaiting = self.tick
         self.rig.between_ticks()
 
 
