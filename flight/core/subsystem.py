@@ -187,6 +187,8 @@ class Subsystem:
             RuntimeError: it actuated, or published a data product or a ``ctl`` message (a
                 programming error: do that in a rate group).
         """
+        if type(self).after_done is Subsystem.after_done:
+            return  # most components have none: no guard to set up every tick
         emit = self._emit
 
         def late_emit(kind: str, name: str, data: Any) -> None:
