@@ -19,8 +19,10 @@ one process, whatever the timing of the processes.
 Wire format (the one place it is encoded and decoded):
 
 * frames channel, one ZeroMQ multipart message per frame or sync:
-  part 0 the envelope body (:mod:`flight.core.messages`) of ``hw/hal.frame`` or ``ctl/sync``;
-  then pairs ``(source name, ASCII; that source's hal.done body)`` for each relayed answer.
+  part 0 the envelope body (:mod:`flight.core.messages`) of ``hw/hal.frame`` (its ``data``
+  the sensor frame packed by :func:`flight.hal.protocol.pack_frame`, msgpack bin) or
+  ``ctl/sync``; then pairs ``(source name, ASCII; that source's hal.done body)`` for each
+  relayed answer.
 * answers channel, one single-part message: the envelope body of ``hw/hal.done`` (map
   ``tick`` int, ``actuate`` map of actuator fields, ``outputs`` list of ``[kind, name,
   data]`` with kind ``data`` or ``ctl``) or of ``ctl/ready`` (``{"name": participant}``).
@@ -35,7 +37,8 @@ from typing import Any
 import zmq
 
 from flight.core import bus
-from flight.core.messages import MAX_BODY_BYTES, DecodeError, Message
+from flight.core.messages import MAX_BODY_BYTES, DecodeError, Encoder, Message
+from flight.hal.protocol import pack_frame, unpack_frame
 
 RELAYED_KINDS = ("data", "ctl")
 """Kinds of output a participant's ``hal.done`` carries to the others."""
@@ -72,6 +75,26 @@ def participant_sockets(ctx: zmq.Context, addr: bus.BusAddress) -> tuple[zmq.Soc
     answers.setsockopt(zmq.SNDHWM, bus.PUB_HWM)
     answers.connect(addr.done)
     return frames, answers
+
+
+def frame_body(encoder: Encoder, frame: dict[str, Any], tick: int, time_s: float) -> bytes:
+    """The envelope body of ``hw/hal.frame`` for sensor frame ``frame`` of ``tick`` at
+    onboard time ``time_s``, s (every field of :data:`flight.hal.protocol.SENSOR_FIELDS`).
+
+    Raises:
+        KeyError, ValueError: a field is missing or of the wrong size
+            (:func:`flight.hal.protocol.pack_frame`).
+    """
+    return encoder.encode("hw", "hal.frame", pack_frame(frame), tick, time_s)[1]
+
+
+def sensor_frame(msg: Message) -> dict[str, Any]:
+    """The sensor frame of a frames-channel ``hw/hal.frame`` message.
+
+    Raises:
+        DecodeError: its data is not a packed sensor frame.
+    """
+    return unpack_frame(msg.data)
 
 
 def frame_parts(body: bytes, relayed: list[tuple[str, bytes]]) -> list[bytes]:

@@ -330,8 +330,13 @@ class ProcessRunner:
                 self.bus.on_decode_error("frames", str(exc))
                 continue
             if msg.kind == "hw" and msg.name == "hal.frame":
+                try:
+                    frame = lockstep.sensor_frame(msg)
+                except DecodeError as exc:
+                    self.bus.on_decode_error("frames", str(exc))
+                    continue
                 self.deliver(relayed)
-                self.on_frame(msg)
+                self.on_frame(msg.tick, msg.t, frame)
             elif msg.kind == "ctl" and msg.name == "sync":
                 self.answer("ctl", "ready", {"name": self.subsystem.name})
             else:
@@ -359,22 +364,23 @@ class ProcessRunner:
                 if any(topic.startswith(prefix) for prefix in self.relayed_topics if prefix in self.subscribed):
                     self.subsystem.on_message(Message(done.src, done.seq, done.tick, done.t, kind, name, data))
 
-    def on_frame(self, msg: Message) -> None:
-        if msg.tick <= self.last_tick:
+    def on_frame(self, tick: int, time_s: float, frame: dict[str, Any]) -> None:
+        """Handle sensor frame ``frame`` of ``tick`` (onboard ``time_s``, s) and answer ``hal.done``."""
+        if tick <= self.last_tick:
             return
         s = self.subsystem
-        if self.last_tick and msg.tick > self.last_tick + 1:
-            missed = msg.tick - self.last_tick - 1
+        if self.last_tick and tick > self.last_tick + 1:
+            missed = tick - self.last_tick - 1
             s.cycle_slips += missed
-            s.tick = msg.tick
-            s.event("cycle_slip", missed=missed, tick=msg.tick)
-        self.last_tick = msg.tick
+            s.tick = tick
+            s.event("cycle_slip", missed=missed, tick=tick)
+        self.last_tick = tick
         started = time.perf_counter()
         self.bus.hold()
         try:
-            s.on_frame(msg.tick, msg.t, msg.data)
+            s.on_frame(tick, time_s, frame)
             outputs, self.outputs = self.outputs, []
-            self.answer("hw", "hal.done", lockstep.done_payload(msg.tick, s.actuation, outputs))
+            self.answer("hw", "hal.done", lockstep.done_payload(tick, s.actuation, outputs))
             s.actuation = {}
             s.run_after_done()
         finally:
@@ -382,7 +388,7 @@ class ProcessRunner:
         budget = self.config.tick_wall_s
         if budget is not None and time.perf_counter() - started > budget:
             s.cycle_slips += 1
-            s.event("cycle_slip", missed=1, tick=msg.tick)
+            s.event("cycle_slip", missed=1, tick=tick)
 
     def on_commands(self) -> None:
         self.bus.serve_commands(self.subsystem)

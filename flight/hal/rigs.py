@@ -60,6 +60,8 @@ class RigRunner:
         self.synced = False
         self._expected = set(config.participants) | {"exec"}
         self._next_sync = 0.0
+        self.frame_encoder = Encoder(process)
+        """Stamps the sensor frames on the frames channel (:func:`lockstep.frame_body`)."""
         self.sync_encoder = Encoder(HalBridge.COMPONENT.name)
         """Stamps ``ctl/sync`` on the frames channel; its own ``seq`` keeps the bus's gap-free."""
         self.command_id = ""
@@ -104,10 +106,12 @@ class RigRunner:
                 self.relayed.append((msg.src, parts[-1]))
             self.bridge.on_message(msg)
 
-    def publish_frame(self, body: bytes) -> None:
-        """Send frame ``body`` to the participants with the answers to relay, in participant order."""
+    def publish_frame(self, tick: int, time_s: float, frame: dict[str, Any]) -> None:
+        """Send sensor frame ``frame`` of ``tick`` (onboard ``time_s``, s) to the participants
+        with the answers to relay, in participant order."""
         relayed = sorted(self.relayed, key=lambda answer: self._order.get(answer[0], len(self._order)))
         self.relayed = []
+        body = lockstep.frame_body(self.frame_encoder, frame, tick, time_s)
         self.frames.send_multipart(lockstep.frame_parts(body, relayed))
 
     def on_commands(self) -> None:
@@ -216,7 +220,8 @@ class BridgeRunner(RigRunner):
                 continue
             if msg.name == "hal.frame":
                 if self.welcomed:
-                    self.bridge.on_rig_frame(msg.tick, msg.t, msg.data, lambda body=body: self.publish_frame(body))
+                    self.bridge.on_rig_frame(msg.tick, msg.t, msg.data,
+                                             lambda m=msg: self.publish_frame(m.tick, m.t, m.data))
             elif msg.name == "hal.welcome" and isinstance(msg.data, dict):
                 self.welcomed = True
                 self.rig_connected(msg.data)
@@ -307,7 +312,6 @@ class LocalRigRunner(RigRunner):
     def __init__(self, config: RunConfig, rig: LocalRig) -> None:
         super().__init__(config, rig.name, self._send_rig, clock_autosave=False)
         self.rig = rig
-        self.frame_encoder = Encoder(rig.name)
         self.bridge.energy_balance_error = rig.energy_balance_error
         self.bridge.send_fault = rig.fault
         self.next_frame = 0.0
@@ -321,8 +325,7 @@ class LocalRigRunner(RigRunner):
 
     def step(self) -> None:
         tick, time_s, frame = self.rig.step()
-        self.bridge.on_rig_frame(tick, time_s, frame, lambda: self.publish_frame(
-            self.frame_encoder.encode("hw", "hal.frame", frame, tick, time_s)[1]), trusted=True)
+        self.bridge.on_rig_frame(tick, time_s, frame, lambda: self.publish_frame(tick, time_s, frame), trusted=True)
         for fault, target in self.rig.take_ended_faults():
             self.bridge.fault_ended(fault, target, "duration passed")
         self.rig.between_ticks()

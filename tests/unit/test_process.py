@@ -83,7 +83,7 @@ def test_a_ticks_data_products_ride_in_its_hal_done_and_reach_their_consumer_ins
             assert thermal.bus.encoder.seq["ctl"] == power.bus.encoder.seq["ctl"] == 0
             sat = Satellite(load_tle(DEFAULT_TLE_PATH)[1])
             sat.step(1.0)
-            frames.send(encoder.encode("hw", "hal.frame", sat.frame(), 1, 1.0)[1])
+            frames.send(lockstep.frame_body(encoder, sat.frame(), 1, 1.0))
             answered = []
 
             def thermal_done() -> bool:  # a late sync's ctl/ready may come first: the bridge ignores it
@@ -100,7 +100,7 @@ def test_a_ticks_data_products_ride_in_its_hal_done_and_reach_their_consumer_ins
             [(kind, name, headroom)] = lockstep.outputs_of(done)  # one message for the tick, products inside
             assert (kind, name) == ("data", "thermal.headroom") and "actuate" in done.data
             sat.step(1.0)
-            frames.send_multipart(lockstep.frame_parts(encoder.encode("hw", "hal.frame", sat.frame(), 2, 2.0)[1],
+            frames.send_multipart(lockstep.frame_parts(lockstep.frame_body(encoder, sat.frame(), 2, 2.0),
                                                        [("thermal", body)]))
             seen = []
             power.subsystem.on_message = seen.append
@@ -116,5 +116,46 @@ def test_a_ticks_data_products_ride_in_its_hal_done_and_reach_their_consumer_ins
         finally:
             thermal.bus.close()
             power.bus.close()
+            broker.close()
+            ctx.destroy(linger=0)
+
+
+def test_a_frame_that_is_not_a_packed_sensor_frame_is_counted_and_reported_and_the_next_one_is_handled():
+    """A ``hw/hal.frame`` whose data is not a packed sensor frame (here the map a rig sends
+    the bridge) is a decode error for the participant: counted, announced, not answered; the
+    next sound frame is handled as usual."""
+    with tempfile.TemporaryDirectory(prefix="rf-") as run_dir:
+        addr = BusAddress.in_dir(Path(run_dir))
+        ctx = zmq.Context()
+        broker = bus.Broker(ctx, addr)
+        frames, answers = lockstep.bridge_sockets(ctx, addr)
+        thermal = ProcessRunner(subsystem_class("thermal"), RunConfig(bus=addr, data_dir=run_dir))
+        encoder = Encoder("sim")
+        reported = []
+        thermal.subsystem.event = lambda event, **args: reported.append((event, args))
+        try:
+            def synced() -> bool:
+                frames.send(encoder.encode("ctl", "sync", {"expected": ["thermal"]})[1])
+                thermal.frames.poll(20)
+                thermal.on_lockstep()
+                return answers.poll(20) > 0 and decode(answers.recv()).name == "ready"
+
+            wait_until(synced, "thermal hears the frames channel", 10, 0)
+            sat = Satellite(load_tle(DEFAULT_TLE_PATH)[1])
+            sat.step(1.0)
+            frames.send(encoder.encode("hw", "hal.frame", sat.frame(), 1, 1.0)[1])
+            wait_until(lambda: thermal.frames.poll(20) > 0, "the unpacked frame reaches thermal", 10, 0)
+            thermal.on_lockstep()
+            assert thermal.subsystem.decode_errors == 1 and thermal.last_tick == 0
+            assert reported == [("decode_error", {"topic": "frames",
+                                                  "why": "packed sensor frame of dict, not 5032 bytes"})]
+            assert not answers.poll(100), "no hal.done for a frame it could not read"
+            frames.send(lockstep.frame_body(encoder, sat.frame(), 1, 1.0))
+            wait_until(lambda: thermal.frames.poll(20) > 0, "the packed frame reaches thermal", 10, 0)
+            thermal.on_lockstep()
+            done = decode(answers.recv()) if answers.poll(2000) else None
+            assert done is not None and (done.name, done.tick) == ("hal.done", 1)
+        finally:
+            thermal.bus.close()
             broker.close()
             ctx.destroy(linger=0)
