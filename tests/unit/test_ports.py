@@ -84,3 +84,49 @@ def test_bad_wiring_is_an_error_when_the_dictionary_is_built():
         ProductField("x", "float")
     partial = Dictionary([Component("b", 2, consumes=("a.plan",))], partial=True)
     assert partial.readers == {}
+
+
+class _LateThermal(ThermalController):
+    """A thermal controller whose ``after_done`` does what ``late`` says."""
+
+    late = "telemetry"
+
+    def after_done(self) -> None:
+        if self.late == "telemetry":
+            self.event("setpoint_changed", old_c=20.0, new_c=21.0)
+        elif self.late == "actuate":
+            self.actuate(pump_speed_frac=0.5)
+        elif self.late == "data":
+            self.publish_data("headroom", gpu_headroom_w=np.zeros(N_GPUS), setpoint_c=25.0)
+        elif self.late == "ctl":
+            self._emit("ctl", "mode", {"mode": "SAFE"})  # as the power manager announces a mode
+
+
+@pytest.mark.parametrize("late, why", [
+    ("actuate", r"thermal.after_done set actuators \['pump_speed_frac'\]: do it in a rate group"),
+    ("data", "thermal.after_done published data/thermal.headroom: do it in a rate group"),
+    ("ctl", "thermal.after_done published ctl/mode: do it in a rate group"),
+])
+def test_after_done_may_not_actuate_nor_publish_what_the_others_would_get_a_tick_late(tmp_path, late, why):
+    """Work after the ``hal.done`` reaches nobody on board this tick, so actuating there or
+    publishing a data product or a ``ctl`` message there is a programming error: it raises,
+    and the publish port is the subsystem's own again afterwards."""
+    out = []
+    thermal = _LateThermal(RunConfig(bus=BUS, data_dir=str(tmp_path)), lambda *m: out.append(m))
+    thermal.late = late
+    with pytest.raises(RuntimeError, match=why):
+        thermal.run_after_done()
+    assert not any(kind in ("data", "ctl") for kind, _, _ in out), "nothing refused went out"
+    thermal.actuation = {}
+    thermal.publish_data("headroom", gpu_headroom_w=np.zeros(N_GPUS), setpoint_c=25.0)  # in a rate group: fine
+    assert out[-1][:2] == ("data", "thermal.headroom")
+
+
+def test_after_done_may_send_telemetry_and_events_and_a_component_without_one_does_nothing(tmp_path):
+    out = []
+    thermal = _LateThermal(RunConfig(bus=BUS, data_dir=str(tmp_path)), lambda *m: out.append(m))
+    thermal.run_after_done()
+    assert [name for _, name, _ in out] == ["thermal.setpoint_changed"]
+    plain = ThermalController(RunConfig(bus=BUS, data_dir=str(tmp_path)), lambda *m: out.append(m))
+    plain.run_after_done()
+    assert len(out) == 1
