@@ -326,15 +326,11 @@ class ProcessRunner:
             try:
                 body, relayed = lockstep.split_frame(parts)
                 msg = decode(body)
+                frame = lockstep.sensor_frame(msg) if msg.kind == "hw" and msg.name == "hal.frame" else None
             except DecodeError as exc:
                 self.bus.on_decode_error("frames", str(exc))
                 continue
-            if msg.kind == "hw" and msg.name == "hal.frame":
-                try:
-                    frame = lockstep.sensor_frame(msg)
-                except DecodeError as exc:
-                    self.bus.on_decode_error("frames", str(exc))
-                    continue
+            if frame is not None:
                 self.deliver(relayed)
                 self.on_frame(msg.tick, msg.t, frame)
             elif msg.kind == "ctl" and msg.name == "sync":

@@ -100,7 +100,7 @@ def _put_scalar(raw: bytes, name: str, value: float) -> bytes:
 
 
 def _put_byte(raw: bytes, name: str, value: int) -> bytes:
-    at = _offset(name) + 5
+    at = _offset(name) + 5  # an element inside the array, not its first
     return raw[:at] + bytes([value]) + raw[at + 1:]
 
 
