@@ -13,6 +13,11 @@ renamed ``<name>.corrupt-<UTC time>`` with its ``-wal`` and ``-shm``, a fresh on
 its place and the move is noted in :data:`moved_aside` for the process to announce (event
 ``store_moved_aside``, :mod:`flight.core.subsystem`): never a traceback, never a silent reset.
 
+Security state whose loss must not fall back to a default (the onboard key store: a revoked key
+would be active again; the anti-replay state: old telecommands would be accepted again) is kept
+twice, in a file and its mirror (:class:`MirroredStore`): a damaged copy is rebuilt from the
+other.
+
 Small state files that are rewritten whole (the simulator's state, the mission's onboard-clock
 record) are replaced atomically with :func:`write_atomic`, from a loop that must not wait for
 the disk through :class:`WriteBehind`.
@@ -128,11 +133,20 @@ reports by event."""
 @dataclass(frozen=True)
 class MovedAside:
     """A damaged SQLite file moved aside at open: ``path`` (a fresh file is there now),
-    ``moved_to`` (the damaged one) and ``why`` (SQLite's words)."""
+    ``moved_to`` (the damaged one), ``why`` (SQLite's words) and ``restored_from``: the
+    mirror whose copy the fresh file now holds (:class:`MirroredStore`), ``None`` when what
+    the damaged file held is lost."""
 
     path: Path
     moved_to: Path
     why: str
+    restored_from: Path | None = None
+
+    def outcome(self) -> str:
+        """What took the damaged file's place, in an operator's words."""
+        if self.restored_from is not None:
+            return f"restored from its mirror {self.restored_from.name}: nothing was lost"
+        return "a fresh one was created; what it held is lost to this run"
 
 
 moved_aside: list[MovedAside] = []
@@ -235,6 +249,108 @@ def _reserve(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM storage_reserve")
     except sqlite3.Error:
         pass  # a disk already full: the store opens without its reserve, and its writes fail as they come
+
+
+MIRROR_SUFFIX = ".mirror"
+"""What a mirror's name adds before the file's suffix: ``link_keys.sqlite`` is mirrored in
+``link_keys.mirror.sqlite``."""
+
+
+def mirror_path(path: Path) -> Path:
+    """Where :class:`MirroredStore` keeps the mirror of ``path``."""
+    return path.with_name(f"{path.stem}{MIRROR_SUFFIX}{path.suffix}")
+
+
+class MirroredStore:
+    """A small durable store kept whole in two files: ``path`` and its mirror
+    (:func:`mirror_path`), each opened with :func:`open_durable`.
+
+    Why: a damaged file is moved aside and replaced by a fresh one (:func:`connect_checked`),
+    which for most stores loses data but no safety. For security state it would reopen what
+    operators closed: a fresh key store is provisioned again from the key files, revoked keys
+    included, and a fresh anti-replay state takes old telecommands again. Two copies cover
+    damage to one file (a torn write, an upset in storage); on one disk, not the disk's loss.
+
+    Every change (:meth:`write`) is one transaction on ``path``, then the same on the mirror;
+    each copy counts its changes in its ``mirror_generation`` table. At open, a blank copy
+    (missing or empty, or damaged and moved aside: its :class:`MovedAside` then names the copy
+    it was restored from) is rebuilt from the other with SQLite's online backup; of two sound
+    copies, the one a crash left a change behind is rebuilt from the other.
+
+    Args:
+        path: the file; its mirror is :func:`mirror_path` of it.
+        schema: statements (``CREATE TABLE IF NOT EXISTS ...``) run on both copies at open.
+
+    Attributes:
+        db: the connection to ``path``, for reading.
+        lost: a copy was damaged at open and neither survived: the store is new and what it
+            held is gone.
+        mirror_failures: changes the file took and the mirror could not (each leaves the
+            mirror behind until the next open rebuilds it).
+
+    Raises:
+        sqlite3.Error, OSError: as :func:`open_durable`, for either file.
+    """
+
+    def __init__(self, path: Path, schema: Sequence[str] = ()) -> None:
+        self.path, self.mirror_path = Path(path), mirror_path(Path(path))
+        existed = tuple(p.exists() and p.stat().st_size > 0 for p in (self.path, self.mirror_path))
+        before = len(moved_aside)
+        self.db = open_durable(self.path)
+        self.mirror = open_durable(self.mirror_path)
+        damaged = {m.path: i for i, m in enumerate(moved_aside[before:], before)}
+        copies = ((self.db, self.path), (self.mirror, self.mirror_path))
+        blank = [not was or p in damaged for was, (_, p) in zip(existed, copies)]
+        self.lost = bool(damaged) and all(blank)
+        self.mirror_failures = 0
+        generations = [self._generation(db) for db, _ in copies]
+        if blank[0] != blank[1]:
+            self._rebuild(*copies if blank[1] else copies[::-1], damaged)  # from the one that survived
+        elif not blank[0] and generations[0] != generations[1]:
+            # a change a crash left behind in one copy
+            self._rebuild(*copies if generations[0] > generations[1] else copies[::-1], damaged)
+        for statement in schema:
+            for db, _ in copies:
+                db.execute(statement)
+
+    @staticmethod
+    def _rebuild(source: tuple[sqlite3.Connection, Path], target: tuple[sqlite3.Connection, Path],
+                 damaged: dict[Path, int]) -> None:
+        source[0].backup(target[0])
+        i = damaged.get(target[1])
+        if i is not None:
+            moved_aside[i] = MovedAside(target[1], moved_aside[i].moved_to, moved_aside[i].why, source[1])
+
+    @staticmethod
+    def _generation(db: sqlite3.Connection) -> int:
+        db.execute("CREATE TABLE IF NOT EXISTS mirror_generation (n INTEGER NOT NULL)")
+        row = db.execute("SELECT n FROM mirror_generation").fetchone()
+        return row[0] if row else 0
+
+    def write(self, sql: str, params: Sequence[Any] | Sequence[Sequence[Any]] = (), *, many: bool = False) -> None:
+        """Run one change (``executemany`` with ``many``) as one durable transaction on each
+        copy in turn, the file first.
+
+        Raises:
+            sqlite3.Error: the file could not take it (nothing changed). A mirror that cannot
+                take it once the file has is left a change behind, and rebuilt at the next open.
+        """
+        for db in (self.db, self.mirror):
+            try:
+                with db:
+                    db.execute("BEGIN IMMEDIATE")
+                    (db.executemany if many else db.execute)(sql, params)
+                    if db.execute("UPDATE mirror_generation SET n = n + 1").rowcount == 0:
+                        db.execute("INSERT INTO mirror_generation VALUES (1)")
+            except sqlite3.Error:
+                if db is self.db:
+                    raise
+                self.mirror_failures += 1
+
+    def close(self) -> None:
+        self.db.close()
+        self.mirror.close()
+
 
 PAGE_SIZE = 16384
 """Page size (bytes) of a file :func:`open_batched` creates. Both writers append rows that

@@ -27,7 +27,7 @@ from typing import Any, Callable
 from flight.core.config import RunConfig
 from flight.core.component import Arg, Channel, Command, CommandError, Component, Event, EventArg, Parameter
 from flight.core.messages import Message
-from flight.core.storage import moved_aside, take_moved_aside
+from flight.core.storage import MovedAside, moved_aside, take_moved_aside
 
 Emit = Callable[[str, str, Any], None]
 """``emit(kind, name, data)``: a subsystem's publish port."""
@@ -35,6 +35,22 @@ SendCommand = Callable[[str, str, dict], None]
 """``send_command(command_id, qualified_name, args)``: its port to the command dispatcher."""
 Listen = Callable[[bool], None]
 """``listen(on)``: start or stop delivery of the subsystem's ``SUBSCRIBE`` topics."""
+
+
+def store_moved_aside_event(event_id: int) -> Event:
+    """The HIGH event ``store_moved_aside`` (local id ``event_id``) of a process that found a
+    store damaged at open (:class:`flight.core.storage.MovedAside`, args :func:`moved_aside_args`)."""
+    return Event("store_moved_aside", event_id, "HIGH",
+                 "{file} was damaged ({why}): moved aside to {moved_to}; {outcome}",
+                 args=(EventArg("file", "str"), EventArg("moved_to", "str"), EventArg("why", "str"),
+                       EventArg("outcome", "str")))
+
+
+def moved_aside_args(moved: MovedAside) -> dict[str, str]:
+    """The arguments of :func:`store_moved_aside_event` for ``moved``."""
+    return {"file": str(moved.path), "moved_to": moved.moved_to.name, "why": moved.why[:160],
+            "outcome": moved.outcome()}
+
 
 FRAMEWORK_CHANNELS = (
     Channel("cycle_slips", "int", "count", "Ticks missed or overrun since the process started."),
@@ -49,10 +65,7 @@ FRAMEWORK_EVENTS = (
           args=(EventArg("command", "str"), EventArg("why", "str"))),
     Event("parameter_store_failed", 253, "MEDIUM", "cannot persist parameters {names}: {why}",
           args=(EventArg("names", "str"), EventArg("why", "str"))),
-    Event("store_moved_aside", 254, "HIGH",
-          "{file} was damaged ({why}): moved aside to {moved_to}, a fresh one was created; what it held is lost "
-          "to this run",
-          args=(EventArg("file", "str"), EventArg("moved_to", "str"), EventArg("why", "str"))),
+    store_moved_aside_event(254),
 )
 SET_PARAMETER_ID = 250
 """Local id of the framework command ``set_parameter`` of every component with parameters."""
@@ -221,7 +234,7 @@ class Subsystem:
     def report_moved_aside(self) -> None:
         """Announce each damaged store this process moved aside at open (:mod:`flight.core.storage`)."""
         for moved in take_moved_aside():
-            self.event("store_moved_aside", file=str(moved.path), moved_to=moved.moved_to.name, why=moved.why[:160])
+            self.event("store_moved_aside", **moved_aside_args(moved))
 
     def on_stop(self) -> None:
         """Called once when the process shuts down: close what :meth:`on_start` opened."""

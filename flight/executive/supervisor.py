@@ -40,6 +40,7 @@ from flight.core.component import Arg, Channel, Command, CommandError, Component
 from flight.core.messages import SeqTracker
 from flight.core.runtime import BusRuntime
 from flight.core.storage import take_moved_aside
+from flight.core.subsystem import moved_aside_args, store_moved_aside_event
 from flight.executive.dispatcher import Dispatcher, Forward
 from flight.hal.onboard_clock import REFUSED_EXIT, MissionError, read_mission
 from flight.subsystems.power.modes import MODES
@@ -103,10 +104,7 @@ COMPONENT = Component(
         Event("recording_recovered", 11, "INFO",
               "telemetry.sqlite written again: {written} held rows stored, {dropped} dropped this run",
               args=(EventArg("written", "int", "count"), EventArg("dropped", "int", "count"))),
-        Event("store_moved_aside", 9, "HIGH",
-              "{file} was damaged ({why}): moved aside to {moved_to}, a fresh one was created; what it held is "
-              "lost to this run",
-              args=(EventArg("file", "str"), EventArg("moved_to", "str"), EventArg("why", "str"))),
+        store_moved_aside_event(9),
     ),
 )
 
@@ -355,7 +353,7 @@ class Executive:
         self._open_bus()
         self.event("run_started", data_dir=str(self.data_dir))
         for moved in take_moved_aside():
-            self.event("store_moved_aside", file=str(moved.path), moved_to=moved.moved_to.name, why=moved.why[:160])
+            self.event("store_moved_aside", **moved_aside_args(moved))
         self.children = {c.name: c for c in self._children()}
         for child in self.children.values():
             self._spawn(child)

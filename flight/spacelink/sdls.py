@@ -49,7 +49,7 @@ from pathlib import Path
 
 from spacepackets.ecss.tc import PusTc
 
-from flight.core.storage import open_durable
+from flight.core.storage import MirroredStore
 from flight.spacelink.layout import Field, fixed_struct
 
 KEY_LEN = 32
@@ -165,7 +165,9 @@ class ArsnCounter:
 
 
 class ReplayGuard:
-    """Satellite-side anti-replay state per SPI, stored in SQLite at ``path``.
+    """Satellite-side anti-replay state per SPI, stored in SQLite at ``path`` and its mirror
+    (:class:`flight.core.storage.MirroredStore`: a damaged copy is rebuilt from the other, as a
+    fresh state would take every old TC again).
 
     Per SPI: a *floor* (no ARSN at or below it is accepted) and the set of the last
     :data:`REPLAY_WINDOW` accepted ARSNs above it. When the set is full, its lowest entry
@@ -177,10 +179,11 @@ class ReplayGuard:
 
     def __init__(self, path: Path) -> None:
         # one thread at a time uses a guard, though not always the one that opened it
-        self._db = open_durable(path)  # committed means on disk: survives power loss (and a full disk)
-        self._db.execute("CREATE TABLE IF NOT EXISTS arsn (spi INTEGER PRIMARY KEY, highest TEXT NOT NULL)")
         # TEXT: SQLite integers are signed 64-bit, an ARSN is unsigned
-        self._floor = {int(spi): int(highest) for spi, highest in self._db.execute("SELECT spi, highest FROM arsn")}
+        self._store = MirroredStore(path, ("CREATE TABLE IF NOT EXISTS arsn (spi INTEGER PRIMARY KEY, "
+                                           "highest TEXT NOT NULL)",))
+        self._floor = {int(spi): int(highest)
+                       for spi, highest in self._store.db.execute("SELECT spi, highest FROM arsn")}
         self._seen: dict[int, set[int]] = {}
 
     def highest(self, spi: int) -> int:
@@ -201,8 +204,8 @@ class ReplayGuard:
             raise AuthenticationError(f"replayed or stale sequence number {arsn} for SPI {spi} "
                                       f"(highest accepted {self.highest(spi)})")
         if arsn > self.highest(spi):
-            self._db.execute("INSERT INTO arsn (spi, highest) VALUES (?, ?) "
-                             "ON CONFLICT(spi) DO UPDATE SET highest = excluded.highest", (spi, str(arsn)))
+            self._store.write("INSERT INTO arsn (spi, highest) VALUES (?, ?) "
+                              "ON CONFLICT(spi) DO UPDATE SET highest = excluded.highest", (spi, str(arsn)))
         seen.add(arsn)
         if len(seen) > REPLAY_WINDOW:
             lowest = min(seen)
@@ -210,4 +213,4 @@ class ReplayGuard:
             self._floor[spi] = lowest
 
     def close(self) -> None:
-        self._db.close()
+        self._store.close()

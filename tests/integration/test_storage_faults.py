@@ -2,7 +2,8 @@
 
 * Every store of the data directory damaged between two runs (its header overwritten): the next
   run moves each aside (``<name>.corrupt-<time>``), announces it with a ``store_moved_aside``
-  event naming the file, creates a fresh one and flies to its end.
+  event naming the file, creates a fresh one and flies to its end; with both copies of the key
+  store damaged, the link says the key files are active again (``keys_reprovisioned``).
 * The data directory on a small tmpfs filled up mid-run (ENOSPC): the recorder holds what it
   cannot write and says so (``exec.recording_failed``, counted in ``exec.hk``), the link's packet
   stores report their failures, commanding still works, and once space returns everything
@@ -26,9 +27,10 @@ from tests.support.predicates import FlightRun, wait_until
 
 pytestmark = pytest.mark.slow
 STORES = ("telemetry.sqlite", "jobs.sqlite", "packet_stores.sqlite", "schedule.sqlite", "parameters.sqlite",
-          "link_settings.sqlite", "link_replay.sqlite", "link_keys.sqlite", "monitor.sqlite", "pending_tcs.sqlite",
-          "tm_security.sqlite")
-"""Every SQLite file a run keeps in its data directory."""
+          "link_settings.sqlite", "link_replay.sqlite", "link_replay.mirror.sqlite", "link_keys.sqlite",
+          "link_keys.mirror.sqlite", "monitor.sqlite", "pending_tcs.sqlite", "tm_security.sqlite")
+"""Every SQLite file a run keeps in its data directory (the security state twice: a file and its
+mirror)."""
 
 
 def fly(tmp_path, *args: str) -> tuple[int, str]:
@@ -51,12 +53,15 @@ def test_every_damaged_store_is_moved_aside_with_an_event_and_the_run_goes_on(tm
     db = sqlite3.connect(f"file:{data / 'telemetry.sqlite'}?mode=ro", uri=True)
     try:
         rows = db.execute("SELECT src, severity, message, args FROM ev WHERE name LIKE '%.store_moved_aside'").fetchall()
+        reprovisioned = db.execute("SELECT severity FROM ev WHERE name = 'link.keys_reprovisioned'").fetchall()
     finally:
         db.close()
     announced = {os.path.basename(json.loads(a)["file"]): (src, sev, msg) for src, sev, msg, a in rows}
     assert set(announced) == set(STORES), announced
+    assert reprovisioned == [("HIGH",)]  # both copies of the key store were damaged
     for name, (_, severity, message) in announced.items():
         assert severity == "HIGH" and name in message and "moved aside" in message
+        assert "a fresh one was created; what it held is lost" in message  # no copy survived
         (aside,) = data.glob(f"{name}.corrupt-*[0-9]Z")
         assert aside.read_bytes().startswith(b"DAMAGED!")
         sqlite3.connect(data / name).execute("SELECT count(*) FROM sqlite_master")  # a fresh, sound file

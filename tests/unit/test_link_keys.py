@@ -98,8 +98,8 @@ def test_the_key_store_keeps_its_states_across_reopening_and_refuses_illegal_tra
     first = StationKey("local", 1, bytes(32))
     store = KeyStore(tmp_path / KEYS_FILE)
     assert store.seed({1: first}) and not store.seed({9: StationKey("late", 9, bytes(32))})
-    assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.glob(KEYS_FILE + "*")} == {
-        KEYS_FILE: 0o600, KEYS_FILE + "-wal": 0o600, KEYS_FILE + "-shm": 0o600}
+    assert {p.name: p.stat().st_mode & 0o777 for p in tmp_path.glob("link_keys.*")} == {
+        name + side: 0o600 for name in (KEYS_FILE, "link_keys.mirror.sqlite") for side in ("", "-wal", "-shm")}
     store.add(NEW)
     with pytest.raises(CommandError, match="already holds a key"):
         store.add(StationKey("again", 2, bytes(32)))
@@ -236,7 +236,9 @@ def test_a_rotation_in_the_middle_of_a_stream_of_tcs_loses_none(link, tmp_path):
     assert harness.hk()["tc_rejected"] == 0
 
 
-def test_key_states_survive_a_restart_of_the_link_on_the_same_data(tmp_path):
+def _rotated(tmp_path) -> tuple[StationKey, StationKey, bytes]:
+    """A link on ``tmp_path`` that uploaded and activated SPI 2 and revoked SPI 1, then stopped:
+    ``(old key, new key, a ping signed with the new key that it accepted)``."""
     keys.create_kek(tmp_path / "keys")
     harness = LinkHarness(tmp_path, contact="always")
     harness.frame()
@@ -247,13 +249,29 @@ def test_key_states_survive_a_restart_of_the_link_on_the_same_data(tmp_path):
                                (pus141.ACTIVATE, pus141.spi_data(2), old),
                                (pus141.DEACTIVATE, pus141.spi_data(1), new)):
         assert _final(ground.answers(subtype, data, key)) == ("completed", None)
+    accepted = bytes(protect(_ping(900), new, ground.arsn.next()).pack())
+    ground.send(accepted)
+    assert _kinds(ground.expect(1)) == [(17, 2)]
     ground.close()
     harness.close()
+    return old, new, accepted
 
-    keys.create_key(tmp_path / "keys", "late")  # a key file added after the first run is not taken
-    again = LinkHarness(tmp_path, contact="always")  # the old key's file is still in the keys directory
+
+def _restart_with_damage(tmp_path, *files: str) -> tuple[LinkHarness, KeyGround]:
+    """The link started again on ``tmp_path`` (its data directory) after ``files`` of it were
+    damaged (their SQLite header overwritten), with a ground connected."""
+    for name in files:
+        with open(tmp_path / name, "r+b") as f:
+            f.write(b"DAMAGED!" * 8)
+    again = LinkHarness(tmp_path, contact="always")
     again.frame()
-    ground = KeyGround(again)
+    return again, KeyGround(again)
+
+
+def test_key_states_survive_a_restart_of_the_link_on_the_same_data(tmp_path):
+    old, new, _ = _rotated(tmp_path)
+    keys.create_key(tmp_path / "keys", "late")  # a key file added after the first run is not taken
+    again, ground = _restart_with_damage(tmp_path)  # none; the old key's file is still in the keys directory
     ground.ping(old)
     assert services.decode_tm(DICT, ground.expect(1)[0][-1]).code == "KEY_NOT_ACTIVE"
     ground.ping(new)
@@ -261,6 +279,38 @@ def test_key_states_survive_a_restart_of_the_link_on_the_same_data(tmp_path):
     assert ground.inventory(new) == [KeyEntry(1, KeyState.DEACTIVATED, "local"), KeyEntry(2, KeyState.ACTIVE, "local-2")]
     assert [(e.data["args"]["station"], e.data["args"]["spi"]) for e in again.events("key_file_not_on_board")] == [("late", 3)]
     assert [e.data["args"]["count"] for e in again.events("authenticated")] == [1]
+    ground.close()
+    again.close()
+
+
+def test_a_damaged_key_store_or_replay_state_is_restored_from_its_mirror_so_revoked_stays_revoked(tmp_path):
+    old, new, accepted = _rotated(tmp_path)
+    again, ground = _restart_with_damage(tmp_path, KEYS_FILE, "link_replay.mirror.sqlite")
+    ground.ping(old)
+    assert services.decode_tm(DICT, ground.expect(1)[0][-1]).code == "KEY_NOT_ACTIVE"  # still revoked
+    ground.send(accepted)
+    refused = services.decode_tm(DICT, ground.expect(1)[0][-1])
+    assert refused.code == "AUTHENTICATION_ERROR" and "replayed" in refused.message  # still refused
+    ground.ping(new)
+    assert _kinds(ground.expect(1)) == [(17, 2)]
+    assert ground.inventory(new) == [KeyEntry(1, KeyState.DEACTIVATED, "local"), KeyEntry(2, KeyState.ACTIVE, "local-2")]
+    restored = {os.path.basename(e.data["args"]["file"]): e.data["args"]["outcome"]
+                for e in again.events("store_moved_aside")}
+    assert restored == {KEYS_FILE: "restored from its mirror link_keys.mirror.sqlite: nothing was lost",
+                        "link_replay.mirror.sqlite": "restored from its mirror link_replay.sqlite: nothing was lost"}
+    assert again.events("keys_reprovisioned") == []
+    ground.close()
+    again.close()
+
+
+def test_with_both_copies_of_the_key_store_damaged_the_key_files_return_with_a_high_event(tmp_path):
+    old, _, _ = _rotated(tmp_path)
+    again, ground = _restart_with_damage(tmp_path, KEYS_FILE, "link_keys.mirror.sqlite")
+    (event,) = again.events("keys_reprovisioned")
+    assert event.data["severity"] == "HIGH" and event.data["args"] == {
+        "count": 2, "stations": "local (SPI 1), local-2 (SPI 2)"}
+    ground.ping(old)  # as on the mission's first run: the operators must revoke it again
+    assert _kinds(ground.expect(1)) == [(17, 2)]
     ground.close()
     again.close()
 

@@ -2,19 +2,27 @@
 (:class:`~flight.spacelink.pus141_keys.KeyState`), in :data:`KEYS_FILE` of the run data
 directory.
 
-Private: the file (mode 0600, with its ``-wal`` and ``-shm``, which SQLite creates with the
-file's mode) holds key material, like a key file. Durable and atomic: each change is one SQLite transaction on a durable file
-(:func:`flight.core.storage.open_durable`: committed means on disk, with room kept for a
-full disk), made before the TC that asked for it completes, and the in-memory copy changes
-only once it is committed. So a key deactivated before a reboot (a new ``flight run`` on the
-same data directory) is still deactivated after it, and one uploaded is still there.
+Kept twice: in :data:`KEYS_FILE` and its mirror (:class:`flight.core.storage.MirroredStore`),
+so that a damaged file is rebuilt from the other copy and a revoked key stays revoked (a fresh
+store would be provisioned again from the key files, revoked keys included).
+
+Private: both files (mode 0600, with their ``-wal`` and ``-shm``, which SQLite creates with
+the file's mode) hold key material, like a key file. Durable and atomic: each change is one
+SQLite transaction on each copy (:func:`flight.core.storage.open_durable`: committed means on
+disk, with room kept for a full disk), made before the TC that asked for it completes, and the
+in-memory copy changes only once it is committed. So a key deactivated before a reboot (a new
+``flight run`` on the same data directory) is still deactivated after it, and one uploaded is
+still there.
 
 Where keys come from
     On the mission's first run (an empty store) the key files of the keys directory
     (:func:`flight.spacelink.keys.load_all`) are the keys provisioned before launch: they
-    enter the store active (:meth:`KeyStore.seed`). From then on the store rules: keys change
-    only by telecommand (service 141), and a key file added to the directory later is not
-    taken (the link says so by event); one deleted from it stays on board.
+    enter the store active (:meth:`KeyStore.seed`). So they do again if no copy of the store
+    survives damage found at start (:attr:`KeyStore.lost`), which the link reports with the HIGH
+    event ``keys_reprovisioned``: every key change since launch is then gone. From then on
+    the store rules: keys change only by telecommand (service 141), and a key file added to
+    the directory later is not taken (the link says so by event); one deleted from it stays
+    on board.
 Rules (the transitions of CCSDS 355.1-B-1's key management)
     A key is uploaded pre-active under a new SPI (an SPI is never reused, so the replay
     state of a deactivated key can never be reopened); only a pre-active key can be
@@ -30,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flight.core.component import CommandError
-from flight.core.storage import open_durable
+from flight.core.storage import MirroredStore, mirror_path
 from flight.spacelink.pus141_keys import MAX_KEYS, KeyEntry, KeyState
 from flight.spacelink.sdls import AuthenticationError, StationKey
 
@@ -62,18 +70,23 @@ class KeyStore:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # key material: as private as a key file
-        self._db = open_durable(path)
-        for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-            if file.exists():  # a fresh file after a damaged one was moved aside, or one from before
-                file.chmod(0o600)
-        self._db.execute("CREATE TABLE IF NOT EXISTS keys (spi INTEGER PRIMARY KEY, name TEXT NOT NULL, "
-                         "key BLOB NOT NULL, state INTEGER NOT NULL)")
+        copies = (path, mirror_path(path))
+        for copy in copies:
+            os.close(os.open(copy, os.O_WRONLY | os.O_CREAT, 0o600))  # key material: as private as a key file
+        self._store = MirroredStore(path, ("CREATE TABLE IF NOT EXISTS keys (spi INTEGER PRIMARY KEY, "
+                                           "name TEXT NOT NULL, key BLOB NOT NULL, state INTEGER NOT NULL)",))
+        for copy in copies:
+            for file in (copy, copy.with_name(copy.name + "-wal"), copy.with_name(copy.name + "-shm")):
+                if file.exists():  # a fresh file after a damaged one was moved aside, or one from before
+                    file.chmod(0o600)
+        self.lost = self._store.lost
+        """No copy of the store survived the damage found at this open: every key change since
+        the mission's first run is gone (:meth:`seed` provisions the key files again)."""
         self._keys = {int(spi): StoredKey(StationKey(name, int(spi), bytes(key)), KeyState(state))
-                      for spi, name, key, state in self._db.execute("SELECT spi, name, key, state FROM keys")}
+                      for spi, name, key, state in self._store.db.execute("SELECT spi, name, key, state FROM keys")}
 
     def close(self) -> None:
-        self._db.close()
+        self._store.close()
 
     def seed(self, keys: dict[int, StationKey]) -> bool:
         """On an empty store, store ``keys`` active (the keys provisioned before launch);
@@ -84,9 +97,8 @@ class KeyStore:
         """
         if self._keys:
             return False
-        with self._db:
-            self._db.executemany("INSERT INTO keys VALUES (?, ?, ?, ?)", [
-                (k.spi, k.station, k.key, int(KeyState.ACTIVE)) for k in keys.values()])
+        self._store.write("INSERT INTO keys VALUES (?, ?, ?, ?)", [
+            (k.spi, k.station, k.key, int(KeyState.ACTIVE)) for k in keys.values()], many=True)
         self._keys = {spi: StoredKey(k, KeyState.ACTIVE) for spi, k in keys.items()}
         return True
 
@@ -105,7 +117,7 @@ class KeyStore:
 
     def active(self) -> list[StationKey]:
         """The active keys, by SPI."""
-        return [s.key for s in self._keys.values() if s.state == KeyState.ACTIVE]
+        return [s.key for _, s in sorted(self._keys.items()) if s.state == KeyState.ACTIVE]
 
     def inventory(self, first_spi: int, last_spi: int) -> list[KeyEntry]:
         """The keys whose SPI is in ``first_spi..last_spi``, ascending."""
@@ -137,9 +149,8 @@ class KeyStore:
         if len(self._keys) >= MAX_KEYS:
             raise CommandError("VALIDATION_ERROR", f"the key store is full ({MAX_KEYS} keys, deactivated ones "
                                                    "counted)")
-        with self._db:
-            self._db.execute("INSERT INTO keys VALUES (?, ?, ?, ?)",
-                             (key.spi, key.station, key.key, int(KeyState.PRE_ACTIVE)))
+        self._store.write("INSERT INTO keys VALUES (?, ?, ?, ?)",
+                          (key.spi, key.station, key.key, int(KeyState.PRE_ACTIVE)))
         self._keys[key.spi] = StoredKey(key, KeyState.PRE_ACTIVE)
 
     def activate(self, spi: int) -> StoredKey:
@@ -173,7 +184,6 @@ class KeyStore:
         if stored.state not in sources:
             raise CommandError("VALIDATION_ERROR", f"the key of SPI {spi} ({stored.key.station}) is "
                                                    f"{stored.state.name}, not {' or '.join(s.name for s in sources)}")
-        with self._db:
-            self._db.execute("UPDATE keys SET state = ? WHERE spi = ?", (int(target), spi))
+        self._store.write("UPDATE keys SET state = ? WHERE spi = ?", (int(target), spi))
         self._keys[spi] = StoredKey(stored.key, target)
         return self._keys[spi]

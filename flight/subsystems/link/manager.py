@@ -200,6 +200,11 @@ class LinkManager(Subsystem):
                   "key file of station {station} (SPI {spi}) is not in the onboard key store: only its first run "
                   "takes key files; upload it by TC[141,1] (flight ground keys upload {station})",
                   args=(EventArg("station", "str"), EventArg("spi", "int"))),
+            Event("keys_reprovisioned", 53, "HIGH",
+                  "the onboard key store was damaged and no copy survived: the {count} key(s) of the key files are "
+                  "active again ({stations}) and every key change since launch is lost; deactivate any revoked "
+                  "one again (TC[141,3])",
+                  args=(EventArg("count", "int", "count"), EventArg("stations", "str"))),
             Event("store_failed", 30, "MEDIUM", "packet store {store}: {why}",
                   args=(EventArg("store", "str"), EventArg("why", "str"))),
             Event("storage_changed", 31, "INFO", "{what} for packet store(s) {stores}",
@@ -361,8 +366,10 @@ class LinkManager(Subsystem):
                 self.event("lab_mode", endpoint=self.endpoint)
             else:
                 active = self.auth.store.active()
-                self.event("authenticated", endpoint=self.endpoint, count=len(active),
-                           stations=", ".join(f"{k.station} (SPI {k.spi})" for k in active))
+                stations = ", ".join(f"{k.station} (SPI {k.spi})" for k in active)
+                self.event("authenticated", endpoint=self.endpoint, count=len(active), stations=stations)
+                if self.auth.store.lost:
+                    self.event("keys_reprovisioned", count=len(active), stations=stations)
                 for key in self.auth.file_keys.values():
                     if self.auth.store.get(key.spi) is None:
                         self.event("key_file_not_on_board", station=key.station, spi=key.spi)
