@@ -350,6 +350,9 @@ def _setpoint(value: float = 30.0, flags: int = framing.ACK_ALL, seq: int = 2) -
 
 FRAME_PERIOD_S = 0.05
 """Wall seconds per served tick (one onboard second each)."""
+STOP_TIMEOUT_S = 30.0
+"""How long :meth:`ServedLink.close` waits for its thread, which may be in the middle of a
+:meth:`LinkHarness.pump` (up to :data:`SETTLE_TIMEOUT_S` past its own time) on a loaded machine."""
 
 
 class ServedLink:
@@ -365,6 +368,8 @@ class ServedLink:
         self.each_tick = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self.error: BaseException | None = None
+        """What ended the serving thread early, if anything."""
         self.harness.frame(contact=contact)  # contact is known before any client can connect
         self._thread = threading.Thread(target=self._serve, name="link", daemon=True)
         self._thread.start()
@@ -375,19 +380,34 @@ class ServedLink:
 
     def _serve(self) -> None:
         next_frame = time.monotonic() + FRAME_PERIOD_S
-        while not self._stop.is_set():
-            with self._lock:
-                calls, self._calls = self._calls, []
-            for fn in calls:
-                fn(self.harness)
-            self.harness.pump(0.005)
-            if time.monotonic() >= next_frame:
-                self.harness.frame(contact=self.contact)
-                if self.each_tick is not None:
-                    self.each_tick(self.harness)
-                next_frame = time.monotonic() + FRAME_PERIOD_S
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    calls, self._calls = self._calls, []
+                for fn in calls:
+                    fn(self.harness)
+                self.harness.pump(0.005)
+                if time.monotonic() >= next_frame:
+                    self.harness.frame(contact=self.contact)
+                    if self.each_tick is not None:
+                        self.each_tick(self.harness)
+                    next_frame = time.monotonic() + FRAME_PERIOD_S
+        except BaseException as exc:
+            self.error = exc  # close() raises it in the test's thread: a link that died mid-test fails it
+            raise
 
     def close(self) -> None:
+        """Stop the thread, then close the harness, and raise what ended the thread early.
+
+        Raises:
+            RuntimeError: the thread did not stop within :data:`STOP_TIMEOUT_S`; its sockets are
+                then left open, since destroying their ZeroMQ context under a thread that still
+                uses them aborts the whole process (a libzmq assertion), test runner included.
+        """
         self._stop.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=STOP_TIMEOUT_S)
+        if self._thread.is_alive():
+            raise RuntimeError(f"the served link's thread did not stop within {STOP_TIMEOUT_S:g} s")
         self.harness.close()
+        if self.error is not None:
+            raise RuntimeError("the served link's thread failed") from self.error
