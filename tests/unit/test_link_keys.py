@@ -3,7 +3,8 @@ flight.subsystems.link.key_store), through the real link over loopback TCP with 
 (the real dispatcher and subsystems): upload wrapped under a key-encryption key, verify, activate,
 deactivate, inventory; a revoked key's TCs refused with KEY_NOT_ACTIVE and counted; a rotation
 in the middle of a stream of TCs loses none; key states survive a restart of the link on the same
-data directory; malformed and hostile key TCs are refused, counted, and change nothing."""
+data directory, and a damaged copy of the key store or of the anti-replay state (restored from its
+mirror); malformed and hostile key TCs are refused, counted, and change nothing."""
 
 import os
 import sqlite3
