@@ -212,5 +212,11 @@ class ReplayGuard:
             seen.discard(lowest)
             self._floor[spi] = lowest
 
+    @property
+    def mirror_failures(self) -> int:
+        """New highest numbers the file took and its mirror could not
+        (:class:`flight.core.storage.MirroredStore`)."""
+        return self._store.mirror_failures
+
     def close(self) -> None:
         self._store.close()

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from flight.core.component import CommandError
 from flight.spacelink import framing, keys, pus141_keys as pus141, services
 from flight.spacelink.pus141_keys import KeyEntry, KeyState
-from flight.spacelink.sdls import StationKey, protect
+from flight.spacelink.sdls import ReplayGuard, StationKey, protect
 from flight.subsystems.link.key_store import KEYS_FILE, KeyStore
+from flight.subsystems.link.uplink import REPLAY_STATE_FILE
 from tests.support.link_harness import DICT, Ground, LinkHarness, _kinds, _ping
 
 SOURCE = 0x1234
@@ -314,6 +315,27 @@ def test_with_both_copies_of_the_key_store_damaged_the_key_files_return_with_a_h
     assert _kinds(ground.expect(1)) == [(17, 2)]
     ground.close()
     again.close()
+
+
+def test_a_change_its_mirror_cannot_take_is_announced_once_and_the_mirror_rebuilt_at_the_next_start(tmp_path):
+    harness = LinkHarness(tmp_path, contact="always")
+    harness.frame()
+    ground = KeyGround(harness)
+    harness.link.auth._replay._store.mirror.execute("DROP TABLE arsn")  # the mirror refuses every write now
+    for _ in range(2):
+        ground.ping(harness.key)
+        assert _kinds(ground.expect(1)) == [(17, 2)]  # accepted: the file holds its number
+    harness.frame()
+    harness.frame()
+    assert [(e.data["severity"], e.data["args"]) for e in harness.events("security_mirror_behind")] == [
+        ("MEDIUM", {"count": 2, "total": 2})]
+    highest = harness.link.auth._replay.highest(harness.key.spi)
+    ground.close()
+    harness.close()
+    ReplayGuard(tmp_path / REPLAY_STATE_FILE).close()
+    mirror = sqlite3.connect(tmp_path / "link_replay.mirror.sqlite")
+    assert mirror.execute("SELECT highest FROM arsn").fetchall() == [(str(highest),)]
+    mirror.close()
 
 
 def test_hostile_and_malformed_key_tcs_are_refused_counted_and_change_nothing(link, tmp_path):

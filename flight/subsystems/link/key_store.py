@@ -88,6 +88,11 @@ class KeyStore:
     def close(self) -> None:
         self._store.close()
 
+    @property
+    def mirror_failures(self) -> int:
+        """Changes the file took and its mirror could not (:class:`flight.core.storage.MirroredStore`)."""
+        return self._store.mirror_failures
+
     def seed(self, keys: dict[int, StationKey]) -> bool:
         """On an empty store, store ``keys`` active (the keys provisioned before launch);
         whether it did.

@@ -205,6 +205,11 @@ class LinkManager(Subsystem):
                   "active again ({stations}) and every key change since launch is lost; deactivate any revoked "
                   "one again (TC[141,3])",
                   args=(EventArg("count", "int", "count"), EventArg("stations", "str"))),
+            Event("security_mirror_behind", 54, "MEDIUM",
+                  "{count} change(s) of the key store or the anti-replay state reached their file but not its "
+                  "mirror ({total} this run): the next start rebuilds the mirror; until then damage to the file "
+                  "would lose them",
+                  args=(EventArg("count", "int", "count"), EventArg("total", "int", "count"))),
             Event("store_failed", 30, "MEDIUM", "packet store {store}: {why}",
                   args=(EventArg("store", "str"), EventArg("why", "str"))),
             Event("storage_changed", 31, "INFO", "{what} for packet store(s) {stores}",
@@ -293,6 +298,8 @@ class LinkManager(Subsystem):
         if not config.unauthenticated_lab:  # no keys to manage
             self.router.add(KeyService(self.auth, self.verification, self.event).routes())
         self._first_tick = True
+        self._mirror_failures_reported = 0
+        """Mirror failures of the security state already announced (``security_mirror_behind``)."""
         self._recovered = False
 
     @property
@@ -373,6 +380,10 @@ class LinkManager(Subsystem):
                 for key in self.auth.file_keys.values():
                     if self.auth.store.get(key.spi) is None:
                         self.event("key_file_not_on_board", station=key.station, spi=key.spi)
+        failures = self.auth.mirror_failures
+        if failures > self._mirror_failures_reported:
+            self.event("security_mirror_behind", count=failures - self._mirror_failures_reported, total=failures)
+            self._mirror_failures_reported = failures
         self.state.set_utc(float(frame["utc_unix_s"]))
         self._update_contact(frame)
         now = time.monotonic()

@@ -78,6 +78,12 @@ class Authenticator:
             self.store.seed(self.file_keys)
             self._replay = ReplayGuard(data_path / REPLAY_STATE_FILE)
 
+    @property
+    def mirror_failures(self) -> int:
+        """Changes of the key store and the anti-replay state that reached their file but not
+        its mirror (0 in lab mode)."""
+        return sum(part.mirror_failures for part in (self._replay, self.store) if part is not None)
+
     def close(self) -> None:
         for part in (self._replay, self.store):
             if part is not None:
