@@ -79,14 +79,17 @@ class KeyStore:
             for file in (copy, copy.with_name(copy.name + "-wal"), copy.with_name(copy.name + "-shm")):
                 if file.exists():  # a fresh file after a damaged one was moved aside, or one from before
                     file.chmod(0o600)
-        self.lost = self._store.lost
-        """No copy of the store survived the damage found at this open: every key change since
-        the mission's first run is gone (:meth:`seed` provisions the key files again)."""
         self._keys = {int(spi): StoredKey(StationKey(name, int(spi), bytes(key)), KeyState(state))
                       for spi, name, key, state in self._store.db.execute("SELECT spi, name, key, state FROM keys")}
 
     def close(self) -> None:
         self._store.close()
+
+    @property
+    def lost(self) -> bool:
+        """No copy of the store survived the damage found at this open: every key change since
+        the mission's first run is gone (:meth:`seed` provisions the key files again)."""
+        return self._store.lost
 
     @property
     def mirror_failures(self) -> int:
