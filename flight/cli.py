@@ -18,13 +18,14 @@ import argparse
 import json
 import math
 import os
+import select
 import signal
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from flight.exit_status import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from flight.exit_status import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT_CLOSED, EXIT_USAGE
 from flight.core.bus import BusAddress
 from flight.core.config import RunConfig
 from flight.core.tle import DEFAULT_TLE_NAME, DEFAULT_TLE_PATH, load_tle, orbit_period_s
@@ -472,14 +473,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _output_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader has closed it (Linux ``poll(2)`` reports
+    POLLERR on a pipe's write end once no reader is left)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+    except (AttributeError, ValueError, OSError):
+        return False
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
 def main(argv: list[str] | None = None) -> None:
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `flight dict | head` ends quietly, as a Unix tool should
+    """The ``flight`` command line (``argv``: the arguments, default ``sys.argv[1:]``); exits
+    with a status of :mod:`flight.exit_status`.
+
+    SIGPIPE keeps Python's disposition (ignored): a write to a link, a Dask peer or a Yamcs
+    client that has gone raises an error the command handles, where the signal's default
+    action would kill a ground gateway without a word. Only standard output closed by its
+    reader (``flight dict | head``) ends the command quietly, with 141 as the signal would.
+    """
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["sim"]:
         # the simulator by module name, as the executive starts it: flight does not import it
         os.execv(sys.executable, [sys.executable, "-m", SIMULATOR_SERVER, *argv[1:]])
     args = build_parser().parse_args(argv)
-    sys.exit(args.func(args))
+    try:
+        status = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        if not _output_reader_gone():
+            raise
+        # what is still buffered can go nowhere; without this, the flush at exit would fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = EXIT_OUTPUT_CLOSED
+    sys.exit(status)
 
 
 if __name__ == "__main__":

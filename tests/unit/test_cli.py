@@ -86,3 +86,28 @@ def test_dictionary_graph_names_every_data_product_and_its_readers():
     assert committed.read_text() == out.stdout, (
         "docs/wiring.dot (and the README's picture) lag the declarations: "
         "flight dict --graph > docs/wiring.dot && dot -Tpng -Gdpi=110 docs/wiring.dot -o docs/wiring.png")
+
+
+def test_output_closed_by_its_reader_ends_the_command_quietly():
+    # `flight dict --json | head -c 100`: the JSON (~150 kB) is more than a pipe holds, so
+    # the command is still writing when the reader goes
+    proc = subprocess.Popen([sys.executable, "-m", "flight.cli", "dict", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout.read(100).startswith(b"{")
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141, "128 + SIGPIPE, as a Unix filter cut short ends"
+    assert err == b"", "no traceback"
+
+
+def test_a_peer_that_has_gone_is_an_error_the_command_handles_not_a_silent_death():
+    # After `flight ... main` has run, a write to a closed connection (a link that restarted
+    # under the gateway, a Dask worker that died) must raise, not kill the process by SIGPIPE.
+    code = ("import socket, sys\n"
+            "from flight import cli\n"
+            "try:\n    cli.main(['scenarios'])\nexcept SystemExit:\n    pass\n"
+            "ours, theirs = socket.socketpair()\n"
+            "theirs.close()\n"
+            "try:\n    ours.sendall(b'TC')\nexcept BrokenPipeError:\n    print('peer gone', file=sys.stderr)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stderr) == (0, "peer gone\n")
