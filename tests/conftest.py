@@ -28,6 +28,30 @@ def pytest_addoption(parser):
                      help="HAL endpoint of a rig for tests/hil (default: start a sim_hw of our own)")
 
 
+KEPT_SIGNALS = (signal.SIGPIPE, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGALRM,
+                signal.SIGUSR1, signal.SIGUSR2)
+"""Signals whose disposition a test must leave as it found it."""
+
+
+@pytest.fixture(autouse=True)
+def signal_dispositions_kept():
+    """Fail a test that leaves this process's signal handling changed, and put it back.
+
+    A test runs in a pytest worker that lives for the whole run: SIGPIPE left at its default
+    (by a command's ``main`` run in process, say) lets some later test's write to a socket
+    that its peer has just closed kill the worker without a traceback, far from the cause.
+    """
+    before = {sig: signal.getsignal(sig) for sig in KEPT_SIGNALS}
+    yield
+    after = {sig: signal.getsignal(sig) for sig in KEPT_SIGNALS}
+    changed = [sig for sig in KEPT_SIGNALS if after[sig] != before[sig]]
+    for sig in changed:
+        signal.signal(sig, before[sig])
+    if changed:
+        pytest.fail("the test changed the handling of " + ", ".join(
+            f"{signal.Signals(sig).name} (was {before[sig]!r}, left {after[sig]!r})" for sig in changed), pytrace=False)
+
+
 @pytest.fixture(autouse=True)
 def ground_archive(tmp_path, monkeypatch):
     """Every ground tool a test runs (in process or as a subprocess of it) archives into the
