@@ -1,6 +1,7 @@
 """Shared pytest options and fixtures: ``--hal ENDPOINT`` points the HIL suite at a rig;
 ``harness`` and ``ground`` are a link manager on loopback and a ground station talking to it;
-``ground_archive`` keeps every test's ground archive in its own directory."""
+``ground_archive`` keeps every test's ground archive in its own directory;
+``signal_dispositions_kept`` fails a test that leaves the process's signal handling changed."""
 
 import os
 import signal
