@@ -173,6 +173,9 @@ class ReplayGuard:
     :data:`REPLAY_WINDOW` accepted ARSNs above it. When the set is full, its lowest entry
     becomes the floor. After a restart the floor is the highest ARSN ever accepted.
 
+    Attributes:
+        store: the state's two copies (``arsn``: per SPI, the highest ARSN accepted, as text).
+
     Raises:
         sqlite3.Error: the state file cannot be opened or read.
     """
@@ -180,10 +183,10 @@ class ReplayGuard:
     def __init__(self, path: Path) -> None:
         # one thread at a time uses a guard, though not always the one that opened it
         # TEXT: SQLite integers are signed 64-bit, an ARSN is unsigned
-        self._store = MirroredStore(path, ("CREATE TABLE IF NOT EXISTS arsn (spi INTEGER PRIMARY KEY, "
+        self.store = MirroredStore(path, ("CREATE TABLE IF NOT EXISTS arsn (spi INTEGER PRIMARY KEY, "
                                            "highest TEXT NOT NULL)",))
         self._floor = {int(spi): int(highest)
-                       for spi, highest in self._store.db.execute("SELECT spi, highest FROM arsn")}
+                       for spi, highest in self.store.db.execute("SELECT spi, highest FROM arsn")}
         self._seen: dict[int, set[int]] = {}
 
     def highest(self, spi: int) -> int:
@@ -204,7 +207,7 @@ class ReplayGuard:
             raise AuthenticationError(f"replayed or stale sequence number {arsn} for SPI {spi} "
                                       f"(highest accepted {self.highest(spi)})")
         if arsn > self.highest(spi):
-            self._store.write("INSERT INTO arsn (spi, highest) VALUES (?, ?) "
+            self.store.write("INSERT INTO arsn (spi, highest) VALUES (?, ?) "
                               "ON CONFLICT(spi) DO UPDATE SET highest = excluded.highest", (spi, str(arsn)))
         seen.add(arsn)
         if len(seen) > REPLAY_WINDOW:
@@ -216,7 +219,7 @@ class ReplayGuard:
     def mirror_failures(self) -> int:
         """New highest numbers the file took and its mirror could not
         (:class:`flight.core.storage.MirroredStore`)."""
-        return self._store.mirror_failures
+        return self.store.mirror_failures
 
     def close(self) -> None:
-        self._store.close()
+        self.store.close()

@@ -24,6 +24,7 @@ from flight.ground.client import LinkClient
 from flight.spacelink.pus1_verification import Verification
 from flight.spacelink.pus5_events import EventReport
 from tests.support.predicates import FlightRun, wait_until
+from tests.support.storage import DAMAGE, damage_header
 
 pytestmark = pytest.mark.slow
 STORES = ("telemetry.sqlite", "jobs.sqlite", "packet_stores.sqlite", "schedule.sqlite", "parameters.sqlite",
@@ -45,8 +46,7 @@ def test_every_damaged_store_is_moved_aside_with_an_event_and_the_run_goes_on(tm
     data = tmp_path / "run"
     assert {p.name for p in data.glob("*.sqlite")} == set(STORES)
     for name in STORES:
-        with open(data / name, "r+b") as f:
-            f.write(b"DAMAGED!" * 8)
+        damage_header(data / name)
     code, out = fly(tmp_path, "--duration", "30")
     assert code == 0, out
     assert "Traceback" not in "".join(p.read_text(errors="replace") for p in (data / "logs").glob("*.log"))
@@ -63,7 +63,7 @@ def test_every_damaged_store_is_moved_aside_with_an_event_and_the_run_goes_on(tm
         assert severity == "HIGH" and name in message and "moved aside" in message
         assert "a fresh one was created; what it held is lost" in message  # no copy survived
         (aside,) = data.glob(f"{name}.corrupt-*[0-9]Z")
-        assert aside.read_bytes().startswith(b"DAMAGED!")
+        assert aside.read_bytes().startswith(DAMAGE)
         sqlite3.connect(data / name).execute("SELECT count(*) FROM sqlite_master")  # a fresh, sound file
 
 

@@ -124,7 +124,7 @@ def test_replay_guard_accepts_each_number_once_within_a_window_and_persists_the_
 
 def test_a_number_that_cannot_be_stored_is_not_accepted(tmp_path):
     guard = ReplayGuard(tmp_path / "r.sqlite")
-    guard._store.db.execute("DROP TABLE arsn")
+    guard.store.db.execute("DROP TABLE arsn")
     with pytest.raises(sqlite3.Error):
         guard.admit(1, 7)
     assert guard.highest(1) == 0

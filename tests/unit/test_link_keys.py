@@ -20,6 +20,7 @@ from flight.spacelink.sdls import ReplayGuard, StationKey, protect
 from flight.subsystems.link.key_store import KEYS_FILE, KeyStore
 from flight.subsystems.link.uplink import REPLAY_STATE_FILE
 from tests.support.link_harness import DICT, Ground, LinkHarness, _kinds, _ping
+from tests.support.storage import damage_header
 
 SOURCE = 0x1234
 KEEP = (1, 17, pus141.KEY_SERVICE)
@@ -263,8 +264,7 @@ def _restart_with_damage(tmp_path, *files: str) -> tuple[LinkHarness, KeyGround]
     """The link started again on ``tmp_path`` (its data directory) after ``files`` of it were
     damaged (their SQLite header overwritten), with a ground connected."""
     for name in files:
-        with open(tmp_path / name, "r+b") as f:
-            f.write(b"DAMAGED!" * 8)
+        damage_header(tmp_path / name)
     again = LinkHarness(tmp_path, contact="always")
     again.frame()
     return again, KeyGround(again)
@@ -321,7 +321,7 @@ def test_a_change_its_mirror_cannot_take_is_announced_once_and_the_mirror_rebuil
     harness = LinkHarness(tmp_path, contact="always")
     harness.frame()
     ground = KeyGround(harness)
-    harness.link.auth._replay._store.mirror.execute("DROP TABLE arsn")  # the mirror refuses every write now
+    harness.link.auth.replay.store.mirror.execute("DROP TABLE arsn")  # the mirror refuses every write now
     for _ in range(2):
         ground.ping(harness.key)
         assert _kinds(ground.expect(1)) == [(17, 2)]  # accepted: the file holds its number
@@ -329,7 +329,7 @@ def test_a_change_its_mirror_cannot_take_is_announced_once_and_the_mirror_rebuil
     harness.frame()
     assert [(e.data["severity"], e.data["args"]) for e in harness.events("security_mirror_behind")] == [
         ("MEDIUM", {"count": 2, "total": 2})]
-    highest = harness.link.auth._replay.highest(harness.key.spi)
+    highest = harness.link.auth.replay.highest(harness.key.spi)
     ground.close()
     harness.close()
     ReplayGuard(tmp_path / REPLAY_STATE_FILE).close()

@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 
 from flight.core import storage
+from tests.support.storage import damage_header
 
 
 def make_db(path, rows: int = 2000) -> None:
@@ -70,11 +71,6 @@ def rows_of(path) -> list[tuple]:
         db.close()
 
 
-def damage(path) -> None:
-    with open(path, "r+b") as f:
-        f.write(b"DAMAGED!" * 8)
-
-
 @pytest.mark.parametrize("which", ["file", "mirror"])
 def test_a_damaged_copy_is_rebuilt_from_the_other_and_named_as_restored(tmp_path, which):
     path = tmp_path / "link_keys.sqlite"
@@ -82,7 +78,7 @@ def test_a_damaged_copy_is_rebuilt_from_the_other_and_named_as_restored(tmp_path
     assert mirror.name == "link_keys.mirror.sqlite"
     mirrored(path, 5)
     damaged, other = (path, mirror) if which == "file" else (mirror, path)
-    damage(damaged)
+    damage_header(damaged)
     store = storage.MirroredStore(path, SCHEMA)
     assert not store.lost
     assert store.db.execute("SELECT count(*) FROM t").fetchone() == (5,)
@@ -126,8 +122,8 @@ def test_a_store_kept_once_before_gets_its_mirror_and_a_file_with_no_copy_left_i
     assert not store.lost
     store.close()
     assert rows_of(storage.mirror_path(path)) == rows_of(path) and len(rows_of(path)) == 3
-    damage(path)
-    damage(storage.mirror_path(path))
+    damage_header(path)
+    damage_header(storage.mirror_path(path))
     store = storage.MirroredStore(path, SCHEMA)
     assert store.lost and store.db.execute("SELECT count(*) FROM t").fetchone() == (0,)
     moved = storage.take_moved_aside()

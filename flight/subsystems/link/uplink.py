@@ -64,7 +64,7 @@ class Authenticator:
         self.keks = keks or {}
         self.lab = lab
         self.store: KeyStore | None = None
-        self._replay: ReplayGuard | None = None
+        self.replay: ReplayGuard | None = None
 
     def open(self, data_path: Path) -> None:
         """Open the key store (seeded on the mission's first run) and the replay state in
@@ -76,19 +76,19 @@ class Authenticator:
         if not self.lab:
             self.store = KeyStore(data_path / KEYS_FILE)
             self.store.seed(self.file_keys)
-            self._replay = ReplayGuard(data_path / REPLAY_STATE_FILE)
+            self.replay = ReplayGuard(data_path / REPLAY_STATE_FILE)
 
     @property
     def mirror_failures(self) -> int:
         """Changes of the key store and the anti-replay state that reached their file but not
         its mirror (0 in lab mode)."""
-        return sum(part.mirror_failures for part in (self._replay, self.store) if part is not None)
+        return sum(part.mirror_failures for part in (self.replay, self.store) if part is not None)
 
     def close(self) -> None:
-        for part in (self._replay, self.store):
+        for part in (self.replay, self.store):
             if part is not None:
                 part.close()
-        self._replay = self.store = None
+        self.replay = self.store = None
 
     def _check(self, tc: PusTc) -> Authenticated:
         auth = unprotect(tc, self.store.material)  # any state: a revoked key's own MAC is told from a forgery
@@ -118,7 +118,7 @@ class Authenticator:
             return
         for tc in tcs:
             auth = self._check(tc)
-            self._replay.admit(auth.spi, auth.arsn)
+            self.replay.admit(auth.spi, auth.arsn)
 
     def accept(self, tc: PusTc) -> bytes:
         """:meth:`admit` ``tc`` and return its service data.
@@ -129,7 +129,7 @@ class Authenticator:
         if self.lab:
             return bytes(tc.app_data)
         auth = self._check(tc)
-        self._replay.admit(auth.spi, auth.arsn)
+        self.replay.admit(auth.spi, auth.arsn)
         return auth.data
 
 
